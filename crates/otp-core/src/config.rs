@@ -1,0 +1,1049 @@
+//! Settings: defaults, an optional TOML file and `OTP_AUTH_*` environment variables,
+//! validated once at start-up with errors that name the variable to fix.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use ipnet::IpNet;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// The prefix of every environment variable the library reads.
+pub const ENV_PREFIX: &str = "OTP_AUTH_";
+
+/// The TOML file read by [`Config::load`] when it exists, unless `OTP_AUTH_CONFIG_FILE`
+/// names another.
+pub const DEFAULT_CONFIG_FILE: &str = "otp-auth.toml";
+
+/// Secrets that are known placeholders and must never sign a token.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "your-secret-key",
+    "your-secret-key-here",
+    "your-super-secret-key",
+    "change-me",
+    "changeme",
+    "change-this-secret",
+    "secret",
+    "supersecret",
+    "your-jwt-secret",
+    "jwt-secret",
+    "please-change-me",
+];
+
+/// The minimum length of an HMAC key in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// JWT signing algorithm (`OTP_AUTH_JWT_ALGORITHM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[non_exhaustive]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256.
+    #[default]
+    HS256,
+    /// HMAC with SHA-384.
+    HS384,
+    /// HMAC with SHA-512.
+    HS512,
+    /// RSA PKCS#1 v1.5 with SHA-256 (needs a private key file; not available yet).
+    RS256,
+    /// ECDSA P-256 with SHA-256 (needs a private key file; not available yet).
+    ES256,
+    /// Ed25519 (needs a private key file; not available yet).
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// `true` for the HMAC algorithms, which take `OTP_AUTH_JWT_SECRET`.
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        )
+    }
+}
+
+/// The cookie's `SameSite` attribute (`OTP_AUTH_COOKIE_SAMESITE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    /// `SameSite=Lax`: sent on top-level navigations, not on cross-site subrequests.
+    #[default]
+    Lax,
+    /// `SameSite=Strict`: never sent cross-site.
+    Strict,
+    /// `SameSite=None`: sent cross-site; requires `Secure`.
+    None,
+}
+
+impl SameSite {
+    /// The attribute value as written in `Set-Cookie`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SameSite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "lax" => Ok(SameSite::Lax),
+            "strict" => Ok(SameSite::Strict),
+            "none" => Ok(SameSite::None),
+            other => Err(serde::de::Error::custom(format!(
+                "expected lax, strict or none, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// How the SMTP connection is secured (`OTP_AUTH_SMTP_TLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text; only sensible for a server on loopback.
+    None,
+    /// Plain connection upgraded with STARTTLS (required, not opportunistic).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+impl<'de> Deserialize<'de> for SmtpTls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(SmtpTls::None),
+            "starttls" => Ok(SmtpTls::Starttls),
+            "tls" => Ok(SmtpTls::Tls),
+            other => Err(serde::de::Error::custom(format!(
+                "expected none, starttls or tls, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Every setting of the library. Field names are the environment variables' names after
+/// `OTP_AUTH_`, lowercased (`jwt_secret` ← `OTP_AUTH_JWT_SECRET`).
+///
+/// ```no_run
+/// let config = otp_core::Config::load()?;
+/// config.validate()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Store address: `redis://`, `rediss://` or `redis-cluster://`.
+    pub redis_url: String,
+    /// SMTP server host.
+    pub smtp_server: String,
+    /// SMTP server port.
+    pub smtp_port: u16,
+    /// SMTP user name; no AUTH when unset.
+    pub smtp_username: Option<String>,
+    /// SMTP password; no AUTH when unset.
+    pub smtp_password: Option<SecretString>,
+    /// SMTP transport security; see [`Config::smtp_tls_mode`] for the default.
+    pub smtp_tls: Option<SmtpTls>,
+    /// Sender address of the login mail.
+    pub mail_from: String,
+    /// Sender display name, also the application name in the mail.
+    pub mail_from_name: String,
+    /// Code lifetime in seconds (1 to 600).
+    pub otp_expiry_seconds: u64,
+    /// Digits per code (6 to 10).
+    pub otp_length: u8,
+    /// Prefix of every store key.
+    pub otp_key_prefix: String,
+    /// Code requests per address per minute.
+    pub otp_rate_limit_per_minute: u32,
+    /// Code requests per client IP per minute.
+    pub otp_rate_limit_per_ip_per_minute: u32,
+    /// Failed verifications per address per lockout window (1 to 100).
+    pub otp_max_verify_attempts: u32,
+    /// The lockout window in seconds.
+    pub otp_lockout_seconds: u64,
+    /// HMAC key of the tokens (at least 32 bytes).
+    pub jwt_secret: Option<SecretString>,
+    /// Key of the code and address HMACs; derived from `jwt_secret` when unset.
+    pub code_secret: Option<SecretString>,
+    /// Signing algorithm.
+    pub jwt_algorithm: JwtAlgorithm,
+    /// `iss` of issued tokens, checked on verification when set.
+    pub jwt_issuer: Option<String>,
+    /// `aud` of issued tokens, checked on verification when set.
+    pub jwt_audience: Option<String>,
+    /// Clock leeway in seconds when checking `exp` (default 0).
+    pub jwt_leeway_seconds: u64,
+    /// Access token lifetime in minutes.
+    pub access_token_expire_minutes: u64,
+    /// Refresh token lifetime in days.
+    pub refresh_token_expire_days: u64,
+    /// Prefix of revocation and session keys.
+    pub blacklist_key_prefix: String,
+    /// `Secure` attribute of the refresh cookie.
+    pub cookie_secure: bool,
+    /// Name of the refresh cookie.
+    pub cookie_name: String,
+    /// `SameSite` attribute of the refresh cookie.
+    pub cookie_samesite: SameSite,
+    /// `Path` attribute of the refresh cookie.
+    pub cookie_path: String,
+    /// Development mode: the all-zeros code is accepted and no mail is sent.
+    pub disable_local_auth: bool,
+    /// Glob patterns (`*`, `?`) narrowing the magic code to some addresses; empty: all.
+    #[serde(deserialize_with = "string_list")]
+    pub magic_otp_emails: Vec<String>,
+    /// Proxies (IPs or CIDR networks) whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Origins allowed to call the endpoints; when set, any other `Origin` gets 403.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            redis_url: "redis://localhost:6379/0".to_owned(),
+            smtp_server: "127.0.0.1".to_owned(),
+            smtp_port: 1025,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_tls: None,
+            mail_from: "no-reply@localhost".to_owned(),
+            mail_from_name: "OTP Auth".to_owned(),
+            otp_expiry_seconds: 300,
+            otp_length: 6,
+            otp_key_prefix: "otp_".to_owned(),
+            otp_rate_limit_per_minute: 5,
+            otp_rate_limit_per_ip_per_minute: 30,
+            otp_max_verify_attempts: 5,
+            otp_lockout_seconds: 900,
+            jwt_secret: None,
+            code_secret: None,
+            jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_seconds: 0,
+            access_token_expire_minutes: 60,
+            refresh_token_expire_days: 7,
+            blacklist_key_prefix: "blacklist_".to_owned(),
+            cookie_secure: true,
+            cookie_name: "refresh_token".to_owned(),
+            cookie_samesite: SameSite::Lax,
+            cookie_path: "/".to_owned(),
+            disable_local_auth: false,
+            magic_otp_emails: Vec::new(),
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            body_limit_bytes: 16 * 1024,
+        }
+    }
+}
+
+// Secrets are shown as set or unset, never their value.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn secret(s: &Option<SecretString>) -> &'static str {
+            if s.is_some() { "[set]" } else { "[unset]" }
+        }
+        f.debug_struct("Config")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("smtp_server", &self.smtp_server)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &secret(&self.smtp_password))
+            .field("smtp_tls", &self.smtp_tls_mode())
+            .field("mail_from", &self.mail_from)
+            .field("mail_from_name", &self.mail_from_name)
+            .field("otp_expiry_seconds", &self.otp_expiry_seconds)
+            .field("otp_length", &self.otp_length)
+            .field("otp_key_prefix", &self.otp_key_prefix)
+            .field("otp_rate_limit_per_minute", &self.otp_rate_limit_per_minute)
+            .field(
+                "otp_rate_limit_per_ip_per_minute",
+                &self.otp_rate_limit_per_ip_per_minute,
+            )
+            .field("otp_max_verify_attempts", &self.otp_max_verify_attempts)
+            .field("otp_lockout_seconds", &self.otp_lockout_seconds)
+            .field("jwt_secret", &secret(&self.jwt_secret))
+            .field("code_secret", &secret(&self.code_secret))
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
+            .field(
+                "access_token_expire_minutes",
+                &self.access_token_expire_minutes,
+            )
+            .field("refresh_token_expire_days", &self.refresh_token_expire_days)
+            .field("blacklist_key_prefix", &self.blacklist_key_prefix)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_samesite", &self.cookie_samesite)
+            .field("cookie_path", &self.cookie_path)
+            .field("disable_local_auth", &self.disable_local_auth)
+            .field("magic_otp_emails", &self.magic_otp_emails)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .finish()
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` address.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.rsplit_once('@')
+    {
+        let user = creds.split_once(':').map_or(creds, |(u, _)| u);
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+/// A configuration that cannot be used: every problem found, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    /// One sentence per problem, starting with the variable's name.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: String) -> ConfigError {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+}
+
+impl From<ConfigError> for crate::Error {
+    fn from(e: ConfigError) -> Self {
+        crate::Error::Config(e.to_string())
+    }
+}
+
+impl Config {
+    /// The figment the configuration is read from: defaults, then the TOML file named by
+    /// `OTP_AUTH_CONFIG_FILE` (or `otp-auth.toml` when it exists), then `OTP_AUTH_*`
+    /// variables. Add providers to it to read settings from elsewhere.
+    pub fn figment() -> Figment {
+        let file = std::env::var("OTP_AUTH_CONFIG_FILE")
+            .unwrap_or_else(|_| DEFAULT_CONFIG_FILE.to_owned());
+        Figment::new()
+            .merge(Toml::file(file))
+            .merge(RawEnv(Env::prefixed(ENV_PREFIX).ignore(&[
+                "config_file",
+                "store",
+                "mailer",
+            ])))
+    }
+
+    /// Reads the configuration from [`Config::figment`]. Call [`Config::validate`] next
+    /// (the engine does so too).
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::from_figment(&Self::figment())
+    }
+
+    /// Reads the configuration from `figment`, with defaults for what it does not set.
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
+        if let Ok(path) = std::env::var("OTP_AUTH_CONFIG_FILE")
+            && !Path::new(&path).exists()
+        {
+            return Err(ConfigError::one(format!(
+                "OTP_AUTH_CONFIG_FILE names {path:?}, which does not exist"
+            )));
+        }
+        figment.extract_lossy().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| describe_figment_error(&e)).collect(),
+        })
+    }
+
+    /// Sets a random JWT secret when none is configured, with a warning: tokens then die
+    /// with the process. For development only; the example apps use it for their embedded
+    /// default.
+    pub fn with_ephemeral_jwt_secret(mut self) -> Config {
+        if self.jwt_secret.is_none() && self.jwt_algorithm.is_hmac() {
+            let bytes: [u8; 32] = rand::rng().random();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            tracing::warn!(
+                "OTP_AUTH_JWT_SECRET is not set: using a random key for this process only; \
+                 tokens will not survive a restart. Set OTP_AUTH_JWT_SECRET in production."
+            );
+            self.jwt_secret = Some(SecretString::from(hex));
+        }
+        self
+    }
+
+    /// The TLS mode in effect: the configured one, else `none` for a loopback server and
+    /// `starttls` for any other.
+    pub fn smtp_tls_mode(&self) -> SmtpTls {
+        self.smtp_tls.unwrap_or_else(|| {
+            let host = self
+                .smtp_server
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                SmtpTls::None
+            } else {
+                SmtpTls::Starttls
+            }
+        })
+    }
+
+    /// The trusted proxies, parsed. Plain addresses become single-host networks.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
+        let mut out = Vec::with_capacity(self.trusted_proxies.len());
+        let mut problems = Vec::new();
+        for p in &self.trusted_proxies {
+            match p
+                .parse::<IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+            {
+                Ok(net) => out.push(net),
+                Err(_) => problems.push(format!(
+                    "OTP_AUTH_TRUSTED_PROXIES: {p:?} is not an IP address or CIDR network"
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Checks every bound and secret; the error lists every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        if !(1..=600).contains(&self.otp_expiry_seconds) {
+            p.push(format!(
+                "OTP_AUTH_OTP_EXPIRY_SECONDS must be between 1 and 600, got {}",
+                self.otp_expiry_seconds
+            ));
+        }
+        if !(6..=10).contains(&self.otp_length) {
+            p.push(format!(
+                "OTP_AUTH_OTP_LENGTH must be between 6 and 10, got {}",
+                self.otp_length
+            ));
+        }
+        if !(1..=100).contains(&self.otp_max_verify_attempts) {
+            p.push(format!(
+                "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS must be between 1 and 100, got {}",
+                self.otp_max_verify_attempts
+            ));
+        }
+        if !(1..=86_400).contains(&self.otp_lockout_seconds) {
+            p.push(format!(
+                "OTP_AUTH_OTP_LOCKOUT_SECONDS must be between 1 and 86400, got {}",
+                self.otp_lockout_seconds
+            ));
+        }
+        if self.otp_rate_limit_per_minute == 0 {
+            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE must be at least 1".to_owned());
+        }
+        if self.otp_rate_limit_per_ip_per_minute == 0 {
+            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE must be at least 1".to_owned());
+        }
+        if !(1..=60 * 24 * 7).contains(&self.access_token_expire_minutes) {
+            p.push(format!(
+                "OTP_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES must be between 1 and 10080, got {}",
+                self.access_token_expire_minutes
+            ));
+        }
+        if !(1..=365).contains(&self.refresh_token_expire_days) {
+            p.push(format!(
+                "OTP_AUTH_REFRESH_TOKEN_EXPIRE_DAYS must be between 1 and 365, got {}",
+                self.refresh_token_expire_days
+            ));
+        }
+        if self.jwt_leeway_seconds > 300 {
+            p.push(format!(
+                "OTP_AUTH_JWT_LEEWAY_SECONDS must be at most 300, got {}",
+                self.jwt_leeway_seconds
+            ));
+        }
+        if !(256..=1024 * 1024).contains(&self.body_limit_bytes) {
+            p.push(format!(
+                "OTP_AUTH_BODY_LIMIT_BYTES must be between 256 and 1048576, got {}",
+                self.body_limit_bytes
+            ));
+        }
+        if self.jwt_algorithm.is_hmac() {
+            match &self.jwt_secret {
+                None => p.push(
+                    "OTP_AUTH_JWT_SECRET is not set: set a random key of at least 32 bytes \
+                     (for example `openssl rand -hex 32`)"
+                        .to_owned(),
+                ),
+                Some(s) => {
+                    if let Some(why) = weak_secret(s.expose_secret()) {
+                        p.push(format!("OTP_AUTH_JWT_SECRET {why}"));
+                    }
+                }
+            }
+        } else {
+            p.push(format!(
+                "OTP_AUTH_JWT_ALGORITHM {:?} needs a private key, which this version does not \
+                 support yet; use HS256, HS384 or HS512",
+                self.jwt_algorithm
+            ));
+        }
+        match &self.code_secret {
+            Some(s) => {
+                if let Some(why) = weak_secret(s.expose_secret()) {
+                    p.push(format!("OTP_AUTH_CODE_SECRET {why}"));
+                }
+            }
+            None if self.jwt_secret.is_none() || !self.jwt_algorithm.is_hmac() => p.push(
+                "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set".to_owned(),
+            ),
+            None => {}
+        }
+        if self.otp_key_prefix.is_empty() || !is_key_prefix(&self.otp_key_prefix) {
+            p.push(format!(
+                "OTP_AUTH_OTP_KEY_PREFIX must be non-empty printable ASCII without spaces or \
+                 braces, got {:?}",
+                self.otp_key_prefix
+            ));
+        }
+        if self.blacklist_key_prefix.is_empty() || !is_key_prefix(&self.blacklist_key_prefix) {
+            p.push(format!(
+                "OTP_AUTH_BLACKLIST_KEY_PREFIX must be non-empty printable ASCII without spaces \
+                 or braces, got {:?}",
+                self.blacklist_key_prefix
+            ));
+        }
+        if self.cookie_name.is_empty() || !self.cookie_name.bytes().all(is_cookie_name_byte) {
+            p.push(format!(
+                "OTP_AUTH_COOKIE_NAME must be a cookie token (letters, digits, -_.), got {:?}",
+                self.cookie_name
+            ));
+        }
+        if !self.cookie_path.starts_with('/')
+            || self
+                .cookie_path
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b';' || b == b' ')
+        {
+            p.push(format!(
+                "OTP_AUTH_COOKIE_PATH must start with / and hold no ; or spaces, got {:?}",
+                self.cookie_path
+            ));
+        }
+        if self.cookie_samesite == SameSite::None && !self.cookie_secure {
+            p.push(
+                "OTP_AUTH_COOKIE_SAMESITE=none requires OTP_AUTH_COOKIE_SECURE=true (browsers \
+                 drop such cookies)"
+                    .to_owned(),
+            );
+        }
+        if let Err(e) = crate::email::Email::parse(&self.mail_from)
+            && !is_local_sender(&self.mail_from)
+        {
+            p.push(format!(
+                "OTP_AUTH_MAIL_FROM is not a valid address ({e}): {:?}",
+                self.mail_from
+            ));
+        }
+        if self.mail_from_name.chars().any(char::is_control) || self.mail_from_name.len() > 100 {
+            p.push(
+                "OTP_AUTH_MAIL_FROM_NAME must be at most 100 bytes without control characters"
+                    .to_owned(),
+            );
+        }
+        if let Err(e) = self.trusted_proxy_networks() {
+            p.extend(e.problems);
+        }
+        for o in &self.allowed_origins {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                p.push(format!(
+                    "OTP_AUTH_ALLOWED_ORIGINS: {o:?} is not an origin (scheme://host[:port], \
+                     no trailing slash)"
+                ));
+            }
+        }
+        for g in &self.magic_otp_emails {
+            if g.trim().is_empty() || g.chars().any(char::is_control) {
+                p.push(format!(
+                    "OTP_AUTH_MAGIC_OTP_EMAILS: {g:?} is not a valid pattern"
+                ));
+            }
+        }
+        if !self.magic_otp_emails.is_empty() && !self.disable_local_auth {
+            p.push(
+                "OTP_AUTH_MAGIC_OTP_EMAILS is set but OTP_AUTH_DISABLE_LOCAL_AUTH is not: \
+                 the patterns would have no effect"
+                    .to_owned(),
+            );
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: p })
+        }
+    }
+}
+
+// `no-reply@localhost`, the default sender, has no dot in its domain: fine as a sender.
+fn is_local_sender(addr: &str) -> bool {
+    addr.rsplit_once('@').is_some_and(|(l, d)| {
+        !l.is_empty()
+            && d.eq_ignore_ascii_case("localhost")
+            && crate::email::Email::parse(&format!("{l}@localhost.localdomain")).is_ok()
+    })
+}
+
+fn is_key_prefix(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+}
+
+fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b)
+}
+
+/// Why a secret is too weak, or `None` when it is fine.
+fn weak_secret(s: &str) -> Option<String> {
+    if s.len() < MIN_SECRET_LEN {
+        return Some(format!(
+            "is {} bytes long; it must be at least {MIN_SECRET_LEN} random bytes",
+            s.len()
+        ));
+    }
+    let lower = s.to_ascii_lowercase();
+    if PLACEHOLDER_SECRETS.iter().any(|ph| {
+        lower.trim_matches(|c: char| !c.is_ascii_alphanumeric()) == *ph
+            || lower.starts_with(ph) && lower.len() < 48
+    }) {
+        return Some("is a placeholder from documentation; generate a random key".to_owned());
+    }
+    let mut distinct = s.bytes().collect::<Vec<_>>();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Some("has too little variety to be a random key".to_owned());
+    }
+    None
+}
+
+/// `OTP_AUTH_*` variables as plain strings. figment's own `Env` parses values, which
+/// turns a secret like `0123…` into the number 123…; numbers and booleans are read from
+/// the strings by `extract_lossy` instead.
+struct RawEnv(Env);
+
+impl Provider for RawEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("OTP_AUTH_* environment variables")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict: Dict = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), Value::from(v)))
+            .collect();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let var = e
+        .path
+        .first()
+        .map(|f| format!("{ENV_PREFIX}{}", f.to_ascii_uppercase()))
+        .unwrap_or_else(|| "configuration".to_owned());
+    format!("{var}: {}", e.kind)
+}
+
+/// Accepts a list as a sequence (TOML) or as one comma-separated string (environment).
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const GOOD: &str = "3f9a1c77e0b24d5e8a6b9c0d1e2f3a4b5c6d7e8f90a1b2c3";
+
+    fn valid() -> Config {
+        Config {
+            jwt_secret: Some(GOOD.into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_settings_table() {
+        let c = Config::default();
+        assert_eq!(c.redis_url, "redis://localhost:6379/0");
+        assert_eq!((c.smtp_server.as_str(), c.smtp_port), ("127.0.0.1", 1025));
+        assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
+        assert_eq!(c.mail_from, "no-reply@localhost");
+        assert_eq!(c.mail_from_name, "OTP Auth");
+        assert_eq!(c.otp_expiry_seconds, 300);
+        assert_eq!(c.otp_length, 6);
+        assert_eq!(c.otp_key_prefix, "otp_");
+        assert_eq!(c.otp_rate_limit_per_minute, 5);
+        assert_eq!(c.otp_rate_limit_per_ip_per_minute, 30);
+        assert_eq!(c.otp_max_verify_attempts, 5);
+        assert_eq!(c.otp_lockout_seconds, 900);
+        assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS256);
+        assert_eq!(c.access_token_expire_minutes, 60);
+        assert_eq!(c.refresh_token_expire_days, 7);
+        assert_eq!(c.blacklist_key_prefix, "blacklist_");
+        assert!(c.cookie_secure);
+        assert_eq!(c.cookie_name, "refresh_token");
+        assert_eq!(c.cookie_samesite, SameSite::Lax);
+        assert_eq!(c.cookie_path, "/");
+        assert!(!c.disable_local_auth);
+        assert_eq!(c.jwt_leeway_seconds, 0);
+        assert_eq!(c.body_limit_bytes, 16384);
+    }
+
+    #[test]
+    fn smtp_tls_default_depends_on_the_host() {
+        let mut c = Config {
+            smtp_server: "smtp.example.com".into(),
+            ..Config::default()
+        };
+        assert_eq!(c.smtp_tls_mode(), SmtpTls::Starttls);
+        c.smtp_server = "localhost".into();
+        assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
+        c.smtp_tls = Some(SmtpTls::Tls);
+        assert_eq!(c.smtp_tls_mode(), SmtpTls::Tls);
+    }
+
+    #[test]
+    fn reads_every_variable_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "OTP_AUTH_REDIS_URL",
+                "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000",
+            );
+            jail.set_env("OTP_AUTH_SMTP_SERVER", "smtp.example.com");
+            jail.set_env("OTP_AUTH_SMTP_PORT", "587");
+            jail.set_env("OTP_AUTH_SMTP_USERNAME", "mailer");
+            jail.set_env("OTP_AUTH_SMTP_PASSWORD", "12345678");
+            jail.set_env("OTP_AUTH_SMTP_TLS", "TLS");
+            jail.set_env("OTP_AUTH_MAIL_FROM", "login@example.com");
+            jail.set_env("OTP_AUTH_MAIL_FROM_NAME", "Example App");
+            jail.set_env("OTP_AUTH_OTP_EXPIRY_SECONDS", "120");
+            jail.set_env("OTP_AUTH_OTP_LENGTH", "8");
+            jail.set_env("OTP_AUTH_OTP_KEY_PREFIX", "app1_otp_");
+            jail.set_env("OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE", "3");
+            jail.set_env("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE", "10");
+            jail.set_env("OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS", "4");
+            jail.set_env("OTP_AUTH_OTP_LOCKOUT_SECONDS", "60");
+            // All digits with a leading zero: must stay the exact string.
+            jail.set_env("OTP_AUTH_JWT_SECRET", "01234567890123456789012345678901234");
+            jail.set_env("OTP_AUTH_CODE_SECRET", GOOD);
+            jail.set_env("OTP_AUTH_JWT_ALGORITHM", "HS512");
+            jail.set_env("OTP_AUTH_JWT_ISSUER", "https://auth.example.com");
+            jail.set_env("OTP_AUTH_JWT_AUDIENCE", "example-api");
+            jail.set_env("OTP_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES", "15");
+            jail.set_env("OTP_AUTH_REFRESH_TOKEN_EXPIRE_DAYS", "30");
+            jail.set_env("OTP_AUTH_BLACKLIST_KEY_PREFIX", "app1_bl_");
+            jail.set_env("OTP_AUTH_COOKIE_SECURE", "false");
+            jail.set_env("OTP_AUTH_COOKIE_NAME", "rt");
+            jail.set_env("OTP_AUTH_COOKIE_SAMESITE", "Strict");
+            jail.set_env("OTP_AUTH_COOKIE_PATH", "/auth");
+            jail.set_env("OTP_AUTH_DISABLE_LOCAL_AUTH", "true");
+            jail.set_env(
+                "OTP_AUTH_MAGIC_OTP_EMAILS",
+                "*@test.example.com, qa+*@example.com",
+            );
+            jail.set_env("OTP_AUTH_TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.7");
+            jail.set_env("OTP_AUTH_ALLOWED_ORIGINS", "https://app.example.com");
+            jail.set_env("OTP_AUTH_STORE", "redis");
+            let c = Config::load().expect("loads");
+            assert_eq!(
+                c.redis_url,
+                "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000"
+            );
+            assert_eq!(c.smtp_server, "smtp.example.com");
+            assert_eq!(c.smtp_port, 587);
+            assert_eq!(c.smtp_username.as_deref(), Some("mailer"));
+            assert_eq!(
+                c.smtp_password.as_ref().map(|s| s.expose_secret()),
+                Some("12345678")
+            );
+            assert_eq!(c.smtp_tls_mode(), SmtpTls::Tls);
+            assert_eq!(c.mail_from, "login@example.com");
+            assert_eq!(c.mail_from_name, "Example App");
+            assert_eq!(c.otp_expiry_seconds, 120);
+            assert_eq!(c.otp_length, 8);
+            assert_eq!(c.otp_key_prefix, "app1_otp_");
+            assert_eq!(c.otp_rate_limit_per_minute, 3);
+            assert_eq!(c.otp_rate_limit_per_ip_per_minute, 10);
+            assert_eq!(c.otp_max_verify_attempts, 4);
+            assert_eq!(c.otp_lockout_seconds, 60);
+            assert_eq!(
+                c.jwt_secret.as_ref().map(|s| s.expose_secret()),
+                Some("01234567890123456789012345678901234")
+            );
+            assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS512);
+            assert_eq!(c.jwt_issuer.as_deref(), Some("https://auth.example.com"));
+            assert_eq!(c.jwt_audience.as_deref(), Some("example-api"));
+            assert_eq!(c.access_token_expire_minutes, 15);
+            assert_eq!(c.refresh_token_expire_days, 30);
+            assert_eq!(c.blacklist_key_prefix, "app1_bl_");
+            assert!(!c.cookie_secure);
+            assert_eq!(c.cookie_name, "rt");
+            assert_eq!(c.cookie_samesite, SameSite::Strict);
+            assert_eq!(c.cookie_path, "/auth");
+            assert!(c.disable_local_auth);
+            assert_eq!(
+                c.magic_otp_emails,
+                ["*@test.example.com", "qa+*@example.com"]
+            );
+            assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
+            assert_eq!(c.allowed_origins, ["https://app.example.com"]);
+            c.validate().expect("valid");
+            assert_eq!(c.trusted_proxy_networks().unwrap().len(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn reads_a_toml_file_under_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "otp-auth.toml",
+                "otp_length = 7\nallowed_origins = [\"https://a.example\"]\ncookie_name = \"from_file\"\n",
+            )?;
+            jail.set_env("OTP_AUTH_COOKIE_NAME", "from_env");
+            let c = Config::load().expect("loads");
+            assert_eq!(c.otp_length, 7);
+            assert_eq!(c.allowed_origins, ["https://a.example"]);
+            assert_eq!(c.cookie_name, "from_env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn type_errors_name_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_AUTH_OTP_LENGTH", "six");
+            let e = Config::load().unwrap_err();
+            assert!(e.to_string().contains("OTP_AUTH_OTP_LENGTH"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_named_config_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_AUTH_CONFIG_FILE", "nope.toml");
+            let e = Config::load().unwrap_err();
+            assert!(e.to_string().contains("OTP_AUTH_CONFIG_FILE"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bounds_are_enforced_with_the_variable_named() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    otp_expiry_seconds: 601,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_EXPIRY_SECONDS",
+            ),
+            (
+                Config {
+                    otp_expiry_seconds: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_EXPIRY_SECONDS",
+            ),
+            (
+                Config {
+                    otp_length: 5,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_LENGTH",
+            ),
+            (
+                Config {
+                    otp_length: 11,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_LENGTH",
+            ),
+            (
+                Config {
+                    otp_max_verify_attempts: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS",
+            ),
+            (
+                Config {
+                    otp_max_verify_attempts: 101,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS",
+            ),
+            (
+                Config {
+                    otp_rate_limit_per_minute: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE",
+            ),
+            (
+                Config {
+                    cookie_name: "bad name".into(),
+                    ..valid()
+                },
+                "OTP_AUTH_COOKIE_NAME",
+            ),
+            (
+                Config {
+                    cookie_path: "auth".into(),
+                    ..valid()
+                },
+                "OTP_AUTH_COOKIE_PATH",
+            ),
+            (
+                Config {
+                    cookie_samesite: SameSite::None,
+                    cookie_secure: false,
+                    ..valid()
+                },
+                "OTP_AUTH_COOKIE_SAMESITE",
+            ),
+            (
+                Config {
+                    trusted_proxies: vec!["nope".into()],
+                    ..valid()
+                },
+                "OTP_AUTH_TRUSTED_PROXIES",
+            ),
+            (
+                Config {
+                    allowed_origins: vec!["app.example.com".into()],
+                    ..valid()
+                },
+                "OTP_AUTH_ALLOWED_ORIGINS",
+            ),
+            (
+                Config {
+                    mail_from: "not an address".into(),
+                    ..valid()
+                },
+                "OTP_AUTH_MAIL_FROM",
+            ),
+            (
+                Config {
+                    jwt_algorithm: JwtAlgorithm::RS256,
+                    ..valid()
+                },
+                "OTP_AUTH_JWT_ALGORITHM",
+            ),
+            (
+                Config {
+                    otp_key_prefix: String::new(),
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_KEY_PREFIX",
+            ),
+        ];
+        for (c, var) in cases {
+            let e = c.validate().expect_err(var);
+            assert!(e.to_string().contains(var), "{e} does not name {var}");
+        }
+        valid().validate().expect("the base case is valid");
+    }
+
+    #[test]
+    fn weak_and_placeholder_secrets_refuse_to_start() {
+        for bad in [
+            "short",
+            "your-secret-key",
+            "your-secret-key-here-change-it-please!!",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababababababababababababab",
+        ] {
+            let c = Config {
+                jwt_secret: Some(bad.into()),
+                ..Config::default()
+            };
+            let e = c.validate().expect_err(bad);
+            assert!(e.to_string().contains("OTP_AUTH_JWT_SECRET"), "{e}");
+        }
+        let e = Config::default().validate().unwrap_err();
+        assert!(
+            e.to_string().contains("OTP_AUTH_JWT_SECRET is not set"),
+            "{e}"
+        );
+        let c = Config {
+            code_secret: Some("tiny".into()),
+            ..valid()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("OTP_AUTH_CODE_SECRET")
+        );
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let c = Config {
+            smtp_password: Some("hunter2-smtp-password".into()),
+            code_secret: Some("code-secret-0123456789abcdefghijklmnop".into()),
+            redis_url: "redis://user:redispass@host:6379".into(),
+            ..valid()
+        };
+        let shown = format!("{c:?}");
+        for secret in [GOOD, "hunter2", "code-secret", "redispass"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("[set]"));
+    }
+
+    #[test]
+    fn ephemeral_secret_is_strong() {
+        let c = Config::default().with_ephemeral_jwt_secret();
+        c.validate().expect("the random key passes validation");
+        let d = Config::default().with_ephemeral_jwt_secret();
+        assert_ne!(
+            c.jwt_secret.as_ref().map(|s| s.expose_secret().to_owned()),
+            d.jwt_secret.as_ref().map(|s| s.expose_secret().to_owned())
+        );
+    }
+}

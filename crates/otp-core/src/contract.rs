@@ -1,0 +1,862 @@
+//! The backend contract suite: every outcome of every [`OtpStore`] and [`TokenBlacklist`]
+//! operation, expiry, and atomicity under concurrency. Every backend of this project runs
+//! it, and a custom store should too:
+//!
+//! ```ignore
+//! // tests/contract.rs of your crate, with otp-core's `test-util` feature and tokio
+//! // (macros, rt-multi-thread) as dev-dependencies:
+//! otp_core::otp_store_contract!(my_store, async { std::sync::Arc::new(MyStore::connect().await) });
+//! otp_core::blacklist_contract!(my_blacklist, async { std::sync::Arc::new(MyStore::connect().await) });
+//! ```
+//!
+//! Each test uses fresh random keys, so the suites can share one store and run in parallel.
+//! Some tests sleep a few seconds to see entries expire.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
+use crate::email::Email;
+use crate::store::{
+    AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
+    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest,
+};
+use crate::token::{now_secs, random_id};
+
+/// The limits the suite runs with unless a test needs others.
+pub fn limits() -> Limits {
+    Limits {
+        per_address: 5,
+        per_ip: 30,
+        request_window: Duration::from_secs(60),
+        max_attempts: 3,
+        lockout: Duration::from_secs(900),
+    }
+}
+
+/// A fresh address with its key and a code MAC maker.
+pub struct Fixture {
+    hasher: CodeHasher,
+    email: Email,
+    /// The address's store key.
+    pub address: AddressKey,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Fixture {
+    /// A random address under a random key.
+    pub fn new() -> Fixture {
+        let hasher = CodeHasher::new(random_id().as_bytes());
+        let local = random_id().to_ascii_lowercase().replace(['-', '_'], "x");
+        let email = Email::parse(&format!("{local}@contract.example.com"))
+            .unwrap_or_else(|e| panic!("fixture address: {e}"));
+        let address = hasher.address_key(&email);
+        Fixture {
+            hasher,
+            email,
+            address,
+        }
+    }
+
+    /// The MAC of `code` (six digits) for this address.
+    pub fn mac(&self, code: &str) -> CodeMac {
+        let code = Code::parse(code, 6).unwrap_or_else(|| panic!("fixture code {code}"));
+        self.hasher.code_mac(&self.email, &code)
+    }
+
+    /// An issue request for `code` with `limits` from `ip`.
+    pub fn issue(&self, code: &str, ip: Option<&str>, limits: Limits) -> IssueRequest {
+        IssueRequest {
+            address: self.address.clone(),
+            ip: ip.map(|ip| IpKey::new(ip.parse().unwrap_or_else(|e| panic!("ip {ip}: {e}")))),
+            code_mac: self.mac(code),
+            code_ttl: Duration::from_secs(300),
+            limits,
+        }
+    }
+
+    /// A verify request for `code` with `limits`.
+    pub fn verify(&self, code: &str, limits: Limits) -> VerifyRequest {
+        VerifyRequest {
+            address: self.address.clone(),
+            code_mac: self.mac(code),
+            limits,
+        }
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+/// A random IPv4 address in TEST-NET-3, so tests do not share IP buckets.
+pub fn random_ip() -> String {
+    let n = u32::from_be_bytes(rand::random::<[u8; 4]>());
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+}
+
+macro_rules! expect {
+    ($left:expr, $right:expr, $what:expr) => {{
+        let l = $left;
+        let r = $right;
+        assert!(l == r, "{}: got {:?}, expected {:?}", $what, l, r);
+    }};
+}
+
+/// A stored code verifies once; a second try finds no code.
+pub async fn issue_then_verify_once(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let ip = random_ip();
+    expect!(
+        store
+            .issue(&f.issue("123456", Some(&ip), limits()))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued,
+        "issue"
+    );
+    expect!(
+        store.verify(&f.verify("123456", limits())).await.unwrap(),
+        VerifyOutcome::Verified,
+        "verify"
+    );
+    expect!(
+        store.verify(&f.verify("123456", limits())).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "second verify"
+    );
+}
+
+/// An address with no code: `NoCode`, and no failure is counted.
+pub async fn verify_without_code(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    for _ in 0..5 {
+        expect!(
+            store.verify(&f.verify("123456", limits())).await.unwrap(),
+            VerifyOutcome::NoCode,
+            "verify"
+        );
+    }
+    // Had those counted, the address would be locked out now.
+    store
+        .issue(&f.issue("111111", None, limits()))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("111111", limits())).await.unwrap(),
+        VerifyOutcome::Verified,
+        "verify after issue"
+    );
+}
+
+/// Wrong codes count down to a lockout that kills the pending code and refuses new ones.
+pub async fn wrong_codes_lock_out(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    store
+        .issue(&f.issue("123456", None, limits()))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("000001", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "1st wrong"
+    );
+    expect!(
+        store.verify(&f.verify("000002", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 1 },
+        "2nd wrong"
+    );
+    expect!(
+        store.verify(&f.verify("000003", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 0 },
+        "3rd wrong"
+    );
+    match store.verify(&f.verify("123456", limits())).await.unwrap() {
+        VerifyOutcome::LockedOut { retry_after } => {
+            assert!(
+                retry_after > Duration::from_secs(890) && retry_after <= Duration::from_secs(900),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("the right code after the cap: {other:?}"),
+    }
+    match store
+        .issue(&f.issue("654321", None, limits()))
+        .await
+        .unwrap()
+    {
+        IssueOutcome::LockedOut { .. } => {}
+        other => panic!("issue while locked out: {other:?}"),
+    }
+    match store.verify(&f.verify("654321", limits())).await.unwrap() {
+        VerifyOutcome::LockedOut { .. } => {}
+        other => panic!("a code issued while locked out: {other:?}"),
+    }
+}
+
+/// A resend replaces the code but keeps the failure count.
+pub async fn resend_keeps_failures(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    store
+        .issue(&f.issue("123456", None, limits()))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("000001", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "1st wrong"
+    );
+    expect!(
+        store.verify(&f.verify("000002", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 1 },
+        "2nd wrong"
+    );
+    expect!(
+        store
+            .issue(&f.issue("222222", None, limits()))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued,
+        "resend"
+    );
+    expect!(
+        store.verify(&f.verify("123456", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 0 },
+        "old code after resend"
+    );
+    match store.verify(&f.verify("222222", limits())).await.unwrap() {
+        VerifyOutcome::LockedOut { .. } => {}
+        other => panic!("new code after the cap: {other:?}"),
+    }
+}
+
+/// A success resets the failure count.
+pub async fn success_resets_failures(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    store
+        .issue(&f.issue("123456", None, limits()))
+        .await
+        .unwrap();
+    store.verify(&f.verify("000001", limits())).await.unwrap();
+    store.verify(&f.verify("000002", limits())).await.unwrap();
+    expect!(
+        store.verify(&f.verify("123456", limits())).await.unwrap(),
+        VerifyOutcome::Verified,
+        "right code"
+    );
+    store
+        .issue(&f.issue("333333", None, limits()))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("000003", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "count restarted"
+    );
+}
+
+/// A new code replaces the old one.
+pub async fn new_code_replaces_old(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    store
+        .issue(&f.issue("111111", None, limits()))
+        .await
+        .unwrap();
+    store
+        .issue(&f.issue("222222", None, limits()))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("111111", limits())).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "old code"
+    );
+    expect!(
+        store.verify(&f.verify("222222", limits())).await.unwrap(),
+        VerifyOutcome::Verified,
+        "new code"
+    );
+}
+
+/// The per-address limit refuses the request after the limit and stores nothing.
+pub async fn address_limit(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        per_address: 2,
+        ..limits()
+    };
+    expect!(
+        store
+            .issue(&f.issue("111111", Some(&random_ip()), l))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued,
+        "1st"
+    );
+    expect!(
+        store
+            .issue(&f.issue("222222", Some(&random_ip()), l))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued,
+        "2nd"
+    );
+    match store
+        .issue(&f.issue("333333", Some(&random_ip()), l))
+        .await
+        .unwrap()
+    {
+        IssueOutcome::AddressLimited { retry_after } => {
+            assert!(
+                retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("3rd request: {other:?}"),
+    }
+    // The refused request stored nothing: the second code is still the pending one.
+    expect!(
+        store.verify(&f.verify("222222", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "pending code"
+    );
+}
+
+/// The per-IP limit spans addresses; no IP means no IP limit.
+pub async fn ip_limit(store: Arc<dyn OtpStore>) {
+    let ip = random_ip();
+    let l = Limits {
+        per_ip: 3,
+        ..limits()
+    };
+    for i in 0..3 {
+        let f = Fixture::new();
+        expect!(
+            store.issue(&f.issue("111111", Some(&ip), l)).await.unwrap(),
+            IssueOutcome::Issued,
+            format!("request {i}")
+        );
+    }
+    let f = Fixture::new();
+    match store.issue(&f.issue("111111", Some(&ip), l)).await.unwrap() {
+        IssueOutcome::IpLimited { retry_after } => assert!(retry_after <= Duration::from_secs(60)),
+        other => panic!("4th request from the IP: {other:?}"),
+    }
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "refused request stored nothing"
+    );
+    expect!(
+        store.issue(&f.issue("111111", None, l)).await.unwrap(),
+        IssueOutcome::Issued,
+        "no IP"
+    );
+    expect!(
+        store
+            .issue(&Fixture::new().issue("111111", Some(&random_ip()), l))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued,
+        "another IP"
+    );
+}
+
+/// Request windows, codes and lockouts expire.
+pub async fn windows_and_codes_expire(store: Arc<dyn OtpStore>) {
+    let short = Limits {
+        per_address: 1,
+        per_ip: 100,
+        request_window: Duration::from_secs(1),
+        max_attempts: 1,
+        lockout: Duration::from_secs(1),
+    };
+    // Request window.
+    let f = Fixture::new();
+    store.issue(&f.issue("111111", None, short)).await.unwrap();
+    assert!(matches!(
+        store.issue(&f.issue("111111", None, short)).await.unwrap(),
+        IssueOutcome::AddressLimited { .. }
+    ));
+    // Code expiry.
+    let g = Fixture::new();
+    let mut req = g.issue("222222", None, short);
+    req.code_ttl = Duration::from_secs(1);
+    store.issue(&req).await.unwrap();
+    // Lockout.
+    let h = Fixture::new();
+    store.issue(&h.issue("333333", None, short)).await.unwrap();
+    expect!(
+        store.verify(&h.verify("000000", short)).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 0 },
+        "wrong"
+    );
+    assert!(matches!(
+        store.verify(&h.verify("333333", short)).await.unwrap(),
+        VerifyOutcome::LockedOut { .. }
+    ));
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    expect!(
+        store.issue(&f.issue("444444", None, short)).await.unwrap(),
+        IssueOutcome::Issued,
+        "after the window"
+    );
+    expect!(
+        store.verify(&g.verify("222222", short)).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "expired code"
+    );
+    store.issue(&h.issue("555555", None, short)).await.unwrap();
+    expect!(
+        store.verify(&h.verify("555555", short)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "after the lockout"
+    );
+}
+
+/// `discard` removes the pending code only if it is the given one.
+pub async fn discard_only_matching(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    store
+        .issue(&f.issue("111111", None, limits()))
+        .await
+        .unwrap();
+    store.discard(&f.address, &f.mac("999999")).await.unwrap();
+    expect!(
+        store.verify(&f.verify("111111", limits())).await.unwrap(),
+        VerifyOutcome::Verified,
+        "other code kept"
+    );
+    store
+        .issue(&f.issue("222222", None, limits()))
+        .await
+        .unwrap();
+    store.discard(&f.address, &f.mac("222222")).await.unwrap();
+    expect!(
+        store.verify(&f.verify("222222", limits())).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "discarded"
+    );
+    // Discarding does not give the request back.
+    let l = Limits {
+        per_address: 1,
+        ..limits()
+    };
+    let g = Fixture::new();
+    store.issue(&g.issue("111111", None, l)).await.unwrap();
+    store.discard(&g.address, &g.mac("111111")).await.unwrap();
+    assert!(matches!(
+        store.issue(&g.issue("111111", None, l)).await.unwrap(),
+        IssueOutcome::AddressLimited { .. }
+    ));
+}
+
+/// 16 concurrent verifications of the right code: exactly one success.
+pub async fn concurrent_verifications_one_success(store: Arc<dyn OtpStore>) {
+    let f = Arc::new(Fixture::new());
+    store
+        .issue(&f.issue("424242", None, limits()))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (s, f) = (store.clone(), f.clone());
+            tokio::spawn(async move { s.verify(&f.verify("424242", limits())).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            VerifyOutcome::Verified => wins += 1,
+            VerifyOutcome::NoCode => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1, "successes among 16 concurrent verifications");
+}
+
+/// 50 concurrent wrong guesses: exactly `max_attempts` are compared, the rest locked out.
+pub async fn concurrent_wrong_guesses_hold_the_cap(store: Arc<dyn OtpStore>) {
+    let f = Arc::new(Fixture::new());
+    let l = Limits {
+        max_attempts: 5,
+        ..limits()
+    };
+    store.issue(&f.issue("424242", None, l)).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (s, f) = (store.clone(), f.clone());
+            tokio::spawn(async move {
+                s.verify(&f.verify(&format!("{:06}", 500_000 + i), l))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let (mut compared, mut locked) = (0, 0);
+    let mut left_seen = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            VerifyOutcome::Mismatch { attempts_left } => {
+                compared += 1;
+                left_seen.push(attempts_left);
+            }
+            VerifyOutcome::LockedOut { .. } => locked += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    left_seen.sort_unstable();
+    assert_eq!(compared, 5, "guesses compared");
+    assert_eq!(locked, 45, "guesses refused by the lockout");
+    assert_eq!(left_seen, vec![0, 1, 2, 3, 4], "each count seen once");
+    assert!(matches!(
+        store.verify(&f.verify("424242", l)).await.unwrap(),
+        VerifyOutcome::LockedOut { .. }
+    ));
+}
+
+/// Runs every [`OtpStore`] test in sequence (the macro runs them as separate tests).
+pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
+    issue_then_verify_once(store.clone()).await;
+    verify_without_code(store.clone()).await;
+    wrong_codes_lock_out(store.clone()).await;
+    resend_keeps_failures(store.clone()).await;
+    success_resets_failures(store.clone()).await;
+    new_code_replaces_old(store.clone()).await;
+    address_limit(store.clone()).await;
+    ip_limit(store.clone()).await;
+    windows_and_codes_expire(store.clone()).await;
+    discard_only_matching(store.clone()).await;
+    concurrent_verifications_one_success(store.clone()).await;
+    concurrent_wrong_guesses_hold_the_cap(store).await;
+}
+
+fn session(subject_key: &str, lifetime: u64) -> NewSession {
+    NewSession {
+        sid: random_id(),
+        subject_key: subject_key.to_owned(),
+        refresh_jti: random_id(),
+        expires_at: now_secs() + lifetime,
+        user_agent: Some("contract-suite/1.0".to_owned()),
+        ip: Some("192.0.2.1".to_owned()),
+    }
+}
+
+/// Create, check, rotate, reuse detection, and the end of a session.
+pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 3600);
+    bl.create_session(&s).await.unwrap();
+    let access = random_id();
+    expect!(
+        bl.check_access(&s.sid, &access).await.unwrap(),
+        AccessStatus::Active,
+        "fresh session"
+    );
+    let second = random_id();
+    expect!(
+        bl.rotate_refresh(&s.sid, &s.refresh_jti, &second, now_secs() + 3600)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "rotate"
+    );
+    let third = random_id();
+    expect!(
+        bl.rotate_refresh(&s.sid, &second, &third, now_secs() + 3600)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "rotate again"
+    );
+    // The first token again: reuse, the session dies.
+    expect!(
+        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 3600)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused,
+        "reuse"
+    );
+    expect!(
+        bl.check_access(&s.sid, &access).await.unwrap(),
+        AccessStatus::Revoked,
+        "access after reuse"
+    );
+    expect!(
+        bl.rotate_refresh(&s.sid, &third, &random_id(), now_secs() + 3600)
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown,
+        "current token after reuse"
+    );
+}
+
+/// Unknown sessions are revoked for access and unknown for rotation.
+pub async fn unknown_session(bl: Arc<dyn TokenBlacklist>) {
+    expect!(
+        bl.check_access(&random_id(), &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "check"
+    );
+    expect!(
+        bl.rotate_refresh(&random_id(), &random_id(), &random_id(), now_secs() + 60)
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown,
+        "rotate"
+    );
+}
+
+/// Revoking one access token leaves its session's other tokens alone; revoking the
+/// session ends them all.
+pub async fn revoke_access_and_session(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 3600);
+    bl.create_session(&s).await.unwrap();
+    let (a1, a2) = (random_id(), random_id());
+    bl.revoke(&Revocation {
+        access: Some(RevokedAccess {
+            sid: s.sid.clone(),
+            jti: a1.clone(),
+            expires_at: now_secs() + 60,
+        }),
+        sessions: vec![],
+    })
+    .await
+    .unwrap();
+    expect!(
+        bl.check_access(&s.sid, &a1).await.unwrap(),
+        AccessStatus::Revoked,
+        "revoked jti"
+    );
+    expect!(
+        bl.check_access(&s.sid, &a2).await.unwrap(),
+        AccessStatus::Active,
+        "other jti"
+    );
+    bl.revoke(&Revocation {
+        access: None,
+        sessions: vec![s.sid.clone()],
+    })
+    .await
+    .unwrap();
+    expect!(
+        bl.check_access(&s.sid, &a2).await.unwrap(),
+        AccessStatus::Revoked,
+        "after session revoked"
+    );
+    expect!(
+        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 60)
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown,
+        "rotate after revoke"
+    );
+    // Revoking twice, or unknown sessions, is fine.
+    bl.revoke(&Revocation {
+        access: None,
+        sessions: vec![s.sid.clone(), random_id()],
+    })
+    .await
+    .unwrap();
+}
+
+/// `revoke_all` ends every session of one subject and no other; `list_sessions` lists them.
+pub async fn revoke_all_and_list(bl: Arc<dyn TokenBlacklist>) {
+    let (alice, bob) = (random_id(), random_id());
+    let a1 = session(&alice, 3600);
+    let a2 = session(&alice, 3600);
+    let b1 = session(&bob, 3600);
+    for s in [&a1, &a2, &b1] {
+        bl.create_session(s).await.unwrap();
+    }
+    let listed = bl.list_sessions(&alice).await.unwrap();
+    let mut sids: Vec<_> = listed.iter().map(|s| s.sid.clone()).collect();
+    sids.sort();
+    let mut want = vec![a1.sid.clone(), a2.sid.clone()];
+    want.sort();
+    assert_eq!(sids, want, "alice's sessions");
+    let first = &listed[0];
+    assert_eq!(first.user_agent.as_deref(), Some("contract-suite/1.0"));
+    assert_eq!(first.ip.as_deref(), Some("192.0.2.1"));
+    assert!(first.created_at <= now_secs() && first.created_at + 60 > now_secs());
+    assert!(first.expires_at > now_secs());
+
+    expect!(bl.revoke_all(&alice).await.unwrap(), 2, "sessions ended");
+    expect!(
+        bl.check_access(&a1.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "a1"
+    );
+    expect!(
+        bl.check_access(&a2.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "a2"
+    );
+    expect!(
+        bl.check_access(&b1.sid, &random_id()).await.unwrap(),
+        AccessStatus::Active,
+        "bob untouched"
+    );
+    assert!(bl.list_sessions(&alice).await.unwrap().is_empty());
+    expect!(bl.revoke_all(&alice).await.unwrap(), 0, "nothing left");
+}
+
+/// Sessions and revocations expire.
+pub async fn sessions_expire(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 2);
+    bl.create_session(&s).await.unwrap();
+    let t = session(&random_id(), 3600);
+    bl.create_session(&t).await.unwrap();
+    let jti = random_id();
+    bl.revoke(&Revocation {
+        access: Some(RevokedAccess {
+            sid: t.sid.clone(),
+            jti: jti.clone(),
+            expires_at: now_secs() + 2,
+        }),
+        sessions: vec![],
+    })
+    .await
+    .unwrap();
+    expect!(
+        bl.check_access(&t.sid, &jti).await.unwrap(),
+        AccessStatus::Revoked,
+        "revoked jti"
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    expect!(
+        bl.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "expired session"
+    );
+    expect!(
+        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 60)
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown,
+        "rotate expired"
+    );
+    // The revocation entry is gone once the token it blocked has expired (that token can no
+    // longer pass the signature check anyway): the jti reads as usable again.
+    expect!(
+        bl.check_access(&t.sid, &jti).await.unwrap(),
+        AccessStatus::Active,
+        "revocation expired with its token"
+    );
+    assert!(bl.list_sessions(&s.subject_key).await.unwrap().is_empty());
+}
+
+/// 20 concurrent rotations of one refresh token: at most one succeeds, and the rest see
+/// reuse (which ends the session) or an ended session.
+pub async fn concurrent_rotations_at_most_one(bl: Arc<dyn TokenBlacklist>) {
+    let s = Arc::new(session(&random_id(), 3600));
+    bl.create_session(&s).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (bl, s) = (bl.clone(), s.clone());
+            tokio::spawn(async move {
+                bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 3600)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut rotated = 0;
+    for t in tasks {
+        if t.await.unwrap() == RotateOutcome::Rotated {
+            rotated += 1;
+        }
+    }
+    assert!(rotated <= 1, "{rotated} concurrent rotations succeeded");
+    assert_eq!(rotated, 1, "the first rotation must succeed");
+    // Reuse was detected by the others: the session is gone.
+    expect!(
+        bl.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "session after reuse"
+    );
+}
+
+/// Runs every [`TokenBlacklist`] test in sequence.
+pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
+    session_rotation_and_reuse(bl.clone()).await;
+    unknown_session(bl.clone()).await;
+    revoke_access_and_session(bl.clone()).await;
+    revoke_all_and_list(bl.clone()).await;
+    sessions_expire(bl.clone()).await;
+    concurrent_rotations_at_most_one(bl).await;
+}
+
+/// Instantiates the [`OtpStore`] contract as one test per case, in a module named `$name`.
+/// `$make` is an async expression giving an `Arc<dyn OtpStore>` (or a type coercible to it).
+#[macro_export]
+macro_rules! otp_store_contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn make() -> ::std::sync::Arc<dyn $crate::OtpStore> {
+                $make.await
+            }
+            $crate::otp_store_contract!(@tests
+                issue_then_verify_once, verify_without_code, wrong_codes_lock_out,
+                resend_keeps_failures, success_resets_failures, new_code_replaces_old,
+                address_limit, ip_limit, windows_and_codes_expire, discard_only_matching,
+                concurrent_verifications_one_success, concurrent_wrong_guesses_hold_the_cap);
+        }
+    };
+    (@tests $($t:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $t() {
+                $crate::contract::$t(make().await).await;
+            }
+        )*
+    };
+}
+
+/// Instantiates the [`TokenBlacklist`] contract as one test per case, in a module named
+/// `$name`. `$make` is an async expression giving an `Arc<dyn TokenBlacklist>`.
+#[macro_export]
+macro_rules! blacklist_contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn make() -> ::std::sync::Arc<dyn $crate::TokenBlacklist> {
+                $make.await
+            }
+            $crate::blacklist_contract!(@tests
+                session_rotation_and_reuse, unknown_session, revoke_access_and_session,
+                revoke_all_and_list, sessions_expire, concurrent_rotations_at_most_one);
+        }
+    };
+    (@tests $($t:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $t() {
+                $crate::contract::$t(make().await).await;
+            }
+        )*
+    };
+}
+
+#[cfg(test)]
+mod memory_contract {
+    use crate::memory::MemoryStore;
+
+    crate::otp_store_contract!(otp_store, async { std::sync::Arc::new(MemoryStore::new()) });
+    crate::blacklist_contract!(blacklist, async { std::sync::Arc::new(MemoryStore::new()) });
+}

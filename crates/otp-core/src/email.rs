@@ -1,0 +1,288 @@
+//! Email address validation and normalization.
+//!
+//! An address is one identity: it is trimmed, its local part lowercased and its domain
+//! mapped to IDNA ASCII (UTS #46, which also folds case and width variants), so
+//! `User@Example.COM`, ` user@example.com ` and `user@ＥＸＡＭＰＬＥ.com` are the same login,
+//! with one code and one set of limits. Normalization is idempotent.
+//!
+//! The local part is restricted to the ASCII characters of RFC 5322's dot-atom, which keeps
+//! look-alike characters, quoting tricks and header injection out of every place the
+//! address lands (store keys, logs, mail headers).
+
+use std::fmt;
+
+/// The longest address accepted, in bytes (RFC 5321's path limit less the angle brackets).
+pub const MAX_EMAIL_LEN: usize = 254;
+const MAX_LOCAL_LEN: usize = 64;
+const MAX_LABEL_LEN: usize = 63;
+
+/// A validated, normalized email address.
+///
+/// ```
+/// use otp_core::Email;
+/// let a = Email::parse(" User@Example.COM ").unwrap();
+/// assert_eq!(a.as_str(), "user@example.com");
+/// assert!(Email::parse("user@example.com\r\nBcc: x@evil.test").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+/// Why an address was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmailError {
+    /// Empty after trimming.
+    #[error("the email address is empty")]
+    Empty,
+    /// Longer than [`MAX_EMAIL_LEN`] bytes.
+    #[error("the email address is longer than 254 bytes")]
+    TooLong,
+    /// Contains a control character (CR, LF, NUL, ...) or inner whitespace.
+    #[error("the email address contains control characters or spaces")]
+    ControlCharacter,
+    /// No `@`, or an empty side of it.
+    #[error("the email address must have the form name@domain")]
+    Shape,
+    /// The part before `@` is not a valid dot-atom of ASCII characters.
+    #[error("the part before @ is not valid")]
+    LocalPart,
+    /// The domain is not a valid host name.
+    #[error("the domain of the email address is not valid")]
+    Domain,
+}
+
+impl Email {
+    /// Validates and normalizes `input`.
+    pub fn parse(input: &str) -> Result<Email, EmailError> {
+        // Bound the work before any Unicode processing.
+        if input.len() > 4 * MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong);
+        }
+        // Control characters are refused anywhere, also at the ends: a trailing CR/LF is
+        // an injection attempt, not padding.
+        if input.chars().any(|c| c.is_control() || is_invisible(c)) {
+            return Err(EmailError::ControlCharacter);
+        }
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if trimmed.chars().any(char::is_whitespace) {
+            return Err(EmailError::ControlCharacter);
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Shape)?;
+        if local.is_empty() || domain.is_empty() {
+            return Err(EmailError::Shape);
+        }
+        let local = normalize_local(local)?;
+        let domain = normalize_domain(domain)?;
+        let mut out = String::with_capacity(local.len() + 1 + domain.len());
+        out.push_str(&local);
+        out.push('@');
+        out.push_str(&domain);
+        if out.len() > MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong);
+        }
+        Ok(Email(out))
+    }
+
+    /// The normalized address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The normalized domain (IDNA ASCII).
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+// Zero-width and bidi controls are format characters (Cf), not `is_control`, yet they make
+// two addresses that look the same differ.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
+}
+
+fn normalize_local(local: &str) -> Result<String, EmailError> {
+    if local.len() > MAX_LOCAL_LEN {
+        return Err(EmailError::LocalPart);
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(EmailError::LocalPart);
+    }
+    if !local.bytes().all(is_atext_or_dot) {
+        return Err(EmailError::LocalPart);
+    }
+    Ok(local.to_ascii_lowercase())
+}
+
+// RFC 5322 atext, plus the dot of dot-atom.
+fn is_atext_or_dot(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b)
+}
+
+fn normalize_domain(domain: &str) -> Result<String, EmailError> {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| EmailError::Domain)?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    if labels.len() < 2 {
+        return Err(EmailError::Domain);
+    }
+    for label in &labels {
+        let ok = !label.is_empty()
+            && label.len() <= MAX_LABEL_LEN
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(EmailError::Domain);
+        }
+    }
+    // A top-level label of digits only is an IP address in disguise, not a domain.
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(EmailError::Domain);
+    }
+    Ok(ascii)
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// The address is personal data: Debug shows it only in part, so a stray `{:?}` in a log
+// line does not spill it.
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self.0.chars().next().unwrap_or('?');
+        write!(f, "Email({first}***@{})", self.domain())
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn case_and_space_variants_are_one_identity() {
+        let variants = [
+            "user@example.com",
+            "User@Example.COM",
+            "  USER@EXAMPLE.COM ",
+            "user@EXAMPLE.com.",
+            "user@ｅｘａｍｐｌｅ.com",
+        ];
+        for v in variants {
+            assert_eq!(Email::parse(v).unwrap().as_str(), "user@example.com", "{v}");
+        }
+    }
+
+    #[test]
+    fn unicode_domain_goes_to_punycode() {
+        let e = Email::parse("anna@Bücher.example").unwrap();
+        assert_eq!(e.as_str(), "anna@xn--bcher-kva.example");
+        assert_eq!(Email::parse(e.as_str()).unwrap(), e);
+    }
+
+    #[test]
+    fn refuses_injection_and_garbage() {
+        let bad = [
+            "",
+            "   ",
+            "user",
+            "@example.com",
+            "user@",
+            "user@example",
+            "user@@example.com",
+            "us er@example.com",
+            "user@example.com\r\nBcc: victim@example.org",
+            "user@example.com\nX: y",
+            "user@example.com\r\n",
+            "\tuser@example.com",
+            "user\0@example.com",
+            "user@exa\u{7f}mple.com",
+            "us\u{200B}er@example.com",
+            "\"quoted\"@example.com",
+            "user.@example.com",
+            ".user@example.com",
+            "us..er@example.com",
+            "usér@example.com",
+            "user@-example.com",
+            "user@exa_mple.com",
+            "user@127.0.0.1",
+            "user@[127.0.0.1]",
+            "user@example..com",
+            "<user@example.com>",
+            "user@example.com,other@example.com",
+        ];
+        for b in bad {
+            assert!(Email::parse(b).is_err(), "{b:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn length_limits() {
+        let local = "a".repeat(64);
+        let domain = format!("{}.com", "b".repeat(63));
+        assert!(Email::parse(&format!("{local}@{domain}")).is_ok());
+        assert_eq!(
+            Email::parse(&format!("{}@example.com", "a".repeat(65))),
+            Err(EmailError::LocalPart)
+        );
+        let long_domain = format!("{0}.{0}.{0}.{0}.com", "c".repeat(60));
+        assert_eq!(
+            Email::parse(&format!("{}@{long_domain}", "a".repeat(10))),
+            Err(EmailError::TooLong)
+        );
+        assert_eq!(Email::parse(&"x".repeat(5000)), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn debug_hides_the_address() {
+        let e = Email::parse("secret.person@example.com").unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret.person"), "{shown}");
+    }
+
+    proptest! {
+        #[test]
+        fn normalization_is_idempotent(input in "\\PC{0,40}@?\\PC{0,40}") {
+            if let Ok(once) = Email::parse(&input) {
+                let twice = Email::parse(once.as_str()).expect("a normalized address parses");
+                prop_assert_eq!(once, twice);
+            }
+        }
+
+        #[test]
+        fn normalization_is_idempotent_on_plausible_addresses(
+            local in "[A-Za-z0-9._%+-]{1,20}",
+            domain in "[A-Za-z0-9ÄÖÜäöüéß-]{1,20}\\.[A-Za-z]{2,6}",
+        ) {
+            let input = format!("{local}@{domain}");
+            if let Ok(once) = Email::parse(&input) {
+                let twice = Email::parse(once.as_str()).expect("a normalized address parses");
+                prop_assert_eq!(&once, &twice);
+                prop_assert!(once.as_str().len() <= MAX_EMAIL_LEN);
+                prop_assert!(!once.as_str().chars().any(|c| c.is_control() || c.is_uppercase()));
+            }
+        }
+
+        #[test]
+        fn accepted_addresses_never_hold_header_breaking_bytes(input in "\\PC{0,30}[\r\n\0]\\PC{0,30}") {
+            prop_assert!(Email::parse(&input).is_err());
+        }
+    }
+}

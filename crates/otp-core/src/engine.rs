@@ -1,0 +1,710 @@
+//! The engine: request a code, verify it, refresh, log out, authenticate.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use crate::code::{Code, CodeHasher, CodeMac, IpKey, derive_code_secret};
+use crate::config::Config;
+use crate::email::Email;
+use crate::error::{Error, TokenRejection};
+use crate::glob::glob_match;
+use crate::http::CookieSpec;
+use crate::mailer::{Mailer, Message};
+use crate::memory::MemoryStore;
+use crate::store::{
+    AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
+    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest,
+};
+use crate::template::{TemplateValues, Templates};
+use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType, random_id};
+
+/// Application policy around logins, all optional.
+///
+/// ```
+/// use otp_core::{Email, Error, Hooks};
+///
+/// #[derive(Debug)]
+/// struct CompanyOnly;
+///
+/// #[async_trait::async_trait]
+/// impl Hooks for CompanyOnly {
+///     async fn allow(&self, email: &Email) -> Result<bool, Error> {
+///         Ok(email.domain() == "example.com")
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Hooks: fmt::Debug + Send + Sync + 'static {
+    /// Whether `email` may log in. A refused address gets the same answer as any other at
+    /// `/request-otp` (no account enumeration) but no mail, and can never verify.
+    async fn allow(&self, _email: &Email) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    /// The token subject (`sub`) for `email`: a user id. Defaults to the address.
+    async fn subject(&self, email: &Email) -> Result<String, Error> {
+        Ok(email.as_str().to_owned())
+    }
+
+    /// Extra claims for the access token (asked again at every refresh). The library's own
+    /// claims (`sub`, `email`, `type`, `jti`, `sid`, `iat`, `exp`, `nbf`, `iss`, `aud`)
+    /// cannot be overridden: such keys are dropped.
+    async fn claims(&self, _subject: &str, _email: &Email) -> Result<Map<String, Value>, Error> {
+        Ok(Map::new())
+    }
+}
+
+/// The hooks used when none are given: everyone is allowed, the subject is the address.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultHooks;
+
+impl Hooks for DefaultHooks {}
+
+/// What the engine knows about the client making a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's IP, after trusted-proxy resolution.
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
+}
+
+/// The tokens issued at login and at each refresh.
+#[derive(Clone)]
+pub struct TokenPair {
+    /// The access token (bearer).
+    pub access_token: String,
+    /// The access token's lifetime in seconds.
+    pub expires_in: u64,
+    /// The refresh token (for the cookie).
+    pub refresh_token: String,
+    /// The refresh token's lifetime in seconds (the cookie's `Max-Age`).
+    pub refresh_expires_in: u64,
+    /// The access token's claims.
+    pub claims: Claims,
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_in", &self.expires_in)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated user, as a protected route sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentUser {
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The normalized address.
+    pub email: String,
+    /// The session id.
+    pub session_id: String,
+    /// All claims of the access token.
+    pub claims: Claims,
+}
+
+/// The login engine. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct OtpAuth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    codec: TokenCodec,
+    hasher: CodeHasher,
+    limits: Limits,
+    store: Arc<dyn OtpStore>,
+    blacklist: Arc<dyn TokenBlacklist>,
+    mailer: Arc<dyn Mailer>,
+    hooks: Arc<dyn Hooks>,
+    templates: Templates,
+    trusted_proxies: Vec<IpNet>,
+    cookie: CookieSpec,
+    /// Smoothed mail delivery time in microseconds, to pace answers for refused addresses.
+    mail_latency_us: AtomicU64,
+}
+
+impl fmt::Debug for OtpAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtpAuth")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .field("blacklist", &self.inner.blacklist)
+            .field("mailer", &self.inner.mailer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`OtpAuth`]; see [`OtpAuth::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct OtpAuthBuilder {
+    config: Config,
+    store: Option<Arc<dyn OtpStore>>,
+    blacklist: Option<Arc<dyn TokenBlacklist>>,
+    mailer: Option<Arc<dyn Mailer>>,
+    hooks: Option<Arc<dyn Hooks>>,
+    templates: Templates,
+}
+
+impl OtpAuthBuilder {
+    /// The code store.
+    pub fn store(mut self, store: Arc<dyn OtpStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The session store.
+    pub fn blacklist(mut self, blacklist: Arc<dyn TokenBlacklist>) -> Self {
+        self.blacklist = Some(blacklist);
+        self
+    }
+
+    /// One value serving as both stores (the in-memory and Redis stores do).
+    pub fn stores<S: OtpStore + TokenBlacklist>(self, store: S) -> Self {
+        let store = Arc::new(store);
+        self.store(store.clone()).blacklist(store)
+    }
+
+    /// The mailer.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Application hooks.
+    pub fn hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Mail templates (defaults: [`Templates::default`]).
+    pub fn templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
+    }
+
+    /// Validates the configuration and builds the engine. Without a store, the in-memory
+    /// one is used; a mailer is required.
+    pub fn build(self) -> Result<OtpAuth, Error> {
+        let config = self.config;
+        config.validate()?;
+        let jwt_secret = config
+            .jwt_secret
+            .as_ref()
+            .ok_or_else(|| Error::Config("OTP_AUTH_JWT_SECRET is not set".to_owned()))?;
+        let code_secret = match &config.code_secret {
+            Some(s) => s.expose_secret().as_bytes().to_vec(),
+            None => derive_code_secret(jwt_secret.expose_secret().as_bytes()),
+        };
+        let codec = TokenCodec::hmac(
+            config.jwt_algorithm,
+            jwt_secret.expose_secret().as_bytes(),
+            config.jwt_issuer.clone().filter(|s| !s.is_empty()),
+            config.jwt_audience.clone().filter(|s| !s.is_empty()),
+            config.jwt_leeway_seconds,
+        )?;
+        let mailer = self
+            .mailer
+            .ok_or_else(|| Error::Config("no mailer given to OtpAuth::builder".to_owned()))?;
+        let (store, blacklist) = match (self.store, self.blacklist) {
+            (Some(s), Some(b)) => (s, b),
+            (None, None) => {
+                let m = MemoryStore::new();
+                (
+                    Arc::new(m.clone()) as Arc<dyn OtpStore>,
+                    Arc::new(m) as Arc<dyn TokenBlacklist>,
+                )
+            }
+            _ => {
+                return Err(Error::Config(
+                    "give OtpAuth::builder both a store and a blacklist, or neither".to_owned(),
+                ));
+            }
+        };
+        if config.disable_local_auth {
+            tracing::warn!(
+                patterns = ?config.magic_otp_emails,
+                "OTP_AUTH_DISABLE_LOCAL_AUTH is on: the code {} is accepted {} and no mail is \
+                 sent for them. Never enable this in production.",
+                Code::magic(config.otp_length).expose(),
+                if config.magic_otp_emails.is_empty() {
+                    "for every address"
+                } else {
+                    "for the addresses matching OTP_AUTH_MAGIC_OTP_EMAILS"
+                }
+            );
+        }
+        let limits = Limits {
+            per_address: config.otp_rate_limit_per_minute,
+            per_ip: config.otp_rate_limit_per_ip_per_minute,
+            request_window: Duration::from_secs(60),
+            max_attempts: config.otp_max_verify_attempts,
+            lockout: Duration::from_secs(config.otp_lockout_seconds),
+        };
+        Ok(OtpAuth {
+            inner: Arc::new(Inner {
+                trusted_proxies: config.trusted_proxy_networks()?,
+                cookie: CookieSpec::from_config(&config),
+                hasher: CodeHasher::new(&code_secret),
+                codec,
+                limits,
+                store,
+                blacklist,
+                mailer,
+                hooks: self.hooks.unwrap_or_else(|| Arc::new(DefaultHooks)),
+                templates: self.templates,
+                mail_latency_us: AtomicU64::new(0),
+                config,
+            }),
+        })
+    }
+}
+
+impl OtpAuth {
+    /// Starts building an engine on `config`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
+    ///
+    /// let config = Config {
+    ///     jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
+    ///     ..Config::default()
+    /// };
+    /// let auth = OtpAuth::builder(config)
+    ///     .stores(MemoryStore::new())
+    ///     .mailer(Arc::new(CapturingMailer::new()))
+    ///     .build()?;
+    /// # Ok::<(), otp_core::Error>(())
+    /// ```
+    pub fn builder(config: Config) -> OtpAuthBuilder {
+        OtpAuthBuilder {
+            config,
+            store: None,
+            blacklist: None,
+            mailer: None,
+            hooks: None,
+            templates: Templates::default(),
+        }
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The refresh cookie's name and attributes.
+    pub fn cookie(&self) -> &CookieSpec {
+        &self.inner.cookie
+    }
+
+    /// The trusted proxy networks.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.inner.trusted_proxies
+    }
+
+    fn parse_email(raw: &str) -> Result<Email, Error> {
+        Email::parse(raw).map_err(|e| Error::InvalidRequest(format!("Invalid email address: {e}.")))
+    }
+
+    fn magic_applies(&self, email: &Email) -> bool {
+        let c = &self.inner.config;
+        c.disable_local_auth
+            && (c.magic_otp_emails.is_empty()
+                || c.magic_otp_emails
+                    .iter()
+                    .any(|p| glob_match(&p.to_ascii_lowercase(), email.as_str())))
+    }
+
+    /// Sends a new code to `email`, within the address and IP limits.
+    ///
+    /// Succeeds the same way whether or not the address is known or allowed. Fails with
+    /// [`Error::RateLimited`] or [`Error::LockedOut`] (429), [`Error::StoreUnavailable`] or
+    /// [`Error::MailUnavailable`] (503), [`Error::MailRejected`] (502).
+    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
+        let i = &*self.inner;
+        let email = Self::parse_email(email)?;
+        let address = i.hasher.address_key(&email);
+        let allowed = i.hooks.allow(&email).await?;
+        let magic = allowed && self.magic_applies(&email);
+        let code = if magic {
+            Code::magic(i.config.otp_length)
+        } else {
+            Code::generate(i.config.otp_length)
+        };
+        // A refused address still goes through the limits, with a code nobody knows, so it
+        // costs and answers like any other.
+        let code_mac = if allowed {
+            i.hasher.code_mac(&email, &code)
+        } else {
+            CodeMac::unguessable()
+        };
+        let outcome = i
+            .store
+            .issue(&IssueRequest {
+                address: address.clone(),
+                ip: client.ip.map(IpKey::new),
+                code_mac,
+                code_ttl: Duration::from_secs(i.config.otp_expiry_seconds),
+                limits: i.limits,
+            })
+            .await?;
+        match outcome {
+            IssueOutcome::Issued => {}
+            IssueOutcome::AddressLimited { retry_after } => {
+                tracing::info!(address = %address, "code request refused: address limit");
+                return Err(Error::RateLimited { retry_after });
+            }
+            IssueOutcome::IpLimited { retry_after } => {
+                tracing::info!(ip = ?client.ip, "code request refused: IP limit");
+                return Err(Error::RateLimited { retry_after });
+            }
+            IssueOutcome::LockedOut { retry_after } => {
+                tracing::info!(address = %address, "code request refused: locked out");
+                return Err(Error::LockedOut { retry_after });
+            }
+        }
+        if !allowed {
+            tracing::info!(address = %address, "code request for a refused address: no mail");
+            self.pace_like_a_mail().await;
+            return Ok(());
+        }
+        if magic {
+            tracing::warn!(
+                address = %address,
+                "OTP_AUTH_DISABLE_LOCAL_AUTH: magic code issued, no mail sent"
+            );
+            return Ok(());
+        }
+        let rendered = i.templates.render(&TemplateValues {
+            code: code.expose(),
+            minutes: i.config.otp_expiry_seconds.div_ceil(60),
+            app_name: &i.config.mail_from_name,
+            email: email.as_str(),
+        });
+        let message = Message {
+            to: email,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            code,
+        };
+        let started = Instant::now();
+        match i.mailer.send(&message).await {
+            Ok(()) => {
+                self.record_mail_latency(started.elapsed());
+                tracing::info!(address = %address, "login code sent");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(address = %address, error = %e, "login code could not be sent");
+                // A code whose mail never left must not stay usable.
+                if let Err(se) = i.store.discard(&address, &code_mac).await {
+                    tracing::warn!(address = %address, error = %se, "discarding the unsent code failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn record_mail_latency(&self, d: Duration) {
+        let sample = d.as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.inner.mail_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.inner.mail_latency_us.store(new, Ordering::Relaxed);
+    }
+
+    async fn pace_like_a_mail(&self) {
+        let us = self.inner.mail_latency_us.load(Ordering::Relaxed);
+        if us > 0 {
+            let jitter = rand::rng().random_range(0.85..1.15);
+            tokio::time::sleep(Duration::from_micros((us as f64 * jitter) as u64)).await;
+        }
+    }
+
+    /// Checks `code` for `email` and, on success, opens a session and issues its tokens.
+    ///
+    /// A malformed code is refused with [`Error::InvalidRequest`] (422) and not counted.
+    /// A wrong, expired or used code gives [`Error::InvalidCode`] (400); a locked-out
+    /// address [`Error::LockedOut`] (429).
+    pub async fn verify_code(
+        &self,
+        email: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        let email = Self::parse_email(email)?;
+        let code = Code::parse(code, i.config.otp_length).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "The OTP must be exactly {} digits.",
+                i.config.otp_length
+            ))
+        })?;
+        let address = i.hasher.address_key(&email);
+        let outcome = i
+            .store
+            .verify(&VerifyRequest {
+                address: address.clone(),
+                code_mac: i.hasher.code_mac(&email, &code),
+                limits: i.limits,
+            })
+            .await?;
+        match outcome {
+            VerifyOutcome::Verified => {}
+            VerifyOutcome::NoCode => {
+                tracing::info!(address = %address, "verification failed: no pending code");
+                return Err(Error::InvalidCode);
+            }
+            VerifyOutcome::Mismatch { attempts_left } => {
+                tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
+                return Err(Error::InvalidCode);
+            }
+            VerifyOutcome::LockedOut { retry_after } => {
+                tracing::info!(address = %address, "verification refused: locked out");
+                return Err(Error::LockedOut { retry_after });
+            }
+        }
+        // The policy may have changed since the code was sent.
+        if !i.hooks.allow(&email).await? {
+            tracing::info!(address = %address, "verification refused by the allow hook");
+            return Err(Error::InvalidCode);
+        }
+        if self.magic_applies(&email) {
+            tracing::warn!(
+                address = %address,
+                "OTP_AUTH_DISABLE_LOCAL_AUTH: login with the magic code"
+            );
+        }
+        let subject = i.hooks.subject(&email).await?;
+        let sid = random_id();
+        let pair = self.issue_pair(&subject, &email, &sid).await?;
+        i.blacklist
+            .create_session(&NewSession {
+                sid,
+                subject_key: i.hasher.subject_key(&subject),
+                refresh_jti: pair.1.jti.clone(),
+                expires_at: pair.1.exp.max(pair.0.claims.exp),
+                user_agent: client
+                    .user_agent
+                    .as_deref()
+                    .map(|ua| truncate(ua, 256).to_owned()),
+                ip: client.ip.map(|ip| ip.to_string()),
+            })
+            .await?;
+        tracing::info!(address = %address, "login verified, session opened");
+        Ok(pair.0)
+    }
+
+    /// Signs a new access + refresh pair for `sid`; returns the pair and the refresh claims.
+    async fn issue_pair(
+        &self,
+        subject: &str,
+        email: &Email,
+        sid: &str,
+    ) -> Result<(TokenPair, Claims), Error> {
+        let i = &*self.inner;
+        let mut extra = i.hooks.claims(subject, email).await?;
+        extra.retain(|k, _| !RESERVED_CLAIMS.contains(&k.as_str()));
+        let access_secs = i.config.access_token_expire_minutes * 60;
+        let refresh_secs = i.config.refresh_token_expire_days * 86_400;
+        let access = i.codec.sign(i.codec.claims(
+            TokenType::Access,
+            subject,
+            email.as_str(),
+            sid,
+            access_secs,
+            extra,
+        ))?;
+        let refresh = i.codec.sign(i.codec.claims(
+            TokenType::Refresh,
+            subject,
+            email.as_str(),
+            sid,
+            refresh_secs,
+            Map::new(),
+        ))?;
+        Ok((
+            TokenPair {
+                access_token: access.token,
+                expires_in: access_secs,
+                refresh_token: refresh.token,
+                refresh_expires_in: refresh_secs,
+                claims: access.claims,
+            },
+            refresh.claims,
+        ))
+    }
+
+    /// Exchanges a refresh token for a new pair, spending it (rotation). A spent token
+    /// presented again revokes its whole session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        let claims = i
+            .codec
+            .verify(refresh_token, TokenType::Refresh)
+            .map_err(Error::Unauthorized)?;
+        let email = Email::parse(&claims.email)
+            .map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        if !i.hooks.allow(&email).await? {
+            i.blacklist
+                .revoke(&Revocation {
+                    access: None,
+                    sessions: vec![claims.sid.clone()],
+                })
+                .await?;
+            return Err(Error::Unauthorized(TokenRejection::Revoked));
+        }
+        let (pair, new_refresh) = self.issue_pair(&claims.sub, &email, &claims.sid).await?;
+        let outcome = i
+            .blacklist
+            .rotate_refresh(
+                &claims.sid,
+                &claims.jti,
+                &new_refresh.jti,
+                new_refresh.exp.max(pair.claims.exp),
+            )
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated => Ok(pair),
+            RotateOutcome::Reused => {
+                tracing::warn!(
+                    sid = %claims.sid,
+                    "refresh token reuse detected: session revoked"
+                );
+                Err(Error::Unauthorized(TokenRejection::Reused))
+            }
+            RotateOutcome::Unknown => Err(Error::Unauthorized(TokenRejection::Revoked)),
+        }
+    }
+
+    /// Revokes the access token and ends the sessions of both tokens. Invalid, expired or
+    /// missing tokens are skipped: logging out always succeeds unless the store is down.
+    pub async fn logout(
+        &self,
+        access_token: Option<&str>,
+        refresh_token: Option<&str>,
+    ) -> Result<(), Error> {
+        let i = &*self.inner;
+        let mut revocation = Revocation::default();
+        if let Some(Ok(c)) = access_token.map(|t| i.codec.verify(t, TokenType::Access)) {
+            revocation.sessions.push(c.sid.clone());
+            revocation.access = Some(RevokedAccess {
+                sid: c.sid,
+                jti: c.jti,
+                expires_at: c.exp,
+            });
+        }
+        if let Some(Ok(c)) = refresh_token.map(|t| i.codec.verify(t, TokenType::Refresh))
+            && !revocation.sessions.contains(&c.sid)
+        {
+            revocation.sessions.push(c.sid);
+        }
+        if revocation != Revocation::default() {
+            i.blacklist.revoke(&revocation).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the user of `access_token` (all devices).
+    pub async fn logout_all(&self, access_token: &str) -> Result<u32, Error> {
+        let user = self.authenticate(access_token).await?;
+        let n = self
+            .inner
+            .blacklist
+            .revoke_all(&self.inner.hasher.subject_key(&user.subject))
+            .await?;
+        tracing::info!(sessions = n, "logged out everywhere");
+        Ok(n)
+    }
+
+    /// Checks an access token: signature, algorithm, type, expiry, issuer/audience, and
+    /// revocation (one store call). Fails closed: an unreachable store is an error.
+    pub async fn authenticate(&self, access_token: &str) -> Result<CurrentUser, Error> {
+        let claims = self
+            .inner
+            .codec
+            .verify(access_token, TokenType::Access)
+            .map_err(Error::Unauthorized)?;
+        match self
+            .inner
+            .blacklist
+            .check_access(&claims.sid, &claims.jti)
+            .await?
+        {
+            AccessStatus::Active => Ok(CurrentUser {
+                subject: claims.sub.clone(),
+                email: claims.email.clone(),
+                session_id: claims.sid.clone(),
+                claims,
+            }),
+            AccessStatus::Revoked => Err(Error::Unauthorized(TokenRejection::Revoked)),
+        }
+    }
+
+    /// [`OtpAuth::authenticate`] on an `Authorization` header value (`Bearer <token>`).
+    pub async fn authenticate_header(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<CurrentUser, Error> {
+        let token = bearer_token(authorization)?;
+        self.authenticate(token).await
+    }
+
+    /// The client IP: the socket peer, unless the peer is a trusted proxy, in which case the
+    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
+        crate::http::resolve_client_ip(peer, forwarded_for, &self.inner.trusted_proxies)
+    }
+}
+
+/// Extracts the token of an `Authorization: Bearer <token>` header (scheme
+/// case-insensitive). No header or another scheme → [`TokenRejection::Missing`] (no bearer
+/// token was presented, RFC 6750 3.1); an empty token → [`TokenRejection::Invalid`].
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Error> {
+    let h = authorization
+        .ok_or(Error::Unauthorized(TokenRejection::Missing))?
+        .trim();
+    let (scheme, token) = h.split_once(' ').unwrap_or((h, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::Unauthorized(TokenRejection::Missing));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::Unauthorized(TokenRejection::Invalid));
+    }
+    Ok(token)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

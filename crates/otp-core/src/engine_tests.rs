@@ -1,0 +1,595 @@
+//! The engine against mocked stores and mailers: which calls it makes, with what, and how
+//! it maps each outcome.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::error::TokenRejection;
+use crate::mailer::{CapturingMailer, MailError, MockMailer};
+use crate::store::{MockOtpStore, MockTokenBlacklist, StoreError};
+
+const SECRET: &str = "5b1f0c9e7d3a4b6c8e2f1a0d9c7b5e3f2a1d0c9b";
+
+fn config() -> Config {
+    Config {
+        jwt_secret: Some(SECRET.into()),
+        ..Config::default()
+    }
+}
+
+fn engine(store: MockOtpStore, bl: MockTokenBlacklist, mailer: MockMailer) -> OtpAuth {
+    OtpAuth::builder(config())
+        .store(Arc::new(store))
+        .blacklist(Arc::new(bl))
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap()
+}
+
+fn memory_engine(config: Config, mailer: &CapturingMailer) -> OtpAuth {
+    OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer.clone()))
+        .build()
+        .unwrap()
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        ip: Some("198.51.100.4".parse().unwrap()),
+        user_agent: Some("test-agent".into()),
+    }
+}
+
+#[tokio::test]
+async fn request_stores_only_a_keyed_mac_and_mails_the_code() {
+    let seen: Arc<Mutex<Option<IssueRequest>>> = Arc::default();
+    let mut store = MockOtpStore::new();
+    let s = seen.clone();
+    store.expect_issue().times(1).returning(move |req| {
+        *s.lock().unwrap() = Some(req.clone());
+        Ok(IssueOutcome::Issued)
+    });
+    let sent: Arc<Mutex<Option<Message>>> = Arc::default();
+    let mut mailer = MockMailer::new();
+    let m = sent.clone();
+    mailer.expect_send().times(1).returning(move |msg| {
+        *m.lock().unwrap() = Some(msg.clone());
+        Ok(())
+    });
+    let auth = engine(store, MockTokenBlacklist::new(), mailer);
+    auth.request_code(" Alice@Example.COM ", &client())
+        .await
+        .unwrap();
+
+    let req = seen.lock().unwrap().clone().unwrap();
+    let msg = sent.lock().unwrap().clone().unwrap();
+    assert_eq!(msg.to.as_str(), "alice@example.com");
+    let code = msg.code.expose().to_owned();
+    assert_eq!(code.len(), 6);
+    assert!(msg.text.contains(&code) && msg.html.contains(&code));
+    // The key is a keyed hash, not the address; the stored value is the MAC of the code.
+    assert!(!req.address.as_str().contains("alice"));
+    let hasher = CodeHasher::new(&derive_code_secret(SECRET.as_bytes()));
+    let email = Email::parse("alice@example.com").unwrap();
+    assert_eq!(req.address, hasher.address_key(&email));
+    assert!(
+        req.code_mac
+            .ct_eq(&hasher.code_mac(&email, &Code::parse(&code, 6).unwrap()))
+    );
+    assert_eq!(req.code_ttl, Duration::from_secs(300));
+    assert_eq!(req.ip, Some(IpKey::new("198.51.100.4".parse().unwrap())));
+    assert_eq!(req.limits.per_address, 5);
+    assert_eq!(req.limits.per_ip, 30);
+}
+
+#[tokio::test]
+async fn rate_limited_requests_send_no_mail() {
+    for (outcome, locked) in [
+        (
+            IssueOutcome::AddressLimited {
+                retry_after: Duration::from_secs(30),
+            },
+            false,
+        ),
+        (
+            IssueOutcome::IpLimited {
+                retry_after: Duration::from_secs(30),
+            },
+            false,
+        ),
+        (
+            IssueOutcome::LockedOut {
+                retry_after: Duration::from_secs(30),
+            },
+            true,
+        ),
+    ] {
+        let mut store = MockOtpStore::new();
+        store.expect_issue().returning(move |_| Ok(outcome));
+        let mut mailer = MockMailer::new();
+        mailer.expect_send().times(0);
+        let auth = engine(store, MockTokenBlacklist::new(), mailer);
+        let err = auth
+            .request_code("a@example.com", &client())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 429);
+        assert_eq!(matches!(err, Error::LockedOut { .. }), locked);
+    }
+}
+
+#[tokio::test]
+async fn failed_mail_discards_the_code_and_maps_the_status() {
+    for (fail, status) in [
+        (MailError::Transient("timeout".into()), 503),
+        (MailError::Permanent("550".into()), 502),
+    ] {
+        let issued: Arc<Mutex<Option<CodeMac>>> = Arc::default();
+        let mut store = MockOtpStore::new();
+        let i = issued.clone();
+        store.expect_issue().returning(move |req| {
+            *i.lock().unwrap() = Some(req.code_mac);
+            Ok(IssueOutcome::Issued)
+        });
+        let i = issued.clone();
+        store
+            .expect_discard()
+            .times(1)
+            .withf(move |_, mac| i.lock().unwrap().is_some_and(|m| m.ct_eq(mac)))
+            .returning(|_, _| Ok(()));
+        let mut mailer = MockMailer::new();
+        let f = fail.clone();
+        mailer.expect_send().returning(move |_| Err(f.clone()));
+        let auth = engine(store, MockTokenBlacklist::new(), mailer);
+        let err = auth
+            .request_code("a@example.com", &client())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), status);
+    }
+}
+
+#[derive(Debug)]
+struct OnlyExampleOrg;
+
+#[async_trait]
+impl Hooks for OnlyExampleOrg {
+    async fn allow(&self, email: &Email) -> Result<bool, Error> {
+        Ok(email.domain() == "example.org")
+    }
+    async fn subject(&self, email: &Email) -> Result<String, Error> {
+        Ok(format!("user:{}", email.as_str()))
+    }
+    async fn claims(&self, subject: &str, _: &Email) -> Result<Map<String, Value>, Error> {
+        let mut m = Map::new();
+        m.insert("role".into(), Value::from("admin"));
+        m.insert("sub".into(), Value::from("someone-else"));
+        m.insert("exp".into(), Value::from(u64::MAX));
+        m.insert("who".into(), Value::from(subject));
+        Ok(m)
+    }
+}
+
+#[tokio::test]
+async fn refused_addresses_get_the_same_answer_but_no_mail_and_no_usable_code() {
+    let mailer = CapturingMailer::new();
+    let auth = OtpAuth::builder(config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer.clone()))
+        .hooks(Arc::new(OnlyExampleOrg))
+        .build()
+        .unwrap();
+    auth.request_code("bob@example.com", &client())
+        .await
+        .unwrap();
+    assert_eq!(mailer.count(), 0);
+    // No code guessed works: try a handful, then the address is locked out like any other.
+    for c in ["000000", "123456", "999999"] {
+        let e = auth
+            .verify_code("bob@example.com", c, &client())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidCode), "{e:?}");
+    }
+    // Limits apply to refused addresses too.
+    for _ in 0..4 {
+        let _ = auth.request_code("bob@example.com", &client()).await;
+    }
+    let e = auth
+        .request_code("bob@example.com", &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 429);
+
+    auth.request_code("ann@example.org", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("ann@example.org").unwrap();
+    let pair = auth
+        .verify_code("ann@example.org", &code, &client())
+        .await
+        .unwrap();
+    // Subject and extra claims from the hooks; reserved claims cannot be overridden.
+    assert_eq!(pair.claims.sub, "user:ann@example.org");
+    assert_eq!(pair.claims.extra.get("role"), Some(&Value::from("admin")));
+    assert_eq!(
+        pair.claims.extra.get("who"),
+        Some(&Value::from("user:ann@example.org"))
+    );
+    assert!(!pair.claims.extra.contains_key("sub") && !pair.claims.extra.contains_key("exp"));
+    let user = auth.authenticate(&pair.access_token).await.unwrap();
+    assert_eq!(user.subject, "user:ann@example.org");
+    assert_eq!(user.claims.extra.get("role"), Some(&Value::from("admin")));
+}
+
+#[tokio::test]
+async fn malformed_codes_never_reach_the_store() {
+    let mut store = MockOtpStore::new();
+    store.expect_verify().times(0);
+    let auth = engine(store, MockTokenBlacklist::new(), MockMailer::new());
+    for bad in ["12345", "1234567", "12a456", "", " 123456"] {
+        let e = auth
+            .verify_code("a@example.com", bad, &client())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 422, "{bad:?}");
+    }
+    let e = auth
+        .verify_code("not-an-address", "123456", &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 422);
+}
+
+#[tokio::test]
+async fn verify_outcomes_map_to_the_contract() {
+    for (outcome, status) in [
+        (VerifyOutcome::NoCode, 400),
+        (VerifyOutcome::Mismatch { attempts_left: 2 }, 400),
+        (VerifyOutcome::Mismatch { attempts_left: 0 }, 400),
+        (
+            VerifyOutcome::LockedOut {
+                retry_after: Duration::from_secs(60),
+            },
+            429,
+        ),
+    ] {
+        let mut store = MockOtpStore::new();
+        store.expect_verify().returning(move |_| Ok(outcome));
+        let mut bl = MockTokenBlacklist::new();
+        bl.expect_create_session().times(0);
+        let auth = engine(store, bl, MockMailer::new());
+        let e = auth
+            .verify_code("a@example.com", "123456", &client())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), status, "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn verified_code_opens_one_session_matching_the_tokens() {
+    let mut store = MockOtpStore::new();
+    store
+        .expect_verify()
+        .returning(|_| Ok(VerifyOutcome::Verified));
+    let created: Arc<Mutex<Vec<NewSession>>> = Arc::default();
+    let mut bl = MockTokenBlacklist::new();
+    let c = created.clone();
+    bl.expect_create_session().times(1).returning(move |s| {
+        c.lock().unwrap().push(s.clone());
+        Ok(())
+    });
+    let auth = engine(store, bl, MockMailer::new());
+    let pair = auth
+        .verify_code("A@Example.com", "123456", &client())
+        .await
+        .unwrap();
+    let s = created.lock().unwrap()[0].clone();
+    assert_eq!(s.sid, pair.claims.sid);
+    assert_eq!(pair.claims.email, "a@example.com");
+    assert_eq!(pair.expires_in, 3600);
+    assert_eq!(pair.refresh_expires_in, 7 * 86_400);
+    assert_eq!(s.user_agent.as_deref(), Some("test-agent"));
+    assert_eq!(s.ip.as_deref(), Some("198.51.100.4"));
+    assert!(
+        !s.subject_key.contains("example"),
+        "subject key is a keyed hash"
+    );
+    // The session id is shared by both tokens; the refresh jti is the one recorded.
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let refresh = codec
+        .verify(&pair.refresh_token, TokenType::Refresh)
+        .unwrap();
+    assert_eq!(refresh.sid, s.sid);
+    assert_eq!(refresh.jti, s.refresh_jti);
+    assert_ne!(refresh.jti, pair.claims.jti);
+}
+
+#[tokio::test]
+async fn store_failures_are_503_and_protected_routes_fail_closed() {
+    let mut store = MockOtpStore::new();
+    store
+        .expect_issue()
+        .returning(|_| Err(StoreError::Unavailable("connection refused".into())));
+    store
+        .expect_verify()
+        .returning(|_| Err(StoreError::Unavailable("timeout".into())));
+    let mut bl = MockTokenBlacklist::new();
+    bl.expect_check_access()
+        .returning(|_, _| Err(StoreError::Unavailable("timeout".into())));
+    let mut mailer = MockMailer::new();
+    mailer.expect_send().times(0);
+    let auth = engine(store, bl, mailer);
+    let e = auth
+        .request_code("a@example.com", &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 503);
+    let e = auth
+        .verify_code("a@example.com", "123456", &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 503);
+    // A perfectly valid token is still refused while revocation cannot be checked.
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let t = codec
+        .sign(codec.claims(
+            TokenType::Access,
+            "s",
+            "a@example.com",
+            "sid",
+            60,
+            Map::new(),
+        ))
+        .unwrap();
+    let e = auth.authenticate(&t.token).await.unwrap_err();
+    assert_eq!(e.status(), 503);
+}
+
+#[tokio::test]
+async fn revoked_access_is_401_and_refresh_reuse_is_reported() {
+    let mut bl = MockTokenBlacklist::new();
+    bl.expect_check_access()
+        .returning(|_, _| Ok(AccessStatus::Revoked));
+    bl.expect_rotate_refresh()
+        .returning(|_, _, _, _| Ok(RotateOutcome::Reused));
+    let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let access = codec
+        .sign(codec.claims(
+            TokenType::Access,
+            "s",
+            "a@example.com",
+            "sid",
+            60,
+            Map::new(),
+        ))
+        .unwrap();
+    let e = auth.authenticate(&access.token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
+    let refresh = codec
+        .sign(codec.claims(
+            TokenType::Refresh,
+            "s",
+            "a@example.com",
+            "sid",
+            60,
+            Map::new(),
+        ))
+        .unwrap();
+    let e = auth.refresh(&refresh.token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
+    // An access token is not a refresh token; the store is not even asked.
+    let e = auth.refresh(&access.token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::WrongType)));
+}
+
+#[tokio::test]
+async fn logout_with_bad_tokens_touches_nothing() {
+    let mut bl = MockTokenBlacklist::new();
+    bl.expect_revoke().times(0);
+    let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
+    auth.logout(None, None).await.unwrap();
+    auth.logout(Some("garbage"), Some("also.garbage.here"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn logout_revokes_the_access_jti_and_both_sessions() {
+    let seen: Arc<Mutex<Vec<Revocation>>> = Arc::default();
+    let mut bl = MockTokenBlacklist::new();
+    let s = seen.clone();
+    bl.expect_revoke().times(1).returning(move |r| {
+        s.lock().unwrap().push(r.clone());
+        Ok(())
+    });
+    let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let access = codec
+        .sign(codec.claims(
+            TokenType::Access,
+            "s",
+            "a@example.com",
+            "sid-a",
+            60,
+            Map::new(),
+        ))
+        .unwrap();
+    let refresh = codec
+        .sign(codec.claims(
+            TokenType::Refresh,
+            "s",
+            "a@example.com",
+            "sid-r",
+            60,
+            Map::new(),
+        ))
+        .unwrap();
+    auth.logout(Some(&access.token), Some(&refresh.token))
+        .await
+        .unwrap();
+    let r = seen.lock().unwrap()[0].clone();
+    assert_eq!(r.sessions, vec!["sid-a".to_owned(), "sid-r".to_owned()]);
+    let a = r.access.unwrap();
+    assert_eq!(
+        (a.sid.as_str(), a.jti.as_str(), a.expires_at),
+        ("sid-a", access.claims.jti.as_str(), access.claims.exp)
+    );
+}
+
+#[tokio::test]
+async fn full_flow_on_the_memory_store() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(config(), &mailer);
+    auth.request_code("Flow@Example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("flow@example.com").unwrap();
+    let pair = auth
+        .verify_code("FLOW@example.com", &code, &client())
+        .await
+        .unwrap();
+    assert_eq!(
+        auth.authenticate(&pair.access_token).await.unwrap().email,
+        "flow@example.com"
+    );
+    // Rotation: the new refresh works once, the old one is spent and kills the session.
+    let second = auth.refresh(&pair.refresh_token).await.unwrap();
+    assert!(auth.authenticate(&second.access_token).await.is_ok());
+    let e = auth.refresh(&pair.refresh_token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
+    let e = auth.authenticate(&second.access_token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
+    let e = auth.refresh(&second.refresh_token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_device() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(config(), &mailer);
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        auth.request_code("multi@example.com", &client())
+            .await
+            .unwrap();
+        let code = mailer.last_code("multi@example.com").unwrap();
+        pairs.push(
+            auth.verify_code("multi@example.com", &code, &client())
+                .await
+                .unwrap(),
+        );
+    }
+    auth.request_code("other@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("other@example.com").unwrap();
+    let other = auth
+        .verify_code("other@example.com", &code, &client())
+        .await
+        .unwrap();
+    assert_eq!(auth.logout_all(&pairs[0].access_token).await.unwrap(), 3);
+    for p in &pairs {
+        assert!(auth.authenticate(&p.access_token).await.is_err());
+        assert!(auth.refresh(&p.refresh_token).await.is_err());
+    }
+    assert!(auth.authenticate(&other.access_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn magic_mode_sends_nothing_and_accepts_zeros_for_listed_addresses_only() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(
+        Config {
+            disable_local_auth: true,
+            magic_otp_emails: vec!["*@test.example.com".into()],
+            ..config()
+        },
+        &mailer,
+    );
+    auth.request_code("dev@Test.Example.com", &client())
+        .await
+        .unwrap();
+    assert_eq!(mailer.count(), 0);
+    auth.verify_code("dev@test.example.com", "000000", &client())
+        .await
+        .unwrap();
+    // Single use like any code.
+    assert!(
+        auth.verify_code("dev@test.example.com", "000000", &client())
+            .await
+            .is_err()
+    );
+    // Not listed: a real code by mail; zeros are just a wrong guess.
+    auth.request_code("real@example.com", &client())
+        .await
+        .unwrap();
+    assert_eq!(mailer.count(), 1);
+    let code = mailer.last_code("real@example.com").unwrap();
+    if code != "000000" {
+        assert!(matches!(
+            auth.verify_code("real@example.com", "000000", &client())
+                .await,
+            Err(Error::InvalidCode)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn code_length_follows_the_configuration() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(
+        Config {
+            otp_length: 8,
+            ..config()
+        },
+        &mailer,
+    );
+    auth.request_code("len@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("len@example.com").unwrap();
+    assert_eq!(code.len(), 8);
+    let e = auth
+        .verify_code("len@example.com", &code[..6], &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 422);
+    auth.verify_code("len@example.com", &code, &client())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn bearer_parsing() {
+    assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
+    assert_eq!(bearer_token(Some("bearer   abc ")).unwrap(), "abc");
+    assert!(matches!(
+        bearer_token(None),
+        Err(Error::Unauthorized(TokenRejection::Missing))
+    ));
+    assert!(matches!(
+        bearer_token(Some("Basic dXNlcg==")),
+        Err(Error::Unauthorized(TokenRejection::Missing))
+    ));
+    assert!(matches!(
+        bearer_token(Some("Bearer ")),
+        Err(Error::Unauthorized(TokenRejection::Invalid))
+    ));
+}
+
+#[test]
+fn builder_refuses_weak_configuration() {
+    let e = OtpAuth::builder(Config::default())
+        .mailer(Arc::new(CapturingMailer::new()))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("OTP_AUTH_JWT_SECRET"), "{e}");
+}

@@ -1,0 +1,498 @@
+//! The HTTP contract, framework-free: request and response bodies, the refresh cookie,
+//! client IP resolution, and [`OtpAuth::handle`], which serves every endpoint from plain
+//! request parts. Adapters translate their framework's request into an [`ApiRequest`] and
+//! an [`ApiResponse`] back, and do nothing else, so every adapter answers byte for byte the
+//! same.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, SameSite};
+use crate::engine::{ClientInfo, OtpAuth, TokenPair, bearer_token};
+use crate::error::{Error, PROBLEM_CONTENT_TYPE, TokenRejection};
+
+/// Body of `POST /request-otp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOtpBody {
+    /// The address to send a code to.
+    pub email: String,
+}
+
+/// Body of `POST /verify-otp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOtpBody {
+    /// The address the code was sent to.
+    pub email: String,
+    /// The code.
+    pub otp: String,
+}
+
+/// A response with only a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageResponse {
+    /// A human sentence.
+    pub message: String,
+}
+
+/// The answer of `/verify-otp` (with `message`) and `/refresh` (without).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// `"OTP verified successfully!"` at login; absent at refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The access token.
+    pub access_token: String,
+    /// Always `"bearer"`.
+    pub token_type: String,
+    /// The access token's lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// The message of a successful `/request-otp`.
+pub const MSG_OTP_SENT: &str = "OTP sent successfully";
+/// The message of a successful `/verify-otp`.
+pub const MSG_OTP_VERIFIED: &str = "OTP verified successfully!";
+/// The message of a successful `/logout` and `/logout-all`.
+pub const MSG_LOGGED_OUT: &str = "Successfully logged out";
+
+/// The refresh cookie: name and attributes, shared by setting and clearing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSpec {
+    /// Cookie name.
+    pub name: String,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `SameSite` attribute.
+    pub same_site: SameSite,
+    /// `Path` attribute.
+    pub path: String,
+    /// `Max-Age` in seconds (the refresh token's lifetime).
+    pub max_age: u64,
+}
+
+impl CookieSpec {
+    /// The cookie as configured.
+    pub fn from_config(c: &Config) -> CookieSpec {
+        CookieSpec {
+            name: c.cookie_name.clone(),
+            secure: c.cookie_secure,
+            same_site: c.cookie_samesite,
+            path: c.cookie_path.clone(),
+            max_age: c.refresh_token_expire_days * 86_400,
+        }
+    }
+
+    fn attributes(&self, out: &mut String) {
+        out.push_str("; Path=");
+        out.push_str(&self.path);
+        out.push_str("; HttpOnly");
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.same_site.as_str());
+    }
+
+    /// The `Set-Cookie` value that stores `token`.
+    pub fn set(&self, token: &str) -> String {
+        let mut s = format!("{}={token}; Max-Age={}", self.name, self.max_age);
+        self.attributes(&mut s);
+        s
+    }
+
+    /// The `Set-Cookie` value that deletes the cookie (same name, path and attributes).
+    pub fn clear(&self) -> String {
+        let mut s = format!(
+            "{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            self.name
+        );
+        self.attributes(&mut s);
+        s
+    }
+
+    /// Finds this cookie's value in `Cookie` header values.
+    pub fn find<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+        cookie_headers
+            .into_iter()
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == self.name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Resolves the client IP: the socket `peer`, unless it is in `trusted`; then the rightmost
+/// `X-Forwarded-For` entry that is not trusted (entries left of it could be forged by the
+/// client). A peer outside `trusted` makes the header be ignored entirely.
+pub fn resolve_client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let Some(xff) = forwarded_for else {
+        return Some(peer);
+    };
+    let mut last_trusted = peer;
+    for entry in xff.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => last_trusted = ip,
+            Ok(ip) => return Some(ip),
+            // Garbage in the chain: stop at the last hop that is known good.
+            Err(_) => return Some(last_trusted),
+        }
+    }
+    Some(last_trusted)
+}
+
+/// The endpoints of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /request-otp`
+    RequestOtp,
+    /// `POST /verify-otp`
+    VerifyOtp,
+    /// `POST /refresh`
+    Refresh,
+    /// `POST /logout`
+    Logout,
+    /// `POST /logout-all`
+    LogoutAll,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::RequestOtp,
+        Endpoint::VerifyOtp,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+        Endpoint::LogoutAll,
+    ];
+
+    /// The path under the mount point.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::RequestOtp => "/request-otp",
+            Endpoint::VerifyOtp => "/verify-otp",
+            Endpoint::Refresh => "/refresh",
+            Endpoint::Logout => "/logout",
+            Endpoint::LogoutAll => "/logout-all",
+        }
+    }
+}
+
+/// The parts of an HTTP request the endpoints read.
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest<'a> {
+    /// `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The body, already limited by the adapter (see [`Config::body_limit_bytes`]).
+    pub body: &'a [u8],
+    /// `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The refresh cookie's value, found with [`CookieSpec::find`].
+    pub refresh_cookie: Option<&'a str>,
+    /// `Origin` header.
+    pub origin: Option<&'a str>,
+    /// The client, with its IP resolved by [`OtpAuth::client_ip`].
+    pub client: ClientInfo,
+}
+
+/// A response ready to be written by an adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Other headers, in order (`Set-Cookie`, `Retry-After`, `WWW-Authenticate`,
+    /// `Cache-Control`).
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    fn json<T: Serialize>(value: &T) -> ApiResponse {
+        match serde_json::to_vec(value) {
+            Ok(body) => ApiResponse {
+                status: 200,
+                content_type: "application/json",
+                headers: vec![("cache-control", "no-store".to_owned())],
+                body,
+            },
+            Err(e) => Self::error(&Error::Internal(format!("serializing a response: {e}"))),
+        }
+    }
+
+    fn message(msg: &str) -> ApiResponse {
+        Self::json(&MessageResponse {
+            message: msg.to_owned(),
+        })
+    }
+
+    /// The problem+json response of `error`.
+    pub fn error(error: &Error) -> ApiResponse {
+        if error.status() >= 500 && !error.is_unavailable() {
+            tracing::error!(error = %error, "request failed");
+        }
+        let p = error.to_problem();
+        let mut headers = p.headers;
+        headers.push(("cache-control", "no-store".to_owned()));
+        ApiResponse {
+            status: p.status,
+            content_type: PROBLEM_CONTENT_TYPE,
+            headers,
+            body: p.body,
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> ApiResponse {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Parses a JSON body: `Content-Type` must be JSON (415), the body within `limit` (413),
+/// and the JSON must match `T` (422, with the serde message, which never echoes values).
+pub fn parse_json<T: for<'de> Deserialize<'de>>(
+    content_type: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<T, Error> {
+    if !is_json_content_type(content_type) {
+        return Err(Error::UnsupportedMediaType);
+    }
+    if body.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let what = match e.classify() {
+            // "missing field `email`" names the field without echoing any value.
+            serde_json::error::Category::Data if msg.starts_with("missing field") => {
+                msg.split(" at line").next().unwrap_or("a field is missing")
+            }
+            serde_json::error::Category::Data => "a field is missing or has the wrong type",
+            serde_json::error::Category::Eof => "the JSON body is incomplete",
+            _ => "the body is not valid JSON",
+        };
+        Error::InvalidRequest(format!(
+            "Invalid request body: {what} (line {}, column {}).",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// `application/json`, or any `application/*+json`, with optional parameters.
+pub fn is_json_content_type(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let Some((ty, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    ty.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+impl OtpAuth {
+    /// Serves one endpoint of the contract from plain request parts.
+    pub async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
+        let cookie = self.cookie();
+        let result = self.dispatch(endpoint, &req).await;
+        match (endpoint, result) {
+            (_, Ok(resp)) => resp,
+            // A refresh cookie that no longer works is of no use to the browser.
+            (Endpoint::Refresh, Err(e @ Error::Unauthorized(_))) => {
+                ApiResponse::error(&e).with_header("set-cookie", cookie.clear())
+            }
+            (_, Err(e)) => ApiResponse::error(&e),
+        }
+    }
+
+    fn check_origin(&self, origin: Option<&str>) -> Result<(), Error> {
+        let allowed = &self.config().allowed_origins;
+        match origin {
+            Some(o)
+                if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(o)) =>
+            {
+                Err(Error::ForbiddenOrigin)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        endpoint: Endpoint,
+        req: &ApiRequest<'_>,
+    ) -> Result<ApiResponse, Error> {
+        self.check_origin(req.origin)?;
+        let limit = self.config().body_limit_bytes;
+        if req.body.len() > limit {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        let cookie = self.cookie();
+        match endpoint {
+            Endpoint::RequestOtp => {
+                let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
+                self.request_code(&body.email, &req.client).await?;
+                Ok(ApiResponse::message(MSG_OTP_SENT))
+            }
+            Endpoint::VerifyOtp => {
+                let body: VerifyOtpBody = parse_json(req.content_type, req.body, limit)?;
+                let pair = self
+                    .verify_code(&body.email, &body.otp, &req.client)
+                    .await?;
+                Ok(token_response(&pair, Some(MSG_OTP_VERIFIED), cookie))
+            }
+            Endpoint::Refresh => {
+                let token = req
+                    .refresh_cookie
+                    .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
+                let pair = self.refresh(token).await?;
+                Ok(token_response(&pair, None, cookie))
+            }
+            Endpoint::Logout => {
+                let access = bearer_token(req.authorization).ok();
+                self.logout(access, req.refresh_cookie).await?;
+                Ok(ApiResponse::message(MSG_LOGGED_OUT).with_header("set-cookie", cookie.clear()))
+            }
+            Endpoint::LogoutAll => {
+                let token = bearer_token(req.authorization)?;
+                self.logout_all(token).await?;
+                Ok(ApiResponse::message(MSG_LOGGED_OUT).with_header("set-cookie", cookie.clear()))
+            }
+        }
+    }
+}
+
+fn token_response(pair: &TokenPair, message: Option<&str>, cookie: &CookieSpec) -> ApiResponse {
+    ApiResponse::json(&TokenResponse {
+        message: message.map(str::to_owned),
+        access_token: pair.access_token.clone(),
+        token_type: "bearer".to_owned(),
+        expires_in: pair.expires_in,
+    })
+    .with_header("set-cookie", cookie.set(&pair.refresh_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<IpNet> {
+        s.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn xff_is_ignored_from_untrusted_peers() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            resolve_client_ip(Some(peer), Some("1.2.3.4"), &nets(&["10.0.0.0/8"])),
+            Some(peer)
+        );
+        assert_eq!(
+            resolve_client_ip(Some(peer), Some("1.2.3.4"), &[]),
+            Some(peer)
+        );
+    }
+
+    #[test]
+    fn xff_is_read_right_to_left_behind_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let t = nets(&["10.0.0.0/8"]);
+        // The client forged the leftmost entry; the proxy appended the real one.
+        assert_eq!(
+            resolve_client_ip(Some(proxy), Some("6.6.6.6, 198.51.100.7"), &t),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        // Two proxy hops.
+        assert_eq!(
+            resolve_client_ip(Some(proxy), Some("198.51.100.7, 10.0.0.3"), &t),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        // No header: the proxy itself.
+        assert_eq!(resolve_client_ip(Some(proxy), None, &t), Some(proxy));
+        // Garbage: stop at the last good hop.
+        assert_eq!(
+            resolve_client_ip(Some(proxy), Some("198.51.100.7, garbage"), &t),
+            Some(proxy)
+        );
+    }
+
+    #[test]
+    fn cookie_set_and_clear_share_attributes() {
+        let c = CookieSpec {
+            name: "refresh_token".into(),
+            secure: true,
+            same_site: SameSite::Lax,
+            path: "/".into(),
+            max_age: 604_800,
+        };
+        assert_eq!(
+            c.set("abc"),
+            "refresh_token=abc; Max-Age=604800; Path=/; HttpOnly; Secure; SameSite=Lax"
+        );
+        assert_eq!(
+            c.clear(),
+            "refresh_token=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; Secure; SameSite=Lax"
+        );
+        assert_eq!(c.find(["a=1; refresh_token=xyz; b=2"]), Some("xyz"));
+        assert_eq!(c.find(["a=1", "refresh_token=xyz"]), Some("xyz"));
+        assert_eq!(c.find(["refresh_token_other=1"]), None);
+        assert_eq!(c.find(["refresh_token="]), None);
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
+            assert!(is_json_content_type(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(!is_json_content_type(Some(bad)), "{bad}");
+        }
+        assert!(!is_json_content_type(None));
+    }
+
+    #[test]
+    fn parse_json_errors() {
+        let r: Result<RequestOtpBody, _> = parse_json(Some("text/plain"), b"{}", 100);
+        assert!(matches!(r, Err(Error::UnsupportedMediaType)));
+        let r: Result<RequestOtpBody, _> = parse_json(Some("application/json"), &[b' '; 101], 100);
+        assert!(matches!(r, Err(Error::PayloadTooLarge { limit: 100 })));
+        for bad in [
+            &b"{"[..],
+            b"{}",
+            b"{\"email\": 5}",
+            b"[]",
+            b"\xff\xfe",
+            b"null",
+        ] {
+            let r: Result<RequestOtpBody, _> = parse_json(Some("application/json"), bad, 100);
+            assert!(matches!(r, Err(Error::InvalidRequest(_))), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The storage traits: pending codes with their limits ([`OtpStore`]) and sessions with
+//! their revocations ([`TokenBlacklist`]).
+//!
+//! Each method is one atomic operation, shaped so a network store does it in one round
+//! trip (a Redis backend: one script call; the per-IP counter of [`OtpStore::issue`] lives
+//! in its own cluster slot and may take a second). Outcomes are enums, not errors: an
+//! error means the store could not answer.
+//!
+//! Keys reach the store only as keyed hashes ([`AddressKey`], [`IpKey`], subject keys):
+//! no plain address, no code.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::code::{AddressKey, CodeMac, IpKey};
+
+/// The store could not answer. Backends convert their own errors into this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Unreachable, timed out, or refusing connections: retrying later may work (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this library cannot use (a bug or foreign data; 500).
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+impl From<StoreError> for crate::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => crate::Error::StoreUnavailable(m),
+            StoreError::Backend(m) => crate::Error::Internal(m),
+        }
+    }
+}
+
+/// The limits that apply to an operation, passed with every call so that stores hold no
+/// configuration of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Code requests per address per [`Limits::request_window`].
+    pub per_address: u32,
+    /// Code requests per client IP bucket per [`Limits::request_window`].
+    pub per_ip: u32,
+    /// The window of both request limits (one minute).
+    pub request_window: Duration,
+    /// Failed verifications before the address is locked out.
+    pub max_attempts: u32,
+    /// How long a lockout lasts, and the window in which failures are counted.
+    pub lockout: Duration,
+}
+
+/// Store a new code for an address, after checking its limits.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    /// The address's store key.
+    pub address: AddressKey,
+    /// The client's IP bucket; `None` skips the per-IP limit.
+    pub ip: Option<IpKey>,
+    /// The MAC of the new code; it replaces any pending code of the address.
+    pub code_mac: CodeMac,
+    /// The code's lifetime.
+    pub code_ttl: Duration,
+    /// The limits to check.
+    pub limits: Limits,
+}
+
+/// What [`OtpStore::issue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// The code was stored (replacing any earlier one) and counted against both limits.
+    Issued,
+    /// The address has used up its requests for this window; nothing was stored.
+    AddressLimited {
+        /// Until the window ends.
+        retry_after: Duration,
+    },
+    /// The client IP has used up its requests for this window; nothing was stored.
+    IpLimited {
+        /// Until the window ends.
+        retry_after: Duration,
+    },
+    /// The address is locked out after too many failed verifications; nothing was stored.
+    LockedOut {
+        /// Until the lockout ends.
+        retry_after: Duration,
+    },
+}
+
+/// Check a presented code.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// The address's store key.
+    pub address: AddressKey,
+    /// The MAC of the presented code.
+    pub code_mac: CodeMac,
+    /// The limits to apply.
+    pub limits: Limits,
+}
+
+/// What [`OtpStore::verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// The code matched; it is consumed and the failure count reset.
+    Verified,
+    /// No code is pending (never sent, expired, or used). Not counted as a failure.
+    NoCode,
+    /// The code did not match; the failure was counted. At zero attempts left the pending
+    /// code is deleted and the address locked out.
+    Mismatch {
+        /// Failures left before the lockout.
+        attempts_left: u32,
+    },
+    /// The address is locked out; nothing was compared.
+    LockedOut {
+        /// Until the lockout ends.
+        retry_after: Duration,
+    },
+}
+
+/// Pending codes and their limits.
+///
+/// Implementations must make each method atomic: N concurrent `verify` calls with the right
+/// code give exactly one [`VerifyOutcome::Verified`], and concurrent wrong guesses never
+/// count past the cap. The contract is tested by the same suite for every backend.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OtpStore: Debug + Send + Sync + 'static {
+    /// Checks the IP and address limits and the lockout, then stores the code's MAC with
+    /// its expiry, replacing any pending code; the failure count is kept.
+    async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError>;
+
+    /// Checks the lockout, compares the MAC (in constant time where the store can), then
+    /// consumes the code or counts the failure.
+    async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError>;
+
+    /// Deletes the pending code of `address` if it is still the one with `code_mac` (used
+    /// when the mail with that code could not be sent). Limits and counts are kept.
+    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
+}
+
+/// A new session, recorded when a code is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session id (128 random bits).
+    pub sid: String,
+    /// The keyed hash of the subject, to list and revoke a user's sessions.
+    pub subject_key: String,
+    /// The `jti` of the session's first refresh token.
+    pub refresh_jti: String,
+    /// When the session ends unless refreshed (seconds since the epoch).
+    pub expires_at: u64,
+    /// The client's user agent at login, if known (at most 256 bytes).
+    pub user_agent: Option<String>,
+    /// The client's IP at login, if known.
+    pub ip: Option<String>,
+}
+
+/// What [`TokenBlacklist::rotate_refresh`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The presented token was current; it is spent and the new `jti` is current.
+    Rotated,
+    /// The presented token was already spent: the whole session is now revoked.
+    Reused,
+    /// No such session (revoked, logged out or expired).
+    Unknown,
+}
+
+/// Whether an access token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessStatus {
+    /// Neither the token nor its session is revoked.
+    Active,
+    /// The token or its session is revoked (or the session ended).
+    Revoked,
+}
+
+/// What to revoke at logout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// An access token to revoke: its session id, `jti` and `exp`.
+    pub access: Option<RevokedAccess>,
+    /// Sessions to end (the access token's and the refresh token's).
+    pub sessions: Vec<String>,
+}
+
+/// An access token to put on the blacklist until it would expire anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedAccess {
+    /// Its session.
+    pub sid: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `exp` (seconds since the epoch); the entry is dropped after it.
+    pub expires_at: u64,
+}
+
+/// A session as listed for its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session id.
+    pub sid: String,
+    /// Created at (seconds since the epoch).
+    pub created_at: u64,
+    /// Last refreshed at (seconds since the epoch); equals `created_at` before any refresh.
+    pub refreshed_at: u64,
+    /// Ends at unless refreshed (seconds since the epoch).
+    pub expires_at: u64,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+    /// IP at login.
+    pub ip: Option<String>,
+}
+
+/// Sessions, refresh rotation and revocations.
+///
+/// Every entry expires: a session when its last refresh token would, a revoked `jti` when
+/// its token would.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait TokenBlacklist: Debug + Send + Sync + 'static {
+    /// Records a new session with its first refresh `jti`.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+
+    /// Spends `presented_jti` and makes `new_jti` current, if `presented_jti` is current;
+    /// if it is not (already spent), revokes the session. One atomic operation.
+    async fn rotate_refresh(
+        &self,
+        sid: &str,
+        presented_jti: &str,
+        new_jti: &str,
+        new_expires_at: u64,
+    ) -> Result<RotateOutcome, StoreError>;
+
+    /// Whether the access token `jti` of session `sid` is usable: the `jti` is not revoked
+    /// and the session exists. One operation.
+    async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError>;
+
+    /// Revokes an access token and ends sessions.
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+
+    /// Ends every session of a subject; returns how many there were.
+    async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError>;
+
+    /// Lists the live sessions of a subject.
+    async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError>;
+}

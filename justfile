@@ -1,0 +1,36 @@
+# Developer recipes; `test`, `servers` and `ci` are thin wrappers over `cargo xtask`.
+
+# Recipe arguments reach the commands as "$@", quoting intact.
+set positional-arguments := true
+
+# List the recipes
+default:
+    @just --list
+
+# Run the example axum app
+run *args:
+    cargo run -p axum-example -- "$@"
+
+# Every test against Redis, a Redis Cluster and an SMTP sink started for the run (args go to the test runner)
+test *args:
+    cargo xtask test "$@"
+
+# Start the test servers and print their `export` lines; Ctrl-C stops them
+servers:
+    cargo xtask servers
+
+# What CI runs: fmt check, clippy, rustdoc, then the tests
+ci:
+    cargo xtask ci
+
+# Format every crate
+fmt:
+    cargo fmt --all
+
+# Clippy with warnings denied, as in CI
+clippy:
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Build the docs with warnings denied, as in CI
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features

@@ -1,0 +1,214 @@
+//! Task runner of the workspace, invoked as `cargo xtask <command>`
+//! (the alias lives in `.cargo/config.toml`).
+//!
+//! Commands:
+//!
+//! * `test [ARGS...]`: starts a standalone Redis, a three-master Redis
+//!   Cluster and an SMTP sink (postfix's `smtp-sink`) on free loopback ports,
+//!   exports their addresses to the tests through `OTP_TEST_*` variables and
+//!   runs every test of the workspace (`cargo nextest` when installed, else
+//!   `cargo test`; then the doc tests). `ARGS` go to the test runner.
+//! * `servers`: starts the same servers, prints the `export` lines for a
+//!   shell and keeps them running until Ctrl-C or end of standard input.
+//! * `ci`: formatting check, clippy, rustdoc (warnings denied), then `test`.
+//!
+//! Missing server binaries are installed with `apt-get` when running as root
+//! on Debian; otherwise the runner names the packages to install.
+//!
+//! The runner depends on the standard library only, so it compiles in a
+//! second or two.
+
+mod cmd;
+mod servers;
+mod tools;
+
+use std::io::{self, Read as _, Write as _};
+use std::process::ExitCode;
+
+use crate::cmd::{cargo, exit_code, run, workspace_root};
+use crate::servers::Servers;
+use crate::tools::Tools;
+
+/// Result of a command: the process exit code on completion, or a message
+/// for an error of the runner itself (missing tool, server not starting...).
+type Outcome = Result<u8, String>;
+
+const USAGE: &str = "\
+Usage: cargo xtask <command> [args...]
+
+Commands:
+  test [ARGS...]  Start Redis, a 3-node Redis Cluster and an SMTP sink on free
+                  loopback ports, then run every test of the workspace against
+                  them (cargo nextest if installed, else cargo test; then the
+                  doc tests). ARGS are passed to the test runner; when ARGS are
+                  given the doc tests are skipped.
+  servers         Start the same servers, print `export` lines for a shell and
+                  keep them running until Ctrl-C or end of input (Ctrl-D).
+  ci              cargo fmt --check, clippy -D warnings, rustdoc -D warnings,
+                  then `test`; stops at the first failure.
+  help            Show this text.
+
+Missing redis-server, redis-cli or smtp-sink are installed with apt-get when
+running as root on Debian (packages redis-server, redis-tools, postfix).
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    let outcome = match command.as_deref() {
+        Some("test") => test(&rest),
+        Some("servers") => no_args("servers", &rest).and_then(|()| servers()),
+        Some("ci") => no_args("ci", &rest).and_then(|()| ci()),
+        Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            Ok(2)
+        }
+        None => {
+            eprint!("{USAGE}");
+            Ok(2)
+        }
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Rejects arguments given to a command that takes none.
+fn no_args(command: &str, args: &[String]) -> Result<(), String> {
+    if args.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{command}` takes no arguments (got {}); see `cargo xtask help`",
+            args.join(" ")
+        ))
+    }
+}
+
+/// `cargo xtask test`: servers up, every test, servers down.
+fn test(extra: &[String]) -> Outcome {
+    let tools = Tools::locate_or_install()?;
+    let servers = Servers::start(&tools)?;
+    let code = run_tests(&servers, extra);
+    drop(servers);
+    code
+}
+
+/// Runs the test suites with the server addresses in the environment.
+///
+/// Returns the exit code of the first failing run, or 0.
+fn run_tests(servers: &Servers, extra: &[String]) -> Outcome {
+    let mut tests = cargo()?;
+    if has_nextest()? {
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+        ]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        tests.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
+    }
+    tests.args(extra).envs(servers.env());
+    let code = exit_code(run(&mut tests)?);
+
+    if !extra.is_empty() {
+        eprintln!(
+            "xtask: arguments given to the test runner, doc tests skipped \
+             (`cargo xtask test` without arguments runs them)"
+        );
+        return Ok(code);
+    }
+
+    // `--all-targets` leaves the doc tests out (and nextest cannot run them).
+    let mut doc = cargo()?;
+    doc.args(["test", "--workspace", "--doc"])
+        .envs(servers.env());
+    let doc_code = exit_code(run(&mut doc)?);
+    Ok(if code != 0 { code } else { doc_code })
+}
+
+/// Whether `cargo nextest` is installed.
+fn has_nextest() -> Result<bool, String> {
+    let mut probe = cargo()?;
+    probe
+        .args(["nextest", "--version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    Ok(probe.status().is_ok_and(|status| status.success()))
+}
+
+/// `cargo xtask servers`: servers up until Ctrl-C or end of input.
+fn servers() -> Outcome {
+    let tools = Tools::locate_or_install()?;
+    let servers = Servers::start(&tools)?;
+    let mut out = io::stdout().lock();
+    for (name, value) in servers.env() {
+        writeln!(out, "export {name}={}", cmd::shell_quote(value))
+            .map_err(|e| format!("writing to stdout: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("writing to stdout: {e}"))?;
+    drop(out);
+    eprintln!("xtask: servers running; stop them with Ctrl-C or end of input (Ctrl-D)");
+    // Standard input is only watched for its end; whatever is typed is dropped.
+    let mut sink = [0_u8; 256];
+    let mut stdin = io::stdin().lock();
+    loop {
+        match stdin.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading stdin: {e}")),
+        }
+    }
+    drop(servers);
+    Ok(0)
+}
+
+/// `cargo xtask ci`: fmt, clippy, doc, then the tests; stops at the first failure.
+fn ci() -> Outcome {
+    let root = workspace_root()?;
+    eprintln!("xtask: ci in {}", root.display());
+
+    let mut fmt = cargo()?;
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    let mut clippy = cargo()?;
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    let mut doc = cargo()?;
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+
+    for step in [&mut fmt, &mut clippy, &mut doc] {
+        let code = exit_code(run(step)?);
+        if code != 0 {
+            eprintln!("xtask: ci failed at `{}`", cmd::display(step));
+            return Ok(code);
+        }
+    }
+    let code = test(&[])?;
+    if code != 0 {
+        eprintln!("xtask: ci failed in the tests");
+    }
+    Ok(code)
+}
