@@ -1,1 +1,287 @@
-//! placeholder
+//! Test tooling shared by the cross-crate tests: start an app on a loopback port through a
+//! real router, talk to it over real HTTP, read the codes it mails.
+//!
+//! The scenarios are written against [`TestServer`] only, so each adapter (and, with the
+//! Redis backends, each store) runs the same ones.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::routing::get;
+use otp_axum::CurrentUser;
+use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth, OtpStore, TokenBlacklist};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+pub mod scenarios;
+
+/// A fixed strong secret for tests.
+pub const TEST_SECRET: &str = "c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f";
+
+/// The configuration tests start from: the defaults plus a secret.
+pub fn test_config() -> Config {
+    Config {
+        jwt_secret: Some(TEST_SECRET.into()),
+        ..Config::default()
+    }
+}
+
+/// Which framework serves the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapter {
+    /// otp-axum.
+    Axum,
+}
+
+/// The stores and mailer an app runs on.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub store: Arc<dyn OtpStore>,
+    pub blacklist: Arc<dyn TokenBlacklist>,
+    pub mailer: CapturingMailer,
+}
+
+impl Backends {
+    /// The in-memory store and a capturing mailer.
+    pub fn memory() -> Backends {
+        let m = MemoryStore::new();
+        Backends {
+            store: Arc::new(m.clone()),
+            blacklist: Arc::new(m),
+            mailer: CapturingMailer::new(),
+        }
+    }
+}
+
+/// A running app: the example's shape (auth at `/auth`, `GET /protected`).
+#[derive(Debug)]
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub mailer: CapturingMailer,
+    pub auth: OtpAuth,
+    pub http: reqwest::Client,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn protected(user: CurrentUser) -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}!", user.email) }))
+}
+
+async fn maybe_user(user: Option<CurrentUser>) -> Json<Value> {
+    Json(json!({ "user": user.map(|u| u.email.clone()) }))
+}
+
+impl TestServer {
+    /// Starts `adapter` with `config` on the in-memory store.
+    pub async fn start(adapter: Adapter, config: Config) -> TestServer {
+        Self::start_with(adapter, config, Backends::memory()).await
+    }
+
+    /// Starts `adapter` with `config` on `backends`.
+    pub async fn start_with(adapter: Adapter, config: Config, backends: Backends) -> TestServer {
+        let auth = OtpAuth::builder(config)
+            .store(backends.store)
+            .blacklist(backends.blacklist)
+            .mailer(Arc::new(backends.mailer.clone()))
+            .build()
+            .expect("test configuration builds");
+        Self::start_auth(adapter, auth, backends.mailer).await
+    }
+
+    /// Starts `adapter` around an engine built by the caller.
+    pub async fn start_auth(
+        adapter: Adapter,
+        auth: OtpAuth,
+        mailer: CapturingMailer,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = match adapter {
+            Adapter::Axum => {
+                let app = axum::Router::new()
+                    .route("/protected", get(protected))
+                    .route("/maybe-user", get(maybe_user))
+                    .nest("/auth", otp_axum::router(auth.clone()))
+                    .with_state(auth.clone());
+                tokio::spawn(async move {
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .await
+                    .unwrap();
+                })
+            }
+        };
+        TestServer {
+            base: format!("http://{addr}"),
+            addr,
+            mailer,
+            auth,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            task,
+        }
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// `POST /auth/request-otp` for `email`.
+    pub async fn request_otp(&self, email: &str) -> Reply {
+        self.post_json("/auth/request-otp", &json!({ "email": email }))
+            .await
+    }
+
+    /// `POST /auth/verify-otp`.
+    pub async fn verify_otp(&self, email: &str, otp: &str) -> Reply {
+        self.post_json("/auth/verify-otp", &json!({ "email": email, "otp": otp }))
+            .await
+    }
+
+    /// `POST /auth/refresh` with `cookie` as the refresh cookie (if any).
+    pub async fn refresh(&self, cookie: Option<&str>) -> Reply {
+        let mut r = self.http.post(self.url("/auth/refresh"));
+        if let Some(c) = cookie {
+            r = r.header("cookie", format!("refresh_token={c}"));
+        }
+        self.send(r).await
+    }
+
+    /// `GET /protected` with `token` as bearer (if any).
+    pub async fn protected(&self, token: Option<&str>) -> Reply {
+        let mut r = self.http.get(self.url("/protected"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        self.send(r).await
+    }
+
+    /// Sends a request and collects the reply.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap().to_vec();
+        Reply {
+            status,
+            headers,
+            body: bytes,
+        }
+    }
+
+    /// Requests a code, reads it from the mailer, verifies it: a logged-in session.
+    pub async fn login(&self, email: &str) -> Session {
+        let r = self.request_otp(email).await;
+        assert_eq!(r.status, 200, "request-otp: {}", r.text());
+        let code = self.mailer.last_code(email).expect("a code was mailed");
+        let r = self.verify_otp(email, &code).await;
+        assert_eq!(r.status, 200, "verify-otp: {}", r.text());
+        Session {
+            access: r.json()["access_token"].as_str().unwrap().to_owned(),
+            refresh: r.refresh_cookie().expect("refresh cookie set"),
+        }
+    }
+}
+
+/// The tokens of a logged-in client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// A collected HTTP reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every `Set-Cookie` value.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The refresh token set by this reply, if it sets a non-empty one.
+    pub fn refresh_cookie(&self) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            let v = c.strip_prefix("refresh_token=")?.split(';').next()?;
+            (!v.is_empty()).then(|| v.to_owned())
+        })
+    }
+
+    /// Asserts the reply is a problem+json error with `status` and a `detail` sentence.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "status; body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "content type of a {status}"
+        );
+        let v = self.json();
+        assert_eq!(v["status"], status);
+        assert!(v["type"].is_string() && v["title"].is_string());
+        let detail = v["detail"].as_str().expect("detail is a string");
+        assert!(!detail.is_empty());
+        v
+    }
+}
+
+/// Sends raw bytes to `addr` and returns everything the server answers until it closes
+/// the connection (or 5 s pass): for requests an HTTP client library will not make.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading everything: ignore write errors.
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,1 +1,223 @@
-//! placeholder
+//! axum adapter for [`otp_core`]: a [`Router`] serving the login endpoints and a
+//! [`CurrentUser`] extractor for protected routes.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::sync::Arc;
+//!
+//! use axum::{Json, Router, routing::get};
+//! use otp_axum::CurrentUser;
+//! use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
+//!
+//! async fn protected(user: CurrentUser) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "message": format!("Hello, {}!", user.email) }))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = OtpAuth::builder(Config::load()?)
+//!     .stores(MemoryStore::new())
+//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/protected", get(protected))
+//!     .nest("/auth", otp_axum::router(auth.clone()))
+//!     .with_state(auth);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // The client IP (for the per-IP limit) comes from the connection: serve with connect info.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything but the translation between axum and plain request parts lives in
+//! `otp-core` ([`OtpAuth::handle`]), so statuses, bodies, headers and cookies are those of
+//! the contract, identical in every adapter.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{
+    ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
+};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use otp_core::{ApiRequest, ApiResponse, ClientInfo, Endpoint, Error, OtpAuth};
+
+/// The login endpoints of the contract (`/request-otp`, `/verify-otp`, `/refresh`,
+/// `/logout`, `/logout-all`), to be nested where you want them (the examples use `/auth`).
+///
+/// Unknown paths under it answer 404 and other methods 405, both as problem+json. Serve the
+/// app with `into_make_service_with_connect_info::<SocketAddr>()`: the per-IP limit needs
+/// the peer address, and `/request-otp` refuses to run without it.
+pub fn router<S>(auth: OtpAuth) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut r = Router::new();
+    for endpoint in Endpoint::ALL {
+        r = r.route(
+            endpoint.path(),
+            post(move |state: State<OtpAuth>, req: Request| serve(state, endpoint, req)),
+        );
+    }
+    r.fallback(|| async { render(ApiResponse::error(&Error::NotFound)) })
+        .method_not_allowed_fallback(|| async {
+            let mut resp = render(ApiResponse::error(&Error::MethodNotAllowed));
+            resp.headers_mut()
+                .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+            resp
+        })
+        .with_state(auth)
+}
+
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let limit = auth.config().body_limit_bytes;
+    // Refuse by the declared length before reading anything.
+    let declared = header(&parts.headers, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+    }
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        // Over the limit while streaming (or the client went away: then nobody reads this).
+        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip());
+    if peer.is_none() && endpoint == Endpoint::RequestOtp {
+        tracing::error!(
+            "no client address on the request: serve the app with \
+             into_make_service_with_connect_info::<SocketAddr>() so the per-IP limit works"
+        );
+        return render(ApiResponse::error(&Error::Internal(
+            "ConnectInfo<SocketAddr> missing".to_owned(),
+        )));
+    }
+    let h = &parts.headers;
+    let forwarded_for = forwarded_for(h);
+    let client = ClientInfo {
+        ip: auth.client_ip(peer, forwarded_for.as_deref()),
+        user_agent: header(h, USER_AGENT).map(str::to_owned),
+    };
+    let cookies = h.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let api = ApiRequest {
+        content_type: header(h, CONTENT_TYPE),
+        body: &bytes,
+        authorization: header(h, AUTHORIZATION),
+        refresh_cookie: auth.cookie().find(cookies),
+        origin: header(h, ORIGIN),
+        client,
+    };
+    render(auth.handle(endpoint, api).await)
+}
+
+/// All `X-Forwarded-For` headers joined in order, as one list.
+fn forwarded_for(h: &HeaderMap) -> Option<String> {
+    let mut values = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |mut acc, v| {
+        acc.push_str(", ");
+        acc.push_str(v);
+        acc
+    }))
+}
+
+/// Writes a framework-free response as an axum one.
+pub fn render(resp: ApiResponse) -> Response {
+    let mut out = Response::new(Body::from(resp.body));
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(resp.content_type));
+    for (name, value) in resp.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(HeaderName::from_static(name), v);
+        }
+    }
+    out
+}
+
+/// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
+/// signature, algorithm, type, expiry, issuer/audience and revocation.
+///
+/// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
+/// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
+/// (fail closed). As `Option<CurrentUser>` it yields `None` when no bearer token is
+/// presented and still rejects a presented token that is invalid.
+///
+/// The state must give an [`OtpAuth`] (`OtpAuth: FromRef<S>`).
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub otp_core::CurrentUser);
+
+impl Deref for CurrentUser {
+    type Target = otp_core::CurrentUser;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Why [`CurrentUser`] refused a request; renders as the contract's problem response.
+#[derive(Debug)]
+pub struct AuthRejection(pub Error);
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        render(ApiResponse::error(&self.0))
+    }
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    OtpAuth: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = OtpAuth::from_ref(state);
+        auth.authenticate_header(header(&parts.headers, AUTHORIZATION))
+            .await
+            .map(CurrentUser)
+            .map_err(AuthRejection)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    OtpAuth: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let authorization = header(&parts.headers, AUTHORIZATION);
+        if otp_core::bearer_token(authorization)
+            .is_err_and(|e| matches!(e, Error::Unauthorized(otp_core::TokenRejection::Missing)))
+        {
+            return Ok(None);
+        }
+        let auth = OtpAuth::from_ref(state);
+        auth.authenticate_header(authorization)
+            .await
+            .map(|u| Some(CurrentUser(u)))
+            .map_err(AuthRejection)
+    }
+}

@@ -167,9 +167,8 @@ impl CodeHasher {
 
     fn mac(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for HMAC.
-        let mut mac = match HmacSha256::new_from_slice(self.key.expose_secret()) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of every length"),
+        let Ok(mut mac) = HmacSha256::new_from_slice(self.key.expose_secret()) else {
+            unreachable!("HMAC takes keys of every length")
         };
         mac.update(domain);
         for p in parts {
@@ -213,9 +212,8 @@ impl CodeHasher {
 /// Derives the code secret from the JWT secret when no code secret is configured, so the
 /// two keys are never the same bytes.
 pub(crate) fn derive_code_secret(jwt_secret: &[u8]) -> Vec<u8> {
-    let mut mac = match HmacSha256::new_from_slice(jwt_secret) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC takes keys of every length"),
+    let Ok(mut mac) = HmacSha256::new_from_slice(jwt_secret) else {
+        unreachable!("HMAC takes keys of every length")
     };
     mac.update(b"otp-auth/code-secret-from-jwt-secret/v1");
     mac.finalize().into_bytes().to_vec()

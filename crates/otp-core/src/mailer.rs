@@ -92,8 +92,6 @@ impl Mailer for ConsoleMailer {
     async fn send(&self, message: &Message) -> Result<(), MailError> {
         tracing::info!(
             target: "otp_core::console_mailer",
-            to = %message.to,
-            code = message.code.expose(),
             "login code for {}: {}",
             message.to,
             message.code.expose()

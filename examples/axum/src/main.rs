@@ -1,1 +1,142 @@
-fn main() {}
+//! The axum example app: passwordless login mounted at `/auth` and `GET /protected`.
+//!
+//! With no settings it runs on the embedded default: 127.0.0.1:3000, the in-memory store,
+//! codes written to the log, a random JWT key. Settings: `APP_ADDR`, `OTP_AUTH_STORE`
+//! (`memory`), `OTP_AUTH_MAILER` (`console`) and every `OTP_AUTH_*` variable of otp-core.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use otp_axum::CurrentUser;
+use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+async fn protected(user: CurrentUser) -> Json<Value> {
+    Json(json!({ "message": format!("Hello, {}!", user.email) }))
+}
+
+/// The app: the auth router at `/auth` and the protected route.
+fn app(auth: OtpAuth) -> Router {
+    Router::new()
+        .route("/protected", get(protected))
+        .nest("/auth", otp_axum::router(auth.clone()))
+        .with_state(auth)
+}
+
+/// Picks a value for a backend setting: the variable, else a default that depends on
+/// whether `trigger` (the backend's address variable) is set.
+fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_ascii_lowercase(),
+        _ if std::env::var_os(trigger).is_some() => when_set.to_owned(),
+        _ => default.to_owned(),
+    }
+}
+
+fn build() -> Result<(OtpAuth, SocketAddr), String> {
+    let config = Config::load()
+        .map_err(|e| e.to_string())?
+        .with_ephemeral_jwt_secret();
+    let store = choice("OTP_AUTH_STORE", "OTP_AUTH_REDIS_URL", "redis", "memory");
+    let mailer = choice("OTP_AUTH_MAILER", "OTP_AUTH_SMTP_SERVER", "smtp", "console");
+    let builder = OtpAuth::builder(config);
+    let builder = match store.as_str() {
+        "memory" => builder.stores(MemoryStore::new()),
+        "redis" | "fred" => {
+            return Err(format!(
+                "OTP_AUTH_STORE={store}: the Redis backends are not part of this build yet; \
+                 use OTP_AUTH_STORE=memory (and unset OTP_AUTH_REDIS_URL)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "OTP_AUTH_STORE={other:?} is not a store: use memory, redis or fred"
+            ));
+        }
+    };
+    let mailer: Arc<dyn Mailer> = match mailer.as_str() {
+        "console" => Arc::new(ConsoleMailer::new()),
+        "smtp" => {
+            return Err(
+                "OTP_AUTH_MAILER=smtp: the SMTP mailer is not part of this build yet; use \
+                 OTP_AUTH_MAILER=console (and unset OTP_AUTH_SMTP_SERVER)"
+                    .to_owned(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "OTP_AUTH_MAILER={other:?} is not a mailer: use console or smtp"
+            ));
+        }
+    };
+    let auth = builder.mailer(mailer).build().map_err(|e| e.to_string())?;
+    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("APP_ADDR={addr:?} is not a socket address: {e}"))?;
+    Ok((auth, addr))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let (auth, addr) = match build() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("axum-example: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("axum-example: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!("listening on http://{addr}");
+    let served = axum::serve(
+        listener,
+        app(auth).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axum-example: server error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,851 @@
+//! The HTTP scenarios of the contract (API.md), each a function of the adapter under test.
+//! [`crate::http_scenarios!`] instantiates them as tests.
+
+use std::sync::Arc;
+
+use otp_core::store::{
+    AccessStatus, IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, SessionInfo,
+    VerifyOutcome, VerifyRequest,
+};
+use otp_core::token::{Claims, TokenCodec, TokenType, now_secs};
+use otp_core::{
+    AddressKey, CapturingMailer, CodeMac, Config, Email, Error, Hooks, JwtAlgorithm, MailError,
+    OtpAuth, OtpStore, SameSite, StoreError, TokenBlacklist, async_trait,
+};
+use serde_json::json;
+
+use crate::{Adapter, Backends, TEST_SECRET, TestServer, test_config};
+
+async fn start(adapter: Adapter) -> TestServer {
+    TestServer::start(adapter, test_config()).await
+}
+
+fn codec() -> TokenCodec {
+    TokenCodec::hmac(JwtAlgorithm::HS256, TEST_SECRET.as_bytes(), None, None, 0).unwrap()
+}
+
+/// Request, verify, protected: the bodies, statuses and headers of a whole login.
+pub async fn login_flow(adapter: Adapter) {
+    let s = start(adapter).await;
+    let r = s.request_otp("Grace@Example.com").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), json!({"message": "OTP sent successfully"}));
+    let code = s.mailer.last_code("grace@example.com").unwrap();
+    let r = s.verify_otp("grace@example.com", &code).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v = r.json();
+    assert_eq!(v["message"], "OTP verified successfully!");
+    assert_eq!(v["token_type"], "bearer");
+    assert_eq!(v["expires_in"], 3600);
+    let access = v["access_token"].as_str().unwrap();
+    assert_eq!(access.split('.').count(), 3);
+    assert!(r.refresh_cookie().is_some());
+    let r = s.protected(Some(access)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"message": "Hello, grace@example.com!"}));
+}
+
+/// The refresh cookie's attributes, default and configured, and its clearing twin.
+pub async fn cookie_attributes(adapter: Adapter) {
+    let s = start(adapter).await;
+    s.request_otp("c@example.com").await;
+    let code = s.mailer.last_code("c@example.com").unwrap();
+    let r = s.verify_otp("c@example.com", &code).await;
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1);
+    let c = &set[0];
+    assert!(c.starts_with("refresh_token=ey"), "{c}");
+    for attr in [
+        "; Max-Age=604800",
+        "; Path=/",
+        "; HttpOnly",
+        "; Secure",
+        "; SameSite=Lax",
+    ] {
+        assert!(c.contains(attr), "{c} lacks {attr}");
+    }
+
+    let s = TestServer::start(
+        adapter,
+        Config {
+            cookie_name: "rt".into(),
+            cookie_secure: false,
+            cookie_samesite: SameSite::Strict,
+            cookie_path: "/auth".into(),
+            refresh_token_expire_days: 2,
+            ..test_config()
+        },
+    )
+    .await;
+    s.request_otp("c@example.com").await;
+    let code = s.mailer.last_code("c@example.com").unwrap();
+    let r = s.verify_otp("c@example.com", &code).await;
+    let c = &r.set_cookies()[0];
+    assert!(c.starts_with("rt=ey"), "{c}");
+    for attr in [
+        "; Max-Age=172800",
+        "; Path=/auth",
+        "; HttpOnly",
+        "; SameSite=Strict",
+    ] {
+        assert!(c.contains(attr), "{c} lacks {attr}");
+    }
+    assert!(!c.contains("Secure"), "{c}");
+    let token = c.strip_prefix("rt=").unwrap().split(';').next().unwrap();
+    // The configured name is the one read back.
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/refresh"))
+                .header("cookie", format!("rt={token}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .header("cookie", format!("rt={token}")),
+        )
+        .await;
+    assert_eq!(
+        r.set_cookies(),
+        vec!["rt=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/auth; HttpOnly; SameSite=Strict".to_owned()]
+    );
+}
+
+/// 422, 415 and 413 on `/request-otp`, with nothing mailed.
+pub async fn request_otp_bad_input(adapter: Adapter) {
+    let s = start(adapter).await;
+    for body in [
+        json!({}),
+        json!({"email": 42}),
+        json!({"email": null}),
+        json!({"mail": "a@example.com"}),
+        json!({"email": "not-an-address"}),
+        json!({"email": "a@example.com\r\nBcc: victim@example.org"}),
+        json!({"email": "a@example.com\n"}),
+        json!({"email": "a\u{0000}@example.com"}),
+        json!({"email": format!("{}@example.com", "a".repeat(250))}),
+        json!(["a@example.com"]),
+    ] {
+        let r = s.post_json("/auth/request-otp", &body).await;
+        r.assert_problem(422);
+    }
+    for raw in ["{", "{\"email\": \"a@example.com\"", "not json", ""] {
+        let r = s
+            .send(
+                s.http
+                    .post(s.url("/auth/request-otp"))
+                    .header("content-type", "application/json")
+                    .body(raw),
+            )
+            .await;
+        r.assert_problem(422);
+    }
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("content-type", "application/json")
+                .body(vec![0xff, 0xfe, 0x7b]),
+        )
+        .await;
+    r.assert_problem(422);
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut req = s
+            .http
+            .post(s.url("/auth/request-otp"))
+            .body("{\"email\": \"a@example.com\"}");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        s.send(req).await.assert_problem(415);
+    }
+    let big = json!({"email": "a@example.com", "pad": "x".repeat(17 * 1024)});
+    s.post_json("/auth/request-otp", &big)
+        .await
+        .assert_problem(413);
+    // Streamed without a length: refused while reading.
+    let mut raw = String::from(
+        "POST /auth/request-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..40 {
+        raw.push_str(&format!("400\r\n{}\r\n", " ".repeat(1024)));
+    }
+    raw.push_str("0\r\n\r\n");
+    let reply = crate::raw_http(s.addr, raw.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("application/problem+json"), "{reply}");
+    assert_eq!(s.mailer.count(), 0);
+}
+
+/// The per-address limit: 429 with `Retry-After`, no mail, across spellings of the address.
+pub async fn address_rate_limit(adapter: Adapter) {
+    let s = start(adapter).await;
+    let spellings = [
+        "Lim@Example.com",
+        "lim@example.com",
+        " LIM@EXAMPLE.COM ",
+        "lim@Example.Com",
+        "lim@example.com",
+    ];
+    for e in spellings {
+        assert_eq!(s.request_otp(e).await.status, 200, "{e}");
+    }
+    assert_eq!(s.mailer.count(), 5);
+    let r = s.request_otp("LIM@example.com").await;
+    r.assert_problem(429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(s.mailer.count(), 5, "a limited request sends no mail");
+    // Another address is not affected.
+    assert_eq!(s.request_otp("other@example.com").await.status, 200);
+}
+
+/// The per-IP limit, which a forged `X-Forwarded-For` from an untrusted peer cannot bypass.
+pub async fn ip_rate_limit_ignores_spoofed_forwarded_for(adapter: Adapter) {
+    let s = TestServer::start(
+        adapter,
+        Config {
+            otp_rate_limit_per_ip_per_minute: 3,
+            ..test_config()
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let r = s
+            .send(
+                s.http
+                    .post(s.url("/auth/request-otp"))
+                    .header("x-forwarded-for", format!("203.0.113.{i}"))
+                    .json(&json!({"email": format!("ip{i}@example.com")})),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("x-forwarded-for", "198.51.100.77")
+                .json(&json!({"email": "ip9@example.com"})),
+        )
+        .await;
+    r.assert_problem(429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(s.mailer.count(), 3);
+}
+
+/// Behind a trusted proxy, `X-Forwarded-For` names the client.
+pub async fn trusted_proxy_forwarded_for(adapter: Adapter) {
+    let s = TestServer::start(
+        adapter,
+        Config {
+            otp_rate_limit_per_ip_per_minute: 2,
+            trusted_proxies: vec!["127.0.0.1".into()],
+            ..test_config()
+        },
+    )
+    .await;
+    let send = |xff: &'static str, n: u32| {
+        s.send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"email": format!("p{n}@example.com")})),
+        )
+    };
+    assert_eq!(send("203.0.113.1", 1).await.status, 200);
+    assert_eq!(send("203.0.113.1", 2).await.status, 200);
+    send("203.0.113.1", 3).await.assert_problem(429);
+    // Another client behind the same proxy has its own bucket.
+    assert_eq!(send("203.0.113.2", 4).await.status, 200);
+    // A forged leftmost entry does not help: the proxy appended the real client.
+    send("198.51.100.1, 203.0.113.1", 5)
+        .await
+        .assert_problem(429);
+}
+
+/// 400 for no code and a wrong code; 422 for malformed codes, which are not counted.
+pub async fn verify_errors(adapter: Adapter) {
+    let s = start(adapter).await;
+    s.verify_otp("none@example.com", "123456")
+        .await
+        .assert_problem(400);
+    s.request_otp("v@example.com").await;
+    let code = s.mailer.last_code("v@example.com").unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = s.verify_otp("v@example.com", wrong).await;
+    let p = r.assert_problem(400);
+    assert!(!r.text().contains(&code), "the right code leaks in {p}");
+    for bad in [
+        json!("12345"),
+        json!("1234567"),
+        json!("12345a"),
+        json!(123456),
+        json!(null),
+        json!(" 123456"),
+    ] {
+        let r = s
+            .post_json(
+                "/auth/verify-otp",
+                &json!({"email": "v@example.com", "otp": bad}),
+            )
+            .await;
+        r.assert_problem(422);
+    }
+    s.post_json("/auth/verify-otp", &json!({"email": "v@example.com"}))
+        .await
+        .assert_problem(422);
+    s.post_json("/auth/verify-otp", &json!({"otp": "123456"}))
+        .await
+        .assert_problem(422);
+    // Ten malformed codes did not count: the right code still works (cap is 5).
+    assert_eq!(s.verify_otp("V@example.com", &code).await.status, 200);
+    // Used: gone.
+    s.verify_otp("v@example.com", &code)
+        .await
+        .assert_problem(400);
+}
+
+/// Five failures lock the address out across resends; 429 with `Retry-After` even for the
+/// right code, and no new code while locked.
+pub async fn lockout_across_resends(adapter: Adapter) {
+    let s = start(adapter).await;
+    s.request_otp("lock@example.com").await;
+    let first = s.mailer.last_code("lock@example.com").unwrap();
+    for w in wrong_codes(&first).take(3) {
+        s.verify_otp("lock@example.com", &w)
+            .await
+            .assert_problem(400);
+    }
+    s.request_otp("lock@example.com").await;
+    let second = s.mailer.last_code("lock@example.com").unwrap();
+    for w in wrong_codes(&second).take(2) {
+        s.verify_otp("lock@example.com", &w)
+            .await
+            .assert_problem(400);
+    }
+    let r = s.verify_otp("lock@example.com", &second).await;
+    r.assert_problem(429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((890..=900).contains(&retry), "{retry}");
+    let sent = s.mailer.count();
+    s.request_otp("lock@example.com").await.assert_problem(429);
+    assert_eq!(s.mailer.count(), sent, "no mail while locked out");
+}
+
+fn wrong_codes(right: &str) -> impl Iterator<Item = String> + '_ {
+    (0..)
+        .map(|i| format!("{:06}", 100_000 + i * 7919))
+        .filter(move |c| c != right)
+}
+
+/// 16 parallel verifications of one code: exactly one 200.
+pub async fn concurrent_verifications(adapter: Adapter) {
+    let s = Arc::new(start(adapter).await);
+    s.request_otp("race@example.com").await;
+    let code = s.mailer.last_code("race@example.com").unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (s, code) = (s.clone(), code.clone());
+            tokio::spawn(async move { s.verify_otp("race@example.com", &code).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+}
+
+/// Refresh rotates; the spent token is refused and revokes the session.
+pub async fn refresh_rotation_and_reuse(adapter: Adapter) {
+    let s = start(adapter).await;
+    let session = s.login("rot@example.com").await;
+    let r = s.refresh(Some(&session.refresh)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["token_type"], "bearer");
+    assert_eq!(v["expires_in"], 3600);
+    assert!(v.get("message").is_none());
+    let new_access = v["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = r.refresh_cookie().unwrap();
+    assert_ne!(new_refresh, session.refresh);
+    assert_eq!(s.protected(Some(&new_access)).await.status, 200);
+    // The spent token again: 401, and the whole session is gone.
+    let r = s.refresh(Some(&session.refresh)).await;
+    r.assert_problem(401);
+    assert!(
+        r.set_cookies().iter().any(|c| c.contains("Max-Age=0")),
+        "a dead cookie is cleared"
+    );
+    s.refresh(Some(&new_refresh)).await.assert_problem(401);
+    s.protected(Some(&new_access)).await.assert_problem(401);
+    s.protected(Some(&session.access)).await.assert_problem(401);
+}
+
+/// 401 for a missing, garbled, access-typed or expired refresh token.
+pub async fn refresh_refusals(adapter: Adapter) {
+    let s = start(adapter).await;
+    let r = s.refresh(None).await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = s.refresh(Some("garbage")).await;
+    r.assert_problem(401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let session = s.login("rr@example.com").await;
+    s.refresh(Some(&session.access)).await.assert_problem(401);
+    let expired = sign_expired(TokenType::Refresh, "rr@example.com");
+    s.refresh(Some(&expired)).await.assert_problem(401);
+    // Only POST.
+    let r = s.send(s.http.get(s.url("/auth/refresh"))).await;
+    r.assert_problem(405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    // The real one still works.
+    assert_eq!(s.refresh(Some(&session.refresh)).await.status, 200);
+}
+
+fn sign_expired(kind: TokenType, email: &str) -> String {
+    let c = codec();
+    let now = now_secs();
+    let claims = Claims {
+        iat: now - 120,
+        exp: now - 60,
+        ..c.claims(kind, email, email, "sid", 60, Default::default())
+    };
+    c.sign(claims).unwrap().token
+}
+
+/// 20 parallel refreshes of one token: at most one 200.
+pub async fn concurrent_refreshes(adapter: Adapter) {
+    let s = Arc::new(start(adapter).await);
+    let session = s.login("cr@example.com").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, t) = (s.clone(), session.refresh.clone());
+            tokio::spawn(async move { s.refresh(Some(&t)).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() <= 1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+}
+
+/// Logout revokes both tokens, clears the cookie, and is idempotent.
+pub async fn logout(adapter: Adapter) {
+    let s = start(adapter).await;
+    let session = s.login("out@example.com").await;
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&session.access)
+                .header("cookie", format!("refresh_token={}", session.refresh)),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"message": "Successfully logged out"}));
+    assert_eq!(
+        r.set_cookies(),
+        vec!["refresh_token=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; Secure; SameSite=Lax".to_owned()]
+    );
+    let r = s.protected(Some(&session.access)).await;
+    r.assert_problem(401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    s.refresh(Some(&session.refresh)).await.assert_problem(401);
+    // Again, with nothing, with garbage: still 200 and a cleared cookie.
+    for req in [
+        s.http
+            .post(s.url("/auth/logout"))
+            .bearer_auth(&session.access),
+        s.http.post(s.url("/auth/logout")),
+        s.http
+            .post(s.url("/auth/logout"))
+            .bearer_auth("garbage")
+            .header("cookie", "refresh_token=garbage"),
+    ] {
+        let r = s.send(req).await;
+        assert_eq!(r.status, 200);
+        assert!(r.set_cookies()[0].contains("Max-Age=0"));
+    }
+    // The access token alone ends its session too.
+    let other = s.login("out2@example.com").await;
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&other.access),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    s.refresh(Some(&other.refresh)).await.assert_problem(401);
+}
+
+/// Logout-all ends every session of the user and no one else's.
+pub async fn logout_all(adapter: Adapter) {
+    let s = start(adapter).await;
+    let r = s.send(s.http.post(s.url("/auth/logout-all"))).await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let a1 = s.login("all@example.com").await;
+    let a2 = s.login("ALL@example.com").await;
+    let b = s.login("bystander@example.com").await;
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout-all"))
+                .bearer_auth(&a2.access),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"message": "Successfully logged out"}));
+    for t in [&a1.access, &a2.access] {
+        s.protected(Some(t)).await.assert_problem(401);
+    }
+    s.refresh(Some(&a1.refresh)).await.assert_problem(401);
+    assert_eq!(s.protected(Some(&b.access)).await.status, 200);
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout-all"))
+                .bearer_auth(&a1.access),
+        )
+        .await;
+    r.assert_problem(401);
+}
+
+/// The extractor: 401 with the right `WWW-Authenticate` for each kind of bad token.
+pub async fn protected_route_refusals(adapter: Adapter) {
+    let s = start(adapter).await;
+    let r = s.protected(None).await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = s
+        .send(
+            s.http
+                .get(s.url("/protected"))
+                .header("authorization", "Basic dTpw"),
+        )
+        .await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let session = s.login("p@example.com").await;
+    let foreign = TokenCodec::hmac(
+        JwtAlgorithm::HS256,
+        b"0ther-secret-0ther-secret-0ther-secret",
+        None,
+        None,
+        0,
+    )
+    .unwrap();
+    let foreign = foreign
+        .sign(foreign.claims(
+            TokenType::Access,
+            "p@example.com",
+            "p@example.com",
+            "sid",
+            60,
+            Default::default(),
+        ))
+        .unwrap()
+        .token;
+    for bad in [
+        "garbage".to_owned(),
+        session.refresh.clone(),
+        sign_expired(TokenType::Access, "p@example.com"),
+        foreign,
+        format!("{}x", session.access),
+    ] {
+        let r = s.protected(Some(&bad)).await;
+        r.assert_problem(401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+    }
+    assert_eq!(s.protected(Some(&session.access)).await.status, 200);
+    // Option<CurrentUser>: None without a token, the user with one, 401 with a bad one.
+    let r = s.send(s.http.get(s.url("/maybe-user"))).await;
+    assert_eq!(r.json(), json!({"user": null}));
+    let r = s
+        .send(
+            s.http
+                .get(s.url("/maybe-user"))
+                .bearer_auth(&session.access),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"user": "p@example.com"}));
+    s.send(s.http.get(s.url("/maybe-user")).bearer_auth("garbage"))
+        .await
+        .assert_problem(401);
+}
+
+/// With allowed origins set, another `Origin` gets 403 on every endpoint.
+pub async fn origin_check(adapter: Adapter) {
+    let s = TestServer::start(
+        adapter,
+        Config {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..test_config()
+        },
+    )
+    .await;
+    for path in [
+        "/auth/request-otp",
+        "/auth/verify-otp",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/logout-all",
+    ] {
+        let r = s
+            .send(
+                s.http
+                    .post(s.url(path))
+                    .header("origin", "https://evil.example.net")
+                    .json(&json!({"email": "o@example.com", "otp": "123456"})),
+            )
+            .await;
+        r.assert_problem(403);
+    }
+    assert_eq!(s.mailer.count(), 0);
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("origin", "https://app.example.com")
+                .json(&json!({"email": "o@example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Non-browser clients send no Origin.
+    assert_eq!(s.request_otp("o2@example.com").await.status, 200);
+}
+
+/// Unknown paths and methods are problems too.
+pub async fn not_found_and_method(adapter: Adapter) {
+    let s = start(adapter).await;
+    s.send(s.http.post(s.url("/auth/nope")))
+        .await
+        .assert_problem(404);
+    let r = s.send(s.http.get(s.url("/auth/request-otp"))).await;
+    r.assert_problem(405);
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+/// A store that is down: every operation fails as unavailable.
+#[derive(Debug)]
+pub struct DownStore;
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable("connection refused".into()))
+}
+
+#[async_trait]
+impl OtpStore for DownStore {
+    async fn issue(&self, _: &IssueRequest) -> Result<IssueOutcome, StoreError> {
+        down()
+    }
+    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
+        down()
+    }
+    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), StoreError> {
+        down()
+    }
+}
+
+#[async_trait]
+impl TokenBlacklist for DownStore {
+    async fn create_session(&self, _: &NewSession) -> Result<(), StoreError> {
+        down()
+    }
+    async fn rotate_refresh(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: u64,
+    ) -> Result<RotateOutcome, StoreError> {
+        down()
+    }
+    async fn check_access(&self, _: &str, _: &str) -> Result<AccessStatus, StoreError> {
+        down()
+    }
+    async fn revoke(&self, _: &Revocation) -> Result<(), StoreError> {
+        down()
+    }
+    async fn revoke_all(&self, _: &str) -> Result<u32, StoreError> {
+        down()
+    }
+    async fn list_sessions(&self, _: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        down()
+    }
+}
+
+/// An unreachable store: 503 problems everywhere, protected routes fail closed.
+pub async fn store_unavailable(adapter: Adapter) {
+    let backends = Backends {
+        store: Arc::new(DownStore),
+        blacklist: Arc::new(DownStore),
+        mailer: CapturingMailer::new(),
+    };
+    let s = TestServer::start_with(adapter, test_config(), backends).await;
+    let r = s.request_otp("d@example.com").await;
+    let p = r.assert_problem(503);
+    assert!(
+        !p["detail"].as_str().unwrap().contains("refused"),
+        "internal detail leaked: {p}"
+    );
+    s.verify_otp("d@example.com", "123456")
+        .await
+        .assert_problem(503);
+    let c = codec();
+    let valid = c
+        .sign(c.claims(
+            TokenType::Access,
+            "d@example.com",
+            "d@example.com",
+            "sid",
+            60,
+            Default::default(),
+        ))
+        .unwrap()
+        .token;
+    s.protected(Some(&valid)).await.assert_problem(503);
+    let refresh = c
+        .sign(c.claims(
+            TokenType::Refresh,
+            "d@example.com",
+            "d@example.com",
+            "sid",
+            60,
+            Default::default(),
+        ))
+        .unwrap()
+        .token;
+    s.refresh(Some(&refresh)).await.assert_problem(503);
+    assert_eq!(s.mailer.count(), 0);
+}
+
+/// Mail failures: transient → 503, permanent → 502; the next request works.
+pub async fn mail_failures(adapter: Adapter) {
+    let s = start(adapter).await;
+    s.mailer
+        .fail_next(MailError::Transient("421 try later".into()));
+    s.request_otp("m@example.com").await.assert_problem(503);
+    s.mailer
+        .fail_next(MailError::Permanent("550 no such user".into()));
+    let r = s.request_otp("m@example.com").await;
+    let p = r.assert_problem(502);
+    assert!(!r.text().contains("550"), "internal detail leaked: {p}");
+    assert_eq!(s.request_otp("m@example.com").await.status, 200);
+    let code = s.mailer.last_code("m@example.com").unwrap();
+    assert_eq!(s.verify_otp("m@example.com", &code).await.status, 200);
+}
+
+#[derive(Debug)]
+struct OnlyKnown;
+
+#[async_trait]
+impl Hooks for OnlyKnown {
+    async fn allow(&self, email: &Email) -> Result<bool, Error> {
+        Ok(email.as_str() == "known@example.com")
+    }
+}
+
+/// Known and unknown addresses get the same status, headers and body.
+pub async fn no_account_enumeration(adapter: Adapter) {
+    let mailer = CapturingMailer::new();
+    let auth = OtpAuth::builder(test_config())
+        .stores(otp_core::MemoryStore::new())
+        .mailer(Arc::new(mailer.clone()))
+        .hooks(Arc::new(OnlyKnown))
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth(adapter, auth, mailer).await;
+    let known = s.request_otp("known@example.com").await;
+    let unknown = s.request_otp("stranger@example.com").await;
+    assert_eq!(known.status, unknown.status);
+    assert_eq!(known.body, unknown.body);
+    let names = |r: &crate::Reply| {
+        let mut v: Vec<String> = r
+            .headers
+            .keys()
+            .map(|k| k.to_string())
+            .filter(|k| k != "date")
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&known), names(&unknown));
+    assert_eq!(s.mailer.count(), 1);
+}
+
+/// Development magic code: no mail, all zeros accepted.
+pub async fn magic_code(adapter: Adapter) {
+    let s = TestServer::start(
+        adapter,
+        Config {
+            disable_local_auth: true,
+            ..test_config()
+        },
+    )
+    .await;
+    assert_eq!(s.request_otp("dev@example.com").await.status, 200);
+    assert_eq!(s.mailer.count(), 0);
+    let r = s.verify_otp("dev@example.com", "000000").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// The scenarios, for [`crate::http_scenarios!`].
+#[macro_export]
+macro_rules! http_scenarios {
+    ($adapter:expr) => {
+        $crate::http_scenarios!(@each $adapter;
+            login_flow, cookie_attributes, request_otp_bad_input, address_rate_limit,
+            ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
+            verify_errors, lockout_across_resends, concurrent_verifications,
+            refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
+            logout_all, protected_route_refusals, origin_check, not_found_and_method,
+            store_unavailable, mail_failures, no_account_enumeration, magic_code);
+    };
+    (@each $adapter:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::scenarios::$name($adapter).await;
+            }
+        )*
+    };
+}
