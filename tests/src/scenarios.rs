@@ -308,6 +308,11 @@ pub async fn verify_errors(adapter: Adapter) {
     s.post_json("/auth/verify-otp", &json!({"otp": "123456"}))
         .await
         .assert_problem(422);
+    // A code is bound to its address: valid for v@, useless for anyone else.
+    s.request_otp("w@example.com").await;
+    s.verify_otp("w@example.com", &code)
+        .await
+        .assert_problem(400);
     // Ten malformed codes did not count: the right code still works (cap is 5).
     assert_eq!(s.verify_otp("V@example.com", &code).await.status, 200);
     // Used: gone.
@@ -659,9 +664,23 @@ pub async fn not_found_and_method(adapter: Adapter) {
     s.send(s.http.post(s.url("/auth/nope")))
         .await
         .assert_problem(404);
-    let r = s.send(s.http.get(s.url("/auth/request-otp"))).await;
-    r.assert_problem(405);
-    assert_eq!(r.header("allow"), Some("POST"));
+    for path in [
+        "/auth/request-otp",
+        "/auth/verify-otp",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/logout-all",
+    ] {
+        for method in [
+            reqwest::Method::GET,
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+        ] {
+            let r = s.send(s.http.request(method.clone(), s.url(path))).await;
+            r.assert_problem(405);
+            assert_eq!(r.header("allow"), Some("POST"), "{method} {path}");
+        }
+    }
 }
 
 /// A store that is down: every operation fails as unavailable.

@@ -593,3 +593,196 @@ fn builder_refuses_weak_configuration() {
         .unwrap_err();
     assert!(e.to_string().contains("OTP_AUTH_JWT_SECRET"), "{e}");
 }
+
+/// Collects everything logged while `f` runs on a current-thread runtime.
+fn capture_logs<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(f());
+    String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn logs_show_neither_codes_nor_addresses_nor_tokens() {
+    let mailer = CapturingMailer::new();
+    let tokens: Arc<Mutex<Vec<String>>> = Arc::default();
+    let t = tokens.clone();
+    let m = mailer.clone();
+    let logs = capture_logs(|| async move {
+        let auth = memory_engine(config(), &m);
+        auth.request_code("Secret.Person@Example.com", &client())
+            .await
+            .unwrap();
+        let code = m.last_code("secret.person@example.com").unwrap();
+        let wrong = if code == "111111" { "222222" } else { "111111" };
+        let _ = auth
+            .verify_code("secret.person@example.com", wrong, &client())
+            .await;
+        let pair = auth
+            .verify_code("secret.person@example.com", &code, &client())
+            .await
+            .unwrap();
+        let second = auth.refresh(&pair.refresh_token).await.unwrap();
+        let _ = auth.refresh(&pair.refresh_token).await;
+        auth.logout(Some(&second.access_token), Some(&second.refresh_token))
+            .await
+            .unwrap();
+        t.lock().unwrap().extend([
+            code,
+            pair.access_token,
+            pair.refresh_token,
+            second.access_token,
+            second.refresh_token,
+        ]);
+    });
+    assert!(logs.contains("login code sent"), "the flow logged: {logs}");
+    let key = CodeHasher::new(&derive_code_secret(SECRET.as_bytes()))
+        .address_key(&Email::parse("secret.person@example.com").unwrap());
+    assert!(
+        logs.contains(key.as_str()),
+        "addresses appear as their keyed hash"
+    );
+    assert!(
+        !logs.to_lowercase().contains("secret.person"),
+        "address leaked: {logs}"
+    );
+    for secret in tokens.lock().unwrap().iter() {
+        assert!(!logs.contains(secret.as_str()), "{secret} leaked: {logs}");
+    }
+    assert!(!logs.contains(SECRET));
+}
+
+#[test]
+fn magic_mode_warns_at_start_and_on_every_use() {
+    let mailer = CapturingMailer::new();
+    let logs = capture_logs(|| async move {
+        let auth = memory_engine(
+            Config {
+                disable_local_auth: true,
+                ..config()
+            },
+            &mailer,
+        );
+        auth.request_code("m1@example.com", &client())
+            .await
+            .unwrap();
+        auth.verify_code("m1@example.com", "000000", &client())
+            .await
+            .unwrap();
+        auth.request_code("m2@example.com", &client())
+            .await
+            .unwrap();
+    });
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("Never enable this in production")),
+        "{logs}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| l.contains("magic code issued"))
+            .count(),
+        2,
+        "{logs}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| l.contains("login with the magic code"))
+            .count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[test]
+fn console_mailer_warns_at_start_and_logs_one_line_per_mail() {
+    let logs = capture_logs(|| async {
+        let auth = OtpAuth::builder(config())
+            .stores(MemoryStore::new())
+            .mailer(Arc::new(crate::mailer::ConsoleMailer::new()))
+            .build()
+            .unwrap();
+        auth.request_code("dev@example.com", &client())
+            .await
+            .unwrap();
+    });
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("development only")),
+        "{logs}"
+    );
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("login code for dev@example.com: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let code = lines[0].rsplit(' ').next().unwrap();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{}",
+        lines[0]
+    );
+}
+
+#[derive(Debug)]
+struct SlowMailer(Duration);
+
+#[async_trait]
+impl Mailer for SlowMailer {
+    async fn send(&self, _: &Message) -> Result<(), MailError> {
+        tokio::time::sleep(self.0).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn refused_addresses_take_about_as_long_as_a_mail() {
+    let auth = OtpAuth::builder(config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(SlowMailer(Duration::from_millis(120))))
+        .hooks(Arc::new(OnlyExampleOrg))
+        .build()
+        .unwrap();
+    // Learn the mail latency from real sends.
+    for i in 0..3 {
+        auth.request_code(&format!("u{i}@example.org"), &client())
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    auth.request_code("stranger@example.com", &client())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    // The pacing sleeps at least 85% of the learnt latency; without it this returns in
+    // well under a millisecond.
+    assert!(
+        took >= Duration::from_millis(95),
+        "refused address answered in {took:?}"
+    );
+}
