@@ -1,6 +1,7 @@
 //! The example binary as a new user runs it: no settings at all, then the login of the
 //! README with the code read from the log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::process::Stdio;
 use std::time::Duration;
 
