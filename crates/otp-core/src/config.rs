@@ -142,6 +142,8 @@ impl<'de> Deserialize<'de> for SmtpTls {
 pub struct Config {
     /// Store address: `redis://`, `rediss://` or `redis-cluster://`.
     pub redis_url: String,
+    /// Timeout of connecting to the store and of each store command, in milliseconds.
+    pub redis_timeout_ms: u64,
     /// SMTP server host.
     pub smtp_server: String,
     /// SMTP server port.
@@ -215,6 +217,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             redis_url: "redis://localhost:6379/0".to_owned(),
+            redis_timeout_ms: 1000,
             smtp_server: "127.0.0.1".to_owned(),
             smtp_port: 1025,
             smtp_username: None,
@@ -259,6 +262,7 @@ impl fmt::Debug for Config {
         }
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("smtp_server", &self.smtp_server)
             .field("smtp_port", &self.smtp_port)
             .field("smtp_username", &self.smtp_username)
@@ -475,6 +479,12 @@ impl Config {
             p.push(format!(
                 "OTP_AUTH_JWT_LEEWAY_SECONDS must be at most 300, got {}",
                 self.jwt_leeway_seconds
+            ));
+        }
+        if !(10..=60_000).contains(&self.redis_timeout_ms) {
+            p.push(format!(
+                "OTP_AUTH_REDIS_TIMEOUT_MS must be between 10 and 60000, got {}",
+                self.redis_timeout_ms
             ));
         }
         if !(256..=1024 * 1024).contains(&self.body_limit_bytes) {
@@ -708,6 +718,7 @@ mod tests {
     fn defaults_match_the_settings_table() {
         let c = Config::default();
         assert_eq!(c.redis_url, "redis://localhost:6379/0");
+        assert_eq!(c.redis_timeout_ms, 1000);
         assert_eq!((c.smtp_server.as_str(), c.smtp_port), ("127.0.0.1", 1025));
         assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
         assert_eq!(c.mail_from, "no-reply@localhost");

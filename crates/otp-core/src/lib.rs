@@ -51,6 +51,7 @@ mod glob;
 pub mod http;
 pub mod mailer;
 pub mod memory;
+pub mod scripted;
 pub mod store;
 pub mod template;
 pub mod token;

@@ -1,0 +1,217 @@
+//! Redis store for [`otp_core`] on [`fred`]: a connection pool to a single server, a Redis
+//! Cluster or a Sentinel-managed primary.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use otp_core::{Config, ConsoleMailer, OtpAuth};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load()?;
+//! let store = otp_fred::connect(&config).await?;
+//! let auth = OtpAuth::builder(config)
+//!     .stores(store)
+//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Addresses are fred's: `redis://`, `rediss://`,
+//! `redis-cluster://host:port?node=host:port&node=host:port` and
+//! `redis-sentinel://host:port?sentinelServiceName=name&node=host:port`. Every command is
+//! bounded by `OTP_AUTH_REDIS_TIMEOUT_MS`; while Redis is unreachable operations fail with
+//! [`StoreError::Unavailable`](otp_core::StoreError::Unavailable) (503 at the HTTP layer)
+//! and the pool reconnects by itself, forever, with a capped backoff.
+//!
+//! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-redis`.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::prelude::{
+    ClientLike, Config as FredConfig, ConnectionConfig, Error as FredError,
+    ErrorKind as FredErrorKind, PerformanceConfig, Pool, ReconnectPolicy,
+};
+use fred::types::scripts::Script as FredScript;
+use fred::types::{Key, Value};
+use otp_core::StoreError;
+use otp_core::scripted::{KeyLayout, Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore};
+
+/// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis via fred.
+pub type FredStore = ScriptedStore<FredRunner>;
+
+/// Connections in the pool: enough for the multiplexed clients to keep two cores busy.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// Errors while setting up the pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FredStoreError {
+    /// The address cannot be used.
+    #[error("OTP_AUTH_REDIS_URL: {0}")]
+    Url(String),
+    /// The pool could not be created.
+    #[error("fred: {0}")]
+    Fred(#[from] FredError),
+}
+
+impl From<FredStoreError> for otp_core::Error {
+    fn from(e: FredStoreError) -> Self {
+        match e {
+            FredStoreError::Url(m) => otp_core::Error::Config(m),
+            FredStoreError::Fred(e) => otp_core::Error::StoreUnavailable(e.to_string()),
+        }
+    }
+}
+
+/// Runs the store's scripts on a fred pool, with timeouts.
+#[derive(Clone)]
+pub struct FredRunner {
+    pool: Pool,
+    scripts: Vec<FredScript>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for FredRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FredRunner")
+            .field("pool_size", &self.pool.size())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl FredRunner {
+    /// Creates a pool of `size` clients for `url` and connects, waiting at most `timeout`
+    /// for the first connection. While the server is unreachable, commands fail after
+    /// `timeout` and the pool keeps reconnecting in the background.
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        size: usize,
+    ) -> Result<FredRunner, FredStoreError> {
+        let config = FredConfig::from_url(url)
+            .map_err(|e| FredStoreError::Url(otp_core::config::redact_url(e.details())))?;
+        let perf = PerformanceConfig {
+            default_command_timeout: timeout,
+            ..PerformanceConfig::default()
+        };
+        let conn = ConnectionConfig {
+            connection_timeout: timeout,
+            internal_command_timeout: timeout,
+            // The caller's timeout bounds the whole call; a second attempt covers a
+            // reconnection or a cluster failover inside it.
+            max_command_attempts: 2,
+            ..ConnectionConfig::default()
+        };
+        // Reconnect forever, backing off from 50 ms to 1 s.
+        let policy = ReconnectPolicy::new_exponential(0, 50, 1_000, 2);
+        let pool = Pool::new(config, Some(perf), Some(conn), Some(policy), size.max(1))?;
+        // The handle's task ends only when the pool is closed; reconnection is the policy's.
+        drop(pool.connect());
+        // Give the first connection (and a cluster's slot map) one timeout to arrive; if it
+        // does not, start anyway and answer 503 until it does.
+        if tokio::time::timeout(timeout, pool.wait_for_connect())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Redis is not reachable yet; the pool keeps trying in the background");
+        }
+        Ok(FredRunner {
+            pool,
+            scripts: SCRIPTS
+                .iter()
+                .map(|s| FredScript::from_lua(s.source))
+                .collect(),
+            timeout,
+        })
+    }
+
+    /// The pool, for callers that want to wait for the first connection
+    /// (`pool().wait_for_connect()`) or close it.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Connects with the configuration's `OTP_AUTH_REDIS_URL`, timeout and key prefixes, with
+/// a pool of [`DEFAULT_POOL_SIZE`] clients.
+pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreError> {
+    let runner = FredRunner::connect(
+        &config.redis_url,
+        Duration::from_millis(config.redis_timeout_ms),
+        DEFAULT_POOL_SIZE,
+    )
+    .await?;
+    Ok(ScriptedStore::new(runner, KeyLayout::from_config(config)))
+}
+
+fn classify(e: &FredError) -> StoreError {
+    let backend = matches!(
+        e.kind(),
+        FredErrorKind::Parse
+            | FredErrorKind::Protocol
+            | FredErrorKind::InvalidArgument
+            | FredErrorKind::InvalidCommand
+    ) || (e.details().starts_with("ERR") && !e.details().contains("CLUSTERDOWN"));
+    if backend {
+        StoreError::Backend(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn to_reply(v: Value) -> Result<Reply, StoreError> {
+    Ok(match v {
+        Value::Null => Reply::Nil,
+        Value::Integer(i) => Reply::Int(i),
+        Value::Boolean(b) => Reply::Int(i64::from(b)),
+        Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
+        Value::Bytes(b) => Reply::Bulk(b.to_vec()),
+        Value::Array(a) => Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?),
+        other => {
+            return Err(StoreError::Backend(format!(
+                "unexpected reply type from a store script: {:?}",
+                other.kind()
+            )));
+        }
+    })
+}
+
+#[async_trait]
+impl ScriptRunner for FredRunner {
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Reply, StoreError> {
+        let prepared = self
+            .scripts
+            .get(script.id)
+            .ok_or_else(|| StoreError::Backend(format!("unknown script {}", script.name)))?;
+        let keys: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
+        let args: Vec<Value> = args
+            .iter()
+            .map(|a| Value::Bytes(Bytes::copy_from_slice(a)))
+            .collect();
+        // EVALSHA, and on NOSCRIPT SCRIPT LOAD (on every cluster node) and again.
+        let call = prepared.evalsha_with_reload::<Value, _, _>(self.pool.next(), keys, args);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => to_reply(v),
+            Ok(Err(e)) => {
+                tracing::warn!(script = script.name, error = %e, "store script failed");
+                Err(classify(&e))
+            }
+            Err(_) => {
+                tracing::warn!(script = script.name, "store script timed out");
+                Err(StoreError::Unavailable(format!(
+                    "no answer from Redis within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}

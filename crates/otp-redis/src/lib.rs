@@ -1,0 +1,300 @@
+//! Redis store for [`otp_core`] on the [`redis`] crate: a single server through a
+//! reconnecting `ConnectionManager`, or a Redis Cluster through the cluster-async client.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use otp_core::{Config, ConsoleMailer, OtpAuth};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load()?;
+//! let store = otp_redis::connect(&config).await?;
+//! let auth = OtpAuth::builder(config)
+//!     .stores(store)
+//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Addresses: `redis://[user:password@]host:port/db`, `rediss://…` (TLS, rustls), and
+//! `redis-cluster://[user:password@]host:port?node=host:port&node=host:port`
+//! (`rediss-cluster://` for TLS). Every command is bounded by `OTP_AUTH_REDIS_TIMEOUT_MS`;
+//! while Redis is unreachable operations fail with
+//! [`StoreError::Unavailable`](otp_core::StoreError::Unavailable) (503 at the HTTP layer)
+//! and the client reconnects by itself.
+//!
+//! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-fred`.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use otp_core::StoreError;
+use otp_core::scripted::{KeyLayout, Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore};
+use redis::aio::ConnectionManager;
+use redis::aio::ConnectionManagerConfig;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+
+/// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis.
+pub type RedisStore = ScriptedStore<RedisRunner>;
+
+/// Errors while setting up the client (bad address, unreachable cluster at start).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// The address cannot be used.
+    #[error("OTP_AUTH_REDIS_URL: {0}")]
+    Url(String),
+    /// The client could not be created or could not connect.
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+}
+
+impl From<RedisStoreError> for otp_core::Error {
+    fn from(e: RedisStoreError) -> Self {
+        match e {
+            RedisStoreError::Url(m) => otp_core::Error::Config(m),
+            RedisStoreError::Redis(e) => otp_core::Error::StoreUnavailable(e.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Runs the store's scripts on a single server or a cluster, with timeouts.
+#[derive(Clone)]
+pub struct RedisRunner {
+    conn: Conn,
+    scripts: Vec<redis::Script>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRunner")
+            .field(
+                "mode",
+                &match self.conn {
+                    Conn::Single(_) => "single",
+                    Conn::Cluster(_) => "cluster",
+                },
+            )
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Splits a `redis-cluster://` (or `rediss-cluster://`) address into one `redis://` (or
+/// `rediss://`) address per node; `None` for any other scheme.
+pub fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, RedisStoreError>> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("redis-cluster://") {
+        ("redis", r)
+    } else if let Some(r) = url.strip_prefix("rediss-cluster://") {
+        ("rediss", r)
+    } else {
+        return None;
+    };
+    Some(parse_cluster(scheme, rest))
+}
+
+fn parse_cluster(scheme: &str, rest: &str) -> Result<Vec<String>, RedisStoreError> {
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    let (creds, first) = match authority.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, authority),
+    };
+    let mut hosts = vec![first.to_owned()];
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        match param.split_once('=') {
+            Some(("node", h)) if !h.is_empty() => hosts.push(h.to_owned()),
+            // Other parameters are fred's (timeouts, etc.); this client takes its own.
+            _ => {}
+        }
+    }
+    if hosts.iter().any(|h| h.is_empty() || !h.contains(':')) {
+        return Err(RedisStoreError::Url(
+            "every cluster node must be host:port (redis-cluster://host:port?node=host:port)"
+                .to_owned(),
+        ));
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|h| match creds {
+            Some(c) => format!("{scheme}://{c}@{h}"),
+            None => format!("{scheme}://{h}"),
+        })
+        .collect())
+}
+
+impl RedisRunner {
+    /// Connects to `url` with `timeout` on connecting and on every command.
+    ///
+    /// A single server is connected lazily (the app starts while Redis is down and
+    /// serves 503 until it is up); a cluster must answer at start to learn its slots.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<RedisRunner, RedisStoreError> {
+        let conn = match cluster_nodes(url) {
+            Some(nodes) => {
+                let client = ClusterClient::builder(nodes?)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()?;
+                Conn::Cluster(client.get_async_connection().await?)
+            }
+            None => {
+                let client = redis::Client::open(url)
+                    .map_err(|e| RedisStoreError::Url(redact(&e.to_string())))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Conn::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+        };
+        Ok(RedisRunner {
+            conn,
+            scripts: SCRIPTS
+                .iter()
+                .map(|s| redis::Script::new(s.source))
+                .collect(),
+            timeout,
+        })
+    }
+}
+
+fn redact(s: &str) -> String {
+    otp_core::config::redact_url(s)
+}
+
+/// Connects with the configuration's `OTP_AUTH_REDIS_URL`, timeout and key prefixes.
+pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStoreError> {
+    let runner = RedisRunner::connect(
+        &config.redis_url,
+        Duration::from_millis(config.redis_timeout_ms),
+    )
+    .await?;
+    Ok(ScriptedStore::new(runner, KeyLayout::from_config(config)))
+}
+
+/// Sorts a client error into "try again later" (503) or "a bug or foreign data" (500).
+fn classify(e: &RedisError) -> StoreError {
+    let backend = matches!(
+        e.kind(),
+        ErrorKind::Parse
+            | ErrorKind::UnexpectedReturnType
+            | ErrorKind::Server(
+                ServerErrorKind::ResponseError
+                    | ServerErrorKind::CrossSlot
+                    | ServerErrorKind::ExecAbort
+                    | ServerErrorKind::NoPerm
+            )
+    );
+    if backend {
+        StoreError::Backend(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn to_reply(v: Value) -> Result<Reply, StoreError> {
+    Ok(match v {
+        Value::Nil => Reply::Nil,
+        Value::Int(i) => Reply::Int(i),
+        Value::BulkString(b) => Reply::Bulk(b),
+        Value::SimpleString(s) => Reply::Bulk(s.into_bytes()),
+        Value::Okay => Reply::Bulk(b"OK".to_vec()),
+        Value::Boolean(b) => Reply::Int(i64::from(b)),
+        Value::Array(a) | Value::Set(a) => {
+            Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?)
+        }
+        Value::ServerError(e) => return Err(StoreError::Backend(e.to_string())),
+        other => {
+            return Err(StoreError::Backend(format!(
+                "unexpected reply type from a store script: {other:?}"
+            )));
+        }
+    })
+}
+
+#[async_trait]
+impl ScriptRunner for RedisRunner {
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Reply, StoreError> {
+        let prepared = self
+            .scripts
+            .get(script.id)
+            .ok_or_else(|| StoreError::Backend(format!("unknown script {}", script.name)))?;
+        let mut inv = prepared.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        // EVALSHA, and on NOSCRIPT (a restarted or new server) SCRIPT LOAD and again.
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
+                Conn::Cluster(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => to_reply(v),
+            Ok(Err(e)) => {
+                let err = classify(&e);
+                tracing::warn!(script = script.name, error = %e, "store script failed");
+                Err(err)
+            }
+            Err(_) => {
+                tracing::warn!(script = script.name, "store script timed out");
+                Err(StoreError::Unavailable(format!(
+                    "no answer from Redis within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls() {
+        assert!(cluster_nodes("redis://localhost:6379").is_none());
+        let n =
+            cluster_nodes("redis-cluster://10.0.0.1:7000?node=10.0.0.2:7001&node=10.0.0.3:7002")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            n,
+            [
+                "redis://10.0.0.1:7000",
+                "redis://10.0.0.2:7001",
+                "redis://10.0.0.3:7002"
+            ]
+        );
+        let n = cluster_nodes("rediss-cluster://u:p@h1:7000?node=h2:7000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, ["rediss://u:p@h1:7000", "rediss://u:p@h2:7000"]);
+        assert!(
+            cluster_nodes("redis-cluster://h1?node=h2:1")
+                .unwrap()
+                .is_err()
+        );
+    }
+}
