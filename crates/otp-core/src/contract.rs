@@ -24,7 +24,7 @@ use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 use crate::email::Email;
 use crate::store::{
     AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
 };
 use crate::token::{now_secs, random_id};
 
@@ -567,7 +567,7 @@ pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
 
 fn session(subject_key: &str, lifetime: u64) -> NewSession {
     NewSession {
-        sid: random_id(),
+        sid: new_session_id(subject_key),
         subject_key: subject_key.to_owned(),
         refresh_jti: random_id(),
         expires_at: now_secs() + lifetime,
@@ -626,13 +626,14 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
 
 /// Unknown sessions are revoked for access and unknown for rotation.
 pub async fn unknown_session(bl: Arc<dyn TokenBlacklist>) {
+    let sid = new_session_id(&random_id());
     expect!(
-        bl.check_access(&random_id(), &random_id()).await.unwrap(),
+        bl.check_access(&sid, &random_id()).await.unwrap(),
         AccessStatus::Revoked,
         "check"
     );
     expect!(
-        bl.rotate_refresh(&random_id(), &random_id(), &random_id(), now_secs() + 60)
+        bl.rotate_refresh(&sid, &random_id(), &random_id(), now_secs() + 60)
             .await
             .unwrap(),
         RotateOutcome::Unknown,
@@ -687,7 +688,7 @@ pub async fn revoke_access_and_session(bl: Arc<dyn TokenBlacklist>) {
     // Revoking twice, or unknown sessions, is fine.
     bl.revoke(&Revocation {
         access: None,
-        sessions: vec![s.sid.clone(), random_id()],
+        sessions: vec![s.sid.clone(), new_session_id(&random_id())],
     })
     .await
     .unwrap();

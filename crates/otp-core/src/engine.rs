@@ -22,10 +22,10 @@ use crate::mailer::{Mailer, Message};
 use crate::memory::MemoryStore;
 use crate::store::{
     AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
 };
 use crate::template::{TemplateValues, Templates};
-use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType, random_id};
+use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 
 /// Application policy around logins, all optional.
 ///
@@ -495,12 +495,13 @@ impl OtpAuth {
             );
         }
         let subject = i.hooks.subject(&email).await?;
-        let sid = random_id();
+        let subject_key = i.hasher.subject_key(&subject);
+        let sid = new_session_id(&subject_key);
         let pair = self.issue_pair(&subject, &email, &sid).await?;
         i.blacklist
             .create_session(&NewSession {
                 sid,
-                subject_key: i.hasher.subject_key(&subject),
+                subject_key,
                 refresh_jti: pair.1.jti.clone(),
                 expires_at: pair.1.exp.max(pair.0.claims.exp),
                 user_agent: client

@@ -13,9 +13,13 @@
 //! |---|---|---|---|
 //! | `otp_{<address key>}` | hash | code MAC `m`, its expiry `e`, request window `rs`/`rc`, failures `fc`/`fs`, lockout `lu` | when the last of those ends |
 //! | `otp_ip:{<ip bucket>}` | string | requests in the current minute | with the window |
-//! | `blacklist_{<sid>}` | hash | session: subject key, current refresh `jti`, times, user agent, IP | with the session |
-//! | `blacklist_{<sid>}:<jti>` | string | a revoked access token | with the token |
-//! | `blacklist_u:{<subject key>}` | set | the subject's session ids | with its longest session |
+//! | `blacklist_{<subject key>}:s:<sid>` | hash | session: subject key, current refresh `jti`, times, user agent, IP | with the session |
+//! | `blacklist_{<subject key>}:j:<jti>` | string | a revoked access token | with the token |
+//! | `blacklist_{<subject key>}:u` | set | the subject's session ids | with its longest session |
+//!
+//! A session id starts with its subject key ([`crate::store::new_session_id`]), so a
+//! subject's sessions, revocations and index share one slot: creating, rotating, ending
+//! and listing sessions are each one single-slot script.
 //!
 //! No key or value holds a plain address or code: addresses and subjects appear as keyed
 //! hashes, codes as truncated HMACs. Fields that are zero are not stored, which keeps a
@@ -29,7 +33,7 @@ use async_trait::async_trait;
 use crate::code::{AddressKey, CodeMac};
 use crate::store::{
     AccessStatus, IssueOutcome, IssueRequest, NewSession, OtpStore, Revocation, RotateOutcome,
-    SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key,
 };
 
 /// One Lua script of the store.
@@ -222,8 +226,8 @@ if c > tonumber(ARGV[1]) then return {1, ttl} end
 return {0, 0}
 "#;
 
-/// SESSION_CREATE: KEYS[1] session, KEYS[2] unused; ARGV subject key, refresh jti,
-/// expires_at (s), user agent, ip.
+/// SESSION_CREATE: KEYS[1] session, KEYS[2] subject index (same slot); ARGV subject key,
+/// refresh jti, expires_at (s), user agent, ip, sid.
 macro_rules! lua_session_create_body {
     () => {
         r#"
@@ -233,24 +237,19 @@ redis.call('HSET', KEYS[1], 'sk', ARGV[1], 'cj', ARGV[2], 'ca', secs, 'ra', secs
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'ua', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'ip', ARGV[5]) end
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[6])
+if redis.call('TTL', KEYS[2]) == -1 then
+  redis.call('EXPIREAT', KEYS[2], ARGV[3])
+else
+  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
+end
 return 0
 "#
     };
 }
 
-/// INDEX_ADD: KEYS[1] subject index; ARGV sid, expires_at (s).
-const INDEX_ADD_SRC: &str = r#"
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) == -1 then
-  redis.call('EXPIREAT', KEYS[1], ARGV[2])
-else
-  redis.call('EXPIREAT', KEYS[1], ARGV[2], 'GT')
-end
-return 0
-"#;
-
-/// ROTATE: KEYS[1] session; ARGV presented jti, new jti, new expires_at (s).
-/// Returns 0 rotated, 1 reused (session deleted), 2 unknown.
+/// ROTATE: KEYS[1] session, KEYS[2] subject index; ARGV presented jti, new jti, new
+/// expires_at (s), sid. Returns 0 rotated, 1 reused (session ended), 2 unknown.
 macro_rules! lua_rotate_body {
     () => {
         r#"
@@ -258,10 +257,12 @@ local cj = redis.call('HGET', KEYS[1], 'cj')
 if not cj then return 2 end
 if cj ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[4])
   return 1
 end
 redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'ra', string.format('%d', math.floor(now / 1000)))
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
+redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
 return 0
 "#
     };
@@ -273,42 +274,50 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 return redis.call('EXISTS', KEYS[1])
 "#;
 
-/// REVOKE_ACCESS: KEYS[1] session (unused but names the slot), KEYS[2] revoked jti;
-/// ARGV expires_at (s). Only while the token could still be valid.
-macro_rules! lua_revoke_access_body {
+/// END: KEYS[1] session, KEYS[2] subject index, optionally KEYS[3] a revoked jti; ARGV sid,
+/// `1` to end the session (else `0`), and with KEYS[3] the token's expiry (s).
+macro_rules! lua_end_body {
     () => {
         r#"
-local exp = tonumber(ARGV[1])
-if exp * 1000 > now then redis.call('SET', KEYS[2], '1', 'EXAT', ARGV[1]) end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+if KEYS[3] and tonumber(ARGV[3]) * 1000 > now then
+  redis.call('SET', KEYS[3], '1', 'EXAT', ARGV[3])
+end
 return 0
 "#
     };
 }
 
-/// END_SESSION: KEYS[1] session. Returns 1 if it existed and was live.
-const END_SESSION_SRC: &str = "return redis.call('DEL', KEYS[1])\n";
-
-/// INDEX_TAKE: KEYS[1] subject index. Returns its members and deletes it.
-const INDEX_TAKE_SRC: &str = r#"
-local m = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return m
-"#;
-
 /// INDEX_LIST: KEYS[1] subject index. Returns its members.
 const INDEX_LIST_SRC: &str = "return redis.call('SMEMBERS', KEYS[1])\n";
 
-/// INDEX_PRUNE: KEYS[1] subject index; ARGV sids to remove.
-const INDEX_PRUNE_SRC: &str = r#"
+/// END_ALL: KEYS[1] subject index, KEYS[2..] its sessions; ARGV their sids. Returns how
+/// many sessions were live.
+const END_ALL_SRC: &str = r#"
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
 if #ARGV > 0 then redis.call('SREM', KEYS[1], unpack(ARGV)) end
-return 0
+return n
 "#;
 
-/// SESSION_GET: KEYS[1] session. Returns {ca, ra, ttl_s, ua, ip} or nil.
-const SESSION_GET_SRC: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'cj', 'ca', 'ra', 'ua', 'ip')
-if not h[1] then return false end
-return {h[2], h[3], redis.call('TTL', KEYS[1]), h[4] or '', h[5] or ''}
+/// SESSIONS_GET: KEYS[1] subject index, KEYS[2..] its sessions; ARGV their sids. Returns
+/// {sid, created, refreshed, ttl_s, ua, ip} per live session and drops ended ones from
+/// the index.
+const SESSIONS_GET_SRC: &str = r#"
+local out, gone = {}, {}
+for i = 2, #KEYS do
+  local h = redis.call('HMGET', KEYS[i], 'cj', 'ca', 'ra', 'ua', 'ip')
+  if h[1] then
+    out[#out + 1] = {ARGV[i - 1], h[2], h[3], redis.call('TTL', KEYS[i]), h[4] or '', h[5] or ''}
+  else
+    gone[#gone + 1] = ARGV[i - 1]
+  end
+end
+if #gone > 0 then redis.call('SREM', KEYS[1], unpack(gone)) end
+return out
 "#;
 
 macro_rules! scripts {
@@ -328,26 +337,20 @@ scripts! {
     DISCARD = 2, "discard", DISCARD_SRC;
     /// Count a request against an IP bucket.
     IP_TAKE = 3, "ip_take", IP_TAKE_SRC;
-    /// Record a session.
+    /// Record a session in its subject's index.
     SESSION_CREATE = 4, "session_create", concat!(lua_now!(), lua_session_create_body!());
-    /// Add a session to its subject's index.
-    INDEX_ADD = 5, "index_add", INDEX_ADD_SRC;
     /// Rotate a refresh token, detecting reuse.
-    ROTATE = 6, "rotate", concat!(lua_now!(), lua_rotate_body!());
+    ROTATE = 5, "rotate", concat!(lua_now!(), lua_rotate_body!());
     /// The access check.
-    CHECK = 7, "check", CHECK_SRC;
-    /// Revoke one access token.
-    REVOKE_ACCESS = 8, "revoke_access", concat!(lua_now!(), lua_revoke_access_body!());
-    /// End a session.
-    END_SESSION = 9, "end_session", END_SESSION_SRC;
-    /// Take (read and delete) a subject's index.
-    INDEX_TAKE = 10, "index_take", INDEX_TAKE_SRC;
+    CHECK = 6, "check", CHECK_SRC;
+    /// End a session, revoking an access token of it.
+    END = 7, "end", concat!(lua_now!(), lua_end_body!());
     /// Read a subject's index.
-    INDEX_LIST = 11, "index_list", INDEX_LIST_SRC;
-    /// Drop ended sessions from an index.
-    INDEX_PRUNE = 12, "index_prune", INDEX_PRUNE_SRC;
-    /// Read a session for listing.
-    SESSION_GET = 13, "session_get", SESSION_GET_SRC;
+    INDEX_LIST = 8, "index_list", INDEX_LIST_SRC;
+    /// End every session of a subject.
+    END_ALL = 9, "end_all", END_ALL_SRC;
+    /// Read a subject's sessions.
+    SESSIONS_GET = 10, "sessions_get", SESSIONS_GET_SRC;
 }
 
 /// Key names, from the configured prefixes.
@@ -381,19 +384,32 @@ impl KeyLayout {
         format!("{}ip:{{{}}}", self.otp_prefix, ip.as_str())
     }
 
-    /// A session.
+    /// A session, in its subject's slot.
     pub fn session(&self, sid: &str) -> String {
-        format!("{}{{{sid}}}", self.blacklist_prefix)
+        format!(
+            "{}{{{}}}:s:{sid}",
+            self.blacklist_prefix,
+            session_subject_key(sid)
+        )
     }
 
-    /// A revoked access token of a session (same slot as the session).
+    /// A revoked access token of a session, in the same slot.
     pub fn revoked(&self, sid: &str, jti: &str) -> String {
-        format!("{}{{{sid}}}:{jti}", self.blacklist_prefix)
+        format!(
+            "{}{{{}}}:j:{jti}",
+            self.blacklist_prefix,
+            session_subject_key(sid)
+        )
     }
 
-    /// A subject's session index.
+    /// A subject's session index, in the same slot as its sessions.
     pub fn index(&self, subject_key: &str) -> String {
-        format!("{}u:{{{subject_key}}}", self.blacklist_prefix)
+        format!("{}{{{subject_key}}}:u", self.blacklist_prefix)
+    }
+
+    /// The index of the subject a session belongs to.
+    pub fn index_of(&self, sid: &str) -> String {
+        self.index(session_subject_key(sid))
     }
 }
 
@@ -439,19 +455,6 @@ impl<R: ScriptRunner> ScriptedStore<R> {
     /// The key layout.
     pub fn keys(&self) -> &KeyLayout {
         &self.keys
-    }
-
-    async fn end_sessions(&self, sids: &[String]) -> Result<u32, StoreError> {
-        let keys: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
-        // Different slots: one call each, all in flight together.
-        let calls = keys
-            .iter()
-            .map(|k| async move { self.runner.run(&END_SESSION, &[k.as_str()], &[]).await });
-        let mut ended = 0;
-        for r in join_all(calls).await {
-            ended += u32::from(r?.int()? > 0);
-        }
-        Ok(ended)
     }
 }
 
@@ -570,24 +573,22 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
 impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
     async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
         let session = self.keys.session(&s.sid);
-        let index = self.keys.index(&s.subject_key);
+        let index = self.keys.index_of(&s.sid);
         let exp = s.expires_at.to_string();
-        // Two slots, two calls, sent together: one round trip on a multiplexed connection.
-        let create_keys = [session.as_str()];
-        let create_args = [
-            s.subject_key.as_bytes(),
-            s.refresh_jti.as_bytes(),
-            exp.as_bytes(),
-            s.user_agent.as_deref().unwrap_or("").as_bytes(),
-            s.ip.as_deref().unwrap_or("").as_bytes(),
-        ];
-        let add_keys = [index.as_str()];
-        let add_args = [s.sid.as_bytes(), exp.as_bytes()];
-        let create = self.runner.run(&SESSION_CREATE, &create_keys, &create_args);
-        let add = self.runner.run(&INDEX_ADD, &add_keys, &add_args);
-        let (a, b) = join2(create, add).await;
-        a?;
-        b?;
+        self.runner
+            .run(
+                &SESSION_CREATE,
+                &[&session, &index],
+                &[
+                    s.subject_key.as_bytes(),
+                    s.refresh_jti.as_bytes(),
+                    exp.as_bytes(),
+                    s.user_agent.as_deref().unwrap_or("").as_bytes(),
+                    s.ip.as_deref().unwrap_or("").as_bytes(),
+                    s.sid.as_bytes(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
@@ -598,16 +599,18 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
         new_jti: &str,
         new_expires_at: u64,
     ) -> Result<RotateOutcome, StoreError> {
-        let key = self.keys.session(sid);
+        let session = self.keys.session(sid);
+        let index = self.keys.index_of(sid);
         let r = self
             .runner
             .run(
                 &ROTATE,
-                &[&key],
+                &[&session, &index],
                 &[
                     presented_jti.as_bytes(),
                     new_jti.as_bytes(),
                     new_expires_at.to_string().as_bytes(),
+                    sid.as_bytes(),
                 ],
             )
             .await?;
@@ -631,100 +634,90 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        let access = revocation.access.as_ref().map(|a| {
-            (
-                self.keys.session(&a.sid),
-                self.keys.revoked(&a.sid, &a.jti),
-                a.expires_at.to_string(),
-            )
-        });
-        let revoke_access = async {
-            match &access {
-                Some((s, r, exp)) => self
-                    .runner
-                    .run(&REVOKE_ACCESS, &[s, r], &[exp.as_bytes()])
-                    .await
-                    .map(|_| ()),
-                None => Ok(()),
+        // One call per session, the access token riding with its own session's call (at
+        // logout both tokens usually share one session: one call in all).
+        let ends = |sid: &str| revocation.sessions.iter().any(|s| s == sid);
+        let mut calls: Vec<(&str, bool, Option<(&str, u64)>)> = Vec::new();
+        if let Some(a) = &revocation.access {
+            calls.push((&a.sid, ends(&a.sid), Some((&a.jti, a.expires_at))));
+        }
+        for sid in &revocation.sessions {
+            if !calls.iter().any(|(s, _, _)| s == sid) {
+                calls.push((sid, true, None));
             }
-        };
-        let (a, b) = join2(revoke_access, self.end_sessions(&revocation.sessions)).await;
-        a?;
-        b?;
+        }
+        let runs = calls.iter().map(|&(sid, end, access)| async move {
+            let session = self.keys.session(sid);
+            let index = self.keys.index_of(sid);
+            let end: &[u8] = if end { b"1" } else { b"0" };
+            match access {
+                Some((jti, exp)) => {
+                    let revoked = self.keys.revoked(sid, jti);
+                    let exp = exp.to_string();
+                    self.runner
+                        .run(
+                            &END,
+                            &[&session, &index, &revoked],
+                            &[sid.as_bytes(), end, exp.as_bytes()],
+                        )
+                        .await
+                }
+                None => {
+                    self.runner
+                        .run(&END, &[&session, &index], &[sid.as_bytes(), end])
+                        .await
+                }
+            }
+        });
+        for r in join_all(runs).await {
+            r?;
+        }
         Ok(())
     }
 
     async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
         let index = self.keys.index(subject_key);
-        let sids = strings(&self.runner.run(&INDEX_TAKE, &[&index], &[]).await?)?;
-        self.end_sessions(&sids).await
+        let sids = strings(&self.runner.run(&INDEX_LIST, &[&index], &[]).await?)?;
+        if sids.is_empty() {
+            return Ok(0);
+        }
+        let sessions: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
+        let keys: Vec<&str> = std::iter::once(index.as_str())
+            .chain(sessions.iter().map(String::as_str))
+            .collect();
+        let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
+        let n = self.runner.run(&END_ALL, &keys, &args).await?.int()?;
+        Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let index = self.keys.index(subject_key);
         let sids = strings(&self.runner.run(&INDEX_LIST, &[&index], &[]).await?)?;
-        let keys: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
-        let replies = join_all(
-            keys.iter()
-                .map(|k| async move { self.runner.run(&SESSION_GET, &[k.as_str()], &[]).await }),
-        )
-        .await;
+        if sids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sessions: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
+        let keys: Vec<&str> = std::iter::once(index.as_str())
+            .chain(sessions.iter().map(String::as_str))
+            .collect();
+        let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
+        let r = self.runner.run(&SESSIONS_GET, &keys, &args).await?;
         let now = crate::token::now_secs();
         let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for (sid, r) in sids.into_iter().zip(replies) {
-            let r = r?;
-            let Reply::Array(f) = &r else {
-                gone.push(sid);
-                continue;
-            };
+        for row in r.array()? {
+            let f = row.array()?;
             let num = |i: usize| f.get(i).and_then(|v| v.int().ok()).unwrap_or(0).max(0) as u64;
             let text = |i: usize| f.get(i).and_then(Reply::string).filter(|s| !s.is_empty());
             out.push(SessionInfo {
-                sid,
-                created_at: num(0),
-                refreshed_at: num(1),
-                expires_at: now + num(2),
-                user_agent: text(3),
-                ip: text(4),
+                sid: text(0).unwrap_or_default(),
+                created_at: num(1),
+                refreshed_at: num(2),
+                expires_at: now + num(3),
+                user_agent: text(4),
+                ip: text(5),
             });
-        }
-        if !gone.is_empty() {
-            let args: Vec<&[u8]> = gone.iter().map(|s| s.as_bytes()).collect();
-            self.runner.run(&INDEX_PRUNE, &[&index], &args).await?;
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.sid.cmp(&b.sid)));
         Ok(out)
-    }
-}
-
-async fn join2<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none()
-            && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
-        {
-            ra = Some(v);
-        }
-        if rb.is_none()
-            && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
-        {
-            rb = Some(v);
-        }
-        if ra.is_some() && rb.is_some() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    match (ra, rb) {
-        (Some(a), Some(b)) => (a, b),
-        _ => unreachable!("both futures completed"),
     }
 }

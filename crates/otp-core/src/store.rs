@@ -142,10 +142,23 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
 }
 
+/// A new session id for a subject: `<subject key>.<128 random bits>`.
+///
+/// The prefix lets a store keep all of a subject's sessions together (one Redis Cluster
+/// slot), so creating, listing and ending them are single-slot operations.
+pub fn new_session_id(subject_key: &str) -> String {
+    format!("{subject_key}.{}", crate::token::random_id())
+}
+
+/// The subject key a session id starts with (the whole id if it has no `.`).
+pub fn session_subject_key(sid: &str) -> &str {
+    sid.split_once('.').map_or(sid, |(k, _)| k)
+}
+
 /// A new session, recorded when a code is verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
-    /// The session id (128 random bits).
+    /// The session id, made by [`new_session_id`] from `subject_key`.
     pub sid: String,
     /// The keyed hash of the subject, to list and revoke a user's sessions.
     pub subject_key: String,
