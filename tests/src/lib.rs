@@ -8,15 +8,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::routing::get;
 use otp_axum::CurrentUser;
+use otp_core::scripted::{KeyLayout, ScriptedStore};
 use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth, OtpStore, TokenBlacklist};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+pub mod redis_proc;
 pub mod scenarios;
 
 /// A fixed strong secret for tests.
@@ -37,6 +40,49 @@ pub enum Adapter {
     Axum,
 }
 
+/// Which store the app keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The in-memory store.
+    Memory,
+    /// otp-redis on the single test server.
+    Redis,
+    /// otp-fred on the single test server.
+    Fred,
+    /// otp-redis on the test cluster.
+    RedisCluster,
+    /// otp-fred on the test cluster.
+    FredCluster,
+}
+
+impl Store {
+    fn url_var(self) -> Option<&'static str> {
+        match self {
+            Store::Memory => None,
+            Store::Redis | Store::Fred => Some("OTP_TEST_REDIS_URL"),
+            Store::RedisCluster | Store::FredCluster => Some("OTP_TEST_REDIS_CLUSTER_URL"),
+        }
+    }
+}
+
+/// One combination under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub adapter: Adapter,
+    pub store: Store,
+}
+
+impl Target {
+    /// Whether the servers this target needs are here (see
+    /// [`otp_core::contract::test_server`]: skipped with a note, or a failure under
+    /// `cargo xtask test`).
+    pub fn available(&self) -> bool {
+        self.store
+            .url_var()
+            .is_none_or(|v| otp_core::contract::test_server(v).is_some())
+    }
+}
+
 /// The stores and mailer an app runs on.
 #[derive(Debug, Clone)]
 pub struct Backends {
@@ -52,6 +98,43 @@ impl Backends {
         Backends {
             store: Arc::new(m.clone()),
             blacklist: Arc::new(m),
+            mailer: CapturingMailer::new(),
+        }
+    }
+
+    /// `store` (under fresh key prefixes, so tests sharing a server never meet) and a
+    /// capturing mailer.
+    pub async fn for_store(store: Store) -> Backends {
+        let Some(var) = store.url_var() else {
+            return Backends::memory();
+        };
+        let url = otp_core::contract::test_server(var).expect("checked by Target::available");
+        let tag = otp_core::token::random_id().replace(['-', '_'], "x");
+        let keys = KeyLayout::new(&format!("t{tag}_otp_"), &format!("t{tag}_bl_"));
+        let timeout = Duration::from_secs(2);
+        let (store, blacklist): (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) = match store {
+            Store::Redis | Store::RedisCluster => {
+                let s = Arc::new(ScriptedStore::new(
+                    otp_redis::RedisRunner::connect(&url, timeout)
+                        .await
+                        .unwrap(),
+                    keys,
+                ));
+                (s.clone(), s)
+            }
+            _ => {
+                let s = Arc::new(ScriptedStore::new(
+                    otp_fred::FredRunner::connect(&url, timeout, 2)
+                        .await
+                        .unwrap(),
+                    keys,
+                ));
+                (s.clone(), s)
+            }
+        };
+        Backends {
+            store,
+            blacklist,
             mailer: CapturingMailer::new(),
         }
     }
@@ -83,9 +166,10 @@ async fn maybe_user(user: Option<CurrentUser>) -> Json<Value> {
 }
 
 impl TestServer {
-    /// Starts `adapter` with `config` on the in-memory store.
-    pub async fn start(adapter: Adapter, config: Config) -> TestServer {
-        Self::start_with(adapter, config, Backends::memory()).await
+    /// Starts `target` with `config`.
+    pub async fn start(target: Target, config: Config) -> TestServer {
+        let backends = Backends::for_store(target.store).await;
+        Self::start_with(target.adapter, config, backends).await
     }
 
     /// Starts `adapter` with `config` on `backends`.

@@ -161,6 +161,11 @@ pub struct OtpAuthBuilder {
 }
 
 impl OtpAuthBuilder {
+    /// The configuration the engine will be built with (to connect stores from it).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The code store.
     pub fn store(mut self, store: Arc<dyn OtpStore>) -> Self {
         self.store = Some(store);

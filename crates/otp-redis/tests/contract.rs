@@ -1,6 +1,8 @@
 //! The backend contract against real Redis: a single server and a 3-master cluster, both
 //! started by `cargo xtask test`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,7 +2,8 @@
 //!
 //! With no settings it runs on the embedded default: 127.0.0.1:3000, the in-memory store,
 //! codes written to the log, a random JWT key. Settings: `APP_ADDR`, `OTP_AUTH_STORE`
-//! (`memory`), `OTP_AUTH_MAILER` (`console`) and every `OTP_AUTH_*` variable of otp-core.
+//! (`memory`, `redis`, `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set), `OTP_AUTH_MAILER`
+//! (`console`) and every `OTP_AUTH_*` variable of otp-core.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use otp_axum::CurrentUser;
+use otp_core::config::redact_url;
 use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
@@ -37,7 +39,7 @@ fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
     }
 }
 
-fn build() -> Result<(OtpAuth, SocketAddr), String> {
+async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     let config = Config::load()
         .map_err(|e| e.to_string())?
         .with_ephemeral_jwt_secret();
@@ -46,11 +48,19 @@ fn build() -> Result<(OtpAuth, SocketAddr), String> {
     let builder = OtpAuth::builder(config);
     let builder = match store.as_str() {
         "memory" => builder.stores(MemoryStore::new()),
-        "redis" | "fred" => {
-            return Err(format!(
-                "OTP_AUTH_STORE={store}: the Redis backends are not part of this build yet; \
-                 use OTP_AUTH_STORE=memory (and unset OTP_AUTH_REDIS_URL)"
-            ));
+        "redis" => {
+            let store = otp_redis::connect(builder.config())
+                .await
+                .map_err(|e| format!("OTP_AUTH_STORE=redis: {e}"))?;
+            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: redis");
+            builder.stores(store)
+        }
+        "fred" => {
+            let store = otp_fred::connect(builder.config())
+                .await
+                .map_err(|e| format!("OTP_AUTH_STORE=fred: {e}"))?;
+            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: fred");
+            builder.stores(store)
         }
         other => {
             return Err(format!(
@@ -111,7 +121,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let (auth, addr) = match build() {
+    let (auth, addr) = match build().await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");

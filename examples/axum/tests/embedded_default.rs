@@ -113,7 +113,11 @@ async fn embedded_default_serves_the_readme_login() {
 #[tokio::test]
 async fn unknown_or_unavailable_backends_fail_with_a_clear_message() {
     for (var, value, expect) in [
-        ("OTP_AUTH_STORE", "redis", "OTP_AUTH_STORE=redis"),
+        (
+            "OTP_AUTH_REDIS_URL",
+            "http://not-redis",
+            "OTP_AUTH_STORE=redis",
+        ),
         ("OTP_AUTH_STORE", "postgres", "is not a store"),
         ("OTP_AUTH_MAILER", "smtp", "OTP_AUTH_MAILER=smtp"),
         ("OTP_AUTH_MAILER", "pigeon", "is not a mailer"),

@@ -1,0 +1,253 @@
+//! Against a Redis of the test's own: store round trips per operation (`INFO
+//! commandstats`), memory per pending login (`MEMORY USAGE`), what the keys hold, and a
+//! restart of Redis under a running engine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otp_core::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
+use otp_core::{CapturingMailer, ClientInfo, Error, OtpAuth, OtpStore, TokenBlacklist};
+use otp_tests::redis_proc::RedisProcess;
+use otp_tests::test_config;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Redis,
+    Fred,
+}
+
+async fn engine(backend: Backend, url: &str, mailer: &CapturingMailer) -> OtpAuth {
+    let timeout = Duration::from_millis(500);
+    let keys = KeyLayout::new("otp_", "blacklist_");
+    fn both<R: ScriptRunner>(s: ScriptedStore<R>) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
+        let s = Arc::new(s);
+        (s.clone(), s)
+    }
+    let (store, blacklist) = match backend {
+        Backend::Redis => both(ScriptedStore::new(
+            otp_redis::RedisRunner::connect(url, timeout).await.unwrap(),
+            keys,
+        )),
+        Backend::Fred => both(ScriptedStore::new(
+            otp_fred::FredRunner::connect(url, timeout, 2)
+                .await
+                .unwrap(),
+            keys,
+        )),
+    };
+    OtpAuth::builder(test_config())
+        .store(store)
+        .blacklist(blacklist)
+        .mailer(Arc::new(mailer.clone()))
+        .build()
+        .unwrap()
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        ip: Some("198.51.100.20".parse().unwrap()),
+        user_agent: Some("ops-test".into()),
+    }
+}
+
+/// Runs `op` after a reset of the statistics; returns the commands Redis executed.
+async fn count<F: std::future::Future<Output = ()>>(r: &RedisProcess, op: F) -> Vec<(String, u64)> {
+    r.reset_stats();
+    op.await;
+    r.command_calls()
+}
+
+/// Commands sent by the client: script calls. (`INFO commandstats` also counts the
+/// commands a script runs inside the server; those are not round trips.)
+fn total(calls: &[(String, u64)]) -> u64 {
+    calls
+        .iter()
+        .filter(|(n, _)| {
+            n == "evalsha" || n == "eval" || n.starts_with("script") || n.starts_with("fcall")
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn round_trips(backend: Backend) {
+    let Some(r) = RedisProcess::start() else {
+        return;
+    };
+    let mailer = CapturingMailer::new();
+    let auth = engine(backend, &r.url(), &mailer).await;
+    // Warm up: load every script once, so NOSCRIPT reloads do not count below.
+    auth.request_code("warm@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("warm@example.com").unwrap();
+    let warm = auth
+        .verify_code("warm@example.com", &code, &client())
+        .await
+        .unwrap();
+    auth.authenticate(&warm.access_token).await.unwrap();
+    let warm2 = auth.refresh(&warm.refresh_token).await.unwrap();
+    auth.logout(Some(&warm2.access_token), Some(&warm2.refresh_token))
+        .await
+        .unwrap();
+
+    let c = count(&r, async {
+        auth.request_code("ops@example.com", &client())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        total(&c),
+        2,
+        "request-otp with a client IP (IP bucket + address): {c:?}"
+    );
+    let c = count(&r, async {
+        auth.request_code("ops2@example.com", &ClientInfo::default())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(total(&c), 1, "request-otp without a client IP: {c:?}");
+    let code = mailer.last_code("ops@example.com").unwrap();
+    let mut pair = None;
+    let c = count(&r, async {
+        pair = Some(
+            auth.verify_code("ops@example.com", &code, &client())
+                .await
+                .unwrap(),
+        );
+    })
+    .await;
+    assert_eq!(total(&c), 2, "verify-otp (code + new session): {c:?}");
+    let pair = pair.unwrap();
+    let c = count(&r, async {
+        auth.authenticate(&pair.access_token).await.unwrap();
+    })
+    .await;
+    assert_eq!(total(&c), 1, "an authenticated request: {c:?}");
+    let mut next = None;
+    let c = count(&r, async {
+        next = Some(auth.refresh(&pair.refresh_token).await.unwrap());
+    })
+    .await;
+    assert_eq!(total(&c), 1, "refresh: {c:?}");
+    let next = next.unwrap();
+    let c = count(&r, async {
+        auth.logout(Some(&next.access_token), Some(&next.refresh_token))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(total(&c), 1, "logout: {c:?}");
+    assert!(c.iter().any(|(n, _)| n == "evalsha"), "script calls: {c:?}");
+}
+
+#[tokio::test]
+async fn round_trips_per_operation_redis() {
+    round_trips(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn round_trips_per_operation_fred() {
+    round_trips(Backend::Fred).await;
+}
+
+#[tokio::test]
+async fn one_small_key_per_pending_login_holding_no_address_or_code() {
+    let Some(r) = RedisProcess::start() else {
+        return;
+    };
+    let mailer = CapturingMailer::new();
+    let auth = engine(Backend::Redis, &r.url(), &mailer).await;
+    auth.request_code("Someone.Private@Example.com", &ClientInfo::default())
+        .await
+        .unwrap();
+    let code = mailer.last_code("someone.private@example.com").unwrap();
+    let keys: Vec<String> = r.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    assert_eq!(keys.len(), 1, "one key per pending login: {keys:?}");
+    let key = &keys[0];
+    assert!(key.starts_with("otp_{") && key.ends_with('}'), "{key}");
+    assert!(!key.to_lowercase().contains("someone"), "{key}");
+    let bytes: u64 = r.cli(&["memory", "usage", key]).trim().parse().unwrap();
+    eprintln!("MEMORY USAGE of a pending login: {bytes} bytes");
+    assert!(bytes <= 150, "a pending login takes {bytes} bytes");
+    let dump = r.cli(&["hgetall", key]);
+    assert!(!dump.to_lowercase().contains("someone"), "{dump}");
+    assert!(
+        !dump.lines().any(|l| l.trim() == code),
+        "the code is stored in clear: {dump}"
+    );
+    let ttl: i64 = r.cli(&["pttl", key]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= 300_000, "every key expires: {ttl}");
+}
+
+async fn restart(backend: Backend) {
+    let Some(mut r) = RedisProcess::start() else {
+        return;
+    };
+    let mailer = CapturingMailer::new();
+    let auth = engine(backend, &r.url(), &mailer).await;
+    auth.request_code("before@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("before@example.com").unwrap();
+    let pair = auth
+        .verify_code("before@example.com", &code, &client())
+        .await
+        .unwrap();
+
+    r.stop();
+    let started = Instant::now();
+    let e = auth
+        .request_code("during@example.com", &client())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::StoreUnavailable(_)), "{e:?}");
+    // Protected routes fail closed, not open.
+    let e = auth.authenticate(&pair.access_token).await.unwrap_err();
+    assert_eq!(e.status(), 503, "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+
+    r.restart();
+    let back = Instant::now();
+    loop {
+        match auth.request_code("after@example.com", &client()).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(
+                    back.elapsed() < Duration::from_secs(15),
+                    "no recovery: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    eprintln!(
+        "{backend:?}: recovered {:?} after Redis returned",
+        back.elapsed()
+    );
+    let code = mailer.last_code("after@example.com").unwrap();
+    auth.verify_code("after@example.com", &code, &client())
+        .await
+        .unwrap();
+    // The restarted Redis is empty (no persistence here): the old session is gone, and
+    // its token is refused rather than waved through.
+    let e = auth.authenticate(&pair.access_token).await.unwrap_err();
+    assert_eq!(e.status(), 401);
+}
+
+#[tokio::test]
+async fn redis_restart_gives_503_then_recovers_redis() {
+    restart(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn redis_restart_gives_503_then_recovers_fred() {
+    restart(Backend::Fred).await;
+}
