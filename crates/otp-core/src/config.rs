@@ -154,6 +154,10 @@ pub struct Config {
     pub smtp_password: Option<SecretString>,
     /// SMTP transport security; see [`Config::smtp_tls_mode`] for the default.
     pub smtp_tls: Option<SmtpTls>,
+    /// Timeout of each SMTP step (connect, each command), in milliseconds.
+    pub smtp_timeout_ms: u64,
+    /// Most SMTP connections kept open and reused.
+    pub smtp_pool_size: u32,
     /// Sender address of the login mail.
     pub mail_from: String,
     /// Sender display name, also the application name in the mail.
@@ -223,6 +227,8 @@ impl Default for Config {
             smtp_username: None,
             smtp_password: None,
             smtp_tls: None,
+            smtp_timeout_ms: 10_000,
+            smtp_pool_size: 4,
             mail_from: "no-reply@localhost".to_owned(),
             mail_from_name: "OTP Auth".to_owned(),
             otp_expiry_seconds: 300,
@@ -268,6 +274,8 @@ impl fmt::Debug for Config {
             .field("smtp_username", &self.smtp_username)
             .field("smtp_password", &secret(&self.smtp_password))
             .field("smtp_tls", &self.smtp_tls_mode())
+            .field("smtp_timeout_ms", &self.smtp_timeout_ms)
+            .field("smtp_pool_size", &self.smtp_pool_size)
             .field("mail_from", &self.mail_from)
             .field("mail_from_name", &self.mail_from_name)
             .field("otp_expiry_seconds", &self.otp_expiry_seconds)
@@ -485,6 +493,18 @@ impl Config {
             p.push(format!(
                 "OTP_AUTH_REDIS_TIMEOUT_MS must be between 10 and 60000, got {}",
                 self.redis_timeout_ms
+            ));
+        }
+        if !(100..=120_000).contains(&self.smtp_timeout_ms) {
+            p.push(format!(
+                "OTP_AUTH_SMTP_TIMEOUT_MS must be between 100 and 120000, got {}",
+                self.smtp_timeout_ms
+            ));
+        }
+        if !(1..=64).contains(&self.smtp_pool_size) {
+            p.push(format!(
+                "OTP_AUTH_SMTP_POOL_SIZE must be between 1 and 64, got {}",
+                self.smtp_pool_size
             ));
         }
         if !(256..=1024 * 1024).contains(&self.body_limit_bytes) {
@@ -721,6 +741,7 @@ mod tests {
         assert_eq!(c.redis_timeout_ms, 1000);
         assert_eq!((c.smtp_server.as_str(), c.smtp_port), ("127.0.0.1", 1025));
         assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
+        assert_eq!((c.smtp_timeout_ms, c.smtp_pool_size), (10_000, 4));
         assert_eq!(c.mail_from, "no-reply@localhost");
         assert_eq!(c.mail_from_name, "OTP Auth");
         assert_eq!(c.otp_expiry_seconds, 300);

@@ -786,3 +786,34 @@ async fn refused_addresses_take_about_as_long_as_a_mail() {
         "refused address answered in {took:?}"
     );
 }
+
+#[tokio::test]
+async fn an_async_closure_serves_as_mailer() {
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = sent.clone();
+    let mailer = crate::mailer::mailer_fn(move |m: Message| {
+        let s = s.clone();
+        async move {
+            if m.to.domain() == "blocked.example" {
+                return Err(MailError::Permanent("blocked".into()));
+            }
+            s.lock().unwrap().push(m.code.expose().to_owned());
+            Ok(())
+        }
+    });
+    let auth = OtpAuth::builder(config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap();
+    auth.request_code("c@example.com", &client()).await.unwrap();
+    let code = sent.lock().unwrap()[0].clone();
+    auth.verify_code("c@example.com", &code, &client())
+        .await
+        .unwrap();
+    let e = auth
+        .request_code("x@blocked.example", &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 502);
+}

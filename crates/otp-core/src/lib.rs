@@ -64,7 +64,7 @@ pub use engine::{
 };
 pub use error::{Error, Problem, Result, TokenRejection};
 pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint};
-pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, Message};
+pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
 pub use memory::MemoryStore;
 pub use store::{OtpStore, StoreError, TokenBlacklist};
 pub use template::Templates;

@@ -168,3 +168,47 @@ impl Mailer for CapturingMailer {
         Ok(())
     }
 }
+
+/// A [`Mailer`] made from an async function or closure: see [`mailer_fn`].
+pub struct MailerFn<F> {
+    f: F,
+}
+
+impl<F> Debug for MailerFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailerFn")
+    }
+}
+
+/// Turns an async function of a [`Message`] into a [`Mailer`].
+///
+/// ```
+/// use otp_core::{MailError, Message, mailer_fn};
+///
+/// let mailer = mailer_fn(|message: Message| async move {
+///     // Hand the message to any transport: a queue, an HTTP mail API...
+///     if message.to.domain() == "blocked.example" {
+///         return Err(MailError::Permanent("domain blocked".into()));
+///     }
+///     Ok(())
+/// });
+/// # let _: std::sync::Arc<dyn otp_core::Mailer> = std::sync::Arc::new(mailer);
+/// ```
+pub fn mailer_fn<F, Fut>(f: F) -> MailerFn<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), MailError>> + Send + 'static,
+{
+    MailerFn { f }
+}
+
+#[async_trait]
+impl<F, Fut> Mailer for MailerFn<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), MailError>> + Send + 'static,
+{
+    async fn send(&self, message: &Message) -> Result<(), MailError> {
+        (self.f)(message.clone()).await
+    }
+}

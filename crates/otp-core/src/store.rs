@@ -6,8 +6,14 @@
 //! in its own cluster slot and may take a second). Outcomes are enums, not errors: an
 //! error means the store could not answer.
 //!
-//! Keys reach the store only as keyed hashes ([`AddressKey`], [`IpKey`], subject keys):
-//! no plain address, no code.
+//! Addresses and subjects reach the store only as keyed hashes ([`AddressKey`], subject
+//! keys) and codes only as MACs: no plain address, no code. Client IPs arrive as their
+//! rate-limit bucket ([`IpKey`]: the IPv4 address or the IPv6 /64, in clear), and a
+//! session keeps the IP and user agent seen at login, for listing.
+//!
+//! Time: windows are fixed, not sliding. The request window starts at the first request
+//! counted in it; the failure window at the first failure; reaching the cap locks the
+//! address for a full lockout from that moment, and the end of a lockout clears the count.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -72,6 +78,8 @@ pub struct IssueRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueOutcome {
     /// The code was stored (replacing any earlier one) and counted against both limits.
+    /// (The IP bucket is counted first, so a request refused for its address or a lockout
+    /// still uses up one request of its IP.)
     Issued,
     /// The address has used up its requests for this window; nothing was stored.
     AddressLimited {
@@ -236,11 +244,13 @@ pub struct SessionInfo {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Debug + Send + Sync + 'static {
-    /// Records a new session with its first refresh `jti`.
+    /// Records a new session with its first refresh `jti` (replacing a session with the
+    /// same id, which random ids make a non-event).
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
 
     /// Spends `presented_jti` and makes `new_jti` current, if `presented_jti` is current;
     /// if it is not (already spent), revokes the session. One atomic operation.
+    /// `new_expires_at` (seconds since the epoch) becomes the session's end.
     async fn rotate_refresh(
         &self,
         sid: &str,
@@ -256,7 +266,7 @@ pub trait TokenBlacklist: Debug + Send + Sync + 'static {
     /// Revokes an access token and ends sessions.
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
 
-    /// Ends every session of a subject; returns how many there were.
+    /// Ends every session of a subject; returns how many were live.
     async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError>;
 
     /// Lists the live sessions of a subject.

@@ -3,7 +3,8 @@
 //! With no settings it runs on the embedded default: 127.0.0.1:3000, the in-memory store,
 //! codes written to the log, a random JWT key. Settings: `APP_ADDR`, `OTP_AUTH_STORE`
 //! (`memory`, `redis`, `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set), `OTP_AUTH_MAILER`
-//! (`console`) and every `OTP_AUTH_*` variable of otp-core.
+//! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set) and every `OTP_AUTH_*`
+//! variable of otp-core.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -71,11 +72,15 @@ async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     let mailer: Arc<dyn Mailer> = match mailer.as_str() {
         "console" => Arc::new(ConsoleMailer::new()),
         "smtp" => {
-            return Err(
-                "OTP_AUTH_MAILER=smtp: the SMTP mailer is not part of this build yet; use \
-                 OTP_AUTH_MAILER=console (and unset OTP_AUTH_SMTP_SERVER)"
-                    .to_owned(),
+            let config = builder.config();
+            let smtp = otp_smtp::SmtpMailer::from_config(config)
+                .map_err(|e| format!("OTP_AUTH_MAILER=smtp: {e}"))?;
+            tracing::info!(
+                server = %format!("{}:{}", config.smtp_server, config.smtp_port),
+                tls = ?config.smtp_tls_mode(),
+                "mailer: smtp"
             );
+            Arc::new(smtp)
         }
         other => {
             return Err(format!(

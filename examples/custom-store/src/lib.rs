@@ -1,0 +1,806 @@
+//! A custom store for `otp-core`: [`OtpStore`] and [`TokenBlacklist`] on SQLite through
+//! `sqlx`, written the way you would write one for your own database.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use custom_store_example::SqliteStore;
+//! use otp_core::{CapturingMailer, ClientInfo, Config, OtpAuth};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // A file would be `sqlite://otp.db?mode=rwc` (`rwc`: create it if missing).
+//!     let store = SqliteStore::connect("sqlite::memory:").await?;
+//!
+//!     let config = Config {
+//!         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
+//!         ..Config::default()
+//!     };
+//!     let mailer = CapturingMailer::new(); // your real mailer here
+//!     let auth = OtpAuth::builder(config)
+//!         .stores(store) // one value serves as both the code store and the blacklist
+//!         .mailer(Arc::new(mailer.clone()))
+//!         .build()?;
+//!
+//!     let client = ClientInfo::default();
+//!     auth.request_code("ada@example.com", &client).await?;
+//!     let code = mailer.last_code("ada@example.com").ok_or("no code was mailed")?;
+//!     let tokens = auth.verify_code("ada@example.com", &code, &client).await?;
+//!     let user = auth.authenticate(&tokens.access_token).await?;
+//!     assert_eq!(user.email, "ada@example.com");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Writing a store
+//!
+//! The engine calls the traits with everything a store needs: the address and the subject
+//! as keyed hashes ([`AddressKey`], subject keys), the code as a MAC ([`CodeMac`], kept here
+//! as a `BLOB`), and the [`Limits`](otp_core::store::Limits) with every call, so a store
+//! holds no configuration. Store only what it is given: no plain address or code ever
+//! reaches it. (The IP bucket of the request limit is the client's IPv4 address or IPv6
+//! /64 as text, and a session keeps the user agent and IP it is listed with.)
+//!
+//! Every method here follows one pattern: open a transaction, load the row(s), decide in
+//! Rust exactly as the in-memory store does ([`otp_core::MemoryStore`], the reference
+//! semantics), write the row(s) back, commit. Times are milliseconds since the epoch from
+//! the system clock; each row carries the instant after which nothing in it matters any
+//! more (`forget_at`, or a session's expiry), and expired rows are deleted at most every
+//! few seconds by the calls that add rows, so the tables follow the live entries without a
+//! background task. Reads treat an expired row as absent whether or not it is deleted yet.
+//!
+//! # Atomicity
+//!
+//! Each operation must be atomic: 16 concurrent verifications of the right code give one
+//! success, concurrent wrong guesses never count past the cap, concurrent rotations of one
+//! refresh token rotate it at most once. See [`SqliteStore::connect`] for how this store
+//! gets there.
+//!
+//! # Proving it: the contract suite
+//!
+//! `otp-core` ships the suite every backend of the project passes (every outcome of every
+//! operation, expiry, and atomicity under concurrency). Run it against your store from an
+//! integration test, with these dev-dependencies:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! otp-core = { version = "0.1", features = ["test-util"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! and a `tests/contract.rs` like this crate's:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use my_crate::MyStore;
+//!
+//! otp_core::otp_store_contract!(my_otp, async {
+//!     Some(Arc::new(MyStore::connect("...").await.unwrap()))
+//! });
+//! otp_core::blacklist_contract!(my_blacklist, async {
+//!     Some(Arc::new(MyStore::connect("...").await.unwrap()))
+//! });
+//! ```
+//!
+//! Each macro expands to a module of `#[tokio::test]`s, one per case; the expression gives
+//! `Option<Arc<…>>`, where `None` skips the test (for a server that is not running here:
+//! see `otp_core::contract::test_server`). Then `cargo test -p your-crate`. Some cases
+//! sleep a few seconds to watch entries expire.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use otp_core::code::CODE_MAC_LEN;
+use otp_core::store::{
+    AccessStatus, IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, SessionInfo,
+    VerifyOutcome, VerifyRequest,
+};
+use otp_core::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// How often, at most, the calls that add rows also delete the expired ones.
+const SWEEP_EVERY_MS: u64 = 5_000;
+
+/// How long a call waits for SQLite's write lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The tables. Every time is in milliseconds since the epoch unless its name says `_s`.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS otp_address (
+    address              TEXT    NOT NULL PRIMARY KEY, -- AddressKey: a keyed hash
+    code_mac             BLOB,                         -- the pending code's MAC, or NULL
+    code_expires_at      INTEGER NOT NULL,
+    requests_start       INTEGER NOT NULL,             -- the per-address request window
+    requests_count       INTEGER NOT NULL,
+    failures             INTEGER NOT NULL,             -- failed verifications in the window
+    failure_window_start INTEGER NOT NULL,
+    locked_until         INTEGER NOT NULL,             -- 0: not locked out
+    forget_at            INTEGER NOT NULL              -- nothing in the row matters after it
+) STRICT;
+CREATE INDEX IF NOT EXISTS otp_address_forget_at ON otp_address (forget_at);
+
+CREATE TABLE IF NOT EXISTS otp_ip (
+    ip             TEXT    NOT NULL PRIMARY KEY,       -- IpKey: an IP bucket
+    requests_start INTEGER NOT NULL,
+    requests_count INTEGER NOT NULL,
+    forget_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS otp_ip_forget_at ON otp_ip (forget_at);
+
+CREATE TABLE IF NOT EXISTS otp_session (
+    sid            TEXT    NOT NULL PRIMARY KEY,
+    subject_key    TEXT    NOT NULL,                   -- a keyed hash of the subject
+    refresh_jti    TEXT    NOT NULL,                   -- the current refresh token's jti
+    created_at_s   INTEGER NOT NULL,
+    refreshed_at_s INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    user_agent     TEXT,
+    ip             TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS otp_session_subject ON otp_session (subject_key);
+CREATE INDEX IF NOT EXISTS otp_session_expires_at ON otp_session (expires_at);
+
+CREATE TABLE IF NOT EXISTS otp_revoked_access (
+    sid        TEXT    NOT NULL,
+    jti        TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,                       -- the token's own expiry
+    PRIMARY KEY (sid, jti)
+) STRICT;
+CREATE INDEX IF NOT EXISTS otp_revoked_access_expires_at ON otp_revoked_access (expires_at);
+";
+
+/// [`OtpStore`] and [`TokenBlacklist`] in one SQLite database. Cheap to clone; clones share
+/// the connection pool.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    last_sweep: Arc<LastSweep>,
+}
+
+/// When the expired rows of each group of tables were last deleted (ms).
+#[derive(Debug, Default)]
+struct LastSweep {
+    codes: AtomicU64,
+    sessions: AtomicU64,
+}
+
+impl SqliteStore {
+    /// Opens the database at `url` and creates the tables if they are missing.
+    ///
+    /// `url` is an sqlx SQLite URL: `sqlite::memory:` for a private in-memory database (it
+    /// lives as long as the store and its clones; for tests and demos), or
+    /// `sqlite://path/to/otp.db?mode=rwc` for a file, created if missing.
+    ///
+    /// # Atomicity
+    ///
+    /// The pool has a single connection, and every operation that reads before it writes
+    /// runs in one transaction on it. Within the process that alone serializes the
+    /// operations: a second call waits for the connection until the first has committed,
+    /// so no two read-modify-write sequences interleave, which is exactly what the mutex of
+    /// the in-memory store and a Lua script in Redis achieve. (It also keeps a
+    /// `sqlite::memory:` database alive: the connection is never recycled.) SQLite allows
+    /// one writer at a time anyway, so more connections would buy little.
+    ///
+    /// Transactions start with `BEGIN IMMEDIATE`, which takes the write lock before the
+    /// first read, and connections wait up to a few seconds for a lock held elsewhere (the
+    /// busy timeout). Neither matters for one connection; both are what keeps the
+    /// operations atomic if you raise `max_connections` or open the same file from several
+    /// processes. With a plain (deferred) `BEGIN` two transactions could both read the same
+    /// row, and one would then fail with `SQLITE_BUSY` on its first write instead of
+    /// waiting; without a busy timeout every lock conflict would be an error.
+    pub async fn connect(url: &str) -> Result<SqliteStore, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?.busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // A recycled connection would lose a `sqlite::memory:` database.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            last_sweep: Arc::new(LastSweep::default()),
+        })
+    }
+
+    /// The connection pool, e.g. to inspect the tables or to close the pool at shutdown.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Deletes every expired row now instead of at the next opportunity.
+    pub async fn sweep(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        sweep_codes(&mut tx, now).await?;
+        sweep_sessions(&mut tx, now).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// A write transaction on the pool's connection.
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)
+    }
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// Whether a sweep is due, claiming it if so (only one caller wins).
+fn sweep_due(last: &AtomicU64, now: u64) -> bool {
+    let prev = last.load(Ordering::Relaxed);
+    now >= prev.saturating_add(SWEEP_EVERY_MS)
+        && last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+async fn sweep_codes(tx: &mut Tx, now: u64) -> Result<(), StoreError> {
+    for delete in [
+        "DELETE FROM otp_address WHERE forget_at <= ?1",
+        "DELETE FROM otp_ip WHERE forget_at <= ?1",
+    ] {
+        sqlx::query(delete)
+            .bind(db(now))
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+async fn sweep_sessions(tx: &mut Tx, now: u64) -> Result<(), StoreError> {
+    for delete in [
+        "DELETE FROM otp_session WHERE expires_at <= ?1",
+        "DELETE FROM otp_revoked_access WHERE expires_at <= ?1",
+    ] {
+        sqlx::query(delete)
+            .bind(db(now))
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// SQLite integers are signed 64-bit: clamp (a time that far out means "never").
+fn db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Unavailable: the database could not be reached or stayed locked (retrying may work).
+/// Backend: anything else (a bug, a broken schema, foreign data).
+fn store_error(e: sqlx::Error) -> StoreError {
+    let unavailable = match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => is_busy(db.as_ref()),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`, possibly extended: the lock was held past the busy
+/// timeout.
+fn is_busy(e: &dyn DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(col).map_err(store_error)?;
+    u64::try_from(v).map_err(|_| StoreError::Backend(format!("negative {col} in the store: {v}")))
+}
+
+fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
+    let v: i64 = row.try_get(col).map_err(store_error)?;
+    u32::try_from(v).map_err(|_| StoreError::Backend(format!("{col} out of range: {v}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Codes: the same state and decisions as `otp_core::memory`, one row per address.
+
+/// A fixed request window (per address or per IP bucket).
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    start: u64,
+    count: u32,
+    /// For IP rows: when the row can go.
+    forget_at: u64,
+}
+
+impl Window {
+    /// Counts one request unless the limit is reached; returns the wait when it is.
+    fn take(&mut self, now: u64, window_ms: u64, limit: u32) -> Result<(), u64> {
+        if self.count == 0 || now >= self.start.saturating_add(window_ms) {
+            self.start = now;
+            self.count = 0;
+        }
+        if self.count >= limit {
+            return Err(self.start.saturating_add(window_ms).saturating_sub(now));
+        }
+        self.count += 1;
+        self.forget_at = self.start.saturating_add(window_ms);
+        Ok(())
+    }
+
+    fn live_until(&self, window_ms: u64) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.start.saturating_add(window_ms)
+        }
+    }
+}
+
+/// One row of `otp_address`.
+#[derive(Debug, Default)]
+struct AddressEntry {
+    /// The pending code's MAC and expiry.
+    code: Option<(CodeMac, u64)>,
+    requests: Window,
+    failures: u32,
+    failure_window_start: u64,
+    locked_until: u64,
+    forget_at: u64,
+}
+
+impl AddressEntry {
+    /// Clears a lockout or failure window that has passed.
+    fn expire_failures(&mut self, now: u64, lockout_ms: u64) {
+        if self.locked_until != 0 && now >= self.locked_until {
+            self.locked_until = 0;
+            self.failures = 0;
+        }
+        if self.failures > 0 && now >= self.failure_window_start.saturating_add(lockout_ms) {
+            self.failures = 0;
+        }
+    }
+
+    /// Records when nothing in the row matters any more.
+    fn touch(&mut self, request_window_ms: u64, lockout_ms: u64) {
+        let code = self.code.map_or(0, |(_, exp)| exp);
+        let failures = if self.failures > 0 {
+            self.failure_window_start.saturating_add(lockout_ms)
+        } else {
+            0
+        };
+        self.forget_at = code
+            .max(self.requests.live_until(request_window_ms))
+            .max(failures)
+            .max(self.locked_until);
+    }
+}
+
+async fn load_address(
+    tx: &mut Tx,
+    address: &AddressKey,
+) -> Result<Option<AddressEntry>, StoreError> {
+    let row = sqlx::query("SELECT * FROM otp_address WHERE address = ?1")
+        .bind(address.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mac: Option<Vec<u8>> = row.try_get("code_mac").map_err(store_error)?;
+    let code = match mac {
+        None => None,
+        Some(bytes) => {
+            let mac = <[u8; CODE_MAC_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                StoreError::Backend(format!("stored code MAC of {} bytes", bytes.len()))
+            })?;
+            Some((CodeMac(mac), get_u64(&row, "code_expires_at")?))
+        }
+    };
+    Ok(Some(AddressEntry {
+        code,
+        requests: Window {
+            start: get_u64(&row, "requests_start")?,
+            count: get_u32(&row, "requests_count")?,
+            forget_at: 0,
+        },
+        failures: get_u32(&row, "failures")?,
+        failure_window_start: get_u64(&row, "failure_window_start")?,
+        locked_until: get_u64(&row, "locked_until")?,
+        forget_at: get_u64(&row, "forget_at")?,
+    }))
+}
+
+async fn save_address(
+    tx: &mut Tx,
+    address: &AddressKey,
+    e: &AddressEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO otp_address (address, code_mac, code_expires_at, requests_start,
+             requests_count, failures, failure_window_start, locked_until, forget_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (address) DO UPDATE SET
+             code_mac = excluded.code_mac,
+             code_expires_at = excluded.code_expires_at,
+             requests_start = excluded.requests_start,
+             requests_count = excluded.requests_count,
+             failures = excluded.failures,
+             failure_window_start = excluded.failure_window_start,
+             locked_until = excluded.locked_until,
+             forget_at = excluded.forget_at",
+    )
+    .bind(address.as_str())
+    .bind(e.code.map(|(mac, _)| mac.0.to_vec()))
+    .bind(db(e.code.map_or(0, |(_, exp)| exp)))
+    .bind(db(e.requests.start))
+    .bind(i64::from(e.requests.count))
+    .bind(i64::from(e.failures))
+    .bind(db(e.failure_window_start))
+    .bind(db(e.locked_until))
+    .bind(db(e.forget_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+async fn load_ip(tx: &mut Tx, ip: &str) -> Result<Window, StoreError> {
+    let row = sqlx::query("SELECT * FROM otp_ip WHERE ip = ?1")
+        .bind(ip)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    match row {
+        None => Ok(Window::default()),
+        Some(row) => Ok(Window {
+            start: get_u64(&row, "requests_start")?,
+            count: get_u32(&row, "requests_count")?,
+            forget_at: get_u64(&row, "forget_at")?,
+        }),
+    }
+}
+
+async fn save_ip(tx: &mut Tx, ip: &str, w: &Window) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO otp_ip (ip, requests_start, requests_count, forget_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (ip) DO UPDATE SET
+             requests_start = excluded.requests_start,
+             requests_count = excluded.requests_count,
+             forget_at = excluded.forget_at",
+    )
+    .bind(ip)
+    .bind(db(w.start))
+    .bind(i64::from(w.count))
+    .bind(db(w.forget_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// The verification step on one row; the caller records the row's new lifetime.
+fn verify_entry(e: &mut AddressEntry, req: &VerifyRequest, now: u64) -> VerifyOutcome {
+    let l = &req.limits;
+    e.expire_failures(now, ms(l.lockout));
+    if e.locked_until > now {
+        return VerifyOutcome::LockedOut {
+            retry_after: Duration::from_millis(e.locked_until - now),
+        };
+    }
+    let Some((mac, exp)) = e.code else {
+        return VerifyOutcome::NoCode;
+    };
+    if now >= exp {
+        e.code = None;
+        return VerifyOutcome::NoCode;
+    }
+    if mac.ct_eq(&req.code_mac) {
+        e.code = None;
+        e.failures = 0;
+        return VerifyOutcome::Verified;
+    }
+    if e.failures == 0 {
+        e.failure_window_start = now;
+    }
+    e.failures = e.failures.saturating_add(1);
+    if e.failures >= l.max_attempts {
+        e.code = None;
+        e.locked_until = now.saturating_add(ms(l.lockout));
+        return VerifyOutcome::Mismatch { attempts_left: 0 };
+    }
+    VerifyOutcome::Mismatch {
+        attempts_left: l.max_attempts - e.failures,
+    }
+}
+
+#[async_trait::async_trait]
+impl OtpStore for SqliteStore {
+    async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
+        let now = now_ms();
+        let l = &req.limits;
+        let (window, lockout) = (ms(l.request_window), ms(l.lockout));
+        let mut tx = self.begin().await?;
+        if sweep_due(&self.last_sweep.codes, now) {
+            sweep_codes(&mut tx, now).await?;
+        }
+        // The IP bucket first: a request counts against it even when the address then
+        // refuses it (as in the in-memory and Redis stores).
+        if let Some(ip) = &req.ip {
+            let mut w = load_ip(&mut tx, ip.as_str()).await?;
+            let taken = w.take(now, window, l.per_ip);
+            save_ip(&mut tx, ip.as_str(), &w).await?;
+            if let Err(wait) = taken {
+                tx.commit().await.map_err(store_error)?;
+                return Ok(IssueOutcome::IpLimited {
+                    retry_after: Duration::from_millis(wait),
+                });
+            }
+        }
+        let mut e = load_address(&mut tx, &req.address)
+            .await?
+            .unwrap_or_default();
+        e.expire_failures(now, lockout);
+        let outcome = if e.locked_until > now {
+            IssueOutcome::LockedOut {
+                retry_after: Duration::from_millis(e.locked_until - now),
+            }
+        } else if let Err(wait) = e.requests.take(now, window, l.per_address) {
+            IssueOutcome::AddressLimited {
+                retry_after: Duration::from_millis(wait),
+            }
+        } else {
+            // Replaces any pending code; the failure count is kept.
+            e.code = Some((req.code_mac, now.saturating_add(ms(req.code_ttl))));
+            IssueOutcome::Issued
+        };
+        e.touch(window, lockout);
+        save_address(&mut tx, &req.address, &e).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
+    }
+
+    async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
+        let now = now_ms();
+        let l = &req.limits;
+        let mut tx = self.begin().await?;
+        // An unknown address: no code, and nothing is written (a guess leaves no row).
+        let Some(mut e) = load_address(&mut tx, &req.address).await? else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(VerifyOutcome::NoCode);
+        };
+        let outcome = verify_entry(&mut e, req, now);
+        e.touch(ms(l.request_window), ms(l.lockout));
+        save_address(&mut tx, &req.address, &e).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
+    }
+
+    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let e = load_address(&mut tx, address).await?;
+        if let Some(e) = e
+            && e.code.is_some_and(|(mac, _)| mac.ct_eq(code_mac))
+        {
+            sqlx::query(
+                "UPDATE otp_address SET code_mac = NULL, code_expires_at = 0 WHERE address = ?1",
+            )
+            .bind(address.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions and revocations.
+
+#[async_trait::async_trait]
+impl TokenBlacklist for SqliteStore {
+    async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        if sweep_due(&self.last_sweep.sessions, now) {
+            sweep_sessions(&mut tx, now).await?;
+        }
+        sqlx::query(
+            "INSERT INTO otp_session (sid, subject_key, refresh_jti, created_at_s,
+                 refreshed_at_s, expires_at, user_agent, ip)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)
+             ON CONFLICT (sid) DO UPDATE SET
+                 subject_key = excluded.subject_key,
+                 refresh_jti = excluded.refresh_jti,
+                 created_at_s = excluded.created_at_s,
+                 refreshed_at_s = excluded.refreshed_at_s,
+                 expires_at = excluded.expires_at,
+                 user_agent = excluded.user_agent,
+                 ip = excluded.ip",
+        )
+        .bind(&s.sid)
+        .bind(&s.subject_key)
+        .bind(&s.refresh_jti)
+        .bind(db(now / 1000))
+        .bind(db(s.expires_at.saturating_mul(1000)))
+        .bind(s.user_agent.as_deref())
+        .bind(s.ip.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        sid: &str,
+        presented_jti: &str,
+        new_jti: &str,
+        new_expires_at: u64,
+    ) -> Result<RotateOutcome, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT refresh_jti FROM otp_session WHERE sid = ?1 AND expires_at > ?2",
+        )
+        .bind(sid)
+        .bind(db(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let outcome = match current {
+            None => RotateOutcome::Unknown,
+            Some(current) if current != presented_jti => {
+                // A spent refresh token came back: someone else may hold the chain. End
+                // the session, which also refuses its access tokens.
+                sqlx::query("DELETE FROM otp_session WHERE sid = ?1")
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                RotateOutcome::Reused
+            }
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE otp_session SET refresh_jti = ?2, refreshed_at_s = ?3, expires_at = ?4
+                     WHERE sid = ?1",
+                )
+                .bind(sid)
+                .bind(new_jti)
+                .bind(db(now / 1000))
+                .bind(db(new_expires_at.saturating_mul(1000)))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                RotateOutcome::Rotated
+            }
+        };
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
+    }
+
+    async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {
+        // One statement: a consistent read without a transaction.
+        let row = sqlx::query(
+            "SELECT
+                 EXISTS (SELECT 1 FROM otp_revoked_access
+                         WHERE sid = ?1 AND jti = ?2 AND expires_at > ?3) AS revoked,
+                 EXISTS (SELECT 1 FROM otp_session WHERE sid = ?1 AND expires_at > ?3) AS live",
+        )
+        .bind(sid)
+        .bind(jti)
+        .bind(db(now_ms()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let revoked: bool = row.try_get("revoked").map_err(store_error)?;
+        let live: bool = row.try_get("live").map_err(store_error)?;
+        Ok(if revoked || !live {
+            AccessStatus::Revoked
+        } else {
+            AccessStatus::Active
+        })
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        if sweep_due(&self.last_sweep.sessions, now) {
+            sweep_sessions(&mut tx, now).await?;
+        }
+        if let Some(a) = &revocation.access {
+            let exp = a.expires_at.saturating_mul(1000);
+            // A token that has already expired needs no entry: its signature check fails.
+            if exp > now {
+                sqlx::query(
+                    "INSERT INTO otp_revoked_access (sid, jti, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (sid, jti) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(&a.sid)
+                .bind(&a.jti)
+                .bind(db(exp))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            }
+        }
+        for sid in &revocation.sessions {
+            sqlx::query("DELETE FROM otp_session WHERE sid = ?1")
+                .bind(sid)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        // Counts the live sessions, and ends expired ones too.
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM otp_session WHERE subject_key = ?1 AND expires_at > ?2",
+        )
+        .bind(subject_key)
+        .bind(db(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query("DELETE FROM otp_session WHERE subject_key = ?1")
+            .bind(subject_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        u32::try_from(live).map_err(|_| StoreError::Backend(format!("session count {live}")))
+    }
+
+    async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sid, created_at_s, refreshed_at_s, expires_at, user_agent, ip
+             FROM otp_session WHERE subject_key = ?1 AND expires_at > ?2
+             ORDER BY created_at_s, sid",
+        )
+        .bind(subject_key)
+        .bind(db(now_ms()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionInfo {
+                    sid: row.try_get("sid").map_err(store_error)?,
+                    created_at: get_u64(row, "created_at_s")?,
+                    refreshed_at: get_u64(row, "refreshed_at_s")?,
+                    expires_at: get_u64(row, "expires_at")? / 1000,
+                    user_agent: row.try_get("user_agent").map_err(store_error)?,
+                    ip: row.try_get("ip").map_err(store_error)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,20 @@
+//! The backend contract suite of `otp-core` against [`SqliteStore`], each test on its own
+//! in-memory database. No server needed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use custom_store_example::SqliteStore;
+
+otp_core::otp_store_contract!(sqlite_otp, async {
+    Some(Arc::new(
+        SqliteStore::connect("sqlite::memory:").await.unwrap(),
+    ))
+});
+
+otp_core::blacklist_contract!(sqlite_blacklist, async {
+    Some(Arc::new(
+        SqliteStore::connect("sqlite::memory:").await.unwrap(),
+    ))
+});

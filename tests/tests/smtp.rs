@@ -1,0 +1,292 @@
+//! The SMTP mailer against real SMTP servers: the in-process recording server (message
+//! content, refusals, hangs, connection reuse), postfix's `smtp-sink` (throughput), and
+//! the whole login over real SMTP and real Redis through the axum router.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mail_parser::{MessageParser, MimeHeaders};
+use otp_core::{
+    CapturingMailer, ClientInfo, Config, Email, Error, Mailer, MemoryStore, Message, OtpAuth,
+    Templates,
+};
+use otp_smtp::SmtpMailer;
+use otp_tests::smtp_server::{Behaviour, SmtpServer};
+use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
+use serde_json::json;
+
+fn smtp_config(port: u16) -> Config {
+    Config {
+        smtp_server: "127.0.0.1".into(),
+        smtp_port: port,
+        smtp_timeout_ms: 400,
+        mail_from: "login@example.com".into(),
+        mail_from_name: "Example Login".into(),
+        ..test_config()
+    }
+}
+
+fn engine(config: Config) -> OtpAuth {
+    let mailer = SmtpMailer::from_config(&config).unwrap();
+    OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap()
+}
+
+fn client() -> ClientInfo {
+    ClientInfo::default()
+}
+
+#[tokio::test]
+async fn the_login_mail_is_multipart_with_code_headers_and_lifetime() {
+    let server = SmtpServer::start(Behaviour::Accept).await;
+    let auth = engine(smtp_config(server.port));
+    auth.request_code("Ada.Lovelace@Example.COM", &client())
+        .await
+        .unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(m.from, "login@example.com");
+    assert_eq!(m.to, ["ada.lovelace@example.com"]);
+    assert!(m.auth.is_none(), "no AUTH without credentials");
+    let parsed = MessageParser::default().parse(&m.data).unwrap();
+    let from = parsed.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some("Example Login"));
+    assert_eq!(from.address(), Some("login@example.com"));
+    let to = parsed.to().unwrap().first().unwrap();
+    assert_eq!(to.address(), Some("ada.lovelace@example.com"));
+    assert!(parsed.date().is_some(), "Date header");
+    let id = parsed.message_id().unwrap();
+    assert!(id.ends_with("@example.com"), "{id}");
+    assert!(parsed.content_type().unwrap().c_subtype.as_deref() == Some("alternative"));
+    let text = parsed.body_text(0).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    let code = server.last_code("ada.lovelace@example.com").unwrap();
+    assert_eq!(code.len(), 6);
+    for part in [&text, &html] {
+        assert!(part.contains(&code), "code missing in {part}");
+        assert!(part.contains("5 minutes"), "lifetime missing in {part}");
+        assert!(part.contains("Example Login"));
+    }
+    assert!(parsed.subject().unwrap().contains(&code));
+    // The code mailed is the code that works.
+    auth.verify_code("ada.lovelace@example.com", &code, &client())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn auth_is_used_only_with_credentials() {
+    let server = SmtpServer::start(Behaviour::Accept).await;
+    let auth = engine(Config {
+        smtp_username: Some("mailer".into()),
+        smtp_password: Some("s3cret-pass".into()),
+        ..smtp_config(server.port)
+    });
+    auth.request_code("a@example.com", &client()).await.unwrap();
+    let line = server.received()[0].auth.clone().expect("authenticated");
+    assert!(line.starts_with("AUTH PLAIN"), "{line}");
+    // Half a credential is a configuration error, not a silent unauthenticated send.
+    let half = Config {
+        smtp_username: Some("mailer".into()),
+        ..smtp_config(server.port)
+    };
+    assert!(SmtpMailer::from_config(&half).is_err());
+}
+
+#[tokio::test]
+async fn header_injection_is_impossible() {
+    let server = SmtpServer::start(Behaviour::Accept).await;
+    let auth = OtpAuth::builder(smtp_config(server.port))
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(
+            SmtpMailer::from_config(&smtp_config(server.port)).unwrap(),
+        ))
+        .templates(Templates {
+            subject: "Code {code}\r\nBcc: templates@evil.example".into(),
+            ..Templates::default()
+        })
+        .build()
+        .unwrap();
+    for evil in [
+        "victim@example.com\r\nBcc: attacker@evil.example",
+        "victim@example.com\nBcc: attacker@evil.example",
+        "victim@example.com>\r\nRCPT TO:<attacker@evil.example",
+        "\"victim\r\nBcc: a@evil.example\"@example.com",
+    ] {
+        let e = auth.request_code(evil, &client()).await.unwrap_err();
+        assert_eq!(e.status(), 422, "{evil:?}");
+    }
+    assert!(server.received().is_empty());
+    auth.request_code("victim@example.com", &client())
+        .await
+        .unwrap();
+    let m = &server.received()[0];
+    assert_eq!(m.to, ["victim@example.com"]);
+    let parsed = MessageParser::default().parse(&m.data).unwrap();
+    assert!(parsed.bcc().is_none(), "a Bcc header was injected");
+    assert!(!parsed.subject().unwrap().contains('\n'));
+    // A sender name with a line break never gets that far: the configuration refuses it.
+    let bad = Config {
+        mail_from_name: "Login\r\nBcc: x@evil.example".into(),
+        ..smtp_config(server.port)
+    };
+    assert!(bad.validate().is_err());
+}
+
+async fn request_status(config: Config) -> (Result<(), Error>, Duration) {
+    let auth = engine(config);
+    let started = Instant::now();
+    let r = auth.request_code("someone@example.com", &client()).await;
+    (r, started.elapsed())
+}
+
+#[tokio::test]
+async fn server_down_is_503() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (r, took) = request_status(smtp_config(port)).await;
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::MailUnavailable(_)), "{e:?}");
+    assert_eq!(e.status(), 503);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn permanent_refusal_is_502_and_temporary_is_503() {
+    let server = SmtpServer::start(Behaviour::Reject).await;
+    let (r, _) = request_status(smtp_config(server.port)).await;
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::MailRejected(_)), "{e:?}");
+    assert_eq!(e.status(), 502);
+    server.set_behaviour(Behaviour::TempFail);
+    let (r, _) = request_status(smtp_config(server.port)).await;
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::MailUnavailable(_)), "{e:?}");
+    assert_eq!(e.status(), 503);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_as_503() {
+    let server = SmtpServer::start(Behaviour::Hang).await;
+    let (r, took) = request_status(smtp_config(server.port)).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.status(), 503, "{e:?}");
+    // 400 ms per step; the whole exchange is bounded by three steps.
+    assert!(took >= Duration::from_millis(350), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
+#[tokio::test]
+async fn the_pool_reuses_connections() {
+    let server = SmtpServer::start(Behaviour::Accept).await;
+    let config = smtp_config(server.port);
+    let mailer = SmtpMailer::from_config(&config).unwrap();
+    for i in 0..8 {
+        let to = Email::parse(&format!("p{i}@example.com")).unwrap();
+        let msg = Message {
+            to,
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+            code: otp_core::Code::generate(6),
+        };
+        mailer.send(&msg).await.unwrap();
+        // lettre parks a connection back in the pool from a spawned task after the send;
+        // give it a moment, as any real traffic would.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.received().len(), 8);
+    assert_eq!(
+        server.connections(),
+        1,
+        "sequential mails share one pooled connection"
+    );
+}
+
+/// Mails per second through postfix's `smtp-sink` over the pool, 16 concurrent senders,
+/// through the axum router: the measurement the README quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_to_smtp_sink() {
+    let Some(sink) = otp_core::contract::test_server("OTP_TEST_SMTP_SINK") else {
+        return;
+    };
+    let (host, port) = sink.rsplit_once(':').unwrap();
+    let config = Config {
+        smtp_server: host.into(),
+        smtp_port: port.parse().unwrap(),
+        otp_rate_limit_per_ip_per_minute: 1_000_000,
+        ..test_config()
+    };
+    let mailer = SmtpMailer::from_config(&config).unwrap();
+    let auth = OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap();
+    let s = Arc::new(TestServer::start_auth(Adapter::Axum, auth, CapturingMailer::new()).await);
+    let n = 400;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in (w..n).step_by(16) {
+                    let r = s.request_otp(&format!("sink{i}@example.com")).await;
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "smtp-sink: {n} login mails in {secs:.2} s = {:.0} mails/s (16 clients, debug build)",
+        f64::from(n) / secs
+    );
+}
+
+/// The whole login over real SMTP and real Redis through the axum router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_end_to_end_over_smtp_and_redis() {
+    let target = otp_tests::Target {
+        adapter: Adapter::Axum,
+        store: Store::Redis,
+    };
+    if !target.available() {
+        return;
+    }
+    let smtp = SmtpServer::start(Behaviour::Accept).await;
+    let config = smtp_config(smtp.port);
+    let backends = Backends::for_store(Store::Redis).await;
+    let auth = OtpAuth::builder(config.clone())
+        .store(backends.store)
+        .blacklist(backends.blacklist)
+        .mailer(Arc::new(SmtpMailer::from_config(&config).unwrap()))
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth(Adapter::Axum, auth, CapturingMailer::new()).await;
+    assert_eq!(s.request_otp("E2E@example.com").await.status, 200);
+    let code = smtp.last_code("e2e@example.com").unwrap();
+    let r = s.verify_otp("e2e@example.com", &code).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.refresh_cookie().unwrap();
+    let r = s.protected(Some(&access)).await;
+    assert_eq!(r.json(), json!({"message": "Hello, e2e@example.com!"}));
+    let r = s.refresh(Some(&refresh)).await;
+    assert_eq!(r.status, 200);
+    // A refused send answers 502 over HTTP too.
+    smtp.set_behaviour(Behaviour::Reject);
+    s.request_otp("e2e@example.com").await.assert_problem(502);
+}
