@@ -39,6 +39,8 @@ pub fn test_config() -> Config {
 pub enum Adapter {
     /// otp-axum.
     Axum,
+    /// otp-poem.
+    Poem,
 }
 
 /// Which store the app keeps its state in.
@@ -166,6 +168,16 @@ async fn maybe_user(user: Option<CurrentUser>) -> Json<Value> {
     Json(json!({ "user": user.map(|u| u.email.clone()) }))
 }
 
+#[poem::handler]
+fn poem_protected(user: otp_poem::CurrentUser) -> poem::web::Json<Value> {
+    poem::web::Json(json!({ "message": format!("Hello, {}!", user.email) }))
+}
+
+#[poem::handler]
+fn poem_maybe_user(user: otp_poem::MaybeUser) -> poem::web::Json<Value> {
+    poem::web::Json(json!({ "user": user.0.map(|u| u.email.clone()) }))
+}
+
 impl TestServer {
     /// Starts `target` with `config`.
     pub async fn start(target: Target, config: Config) -> TestServer {
@@ -206,6 +218,21 @@ impl TestServer {
                     )
                     .await
                     .unwrap();
+                })
+            }
+            Adapter::Poem => {
+                use poem::EndpointExt;
+                let app = poem::Route::new()
+                    .at("/protected", poem::get(poem_protected))
+                    .at("/maybe-user", poem::get(poem_maybe_user))
+                    .nest("/auth", otp_poem::routes(auth.clone()))
+                    .data(auth.clone());
+                let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+                tokio::spawn(async move {
+                    poem::Server::new_with_acceptor(acceptor)
+                        .run(app)
+                        .await
+                        .unwrap();
                 })
             }
         };

@@ -43,3 +43,43 @@ mod axum_fred_cluster {
         store: Store::FredCluster
     });
 }
+
+mod poem_memory {
+    use super::*;
+    otp_tests::http_scenarios!(Target {
+        adapter: Adapter::Poem,
+        store: Store::Memory
+    });
+}
+
+mod poem_redis {
+    use super::*;
+    otp_tests::http_scenarios!(Target {
+        adapter: Adapter::Poem,
+        store: Store::Redis
+    });
+}
+
+mod poem_fred {
+    use super::*;
+    otp_tests::http_scenarios!(Target {
+        adapter: Adapter::Poem,
+        store: Store::Fred
+    });
+}
+
+mod poem_redis_cluster {
+    use super::*;
+    otp_tests::http_scenarios!(Target {
+        adapter: Adapter::Poem,
+        store: Store::RedisCluster
+    });
+}
+
+mod poem_fred_cluster {
+    use super::*;
+    otp_tests::http_scenarios!(Target {
+        adapter: Adapter::Poem,
+        store: Store::FredCluster
+    });
+}

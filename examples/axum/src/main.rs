@@ -1,138 +1,22 @@
-//! The axum example app: passwordless login mounted at `/auth` and `GET /protected`.
+//! The axum example app: passwordless login mounted at `/auth`, `GET /protected`, and the
+//! login page at `GET /`.
 //!
 //! With no settings it runs on the embedded default: 127.0.0.1:3000, the in-memory store,
-//! codes written to the log, a random JWT key. Settings: `APP_ADDR`, `OTP_AUTH_STORE`
-//! (`memory`, `redis`, `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set), `OTP_AUTH_MAILER`
-//! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set) and every `OTP_AUTH_*`
-//! variable of otp-core.
+//! codes written to the log, a random JWT key. Settings (shared with `poem-example`, see
+//! `example-common`): `APP_ADDR`, `OTP_AUTH_STORE` (`memory`, `redis`, `fred`),
+//! `OTP_AUTH_MAILER` (`console`, `smtp`) and every `OTP_AUTH_*` variable of otp-core.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use axum::routing::get;
-use axum::{Json, Router};
-use otp_axum::CurrentUser;
-use otp_core::config::redact_url;
-use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
-use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
-
-async fn protected(user: CurrentUser) -> Json<Value> {
-    Json(json!({ "message": format!("Hello, {}!", user.email) }))
-}
-
-/// The app: the auth router at `/auth` and the protected route.
-fn app(auth: OtpAuth) -> Router {
-    Router::new()
-        .route("/protected", get(protected))
-        .nest("/auth", otp_axum::router(auth.clone()))
-        .with_state(auth)
-}
-
-/// Picks a value for a backend setting: the variable, else a default that depends on
-/// whether `trigger` (the backend's address variable) is set.
-fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_ascii_lowercase(),
-        _ if std::env::var_os(trigger).is_some() => when_set.to_owned(),
-        _ => default.to_owned(),
-    }
-}
-
-async fn build() -> Result<(OtpAuth, SocketAddr), String> {
-    let config = Config::load()
-        .map_err(|e| e.to_string())?
-        .with_ephemeral_jwt_secret();
-    let store = choice("OTP_AUTH_STORE", "OTP_AUTH_REDIS_URL", "redis", "memory");
-    let mailer = choice("OTP_AUTH_MAILER", "OTP_AUTH_SMTP_SERVER", "smtp", "console");
-    let builder = OtpAuth::builder(config);
-    let builder = match store.as_str() {
-        "memory" => builder.stores(MemoryStore::new()),
-        "redis" => {
-            let store = otp_redis::connect(builder.config())
-                .await
-                .map_err(|e| format!("OTP_AUTH_STORE=redis: {e}"))?;
-            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: redis");
-            builder.stores(store)
-        }
-        "fred" => {
-            let store = otp_fred::connect(builder.config())
-                .await
-                .map_err(|e| format!("OTP_AUTH_STORE=fred: {e}"))?;
-            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: fred");
-            builder.stores(store)
-        }
-        other => {
-            return Err(format!(
-                "OTP_AUTH_STORE={other:?} is not a store: use memory, redis or fred"
-            ));
-        }
-    };
-    let mailer: Arc<dyn Mailer> = match mailer.as_str() {
-        "console" => Arc::new(ConsoleMailer::new()),
-        "smtp" => {
-            let config = builder.config();
-            let smtp = otp_smtp::SmtpMailer::from_config(config)
-                .map_err(|e| format!("OTP_AUTH_MAILER=smtp: {e}"))?;
-            tracing::info!(
-                server = %format!("{}:{}", config.smtp_server, config.smtp_port),
-                tls = ?config.smtp_tls_mode(),
-                "mailer: smtp"
-            );
-            Arc::new(smtp)
-        }
-        other => {
-            return Err(format!(
-                "OTP_AUTH_MAILER={other:?} is not a mailer: use console or smtp"
-            ));
-        }
-    };
-    let auth = builder.mailer(mailer).build().map_err(|e| e.to_string())?;
-    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("APP_ADDR={addr:?} is not a socket address: {e}"))?;
-    Ok((auth, addr))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
-}
+use axum_example::app;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let (auth, addr) = match build().await {
+    example_common::init_tracing();
+    let (auth, addr) = match example_common::build().await {
         Ok(v) => v,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("axum-example: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return example_common::start_failed("axum-example", &e),
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -146,7 +30,7 @@ async fn main() -> ExitCode {
         listener,
         app(auth).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(example_common::shutdown_signal())
     .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,207 @@
+//! poem adapter for [`otp_core`]: an endpoint serving the login routes and a
+//! [`CurrentUser`] extractor for protected handlers.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
+//! use otp_poem::CurrentUser;
+//! use poem::{EndpointExt, Route, Server, get, handler, listener::TcpListener, web::Json};
+//!
+//! #[handler]
+//! fn protected(user: CurrentUser) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "message": format!("Hello, {}!", user.email) }))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = OtpAuth::builder(Config::load()?)
+//!     .stores(MemoryStore::new())
+//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .build()?;
+//! let app = Route::new()
+//!     .at("/protected", get(protected))
+//!     .nest("/auth", otp_poem::routes(auth.clone()))
+//!     .data(auth);
+//! Server::new(TcpListener::bind("127.0.0.1:3000")).run(app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything but the translation between poem and plain request parts lives in
+//! `otp-core` ([`OtpAuth::handle`]), so statuses, bodies, headers and cookies are those of
+//! the contract, identical to `otp-axum`'s.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::ops::Deref;
+
+use otp_core::{ApiRequest, ApiResponse, ClientInfo, Endpoint as AuthEndpoint, Error, OtpAuth};
+use poem::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
+use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
+
+/// The login endpoints of the contract (`/request-otp`, `/verify-otp`, `/refresh`,
+/// `/logout`, `/logout-all`), to be nested where you want them (the examples use `/auth`).
+///
+/// Unknown paths under it answer 404 and other methods 405 (with `Allow: POST`), both as
+/// problem+json, exactly like `otp-axum`.
+pub fn routes(auth: OtpAuth) -> AuthRoutes {
+    AuthRoutes { auth }
+}
+
+/// The endpoint returned by [`routes`].
+#[derive(Debug, Clone)]
+pub struct AuthRoutes {
+    auth: OtpAuth,
+}
+
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Writes a framework-free response as a poem one.
+pub fn render(resp: ApiResponse) -> Response {
+    let mut out = Response::builder()
+        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(CONTENT_TYPE, resp.content_type)
+        .body(resp.body);
+    let headers = out.headers_mut();
+    for (name, value) in resp.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(HeaderName::from_static(name), v);
+        }
+    }
+    out
+}
+
+/// All `X-Forwarded-For` headers joined in order, as one list.
+fn forwarded_for(h: &HeaderMap) -> Option<String> {
+    let mut values = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |mut acc, v| {
+        acc.push_str(", ");
+        acc.push_str(v);
+        acc
+    }))
+}
+
+impl AuthRoutes {
+    async fn serve(&self, endpoint: AuthEndpoint, mut req: Request) -> Response {
+        let auth = &self.auth;
+        let limit = auth.config().body_limit_bytes;
+        let declared = header(req.headers(), CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+        }
+        let Ok(bytes) = req.take_body().into_bytes_limit(limit).await else {
+            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+        };
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        if peer.is_none() && endpoint == AuthEndpoint::RequestOtp {
+            tracing::error!(
+                "no client socket address on the request: the per-IP limit needs a TCP listener"
+            );
+            return render(ApiResponse::error(&Error::Internal(
+                "remote address missing".to_owned(),
+            )));
+        }
+        let h = req.headers();
+        let forwarded_for = forwarded_for(h);
+        let client = ClientInfo {
+            ip: auth.client_ip(peer, forwarded_for.as_deref()),
+            user_agent: header(h, USER_AGENT).map(str::to_owned),
+        };
+        let cookies = h.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+        let api = ApiRequest {
+            content_type: header(h, CONTENT_TYPE),
+            body: &bytes,
+            authorization: header(h, AUTHORIZATION),
+            refresh_cookie: auth.cookie().find(cookies),
+            origin: header(h, ORIGIN),
+            client,
+        };
+        render(auth.handle(endpoint, api).await)
+    }
+}
+
+impl Endpoint for AuthRoutes {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path();
+        let Some(endpoint) = AuthEndpoint::ALL.into_iter().find(|e| e.path() == path) else {
+            return Ok(render(ApiResponse::error(&Error::NotFound)));
+        };
+        if req.method() != Method::POST {
+            let mut resp = render(ApiResponse::error(&Error::MethodNotAllowed));
+            resp.headers_mut()
+                .insert(poem::http::header::ALLOW, HeaderValue::from_static("POST"));
+            return Ok(resp);
+        }
+        Ok(self.serve(endpoint, req).await)
+    }
+}
+
+/// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
+/// signature, algorithm, type, expiry, issuer/audience and revocation.
+///
+/// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
+/// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
+/// (fail closed). The app must carry the engine as data (`.data(auth)`).
+///
+/// poem's own `Option<T>` extractor turns every rejection into `None`; use
+/// [`MaybeUser`] for `None` only when no bearer token is presented (a bad token still gets
+/// 401), which is what `Option<CurrentUser>` means in `otp-axum`.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub otp_core::CurrentUser);
+
+impl Deref for CurrentUser {
+    type Target = otp_core::CurrentUser;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+fn engine(req: &Request) -> poem::Result<&OtpAuth> {
+    req.data::<OtpAuth>().ok_or_else(|| {
+        tracing::error!("CurrentUser needs the engine as data: add `.data(auth)` to the app");
+        poem::Error::from_response(render(ApiResponse::error(&Error::Internal(
+            "OtpAuth missing from the app data".to_owned(),
+        ))))
+    })
+}
+
+fn rejection(e: &Error) -> poem::Error {
+    poem::Error::from_response(render(ApiResponse::error(e)))
+}
+
+impl<'a> FromRequest<'a> for CurrentUser {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let auth = engine(req)?;
+        auth.authenticate_header(header(req.headers(), AUTHORIZATION))
+            .await
+            .map(CurrentUser)
+            .map_err(|e| rejection(&e))
+    }
+}
+
+/// `Some(user)` with a valid bearer token, `None` without one; a presented token that is
+/// invalid, expired or revoked is rejected (401), as is an unreachable store (503).
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl<'a> FromRequest<'a> for MaybeUser {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let authorization = header(req.headers(), AUTHORIZATION);
+        if otp_core::bearer_token(authorization)
+            .is_err_and(|e| matches!(e, Error::Unauthorized(otp_core::TokenRejection::Missing)))
+        {
+            return Ok(MaybeUser(None));
+        }
+        CurrentUser::from_request(req, body)
+            .await
+            .map(|u| MaybeUser(Some(u)))
+    }
+}

@@ -1,0 +1,153 @@
+//! The example binaries as a new user runs them: no settings at all, then the login of
+//! the README with the code read from the log; and bad settings. Shared by the tests of
+//! `axum-example` and `poem-example` (each passes its own binary).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The example with a clean environment (no `OTP_AUTH_*`), plus `extra`.
+fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTP_AUTH_") || k == "APP_ADDR" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Reads log lines until one contains `needle`; returns it.
+async fn wait_for_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    needle: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("the example exited before logging {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {needle:?} within 20 s"))
+}
+
+fn terminate(child: &Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Starts `bin` with no settings and logs in as the README says.
+pub(crate) async fn embedded_default_serves_the_readme_login(bin: &str) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = example(bin, &[("APP_ADDR", &addr)]).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let warn = wait_for_line(&mut lines, "OTP_AUTH_JWT_SECRET is not set").await;
+    assert!(warn.contains("WARN"), "{warn}");
+    wait_for_line(&mut lines, "listening on").await;
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .json(&json!({"email": "reader@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = wait_for_line(&mut lines, "login code for reader@example.com: ").await;
+    let code = line.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(code.len(), 6, "{line}");
+
+    let r = http
+        .post(format!("{base}/auth/verify-otp"))
+        .json(&json!({"email": "reader@example.com", "otp": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+
+    let r = http
+        .get(format!("{base}/protected"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"message": "Hello, reader@example.com!"}));
+
+    // The login page.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Sign in with a code"));
+
+    // SIGTERM: graceful shutdown, exit 0.
+    terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Starts `bin` with bad settings: exit status 2 and a message naming the setting.
+pub(crate) async fn bad_settings_fail_with_a_clear_message(bin: &str) {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("OTP_AUTH_REDIS_URL", "http://not-redis")],
+            "OTP_AUTH_STORE=redis",
+        ),
+        (&[("OTP_AUTH_STORE", "postgres")], "is not a store"),
+        (
+            &[
+                ("OTP_AUTH_MAILER", "smtp"),
+                ("OTP_AUTH_SMTP_USERNAME", "half"),
+            ],
+            "OTP_AUTH_MAILER=smtp",
+        ),
+        (&[("OTP_AUTH_MAILER", "pigeon")], "is not a mailer"),
+        (
+            &[("OTP_AUTH_OTP_LENGTH", "4")],
+            "OTP_AUTH_OTP_LENGTH must be between 6 and 10",
+        ),
+        (
+            &[("OTP_AUTH_JWT_SECRET", "short")],
+            "OTP_AUTH_JWT_SECRET is 5 bytes long",
+        ),
+        (&[("APP_ADDR", "nowhere")], "APP_ADDR"),
+    ];
+    for (vars, expect) in cases {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = example(bin, &[("APP_ADDR", &addr)]);
+        cmd.envs(vars.iter().copied());
+        let out = cmd.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{vars:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{vars:?}: {stderr}");
+    }
+}

@@ -1,0 +1,133 @@
+//! What the example apps (`axum-example`, `poem-example`) share, so they read the same
+//! settings and answer the same: store and mailer selection, the listen address, logging,
+//! graceful shutdown, the login page and the API docs page.
+//!
+//! Settings: `APP_ADDR` (default `127.0.0.1:3000`), `OTP_AUTH_STORE` (`memory`, `redis`,
+//! `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set, else `memory`), `OTP_AUTH_MAILER`
+//! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set, else `console`), `RUST_LOG`,
+//! and every `OTP_AUTH_*` variable of otp-core. With none set: the embedded default
+//! (in-memory store, codes in the log, a random JWT key).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use otp_core::config::redact_url;
+use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+/// The login page served at `GET /`: a static page, no build step.
+pub const LOGIN_PAGE: &str = include_str!("../static/index.html");
+
+/// The answer of `GET /protected`.
+pub fn protected_body(email: &str) -> Value {
+    json!({ "message": format!("Hello, {email}!") })
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`), colored only on a terminal.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+}
+
+/// Picks a value for a backend setting: the variable, else a default that depends on
+/// whether `trigger` (the backend's address variable) is set.
+fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_ascii_lowercase(),
+        _ if std::env::var_os(trigger).is_some() => when_set.to_owned(),
+        _ => default.to_owned(),
+    }
+}
+
+/// Builds the engine from the environment and reads the listen address.
+pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
+    let config = Config::load()
+        .map_err(|e| e.to_string())?
+        .with_ephemeral_jwt_secret();
+    let store = choice("OTP_AUTH_STORE", "OTP_AUTH_REDIS_URL", "redis", "memory");
+    let mailer = choice("OTP_AUTH_MAILER", "OTP_AUTH_SMTP_SERVER", "smtp", "console");
+    let builder = OtpAuth::builder(config);
+    let builder = match store.as_str() {
+        "memory" => builder.stores(MemoryStore::new()),
+        "redis" => {
+            let store = otp_redis::connect(builder.config())
+                .await
+                .map_err(|e| format!("OTP_AUTH_STORE=redis: {e}"))?;
+            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: redis");
+            builder.stores(store)
+        }
+        "fred" => {
+            let store = otp_fred::connect(builder.config())
+                .await
+                .map_err(|e| format!("OTP_AUTH_STORE=fred: {e}"))?;
+            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: fred");
+            builder.stores(store)
+        }
+        other => {
+            return Err(format!(
+                "OTP_AUTH_STORE={other:?} is not a store: use memory, redis or fred"
+            ));
+        }
+    };
+    let mailer: Arc<dyn Mailer> = match mailer.as_str() {
+        "console" => Arc::new(ConsoleMailer::new()),
+        "smtp" => {
+            let config = builder.config();
+            let smtp = otp_smtp::SmtpMailer::from_config(config)
+                .map_err(|e| format!("OTP_AUTH_MAILER=smtp: {e}"))?;
+            tracing::info!(
+                server = %format!("{}:{}", config.smtp_server, config.smtp_port),
+                tls = ?config.smtp_tls_mode(),
+                "mailer: smtp"
+            );
+            Arc::new(smtp)
+        }
+        other => {
+            return Err(format!(
+                "OTP_AUTH_MAILER={other:?} is not a mailer: use console or smtp"
+            ));
+        }
+    };
+    let auth = builder.mailer(mailer).build().map_err(|e| e.to_string())?;
+    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("APP_ADDR={addr:?} is not a socket address: {e}"))?;
+    Ok((auth, addr))
+}
+
+/// Reports a start-up failure on stderr and the log; exit status 2.
+pub fn start_failed(app: &str, e: &str) -> ExitCode {
+    tracing::error!("{e}");
+    eprintln!("{app}: {e}");
+    ExitCode::from(2)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,18 @@
+//! The `poem-example` binary as a new user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../common/process_tests.rs"]
+mod process_tests;
+
+const BIN: &str = env!("CARGO_BIN_EXE_poem-example");
+
+#[tokio::test]
+async fn embedded_default_serves_the_readme_login() {
+    process_tests::embedded_default_serves_the_readme_login(BIN).await;
+}
+
+#[tokio::test]
+async fn bad_settings_fail_with_a_clear_message() {
+    process_tests::bad_settings_fail_with_a_clear_message(BIN).await;
+}

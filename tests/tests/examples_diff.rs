@@ -1,0 +1,279 @@
+//! The two example apps answer identically: the same script of requests, good and bad,
+//! against `axum-example` and `poem-example`, compared status by status, header by header,
+//! byte by byte (tokens and codes, which are random, replaced by placeholders).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use otp_core::{CapturingMailer, MemoryStore, OtpAuth};
+use otp_tests::test_config;
+use serde_json::json;
+
+struct App {
+    base: String,
+    mailer: CapturingMailer,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn engine(mailer: &CapturingMailer) -> OtpAuth {
+    OtpAuth::builder(test_config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer.clone()))
+        .build()
+        .unwrap()
+}
+
+async fn start_axum() -> App {
+    let mailer = CapturingMailer::new();
+    let app = axum_example::app(engine(&mailer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    App {
+        base,
+        mailer,
+        _task: task,
+    }
+}
+
+async fn start_poem() -> App {
+    let mailer = CapturingMailer::new();
+    let app = poem_example::app(engine(&mailer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let task = tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run(app)
+            .await
+            .unwrap();
+    });
+    App {
+        base,
+        mailer,
+        _task: task,
+    }
+}
+
+/// One step of the script: method, path, headers, body. `{code}`, `{access}` and
+/// `{refresh}` are filled from the app's own state.
+struct Step(
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<String>,
+);
+
+fn script() -> Vec<Step> {
+    let j = |v: serde_json::Value| Some(v.to_string());
+    let ct: &[(&str, &str)] = &[("content-type", "application/json")];
+    vec![
+        Step("GET", "/", &[], None),
+        Step(
+            "POST",
+            "/auth/request-otp",
+            ct,
+            j(json!({"email": "Diff@Example.com"})),
+        ),
+        Step("POST", "/auth/request-otp", ct, j(json!({"email": "nope"}))),
+        Step("POST", "/auth/request-otp", ct, j(json!({"email": 5}))),
+        Step(
+            "POST",
+            "/auth/request-otp",
+            ct,
+            j(json!(["diff@example.com"])),
+        ),
+        Step("POST", "/auth/request-otp", ct, Some("{".into())),
+        Step(
+            "POST",
+            "/auth/request-otp",
+            &[("content-type", "text/plain")],
+            Some("x".into()),
+        ),
+        Step(
+            "POST",
+            "/auth/request-otp",
+            ct,
+            Some(format!("{{\"email\":\"{}\"}}", "a".repeat(20_000))),
+        ),
+        Step(
+            "POST",
+            "/auth/verify-otp",
+            ct,
+            j(json!({"email": "diff@example.com", "otp": "12345"})),
+        ),
+        Step(
+            "POST",
+            "/auth/verify-otp",
+            ct,
+            j(json!({"email": "other@example.com", "otp": "123456"})),
+        ),
+        Step(
+            "POST",
+            "/auth/verify-otp",
+            ct,
+            Some(r#"{"email":"diff@example.com","otp":"{code}"}"#.into()),
+        ),
+        Step("GET", "/protected", &[], None),
+        Step(
+            "GET",
+            "/protected",
+            &[("authorization", "Bearer garbage")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/protected",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step("POST", "/auth/refresh", &[], None),
+        Step(
+            "POST",
+            "/auth/refresh",
+            &[("cookie", "refresh_token=garbage")],
+            None,
+        ),
+        Step(
+            "POST",
+            "/auth/refresh",
+            &[("cookie", "refresh_token={refresh}")],
+            None,
+        ),
+        Step(
+            "POST",
+            "/auth/refresh",
+            &[("cookie", "refresh_token={refresh}")],
+            None,
+        ),
+        Step("GET", "/auth/refresh", &[], None),
+        Step("DELETE", "/auth/logout", &[], None),
+        Step("POST", "/auth/nope", &[], None),
+        Step("POST", "/auth/logout-all", &[], None),
+        Step(
+            "POST",
+            "/auth/logout",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/protected",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+    ]
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    step: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn mask(s: &str, secrets: &[(&str, &str)]) -> String {
+    let mut out = s.to_owned();
+    for (secret, name) in secrets {
+        if !secret.is_empty() {
+            out = out.replace(secret, name);
+        }
+    }
+    out
+}
+
+async fn run(app: &App) -> Vec<Seen> {
+    let http = reqwest::Client::new();
+    let (mut access, mut refresh, mut code) = (String::new(), String::new(), String::new());
+    let mut out = Vec::new();
+    for Step(method, path, headers, body) in script() {
+        let fill = |s: &str| {
+            s.replace("{code}", &code)
+                .replace("{access}", &access)
+                .replace("{refresh}", &refresh)
+        };
+        let mut req = http.request(method.parse().unwrap(), format!("{}{path}", app.base));
+        for (k, v) in headers {
+            req = req.header(*k, fill(v));
+        }
+        if let Some(b) = &body {
+            req = req.body(fill(b));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let mut hs: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        hs.sort();
+        let text = resp.text().await.unwrap();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(t) = v["access_token"].as_str()
+        {
+            access = t.to_owned();
+        }
+        if let Some((_, c)) = hs
+            .iter()
+            .find(|(k, v)| k == "set-cookie" && !v.starts_with("refresh_token=;"))
+        {
+            refresh = c
+                .trim_start_matches("refresh_token=")
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+        if let Some(c) = app.mailer.last_code("diff@example.com") {
+            code = c;
+        }
+        let secrets = [
+            (access.as_str(), "<access>"),
+            (refresh.as_str(), "<refresh>"),
+            (code.as_str(), "<code>"),
+        ];
+        out.push(Seen {
+            step: format!(
+                "{method} {path} {}",
+                body.as_deref().map(|b| &b[..b.len().min(60)]).unwrap_or("")
+            ),
+            status,
+            headers: hs
+                .into_iter()
+                .map(|(k, v)| (k, mask(&v, &secrets)))
+                .collect(),
+            body: mask(&text, &secrets),
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn axum_and_poem_examples_answer_identically() {
+    let axum = run(&start_axum().await).await;
+    let poem = run(&start_poem().await).await;
+    assert_eq!(axum.len(), poem.len());
+    for (a, p) in axum.iter().zip(&poem) {
+        assert_eq!(a, p, "the examples differ at {}", a.step);
+    }
+    // The script did reach every state: a login, a refresh, a rejected reuse.
+    let statuses: Vec<u16> = axum.iter().map(|s| s.status).collect();
+    assert!(statuses.contains(&200) && statuses.contains(&401) && statuses.contains(&413));
+    assert_eq!(
+        axum[10].status, 200,
+        "the login step logged in: {:?}",
+        axum[10]
+    );
+    assert_eq!(axum[13].status, 200, "the protected route let the user in");
+}
