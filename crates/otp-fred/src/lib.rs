@@ -19,7 +19,7 @@
 //! `redis-cluster://host:port?node=host:port&node=host:port` and
 //! `redis-sentinel://host:port?sentinelServiceName=name&node=host:port`. Every command is
 //! bounded by `OTP_AUTH_REDIS_TIMEOUT_MS`; while Redis is unreachable operations fail with
-//! [`StoreError::Unavailable`](otp_core::StoreError::Unavailable) (503 at the HTTP layer)
+//! [`StoreError::Unavailable`] (503 at the HTTP layer)
 //! and the pool reconnects by itself, forever, with a capped backoff.
 //!
 //! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-redis`.

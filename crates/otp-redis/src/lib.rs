@@ -19,7 +19,7 @@
 //! `redis-cluster://[user:password@]host:port?node=host:port&node=host:port`
 //! (`rediss-cluster://` for TLS). Every command is bounded by `OTP_AUTH_REDIS_TIMEOUT_MS`;
 //! while Redis is unreachable operations fail with
-//! [`StoreError::Unavailable`](otp_core::StoreError::Unavailable) (503 at the HTTP layer)
+//! [`StoreError::Unavailable`] (503 at the HTTP layer)
 //! and the client reconnects by itself.
 //!
 //! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-fred`.
