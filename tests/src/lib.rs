@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 pub mod redis_proc;
 pub mod scenarios;
 pub mod smtp_server;
+pub mod webdriver;
 
 /// A fixed strong secret for tests.
 pub const TEST_SECRET: &str = "c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f";

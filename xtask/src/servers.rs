@@ -147,6 +147,14 @@ impl Servers {
                 "OTP_TEST_REDIS_CLI_BIN",
                 tools.redis_cli.to_string_lossy().into_owned(),
             ),
+            (
+                "OTP_TEST_CHROMIUM",
+                tools.chromium.to_string_lossy().into_owned(),
+            ),
+            (
+                "OTP_TEST_CHROMEDRIVER",
+                tools.chromedriver.to_string_lossy().into_owned(),
+            ),
             ("OTP_TEST_SERVERS", "1".to_owned()),
         ];
         Ok(())

@@ -22,10 +22,12 @@ const EXTRA_DIRS: [&str; 5] = [
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// The binaries, and the Debian package that provides each.
-const PROGRAMS: [(&str, &str); 3] = [
+const PROGRAMS: [(&str, &str); 5] = [
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
     ("smtp-sink", "postfix"),
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// Paths of the server binaries.
@@ -37,6 +39,10 @@ pub(crate) struct Tools {
     pub(crate) redis_cli: PathBuf,
     /// postfix's `smtp-sink`.
     pub(crate) smtp_sink: PathBuf,
+    /// Debian's Chromium, for the browser tests.
+    pub(crate) chromium: PathBuf,
+    /// Its WebDriver server.
+    pub(crate) chromedriver: PathBuf,
 }
 
 impl Tools {
@@ -68,6 +74,8 @@ impl Tools {
             redis_server: locate("redis-server")?,
             redis_cli: locate("redis-cli")?,
             smtp_sink: locate("smtp-sink")?,
+            chromium: locate("chromium")?,
+            chromedriver: locate("chromedriver")?,
         };
         Ok(tools)
     }

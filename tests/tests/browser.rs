@@ -1,0 +1,154 @@
+//! The login page in a real browser: headless Chromium through chromedriver, against each
+//! example app in process, with the code read from a real SMTP server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use otp_core::{Config, MemoryStore, OtpAuth};
+use otp_tests::smtp_server::{Behaviour, SmtpServer};
+use otp_tests::test_config;
+use otp_tests::webdriver::{Browser, binaries};
+
+fn engine(smtp_port: u16) -> OtpAuth {
+    let config = Config {
+        smtp_server: "127.0.0.1".into(),
+        smtp_port,
+        ..test_config()
+    };
+    let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
+    OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap()
+}
+
+async fn serve_axum(auth: OtpAuth) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum_example::app(auth);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    base
+}
+
+async fn serve_poem(auth: OtpAuth) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let app = poem_example::app(auth);
+    tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run(app)
+            .await
+            .unwrap();
+    });
+    base
+}
+
+/// The whole journey: request a code, read it from the SMTP server, sign in, see the
+/// protected message, refresh, reload (still signed in), log out, reload (signed out),
+/// and an error's `detail` shown on the page.
+async fn journey(serve: impl AsyncFnOnce(OtpAuth) -> String, screenshot: Option<&str>) {
+    let Some((driver, chromium)) = binaries() else {
+        return;
+    };
+    let smtp = SmtpServer::start(Behaviour::Accept).await;
+    let base = serve(engine(smtp.port)).await;
+    let b = Browser::start(&driver, &chromium).await;
+    b.goto(&format!("{base}/")).await;
+    b.wait_text("h1", "Sign in with a code").await;
+
+    // A bad address: the server's detail is shown.
+    b.type_into("#email", "someone@localhost").await; // the browser accepts it; the server does not
+    b.click("#send").await;
+    b.wait_text("#error", "Invalid email address").await;
+
+    b.type_into("#email", "Browser.User@Example.com").await;
+    b.click("#send").await;
+    b.wait_text("#status", "We sent a code").await;
+    let code = {
+        let mut code = None;
+        for _ in 0..100 {
+            code = smtp.last_code("browser.user@example.com");
+            if code.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        code.expect("the code arrived by SMTP")
+    };
+
+    // A wrong code first: 400's detail.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    b.type_into("#code", wrong).await;
+    b.click("#verify").await;
+    b.wait_text("#error", "Invalid or expired OTP").await;
+
+    b.type_into("#code", &code).await;
+    b.click("#verify").await;
+    b.wait_text("#message", "Hello, browser.user@example.com!")
+        .await;
+    // The access token is in memory only, never in storage; the refresh cookie is HttpOnly.
+    let stored = b
+        .eval("return JSON.stringify([Object.keys(localStorage), Object.keys(sessionStorage), document.cookie])")
+        .await;
+    assert_eq!(
+        stored.as_str().unwrap(),
+        "[[],[],\"\"]",
+        "nothing readable by scripts"
+    );
+    if let Some(path) = screenshot {
+        std::fs::write(path, b.screenshot().await).unwrap();
+    }
+
+    b.click("#refresh").await;
+    b.wait_text("#status", "Token refreshed").await;
+    b.wait_text("#message", "Hello, browser.user@example.com!")
+        .await;
+
+    // Reload: the access token is gone, the cookie brings the session back.
+    b.reload().await;
+    b.wait_text("#status", "Welcome back").await;
+    b.wait_text("#message", "Hello, browser.user@example.com!")
+        .await;
+
+    b.click("#logout").await;
+    b.wait_text("#status", "Signed out").await;
+    b.reload().await;
+    // Signed out for good: the page falls back to the address form.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let hidden = b
+            .eval("return document.getElementById('email-form').hidden")
+            .await;
+        if hidden == serde_json::Value::Bool(false) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login form never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.text("#message").await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_page_in_chromium_axum() {
+    let shot = std::env::var("OTP_TEST_SCREENSHOT").ok();
+    journey(serve_axum, shot.as_deref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_page_in_chromium_poem() {
+    journey(serve_poem, None).await;
+}
