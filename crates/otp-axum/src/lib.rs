@@ -221,3 +221,30 @@ where
             .map_err(AuthRejection)
     }
 }
+
+/// `GET /openapi.json` (the document) and `GET /docs` (the interactive page), to merge into
+/// the app at its root: `app.merge(otp_axum::openapi_router(doc))`.
+#[cfg(feature = "openapi")]
+pub fn openapi_router<S>(doc: utoipa::openapi::OpenApi) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let json = serde_json::to_vec(&doc).unwrap_or_default();
+    Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let json = json.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], json) }
+            }),
+        )
+        .route(
+            "/docs",
+            axum::routing::get(|| async {
+                (
+                    [(CONTENT_TYPE, "text/html; charset=utf-8")],
+                    otp_core::openapi::DOCS_PAGE,
+                )
+            }),
+        )
+}

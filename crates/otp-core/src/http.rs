@@ -15,22 +15,28 @@ use crate::error::{Error, PROBLEM_CONTENT_TYPE, TokenRejection};
 
 /// Body of `POST /request-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestOtpBody {
     /// The address to send a code to.
+    #[cfg_attr(feature = "openapi", schema(example = "you@example.com"))]
     pub email: String,
 }
 
 /// Body of `POST /verify-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyOtpBody {
     /// The address the code was sent to.
+    #[cfg_attr(feature = "openapi", schema(example = "you@example.com"))]
     pub email: String,
     /// The code.
+    #[cfg_attr(feature = "openapi", schema(example = "123456"))]
     pub otp: String,
 }
 
 /// A response with only a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageResponse {
     /// A human sentence.
     pub message: String,
@@ -38,6 +44,7 @@ pub struct MessageResponse {
 
 /// The answer of `/verify-otp` (with `message`) and `/refresh` (without).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// `"OTP verified successfully!"` at login; absent at refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,6 +51,8 @@ mod glob;
 pub mod http;
 pub mod mailer;
 pub mod memory;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod scripted;
 pub mod store;
 pub mod template;

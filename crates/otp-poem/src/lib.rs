@@ -35,6 +35,8 @@
 use std::ops::Deref;
 
 use otp_core::{ApiRequest, ApiResponse, ClientInfo, Endpoint as AuthEndpoint, Error, OtpAuth};
+#[cfg(feature = "openapi")]
+use poem::EndpointExt;
 use poem::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
 use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
@@ -204,4 +206,28 @@ impl<'a> FromRequest<'a> for MaybeUser {
             .await
             .map(|u| MaybeUser(Some(u)))
     }
+}
+
+/// The endpoint of `GET /openapi.json`: the document as JSON.
+/// Mount it with `.at("/openapi.json", otp_poem::openapi_json(&doc))`.
+#[cfg(feature = "openapi")]
+pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> impl Endpoint<Output = Response> + use<> {
+    let json = serde_json::to_vec(doc).unwrap_or_default();
+    poem::get(poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(json.clone())
+    }))
+    .map_to_response()
+}
+
+/// The endpoint of `GET /docs`: the interactive docs page, which reads `./openapi.json`.
+#[cfg(feature = "openapi")]
+pub fn docs_page() -> impl Endpoint<Output = Response> + use<> {
+    poem::get(poem::endpoint::make_sync(|_| {
+        Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .body(otp_core::openapi::DOCS_PAGE)
+    }))
+    .map_to_response()
 }

@@ -16,11 +16,14 @@ async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
-/// The app: the login page at `/`, the auth router at `/auth` and `GET /protected`.
+/// The app: the login page at `/`, the auth router at `/auth`, `GET /protected`, and the
+/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
 pub fn app(auth: OtpAuth) -> Router {
+    let doc = example_common::openapi(&auth);
     Router::new()
         .route("/", get(login_page))
         .route("/protected", get(protected))
         .nest("/auth", otp_axum::router(auth.clone()))
+        .merge(otp_axum::openapi_router(doc))
         .with_state(auth)
 }

@@ -20,6 +20,18 @@ use tracing_subscriber::EnvFilter;
 /// The login page served at `GET /`: a static page, no build step.
 pub const LOGIN_PAGE: &str = include_str!("../static/index.html");
 
+/// The OpenAPI document of the example app: the auth routes at `/auth` and
+/// `GET /protected`.
+pub fn openapi(auth: &OtpAuth) -> otp_core::openapi::OpenApiDoc {
+    let mut doc = otp_core::openapi::document(auth, "/auth");
+    otp_core::openapi::add_protected_get(
+        &mut doc,
+        "/protected",
+        "Greets the authenticated user: {\"message\": \"Hello, <email>!\"}",
+    );
+    doc
+}
+
 /// The answer of `GET /protected`.
 pub fn protected_body(email: &str) -> Value {
     json!({ "message": format!("Hello, {email}!") })

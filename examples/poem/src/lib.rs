@@ -19,11 +19,15 @@ fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
-/// The app: the login page at `/`, the auth routes at `/auth` and `GET /protected`.
+/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, and the
+/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
 pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
+    let doc = example_common::openapi(&auth);
     Route::new()
         .at("/", get(login_page))
         .at("/protected", get(protected))
+        .at("/openapi.json", otp_poem::openapi_json(&doc))
+        .at("/docs", otp_poem::docs_page())
         .nest("/auth", otp_poem::routes(auth.clone()))
         .data(auth)
 }

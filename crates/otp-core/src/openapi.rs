@@ -1,0 +1,272 @@
+//! The OpenAPI 3.1 document of the HTTP contract (feature `openapi`), built from the same
+//! types the endpoints use, and a self-contained interactive docs page.
+//!
+//! ```
+//! # fn auth() -> otp_core::OtpAuth {
+//! #     otp_core::OtpAuth::builder(otp_core::Config {
+//! #         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
+//! #         ..otp_core::Config::default()
+//! #     }).mailer(std::sync::Arc::new(otp_core::CapturingMailer::new())).build().unwrap()
+//! # }
+//! let mut doc = otp_core::openapi::document(&auth(), "/auth");
+//! otp_core::openapi::add_protected_get(&mut doc, "/protected", "A route behind the extractor");
+//! assert!(doc.paths.paths.contains_key("/auth/verify-otp"));
+//! ```
+//!
+//! The adapters serve it (`otp_axum::openapi_router`, `otp_poem::openapi_routes`) at
+//! `/openapi.json`, with [`DOCS_PAGE`] at `/docs`.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, Header, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
+    Paths, Ref, Required, ResponseBuilder,
+};
+
+use crate::engine::OtpAuth;
+use crate::http::{Endpoint, MessageResponse, RequestOtpBody, TokenResponse, VerifyOtpBody};
+
+/// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
+pub type OpenApiDoc = OpenApi;
+
+/// The interactive docs page: renders `./openapi.json` and sends requests from the
+/// browser. Self-contained (no CDN), so it works offline.
+pub const DOCS_PAGE: &str = include_str!("docs.html");
+
+/// An error body (RFC 9457), for the document.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub struct ProblemDetails {
+    /// Always `about:blank`.
+    #[schema(rename = "type", example = "about:blank")]
+    kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Too Many Requests")]
+    title: String,
+    /// The HTTP status.
+    #[schema(example = 429)]
+    status: u16,
+    /// A human sentence.
+    #[schema(example = "Too many code requests. Try again in 42 seconds.")]
+    detail: String,
+}
+
+const BEARER: &str = "bearer";
+
+fn json(schema: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema)))
+        .build()
+}
+
+fn problem(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(crate::error::PROBLEM_CONTENT_TYPE, json("ProblemDetails"))
+        .build()
+}
+
+fn retry_after(description: &str) -> utoipa::openapi::Response {
+    let mut r = problem(description);
+    r.headers.insert(
+        "Retry-After".to_owned(),
+        seconds_header("Seconds until a request may succeed"),
+    );
+    r
+}
+
+fn seconds_header(description: &str) -> Header {
+    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+    h.description = Some(description.to_owned());
+    h
+}
+
+fn unauthorized() -> utoipa::openapi::Response {
+    let mut r = problem(
+        "No valid token; `WWW-Authenticate: Bearer` (with `error=\"invalid_token\"` when one was presented)",
+    );
+    r.headers.insert(
+        "WWW-Authenticate".to_owned(),
+        Header::new(ObjectBuilder::new().schema_type(Type::String)),
+    );
+    r
+}
+
+fn ok(schema: &str, description: &str, sets_cookie: Option<&str>) -> utoipa::openapi::Response {
+    let mut r = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", json(schema))
+        .build();
+    if let Some(what) = sets_cookie {
+        let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
+        h.description = Some(what.to_owned());
+        r.headers.insert("Set-Cookie".to_owned(), h);
+    }
+    r
+}
+
+fn body(schema: &str) -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .content("application/json", json(schema))
+        .required(Some(Required::True))
+        .build()
+}
+
+/// The document for the auth routes mounted at `mount` (e.g. `/auth`), with the cookie
+/// name, code length and body limit of `auth`'s configuration.
+pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
+    let c = auth.config();
+    let mount = mount.trim_end_matches('/');
+    let cookie = || {
+        ParameterBuilder::new()
+            .name(&c.cookie_name)
+            .parameter_in(ParameterIn::Cookie)
+            .required(Required::False)
+            .description(Some("The refresh token (HttpOnly cookie set at login)"))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let common = |op: OperationBuilder| {
+        op.response(
+            "403",
+            problem("`Origin` not among `OTP_AUTH_ALLOWED_ORIGINS`"),
+        )
+        .response(
+            "503",
+            retry_after("The store or the mail server is unavailable"),
+        )
+    };
+    let json_errors = |op: OperationBuilder| {
+        op.response(
+            "413",
+            problem(&format!("Body over {} bytes", c.body_limit_bytes)),
+        )
+        .response("415", problem("Content type not JSON"))
+        .response(
+            "422",
+            problem("Body not a JSON object of the expected shape, or an invalid address or code"),
+        )
+    };
+    let cookie_set = format!(
+        "`{}=<refresh token>; Max-Age={}; Path={}; HttpOnly{}; SameSite={}`",
+        c.cookie_name,
+        c.refresh_token_expire_days * 86_400,
+        c.cookie_path,
+        if c.cookie_secure { "; Secure" } else { "" },
+        c.cookie_samesite.as_str()
+    );
+    let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie_name);
+    let mut paths = Paths::new();
+    for endpoint in Endpoint::ALL {
+        let op = OperationBuilder::new().tag("auth").operation_id(Some(
+            endpoint.path().trim_start_matches('/').replace('-', "_"),
+        ));
+        let op = match endpoint {
+            Endpoint::RequestOtp => json_errors(common(
+                op.summary(Some("Send a login code by mail"))
+                    .description(Some("The same answer for every address (no account enumeration)."))
+                    .request_body(Some(body("RequestOtpBody")))
+                    .response("200", ok("MessageResponse", "Code sent (or silently not, for a refused address)", None))
+                    .response("429", retry_after("Too many requests for this address or client IP, or the address is locked out"))
+                    .response("502", problem("The mail server refused the message")),
+            )),
+            Endpoint::VerifyOtp => json_errors(common(
+                op.summary(Some("Trade the code for tokens"))
+                    .description(Some(format!(
+                        "`otp` is exactly {} ASCII digits. Sets the refresh cookie.",
+                        c.otp_length
+                    )))
+                    .request_body(Some(body("VerifyOtpBody")))
+                    .response("200", ok("TokenResponse", "Logged in", Some(&cookie_set)))
+                    .response("400", problem("No code pending, or the code expired, was used, or is wrong"))
+                    .response("429", retry_after("Too many failed attempts for this address")),
+            )),
+            Endpoint::Refresh => common(
+                op.summary(Some("Rotate the refresh token"))
+                    .description(Some("The presented refresh token is spent; presenting it again revokes its session."))
+                    .parameter(cookie())
+                    .response("200", ok("TokenResponse", "New tokens", Some(&cookie_set)))
+                    .response("401", unauthorized()),
+            ),
+            Endpoint::Logout => common(
+                op.summary(Some("Log out"))
+                    .description(Some("Revokes the access token and the sessions of both tokens; always 200 unless the store is down."))
+                    .parameter(cookie())
+                    .security(SecurityRequirement::default())
+                    .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
+                    .response("200", ok("MessageResponse", "Logged out", Some(&cookie_cleared))),
+            ),
+            Endpoint::LogoutAll => common(
+                op.summary(Some("Log out everywhere"))
+                    .description(Some("Ends every session of the user."))
+                    .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
+                    .response("200", ok("MessageResponse", "Every session ended", Some(&cookie_cleared)))
+                    .response("401", unauthorized()),
+            ),
+        };
+        paths.paths.insert(
+            format!("{mount}{}", endpoint.path()),
+            PathItem::new(HttpMethod::Post, op.build()),
+        );
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Passwordless login")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Login by a one-time code sent by email: a JWT access token in the body, \
+                     a rotating refresh token in an HttpOnly cookie.",
+                ))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(
+            ComponentsBuilder::new()
+                .schema_from::<RequestOtpBody>()
+                .schema_from::<VerifyOtpBody>()
+                .schema_from::<MessageResponse>()
+                .schema_from::<TokenResponse>()
+                .schema_from::<ProblemDetails>()
+                .security_scheme(
+                    BEARER,
+                    SecurityScheme::Http(
+                        HttpBuilder::new()
+                            .scheme(HttpAuthScheme::Bearer)
+                            .bearer_format("JWT")
+                            .build(),
+                    ),
+                )
+                .build(),
+        ))
+        .build()
+}
+
+/// Adds a `GET` route protected by the `CurrentUser` extractor: bearer security, 200 with
+/// a JSON object, 401 and 503 problems.
+pub fn add_protected_get(doc: &mut OpenApi, path: &str, summary: &str) {
+    let ok = ResponseBuilder::new()
+        .description("The user is authenticated")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                .build(),
+        )
+        .build();
+    let op = OperationBuilder::new()
+        .summary(Some(summary))
+        .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
+        .response("200", ok)
+        .response("401", unauthorized())
+        .response(
+            "503",
+            retry_after("Revocation cannot be checked: fail closed"),
+        )
+        .build();
+    doc.paths
+        .paths
+        .insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
+}
