@@ -14,8 +14,11 @@ use axum::Json;
 use axum::routing::get;
 use otp_axum::CurrentUser;
 use otp_core::scripted::{KeyLayout, ScriptedStore};
-use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth, OtpStore, TokenBlacklist};
+use otp_core::{
+    CapturingMailer, Config, MailError, Mailer, MemoryStore, OtpAuth, OtpStore, TokenBlacklist,
+};
 use serde_json::{Value, json};
+use smtp_server::{Behaviour, SmtpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -87,27 +90,81 @@ impl Target {
     }
 }
 
+/// Where the test reads the mail an app sends: a capturing mailer, or a real SMTP server
+/// that the app's `SmtpMailer` delivers to.
+#[derive(Debug, Clone)]
+pub enum Mailbox {
+    /// In memory, no SMTP.
+    Captured(CapturingMailer),
+    /// Over SMTP, to the in-process server.
+    Smtp(Arc<SmtpServer>),
+}
+
+impl From<CapturingMailer> for Mailbox {
+    fn from(m: CapturingMailer) -> Self {
+        Mailbox::Captured(m)
+    }
+}
+
+impl Mailbox {
+    /// The code of the last mail to `email` (any spelling).
+    pub fn last_code(&self, email: &str) -> Option<String> {
+        match self {
+            Mailbox::Captured(m) => m.last_code(email),
+            Mailbox::Smtp(s) => s.last_code(email),
+        }
+    }
+
+    /// Mails delivered so far.
+    pub fn count(&self) -> usize {
+        match self {
+            Mailbox::Captured(m) => m.count(),
+            Mailbox::Smtp(s) => s.received().len(),
+        }
+    }
+
+    /// Makes the next delivery fail: transient (SMTP 451) or permanent (SMTP 550).
+    pub fn fail_next(&self, e: MailError) {
+        match (self, e) {
+            (Mailbox::Captured(m), e) => m.fail_next(e),
+            (Mailbox::Smtp(s), MailError::Permanent(_)) => s.fail_next(Behaviour::Reject),
+            (Mailbox::Smtp(s), _) => s.fail_next(Behaviour::TempFail),
+        }
+    }
+}
+
 /// The stores and mailer an app runs on.
 #[derive(Debug, Clone)]
 pub struct Backends {
     pub store: Arc<dyn OtpStore>,
     pub blacklist: Arc<dyn TokenBlacklist>,
-    pub mailer: CapturingMailer,
+    /// The mailer the engine uses.
+    pub mailer: Arc<dyn Mailer>,
+    /// Where the test reads what it sent.
+    pub mailbox: Mailbox,
 }
 
 impl Backends {
     /// The in-memory store and a capturing mailer.
     pub fn memory() -> Backends {
         let m = MemoryStore::new();
+        Backends::with_capture(Arc::new(m.clone()), Arc::new(m))
+    }
+
+    /// The given stores and a capturing mailer.
+    pub fn with_capture(store: Arc<dyn OtpStore>, blacklist: Arc<dyn TokenBlacklist>) -> Backends {
+        let captured = CapturingMailer::new();
         Backends {
-            store: Arc::new(m.clone()),
-            blacklist: Arc::new(m),
-            mailer: CapturingMailer::new(),
+            store,
+            blacklist,
+            mailer: Arc::new(captured.clone()),
+            mailbox: Mailbox::Captured(captured),
         }
     }
 
-    /// `store` (under fresh key prefixes, so tests sharing a server never meet) and a
-    /// capturing mailer.
+    /// `store` (under fresh key prefixes, so tests sharing a server never meet) with real
+    /// mail: the in-memory store gets the capturing mailer, the Redis stores an
+    /// `SmtpMailer` delivering to an SMTP server of the test's own.
     pub async fn for_store(store: Store) -> Backends {
         let Some(var) = store.url_var() else {
             return Backends::memory();
@@ -136,10 +193,17 @@ impl Backends {
                 (s.clone(), s)
             }
         };
+        let smtp = Arc::new(SmtpServer::start(Behaviour::Accept).await);
+        let smtp_config = Config {
+            smtp_server: "127.0.0.1".into(),
+            smtp_port: smtp.port,
+            ..test_config()
+        };
         Backends {
             store,
             blacklist,
-            mailer: CapturingMailer::new(),
+            mailer: Arc::new(otp_smtp::SmtpMailer::from_config(&smtp_config).unwrap()),
+            mailbox: Mailbox::Smtp(smtp),
         }
     }
 }
@@ -149,7 +213,7 @@ impl Backends {
 pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
-    pub mailer: CapturingMailer,
+    pub mailer: Mailbox,
     pub auth: OtpAuth,
     pub http: reqwest::Client,
     task: JoinHandle<()>,
@@ -191,18 +255,19 @@ impl TestServer {
         let auth = OtpAuth::builder(config)
             .store(backends.store)
             .blacklist(backends.blacklist)
-            .mailer(Arc::new(backends.mailer.clone()))
+            .mailer(backends.mailer)
             .build()
             .expect("test configuration builds");
-        Self::start_auth(adapter, auth, backends.mailer).await
+        Self::start_auth(adapter, auth, backends.mailbox).await
     }
 
     /// Starts `adapter` around an engine built by the caller.
     pub async fn start_auth(
         adapter: Adapter,
         auth: OtpAuth,
-        mailer: CapturingMailer,
+        mailer: impl Into<Mailbox>,
     ) -> TestServer {
+        let mailer = mailer.into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = match adapter {

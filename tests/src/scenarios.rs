@@ -734,11 +734,7 @@ impl TokenBlacklist for DownStore {
 
 /// An unreachable store: 503 problems everywhere, protected routes fail closed.
 pub async fn store_unavailable(t: Target) {
-    let backends = Backends {
-        store: Arc::new(DownStore),
-        blacklist: Arc::new(DownStore),
-        mailer: CapturingMailer::new(),
-    };
+    let backends = Backends::with_capture(Arc::new(DownStore), Arc::new(DownStore));
     let s = TestServer::start_with(t.adapter, test_config(), backends).await;
     let r = s.request_otp("d@example.com").await;
     let p = r.assert_problem(503);

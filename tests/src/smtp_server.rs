@@ -40,6 +40,8 @@ struct State {
     received: Mutex<Vec<Received>>,
     connections: AtomicUsize,
     behaviour: Mutex<Option<Behaviour>>,
+    /// A behaviour for the next recipient only.
+    next: Mutex<Option<Behaviour>>,
 }
 
 /// The running server; stops when dropped.
@@ -81,6 +83,11 @@ impl SmtpServer {
         *self.state.behaviour.lock().unwrap() = Some(b);
     }
 
+    /// Answers the next recipient as `b`, then goes back to the set behaviour.
+    pub fn fail_next(&self, b: Behaviour) {
+        *self.state.next.lock().unwrap() = Some(b);
+    }
+
     /// Every message received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -91,8 +98,10 @@ impl SmtpServer {
         self.state.connections.load(Ordering::SeqCst)
     }
 
-    /// The code in the plain-text part of the last message to `to`.
+    /// The code in the plain-text part of the last message to `to` (any spelling).
     pub fn last_code(&self, to: &str) -> Option<String> {
+        let to = otp_core::Email::parse(to).ok()?;
+        let to = to.as_str();
         let msgs = self.received();
         let m = msgs.iter().rev().find(|m| m.to.iter().any(|t| t == to))?;
         let parsed = mail_parser::MessageParser::default().parse(&m.data)?;
@@ -138,7 +147,8 @@ async fn session(stream: TcpStream, s: &State) -> std::io::Result<()> {
             to.clear();
             b"250 ok\r\n"
         } else if upper.starts_with("RCPT TO:") {
-            match behaviour(s) {
+            let once = s.next.lock().unwrap().take();
+            match once.unwrap_or_else(|| behaviour(s)) {
                 Behaviour::Reject => b"550 5.1.1 no such user here\r\n",
                 Behaviour::TempFail => b"451 4.3.0 try again later\r\n",
                 _ => {
