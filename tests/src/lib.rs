@@ -172,7 +172,13 @@ impl Backends {
         let url = otp_core::contract::test_server(var).expect("checked by Target::available");
         let tag = otp_core::token::random_id().replace(['-', '_'], "x");
         let keys = KeyLayout::new(&format!("t{tag}_otp_"), &format!("t{tag}_bl_"));
-        let timeout = Duration::from_secs(2);
+        Self::for_url(store, &url, Duration::from_secs(2), keys).await
+    }
+
+    /// A Redis store (`store` picks the client: redis crate or fred) at `url`, with real
+    /// mail to an SMTP server of the test's own.
+    pub async fn for_url(store: Store, url: &str, timeout: Duration, keys: KeyLayout) -> Backends {
+        let url = url.to_owned();
         let (store, blacklist): (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) = match store {
             Store::Redis | Store::RedisCluster => {
                 let s = Arc::new(ScriptedStore::new(

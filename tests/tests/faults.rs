@@ -1,0 +1,201 @@
+//! Faults, through the real routers on real servers: Redis stopped and restarted under a
+//! running app (both adapters, both Redis clients), the app restarted on a live Redis,
+//! and a slow client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use otp_core::Config;
+use otp_core::scripted::KeyLayout;
+use otp_tests::redis_proc::RedisProcess;
+use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+fn config() -> Config {
+    Config {
+        redis_timeout_ms: TIMEOUT.as_millis() as u64,
+        ..test_config()
+    }
+}
+
+async fn app(adapter: Adapter, store: Store, redis: &RedisProcess) -> TestServer {
+    let backends = Backends::for_url(
+        store,
+        &redis.url(),
+        TIMEOUT,
+        KeyLayout::new("otp_", "blacklist_"),
+    )
+    .await;
+    TestServer::start_with(adapter, config(), backends).await
+}
+
+/// Redis dies under a running app: every endpoint answers 503 problem+json within the
+/// timeout, protected routes fail closed, nothing panics; Redis returns and the same app,
+/// with the same clients, serves again within seconds.
+async fn redis_outage(adapter: Adapter, store: Store) {
+    let Some(mut redis) = RedisProcess::start() else {
+        return;
+    };
+    let s = app(adapter, store, &redis).await;
+    let before = s.login("outage@example.com").await;
+
+    redis.stop();
+    let started = Instant::now();
+    let r = s.request_otp("during@example.com").await;
+    let p = r.assert_problem(503);
+    assert!(r.header("retry-after").is_some(), "{p}");
+    s.verify_otp("outage@example.com", "123456")
+        .await
+        .assert_problem(503);
+    s.protected(Some(&before.access)).await.assert_problem(503);
+    s.refresh(Some(&before.refresh)).await.assert_problem(503);
+    let logout = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&before.access),
+        )
+        .await;
+    logout.assert_problem(503);
+    let took = started.elapsed();
+    assert!(
+        took < TIMEOUT * 5 * 3,
+        "five requests against a dead Redis took {took:?}"
+    );
+
+    redis.restart();
+    let back = Instant::now();
+    loop {
+        let r = s.request_otp("after@example.com").await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(back.elapsed() < Duration::from_secs(15), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{adapter:?}/{store:?}: serving again {:?} after Redis returned",
+        back.elapsed()
+    );
+    let code = s.mailer.last_code("after@example.com").unwrap();
+    let r = s.verify_otp("after@example.com", &code).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.protected(Some(&token)).await.status, 200);
+    // That Redis came back empty: the old session is gone and its token refused, not waved
+    // through.
+    s.protected(Some(&before.access)).await.assert_problem(401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_axum_redis() {
+    redis_outage(Adapter::Axum, Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_axum_fred() {
+    redis_outage(Adapter::Axum, Store::Fred).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_poem_redis() {
+    redis_outage(Adapter::Poem, Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_poem_fred() {
+    redis_outage(Adapter::Poem, Store::Fred).await;
+}
+
+/// The app restarts (a new process: new engine, new clients) on the same Redis: sessions
+/// and revocations survive.
+async fn app_restart(store: Store) {
+    let Some(redis) = RedisProcess::start() else {
+        return;
+    };
+    let first = app(Adapter::Axum, store, &redis).await;
+    let kept = first.login("kept@example.com").await;
+    let gone = first.login("gone@example.com").await;
+    let r = first
+        .send(
+            first
+                .http
+                .post(first.url("/auth/logout"))
+                .bearer_auth(&gone.access)
+                .header("cookie", format!("refresh_token={}", gone.refresh)),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    drop(first);
+
+    let second = app(Adapter::Poem, store, &redis).await;
+    assert_eq!(second.protected(Some(&kept.access)).await.status, 200);
+    second
+        .protected(Some(&gone.access))
+        .await
+        .assert_problem(401);
+    second
+        .refresh(Some(&gone.refresh))
+        .await
+        .assert_problem(401);
+    let r = second.refresh(Some(&kept.refresh)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_revocations_survive_an_app_restart_redis() {
+    app_restart(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_revocations_survive_an_app_restart_fred() {
+    app_restart(Store::Fred).await;
+}
+
+/// A client that trickles its request byte by byte does not hold up anyone else.
+async fn slow_client(adapter: Adapter) {
+    let s = TestServer::start(
+        otp_tests::Target {
+            adapter,
+            store: Store::Memory,
+        },
+        test_config(),
+    )
+    .await;
+    let addr = s.addr;
+    let slow = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = b"POST /auth/request-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"email\":\"slow@example.com\"}  ";
+        for b in req {
+            if c.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..20 {
+        let started = Instant::now();
+        let r = s.request_otp(&format!("fast{i}@example.com")).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "blocked behind the slow client"
+        );
+    }
+    slow.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_blocks_no_one_axum() {
+    slow_client(Adapter::Axum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_blocks_no_one_poem() {
+    slow_client(Adapter::Poem).await;
+}
