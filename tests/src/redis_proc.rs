@@ -12,12 +12,18 @@ pub struct RedisProcess {
     cli_bin: String,
     dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisProcess {
     /// Starts one, or `None` (test skipped) when the binaries are not known; see
     /// [`otp_core::contract::test_server`].
     pub fn start() -> Option<RedisProcess> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisProcess::start`], with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Option<RedisProcess> {
         let server_bin = otp_core::contract::test_server("OTP_TEST_REDIS_SERVER_BIN")?;
         let cli_bin = otp_core::contract::test_server("OTP_TEST_REDIS_CLI_BIN")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,6 +40,7 @@ impl RedisProcess {
             cli_bin,
             dir,
             child: None,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         p.launch();
         Some(p)
@@ -45,6 +52,7 @@ impl RedisProcess {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +78,11 @@ impl RedisProcess {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the process is running.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server (as a crash would).
@@ -110,5 +123,120 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of the test's own: three masters, each with one replica.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub nodes: Vec<RedisProcess>,
+}
+
+impl RedisCluster {
+    /// Starts six cluster nodes and joins them (3 masters + 3 replicas), or `None` (test
+    /// skipped) when the binaries are not known.
+    pub fn start() -> Option<RedisCluster> {
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(RedisProcess::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ])?);
+        }
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+        args.extend([
+            "--cluster-replicas".into(),
+            "1".into(),
+            "--cluster-yes".into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes[0].cli(&args);
+        let c = RedisCluster { nodes };
+        c.wait_ok();
+        Some(c)
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and agrees on 3 masters.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.running()).all(|n| {
+                n.cli(&["cluster", "info"]).contains("cluster_state:ok")
+                    && n.cli(&["cluster", "nodes"])
+                        .lines()
+                        .filter(|l| l.contains("master") && !l.contains("fail"))
+                        .count()
+                        == 3
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not settle");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis-cluster://` address of the cluster.
+    pub fn url(&self) -> String {
+        let first = &self.nodes[0];
+        let rest: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| format!("node=127.0.0.1:{}", n.port))
+            .collect();
+        format!(
+            "redis-cluster://127.0.0.1:{}?{}",
+            first.port,
+            rest.join("&")
+        )
+    }
+
+    /// Ports of the current masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .find(|n| n.running())
+            .map(|n| n.cli(&["cluster", "nodes"]))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let addr = l.split_whitespace().nth(1)?;
+                addr.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Gracefully hands the master role of `master_port`'s slots to its replica
+    /// (`CLUSTER FAILOVER` on the replica: it catches up first, so no write is lost).
+    /// Returns the new master's port.
+    pub fn failover(&self, master_port: u16) -> u16 {
+        let master = self.nodes.iter().find(|n| n.port == master_port).unwrap();
+        let id = master.cli(&["cluster", "myid"]).trim().to_owned();
+        let replica = self
+            .nodes
+            .iter()
+            .find(|n| {
+                n.cli(&["cluster", "nodes"]).lines().any(|l| {
+                    l.contains("myself")
+                        && (l.contains("slave") || l.contains("replica"))
+                        && l.contains(&id)
+                })
+            })
+            .map(|n| n.port)
+            .expect("the master has a replica");
+        let r = self.nodes.iter().find(|n| n.port == replica).unwrap();
+        assert_eq!(r.cli(&["cluster", "failover"]).trim(), "OK");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.masters().contains(&replica) {
+            assert!(Instant::now() < deadline, "the replica was not promoted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ok();
+        replica
     }
 }

@@ -199,3 +199,125 @@ async fn a_slow_client_blocks_no_one_axum() {
 async fn a_slow_client_blocks_no_one_poem() {
     slow_client(Adapter::Poem).await;
 }
+
+/// A Redis Cluster master hands over to its replica (`CLUSTER FAILOVER`) while logins run:
+/// errors only during the switch, and only 503; afterwards logins work; no code was ever
+/// accepted twice; no logged-out token is accepted again.
+async fn cluster_failover(store: Store) {
+    use otp_tests::redis_proc::RedisCluster;
+    use std::sync::{Arc, Mutex};
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let backends = Backends::for_url(
+        store,
+        &cluster.url(),
+        Duration::from_secs(1),
+        KeyLayout::new("otp_", "blacklist_"),
+    )
+    .await;
+    // All the load comes from 127.0.0.1: lift the per-IP limit for this test.
+    let cfg = Config {
+        otp_rate_limit_per_ip_per_minute: 1_000_000,
+        ..config()
+    };
+    let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[derive(Default)]
+    struct Seen {
+        statuses: Vec<u16>,
+        codes: Vec<(String, String)>,
+        revoked: Vec<String>,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (s, stop, seen) = (s.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let email = format!("w{w}n{n}@example.com");
+                    let r = s.request_otp(&email).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    if r.status != 200 {
+                        continue;
+                    }
+                    let Some(code) = s.mailer.last_code(&email) else {
+                        continue;
+                    };
+                    let r = s.verify_otp(&email, &code).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    if r.status != 200 {
+                        continue;
+                    }
+                    seen.lock().unwrap().codes.push((email.clone(), code));
+                    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+                    let r = s.protected(Some(&access)).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    let r = s
+                        .send(s.http.post(s.url("/auth/logout")).bearer_auth(&access))
+                        .await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    if r.status == 200 {
+                        seen.lock().unwrap().revoked.push(access);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let master = cluster.masters()[0];
+    let started = Instant::now();
+    let promoted = tokio::task::spawn_blocking(move || {
+        let p = cluster.failover(master);
+        (cluster, p)
+    })
+    .await
+    .unwrap();
+    let (cluster, new_master) = promoted;
+    eprintln!(
+        "{store:?}: failover {master} -> {new_master} took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let errors = seen.statuses.iter().filter(|s| **s != 200).count();
+    eprintln!(
+        "{store:?}: {} requests during the run, {errors} answered 503, {} logins",
+        seen.statuses.len(),
+        seen.codes.len()
+    );
+    let other: Vec<u16> = seen
+        .statuses
+        .iter()
+        .copied()
+        .filter(|s| *s != 200 && *s != 503)
+        .take(10)
+        .collect();
+    assert!(other.is_empty(), "only 200 and 503, but saw {other:?}");
+    assert!(seen.codes.len() > 10, "logins ran during the test");
+    // After the switch: logins work.
+    s.login("after-failover@example.com").await;
+    for (email, code) in &seen.codes {
+        s.verify_otp(email, code).await.assert_problem(400);
+    }
+    for token in &seen.revoked {
+        s.protected(Some(token)).await.assert_problem(401);
+    }
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_during_logins_redis() {
+    cluster_failover(Store::RedisCluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_during_logins_fred() {
+    cluster_failover(Store::FredCluster).await;
+}
