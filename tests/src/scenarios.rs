@@ -134,7 +134,19 @@ pub async fn request_otp_bad_input(t: Target) {
         let r = s.post_json("/auth/request-otp", &body).await;
         r.assert_problem(422);
     }
-    for raw in ["{", "{\"email\": \"a@example.com\"", "not json", ""] {
+    let nested = format!(
+        "{{\"email\": {}\"a@example.com\"{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    for raw in [
+        "{",
+        "{\"email\": \"a@example.com\"",
+        "not json",
+        "",
+        nested.as_str(),
+    ] {
+        let raw = raw.to_owned();
         let r = s
             .send(
                 s.http

@@ -10,7 +10,13 @@
 //!   `cargo test`; then the doc tests). `ARGS` go to the test runner.
 //! * `servers`: starts the same servers, prints the `export` lines for a
 //!   shell and keeps them running until Ctrl-C or end of standard input.
-//! * `ci`: formatting check, clippy, rustdoc (warnings denied), then `test`.
+//! * `ci`: formatting check, clippy, rustdoc (warnings denied), then `test`, then a
+//!   short run of every fuzz target.
+//! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
+//! * `bench [--seconds N] [--concurrency N] [--warmup N]`: builds the example
+//!   apps and `otp-bench` in release mode, starts the same servers and measures
+//!   each app and Redis store under load against the ceiling of the machine
+//!   (see `bench.rs`); prints a table and writes `target/bench/bench.json`.
 //!
 //! Missing server binaries are installed with `apt-get` when running as root
 //! on Debian; otherwise the runner names the packages to install.
@@ -18,7 +24,9 @@
 //! The runner depends on the standard library only, so it compiles in a
 //! second or two.
 
+mod bench;
 mod cmd;
+mod fuzz;
 mod servers;
 mod tools;
 
@@ -45,7 +53,19 @@ Commands:
   servers         Start the same servers, print `export` lines for a shell and
                   keep them running until Ctrl-C or end of input (Ctrl-D).
   ci              cargo fmt --check, clippy -D warnings, rustdoc -D warnings,
-                  then `test`; stops at the first failure.
+                  then `test`, then 15 s of each fuzz target; stops at the first
+                  failure.
+  fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
+                  (default 300), seeded with tests/fuzz/regressions.
+  bench [--seconds N] [--concurrency N] [--warmup N]
+                  Build the example apps and otp-bench (release), start Redis
+                  and the SMTP sink, and load each app (axum, poem) on each
+                  store (redis, fred) with the protected, flow and request-otp
+                  scenarios (defaults: 10 s each after 2 s of warm-up, 32
+                  virtual users); compare with a bare axum + Redis server and
+                  postfix's smtp-source. Client and server share this machine.
+                  Prints a table, writes target/bench/bench.json; exits 1 on
+                  any 5xx answer. Not part of `test` or `ci`.
   help            Show this text.
 
 Missing redis-server, redis-cli or smtp-sink are installed with apt-get when
@@ -60,6 +80,8 @@ fn main() -> ExitCode {
         Some("test") => test(&rest),
         Some("servers") => no_args("servers", &rest).and_then(|()| servers()),
         Some("ci") => no_args("ci", &rest).and_then(|()| ci()),
+        Some("fuzz") => fuzz_command(&rest),
+        Some("bench") => bench::bench(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(0)
@@ -209,6 +231,23 @@ fn ci() -> Outcome {
     let code = test(&[])?;
     if code != 0 {
         eprintln!("xtask: ci failed in the tests");
+        return Ok(code);
+    }
+    let code = fuzz::fuzz(fuzz::CI_SECONDS)?;
+    if code != 0 {
+        eprintln!("xtask: ci failed in the fuzz runs");
     }
     Ok(code)
+}
+
+/// `cargo xtask fuzz [SECONDS]`.
+fn fuzz_command(args: &[String]) -> Outcome {
+    let seconds = match args {
+        [] => fuzz::DEFAULT_SECONDS,
+        [s] => s
+            .parse()
+            .map_err(|_| format!("`fuzz` takes a number of seconds, got {s:?}"))?,
+        _ => return Err("`fuzz` takes at most one argument (seconds per target)".to_owned()),
+    };
+    fuzz::fuzz(seconds)
 }

@@ -39,6 +39,7 @@ use std::ops::Deref;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{
     ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
 };
@@ -92,10 +93,17 @@ async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) ->
         // Over the limit while streaming (or the client went away: then nobody reads this).
         return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
     };
+    // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip());
+        .map(|ci| ci.0.ip())
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|m| m.0.ip())
+        });
     if peer.is_none() && endpoint == Endpoint::RequestOtp {
         tracing::error!(
             "no client address on the request: serve the app with \
