@@ -20,6 +20,9 @@ pub enum Behaviour {
     TempFail,
     /// Accepts connections and never says a word.
     Hang,
+    /// Accepts one message per connection, then closes it without a word (as a server
+    /// that drops idle clients does).
+    OneMailPerConnection,
 }
 
 /// One received message.
@@ -176,6 +179,10 @@ async fn session(stream: TcpStream, s: &State) -> std::io::Result<()> {
                 data,
                 auth: auth.clone(),
             });
+            if behaviour(s) == Behaviour::OneMailPerConnection {
+                w.write_all(b"250 2.0.0 queued\r\n").await?;
+                return Ok(());
+            }
             b"250 2.0.0 queued\r\n"
         } else if upper == "RSET" {
             from.clear();

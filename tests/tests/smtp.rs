@@ -212,6 +212,21 @@ async fn the_pool_reuses_connections() {
     );
 }
 
+/// A pooled connection the server has closed is replaced, not reported as a failure.
+#[tokio::test]
+async fn a_connection_closed_by_the_server_is_replaced() {
+    let server = SmtpServer::start(Behaviour::OneMailPerConnection).await;
+    let auth = engine(smtp_config(server.port));
+    for i in 0..3 {
+        auth.request_code(&format!("c{i}@example.com"), &client())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.received().len(), 3);
+    assert_eq!(server.connections(), 3);
+}
+
 /// Mails per second through postfix's `smtp-sink` over the pool, 16 concurrent senders,
 /// through the axum router: the measurement the README quotes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
