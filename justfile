@@ -34,3 +34,15 @@ clippy:
 # Build the docs with warnings denied, as in CI
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+# Each fuzz target for SECONDS (default 300)
+fuzz seconds="300":
+    cargo xtask fuzz {{seconds}}
+
+# The benchmark: every app and store against the ceiling (args: --seconds N --concurrency N)
+bench *args:
+    cargo xtask bench "$@"
+
+# The login flow at a steady rate for a long time (args: --minutes N --rate R)
+soak *args:
+    cargo xtask soak "$@"

@@ -34,7 +34,8 @@ const STORES: [&str; 2] = ["redis", "fred"];
 const SCENARIOS: [&str; 3] = ["protected", "flow", "request-otp"];
 
 /// Any 64 hex digits: a strong enough key for the bench only.
-const JWT_SECRET: &str = "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
+pub(crate) const JWT_SECRET: &str =
+    "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
 
 /// Messages sent by `smtp-source` to measure what smtp-sink takes.
 const SMTP_SOURCE_MESSAGES: u32 = 5000;
@@ -461,7 +462,7 @@ impl Bench<'_> {
 
 /// A server under test, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
-struct App {
+pub(crate) struct App {
     name: String,
     child: Child,
     log: PathBuf,
@@ -471,7 +472,7 @@ struct App {
 impl App {
     /// Spawns the server with its output in `<logs>/<name>.log` and waits until `addr`
     /// accepts connections.
-    fn start(
+    pub(crate) fn start(
         name: &str,
         mut command: Command,
         addr: SocketAddr,
@@ -525,7 +526,12 @@ impl App {
     }
 
     /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
-    fn stop(mut self) -> Result<(), String> {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn stop(mut self) -> Result<(), String> {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -575,7 +581,7 @@ impl Drop for App {
 }
 
 /// A loopback address with a port that is free now.
-fn free_addr() -> Result<SocketAddr, String> {
+pub(crate) fn free_addr() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
     listener

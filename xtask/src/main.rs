@@ -13,6 +13,8 @@
 //! * `ci`: formatting check, clippy, rustdoc (warnings denied), then `test`, then a
 //!   short run of every fuzz target.
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
+//! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
+//!   watching 5xx and memory.
 //! * `bench [--seconds N] [--concurrency N] [--warmup N]`: builds the example
 //!   apps and `otp-bench` in release mode, starts the same servers and measures
 //!   each app and Redis store under load against the ceiling of the machine
@@ -28,6 +30,7 @@ mod bench;
 mod cmd;
 mod fuzz;
 mod servers;
+mod soak;
 mod tools;
 
 use std::io::{self, Read as _, Write as _};
@@ -66,6 +69,10 @@ Commands:
                   postfix's smtp-source. Client and server share this machine.
                   Prints a table, writes target/bench/bench.json; exits 1 on
                   any 5xx answer. Not part of `test` or `ci`.
+  soak [--minutes N] [--rate R] [--concurrency C]
+                  The full login flow at R flows/s (50) for N minutes (10)
+                  against axum-example on Redis: 5xx count, server RSS and
+                  Redis memory (start, peak, end, after expiry).
   help            Show this text.
 
 Missing redis-server, redis-cli or smtp-sink are installed with apt-get when
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Some("servers") => no_args("servers", &rest).and_then(|()| servers()),
         Some("ci") => no_args("ci", &rest).and_then(|()| ci()),
         Some("fuzz") => fuzz_command(&rest),
+        Some("soak") => soak::soak(&rest),
         Some("bench") => bench::bench(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");

@@ -56,13 +56,22 @@ pub(crate) struct Args {
     concurrency: usize,
     seconds: f64,
     warmup: f64,
+    /// Total operations per second to hold (each user paced); `None`: as fast as possible.
+    rate: Option<f64>,
 }
 
 impl Args {
     /// `--base` and `--scenario` required; `--concurrency` (32), `--seconds` (10) and
     /// `--warmup` (2) optional.
     pub(crate) fn from_flags(flags: &Flags) -> Result<Self, String> {
-        flags.only(&["base", "scenario", "concurrency", "seconds", "warmup"])?;
+        flags.only(&[
+            "base",
+            "scenario",
+            "concurrency",
+            "seconds",
+            "warmup",
+            "rate",
+        ])?;
         let target = Target::parse(flags.required("base")?)?;
         let scenario = match flags.required("scenario")? {
             "protected" => Scenario::Protected,
@@ -77,6 +86,11 @@ impl Args {
         let concurrency = flags.parsed("concurrency", 32_usize)?;
         let seconds = flags.parsed("seconds", 10.0_f64)?;
         let warmup = flags.parsed("warmup", 2.0_f64)?;
+        let rate = flags.parsed("rate", 0.0_f64)?;
+        if !(rate >= 0.0 && rate.is_finite()) {
+            return Err("`--rate` must be zero (no pacing) or a positive number".to_owned());
+        }
+        let rate = (rate > 0.0).then_some(rate);
         if concurrency == 0 {
             return Err("`--concurrency` must be at least 1".to_owned());
         }
@@ -92,6 +106,7 @@ impl Args {
             concurrency,
             seconds,
             warmup,
+            rate,
         })
     }
 }
@@ -169,9 +184,12 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
         measure_from,
         end: measure_from + Duration::from_secs_f64(args.seconds),
     };
+    let pace = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate));
     let tasks: Vec<_> = users
         .into_iter()
-        .map(|user| tokio::spawn(user.run(args.scenario, clock)))
+        .map(|user| tokio::spawn(user.run(args.scenario, clock, pace)))
         .collect();
     let mut total = Stats::default();
     for task in tasks {
@@ -374,10 +392,16 @@ struct User {
 
 impl User {
     /// Repeats the scenario until the end of the clock.
-    async fn run(mut self, scenario: Scenario, clock: Clock) -> Stats {
+    async fn run(mut self, scenario: Scenario, clock: Clock, pace: Option<Duration>) -> Stats {
         let mut stats = Stats::default();
         let mut n: u64 = 0;
+        let mut next = Instant::now();
         loop {
+            if let Some(pace) = pace {
+                // A steady rate: each user starts an operation every `pace`.
+                tokio::time::sleep_until(next.into()).await;
+                next += pace;
+            }
             let started = Instant::now();
             if started >= clock.end {
                 break;
