@@ -150,27 +150,10 @@ struct Bench<'a> {
 /// `cargo xtask bench [--seconds N] [--concurrency N] [--warmup N]`.
 pub(crate) fn bench(args: &[String]) -> Outcome {
     let options = Options::parse(args)?;
-    let root = workspace_root()?;
 
-    let mut build = cargo()?;
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "axum-example",
-        "-p",
-        "poem-example",
-        "-p",
-        "otp-bench",
-    ]);
-    let code = exit_code(run(&mut build)?);
-    if code != 0 {
-        return Ok(code);
-    }
-
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
+    let target = match build_release(&["axum-example", "poem-example", "otp-bench"])? {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     let out = target.join("bench");
     let logs = out.join("logs");
@@ -178,19 +161,9 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
 
     let tools = Tools::locate_or_install()?;
     let servers = Servers::start(&tools)?;
-    let server_var = |name: &str| {
-        servers
-            .env()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_owned())
-            .ok_or_else(|| format!("the test servers did not set {name}"))
-    };
+    let server_var = |name: &str| server_var(&servers, name);
     let redis_url = server_var("OTP_TEST_REDIS_URL")?;
-    let redis_port = redis_url
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .ok_or_else(|| format!("no port in {redis_url}"))?;
+    let redis_port = url_port(&redis_url)?;
     let smtp = server_var("OTP_TEST_SMTP_SINK")?;
     let smtp = smtp
         .parse()
@@ -578,6 +551,42 @@ impl Drop for App {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Builds `packages` in release mode; the target directory, or the exit code of the
+/// failed build.
+pub(crate) fn build_release(packages: &[&str]) -> Result<Result<PathBuf, u8>, String> {
+    let root = workspace_root()?;
+    let mut build = cargo()?;
+    build.args(["build", "--release"]);
+    for p in packages {
+        build.args(["-p", p]);
+    }
+    let code = exit_code(run(&mut build)?);
+    if code != 0 {
+        return Ok(Err(code));
+    }
+    Ok(Ok(match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }))
+}
+
+/// A value exported by the test servers (`OTP_TEST_*`).
+pub(crate) fn server_var(servers: &Servers, name: &str) -> Result<String, String> {
+    servers
+        .env()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| format!("the test servers did not set {name}"))
+}
+
+/// The port at the end of an address such as `redis://127.0.0.1:6379`.
+pub(crate) fn url_port(url: &str) -> Result<u16, String> {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .ok_or_else(|| format!("no port in {url}"))
 }
 
 /// A loopback address with a port that is free now.

@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::Outcome;
-use crate::bench::{App, JWT_SECRET, free_addr};
-use crate::cmd::{cargo, exit_code, run, workspace_root};
+use crate::bench::{App, JWT_SECRET, build_release, free_addr, server_var, url_port};
 use crate::servers::Servers;
 use crate::tools::Tools;
 
@@ -98,23 +97,9 @@ impl Track {
 
 pub(crate) fn soak(args: &[String]) -> Outcome {
     let options = Options::parse(args)?;
-    let root = workspace_root()?;
-    let mut build = cargo()?;
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "axum-example",
-        "-p",
-        "otp-bench",
-    ]);
-    let code = exit_code(run(&mut build)?);
-    if code != 0 {
-        return Ok(code);
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
+    let target = match build_release(&["axum-example", "otp-bench"])? {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     let release = target.join("release");
     let out = target.join("soak");
@@ -122,19 +107,9 @@ pub(crate) fn soak(args: &[String]) -> Outcome {
 
     let tools = Tools::locate_or_install()?;
     let servers = Servers::start(&tools)?;
-    let var = |name: &str| {
-        servers
-            .env()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_owned())
-            .ok_or_else(|| format!("the test servers did not set {name}"))
-    };
+    let var = |name: &str| server_var(&servers, name);
     let redis_url = var("OTP_TEST_REDIS_URL")?;
-    let redis_port: u16 = redis_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("no port in {redis_url}"))?;
+    let redis_port = url_port(&redis_url)?;
     let smtp: SocketAddr = var("OTP_TEST_SMTP_SINK")?
         .parse()
         .map_err(|e| format!("OTP_TEST_SMTP_SINK: {e}"))?;

@@ -133,16 +133,11 @@ async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) ->
 
 /// All `X-Forwarded-For` headers joined in order, as one list.
 fn forwarded_for(h: &HeaderMap) -> Option<String> {
-    let mut values = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let first = values.next()?;
-    Some(values.fold(first.to_owned(), |mut acc, v| {
-        acc.push_str(", ");
-        acc.push_str(v);
-        acc
-    }))
+    otp_core::http::join_forwarded_for(
+        h.get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 /// Writes a framework-free response as an axum one.

@@ -159,6 +159,18 @@ pub fn resolve_client_ip(
     Some(last_trusted)
 }
 
+/// Joins the values of every `X-Forwarded-For` header, in order, into one list (a proxy
+/// chain may send several), for [`OtpAuth::client_ip`].
+pub fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut values = values.into_iter();
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |mut acc, v| {
+        acc.push_str(", ");
+        acc.push_str(v);
+        acc
+    }))
+}
+
 /// The endpoints of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
