@@ -48,7 +48,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use otp_core::{ApiRequest, ApiResponse, ClientInfo, Endpoint, Error, OtpAuth};
+use otp_core::{ApiResponse, Endpoint, Error, OtpAuth, RequestHeaders};
 
 /// The login endpoints of the contract (`/request-otp`, `/verify-otp`, `/refresh`,
 /// `/logout`, `/logout-all`), to be nested where you want them (the examples use `/auth`).
@@ -83,16 +83,6 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 
 async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let limit = auth.config().body_limit_bytes;
-    // Refuse by the declared length before reading anything.
-    let declared = header(&parts.headers, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
-    }
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        // Over the limit while streaming (or the client went away: then nobody reads this).
-        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
-    };
     // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
     let peer = parts
         .extensions
@@ -104,40 +94,36 @@ async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) ->
                 .get::<MockConnectInfo<SocketAddr>>()
                 .map(|m| m.0.ip())
         });
-    if peer.is_none() && endpoint == Endpoint::RequestOtp {
-        tracing::error!(
-            "no client address on the request: serve the app with \
-             into_make_service_with_connect_info::<SocketAddr>() so the per-IP limit works"
-        );
-        return render(ApiResponse::error(&Error::Internal(
-            "ConnectInfo<SocketAddr> missing".to_owned(),
-        )));
-    }
     let h = &parts.headers;
-    let forwarded_for = forwarded_for(h);
-    let client = ClientInfo {
-        ip: auth.client_ip(peer, forwarded_for.as_deref()),
-        user_agent: header(h, USER_AGENT).map(str::to_owned),
-    };
-    let cookies = h.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
-    let api = ApiRequest {
-        content_type: header(h, CONTENT_TYPE),
-        body: &bytes,
-        authorization: header(h, AUTHORIZATION),
-        refresh_cookie: auth.cookie().find(cookies),
-        origin: header(h, ORIGIN),
-        client,
-    };
-    render(auth.handle(endpoint, api).await)
-}
-
-/// All `X-Forwarded-For` headers joined in order, as one list.
-fn forwarded_for(h: &HeaderMap) -> Option<String> {
-    otp_core::http::join_forwarded_for(
-        h.get_all("x-forwarded-for")
+    let all = |name: HeaderName| -> Vec<&str> {
+        h.get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    let headers = RequestHeaders {
+        content_length: header(h, CONTENT_LENGTH),
+        content_type: header(h, CONTENT_TYPE),
+        authorization: header(h, AUTHORIZATION),
+        cookies: all(COOKIE),
+        origin: header(h, ORIGIN),
+        user_agent: header(h, USER_AGENT),
+        forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
+    };
+    if let Err(refused) = auth.precheck(
+        endpoint,
+        &headers,
+        peer,
+        "serve the app with into_make_service_with_connect_info::<SocketAddr>()",
+    ) {
+        return render(refused);
+    }
+    let limit = auth.config().body_limit_bytes;
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        // Over the limit while streaming (or the client went away: then nobody reads this).
+        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+    };
+    render(auth.handle_parts(endpoint, &headers, &bytes, peer).await)
 }
 
 /// Writes a framework-free response as an axum one.

@@ -225,6 +225,25 @@ pub struct ApiRequest<'a> {
     pub client: ClientInfo,
 }
 
+/// The header values the endpoints read, as an adapter collects them from its framework.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaders<'a> {
+    /// `Content-Length`.
+    pub content_length: Option<&'a str>,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+    /// Every `Cookie` header.
+    pub cookies: Vec<&'a str>,
+    /// `Origin`.
+    pub origin: Option<&'a str>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// Every `X-Forwarded-For` header, in order.
+    pub forwarded_for: Vec<&'a str>,
+}
+
 /// A response ready to be written by an adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiResponse {
@@ -333,6 +352,56 @@ pub fn is_json_content_type(content_type: Option<&str>) -> bool {
 }
 
 impl OtpAuth {
+    /// What an adapter checks before reading the body: a declared length over the limit
+    /// (413), and, for `/request-otp`, a missing client address (500: the per-IP limit
+    /// cannot work; `hint` says how to serve the app so it has one).
+    pub fn precheck(
+        &self,
+        endpoint: Endpoint,
+        headers: &RequestHeaders<'_>,
+        peer: Option<IpAddr>,
+        hint: &str,
+    ) -> Result<(), ApiResponse> {
+        let limit = self.config().body_limit_bytes;
+        let declared = headers
+            .content_length
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+        }
+        if peer.is_none() && endpoint == Endpoint::RequestOtp {
+            tracing::error!("no client address on the request: {hint}");
+            return Err(ApiResponse::error(&Error::Internal(
+                "client address missing".to_owned(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Serves one endpoint from its headers, body and socket peer: client IP resolution,
+    /// the refresh cookie, then [`OtpAuth::handle`].
+    pub async fn handle_parts(
+        &self,
+        endpoint: Endpoint,
+        headers: &RequestHeaders<'_>,
+        body: &[u8],
+        peer: Option<IpAddr>,
+    ) -> ApiResponse {
+        let forwarded_for = join_forwarded_for(headers.forwarded_for.iter().copied());
+        let api = ApiRequest {
+            content_type: headers.content_type,
+            body,
+            authorization: headers.authorization,
+            refresh_cookie: self.cookie().find(headers.cookies.iter().copied()),
+            origin: headers.origin,
+            client: ClientInfo {
+                ip: self.client_ip(peer, forwarded_for.as_deref()),
+                user_agent: headers.user_agent.map(str::to_owned),
+            },
+        };
+        self.handle(endpoint, api).await
+    }
+
     /// Serves one endpoint of the contract from plain request parts.
     pub async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
         let cookie = self.cookie();

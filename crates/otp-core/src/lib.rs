@@ -65,7 +65,7 @@ pub use engine::{
     ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair, bearer_token,
 };
 pub use error::{Error, Problem, Result, TokenRejection};
-pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint};
+pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint, RequestHeaders};
 pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
 pub use memory::MemoryStore;
 pub use store::{OtpStore, StoreError, TokenBlacklist};

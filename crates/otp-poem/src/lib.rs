@@ -34,7 +34,7 @@
 
 use std::ops::Deref;
 
-use otp_core::{ApiRequest, ApiResponse, ClientInfo, Endpoint as AuthEndpoint, Error, OtpAuth};
+use otp_core::{ApiResponse, Endpoint as AuthEndpoint, Error, OtpAuth, RequestHeaders};
 #[cfg(feature = "openapi")]
 use poem::EndpointExt;
 use poem::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
@@ -75,51 +75,40 @@ pub fn render(resp: ApiResponse) -> Response {
     out
 }
 
-/// All `X-Forwarded-For` headers joined in order, as one list.
-fn forwarded_for(h: &HeaderMap) -> Option<String> {
-    otp_core::http::join_forwarded_for(
-        h.get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
 impl AuthRoutes {
     async fn serve(&self, endpoint: AuthEndpoint, mut req: Request) -> Response {
         let auth = &self.auth;
-        let limit = auth.config().body_limit_bytes;
-        let declared = header(req.headers(), CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
-        }
-        let Ok(bytes) = req.take_body().into_bytes_limit(limit).await else {
-            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
-        };
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-        if peer.is_none() && endpoint == AuthEndpoint::RequestOtp {
-            tracing::error!(
-                "no client socket address on the request: the per-IP limit needs a TCP listener"
-            );
-            return render(ApiResponse::error(&Error::Internal(
-                "remote address missing".to_owned(),
-            )));
-        }
+        let body = req.take_body();
         let h = req.headers();
-        let forwarded_for = forwarded_for(h);
-        let client = ClientInfo {
-            ip: auth.client_ip(peer, forwarded_for.as_deref()),
-            user_agent: header(h, USER_AGENT).map(str::to_owned),
+        let all = |name: HeaderName| -> Vec<&str> {
+            h.get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
         };
-        let cookies = h.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
-        let api = ApiRequest {
+        let headers = RequestHeaders {
+            content_length: header(h, CONTENT_LENGTH),
             content_type: header(h, CONTENT_TYPE),
-            body: &bytes,
             authorization: header(h, AUTHORIZATION),
-            refresh_cookie: auth.cookie().find(cookies),
+            cookies: all(COOKIE),
             origin: header(h, ORIGIN),
-            client,
+            user_agent: header(h, USER_AGENT),
+            forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
         };
-        render(auth.handle(endpoint, api).await)
+        if let Err(refused) = auth.precheck(
+            endpoint,
+            &headers,
+            peer,
+            "serve the app on a TCP listener (poem::listener::TcpListener)",
+        ) {
+            return render(refused);
+        }
+        let limit = auth.config().body_limit_bytes;
+        let Ok(bytes) = body.into_bytes_limit(limit).await else {
+            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+        };
+        render(auth.handle_parts(endpoint, &headers, &bytes, peer).await)
     }
 }
 
