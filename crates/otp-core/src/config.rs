@@ -49,11 +49,11 @@ pub enum JwtAlgorithm {
     HS384,
     /// HMAC with SHA-512.
     HS512,
-    /// RSA PKCS#1 v1.5 with SHA-256 (needs a private key file; not available yet).
+    /// RSA PKCS#1 v1.5 with SHA-256 (needs `OTP_AUTH_JWT_PRIVATE_KEY_FILE`).
     RS256,
-    /// ECDSA P-256 with SHA-256 (needs a private key file; not available yet).
+    /// ECDSA P-256 with SHA-256 (needs `OTP_AUTH_JWT_PRIVATE_KEY_FILE`).
     ES256,
-    /// Ed25519 (needs a private key file; not available yet).
+    /// Ed25519 (needs `OTP_AUTH_JWT_PRIVATE_KEY_FILE`).
     EdDSA,
 }
 
@@ -182,6 +182,13 @@ pub struct Config {
     pub code_secret: Option<SecretString>,
     /// Signing algorithm.
     pub jwt_algorithm: JwtAlgorithm,
+    /// PEM file of the signing key for `RS256`, `ES256` or `EdDSA` (PKCS#8, or PKCS#1 for
+    /// RSA). Required for those algorithms, refused for the HMAC ones.
+    pub jwt_private_key_file: Option<String>,
+    /// PEM files of earlier public keys, still accepted for verification (and published in
+    /// the JWKS) during a key rotation.
+    #[serde(deserialize_with = "string_list")]
+    pub jwt_previous_public_key_files: Vec<String>,
     /// `iss` of issued tokens, checked on verification when set.
     pub jwt_issuer: Option<String>,
     /// `aud` of issued tokens, checked on verification when set.
@@ -215,6 +222,13 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body in bytes.
     pub body_limit_bytes: usize,
+    /// The public URL the login routes are mounted at (for example
+    /// `https://app.example.com/auth`). When set, the login mail also carries a sign-in
+    /// link to `<public_url>/magic?token=…`.
+    pub public_url: Option<String>,
+    /// Language of the login mail when the request's `Accept-Language` names none of the
+    /// configured template sets.
+    pub mail_default_language: String,
 }
 
 impl Default for Config {
@@ -241,6 +255,8 @@ impl Default for Config {
             jwt_secret: None,
             code_secret: None,
             jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_private_key_file: None,
+            jwt_previous_public_key_files: Vec::new(),
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_seconds: 0,
@@ -256,6 +272,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             body_limit_bytes: 16 * 1024,
+            public_url: None,
+            mail_default_language: "en".to_owned(),
         }
     }
 }
@@ -291,6 +309,11 @@ impl fmt::Debug for Config {
             .field("jwt_secret", &secret(&self.jwt_secret))
             .field("code_secret", &secret(&self.code_secret))
             .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_private_key_file", &self.jwt_private_key_file)
+            .field(
+                "jwt_previous_public_key_files",
+                &self.jwt_previous_public_key_files,
+            )
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
@@ -309,6 +332,8 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("allowed_origins", &self.allowed_origins)
             .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("public_url", &self.public_url)
+            .field("mail_default_language", &self.mail_default_language)
             .finish()
     }
 }
@@ -526,10 +551,29 @@ impl Config {
                     }
                 }
             }
-        } else {
+            if self.jwt_private_key_file.is_some() {
+                p.push(format!(
+                    "OTP_AUTH_JWT_PRIVATE_KEY_FILE is set but OTP_AUTH_JWT_ALGORITHM is {:?}, \
+                     which signs with OTP_AUTH_JWT_SECRET; choose RS256, ES256 or EdDSA",
+                    self.jwt_algorithm
+                ));
+            }
+            if !self.jwt_previous_public_key_files.is_empty() {
+                p.push(
+                    "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES needs an asymmetric \
+                     OTP_AUTH_JWT_ALGORITHM (RS256, ES256 or EdDSA)"
+                        .to_owned(),
+                );
+            }
+        } else if self
+            .jwt_private_key_file
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
             p.push(format!(
-                "OTP_AUTH_JWT_ALGORITHM {:?} needs a private key, which this version does not \
-                 support yet; use HS256, HS384 or HS512",
+                "OTP_AUTH_JWT_PRIVATE_KEY_FILE is required with OTP_AUTH_JWT_ALGORITHM {:?} \
+                 (a PEM file; for example `openssl genpkey -algorithm EC -pkeyopt \
+                 ec_paramgen_curve:P-256 -out jwt.pem`)",
                 self.jwt_algorithm
             ));
         }
@@ -620,6 +664,28 @@ impl Config {
                  the patterns would have no effect"
                     .to_owned(),
             );
+        }
+        if let Some(u) = &self.public_url
+            && (!(u.starts_with("http://") || u.starts_with("https://"))
+                || u.ends_with('/')
+                || u.contains(['?', '#'])
+                || u.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            p.push(format!(
+                "OTP_AUTH_PUBLIC_URL must be an http(s) URL without a trailing slash, query or \
+                 fragment (where the login routes are mounted, e.g. \
+                 https://app.example.com/auth), got {u:?}"
+            ));
+        }
+        let lang = &self.mail_default_language;
+        if lang.is_empty()
+            || lang.len() > 35
+            || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            p.push(format!(
+                "OTP_AUTH_MAIL_DEFAULT_LANGUAGE must be a language tag such as en or de-CH, \
+                 got {lang:?}"
+            ));
         }
         if p.is_empty() {
             Ok(())
@@ -1004,7 +1070,7 @@ mod tests {
                     jwt_algorithm: JwtAlgorithm::RS256,
                     ..valid()
                 },
-                "OTP_AUTH_JWT_ALGORITHM",
+                "OTP_AUTH_JWT_PRIVATE_KEY_FILE",
             ),
             (
                 Config {
