@@ -38,6 +38,15 @@ pub fn test_config() -> Config {
     }
 }
 
+/// The path of a test-only PEM key of otp-core's fixtures (`ec-a.pem`, `ed25519-a.pem`,
+/// `rsa-a.pem`, and `*.pub.pem` public keys).
+pub fn test_key(file: &str) -> String {
+    format!(
+        "{}/../crates/otp-core/testdata/keys/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 /// Which framework serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adapter {
@@ -113,6 +122,25 @@ impl Mailbox {
             Mailbox::Captured(m) => m.last_code(email),
             Mailbox::Smtp(s) => s.last_code(email),
         }
+    }
+
+    /// Subject, plain text and HTML of the last mail to `email` (any spelling).
+    pub fn last_mail(&self, email: &str) -> Option<(String, String, String)> {
+        match self {
+            Mailbox::Captured(m) => {
+                let msg = m.last_message(email)?;
+                Some((msg.subject, msg.text, msg.html))
+            }
+            Mailbox::Smtp(s) => s.last_mail(email),
+        }
+    }
+
+    /// The sign-in link in the plain text of the last mail to `email`, if it has one.
+    pub fn last_link(&self, email: &str) -> Option<String> {
+        let (_, text, _) = self.last_mail(email)?;
+        text.split_whitespace()
+            .find(|w| w.contains("/magic?token="))
+            .map(str::to_owned)
     }
 
     /// Mails delivered so far.
@@ -235,6 +263,15 @@ async fn protected(user: CurrentUser) -> Json<Value> {
     Json(json!({ "message": format!("Hello, {}!", user.email) }))
 }
 
+async fn metrics() -> String {
+    example_common::metrics_text()
+}
+
+#[poem::handler]
+fn poem_metrics() -> String {
+    example_common::metrics_text()
+}
+
 async fn maybe_user(user: Option<CurrentUser>) -> Json<Value> {
     Json(json!({ "user": user.map(|u| u.email.clone()) }))
 }
@@ -273,6 +310,8 @@ impl TestServer {
         auth: OtpAuth,
         mailer: impl Into<Mailbox>,
     ) -> TestServer {
+        // The process's metrics recorder, before the first request records anything.
+        example_common::prometheus();
         let mailer = mailer.into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -281,6 +320,7 @@ impl TestServer {
                 let app = axum::Router::new()
                     .route("/protected", get(protected))
                     .route("/maybe-user", get(maybe_user))
+                    .route("/metrics", get(metrics))
                     .nest("/auth", otp_axum::router(auth.clone()))
                     .with_state(auth.clone());
                 tokio::spawn(async move {
@@ -297,6 +337,7 @@ impl TestServer {
                 let app = poem::Route::new()
                     .at("/protected", poem::get(poem_protected))
                     .at("/maybe-user", poem::get(poem_maybe_user))
+                    .at("/metrics", poem::get(poem_metrics))
                     .nest("/auth", otp_poem::routes(auth.clone()))
                     .data(auth.clone());
                 let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
@@ -350,6 +391,20 @@ impl TestServer {
             r = r.header("cookie", format!("refresh_token={c}"));
         }
         self.send(r).await
+    }
+
+    /// The value of the metric line `name{labels}` (labels as rendered, sorted by name;
+    /// `""` for none) in `GET /metrics`, 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.send(self.http.get(self.url("/metrics"))).await.text();
+        let key = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{labels}}}")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     /// `GET /protected` with `token` as bearer (if any).

@@ -16,6 +16,9 @@ use serde_json::json;
 
 use crate::{Backends, TEST_SECRET, Target, TestServer, test_config};
 
+// Each scenario runs in a process of its own under nextest, so the metrics recorder's
+// counts are the scenario's own.
+
 async fn start(t: Target) -> TestServer {
     TestServer::start(t, test_config()).await
 }
@@ -865,7 +868,9 @@ macro_rules! http_scenarios {
             verify_errors, lockout_across_resends, concurrent_verifications,
             refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
             logout_all, protected_route_refusals, origin_check, not_found_and_method,
-            store_unavailable, mail_failures, no_account_enumeration, magic_code);
+            store_unavailable, mail_failures, no_account_enumeration, magic_code,
+            sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
+            metrics);
     };
     (@each $target:expr; $($name:ident),* $(,)?) => {
         $(
@@ -878,4 +883,508 @@ macro_rules! http_scenarios {
             }
         )*
     };
+}
+
+async fn login_as(s: &TestServer, email: &str, user_agent: &str) -> crate::Session {
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("user-agent", user_agent)
+                .json(&json!({ "email": email })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let code = s.mailer.last_code(email).unwrap();
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/verify-otp"))
+                .header("user-agent", user_agent)
+                .json(&json!({ "email": email, "otp": code })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::Session {
+        access: r.json()["access_token"].as_str().unwrap().to_owned(),
+        refresh: r.refresh_cookie().unwrap(),
+    }
+}
+
+async fn list_sessions(s: &TestServer, access: &str) -> Vec<serde_json::Value> {
+    let r = s
+        .send(s.http.get(s.url("/auth/sessions")).bearer_auth(access))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    r.json()["sessions"].as_array().unwrap().clone()
+}
+
+async fn delete_session(s: &TestServer, access: &str, id: &str) -> crate::Reply {
+    s.send(
+        s.http
+            .delete(s.url(&format!("/auth/sessions/{id}")))
+            .bearer_auth(access),
+    )
+    .await
+}
+
+/// `GET /sessions` lists the user's sessions with what was seen at login;
+/// `DELETE /sessions/{id}` ends one, only the user's own.
+pub async fn sessions_list_and_revoke(t: Target) {
+    let s = start(t).await;
+    let laptop = login_as(&s, "sess@example.com", "Laptop/1.0").await;
+    let phone = login_as(&s, "SESS@example.com", "Phone/2.0").await;
+    let other = login_as(&s, "other@example.com", "Other/3.0").await;
+    let r = s.send(s.http.get(s.url("/auth/sessions"))).await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+
+    let list = list_sessions(&s, &laptop.access).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[0]["user_agent"], "Laptop/1.0");
+    assert_eq!(list[0]["ip"], "127.0.0.1");
+    assert_eq!(list[1]["current"], false);
+    assert_eq!(list[1]["user_agent"], "Phone/2.0");
+    let now = now_secs();
+    for e in &list {
+        let created = e["created_at"].as_u64().unwrap();
+        assert!(created <= now && created + 60 > now, "{e}");
+        assert_eq!(e["last_refreshed_at"].as_u64().unwrap(), created);
+        assert!(e["expires_at"].as_u64().unwrap() > now + 86_400);
+    }
+    let phone_id = list[1]["id"].as_str().unwrap().to_owned();
+
+    // A refresh moves the phone's last refresh and keeps its session.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = s.refresh(Some(&phone.refresh)).await;
+    assert_eq!(r.status, 200);
+    let phone_access = r.json()["access_token"].as_str().unwrap().to_owned();
+    let list = list_sessions(&s, &phone_access).await;
+    assert_eq!(list[0]["id"], phone_id.as_str());
+    assert!(list[0]["last_refreshed_at"].as_u64() > list[0]["created_at"].as_u64());
+
+    // Another user's session, or no session at all: 404, and nothing happens.
+    let other_id = list_sessions(&s, &other.access).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    delete_session(&s, &laptop.access, &other_id)
+        .await
+        .assert_problem(404);
+    assert_eq!(s.protected(Some(&other.access)).await.status, 200);
+    delete_session(&s, &laptop.access, "no-such-session")
+        .await
+        .assert_problem(404);
+    delete_session(&s, "not-a-token", &phone_id)
+        .await
+        .assert_problem(401);
+
+    // The laptop ends the phone's session.
+    let r = delete_session(&s, &laptop.access, &phone_id).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"message": "Session revoked"}));
+    assert!(
+        r.set_cookies().is_empty(),
+        "another session: the cookie stays"
+    );
+    s.protected(Some(&phone_access)).await.assert_problem(401);
+    s.refresh(Some(&phone.refresh)).await.assert_problem(401);
+    assert_eq!(list_sessions(&s, &laptop.access).await.len(), 1);
+    delete_session(&s, &laptop.access, &phone_id)
+        .await
+        .assert_problem(404);
+
+    // Methods: the list is GET only, one session DELETE only.
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/sessions"))
+                .bearer_auth(&laptop.access),
+        )
+        .await;
+    r.assert_problem(405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = s
+        .send(
+            s.http
+                .get(s.url(&format!("/auth/sessions/{phone_id}")))
+                .bearer_auth(&laptop.access),
+        )
+        .await;
+    r.assert_problem(405);
+    assert_eq!(r.header("allow"), Some("DELETE"));
+
+    // Ending its own session logs the laptop out and clears its cookie.
+    let own = list_sessions(&s, &laptop.access).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = delete_session(&s, &laptop.access, &own).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.set_cookies()[0].contains("Max-Age=0"),
+        "{:?}",
+        r.set_cookies()
+    );
+    s.protected(Some(&laptop.access)).await.assert_problem(401);
+    assert_eq!(s.protected(Some(&other.access)).await.status, 200);
+}
+
+/// `POST /logout-others` keeps only the current session.
+pub async fn logout_others(t: Target) {
+    let s = start(t).await;
+    let a = login_as(&s, "many@example.com", "A").await;
+    let b = login_as(&s, "many@example.com", "B").await;
+    let c = login_as(&s, "many@example.com", "C").await;
+    let d = s.login("bystander@example.com").await;
+    let post = |token: Option<&str>| {
+        let r = s.http.post(s.url("/auth/logout-others"));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    };
+    s.send(post(None)).await.assert_problem(401);
+    let r = s.send(post(Some(&b.access))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"message": "Other sessions logged out", "revoked": 2})
+    );
+    assert!(r.set_cookies().is_empty());
+    for gone in [&a, &c] {
+        s.protected(Some(&gone.access)).await.assert_problem(401);
+        s.refresh(Some(&gone.refresh)).await.assert_problem(401);
+    }
+    assert_eq!(s.protected(Some(&b.access)).await.status, 200);
+    assert_eq!(s.protected(Some(&d.access)).await.status, 200);
+    let r = s.send(post(Some(&b.access))).await;
+    assert_eq!(r.json()["revoked"], 0);
+    let r = s.refresh(Some(&b.refresh)).await;
+    assert_eq!(r.status, 200, "the current session still refreshes");
+}
+
+fn link_token(link: &str) -> String {
+    link.split_once("token=").unwrap().1.to_owned()
+}
+
+/// Sign-in links: in the mail when a public URL is set; `GET /magic` changes nothing;
+/// `POST /verify-link` answers like `/verify-otp`; link and code spend each other; the
+/// attempt and lockout rules are shared.
+pub async fn magic_link(t: Target) {
+    let s = start(t).await;
+    s.request_otp("nolink@example.com").await;
+    assert!(s.mailer.last_code("nolink@example.com").is_some());
+    assert_eq!(s.mailer.last_link("nolink@example.com"), None);
+
+    let s = TestServer::start(
+        t,
+        Config {
+            public_url: Some("https://app.example.com/auth".into()),
+            ..test_config()
+        },
+    )
+    .await;
+    let email = "link@example.com";
+    assert_eq!(s.request_otp(email).await.status, 200);
+    let link = s.mailer.last_link(email).expect("a link in the mail");
+    assert!(
+        link.starts_with("https://app.example.com/auth/magic?token="),
+        "{link}"
+    );
+    let token = link_token(&link);
+    let (_, text, html) = s.mailer.last_mail(email).unwrap();
+    assert!(html.contains(&token), "the HTML part carries the link too");
+    assert!(!link.contains("link%40") && !token.contains("example.com"));
+    assert!(text.contains(&s.mailer.last_code(email).unwrap()));
+
+    // Opening the page (a scanner does) changes nothing, however often.
+    for _ in 0..2 {
+        let r = s
+            .send(s.http.get(s.url(&format!("/auth/magic?token={token}"))))
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(r.text().contains(&format!("data-token=\"{token}\"")));
+        assert!(r.set_cookies().is_empty());
+    }
+    let r = s
+        .post_json("/auth/verify-link", &json!({ "token": token }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["message"], "OTP verified successfully!");
+    assert_eq!(v["token_type"], "bearer");
+    let access = v["access_token"].as_str().unwrap();
+    let r2 = s.protected(Some(access)).await;
+    assert_eq!(r2.json(), json!({"message": "Hello, link@example.com!"}));
+    assert!(r.refresh_cookie().is_some());
+    // The link spent the code, and itself.
+    let code = s.mailer.last_code(email).unwrap();
+    s.verify_otp(email, &code).await.assert_problem(400);
+    s.post_json("/auth/verify-link", &json!({ "token": token }))
+        .await
+        .assert_problem(400);
+
+    // The code spends the link.
+    s.request_otp(email).await;
+    let token = link_token(&s.mailer.last_link(email).unwrap());
+    let code = s.mailer.last_code(email).unwrap();
+    assert_eq!(s.verify_otp(email, &code).await.status, 200);
+    let r = s
+        .post_json("/auth/verify-link", &json!({ "token": token }))
+        .await;
+    let p = r.assert_problem(400);
+    assert!(p["detail"].as_str().unwrap().contains("link"), "{p}");
+
+    // A newer code makes the older link useless.
+    s.request_otp(email).await;
+    let old = link_token(&s.mailer.last_link(email).unwrap());
+    s.request_otp(email).await;
+    let new = link_token(&s.mailer.last_link(email).unwrap());
+    s.post_json("/auth/verify-link", &json!({ "token": old }))
+        .await
+        .assert_problem(400);
+    assert_eq!(
+        s.post_json("/auth/verify-link", &json!({ "token": new }))
+            .await
+            .status,
+        200
+    );
+
+    // Forged, altered or malformed tokens; bodies of the wrong shape.
+    let mut altered = new.clone().into_bytes();
+    let last = altered.len() - 3;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(altered).unwrap(),
+        "garbage".to_owned(),
+        String::new(),
+        "A".repeat(5000),
+    ] {
+        s.post_json("/auth/verify-link", &json!({ "token": bad }))
+            .await
+            .assert_problem(400);
+    }
+    s.post_json("/auth/verify-link", &json!({ "link": new }))
+        .await
+        .assert_problem(422);
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/verify-link"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+        )
+        .await;
+    r.assert_problem(415);
+    let r = s.send(s.http.get(s.url("/auth/verify-link"))).await;
+    r.assert_problem(405);
+    assert_eq!(r.header("allow"), Some("POST"));
+
+    // Wrong codes lock the address out for the link as well.
+    let victim = "locked@example.com";
+    s.request_otp(victim).await;
+    let token = link_token(&s.mailer.last_link(victim).unwrap());
+    let code = s.mailer.last_code(victim).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        s.verify_otp(victim, wrong).await.assert_problem(400);
+    }
+    let r = s
+        .post_json("/auth/verify-link", &json!({ "token": token }))
+        .await;
+    r.assert_problem(429);
+    assert!(r.header("retry-after").is_some());
+}
+
+/// The login mail's language follows `Accept-Language`, then the configured default.
+pub async fn localized_mail(t: Target) {
+    let s = start(t).await;
+    let request = |email: &'static str, lang: Option<&'static str>| {
+        let mut r = s
+            .http
+            .post(s.url("/auth/request-otp"))
+            .json(&json!({ "email": email }));
+        if let Some(l) = lang {
+            r = r.header("accept-language", l);
+        }
+        s.send(r)
+    };
+    assert_eq!(request("en@example.com", None).await.status, 200);
+    let (subject, text, _) = s.mailer.last_mail("en@example.com").unwrap();
+    assert!(subject.contains("login code"), "{subject}");
+    assert!(text.contains("minutes"), "{text}");
+
+    let r = request("de@example.com", Some("de-CH, de;q=0.9, en;q=0.5")).await;
+    assert_eq!(r.status, 200);
+    let (subject, text, html) = s.mailer.last_mail("de@example.com").unwrap();
+    let code = s.mailer.last_code("de@example.com").unwrap();
+    assert!(subject.contains("Anmeldecode"), "{subject}");
+    assert!(subject.contains(&code));
+    assert!(text.contains("Minuten") && text.contains(&code), "{text}");
+    assert!(html.contains("Minuten") && html.contains(&code));
+
+    assert_eq!(
+        request("fr@example.com", Some("fr-FR, fr;q=0.9"))
+            .await
+            .status,
+        200
+    );
+    let (subject, _, _) = s.mailer.last_mail("fr@example.com").unwrap();
+    assert!(subject.contains("login code"), "no French set: the default");
+
+    let s = TestServer::start(
+        t,
+        Config {
+            mail_default_language: "de".into(),
+            ..test_config()
+        },
+    )
+    .await;
+    s.request_otp("default@example.com").await;
+    let (subject, _, _) = s.mailer.last_mail("default@example.com").unwrap();
+    assert!(subject.contains("Anmeldecode"), "{subject}");
+}
+
+/// Asymmetric keys: tokens carry the key's thumbprint as `kid` and verify from the JWKS
+/// alone; the HMAC secret never appears there.
+pub async fn jwks(t: Target) {
+    let s = start(t).await;
+    let r = s.send(s.http.get(s.url("/auth/jwks.json"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"keys": []}));
+
+    for (alg, file) in [
+        (JwtAlgorithm::ES256, "ec-a.pem"),
+        (JwtAlgorithm::EdDSA, "ed25519-a.pem"),
+        (JwtAlgorithm::RS256, "rsa-a.pem"),
+    ] {
+        let s = TestServer::start(
+            t,
+            Config {
+                jwt_algorithm: alg,
+                jwt_secret: None,
+                code_secret: Some(TEST_SECRET.into()),
+                jwt_private_key_file: Some(crate::test_key(file)),
+                ..test_config()
+            },
+        )
+        .await;
+        let session = s.login("keys@example.com").await;
+        let r = s.send(s.http.get(s.url("/auth/jwks.json"))).await;
+        assert_eq!(r.status, 200);
+        assert!(r.header("cache-control").unwrap().contains("max-age"));
+        let jwks = r.json();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{jwks}");
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(
+                keys[0].get(private).is_none(),
+                "{alg:?} publishes {private}"
+            );
+        }
+        let header = jsonwebtoken::decode_header(&session.access).unwrap();
+        assert_eq!(header.kid.as_deref(), keys[0]["kid"].as_str(), "{alg:?}");
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(keys[0].clone()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(&session.access, &key, &v)
+            .unwrap()
+            .claims;
+        assert_eq!(claims.email, "keys@example.com");
+        assert_eq!(s.protected(Some(&session.access)).await.status, 200);
+        let r = s.refresh(Some(&session.refresh)).await;
+        assert_eq!(r.status, 200, "{alg:?}: {}", r.text());
+    }
+}
+
+/// The `otp_*` metrics count what happened, with no address or token in them.
+pub async fn metrics(t: Target) {
+    let s = start(t).await;
+    let email = "metrics@example.com";
+    s.request_otp(email).await;
+    let code = s.mailer.last_code(email).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    s.verify_otp(email, wrong).await.assert_problem(400);
+    let r = s.verify_otp(email, &code).await;
+    assert_eq!(r.status, 200);
+    let refresh = r.refresh_cookie().unwrap();
+    let r = s.refresh(Some(&refresh)).await;
+    assert_eq!(r.status, 200);
+    s.refresh(Some(&refresh)).await.assert_problem(401);
+    s.send(s.http.post(s.url("/auth/logout"))).await;
+    for _ in 0..5 {
+        s.request_otp(email).await;
+    }
+    s.mailer.fail_next(MailError::Permanent("550".into()));
+    s.request_otp("bounce@example.com")
+        .await
+        .assert_problem(502);
+
+    let m = |name: &'static str, labels: &'static str| s.metric(name, labels);
+    assert_eq!(m("otp_codes_requested_total", "").await, 7.0);
+    assert_eq!(m("otp_mails_sent_total", "").await, 5.0);
+    assert_eq!(
+        m("otp_mails_failed_total", "reason=\"rejected\"").await,
+        1.0
+    );
+    assert_eq!(
+        m(
+            "otp_verifications_total",
+            "method=\"code\",outcome=\"mismatch\""
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        m(
+            "otp_verifications_total",
+            "method=\"code\",outcome=\"success\""
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(m("otp_rate_limited_total", "scope=\"address\"").await, 1.0);
+    assert_eq!(m("otp_refreshes_total", "outcome=\"success\"").await, 1.0);
+    assert_eq!(m("otp_refreshes_total", "outcome=\"reused\"").await, 1.0);
+    assert_eq!(m("otp_refresh_reuse_detected_total", "").await, 1.0);
+    assert_eq!(m("otp_logouts_total", "scope=\"session\"").await, 1.0);
+    assert_eq!(
+        m(
+            "otp_request_duration_seconds_count",
+            "endpoint=\"verify_otp\",status=\"200\""
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        m(
+            "otp_request_duration_seconds_count",
+            "endpoint=\"request_otp\",status=\"429\""
+        )
+        .await,
+        1.0
+    );
+    let text = s.send(s.http.get(s.url("/metrics"))).await.text();
+    assert!(
+        text.contains("otp_request_duration_seconds_bucket{"),
+        "a histogram"
+    );
+    for leak in ["example.com", "metrics@", code.as_str(), refresh.as_str()] {
+        assert!(!text.contains(leak), "/metrics shows {leak}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("otp_"), "{line}");
+    }
 }

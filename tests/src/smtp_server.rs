@@ -101,6 +101,23 @@ impl SmtpServer {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Subject, plain text and HTML of the last message to `to` (any spelling), decoded.
+    pub fn last_mail(&self, to: &str) -> Option<(String, String, String)> {
+        let to = otp_core::Email::parse(to).ok()?;
+        let to = to.as_str();
+        let msgs = self.received();
+        let m = msgs.iter().rev().find(|m| m.to.iter().any(|t| t == to))?;
+        let parsed = mail_parser::MessageParser::default().parse(&m.data)?;
+        Some((
+            parsed.subject().unwrap_or_default().to_owned(),
+            parsed.body_text(0)?.into_owned(),
+            parsed
+                .body_html(0)
+                .map(|h| h.into_owned())
+                .unwrap_or_default(),
+        ))
+    }
+
     /// The code in the plain-text part of the last message to `to` (any spelling).
     pub fn last_code(&self, to: &str) -> Option<String> {
         let to = otp_core::Email::parse(to).ok()?;

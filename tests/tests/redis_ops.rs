@@ -49,6 +49,7 @@ fn client() -> ClientInfo {
     ClientInfo {
         ip: Some("198.51.100.20".parse().unwrap()),
         user_agent: Some("ops-test".into()),
+        accept_language: None,
     }
 }
 

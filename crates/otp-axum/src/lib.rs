@@ -43,37 +43,32 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{
     ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
 };
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
+use axum::http::header::{
+    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use otp_core::{ApiResponse, Endpoint, Error, OtpAuth, RequestHeaders};
+use axum::routing::any;
+use otp_core::{ApiResponse, Endpoint, Error, OtpAuth, RequestHeaders, Route};
 
-/// The login endpoints of the contract (`/request-otp`, `/verify-otp`, `/refresh`,
-/// `/logout`, `/logout-all`), to be nested where you want them (the examples use `/auth`).
+/// The endpoints of the contract, to be nested where you want them (the examples use
+/// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
+/// `/logout-all`, `/logout-others`; `GET /sessions`, `DELETE /sessions/{id}`;
+/// `GET /magic` (the sign-in link's page) and `GET /jwks.json`.
 ///
-/// Unknown paths under it answer 404 and other methods 405, both as problem+json. Serve the
-/// app with `into_make_service_with_connect_info::<SocketAddr>()`: the per-IP limit needs
-/// the peer address, and `/request-otp` refuses to run without it.
+/// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
+/// problem+json. Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// the per-IP limit needs the peer address, and `/request-otp` refuses to run without it.
 pub fn router<S>(auth: OtpAuth) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     let mut r = Router::new();
     for endpoint in Endpoint::ALL {
-        r = r.route(
-            endpoint.path(),
-            post(move |state: State<OtpAuth>, req: Request| serve(state, endpoint, req)),
-        );
+        r = r.route(endpoint.path(), any(serve));
     }
     r.fallback(|| async { render(ApiResponse::error(&Error::NotFound)) })
-        .method_not_allowed_fallback(|| async {
-            let mut resp = render(ApiResponse::error(&Error::MethodNotAllowed));
-            resp.headers_mut()
-                .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
-            resp
-        })
         .with_state(auth)
 }
 
@@ -81,8 +76,13 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) -> Response {
+async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    // Nested routers see the path without the mount point.
+    let route = match Route::resolve(parts.method.as_str(), parts.uri.path()) {
+        Ok(route) => route,
+        Err(refused) => return render(refused),
+    };
     // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
     let peer = parts
         .extensions
@@ -109,9 +109,10 @@ async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) ->
         origin: header(h, ORIGIN),
         user_agent: header(h, USER_AGENT),
         forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
+        accept_language: header(h, ACCEPT_LANGUAGE),
     };
     if let Err(refused) = auth.precheck(
-        endpoint,
+        route.endpoint,
         &headers,
         peer,
         "serve the app with into_make_service_with_connect_info::<SocketAddr>()",
@@ -123,7 +124,10 @@ async fn serve(State(auth): State<OtpAuth>, endpoint: Endpoint, req: Request) ->
         // Over the limit while streaming (or the client went away: then nobody reads this).
         return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
     };
-    render(auth.handle_parts(endpoint, &headers, &bytes, peer).await)
+    render(
+        auth.handle_parts(route, &headers, parts.uri.query(), &bytes, peer)
+            .await,
+    )
 }
 
 /// Writes a framework-free response as an axum one.

@@ -18,14 +18,17 @@ use crate::email::Email;
 use crate::error::{Error, TokenRejection};
 use crate::glob::glob_match;
 use crate::http::CookieSpec;
+use crate::link::{LinkError, LinkSealer, link_url};
 use crate::mailer::{Mailer, Message};
 use crate::memory::MemoryStore;
+use crate::metrics;
 use crate::store::{
     AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
+    RevokedAccess, RotateOutcome, SessionInfo, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    new_session_id, session_subject_key,
 };
-use crate::template::{TemplateValues, Templates};
-use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
+use crate::template::{MailTemplates, TemplateValues, Templates};
+use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType, now_secs};
 
 /// Application policy around logins, all optional.
 ///
@@ -76,6 +79,8 @@ pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header, if any.
     pub user_agent: Option<String>,
+    /// The `Accept-Language` header, if any: it chooses the language of the login mail.
+    pub accept_language: Option<String>,
 }
 
 /// The tokens issued at login and at each refresh.
@@ -130,7 +135,8 @@ struct Inner {
     blacklist: Arc<dyn TokenBlacklist>,
     mailer: Arc<dyn Mailer>,
     hooks: Arc<dyn Hooks>,
-    templates: Templates,
+    templates: MailTemplates,
+    link: LinkSealer,
     trusted_proxies: Vec<IpNet>,
     cookie: CookieSpec,
     /// Smoothed mail delivery time in microseconds, to pace answers for refused addresses.
@@ -157,7 +163,7 @@ pub struct OtpAuthBuilder {
     blacklist: Option<Arc<dyn TokenBlacklist>>,
     mailer: Option<Arc<dyn Mailer>>,
     hooks: Option<Arc<dyn Hooks>>,
-    templates: Templates,
+    templates: MailTemplates,
 }
 
 impl OtpAuthBuilder {
@@ -196,8 +202,15 @@ impl OtpAuthBuilder {
         self
     }
 
-    /// Mail templates (defaults: [`Templates::default`]).
+    /// Replaces the English mail templates (the built-in default: [`Templates::default`]).
     pub fn templates(mut self, templates: Templates) -> Self {
+        self.templates = self.templates.with_language("en", templates);
+        self
+    }
+
+    /// The mail templates of every language (default: [`MailTemplates::builtin`], English
+    /// and German). `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` must name one of them.
+    pub fn mail_templates(mut self, templates: MailTemplates) -> Self {
         self.templates = templates;
         self
     }
@@ -207,21 +220,20 @@ impl OtpAuthBuilder {
     pub fn build(self) -> Result<OtpAuth, Error> {
         let config = self.config;
         config.validate()?;
-        let jwt_secret = config
-            .jwt_secret
-            .as_ref()
-            .ok_or_else(|| Error::Config("OTP_AUTH_JWT_SECRET is not set".to_owned()))?;
-        let code_secret = match &config.code_secret {
-            Some(s) => s.expose_secret().as_bytes().to_vec(),
-            None => derive_code_secret(jwt_secret.expose_secret().as_bytes()),
+        let code_secret = match (&config.code_secret, &config.jwt_secret) {
+            (Some(s), _) => s.expose_secret().as_bytes().to_vec(),
+            (None, Some(jwt)) => derive_code_secret(jwt.expose_secret().as_bytes()),
+            (None, None) => {
+                return Err(Error::Config(
+                    "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set"
+                        .to_owned(),
+                ));
+            }
         };
-        let codec = TokenCodec::hmac(
-            config.jwt_algorithm,
-            jwt_secret.expose_secret().as_bytes(),
-            config.jwt_issuer.clone().filter(|s| !s.is_empty()),
-            config.jwt_audience.clone().filter(|s| !s.is_empty()),
-            config.jwt_leeway_seconds,
-        )?;
+        let codec = TokenCodec::from_config(&config)?;
+        let templates = self
+            .templates
+            .with_default_language(&config.mail_default_language)?;
         let mailer = self
             .mailer
             .ok_or_else(|| Error::Config("no mailer given to OtpAuth::builder".to_owned()))?;
@@ -271,7 +283,8 @@ impl OtpAuthBuilder {
                 blacklist,
                 mailer,
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(DefaultHooks)),
-                templates: self.templates,
+                templates,
+                link: LinkSealer::new(&code_secret),
                 mail_latency_us: AtomicU64::new(0),
                 config,
             }),
@@ -303,7 +316,7 @@ impl OtpAuth {
             blacklist: None,
             mailer: None,
             hooks: None,
-            templates: Templates::default(),
+            templates: MailTemplates::default(),
         }
     }
 
@@ -343,6 +356,7 @@ impl OtpAuth {
     pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
         let i = &*self.inner;
         let email = Self::parse_email(email)?;
+        metrics::code_requested();
         let address = i.hasher.address_key(&email);
         let allowed = i.hooks.allow(&email).await?;
         let magic = allowed && self.magic_applies(&email);
@@ -371,14 +385,17 @@ impl OtpAuth {
         match outcome {
             IssueOutcome::Issued => {}
             IssueOutcome::AddressLimited { retry_after } => {
+                metrics::rate_limited("address");
                 tracing::info!(address = %address, "code request refused: address limit");
                 return Err(Error::RateLimited { retry_after });
             }
             IssueOutcome::IpLimited { retry_after } => {
+                metrics::rate_limited("ip");
                 tracing::info!(ip = ?client.ip, "code request refused: IP limit");
                 return Err(Error::RateLimited { retry_after });
             }
             IssueOutcome::LockedOut { retry_after } => {
+                metrics::rate_limited("lockout");
                 tracing::info!(address = %address, "code request refused: locked out");
                 return Err(Error::LockedOut { retry_after });
             }
@@ -395,11 +412,18 @@ impl OtpAuth {
             );
             return Ok(());
         }
-        let rendered = i.templates.render(&TemplateValues {
+        let link = i
+            .config
+            .public_url
+            .as_deref()
+            .map(|url| link_url(url, &i.link.seal(&email, &code, now_secs())));
+        let (_, templates) = i.templates.select(client.accept_language.as_deref());
+        let rendered = templates.render(&TemplateValues {
             code: code.expose(),
             minutes: i.config.otp_expiry_seconds.div_ceil(60),
             app_name: &i.config.mail_from_name,
             email: email.as_str(),
+            link: link.as_deref(),
         });
         let message = Message {
             to: email,
@@ -411,11 +435,16 @@ impl OtpAuth {
         let started = Instant::now();
         match i.mailer.send(&message).await {
             Ok(()) => {
+                metrics::mail_sent();
                 self.record_mail_latency(started.elapsed());
                 tracing::info!(address = %address, "login code sent");
                 Ok(())
             }
             Err(e) => {
+                metrics::mail_failed(match e {
+                    crate::mailer::MailError::Permanent(_) => "rejected",
+                    _ => "unavailable",
+                });
                 tracing::warn!(address = %address, error = %e, "login code could not be sent");
                 // A code whose mail never left must not stay usable.
                 if let Err(se) = i.store.discard(&address, &code_mac).await {
@@ -464,32 +493,83 @@ impl OtpAuth {
                 i.config.otp_length
             ))
         })?;
+        self.verify_pending(&email, &code, client, "code").await
+    }
+
+    /// Signs in with the token of a sign-in link: the code it carries is checked exactly
+    /// like [`OtpAuth::verify_code`] (same attempts and lockout; either way spends both).
+    /// A forged, altered or expired token, or one whose code is no longer pending, gives
+    /// [`Error::InvalidLink`] (400).
+    pub async fn verify_link(&self, token: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        let opened = i.link.open(
+            token,
+            now_secs(),
+            i.config.otp_expiry_seconds,
+            i.config.otp_length,
+        );
+        let (email, code) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                metrics::verification(
+                    "link",
+                    match e {
+                        LinkError::Expired => "expired_link",
+                        LinkError::Invalid => "invalid_link",
+                    },
+                );
+                tracing::info!(error = %e, "sign-in link refused");
+                return Err(Error::InvalidLink);
+            }
+        };
+        match self.verify_pending(&email, &code, client, "link").await {
+            Err(Error::InvalidCode) => Err(Error::InvalidLink),
+            other => other,
+        }
+    }
+
+    async fn verify_pending(
+        &self,
+        email: &Email,
+        code: &Code,
+        client: &ClientInfo,
+        method: &'static str,
+    ) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        let email = email.clone();
         let address = i.hasher.address_key(&email);
         let outcome = i
             .store
             .verify(&VerifyRequest {
                 address: address.clone(),
-                code_mac: i.hasher.code_mac(&email, &code),
+                code_mac: i.hasher.code_mac(&email, code),
                 limits: i.limits,
             })
             .await?;
         match outcome {
             VerifyOutcome::Verified => {}
             VerifyOutcome::NoCode => {
+                metrics::verification(method, "no_code");
                 tracing::info!(address = %address, "verification failed: no pending code");
                 return Err(Error::InvalidCode);
             }
             VerifyOutcome::Mismatch { attempts_left } => {
+                metrics::verification(method, "mismatch");
+                if attempts_left == 0 {
+                    metrics::lockout();
+                }
                 tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
                 return Err(Error::InvalidCode);
             }
             VerifyOutcome::LockedOut { retry_after } => {
+                metrics::verification(method, "locked_out");
                 tracing::info!(address = %address, "verification refused: locked out");
                 return Err(Error::LockedOut { retry_after });
             }
         }
         // The policy may have changed since the code was sent.
         if !i.hooks.allow(&email).await? {
+            metrics::verification(method, "refused");
             tracing::info!(address = %address, "verification refused by the allow hook");
             return Err(Error::InvalidCode);
         }
@@ -516,6 +596,7 @@ impl OtpAuth {
                 ip: client.ip.map(|ip| ip.to_string()),
             })
             .await?;
+        metrics::verification(method, "success");
         tracing::info!(address = %address, "login verified, session opened");
         Ok(pair.0)
     }
@@ -563,6 +644,17 @@ impl OtpAuth {
     /// Exchanges a refresh token for a new pair, spending it (rotation). A spent token
     /// presented again revokes its whole session.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+        let result = self.refresh_inner(refresh_token).await;
+        match &result {
+            Ok(_) => metrics::refresh("success"),
+            Err(Error::Unauthorized(TokenRejection::Reused)) => metrics::refresh("reused"),
+            Err(Error::Unauthorized(_)) => metrics::refresh("rejected"),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn refresh_inner(&self, refresh_token: &str) -> Result<TokenPair, Error> {
         let i = &*self.inner;
         let claims = i
             .codec
@@ -627,6 +719,7 @@ impl OtpAuth {
         if revocation != Revocation::default() {
             i.blacklist.revoke(&revocation).await?;
         }
+        metrics::logout("session");
         Ok(())
     }
 
@@ -638,8 +731,77 @@ impl OtpAuth {
             .blacklist
             .revoke_all(&self.inner.hasher.subject_key(&user.subject))
             .await?;
+        metrics::logout("all");
         tracing::info!(sessions = n, "logged out everywhere");
         Ok(n)
+    }
+
+    /// The live sessions of the user of `access_token`, with that user.
+    pub async fn sessions(
+        &self,
+        access_token: &str,
+    ) -> Result<(CurrentUser, Vec<SessionInfo>), Error> {
+        let user = self.authenticate(access_token).await?;
+        let sessions = self
+            .inner
+            .blacklist
+            .list_sessions(&self.inner.hasher.subject_key(&user.subject))
+            .await?;
+        Ok((user, sessions))
+    }
+
+    /// Ends one session of the user of `access_token`. A session that is not one of the
+    /// user's live sessions is [`Error::NotFound`] (404), whoever it belongs to. Returns
+    /// whether it was the token's own session.
+    pub async fn revoke_session(&self, access_token: &str, sid: &str) -> Result<bool, Error> {
+        let user = self.authenticate(access_token).await?;
+        let subject_key = self.inner.hasher.subject_key(&user.subject);
+        if session_subject_key(sid) != subject_key {
+            return Err(Error::NotFound);
+        }
+        let live = self.inner.blacklist.list_sessions(&subject_key).await?;
+        if !live.iter().any(|s| s.sid == sid) {
+            return Err(Error::NotFound);
+        }
+        self.inner
+            .blacklist
+            .revoke(&Revocation {
+                access: None,
+                sessions: vec![sid.to_owned()],
+            })
+            .await?;
+        metrics::logout("one");
+        tracing::info!("session ended by its user");
+        Ok(sid == user.session_id)
+    }
+
+    /// Ends every session of the user of `access_token` except its own; returns how many.
+    pub async fn logout_others(&self, access_token: &str) -> Result<u32, Error> {
+        let (user, sessions) = self.sessions(access_token).await?;
+        let others: Vec<String> = sessions
+            .into_iter()
+            .map(|s| s.sid)
+            .filter(|sid| *sid != user.session_id)
+            .collect();
+        let n = others.len() as u32;
+        if n > 0 {
+            self.inner
+                .blacklist
+                .revoke(&Revocation {
+                    access: None,
+                    sessions: others,
+                })
+                .await?;
+        }
+        metrics::logout("others");
+        tracing::info!(sessions = n, "logged out other sessions");
+        Ok(n)
+    }
+
+    /// The JSON Web Key Set of the public keys that verify access tokens (`{"keys": []}`
+    /// for the HMAC algorithms: a shared secret is never published).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.inner.codec.jwks()
     }
 
     /// Checks an access token: signature, algorithm, type, expiry, issuer/audience, and

@@ -38,6 +38,7 @@ fn client() -> ClientInfo {
     ClientInfo {
         ip: Some("198.51.100.4".parse().unwrap()),
         user_agent: Some("test-agent".into()),
+        accept_language: None,
     }
 }
 

@@ -59,6 +59,10 @@ pub enum Error {
     /// No code is pending for the address, or it expired, was used, or is wrong (400).
     #[error("invalid or expired code")]
     InvalidCode,
+    /// A sign-in link's token is malformed, forged or expired, or its code is no longer
+    /// pending (400).
+    #[error("invalid or expired sign-in link")]
+    InvalidLink,
     /// Authentication failed (401, with `WWW-Authenticate: Bearer`).
     #[error("unauthorized: {0:?}")]
     Unauthorized(TokenRejection),
@@ -124,7 +128,7 @@ impl Error {
             Error::UnsupportedMediaType => 415,
             Error::PayloadTooLarge { .. } => 413,
             Error::RateLimited { .. } | Error::LockedOut { .. } => 429,
-            Error::InvalidCode => 400,
+            Error::InvalidCode | Error::InvalidLink => 400,
             Error::Unauthorized(_) => 401,
             Error::ForbiddenOrigin => 403,
             Error::NotFound => 404,
@@ -168,6 +172,11 @@ impl Error {
             Error::InvalidCode => (
                 "Bad Request",
                 "Invalid or expired OTP. Request a new code if needed.".to_owned(),
+            ),
+            Error::InvalidLink => (
+                "Bad Request",
+                "Invalid, expired or already used sign-in link. Request a new code if needed."
+                    .to_owned(),
             ),
             Error::Unauthorized(reason) => (
                 "Unauthorized",
@@ -270,6 +279,7 @@ mod tests {
                 retry_after: Duration::from_secs(3),
             },
             Error::InvalidCode,
+            Error::InvalidLink,
             Error::Unauthorized(TokenRejection::Missing),
             Error::ForbiddenOrigin,
             Error::NotFound,

@@ -63,6 +63,83 @@ pub const MSG_OTP_SENT: &str = "OTP sent successfully";
 pub const MSG_OTP_VERIFIED: &str = "OTP verified successfully!";
 /// The message of a successful `/logout` and `/logout-all`.
 pub const MSG_LOGGED_OUT: &str = "Successfully logged out";
+/// The message of a successful `/logout-others`.
+pub const MSG_OTHERS_LOGGED_OUT: &str = "Other sessions logged out";
+/// The message of a successful `DELETE /sessions/{id}`.
+pub const MSG_SESSION_REVOKED: &str = "Session revoked";
+
+/// Body of `POST /verify-link`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyLinkBody {
+    /// The `token` of the sign-in link.
+    pub token: String,
+}
+
+/// The answer of `/logout-others`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogoutOthersResponse {
+    /// `"Other sessions logged out"`.
+    pub message: String,
+    /// How many sessions were ended.
+    pub revoked: u32,
+}
+
+/// One session in the answer of `GET /sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionView {
+    /// The session id (for `DELETE /sessions/{id}`).
+    pub id: String,
+    /// Whether this is the session of the access token that asked.
+    pub current: bool,
+    /// Login time, seconds since the epoch.
+    pub created_at: u64,
+    /// Last refresh, seconds since the epoch (the login time before any refresh).
+    pub last_refreshed_at: u64,
+    /// When the session ends unless refreshed, seconds since the epoch.
+    pub expires_at: u64,
+    /// The user agent seen at login.
+    pub user_agent: Option<String>,
+    /// The client IP seen at login.
+    pub ip: Option<String>,
+}
+
+/// The answer of `GET /sessions`: the current session first, then the most recently
+/// refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionsResponse {
+    /// The user's live sessions.
+    pub sessions: Vec<SessionView>,
+}
+
+impl SessionsResponse {
+    /// Orders and shapes `sessions`, marking `current_sid`.
+    pub fn new(sessions: Vec<crate::store::SessionInfo>, current_sid: &str) -> SessionsResponse {
+        let mut sessions: Vec<SessionView> = sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.sid == current_sid,
+                id: s.sid,
+                created_at: s.created_at,
+                last_refreshed_at: s.refreshed_at,
+                expires_at: s.expires_at,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect();
+        sessions.sort_by(|a, b| {
+            b.current
+                .cmp(&a.current)
+                .then(b.last_refreshed_at.cmp(&a.last_refreshed_at))
+                .then(b.created_at.cmp(&a.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+        SessionsResponse { sessions }
+    }
+}
 
 /// The refresh cookie: name and attributes, shared by setting and clearing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,19 +261,59 @@ pub enum Endpoint {
     Logout,
     /// `POST /logout-all`
     LogoutAll,
+    /// `POST /logout-others`: ends every session of the user but the current one.
+    LogoutOthers,
+    /// `GET /sessions`: the user's live sessions.
+    Sessions,
+    /// `DELETE /sessions/{id}`: ends one of the user's sessions.
+    RevokeSession,
+    /// `GET /magic?token=…`: the sign-in link's confirmation page (changes nothing).
+    MagicPage,
+    /// `POST /verify-link`: signs in with a sign-in link's token, like `/verify-otp`.
+    VerifyLink,
+    /// `GET /jwks.json`: the public keys that verify access tokens.
+    Jwks,
+}
+
+/// HTTP methods the endpoints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET` (and `HEAD`).
+    Get,
+    /// `POST`.
+    Post,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::RequestOtp,
         Endpoint::VerifyOtp,
         Endpoint::Refresh,
         Endpoint::Logout,
         Endpoint::LogoutAll,
+        Endpoint::LogoutOthers,
+        Endpoint::Sessions,
+        Endpoint::RevokeSession,
+        Endpoint::MagicPage,
+        Endpoint::VerifyLink,
+        Endpoint::Jwks,
     ];
 
-    /// The path under the mount point.
+    /// The path pattern under the mount point.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::RequestOtp => "/request-otp",
@@ -204,6 +321,92 @@ impl Endpoint {
             Endpoint::Refresh => "/refresh",
             Endpoint::Logout => "/logout",
             Endpoint::LogoutAll => "/logout-all",
+            Endpoint::LogoutOthers => "/logout-others",
+            Endpoint::Sessions => "/sessions",
+            Endpoint::RevokeSession => "/sessions/{id}",
+            Endpoint::MagicPage => "/magic",
+            Endpoint::VerifyLink => "/verify-link",
+            Endpoint::Jwks => "/jwks.json",
+        }
+    }
+
+    /// The method the endpoint answers.
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Sessions | Endpoint::MagicPage | Endpoint::Jwks => Method::Get,
+            Endpoint::RevokeSession => Method::Delete,
+            _ => Method::Post,
+        }
+    }
+
+    /// A short name for logs and metric labels (`request_otp`, `jwks`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::RequestOtp => "request_otp",
+            Endpoint::VerifyOtp => "verify_otp",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Logout => "logout",
+            Endpoint::LogoutAll => "logout_all",
+            Endpoint::LogoutOthers => "logout_others",
+            Endpoint::Sessions => "sessions",
+            Endpoint::RevokeSession => "revoke_session",
+            Endpoint::MagicPage => "magic_page",
+            Endpoint::VerifyLink => "verify_link",
+            Endpoint::Jwks => "jwks",
+        }
+    }
+}
+
+/// A request matched to an endpoint, with its path parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The `{id}` of `/sessions/{id}`.
+    pub session_id: Option<&'a str>,
+}
+
+impl<'a> Route<'a> {
+    /// Matches a method and a path under the mount point. An unknown path is a 404 and a
+    /// known path with another method a 405 with `Allow`, both as problem+json. `HEAD` is
+    /// answered like `GET`.
+    pub fn resolve(method: &str, path: &'a str) -> Result<Route<'a>, ApiResponse> {
+        let (candidates, session_id): (&[Endpoint], _) = match path {
+            "/sessions" => (&[Endpoint::Sessions], None),
+            p => match p.strip_prefix("/sessions/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => {
+                    (&[Endpoint::RevokeSession], Some(id))
+                }
+                _ => match Endpoint::ALL.iter().position(|e| e.path() == p) {
+                    Some(i) => (&Endpoint::ALL[i..=i], None),
+                    None => return Err(ApiResponse::error(&Error::NotFound)),
+                },
+            },
+        };
+        let wanted = if method.eq_ignore_ascii_case("HEAD") {
+            "GET"
+        } else {
+            method
+        };
+        match candidates
+            .iter()
+            .find(|e| e.method().as_str().eq_ignore_ascii_case(wanted))
+        {
+            Some(&endpoint) => Ok(Route {
+                endpoint,
+                session_id,
+            }),
+            None => {
+                let allow = candidates
+                    .iter()
+                    .map(|e| match e.method() {
+                        Method::Get => "GET, HEAD",
+                        m => m.as_str(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(ApiResponse::error(&Error::MethodNotAllowed).with_header("allow", allow))
+            }
         }
     }
 }
@@ -223,6 +426,10 @@ pub struct ApiRequest<'a> {
     pub origin: Option<&'a str>,
     /// The client, with its IP resolved by [`OtpAuth::client_ip`].
     pub client: ClientInfo,
+    /// The `{id}` of `DELETE /sessions/{id}`.
+    pub session_id: Option<&'a str>,
+    /// The query string (without `?`), read by `GET /magic`.
+    pub query: Option<&'a str>,
 }
 
 /// The header values the endpoints read, as an adapter collects them from its framework.
@@ -242,6 +449,8 @@ pub struct RequestHeaders<'a> {
     pub user_agent: Option<&'a str>,
     /// Every `X-Forwarded-For` header, in order.
     pub forwarded_for: Vec<&'a str>,
+    /// `Accept-Language`.
+    pub accept_language: Option<&'a str>,
 }
 
 /// A response ready to be written by an adapter.
@@ -378,12 +587,13 @@ impl OtpAuth {
         Ok(())
     }
 
-    /// Serves one endpoint from its headers, body and socket peer: client IP resolution,
-    /// the refresh cookie, then [`OtpAuth::handle`].
+    /// Serves one request from its route, headers, query, body and socket peer: client IP
+    /// resolution, the refresh cookie, then [`OtpAuth::handle`].
     pub async fn handle_parts(
         &self,
-        endpoint: Endpoint,
+        route: Route<'_>,
         headers: &RequestHeaders<'_>,
+        query: Option<&str>,
         body: &[u8],
         peer: Option<IpAddr>,
     ) -> ApiResponse {
@@ -397,23 +607,29 @@ impl OtpAuth {
             client: ClientInfo {
                 ip: self.client_ip(peer, forwarded_for.as_deref()),
                 user_agent: headers.user_agent.map(str::to_owned),
+                accept_language: headers.accept_language.map(str::to_owned),
             },
+            session_id: route.session_id,
+            query,
         };
-        self.handle(endpoint, api).await
+        self.handle(route.endpoint, api).await
     }
 
     /// Serves one endpoint of the contract from plain request parts.
     pub async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
+        let started = std::time::Instant::now();
         let cookie = self.cookie();
         let result = self.dispatch(endpoint, &req).await;
-        match (endpoint, result) {
+        let resp = match (endpoint, result) {
             (_, Ok(resp)) => resp,
             // A refresh cookie that no longer works is of no use to the browser.
             (Endpoint::Refresh, Err(e @ Error::Unauthorized(_))) => {
                 ApiResponse::error(&e).with_header("set-cookie", cookie.clear())
             }
             (_, Err(e)) => ApiResponse::error(&e),
-        }
+        };
+        crate::metrics::request_done(endpoint, resp.status, started.elapsed());
+        resp
     }
 
     fn check_origin(&self, origin: Option<&str>) -> Result<(), Error> {
@@ -433,7 +649,11 @@ impl OtpAuth {
         endpoint: Endpoint,
         req: &ApiRequest<'_>,
     ) -> Result<ApiResponse, Error> {
-        self.check_origin(req.origin)?;
+        // Reading the keys or the confirmation page changes nothing, and other services
+        // fetch the keys from anywhere.
+        if endpoint.method() != Method::Get {
+            self.check_origin(req.origin)?;
+        }
         let limit = self.config().body_limit_bytes;
         if req.body.len() > limit {
             return Err(Error::PayloadTooLarge { limit });
@@ -452,6 +672,17 @@ impl OtpAuth {
                     .await?;
                 Ok(token_response(&pair, Some(MSG_OTP_VERIFIED), cookie))
             }
+            Endpoint::VerifyLink => {
+                let body: VerifyLinkBody = parse_json(req.content_type, req.body, limit)?;
+                let pair = self.verify_link(&body.token, &req.client).await?;
+                Ok(token_response(&pair, Some(MSG_OTP_VERIFIED), cookie))
+            }
+            Endpoint::MagicPage => Ok(self.magic_page(req.query)),
+            Endpoint::Jwks => {
+                let mut resp = ApiResponse::json(&self.jwks());
+                resp.headers = vec![("cache-control", "public, max-age=300".to_owned())];
+                Ok(resp)
+            }
             Endpoint::Refresh => {
                 let token = req
                     .refresh_cookie
@@ -469,6 +700,57 @@ impl OtpAuth {
                 self.logout_all(token).await?;
                 Ok(ApiResponse::message(MSG_LOGGED_OUT).with_header("set-cookie", cookie.clear()))
             }
+            Endpoint::LogoutOthers => {
+                let token = bearer_token(req.authorization)?;
+                let revoked = self.logout_others(token).await?;
+                Ok(ApiResponse::json(&LogoutOthersResponse {
+                    message: MSG_OTHERS_LOGGED_OUT.to_owned(),
+                    revoked,
+                }))
+            }
+            Endpoint::Sessions => {
+                let token = bearer_token(req.authorization)?;
+                let (user, sessions) = self.sessions(token).await?;
+                Ok(ApiResponse::json(&SessionsResponse::new(
+                    sessions,
+                    &user.session_id,
+                )))
+            }
+            Endpoint::RevokeSession => {
+                let token = bearer_token(req.authorization)?;
+                let sid = req.session_id.ok_or(Error::NotFound)?;
+                let was_current = self.revoke_session(token, sid).await?;
+                let resp = ApiResponse::message(MSG_SESSION_REVOKED);
+                // Ending the session this browser is in also ends its refresh cookie.
+                Ok(if was_current {
+                    resp.with_header("set-cookie", cookie.clear())
+                } else {
+                    resp
+                })
+            }
+        }
+    }
+
+    fn magic_page(&self, query: Option<&str>) -> ApiResponse {
+        let token = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("token="))
+            .unwrap_or("");
+        ApiResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: vec![
+                ("cache-control", "no-store".to_owned()),
+                (
+                    "content-security-policy",
+                    crate::link::confirmation_page_csp().to_owned(),
+                ),
+                ("referrer-policy", "no-referrer".to_owned()),
+                ("x-frame-options", "DENY".to_owned()),
+                ("x-content-type-options", "nosniff".to_owned()),
+            ],
+            body: crate::link::confirmation_page(token, &self.config().mail_from_name).into_bytes(),
         }
     }
 }

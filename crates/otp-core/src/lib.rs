@@ -49,8 +49,11 @@ mod engine;
 pub mod error;
 mod glob;
 pub mod http;
+pub mod jwk;
+pub mod link;
 pub mod mailer;
 pub mod memory;
+pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod scripted;
@@ -65,11 +68,11 @@ pub use engine::{
     ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair, bearer_token,
 };
 pub use error::{Error, Problem, Result, TokenRejection};
-pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint, RequestHeaders};
+pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint, Method, RequestHeaders, Route};
 pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
 pub use memory::MemoryStore;
 pub use store::{OtpStore, StoreError, TokenBlacklist};
-pub use template::Templates;
+pub use template::{MailTemplates, Templates};
 
 /// Re-exported for implementing the traits without a direct dependency.
 pub use async_trait::async_trait;

@@ -26,7 +26,10 @@ use utoipa::openapi::{
 };
 
 use crate::engine::OtpAuth;
-use crate::http::{Endpoint, MessageResponse, RequestOtpBody, TokenResponse, VerifyOtpBody};
+use crate::http::{
+    Endpoint, LogoutOthersResponse, MessageResponse, Method, RequestOtpBody, SessionView,
+    SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
+};
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
 pub type OpenApiDoc = OpenApi;
@@ -160,9 +163,10 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
     let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie_name);
     let mut paths = Paths::new();
     for endpoint in Endpoint::ALL {
-        let op = OperationBuilder::new().tag("auth").operation_id(Some(
-            endpoint.path().trim_start_matches('/').replace('-', "_"),
-        ));
+        let op = OperationBuilder::new()
+            .tag("auth")
+            .operation_id(Some(endpoint.name()));
+        let bearer = || SecurityRequirement::new(BEARER, Vec::<String>::new());
         let op = match endpoint {
             Endpoint::RequestOtp => json_errors(common(
                 op.summary(Some("Send a login code by mail"))
@@ -205,10 +209,90 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                     .response("200", ok("MessageResponse", "Every session ended", Some(&cookie_cleared)))
                     .response("401", unauthorized()),
             ),
+            Endpoint::LogoutOthers => common(
+                op.summary(Some("Log out every other session"))
+                    .description(Some("Ends every session of the user but the one of this access token."))
+                    .security(bearer())
+                    .response("200", ok("LogoutOthersResponse", "The other sessions ended", None))
+                    .response("401", unauthorized()),
+            ),
+            Endpoint::Sessions => common(
+                op.summary(Some("List the user's sessions"))
+                    .description(Some("Each live session with its login time, last refresh, and the user agent and IP seen at login; the current one first."))
+                    .security(bearer())
+                    .response("200", ok("SessionsResponse", "The sessions", None))
+                    .response("401", unauthorized()),
+            ),
+            Endpoint::RevokeSession => common(
+                op.summary(Some("End one of the user's sessions"))
+                    .description(Some("Ending the current session also clears the refresh cookie."))
+                    .security(bearer())
+                    .parameter(
+                        ParameterBuilder::new()
+                            .name("id")
+                            .parameter_in(ParameterIn::Path)
+                            .required(Required::True)
+                            .description(Some("A session id from `GET /sessions`"))
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    )
+                    .response("200", ok("MessageResponse", "The session ended", None))
+                    .response("401", unauthorized())
+                    .response("404", problem("Not one of the user's live sessions")),
+            ),
+            Endpoint::MagicPage => op
+                .summary(Some("The sign-in link's confirmation page"))
+                .description(Some("An HTML page whose button posts the token to `/verify-link`. Opening it changes nothing, so mail scanners that follow links spend nothing."))
+                .parameter(
+                    ParameterBuilder::new()
+                        .name("token")
+                        .parameter_in(ParameterIn::Query)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                )
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("The page")
+                        .content(
+                            "text/html; charset=utf-8",
+                            ContentBuilder::new()
+                                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                                .build(),
+                        )
+                        .build(),
+                ),
+            Endpoint::VerifyLink => json_errors(common(
+                op.summary(Some("Trade a sign-in link's token for tokens"))
+                    .description(Some("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. Sets the refresh cookie."))
+                    .request_body(Some(body("VerifyLinkBody")))
+                    .response("200", ok("TokenResponse", "Logged in", Some(&cookie_set)))
+                    .response("400", problem("The link is invalid, expired or already used"))
+                    .response("429", retry_after("Too many failed attempts for this address")),
+            )),
+            Endpoint::Jwks => op
+                .summary(Some("The public keys that verify access tokens"))
+                .description(Some("A JSON Web Key Set (RFC 7517); empty with an HMAC algorithm."))
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("The key set")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                                .build(),
+                        )
+                        .build(),
+                ),
+        };
+        let method = match endpoint.method() {
+            Method::Get => HttpMethod::Get,
+            Method::Post => HttpMethod::Post,
+            Method::Delete => HttpMethod::Delete,
         };
         paths.paths.insert(
             format!("{mount}{}", endpoint.path()),
-            PathItem::new(HttpMethod::Post, op.build()),
+            PathItem::new(method, op.build()),
         );
     }
     OpenApiBuilder::new()
@@ -229,6 +313,10 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 .schema_from::<VerifyOtpBody>()
                 .schema_from::<MessageResponse>()
                 .schema_from::<TokenResponse>()
+                .schema_from::<VerifyLinkBody>()
+                .schema_from::<LogoutOthersResponse>()
+                .schema_from::<SessionView>()
+                .schema_from::<SessionsResponse>()
                 .schema_from::<ProblemDetails>()
                 .security_scheme(
                     BEARER,

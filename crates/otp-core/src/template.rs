@@ -1,18 +1,52 @@
-//! The login mail's templates: subject, plain text and HTML, with placeholders.
+//! The login mail's templates: subject, plain text and HTML, with placeholders, in one or
+//! more languages.
 //!
-//! Placeholders: `{code}`, `{minutes}`, `{app_name}`, `{email}`. In the HTML template each
-//! value is HTML-escaped; the subject and text get the values as they are (the code is
-//! digits, the address validated, the application name free of control characters).
+//! # Placeholders
+//!
+//! | placeholder    | value                                                        |
+//! |----------------|--------------------------------------------------------------|
+//! | `{code}`       | the code                                                     |
+//! | `{minutes}`    | how many minutes the code lives (rounded up)                 |
+//! | `{app_name}`   | the application name (`MAIL_FROM_NAME`)                      |
+//! | `{email}`      | the normalized recipient                                     |
+//! | `{link}`       | the sign-in link, or nothing when the mail carries none      |
+//! | `{link_block}` | the rendered link snippet, or nothing when there is no link  |
+//!
+//! The link snippets, [`Templates::text_link`] and [`Templates::html_link`], offer the
+//! sign-in link; the main text and HTML templates place them with `{link_block}`, so one set
+//! of templates reads well with and without a link.
+//!
+//! Every placeholder works in every template, except that `{link_block}` renders as nothing
+//! in the subject and inside the link snippets themselves. Anything else in braces stays as
+//! written. Substitution is a single pass: a value that itself contains `{code}` is not
+//! expanded again. In the HTML templates each value is HTML-escaped (so `{link}` is safe in
+//! an `href="…"` attribute); the subject and text get the values as they are (the code is
+//! digits, the address validated, the application name free of control characters, the link
+//! a URL), and the rendered subject has every CR and LF replaced by a space.
+//!
+//! # Languages
+//!
+//! [`MailTemplates`] holds one [`Templates`] set per language tag and picks one for a
+//! request's `Accept-Language` header with [`MailTemplates::select`].
 
-/// The three templates of the login mail.
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+/// The templates of the login mail in one language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templates {
     /// Subject line.
     pub subject: String,
-    /// Plain-text body.
+    /// Plain-text body; `{link_block}` marks where [`Templates::text_link`] goes.
     pub text: String,
-    /// HTML body.
+    /// HTML body; `{link_block}` marks where [`Templates::html_link`] goes.
     pub html: String,
+    /// Plain-text snippet offering the sign-in link, rendered in place of `{link_block}` in
+    /// [`Templates::text`] when the mail carries a link.
+    pub text_link: String,
+    /// HTML snippet offering the sign-in link, rendered in place of `{link_block}` in
+    /// [`Templates::html`] when the mail carries a link.
+    pub html_link: String,
 }
 
 /// The values a template is rendered with.
@@ -26,6 +60,9 @@ pub struct TemplateValues<'a> {
     pub app_name: &'a str,
     /// The normalized recipient.
     pub email: &'a str,
+    /// The sign-in link (an absolute `https` URL), or `None` when the mail offers only the
+    /// code.
+    pub link: Option<&'a str>,
 }
 
 /// A rendered mail: subject, text, HTML.
@@ -39,63 +76,168 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// The built-in English set.
 impl Default for Templates {
     fn default() -> Self {
-        Templates {
-            subject: "Your {app_name} login code: {code}".to_owned(),
-            text: "Your login code for {app_name} is:\n\n    {code}\n\n\
-                   It expires in {minutes} minutes and can be used once.\n\n\
-                   If you did not ask to sign in as {email}, ignore this mail: \
-                   nobody can sign in without the code.\n"
-                .to_owned(),
-            html: "<!doctype html>\n<html><body style=\"font-family: sans-serif; color: #222;\">\n\
-                   <p>Your login code for {app_name} is:</p>\n\
-                   <p style=\"font-size: 28px; font-weight: bold; letter-spacing: 4px;\">{code}</p>\n\
-                   <p>It expires in {minutes} minutes and can be used once.</p>\n\
-                   <p style=\"color: #666; font-size: 13px;\">If you did not ask to sign in as {email}, \
-                   ignore this mail: nobody can sign in without the code.</p>\n\
-                   </body></html>\n"
-                .to_owned(),
-        }
+        english()
+    }
+}
+
+fn english() -> Templates {
+    Templates {
+        subject: "Your {app_name} login code: {code}".to_owned(),
+        text: "Your login code for {app_name} is:\n\n    {code}\n\n\
+               It expires in {minutes} minutes and can be used once.\n\n\
+               {link_block}\
+               If you did not ask to sign in to {app_name} as {email}, you can safely ignore \
+               this mail: nobody can sign in without it.\n"
+            .to_owned(),
+        html: "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"></head>\n\
+               <body style=\"font-family: sans-serif; color: #222;\">\n\
+               <p>Your login code for {app_name} is:</p>\n\
+               <p style=\"font-size: 28px; font-weight: bold; letter-spacing: 4px;\">{code}</p>\n\
+               <p>It expires in {minutes} minutes and can be used once.</p>\n\
+               {link_block}\
+               <p style=\"color: #666; font-size: 13px;\">If you did not ask to sign in to \
+               {app_name} as {email}, you can safely ignore this mail: nobody can sign in \
+               without it.</p>\n\
+               </body></html>\n"
+            .to_owned(),
+        text_link: "Or sign in with this link (it works once, like the code):\n\n    \
+                    {link}\n\n"
+            .to_owned(),
+        html_link: "<p>Or sign in with this link (it works once, like the code):</p>\n\
+                    <p><a href=\"{link}\" style=\"display: inline-block; padding: 8px 16px; \
+                    border: 1px solid #ccc; border-radius: 4px; background: #f4f4f4; \
+                    color: #222; font-size: 14px; text-decoration: none;\">Sign in to \
+                    {app_name}</a></p>\n\
+                    <p style=\"color: #666; font-size: 12px; word-break: break-all;\">If the \
+                    button does not work, open this address in your browser:<br>{link}</p>\n"
+            .to_owned(),
+    }
+}
+
+fn german() -> Templates {
+    Templates {
+        subject: "Ihr Anmeldecode für {app_name}: {code}".to_owned(),
+        text: "Ihr Anmeldecode für {app_name} lautet:\n\n    {code}\n\n\
+               Er ist {minutes} Minuten lang gültig und kann nur einmal verwendet werden.\n\n\
+               {link_block}\
+               Falls Sie sich nicht als {email} bei {app_name} anmelden wollten, können Sie \
+               diese E-Mail einfach ignorieren. Ohne sie kann sich niemand anmelden.\n"
+            .to_owned(),
+        html: "<!doctype html>\n<html lang=\"de\"><head><meta charset=\"utf-8\"></head>\n\
+               <body style=\"font-family: sans-serif; color: #222;\">\n\
+               <p>Ihr Anmeldecode für {app_name} lautet:</p>\n\
+               <p style=\"font-size: 28px; font-weight: bold; letter-spacing: 4px;\">{code}</p>\n\
+               <p>Er ist {minutes} Minuten lang gültig und kann nur einmal verwendet werden.</p>\n\
+               {link_block}\
+               <p style=\"color: #666; font-size: 13px;\">Falls Sie sich nicht als {email} bei \
+               {app_name} anmelden wollten, können Sie diese E-Mail einfach ignorieren. Ohne \
+               sie kann sich niemand anmelden.</p>\n\
+               </body></html>\n"
+            .to_owned(),
+        text_link: "Oder melden Sie sich über diesen Link an (er funktioniert wie der Code nur \
+                    einmal):\n\n    {link}\n\n"
+            .to_owned(),
+        html_link: "<p>Oder melden Sie sich über diesen Link an (er funktioniert wie der Code \
+                    nur einmal):</p>\n\
+                    <p><a href=\"{link}\" style=\"display: inline-block; padding: 8px 16px; \
+                    border: 1px solid #ccc; border-radius: 4px; background: #f4f4f4; \
+                    color: #222; font-size: 14px; text-decoration: none;\">Bei {app_name} \
+                    anmelden</a></p>\n\
+                    <p style=\"color: #666; font-size: 12px; word-break: break-all;\">Falls \
+                    die Schaltfläche nicht funktioniert, öffnen Sie diese Adresse in Ihrem \
+                    Browser:<br>{link}</p>\n"
+            .to_owned(),
     }
 }
 
 impl Templates {
-    /// Renders all three templates.
+    /// Renders the subject, text and HTML (the placeholders are listed in the
+    /// [module documentation](crate::template)).
     pub fn render(&self, v: &TemplateValues<'_>) -> Rendered {
         let minutes = v.minutes.to_string();
-        let plain = |t: &str| substitute(t, v.code, &minutes, v.app_name, v.email);
+        let link = v.link.unwrap_or("");
+        let plain = Values {
+            code: v.code,
+            minutes: &minutes,
+            app_name: v.app_name,
+            email: v.email,
+            link,
+            link_block: "",
+        };
+        let (code, app_name, email, link) = (
+            escape_html(v.code),
+            escape_html(v.app_name),
+            escape_html(v.email),
+            escape_html(link),
+        );
+        let html = Values {
+            code: &code,
+            minutes: &minutes,
+            app_name: &app_name,
+            email: &email,
+            link: &link,
+            link_block: "",
+        };
+        let (text_block, html_block) = match v.link {
+            Some(_) => (
+                substitute(&self.text_link, &plain),
+                substitute(&self.html_link, &html),
+            ),
+            None => (String::new(), String::new()),
+        };
         Rendered {
             // A subject is one header line: no line breaks whatever the template says.
-            subject: plain(&self.subject).replace(['\r', '\n'], " "),
-            text: plain(&self.text),
+            subject: substitute(&self.subject, &plain).replace(['\r', '\n'], " "),
+            text: substitute(
+                &self.text,
+                &Values {
+                    link_block: &text_block,
+                    ..plain
+                },
+            ),
             html: substitute(
                 &self.html,
-                &escape_html(v.code),
-                &minutes,
-                &escape_html(v.app_name),
-                &escape_html(v.email),
+                &Values {
+                    link_block: &html_block,
+                    ..html
+                },
             ),
         }
     }
 }
 
+#[derive(Clone, Copy)]
+struct Values<'a> {
+    code: &'a str,
+    minutes: &'a str,
+    app_name: &'a str,
+    email: &'a str,
+    link: &'a str,
+    link_block: &'a str,
+}
+
 // One pass over the template, so a value that itself contains `{code}` is not expanded again.
-fn substitute(t: &str, code: &str, minutes: &str, app: &str, email: &str) -> String {
+fn substitute(t: &str, v: &Values<'_>) -> String {
+    let table = [
+        ("{code}", v.code),
+        ("{minutes}", v.minutes),
+        ("{app_name}", v.app_name),
+        ("{email}", v.email),
+        ("{link}", v.link),
+        ("{link_block}", v.link_block),
+    ];
     let mut out = String::with_capacity(t.len() + 64);
     let mut rest = t;
     while let Some(i) = rest.find('{') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        let (value, len) = [
-            ("{code}", code),
-            ("{minutes}", minutes),
-            ("{app_name}", app),
-            ("{email}", email),
-        ]
-        .iter()
-        .find(|(p, _)| tail.starts_with(p))
-        .map_or(("{", 1), |(p, v)| (*v, p.len()));
+        let (value, len) = table
+            .iter()
+            .find(|(p, _)| tail.starts_with(p))
+            .map_or(("{", 1), |(p, v)| (*v, p.len()));
         out.push_str(value);
         rest = &tail[len..];
     }
@@ -119,8 +261,292 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// Longest `Accept-Language` header [`MailTemplates::select`] reads; a longer one is ignored
+/// as a whole (browsers send well under 200 bytes).
+const MAX_ACCEPT_LANGUAGE_LEN: usize = 1024;
+
+/// How many language ranges of an `Accept-Language` header [`MailTemplates::select`] reads;
+/// the rest are ignored.
+const MAX_LANGUAGE_RANGES: usize = 32;
+
+// Never used while the invariant "the default language has a set" holds; there so that
+// `MailTemplates::default_entry` needs no panic.
+static FALLBACK: LazyLock<Templates> = LazyLock::new(english);
+
+/// The login mail's templates in several languages, and the language used when a request
+/// asks for none of them.
+///
+/// Language tags are kept lowercase (`en`, `de`, `pt-br`) and compared case-insensitively.
+/// The default language always has a set.
+///
+/// ```
+/// use otp_core::template::{MailTemplates, TemplateValues};
+///
+/// let templates = MailTemplates::builtin().with_default_language("de")?;
+/// let values = TemplateValues {
+///     code: "123456",
+///     minutes: 5,
+///     app_name: "Acme",
+///     email: "ada@example.com",
+///     link: None,
+/// };
+/// let (lang, mail) = templates.render(Some("en-GB,en;q=0.9"), &values);
+/// assert_eq!(lang, "en");
+/// assert_eq!(mail.subject, "Your Acme login code: 123456");
+/// let (lang, mail) = templates.render(Some("fr-FR"), &values);
+/// assert_eq!(lang, "de");
+/// assert_eq!(mail.subject, "Ihr Anmeldecode für Acme: 123456");
+/// # Ok::<(), otp_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailTemplates {
+    sets: BTreeMap<String, Templates>,
+    default: String,
+}
+
+/// [`MailTemplates::builtin`]: English and German, English by default.
+impl Default for MailTemplates {
+    fn default() -> Self {
+        MailTemplates::builtin()
+    }
+}
+
+impl MailTemplates {
+    /// The built-in sets: English (`en`, the default, the same as [`Templates::default`])
+    /// and German (`de`).
+    pub fn builtin() -> Self {
+        MailTemplates::new(english()).with_language("de", german())
+    }
+
+    /// Only English: `templates` under `en`, which is the default language. Add more
+    /// languages with [`MailTemplates::with_language`].
+    pub fn new(templates: Templates) -> Self {
+        MailTemplates {
+            sets: BTreeMap::from([("en".to_owned(), templates)]),
+            default: "en".to_owned(),
+        }
+    }
+
+    /// Adds the set for language `tag` (such as `fr` or `pt-BR`; stored lowercase), or
+    /// replaces the one it has.
+    pub fn with_language(mut self, tag: &str, templates: Templates) -> Self {
+        self.sets.insert(normalize_tag(tag), templates);
+        self
+    }
+
+    /// Makes `tag` the language used when a request asks for none of the configured ones.
+    ///
+    /// `tag` is looked up like a request's language range: `de-CH` selects `de` when there
+    /// is no `de-ch` set.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Config`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
+    /// `tag`.
+    pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::Error> {
+        let wanted = normalize_tag(tag);
+        let found = lookup_candidates(&wanted)
+            .find(|t| self.sets.contains_key(*t))
+            .map(str::to_owned);
+        match found {
+            Some(lang) => {
+                self.default = lang;
+                Ok(self)
+            }
+            None => Err(crate::Error::Config(format!(
+                "OTP_AUTH_MAIL_DEFAULT_LANGUAGE is {tag:?}, but there are mail templates only \
+                 for: {}",
+                self.languages().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The languages that have a set, lowercase, in alphabetical order.
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.sets.keys().map(String::as_str)
+    }
+
+    /// The language used when a request asks for none of the configured ones.
+    pub fn default_language(&self) -> &str {
+        &self.default
+    }
+
+    /// The set for exactly the language `tag` (case-insensitive; no fallback).
+    pub fn get(&self, tag: &str) -> Option<&Templates> {
+        self.sets.get(&normalize_tag(tag))
+    }
+
+    /// Picks the set for a request's `Accept-Language` header (RFC 9110, section 12.5.4),
+    /// with the "lookup" scheme of RFC 4647, section 3.4; returns its language and the set.
+    ///
+    /// - The header is a comma-separated list of language ranges (`de-CH`, `en`, `*`), each
+    ///   optionally weighted with `;q=` (0 to 1, at most three decimals, default 1). Empty
+    ///   list elements and whitespace around elements and parameters are allowed;
+    ///   comparisons ignore case.
+    /// - An element whose range is not a well-formed language range (letters, then subtags
+    ///   of letters and digits, each 1 to 8 long, separated by `-`; or `*`) or whose weight
+    ///   is malformed or given twice is skipped: a garbled weight is not taken as a wish.
+    ///   Parameters other than `q` are ignored.
+    /// - `q=0` means "not acceptable": that language is never picked for this header, not
+    ///   even by truncating another range (`de-CH, de;q=0` does not pick `de`). `*;q=0`
+    ///   changes nothing.
+    /// - The other ranges are tried by weight, highest first, ties in header order. Each is
+    ///   tried as written, then with its last subtag removed, and so on (`de-CH-1996`,
+    ///   `de-ch`, `de`; a single-letter subtag left at the end goes too, so `en-x-foo`
+    ///   tries `en` after `en-x-foo`). Lookup only truncates the range, never extends it:
+    ///   `pt` does not pick a `pt-br` set. `*` picks the default language.
+    /// - When nothing matches (no header, an empty, malformed or refused-only one), the
+    ///   default language is picked, even if the header refused it: a mail is sent anyway.
+    /// - To bound the work on hostile input, a header longer than 1 KiB is ignored as a
+    ///   whole and only its first 32 non-empty elements are read.
+    pub fn select(&self, accept_language: Option<&str>) -> (&str, &Templates) {
+        accept_language
+            .and_then(|h| self.lookup(h))
+            .unwrap_or_else(|| self.default_entry())
+    }
+
+    /// Renders the mail in the language [`MailTemplates::select`] picks for
+    /// `accept_language`; returns that language and the mail.
+    pub fn render(
+        &self,
+        accept_language: Option<&str>,
+        values: &TemplateValues<'_>,
+    ) -> (&str, Rendered) {
+        let (lang, templates) = self.select(accept_language);
+        (lang, templates.render(values))
+    }
+
+    fn default_entry(&self) -> (&str, &Templates) {
+        match self.sets.get_key_value(&self.default) {
+            Some((lang, templates)) => (lang, templates),
+            None => (&self.default, &FALLBACK),
+        }
+    }
+
+    fn lookup(&self, header: &str) -> Option<(&str, &Templates)> {
+        if header.len() > MAX_ACCEPT_LANGUAGE_LEN {
+            return None;
+        }
+        let mut wanted: Vec<(u16, String)> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        for element in header
+            .split(',')
+            .map(trim_ows)
+            .filter(|e| !e.is_empty())
+            .take(MAX_LANGUAGE_RANGES)
+        {
+            match parse_element(element) {
+                Some((range, 0)) => refused.push(range),
+                Some((range, q)) => wanted.push((q, range)),
+                None => {}
+            }
+        }
+        // Stable: equal weights keep the header's order.
+        wanted.sort_by_key(|w| std::cmp::Reverse(w.0));
+        let acceptable = |tag: &str| !refused.iter().any(|r| r == tag);
+        for (_, range) in &wanted {
+            if range == "*" {
+                if acceptable(&self.default) {
+                    return Some(self.default_entry());
+                }
+                continue;
+            }
+            for tag in lookup_candidates(range) {
+                if !acceptable(tag) {
+                    continue;
+                }
+                if let Some((lang, templates)) = self.sets.get_key_value(tag) {
+                    return Some((lang, templates));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn normalize_tag(tag: &str) -> String {
+    tag.trim().to_ascii_lowercase()
+}
+
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// `range`, then `range` truncated subtag by subtag (RFC 4647, section 3.4).
+fn lookup_candidates(range: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(range), |tag| {
+        let (mut head, _) = tag.rsplit_once('-')?;
+        // A singleton (`x`, `u`, …) is meaningless without the subtag after it.
+        if let Some((shorter, last)) = head.rsplit_once('-')
+            && last.len() == 1
+        {
+            head = shorter;
+        }
+        Some(head)
+    })
+}
+
+/// One element of an `Accept-Language` list: the lowercased range and its weight in
+/// thousandths, or `None` when the element is malformed.
+fn parse_element(element: &str) -> Option<(String, u16)> {
+    let mut parts = element.split(';');
+    let range = trim_ows(parts.next()?);
+    if !is_language_range(range) {
+        return None;
+    }
+    let mut weight = None;
+    for param in parts.map(trim_ows) {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("q") {
+            if weight.is_some() {
+                return None;
+            }
+            weight = Some(parse_qvalue(value)?);
+        }
+    }
+    Some((range.to_ascii_lowercase(), weight.unwrap_or(1000)))
+}
+
+/// `*`, or `1*8ALPHA *("-" 1*8alphanum)` (RFC 4647, section 2.1).
+fn is_language_range(range: &str) -> bool {
+    range == "*"
+        || range.split('-').enumerate().all(|(i, subtag)| {
+            (1..=8).contains(&subtag.len())
+                && subtag.bytes().all(|b| {
+                    if i == 0 {
+                        b.is_ascii_alphabetic()
+                    } else {
+                        b.is_ascii_alphanumeric()
+                    }
+                })
+        })
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` (RFC 9110, section
+/// 12.4.2), in thousandths.
+fn parse_qvalue(s: &str) -> Option<u16> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn values<'a>(app: &'a str, email: &'a str) -> TemplateValues<'a> {
@@ -129,6 +555,19 @@ mod tests {
             minutes: 5,
             app_name: app,
             email,
+            link: None,
+        }
+    }
+
+    const LINK: &str = "https://app.example.com/auth/magic?token=AbC-_123";
+
+    fn snippets(text_link: &str, html_link: &str) -> Templates {
+        Templates {
+            subject: "{code}".into(),
+            text: "T[{link_block}]".into(),
+            html: "H[{link_block}]".into(),
+            text_link: text_link.into(),
+            html_link: html_link.into(),
         }
     }
 
@@ -150,6 +589,8 @@ mod tests {
             subject: "{app_name}\r\nBcc: x".into(),
             text: "{app_name} {code}".into(),
             html: "<b>{app_name}</b> {email} {unknown} {".into(),
+            text_link: String::new(),
+            html_link: String::new(),
         };
         let r = t.render(&values("<script>{code}</script>", "o'neil@example.com"));
         assert_eq!(
@@ -158,5 +599,227 @@ mod tests {
         );
         assert_eq!(r.text, "<script>{code}</script> 012345");
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+    }
+
+    #[test]
+    fn link_block_is_rendered_only_with_a_link() {
+        let t = snippets("<{link} {code} {link_block}>", "<{link} {app_name}>");
+        let without = t.render(&values("A&B", "a@example.com"));
+        assert_eq!(without.text, "T[]");
+        assert_eq!(without.html, "H[]");
+        let with = t.render(&TemplateValues {
+            link: Some(LINK),
+            ..values("A&B", "a@example.com")
+        });
+        // `{link_block}` inside a snippet renders as nothing.
+        assert_eq!(with.text, format!("T[<{LINK} 012345 >]"));
+        assert_eq!(with.html, format!("H[<{LINK} A&amp;B>]"));
+    }
+
+    #[test]
+    fn default_templates_offer_the_link_below_the_code() {
+        for (lang, t) in MailTemplates::builtin().sets {
+            let without = t.render(&values("Acme", "a@example.com"));
+            for part in [&without.text, &without.html] {
+                assert!(!part.contains('{'), "{lang}: placeholder left in {part}");
+                assert!(!part.contains("https://"), "{lang}: {part}");
+            }
+            assert!(!without.html.contains("<a "), "{lang}");
+            let with = t.render(&TemplateValues {
+                link: Some(LINK),
+                ..values("Acme", "a@example.com")
+            });
+            assert!(!with.subject.contains(LINK), "{lang}");
+            for part in [&with.text, &with.html] {
+                assert!(!part.contains('{'), "{lang}: placeholder left in {part}");
+                let code_at = part.find("012345");
+                let link_at = part.find(LINK);
+                assert!(code_at.is_some() && code_at < link_at, "{lang}: {part}");
+            }
+            assert!(with.text.contains(&format!("\n\n    {LINK}\n\n")), "{lang}");
+            assert!(with.html.contains(&format!("<a href=\"{LINK}\"")), "{lang}");
+            // The text without a link is the text with a link minus the link paragraph.
+            assert!(with.text.len() > without.text.len());
+            assert!(!without.text.contains("\n\n\n"), "{lang}: {}", without.text);
+        }
+    }
+
+    #[test]
+    fn link_is_html_escaped_in_html_only() {
+        let evil = "https://x.example/?a=\"><script>{code}</script>&b='";
+        let t = snippets("{link}", "<a href=\"{link}\">{link}</a>");
+        let r = t.render(&TemplateValues {
+            link: Some(evil),
+            ..values("Acme", "a@example.com")
+        });
+        let escaped = "https://x.example/?a=&quot;&gt;&lt;script&gt;{code}&lt;/script&gt;\
+                       &amp;b=&#39;";
+        assert_eq!(r.html, format!("H[<a href=\"{escaped}\">{escaped}</a>]"));
+        assert_eq!(r.text, format!("T[{evil}]"));
+        let r = Templates::default().render(&TemplateValues {
+            link: Some(evil),
+            ..values("Acme", "a@example.com")
+        });
+        assert!(!r.html.contains("<script>") && !r.html.contains(evil));
+        assert!(r.html.contains(escaped));
+    }
+
+    #[test]
+    fn german_set_renders_every_value() {
+        let templates = MailTemplates::builtin();
+        let de = templates.get("de").cloned().unwrap_or_default();
+        assert_ne!(de, Templates::default());
+        let r = de.render(&TemplateValues {
+            link: Some(LINK),
+            ..values("Acme", "ada@example.com")
+        });
+        assert_eq!(r.subject, "Ihr Anmeldecode für Acme: 012345");
+        for part in [&r.text, &r.html] {
+            for expected in ["012345", "5 Minuten", "Acme", "ada@example.com", LINK] {
+                assert!(part.contains(expected), "{expected} missing in {part}");
+            }
+            assert!(part.contains("Sie") && !part.contains('{'));
+        }
+        assert!(r.html.contains("lang=\"de\""));
+    }
+
+    fn pick(header: Option<&str>) -> String {
+        let t = MailTemplates::builtin().with_language("pt-BR", Templates::default());
+        t.select(header).0.to_owned()
+    }
+
+    #[test]
+    fn select_prefers_the_highest_weight() {
+        assert_eq!(pick(Some("de-CH,de;q=0.9,en;q=0.8")), "de");
+        assert_eq!(pick(Some("fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7")), "en");
+        assert_eq!(pick(Some("en;q=0.5, de")), "de");
+        assert_eq!(pick(Some("en;q=0.499,de;Q=0.5")), "de");
+        assert_eq!(pick(Some("en;q=1.000 , de ;q=0.999")), "en");
+    }
+
+    #[test]
+    fn select_keeps_header_order_on_equal_weights() {
+        assert_eq!(pick(Some("de;q=0.5, en;q=0.5")), "de");
+        assert_eq!(pick(Some("en;q=0.5, de;q=0.50")), "en");
+        assert_eq!(pick(Some("fr, de, en")), "de");
+    }
+
+    #[test]
+    fn select_never_picks_a_refused_language() {
+        assert_eq!(pick(Some("en;q=0, de;q=0.1")), "de");
+        let de_default = MailTemplates::builtin().with_default_language("de");
+        let de_default = de_default.unwrap_or_default();
+        assert_eq!(de_default.select(Some("de;q=0, en;q=0.001")).0, "en");
+        assert_eq!(de_default.select(Some("*, en;q=0.1, de;q=0.0")).0, "en");
+        // Truncating `de-CH` does not bring back the refused `de`.
+        assert_eq!(de_default.select(Some("de-CH, de;q=0, en;q=0.1")).0, "en");
+    }
+
+    #[test]
+    fn select_falls_back_to_the_default() {
+        assert_eq!(pick(Some("de;q=0")), "en");
+        assert_eq!(pick(Some("*")), "en");
+        assert_eq!(pick(Some("fr, *;q=0.5, de;q=0.4")), "en");
+        assert_eq!(pick(Some("*;q=0, de;q=0.2")), "de");
+        for garbage in [
+            "",
+            " , ,, ",
+            "???",
+            "de_DE",
+            "d3",
+            "de;q=",
+            "de;q=2",
+            "de;q=1.5",
+            "de;q=0.1234",
+            "de;q=abc",
+            "de;q=0.5;q=0.5",
+            "toolongtag",
+            "de-",
+            "-de",
+            "de--ch",
+            "\u{e9}",
+        ] {
+            assert_eq!(pick(Some(garbage)), "en", "{garbage:?}");
+        }
+        assert_eq!(pick(None), "en");
+        let de_default = MailTemplates::builtin().with_default_language("de");
+        assert_eq!(de_default.unwrap_or_default().select(None).0, "de");
+    }
+
+    #[test]
+    fn select_ignores_case_and_truncates() {
+        assert_eq!(pick(Some("DE-de")), "de");
+        assert_eq!(pick(Some("de-CH-1996")), "de");
+        assert_eq!(pick(Some("en-x-private")), "en");
+        assert_eq!(pick(Some("de;level=1;q=0.9")), "de");
+        assert_eq!(pick(Some("\tde\t")), "de");
+    }
+
+    #[test]
+    fn select_truncates_the_range_but_never_extends_it() {
+        assert_eq!(pick(Some("pt-BR")), "pt-br");
+        assert_eq!(pick(Some("PT-br-x-foo, de")), "pt-br");
+        assert_eq!(pick(Some("pt, de;q=0.5")), "de");
+        assert_eq!(pick(Some("pt")), "en");
+    }
+
+    #[test]
+    fn select_bounds_the_work_on_hostile_headers() {
+        let started = Instant::now();
+        let huge = "zz-aaaaaaaa-bbbbbbbb;q=0.5, ".repeat(100 * 1024 / 28) + "de";
+        assert!(huge.len() > 100 * 1000);
+        assert_eq!(pick(Some(&huge)), "en");
+        let commas = ",".repeat(100 * 1024);
+        assert_eq!(pick(Some(&commas)), "en");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Only the first 32 elements count, even in a short header.
+        let many = "x,".repeat(32) + "de";
+        assert!(many.len() <= MAX_ACCEPT_LANGUAGE_LEN);
+        assert_eq!(pick(Some(&many)), "en");
+        let enough = "x,".repeat(31) + "de";
+        assert_eq!(pick(Some(&enough)), "de");
+        // A header over 1 KiB is ignored as a whole.
+        let long = format!("de,{}", "x".repeat(MAX_ACCEPT_LANGUAGE_LEN));
+        assert_eq!(pick(Some(&long)), "en");
+    }
+
+    #[test]
+    fn languages_are_added_replaced_and_listed() {
+        let custom = Templates {
+            subject: "Code {code}".into(),
+            ..Templates::default()
+        };
+        let t = MailTemplates::builtin()
+            .with_language("FR", custom.clone())
+            .with_language("De", custom.clone());
+        assert_eq!(t.languages().collect::<Vec<_>>(), ["de", "en", "fr"]);
+        assert_eq!(t.get("fr"), Some(&custom));
+        assert_eq!(t.get("DE"), Some(&custom));
+        assert_eq!(t.get("de-ch"), None);
+        assert_eq!(t.default_language(), "en");
+        assert_eq!(t.get("en"), Some(&Templates::default()));
+        assert_eq!(MailTemplates::default(), MailTemplates::builtin());
+        let (lang, r) = t.render(Some("fr-CA"), &values("Acme", "a@example.com"));
+        assert_eq!((lang, r.subject.as_str()), ("fr", "Code 012345"));
+    }
+
+    #[test]
+    fn default_language_must_have_a_set() {
+        let err = MailTemplates::builtin().with_default_language("xx");
+        match err {
+            Err(crate::Error::Config(msg)) => {
+                assert!(msg.contains("OTP_AUTH_MAIL_DEFAULT_LANGUAGE"), "{msg}");
+                assert!(msg.contains("\"xx\"") && msg.contains("de, en"), "{msg}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        assert!(MailTemplates::builtin().with_default_language("").is_err());
+        let t = MailTemplates::builtin().with_default_language("DE-ch");
+        assert_eq!(
+            t.map(|t| t.default_language().to_owned()).ok(),
+            Some("de".into())
+        );
+        let t = MailTemplates::new(Templates::default()).with_default_language("de");
+        assert!(t.is_err());
     }
 }

@@ -34,17 +34,21 @@
 
 use std::ops::Deref;
 
-use otp_core::{ApiResponse, Endpoint as AuthEndpoint, Error, OtpAuth, RequestHeaders};
+use otp_core::{ApiResponse, Error, OtpAuth, RequestHeaders, Route};
 #[cfg(feature = "openapi")]
 use poem::EndpointExt;
-use poem::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT};
-use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use poem::http::header::{
+    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT,
+};
+use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
 
-/// The login endpoints of the contract (`/request-otp`, `/verify-otp`, `/refresh`,
-/// `/logout`, `/logout-all`), to be nested where you want them (the examples use `/auth`).
+/// The endpoints of the contract, to be nested where you want them (the examples use
+/// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
+/// `/logout-all`, `/logout-others`; `GET /sessions`, `DELETE /sessions/{id}`;
+/// `GET /magic` (the sign-in link's page) and `GET /jwks.json`.
 ///
-/// Unknown paths under it answer 404 and other methods 405 (with `Allow: POST`), both as
+/// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
 /// problem+json, exactly like `otp-axum`.
 pub fn routes(auth: OtpAuth) -> AuthRoutes {
     AuthRoutes { auth }
@@ -76,7 +80,7 @@ pub fn render(resp: ApiResponse) -> Response {
 }
 
 impl AuthRoutes {
-    async fn serve(&self, endpoint: AuthEndpoint, mut req: Request) -> Response {
+    async fn serve(&self, route: Route<'_>, mut req: Request) -> Response {
         let auth = &self.auth;
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let body = req.take_body();
@@ -95,9 +99,10 @@ impl AuthRoutes {
             origin: header(h, ORIGIN),
             user_agent: header(h, USER_AGENT),
             forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
+            accept_language: header(h, ACCEPT_LANGUAGE),
         };
         if let Err(refused) = auth.precheck(
-            endpoint,
+            route.endpoint,
             &headers,
             peer,
             "serve the app on a TCP listener (poem::listener::TcpListener)",
@@ -108,7 +113,10 @@ impl AuthRoutes {
         let Ok(bytes) = body.into_bytes_limit(limit).await else {
             return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
         };
-        render(auth.handle_parts(endpoint, &headers, &bytes, peer).await)
+        render(
+            auth.handle_parts(route, &headers, req.uri().query(), &bytes, peer)
+                .await,
+        )
     }
 }
 
@@ -116,17 +124,12 @@ impl Endpoint for AuthRoutes {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let path = req.uri().path();
-        let Some(endpoint) = AuthEndpoint::ALL.into_iter().find(|e| e.path() == path) else {
-            return Ok(render(ApiResponse::error(&Error::NotFound)));
-        };
-        if req.method() != Method::POST {
-            let mut resp = render(ApiResponse::error(&Error::MethodNotAllowed));
-            resp.headers_mut()
-                .insert(poem::http::header::ALLOW, HeaderValue::from_static("POST"));
-            return Ok(resp);
+        // The path is owned here: the route borrows it while the request is consumed.
+        let path = req.uri().path().to_owned();
+        match Route::resolve(req.method().as_str(), &path) {
+            Ok(route) => Ok(self.serve(route, req).await),
+            Err(refused) => Ok(render(refused)),
         }
-        Ok(self.serve(endpoint, req).await)
     }
 }
 

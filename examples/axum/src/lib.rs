@@ -12,17 +12,29 @@ async fn protected(user: CurrentUser) -> Json<Value> {
     Json(example_common::protected_body(&user.email))
 }
 
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            example_common::METRICS_CONTENT_TYPE,
+        )],
+        example_common::metrics_text(),
+    )
+}
+
 async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
-/// The app: the login page at `/`, the auth router at `/auth`, `GET /protected`, and the
-/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
+/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`,
+/// Prometheus metrics at `GET /metrics`, and the OpenAPI document at `/openapi.json` with
+/// its docs page at `/docs`.
 pub fn app(auth: OtpAuth) -> Router {
     let doc = example_common::openapi(&auth);
     Router::new()
         .route("/", get(login_page))
         .route("/protected", get(protected))
+        .route("/metrics", get(metrics))
         .nest("/auth", otp_axum::router(auth.clone()))
         .merge(otp_axum::openapi_router(doc))
         .with_state(auth)

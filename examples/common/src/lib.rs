@@ -1,6 +1,6 @@
 //! What the example apps (`axum-example`, `poem-example`) share, so they read the same
 //! settings and answer the same: store and mailer selection, the listen address, logging,
-//! graceful shutdown, the login page and the API docs page.
+//! graceful shutdown, the login page, the API docs page and the Prometheus metrics.
 //!
 //! Settings: `APP_ADDR` (default `127.0.0.1:3000`), `OTP_AUTH_STORE` (`memory`, `redis`,
 //! `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set, else `memory`), `OTP_AUTH_MAILER`
@@ -10,8 +10,9 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use otp_core::config::redact_url;
 use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
 use serde_json::{Value, json};
@@ -30,6 +31,38 @@ pub fn openapi(auth: &OtpAuth) -> otp_core::openapi::OpenApiDoc {
         "Greets the authenticated user: {\"message\": \"Hello, <email>!\"}",
     );
     doc
+}
+
+/// The content type of `GET /metrics` (Prometheus text format 0.0.4).
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Installs the process's Prometheus recorder on first use (the `otp_*` metrics of
+/// otp-core then land in it) and returns its handle.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        // Histograms with buckets (the exporter's default renders summaries).
+        // (`set_buckets` refuses only an empty list.)
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder installed first (a test harness): this one then stays empty.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+        }
+        handle
+    })
+}
+
+/// The body of `GET /metrics`: every metric in the Prometheus text format. Expose it only
+/// where your monitoring can reach it, not to the public.
+pub fn metrics_text() -> String {
+    prometheus().render()
 }
 
 /// The answer of `GET /protected`.
@@ -59,6 +92,7 @@ fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
 
 /// Builds the engine from the environment and reads the listen address.
 pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
+    prometheus();
     let config = Config::load()
         .map_err(|e| e.to_string())?
         .with_ephemeral_jwt_secret();

@@ -15,17 +15,26 @@ fn protected(user: CurrentUser) -> Response {
 }
 
 #[handler]
+fn metrics() -> Response {
+    Response::builder()
+        .content_type(example_common::METRICS_CONTENT_TYPE)
+        .body(example_common::metrics_text())
+}
+
+#[handler]
 fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
-/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, and the
-/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
+/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`,
+/// Prometheus metrics at `GET /metrics`, and the OpenAPI document at `/openapi.json` with
+/// its docs page at `/docs`.
 pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
     let doc = example_common::openapi(&auth);
     Route::new()
         .at("/", get(login_page))
         .at("/protected", get(protected))
+        .at("/metrics", get(metrics))
         .at("/openapi.json", otp_poem::openapi_json(&doc))
         .at("/docs", otp_poem::docs_page())
         .nest("/auth", otp_poem::routes(auth.clone()))

@@ -1,0 +1,124 @@
+//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade: install any recorder
+//! (for example `metrics-exporter-prometheus`) and these appear; without one they cost
+//! next to nothing.
+//!
+//! Every name starts with `otp_`; counters end in `_total`. Labels hold only fixed words
+//! (endpoint names, outcomes, statuses): never an address, a token, a session id or an IP.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `otp_codes_requested_total` | counter | |
+//! | `otp_mails_sent_total` | counter | |
+//! | `otp_mails_failed_total` | counter | `reason`: `unavailable`, `rejected` |
+//! | `otp_verifications_total` | counter | `method`: `code`, `link`; `outcome`: `success`, `mismatch`, `no_code`, `locked_out`, `refused`, `invalid_link`, `expired_link` |
+//! | `otp_lockouts_total` | counter | |
+//! | `otp_rate_limited_total` | counter | `scope`: `address`, `ip`, `lockout` |
+//! | `otp_refreshes_total` | counter | `outcome`: `success`, `rejected`, `reused` |
+//! | `otp_refresh_reuse_detected_total` | counter | |
+//! | `otp_logouts_total` | counter | `scope`: `session`, `all`, `others`, `one` |
+//! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+
+use crate::http::Endpoint;
+
+/// `otp_codes_requested_total`
+pub const CODES_REQUESTED: &str = "otp_codes_requested_total";
+/// `otp_mails_sent_total`
+pub const MAILS_SENT: &str = "otp_mails_sent_total";
+/// `otp_mails_failed_total`
+pub const MAILS_FAILED: &str = "otp_mails_failed_total";
+/// `otp_verifications_total`
+pub const VERIFICATIONS: &str = "otp_verifications_total";
+/// `otp_lockouts_total`
+pub const LOCKOUTS: &str = "otp_lockouts_total";
+/// `otp_rate_limited_total`
+pub const RATE_LIMITED: &str = "otp_rate_limited_total";
+/// `otp_refreshes_total`
+pub const REFRESHES: &str = "otp_refreshes_total";
+/// `otp_refresh_reuse_detected_total`
+pub const REUSE_DETECTED: &str = "otp_refresh_reuse_detected_total";
+/// `otp_logouts_total`
+pub const LOGOUTS: &str = "otp_logouts_total";
+/// `otp_request_duration_seconds`
+pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
+
+/// Every metric name this crate records.
+pub const ALL: [&str; 10] = [
+    CODES_REQUESTED,
+    MAILS_SENT,
+    MAILS_FAILED,
+    VERIFICATIONS,
+    LOCKOUTS,
+    RATE_LIMITED,
+    REFRESHES,
+    REUSE_DETECTED,
+    LOGOUTS,
+    REQUEST_DURATION,
+];
+
+pub(crate) fn code_requested() {
+    counter!(CODES_REQUESTED).increment(1);
+}
+
+pub(crate) fn mail_sent() {
+    counter!(MAILS_SENT).increment(1);
+}
+
+pub(crate) fn mail_failed(reason: &'static str) {
+    counter!(MAILS_FAILED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn verification(method: &'static str, outcome: &'static str) {
+    counter!(VERIFICATIONS, "method" => method, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn lockout() {
+    counter!(LOCKOUTS).increment(1);
+}
+
+pub(crate) fn rate_limited(scope: &'static str) {
+    counter!(RATE_LIMITED, "scope" => scope).increment(1);
+}
+
+pub(crate) fn refresh(outcome: &'static str) {
+    counter!(REFRESHES, "outcome" => outcome).increment(1);
+    if outcome == "reused" {
+        counter!(REUSE_DETECTED).increment(1);
+    }
+}
+
+pub(crate) fn logout(scope: &'static str) {
+    counter!(LOGOUTS, "scope" => scope).increment(1);
+}
+
+pub(crate) fn request_done(endpoint: Endpoint, status: u16, elapsed: Duration) {
+    histogram!(
+        REQUEST_DURATION,
+        "endpoint" => endpoint.name(),
+        "status" => status_label(status),
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+// Fixed strings, so labels never allocate and never hold anything but a status.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        _ => "other",
+    }
+}
