@@ -151,3 +151,127 @@ pub(crate) async fn bad_settings_fail_with_a_clear_message(bin: &str) {
         assert!(stderr.contains(expect), "{vars:?}: {stderr}");
     }
 }
+
+/// Starts `bin` with ES256 and a public URL: signs in through the mailed link, then
+/// verifies the access token with another JWT library (jwt-compact) from `/auth/jwks.json`
+/// alone; the metrics count the login.
+pub(crate) async fn es256_tokens_verify_from_the_jwks_alone(bin: &str) {
+    use jwt_compact::alg::Es256;
+    use jwt_compact::jwk::JsonWebKey;
+    use jwt_compact::{Algorithm, AlgorithmExt, UntrustedToken};
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/otp-core/testdata/keys/ec-a.pem"
+    );
+    let public_url = format!("{base}/auth");
+    let mut child = example(
+        bin,
+        &[
+            ("APP_ADDR", &addr),
+            ("OTP_AUTH_JWT_ALGORITHM", "ES256"),
+            ("OTP_AUTH_JWT_PRIVATE_KEY_FILE", key),
+            (
+                "OTP_AUTH_CODE_SECRET",
+                "5b0e7c2d9f8a4b3c1d6e0f2a7b9c8d1e3f5a7b9c",
+            ),
+            ("OTP_AUTH_PUBLIC_URL", &public_url),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(&mut lines, "listening on").await;
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .json(&json!({"email": "jwks@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = wait_for_line(&mut lines, "sign-in link for jwks@example.com: ").await;
+    let link = line.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("{public_url}/magic?token=")),
+        "{line}"
+    );
+    let token = link.split_once("token=").unwrap().1;
+
+    // The page a mail scanner would open, then the button's request.
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(token));
+    let r = http
+        .post(format!("{base}/auth/verify-link"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    // Another service: only the JWKS, no secret, another library.
+    let jwks: Value = http
+        .get(format!("{base}/auth/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert!(keys[0].get("d").is_none(), "no private part: {jwks}");
+    let jwk: JsonWebKey<'_> = serde_json::from_value(keys[0].clone()).unwrap();
+    let verifying_key = <Es256 as Algorithm>::VerifyingKey::try_from(&jwk).unwrap();
+    let untrusted = UntrustedToken::new(&access).unwrap();
+    assert_eq!(
+        untrusted.header().key_id.as_deref(),
+        keys[0]["kid"].as_str()
+    );
+    let verified = Es256
+        .validator::<Value>(&verifying_key)
+        .validate(&untrusted)
+        .expect("the token verifies with the published key");
+    let claims = verified.claims();
+    assert_eq!(claims.custom["email"], "jwks@example.com");
+    assert_eq!(claims.custom["type"], "access");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(claims.expiration.unwrap().timestamp() > now);
+    // An altered token does not.
+    let mut forged = access.clone();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    let forged = UntrustedToken::new(&forged).unwrap();
+    assert!(
+        Es256
+            .validator::<Value>(&verifying_key)
+            .validate(&forged)
+            .is_err()
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("otp_verifications_total{method=\"link\",outcome=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("jwks@example.com"));
+
+    terminate(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}

@@ -198,6 +198,8 @@ async fn the_pool_reuses_connections() {
             text: "t".into(),
             html: "<p>h</p>".into(),
             code: otp_core::Code::generate(6),
+            link: None,
+            language: "en".into(),
         };
         mailer.send(&msg).await.unwrap();
         // lettre parks a connection back in the pool from a spawned task after the send;

@@ -417,7 +417,7 @@ impl OtpAuth {
             .public_url
             .as_deref()
             .map(|url| link_url(url, &i.link.seal(&email, &code, now_secs())));
-        let (_, templates) = i.templates.select(client.accept_language.as_deref());
+        let (language, templates) = i.templates.select(client.accept_language.as_deref());
         let rendered = templates.render(&TemplateValues {
             code: code.expose(),
             minutes: i.config.otp_expiry_seconds.div_ceil(60),
@@ -431,6 +431,8 @@ impl OtpAuth {
             text: rendered.text,
             html: rendered.html,
             code,
+            link,
+            language: language.to_owned(),
         };
         let started = Instant::now();
         match i.mailer.send(&message).await {

@@ -23,6 +23,11 @@ pub struct Message {
     /// The code the message carries, for mailers that need it apart (the console and
     /// capturing mailers). Never logged by the library itself.
     pub code: crate::code::Code,
+    /// The sign-in link the message carries, when `OTP_AUTH_PUBLIC_URL` is set (a
+    /// credential like the code: never logged by the library itself).
+    pub link: Option<String>,
+    /// The language the message is written in (the template set chosen).
+    pub language: String,
 }
 
 impl Debug for Message {
@@ -30,6 +35,7 @@ impl Debug for Message {
         f.debug_struct("Message")
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("language", &self.language)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +102,13 @@ impl Mailer for ConsoleMailer {
             message.to,
             message.code.expose()
         );
+        if let Some(link) = &message.link {
+            tracing::info!(
+                target: "otp_core::console_mailer",
+                "sign-in link for {}: {link}",
+                message.to
+            );
+        }
         Ok(())
     }
 }

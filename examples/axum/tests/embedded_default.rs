@@ -16,3 +16,8 @@ async fn embedded_default_serves_the_readme_login() {
 async fn bad_settings_fail_with_a_clear_message() {
     process_tests::bad_settings_fail_with_a_clear_message(BIN).await;
 }
+
+#[tokio::test]
+async fn es256_tokens_verify_from_the_jwks_alone() {
+    process_tests::es256_tokens_verify_from_the_jwks_alone(BIN).await;
+}
