@@ -60,13 +60,18 @@ async fn count<F: std::future::Future<Output = ()>>(r: &RedisProcess, op: F) -> 
     r.command_calls()
 }
 
-/// Commands sent by the client: script calls. (`INFO commandstats` also counts the
-/// commands a script runs inside the server; those are not round trips.)
+/// Commands sent by the client: script calls and the access check's `EXISTS`. (`INFO
+/// commandstats` also counts the commands a script runs inside the server; those are not
+/// round trips, and no store script runs `EXISTS`.)
 fn total(calls: &[(String, u64)]) -> u64 {
     calls
         .iter()
         .filter(|(n, _)| {
-            n == "evalsha" || n == "eval" || n.starts_with("script") || n.starts_with("fcall")
+            n == "evalsha"
+                || n == "eval"
+                || n == "exists"
+                || n.starts_with("script")
+                || n.starts_with("fcall")
         })
         .map(|(_, n)| n)
         .sum()
@@ -79,6 +84,9 @@ async fn round_trips(backend: Backend) {
     let mailer = CapturingMailer::new();
     let auth = engine(backend, &r.url(), &mailer).await;
     // Warm up: load every script once, so NOSCRIPT reloads do not count below.
+    auth.request_code("warm-no-ip@example.com", &ClientInfo::default())
+        .await
+        .unwrap();
     auth.request_code("warm@example.com", &client())
         .await
         .unwrap();
@@ -101,8 +109,8 @@ async fn round_trips(backend: Backend) {
     .await;
     assert_eq!(
         total(&c),
-        2,
-        "request-otp with a client IP (IP bucket + address): {c:?}"
+        1,
+        "request-otp with a client IP (IP bucket + address in one script): {c:?}"
     );
     let c = count(&r, async {
         auth.request_code("ops2@example.com", &ClientInfo::default())
@@ -128,6 +136,10 @@ async fn round_trips(backend: Backend) {
     })
     .await;
     assert_eq!(total(&c), 1, "an authenticated request: {c:?}");
+    assert!(
+        c.iter().any(|(n, k)| n == "exists" && *k == 1) && !c.iter().any(|(n, _)| n == "evalsha"),
+        "the access check is one plain EXISTS: {c:?}"
+    );
     let mut next = None;
     let c = count(&r, async {
         next = Some(auth.refresh(&pair.refresh_token).await.unwrap());

@@ -1,13 +1,26 @@
 //! `cargo xtask bench`: the example apps under load, measured against the ceiling this
 //! machine allows.
 //!
-//! Builds the example apps and `otp-bench` in release mode, starts Redis and smtp-sink
-//! (the `Servers` of `cargo xtask test`), then for each app (axum, poem) and store (redis,
-//! fred) starts the app and runs the `protected`, `flow` and `request-otp` scenarios of
-//! `otp-bench load` against it. The ceilings: `otp-bench ceiling` (the same routes doing one
-//! Redis `EXISTS` each and nothing else) for `protected` and `flow`, and postfix's
-//! `smtp-source` against the same smtp-sink for `request-otp`. Also measures the Redis
-//! memory of one pending login. Prints a table and writes `target/bench/bench.json`.
+//! Builds the example apps and `otp-bench` in release mode and starts Redis and smtp-sink
+//! (the `Servers` of `cargo xtask test`). Then it runs `--rounds` rounds (3 by default);
+//! each round measures, in this order:
+//!
+//! 1. the ceiling: `otp-bench ceiling` (the same routes doing one Redis `EXISTS` each and
+//!    nothing else) under the `protected` and `flow` scenarios of `otp-bench load`;
+//! 2. each app (axum, poem) on each store (redis, fred), started afresh on an empty Redis,
+//!    under the `protected`, `flow` and `request-otp` scenarios;
+//! 3. postfix's `smtp-source` against the same smtp-sink, the ceiling of `request-otp`.
+//!
+//! `--only app/store,...` and `--scenarios name,...` narrow what is measured (no ceiling
+//! server without `protected` or `flow`, no `smtp-source` without `request-otp`). The first
+//! round also measures the Redis memory of one pending login with each app and store.
+//!
+//! The ceiling moves from run to run on a shared machine, so each app is compared with the
+//! ceiling measured in the same round: a row reports the median over the rounds of ops/s,
+//! p50 and p99 (errors and 5xx summed), and its ratio is the median of its per-round ratios
+//! (app / ceiling of that round), which decides PASS or MISS against the target. The table
+//! also lists the per-round ratios, to show the noise. Prints the table and writes
+//! `target/bench/bench.json`.
 //!
 //! The load generator runs on the same cores as the server, with no pinning: every row,
 //! the ceiling included, shares the CPU between client and server.
@@ -33,11 +46,14 @@ const STORES: [&str; 2] = ["redis", "fred"];
 /// The scenarios of `otp-bench load` run against each app.
 const SCENARIOS: [&str; 3] = ["protected", "flow", "request-otp"];
 
+/// The scenarios that `otp-bench ceiling` serves (`request-otp` has `smtp-source`).
+const CEILING_SCENARIOS: [&str; 2] = ["protected", "flow"];
+
 /// Any 64 hex digits: a strong enough key for the bench only.
 pub(crate) const JWT_SECRET: &str =
     "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
 
-/// Messages sent by `smtp-source` to measure what smtp-sink takes.
+/// Messages sent by `smtp-source` (each round) to measure what smtp-sink takes.
 const SMTP_SOURCE_MESSAGES: u32 = 5000;
 
 /// Targets: ratios to the ceiling, and bytes of Redis per pending login.
@@ -50,12 +66,48 @@ const TARGET_MEMORY_BYTES: u64 = 150;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The options of `cargo xtask bench`, as the error message and the help list them.
+const OPTIONS_HELP: &str = "--seconds N (10), --concurrency N (32), --warmup N (2), \
+     --rounds N (3), --only app/store[,app/store...] (every app on every store; apps: axum, poem; \
+     stores: redis, fred), --scenarios name[,name...] (all: protected,flow,request-otp)";
+
+/// One example app on one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target {
+    /// Package and binary name.
+    package: &'static str,
+    /// Short name of the app.
+    app: &'static str,
+    /// `OTP_AUTH_STORE`.
+    store: &'static str,
+}
+
+impl Target {
+    /// Every app on every store, in the order of the table.
+    fn all() -> Vec<Self> {
+        APPS.iter()
+            .flat_map(|&(package, app)| {
+                STORES.iter().map(move |&store| Self {
+                    package,
+                    app,
+                    store,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Options of `cargo xtask bench`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Options {
     seconds: u32,
     concurrency: u32,
     warmup: u32,
+    rounds: u32,
+    /// The apps and stores measured (`--only`), in the order of [`Target::all`].
+    targets: Vec<Target>,
+    /// The scenarios run (`--scenarios`), in the order of [`SCENARIOS`].
+    scenarios: Vec<&'static str>,
 }
 
 impl Options {
@@ -64,30 +116,114 @@ impl Options {
             seconds: 10,
             concurrency: 32,
             warmup: 2,
+            rounds: 3,
+            targets: Target::all(),
+            scenarios: SCENARIOS.to_vec(),
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let slot = match arg.as_str() {
-                "--seconds" => &mut options.seconds,
-                "--concurrency" => &mut options.concurrency,
-                "--warmup" => &mut options.warmup,
+            let mut value = || {
+                it.next()
+                    .map(String::as_str)
+                    .ok_or_else(|| format!("`{arg}` needs a value"))
+            };
+            match arg.as_str() {
+                "--seconds" => options.seconds = whole_number(arg, value()?)?,
+                "--concurrency" => options.concurrency = whole_number(arg, value()?)?,
+                "--warmup" => options.warmup = whole_number(arg, value()?)?,
+                "--rounds" => options.rounds = whole_number(arg, value()?)?,
+                "--only" => options.targets = parse_only(value()?)?,
+                "--scenarios" => options.scenarios = parse_scenarios(value()?)?,
                 other => {
                     return Err(format!(
-                        "`bench` does not take `{other}`; options: --seconds N, \
-                         --concurrency N, --warmup N"
+                        "`bench` does not take `{other}`; options (defaults): {OPTIONS_HELP}"
                     ));
                 }
-            };
-            let value = it.next().ok_or_else(|| format!("`{arg}` needs a value"))?;
-            *slot = value
-                .parse()
-                .map_err(|e| format!("`{arg} {value}`: not a whole number ({e})"))?;
+            }
         }
-        if options.seconds == 0 || options.concurrency == 0 {
-            return Err("--seconds and --concurrency must be at least 1".to_owned());
+        if options.seconds == 0 || options.concurrency == 0 || options.rounds == 0 {
+            return Err("--seconds, --concurrency and --rounds must be at least 1".to_owned());
         }
         Ok(options)
     }
+
+    /// Whether `scenario` is among the selected ones.
+    fn runs(&self, scenario: &str) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+
+    /// The selected scenarios that the ceiling server measures.
+    fn ceiling_scenarios(&self) -> Vec<&'static str> {
+        CEILING_SCENARIOS
+            .into_iter()
+            .filter(|scenario| self.runs(scenario))
+            .collect()
+    }
+}
+
+/// The value of a numeric option.
+fn whole_number(arg: &str, value: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .map_err(|e| format!("`{arg} {value}`: not a whole number ({e})"))
+}
+
+/// The items of a comma-separated option value, trimmed; an error for an empty item.
+fn items<'v>(arg: &str, value: &'v str) -> Result<Vec<&'v str>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|item| {
+            if item.is_empty() {
+                Err(format!("`{arg} {value}`: empty item"))
+            } else {
+                Ok(item)
+            }
+        })
+        .collect()
+}
+
+/// `--only axum/redis,poem/fred`: the selected targets, in the order of [`Target::all`].
+fn parse_only(value: &str) -> Result<Vec<Target>, String> {
+    let apps = APPS.map(|(_, app)| app).join(", ");
+    let stores = STORES.join(", ");
+    let mut chosen = Vec::new();
+    for item in items("--only", value)? {
+        let (app, store) = item
+            .split_once('/')
+            .ok_or_else(|| format!("`--only {item}`: expected app/store, such as axum/redis"))?;
+        let (app, store) = (app.trim(), store.trim());
+        if !APPS.iter().any(|&(_, name)| name == app) {
+            return Err(format!(
+                "`--only {item}`: unknown app `{app}` (apps: {apps})"
+            ));
+        }
+        if !STORES.contains(&store) {
+            return Err(format!(
+                "`--only {item}`: unknown store `{store}` (stores: {stores})"
+            ));
+        }
+        chosen.push((app, store));
+    }
+    Ok(Target::all()
+        .into_iter()
+        .filter(|t| chosen.contains(&(t.app, t.store)))
+        .collect())
+}
+
+/// `--scenarios protected,flow`: the selected scenarios, in the order of [`SCENARIOS`].
+fn parse_scenarios(value: &str) -> Result<Vec<&'static str>, String> {
+    let chosen = items("--scenarios", value)?;
+    if let Some(unknown) = chosen.iter().find(|name| !SCENARIOS.contains(name)) {
+        return Err(format!(
+            "`--scenarios {value}`: unknown scenario `{unknown}` (scenarios: {})",
+            SCENARIOS.join(", ")
+        ));
+    }
+    Ok(SCENARIOS
+        .into_iter()
+        .filter(|scenario| chosen.contains(scenario))
+        .collect())
 }
 
 /// The JSON line printed by `otp-bench load`, and the numbers read from it.
@@ -117,13 +253,38 @@ impl Load {
     }
 }
 
-/// One row of the table: a scenario against an app and store (or the ceiling).
+/// One row of the table: a scenario against an app and store (or the ceiling), with one
+/// result per round.
 #[derive(Debug)]
 struct Row {
     scenario: &'static str,
     app: &'static str,
     store: &'static str,
-    load: Load,
+    /// Round by round.
+    loads: Vec<Load>,
+}
+
+impl Row {
+    /// The median over the rounds of one number of the results.
+    fn median(&self, number: impl Fn(&Load) -> f64) -> f64 {
+        let values: Vec<f64> = self.loads.iter().map(number).collect();
+        median(&values).unwrap_or(0.0)
+    }
+
+    fn errors(&self) -> u64 {
+        self.loads.iter().map(|load| load.errors).sum()
+    }
+
+    fn server_errors(&self) -> u64 {
+        self.loads.iter().map(|load| load.server_errors).sum()
+    }
+}
+
+/// One run of `smtp-source`: seconds taken, mails per second.
+#[derive(Debug, Clone, Copy)]
+struct Smtp {
+    seconds: f64,
+    mails_per_sec: f64,
 }
 
 /// Memory of one pending login with one app and store.
@@ -147,7 +308,8 @@ struct Bench<'a> {
     smtp: SocketAddr,
 }
 
-/// `cargo xtask bench [--seconds N] [--concurrency N] [--warmup N]`.
+/// `cargo xtask bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
+/// [--only app/store,...] [--scenarios name,...]`.
 pub(crate) fn bench(args: &[String]) -> Outcome {
     let options = Options::parse(args)?;
 
@@ -170,7 +332,7 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         .map_err(|e| format!("OTP_TEST_SMTP_SINK={smtp}: {e}"))?;
     let bench = Bench {
         tools: &tools,
-        options,
+        options: options.clone(),
         release: target.join("release"),
         logs,
         redis_url,
@@ -179,23 +341,68 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
     };
 
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let targets: Vec<String> = options
+        .targets
+        .iter()
+        .map(|t| format!("{}/{}", t.app, t.store))
+        .collect();
     eprintln!(
-        "xtask: bench: {} s per scenario after {} s of warm-up, {} virtual users; the load \
-         generator and the servers share this machine's {cpus} CPUs (no pinning)",
-        options.seconds, options.warmup, options.concurrency
+        "xtask: bench: {} round(s) of {} on {}; {} s per scenario after {} s of warm-up, {} \
+         virtual users; the load generator and the servers share this machine's {cpus} CPUs \
+         (no pinning)",
+        options.rounds,
+        options.scenarios.join(", "),
+        targets.join(", "),
+        options.seconds,
+        options.warmup,
+        options.concurrency
     );
 
-    let mut rows = Vec::new();
+    let ceiling_scenarios = options.ceiling_scenarios();
+    let mut ceiling: Vec<Row> = ceiling_scenarios
+        .iter()
+        .map(|&scenario| Row {
+            scenario,
+            app: "ceiling",
+            store: "redis",
+            loads: Vec::new(),
+        })
+        .collect();
+    let mut rows: Vec<Row> = options
+        .targets
+        .iter()
+        .flat_map(|t| {
+            options.scenarios.iter().map(|&scenario| Row {
+                scenario,
+                app: t.app,
+                store: t.store,
+                loads: Vec::new(),
+            })
+        })
+        .collect();
+    let mut smtp = Vec::new();
     let mut memory = Vec::new();
-    for (package, app) in APPS {
-        for store in STORES {
-            let (app_rows, mem) = bench.app(package, app, store)?;
-            rows.extend(app_rows);
-            memory.push(mem);
+    for round in 1..=options.rounds {
+        let label = format!("round {round}/{}", options.rounds);
+        eprintln!("xtask: bench: {label}");
+        if !ceiling_scenarios.is_empty() {
+            let loads = bench.ceiling(&ceiling_scenarios, round)?;
+            for (row, load) in ceiling.iter_mut().zip(loads) {
+                row.loads.push(load);
+            }
+        }
+        for (i, t) in options.targets.iter().enumerate() {
+            let (loads, mem) = bench.app(*t, round)?;
+            let app_rows = rows.iter_mut().skip(i * options.scenarios.len());
+            for (row, load) in app_rows.zip(loads) {
+                row.loads.push(load);
+            }
+            memory.extend(mem);
+        }
+        if options.runs("request-otp") {
+            smtp.push(bench.smtp_source(&label)?);
         }
     }
-    let ceiling = bench.ceiling()?;
-    let (smtp_seconds, mails_per_sec) = bench.smtp_source()?;
     drop(servers);
 
     let report = Report {
@@ -203,8 +410,7 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         cpus,
         rows,
         ceiling,
-        smtp_seconds,
-        mails_per_sec,
+        smtp,
         memory,
     };
     print!("{}", report.table());
@@ -224,13 +430,14 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
 }
 
 impl Bench<'_> {
-    /// Starts one app on one store, runs the three scenarios, measures a pending login.
-    fn app(
-        &self,
-        package: &str,
-        app: &'static str,
-        store: &'static str,
-    ) -> Result<(Vec<Row>, Memory), String> {
+    /// Starts one app on one store on an empty Redis and runs the selected scenarios, in
+    /// the order of `options.scenarios`; in the first round, also measures a pending login.
+    fn app(&self, t: Target, round: u32) -> Result<(Vec<Load>, Option<Memory>), String> {
+        let Target {
+            package,
+            app,
+            store,
+        } = t;
         self.flush_redis()?;
         let addr = free_addr()?;
         let mut command = Command::new(self.release.join(package));
@@ -253,31 +460,31 @@ impl Bench<'_> {
             .env("OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE", "1000")
             .env("OTP_AUTH_SMTP_POOL_SIZE", "16")
             .env("RUST_LOG", "warn");
-        let server = App::start(&format!("{app}-{store}"), command, addr, &self.logs)?;
-        let mut rows = Vec::new();
-        for scenario in SCENARIOS {
-            let load = self.load(addr, scenario, &format!("{app}/{store}"))?;
-            rows.push(Row {
-                scenario,
+        let name = format!("{app}-{store}-round{round}");
+        let server = App::start(&name, command, addr, &self.logs)?;
+        let what = format!("round {round}/{}: {app}/{store}", self.options.rounds);
+        let mut loads = Vec::new();
+        for &scenario in &self.options.scenarios {
+            loads.push(self.load(addr, scenario, &what)?);
+        }
+        let memory = if round == 1 {
+            let (key, bytes) = self.pending_login_bytes(addr)?;
+            eprintln!("xtask: bench: {app}/{store}: one pending login: {key} takes {bytes} bytes");
+            Some(Memory {
                 app,
                 store,
-                load,
-            });
-        }
-        let (key, bytes) = self.pending_login_bytes(addr)?;
-        eprintln!("xtask: bench: {app}/{store}: one pending login: {key} takes {bytes} bytes");
-        server.stop()?;
-        let memory = Memory {
-            app,
-            store,
-            key,
-            bytes,
+                key,
+                bytes,
+            })
+        } else {
+            None
         };
-        Ok((rows, memory))
+        server.stop()?;
+        Ok((loads, memory))
     }
 
-    /// `otp-bench ceiling` with the `protected` and `flow` scenarios.
-    fn ceiling(&self) -> Result<Vec<Row>, String> {
+    /// `otp-bench ceiling` under `scenarios` (some of [`CEILING_SCENARIOS`]), in order.
+    fn ceiling(&self, scenarios: &[&str], round: u32) -> Result<Vec<Load>, String> {
         self.flush_redis()?;
         let addr = free_addr()?;
         let mut command = Command::new(self.release.join("otp-bench"));
@@ -285,24 +492,19 @@ impl Bench<'_> {
             .arg("ceiling")
             .args(["--addr", &addr.to_string()])
             .args(["--redis", &self.redis_url]);
-        let server = App::start("ceiling", command, addr, &self.logs)?;
-        let mut rows = Vec::new();
-        for scenario in ["protected", "flow"] {
-            let load = self.load(addr, scenario, "ceiling")?;
-            rows.push(Row {
-                scenario,
-                app: "ceiling",
-                store: "redis",
-                load,
-            });
+        let server = App::start(&format!("ceiling-round{round}"), command, addr, &self.logs)?;
+        let what = format!("round {round}/{}: ceiling", self.options.rounds);
+        let mut loads = Vec::new();
+        for scenario in scenarios {
+            loads.push(self.load(addr, scenario, &what)?);
         }
         server.stop()?;
-        Ok(rows)
+        Ok(loads)
     }
 
     /// Runs one scenario of `otp-bench load` against `addr`.
     fn load(&self, addr: SocketAddr, scenario: &str, what: &str) -> Result<Load, String> {
-        let options = self.options;
+        let options = &self.options;
         let mut command = Command::new(self.release.join("otp-bench"));
         command
             .arg("load")
@@ -332,7 +534,7 @@ impl Bench<'_> {
     }
 
     /// `smtp-source` against smtp-sink: seconds taken and mails per second.
-    fn smtp_source(&self) -> Result<(f64, f64), String> {
+    fn smtp_source(&self, what: &str) -> Result<Smtp, String> {
         let program = self
             .tools
             .smtp_sink
@@ -353,7 +555,7 @@ impl Bench<'_> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let shown = crate::cmd::display(&command);
-        eprintln!("xtask: bench: smtp ceiling: `{shown}`");
+        eprintln!("xtask: bench: {what}: smtp ceiling: `{shown}`");
         let started = Instant::now();
         let output = command
             .output()
@@ -366,9 +568,14 @@ impl Bench<'_> {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        let rate = f64::from(SMTP_SOURCE_MESSAGES) / seconds;
-        eprintln!("xtask: bench: smtp-source: {SMTP_SOURCE_MESSAGES} mails in {seconds:.2} s");
-        Ok((seconds, rate))
+        let mails_per_sec = f64::from(SMTP_SOURCE_MESSAGES) / seconds;
+        eprintln!(
+            "xtask: bench: {what}: smtp-source: {SMTP_SOURCE_MESSAGES} mails in {seconds:.2} s"
+        );
+        Ok(Smtp {
+            seconds,
+            mails_per_sec,
+        })
     }
 
     /// One request-otp for a new `@magic.bench` address, then `MEMORY USAGE` of the code
@@ -498,12 +705,12 @@ impl App {
         }
     }
 
-    /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
     pub(crate) fn stop(mut self) -> Result<(), String> {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
@@ -631,21 +838,50 @@ fn json_number(json: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
+/// The median of `values` (with an even count, the mean of the middle two); `None` when
+/// there are none.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The ratio to its ceiling that a scenario aims at.
+fn target_ratio(scenario: &str) -> f64 {
+    match scenario {
+        "protected" => TARGET_PROTECTED,
+        "flow" => TARGET_FLOW,
+        _ => TARGET_REQUEST_OTP,
+    }
+}
+
 /// Everything measured, for the table and the JSON file.
 #[derive(Debug)]
 struct Report {
     options: Options,
     cpus: usize,
+    /// The apps' rows, app/store by app/store, scenario by scenario.
     rows: Vec<Row>,
+    /// The ceiling's rows, one per selected scenario among [`CEILING_SCENARIOS`].
     ceiling: Vec<Row>,
-    smtp_seconds: f64,
-    mails_per_sec: f64,
+    /// `smtp-source`, round by round (none without `request-otp`).
+    smtp: Vec<Smtp>,
+    /// One per app/store, measured in the first round.
     memory: Vec<Memory>,
 }
 
 /// How a row compares with its ceiling.
 #[derive(Debug)]
 struct Verdict {
+    /// Round by round: the app's ops/s over the ceiling of the same round (`None` if that
+    /// ceiling is missing or zero).
+    ratios: Vec<Option<f64>>,
+    /// The median of `ratios`.
     ratio: Option<f64>,
     target: f64,
 }
@@ -654,52 +890,116 @@ impl Verdict {
     fn pass(&self) -> bool {
         self.ratio.is_some_and(|ratio| ratio >= self.target)
     }
+
+    /// The per-round ratios, such as `0.81 0.86 0.79`.
+    fn ratios_text(&self) -> String {
+        let ratios: Vec<String> = self
+            .ratios
+            .iter()
+            .map(|r| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")))
+            .collect();
+        ratios.join(" ")
+    }
 }
 
 impl Report {
-    fn ceiling_ops(&self, scenario: &str) -> Option<f64> {
+    /// The ceiling of `scenario`, round by round: `otp-bench ceiling` ops/s, or
+    /// `smtp-source` mails/s for `request-otp`.
+    fn ceiling_per_round(&self, scenario: &str) -> Vec<f64> {
+        if scenario == "request-otp" {
+            return self.smtp.iter().map(|s| s.mails_per_sec).collect();
+        }
         self.ceiling
             .iter()
             .find(|row| row.scenario == scenario)
-            .map(|row| row.load.ops_per_sec)
+            .map(|row| row.loads.iter().map(|load| load.ops_per_sec).collect())
+            .unwrap_or_default()
     }
 
     fn verdict(&self, row: &Row) -> Verdict {
-        let (ceiling, target) = match row.scenario {
-            "protected" => (self.ceiling_ops("protected"), TARGET_PROTECTED),
-            "flow" => (self.ceiling_ops("flow"), TARGET_FLOW),
-            _ => (Some(self.mails_per_sec), TARGET_REQUEST_OTP),
-        };
-        let ratio = ceiling
-            .filter(|c| *c > 0.0)
-            .map(|c| row.load.ops_per_sec / c);
-        Verdict { ratio, target }
+        let ceiling = self.ceiling_per_round(row.scenario);
+        let ratios: Vec<Option<f64>> = row
+            .loads
+            .iter()
+            .zip(ceiling.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(load, ceiling)| ceiling.filter(|c| **c > 0.0).map(|c| load.ops_per_sec / c))
+            .collect();
+        let known: Vec<f64> = ratios.iter().flatten().copied().collect();
+        Verdict {
+            ratio: median(&known),
+            ratios,
+            target: target_ratio(row.scenario),
+        }
     }
 
     fn server_errors(&self) -> u64 {
         self.rows
             .iter()
             .chain(&self.ceiling)
-            .map(|row| row.load.server_errors)
+            .map(Row::server_errors)
             .sum()
     }
 
+    /// The median seconds and mails/s of `smtp-source`.
+    fn smtp_medians(&self) -> (f64, f64) {
+        let seconds: Vec<f64> = self.smtp.iter().map(|s| s.seconds).collect();
+        let rates: Vec<f64> = self.smtp.iter().map(|s| s.mails_per_sec).collect();
+        (
+            median(&seconds).unwrap_or(0.0),
+            median(&rates).unwrap_or(0.0),
+        )
+    }
+
     fn table(&self) -> String {
+        let o = &self.options;
         let mut t = String::new();
+        let rounds = match o.rounds {
+            1 => "1 round".to_owned(),
+            n => format!("{n} rounds"),
+        };
+        let mut steps = Vec::new();
+        if !self.ceiling.is_empty() {
+            steps.push("the ceiling".to_owned());
+        }
+        steps.push("each app/store (started afresh)".to_owned());
+        if !self.smtp.is_empty() {
+            steps.push(format!("smtp-source ({SMTP_SOURCE_MESSAGES} mails)"));
+        }
         let _ = writeln!(
             t,
-            "\nBench: {} virtual users, {} s per scenario after {} s of warm-up. The load \
-             generator and the servers\nshare this machine's {} CPUs (no pinning): every \
-             row, the ceiling included, spends part of the CPU on the client.\n",
-            self.options.concurrency, self.options.seconds, self.options.warmup, self.cpus
+            "\nBench: {rounds} of: {}.\n{} virtual users, {} s per scenario after {} s of \
+             warm-up.\nops/s, p50 and p99: medians over the rounds; errors and 5xx: sums. \
+             ratio: the median of the\nsame-round ratios (app ops/s / ceiling ops/s of the \
+             same round; request-otp: / smtp-source\nmails/s of the same round), which decides \
+             PASS or MISS; ratios: each round's, in order.\nThe load generator and the servers \
+             share this machine's {} CPUs (no pinning): every row, the\nceiling included, \
+             spends part of the CPU on the client.\n",
+            steps.join(", "),
+            o.concurrency,
+            o.seconds,
+            o.warmup,
+            self.cpus
         );
         let _ = writeln!(
             t,
-            "{:<12} {:<8} {:<6} {:>10} {:>8} {:>8} {:>7} {:>5} {:>7}  target",
-            "scenario", "app", "store", "ops/s", "p50 ms", "p99 ms", "errors", "5xx", "ratio"
+            "{:<12} {:<8} {:<6} {:>10} {:>8} {:>8} {:>7} {:>5} {:>6}  {:<11}  ratios",
+            "scenario",
+            "app",
+            "store",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "5xx",
+            "ratio",
+            "target"
         );
+        let per_round = |unit: &str, values: &mut dyn Iterator<Item = f64>| {
+            let values: Vec<String> = values.map(|v| format!("{v:.0}")).collect();
+            format!("{unit}: {}", values.join(" "))
+        };
         let line = |t: &mut String, row: &Row, verdict: Option<Verdict>| {
-            let (ratio, target) = match verdict {
+            let (ratio, target, ratios) = match verdict {
                 Some(v) => (
                     v.ratio
                         .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
@@ -708,42 +1008,49 @@ impl Report {
                         v.target,
                         if v.pass() { "PASS" } else { "MISS" }
                     ),
+                    v.ratios_text(),
                 ),
-                None => ("1.00".to_owned(), "(ceiling)".to_owned()),
+                None => (
+                    "1.00".to_owned(),
+                    "(ceiling)".to_owned(),
+                    per_round("ops/s", &mut row.loads.iter().map(|l| l.ops_per_sec)),
+                ),
             };
             let _ = writeln!(
                 t,
-                "{:<12} {:<8} {:<6} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>5} {:>7}  {target}",
+                "{:<12} {:<8} {:<6} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>5} {:>6}  {target:<11}  \
+                 {ratios}",
                 row.scenario,
                 row.app,
                 row.store,
-                row.load.ops_per_sec,
-                row.load.p50_ms,
-                row.load.p99_ms,
-                row.load.errors,
-                row.load.server_errors,
+                row.median(|l| l.ops_per_sec),
+                row.median(|l| l.p50_ms),
+                row.median(|l| l.p99_ms),
+                row.errors(),
+                row.server_errors(),
                 ratio,
             );
         };
-        for scenario in SCENARIOS {
+        for &scenario in &o.scenarios {
             for row in self.ceiling.iter().filter(|row| row.scenario == scenario) {
                 line(&mut t, row, None);
             }
             if scenario == "request-otp" {
+                let (_, mails_per_sec) = self.smtp_medians();
                 let _ = writeln!(
                     t,
-                    "{:<12} {:<8} {:<6} {:>10.1} {:>8} {:>8} {:>7} {:>5} {:>7}  (ceiling: \
-                     {SMTP_SOURCE_MESSAGES} mails in {:.2} s)",
+                    "{:<12} {:<8} {:<6} {:>10.1} {:>8} {:>8} {:>7} {:>5} {:>6}  {:<11}  {}",
                     "smtp-source",
                     "postfix",
                     "-",
-                    self.mails_per_sec,
+                    mails_per_sec,
                     "-",
                     "-",
                     "-",
                     "-",
                     "1.00",
-                    self.smtp_seconds
+                    "(ceiling)",
+                    per_round("mails/s", &mut self.smtp.iter().map(|s| s.mails_per_sec)),
                 );
             }
             for row in self.rows.iter().filter(|row| row.scenario == scenario) {
@@ -753,7 +1060,7 @@ impl Report {
         let _ = writeln!(
             t,
             "\nRedis memory per pending login (MEMORY USAGE of the code key after one \
-             request-otp), target <= {TARGET_MEMORY_BYTES} bytes:"
+             request-otp, first round),\ntarget <= {TARGET_MEMORY_BYTES} bytes:"
         );
         for m in &self.memory {
             let verdict = if m.bytes <= TARGET_MEMORY_BYTES {
@@ -771,52 +1078,96 @@ impl Report {
     }
 
     fn json(&self) -> String {
+        let o = &self.options;
+        let only: Vec<String> = o
+            .targets
+            .iter()
+            .map(|t| quote(&format!("{}/{}", t.app, t.store)))
+            .collect();
+        let scenarios: Vec<String> = o.scenarios.iter().map(|s| quote(s)).collect();
+        let smtp_source = if self.smtp.is_empty() {
+            "null".to_owned()
+        } else {
+            let (seconds, mails_per_sec) = self.smtp_medians();
+            let rounds: Vec<String> = self
+                .smtp
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{{\"seconds\": {:.3}, \"mails_per_sec\": {:.1}}}",
+                        s.seconds, s.mails_per_sec
+                    )
+                })
+                .collect();
+            format!(
+                "{{\"mails\": {SMTP_SOURCE_MESSAGES}, \"seconds\": {seconds:.3}, \
+                 \"mails_per_sec\": {mails_per_sec:.1}, \"rounds\": [{}]}}",
+                rounds.join(", ")
+            )
+        };
         let mut j = String::new();
         let _ = write!(
             j,
             "{{\n  \"machine\": {{\"cpus\": {}, \"client_and_server_share_the_machine\": true}},\n  \
-             \"options\": {{\"seconds\": {}, \"concurrency\": {}, \"warmup\": {}}},\n  \
+             \"options\": {{\"seconds\": {}, \"concurrency\": {}, \"warmup\": {}, \"rounds\": {}, \
+             \"only\": [{}], \"scenarios\": [{}]}},\n  \
              \"targets\": {{\"protected\": {TARGET_PROTECTED}, \"flow\": {TARGET_FLOW}, \
              \"request_otp\": {TARGET_REQUEST_OTP}, \"memory_bytes\": {TARGET_MEMORY_BYTES}}},\n  \
-             \"smtp_source\": {{\"mails\": {SMTP_SOURCE_MESSAGES}, \"seconds\": {:.3}, \
-             \"mails_per_sec\": {:.1}}},\n",
+             \"smtp_source\": {smtp_source},\n",
             self.cpus,
-            self.options.seconds,
-            self.options.concurrency,
-            self.options.warmup,
-            self.smtp_seconds,
-            self.mails_per_sec
+            o.seconds,
+            o.concurrency,
+            o.warmup,
+            o.rounds,
+            only.join(", "),
+            scenarios.join(", "),
         );
+        // The medians and sums over the rounds, then each round's result.
+        let measured = |row: &Row| {
+            let results: Vec<&str> = row.loads.iter().map(|l| l.json.as_str()).collect();
+            format!(
+                "\"median\": {{\"ops_per_sec\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}}}, \
+                 \"errors\": {}, \"server_errors\": {}, \"results\": [{}]",
+                row.median(|l| l.ops_per_sec),
+                row.median(|l| l.p50_ms),
+                row.median(|l| l.p99_ms),
+                row.errors(),
+                row.server_errors(),
+                results.join(", ")
+            )
+        };
         j.push_str("  \"ceiling\": [\n");
         let ceiling: Vec<String> = self
             .ceiling
             .iter()
             .map(|row| {
                 format!(
-                    "    {{\"scenario\": {}, \"result\": {}}}",
+                    "    {{\"scenario\": {}, {}}}",
                     quote(row.scenario),
-                    row.load.json
+                    measured(row)
                 )
             })
             .collect();
         j.push_str(&ceiling.join(",\n"));
         j.push_str("\n  ],\n  \"runs\": [\n");
+        let number = |r: Option<f64>| r.map_or_else(|| "null".to_owned(), |r| format!("{r:.4}"));
         let runs: Vec<String> = self
             .rows
             .iter()
             .map(|row| {
                 let v = self.verdict(row);
+                let ratios: Vec<String> = v.ratios.iter().map(|r| number(*r)).collect();
                 format!(
                     "    {{\"scenario\": {}, \"app\": {}, \"store\": {}, \"ratio\": {}, \
-                     \"target\": {}, \"pass\": {}, \"result\": {}}}",
+                     \"ratios\": [{}], \"target\": {}, \"pass\": {}, {}}}",
                     quote(row.scenario),
                     quote(row.app),
                     quote(row.store),
-                    v.ratio
-                        .map_or_else(|| "null".to_owned(), |r| format!("{r:.4}")),
+                    number(v.ratio),
+                    ratios.join(", "),
                     v.target,
                     v.pass(),
-                    row.load.json
+                    measured(row)
                 )
             })
             .collect();
@@ -868,6 +1219,10 @@ fn quote(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     #[test]
     fn numbers_of_a_json_line() {
         let line = r#"{"errors":3,"ops_per_sec":1234.5,"p50_ms":0.25,"scenario":"flow"}"#;
@@ -880,14 +1235,127 @@ mod tests {
 
     #[test]
     fn options() {
-        let args: Vec<String> = ["--seconds", "3", "--concurrency", "8"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let o = Options::parse(&args).unwrap();
-        assert_eq!((o.seconds, o.concurrency, o.warmup), (3, 8, 2));
-        assert!(Options::parse(&["--nope".to_owned()]).is_err());
-        assert!(Options::parse(&["--seconds".to_owned(), "0".to_owned()]).is_err());
+        let o = Options::parse(&args(&["--seconds", "3", "--concurrency", "8"])).unwrap();
+        assert_eq!((o.seconds, o.concurrency, o.warmup, o.rounds), (3, 8, 2, 3));
+        assert_eq!(o.targets, Target::all());
+        assert_eq!(o.scenarios, SCENARIOS);
+        assert!(Options::parse(&args(&["--nope"])).is_err());
+        assert!(Options::parse(&args(&["--seconds", "0"])).is_err());
+        assert!(Options::parse(&args(&["--rounds", "0"])).is_err());
+        assert!(Options::parse(&args(&["--rounds"])).is_err());
+    }
+
+    #[test]
+    fn only_and_scenarios() {
+        let o = Options::parse(&args(&[
+            "--only",
+            "poem/fred, axum/redis,axum/redis",
+            "--scenarios",
+            "request-otp,protected",
+            "--rounds",
+            "5",
+        ]))
+        .unwrap();
+        let chosen: Vec<(&str, &str)> = o.targets.iter().map(|t| (t.app, t.store)).collect();
+        assert_eq!(chosen, [("axum", "redis"), ("poem", "fred")]);
+        assert_eq!(o.targets[1].package, "poem-example");
+        assert_eq!(o.scenarios, ["protected", "request-otp"]);
+        assert_eq!(o.ceiling_scenarios(), ["protected"]);
+        assert_eq!(o.rounds, 5);
+        for bad in ["axum", "actix/redis", "axum/postgres", "axum/redis,", ""] {
+            let e = Options::parse(&args(&["--only", bad])).unwrap_err();
+            assert!(e.contains("--only"), "{e}");
+        }
+        let e = Options::parse(&args(&["--only", "axum/mongo"])).unwrap_err();
+        assert!(e.contains("redis, fred"), "{e}");
+        let e = Options::parse(&args(&["--scenarios", "flow,login"])).unwrap_err();
+        assert!(e.contains("`login`"), "{e}");
+        let o = Options::parse(&args(&["--scenarios", "request-otp"])).unwrap();
+        assert!(o.ceiling_scenarios().is_empty());
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    fn load(ops: f64, server_errors: u64) -> Load {
+        Load::parse(&format!(
+            "{{\"ops_per_sec\":{ops},\"p50_ms\":1.5,\"p99_ms\":9,\"errors\":1,\
+             \"server_errors\":{server_errors}}}"
+        ))
+        .unwrap()
+    }
+
+    fn row(scenario: &'static str, app: &'static str, ops: &[f64]) -> Row {
+        Row {
+            scenario,
+            app,
+            store: "redis",
+            loads: ops.iter().map(|&ops| load(ops, 0)).collect(),
+        }
+    }
+
+    /// Three rounds where the ceiling moves: each round's app is divided by that round's
+    /// ceiling, and the verdict is on the median of those ratios.
+    fn report() -> Report {
+        let options = Options::parse(&args(&["--only", "axum/redis"])).unwrap();
+        Report {
+            options,
+            cpus: 2,
+            rows: vec![
+                row("protected", "axum", &[90.0, 150.0, 140.0]),
+                row("flow", "axum", &[60.0, 70.0, 80.0]),
+                Row {
+                    scenario: "request-otp",
+                    app: "axum",
+                    store: "redis",
+                    loads: vec![load(40.0, 0), load(50.0, 2), load(10.0, 0)],
+                },
+            ],
+            ceiling: vec![
+                row("protected", "ceiling", &[100.0, 200.0, 150.0]),
+                row("flow", "ceiling", &[100.0, 100.0, 100.0]),
+            ],
+            smtp: [100.0, 100.0, 100.0]
+                .iter()
+                .map(|&mails_per_sec| Smtp {
+                    seconds: 50.0,
+                    mails_per_sec,
+                })
+                .collect(),
+            memory: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verdicts_on_same_round_ratios() {
+        let report = report();
+        let protected = report.verdict(&report.rows[0]);
+        assert_eq!(protected.ratios_text(), "0.90 0.75 0.93");
+        assert_eq!(protected.ratio, Some(0.9));
+        assert!(protected.pass());
+        let flow = report.verdict(&report.rows[1]);
+        assert_eq!(flow.ratio, Some(0.7));
+        assert!(flow.pass());
+        let request_otp = report.verdict(&report.rows[2]);
+        assert_eq!(request_otp.ratio, Some(0.4));
+        assert_eq!(report.server_errors(), 2);
+        assert_eq!(report.rows[2].errors(), 3);
+        let table = report.table();
+        assert!(table.contains("3 rounds"), "{table}");
+        assert!(table.contains("ops/s: 100 200 150"), "{table}");
+        assert!(table.lines().all(|line| line.len() <= 130), "{table}");
+        let json = report.json();
+        assert!(json.contains("\"rounds\": 3"), "{json}");
+        assert!(
+            json.contains("\"ratios\": [0.9000, 0.7500, 0.9333]"),
+            "{json}"
+        );
+        assert!(!json.contains(",\n  ]") && !json.contains(", ]"), "{json}");
     }
 
     #[test]

@@ -15,10 +15,12 @@
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
 //! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
 //!   watching 5xx and memory.
-//! * `bench [--seconds N] [--concurrency N] [--warmup N]`: builds the example
-//!   apps and `otp-bench` in release mode, starts the same servers and measures
-//!   each app and Redis store under load against the ceiling of the machine
-//!   (see `bench.rs`); prints a table and writes `target/bench/bench.json`.
+//! * `bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
+//!   [--only app/store,...] [--scenarios name,...]`: builds the example apps and
+//!   `otp-bench` in release mode, starts the same servers and, over several rounds,
+//!   measures each app and Redis store under load against the ceiling of the machine
+//!   measured in the same round (see `bench.rs`); prints a table and writes
+//!   `target/bench/bench.json`.
 //!
 //! Missing server binaries are installed with `apt-get` when running as root
 //! on Debian; otherwise the runner names the packages to install.
@@ -60,15 +62,20 @@ Commands:
                   failure.
   fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
                   (default 300), seeded with tests/fuzz/regressions.
-  bench [--seconds N] [--concurrency N] [--warmup N]
+  bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
+        [--only app/store[,app/store...]] [--scenarios name[,name...]]
                   Build the example apps and otp-bench (release), start Redis
-                  and the SMTP sink, and load each app (axum, poem) on each
-                  store (redis, fred) with the protected, flow and request-otp
-                  scenarios (defaults: 10 s each after 2 s of warm-up, 32
-                  virtual users); compare with a bare axum + Redis server and
-                  postfix's smtp-source. Client and server share this machine.
-                  Prints a table, writes target/bench/bench.json; exits 1 on
-                  any 5xx answer. Not part of `test` or `ci`.
+                  and the SMTP sink, then, N rounds (3), measure a bare axum +
+                  Redis server (the ceiling), load each app (axum, poem) on
+                  each store (redis, fred) with the protected, flow and
+                  request-otp scenarios, and run postfix's smtp-source
+                  (defaults: 10 s each after 2 s of warm-up, 32 virtual
+                  users). --only (e.g. axum/redis,poem/fred) and --scenarios
+                  narrow the runs. Each row shows medians over the rounds and
+                  the median of its ratios to the ceiling of the same round,
+                  which decides PASS or MISS. Client and server share this
+                  machine. Prints a table, writes target/bench/bench.json;
+                  exits 1 on any 5xx answer. Not part of `test` or `ci`.
   soak [--minutes N] [--rate R] [--concurrency C]
                   The full login flow at R flows/s (50) for N minutes (10)
                   against axum-example on Redis: 5xx count, server RSS and

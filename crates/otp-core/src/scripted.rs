@@ -3,8 +3,11 @@
 //!
 //! Backends (`otp-redis` on the `redis` crate, `otp-fred` on `fred`) only implement
 //! [`ScriptRunner`]: EVALSHA with a reload on NOSCRIPT, timeouts, error classification.
-//! Every operation is one script call touching one cluster slot, so it is atomic and one
-//! round trip on a single server and on a cluster alike. Time comes from Redis (`TIME`
+//! Every operation is one call touching one cluster slot, so it is atomic and one round
+//! trip on a single server and on a cluster alike: a script, except the access check of
+//! protected requests, which is one plain `EXISTS`. (`request-otp` counts the client's IP
+//! bucket in its own slot: on a cluster that is a second call; on a single server both go
+//! in one script.) Time comes from Redis (`TIME`
 //! inside each script), so every app instance agrees on it.
 //!
 //! Keys (prefixes from `OTP_KEY_PREFIX` and `BLACKLIST_KEY_PREFIX`; hash tags in braces):
@@ -97,13 +100,29 @@ fn unexpected(r: &Reply) -> StoreError {
 /// timeout, and map connection failures and timeouts to [`StoreError::Unavailable`].
 #[async_trait]
 pub trait ScriptRunner: Debug + Send + Sync + 'static {
-    /// Runs `script` with `keys` (all in one cluster slot) and `args`.
+    /// Runs `script` with `keys` (all in one cluster slot, unless
+    /// [`ScriptRunner::single_node`]) and `args`.
     async fn run(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[&[u8]],
     ) -> Result<Reply, StoreError>;
+
+    /// Whether every key lives on one server (not a cluster), so that one script may touch
+    /// keys of different slots: `request-otp` then counts the IP bucket and stores the code
+    /// in one call instead of two. Defaults to `false` (always correct).
+    fn single_node(&self) -> bool {
+        false
+    }
+
+    /// `EXISTS keys…` (all in one slot): how many of `keys` exist, a key named twice
+    /// counted twice. The access check of every protected request is this one command.
+    /// The default runs it as a script; backends send the plain command, which is cheaper
+    /// for Redis.
+    async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
+        self.run(&EXISTS, keys, &[]).await?.int()
+    }
 }
 
 /// Reads Redis' clock into `now` (milliseconds).
@@ -214,6 +233,22 @@ end
 return 0
 "#;
 
+/// Counts the request in the IP bucket KEYS[2] (ARGV[6] limit, ARGV[4] window) before the
+/// address is looked at: ISSUE_IP, on a single server.
+macro_rules! lua_ip_take_first {
+    () => {
+        r#"
+local ipc = redis.call('INCR', KEYS[2])
+local ipttl = redis.call('PTTL', KEYS[2])
+if ipc == 1 or ipttl < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  ipttl = tonumber(ARGV[4])
+end
+if ipc > tonumber(ARGV[6]) then return {2, ipttl} end
+"#
+    };
+}
+
 /// IP_TAKE: KEYS[1] ip counter; ARGV limit, window_ms. Returns {0} or {1, wait}.
 const IP_TAKE_SRC: &str = r#"
 local c = redis.call('INCR', KEYS[1])
@@ -267,12 +302,6 @@ return 0
 "#
     };
 }
-
-/// CHECK: KEYS[1] session, KEYS[2] revoked jti. Returns 1 active, 0 revoked.
-const CHECK_SRC: &str = r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-return redis.call('EXISTS', KEYS[1])
-"#;
 
 /// END: KEYS[1] session, KEYS[2] subject index, optionally KEYS[3] a revoked jti; ARGV sid,
 /// `1` to end the session (else `0`), and with KEYS[3] the token's expiry (s).
@@ -341,16 +370,20 @@ scripts! {
     SESSION_CREATE = 4, "session_create", concat!(lua_now!(), lua_session_create_body!());
     /// Rotate a refresh token, detecting reuse.
     ROTATE = 5, "rotate", concat!(lua_now!(), lua_rotate_body!());
-    /// The access check.
-    CHECK = 6, "check", CHECK_SRC;
     /// End a session, revoking an access token of it.
-    END = 7, "end", concat!(lua_now!(), lua_end_body!());
+    END = 6, "end", concat!(lua_now!(), lua_end_body!());
     /// Read a subject's index.
-    INDEX_LIST = 8, "index_list", INDEX_LIST_SRC;
+    INDEX_LIST = 7, "index_list", INDEX_LIST_SRC;
     /// End every session of a subject.
-    END_ALL = 9, "end_all", END_ALL_SRC;
+    END_ALL = 8, "end_all", END_ALL_SRC;
     /// Read a subject's sessions.
-    SESSIONS_GET = 10, "sessions_get", SESSIONS_GET_SRC;
+    SESSIONS_GET = 9, "sessions_get", SESSIONS_GET_SRC;
+    /// `EXISTS` as a script, for runners without the plain command.
+    EXISTS = 10, "exists", "return redis.call('EXISTS', unpack(KEYS))\n";
+    /// ISSUE with the IP bucket counted first in the same call (single server only):
+    /// KEYS[1] address, KEYS[2] IP bucket; ARGV as ISSUE, then the IP limit. Returns
+    /// ISSUE's answers or {2, wait} when the IP is limited.
+    ISSUE_IP = 11, "issue_ip", concat!(lua_now!(), lua_ip_take_first!(), lua_address_prelude!(), lua_issue_body!());
 }
 
 /// Key names, from the configured prefixes.
@@ -486,44 +519,49 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
 impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
         let l = &req.limits;
-        if let Some(ip) = &req.ip {
-            // The IP counter lives in its own slot: its own call, before the address's.
-            let key = self.keys.ip(ip);
-            let r = self
-                .runner
-                .run(
-                    &IP_TAKE,
-                    &[&key],
-                    &[
-                        l.per_ip.to_string().as_bytes(),
-                        ms(l.request_window).as_bytes(),
-                    ],
-                )
-                .await?;
-            if let (1, v) = pair(&r)? {
-                return Ok(IssueOutcome::IpLimited {
-                    retry_after: wait(v),
-                });
-            }
-        }
         let key = self.keys.address(&req.address);
-        let r = self
-            .runner
-            .run(
-                &ISSUE,
-                &[&key],
-                &[
-                    &req.code_mac.0,
-                    ms(req.code_ttl).as_bytes(),
-                    l.per_address.to_string().as_bytes(),
-                    ms(l.request_window).as_bytes(),
-                    ms(l.lockout).as_bytes(),
-                ],
-            )
-            .await?;
+        let ttl = ms(req.code_ttl);
+        let per_address = l.per_address.to_string();
+        let window = ms(l.request_window);
+        let lockout = ms(l.lockout);
+        let per_ip = l.per_ip.to_string();
+        let mut args: [&[u8]; 6] = [
+            &req.code_mac.0,
+            ttl.as_bytes(),
+            per_address.as_bytes(),
+            window.as_bytes(),
+            lockout.as_bytes(),
+            per_ip.as_bytes(),
+        ];
+        let r = match &req.ip {
+            // One server: the IP bucket and the address in one call.
+            Some(ip) if self.runner.single_node() => {
+                let ip_key = self.keys.ip(ip);
+                self.runner.run(&ISSUE_IP, &[&key, &ip_key], &args).await?
+            }
+            Some(ip) => {
+                // A cluster: the IP counter lives in its own slot, so its own call first.
+                let ip_key = self.keys.ip(ip);
+                args[0] = per_ip.as_bytes();
+                args[1] = window.as_bytes();
+                let r = self.runner.run(&IP_TAKE, &[&ip_key], &args[..2]).await?;
+                if let (1, v) = pair(&r)? {
+                    return Ok(IssueOutcome::IpLimited {
+                        retry_after: wait(v),
+                    });
+                }
+                args[0] = &req.code_mac.0;
+                args[1] = ttl.as_bytes();
+                self.runner.run(&ISSUE, &[&key], &args[..5]).await?
+            }
+            None => self.runner.run(&ISSUE, &[&key], &args[..5]).await?,
+        };
         Ok(match pair(&r)? {
             (0, _) => IssueOutcome::Issued,
             (1, v) => IssueOutcome::AddressLimited {
+                retry_after: wait(v),
+            },
+            (2, v) => IssueOutcome::IpLimited {
                 retry_after: wait(v),
             },
             (3, v) => IssueOutcome::LockedOut {
@@ -625,8 +663,10 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {
         let session = self.keys.session(sid);
         let revoked = self.keys.revoked(sid, jti);
-        let r = self.runner.run(&CHECK, &[&session, &revoked], &[]).await?;
-        Ok(if r.int()? == 1 {
+        // One plain command: the session named twice and the revocation once count 2
+        // exactly when the session exists and the token is not revoked.
+        let n = self.runner.exists(&[&session, &session, &revoked]).await?;
+        Ok(if n == 2 {
             AccessStatus::Active
         } else {
             AccessStatus::Revoked

@@ -35,7 +35,7 @@ use fred::prelude::{
     ErrorKind as FredErrorKind, PerformanceConfig, Pool, ReconnectPolicy,
 };
 use fred::types::scripts::Script as FredScript;
-use fred::types::{Key, Value};
+use fred::types::{ClusterHash, CustomCommand, Key, Value};
 use otp_core::StoreError;
 use otp_core::scripted::{KeyLayout, Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore};
 
@@ -198,15 +198,42 @@ impl ScriptRunner for FredRunner {
             .map(|a| Value::Bytes(Bytes::copy_from_slice(a)))
             .collect();
         // EVALSHA, and on NOSCRIPT SCRIPT LOAD (on every cluster node) and again.
-        let call = prepared.evalsha_with_reload::<Value, _, _>(self.pool.next(), keys, args);
+        let call =
+            prepared.evalsha_with_reload::<Value, _, _>(self.pool.next_connected(), keys, args);
+        self.bounded(script.name, call).await.and_then(to_reply)
+    }
+
+    fn single_node(&self) -> bool {
+        !self.pool.next().is_clustered()
+    }
+
+    async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
+        // `EXISTS` routed by its first key (fred's keys interface is a feature we leave off).
+        let cmd = CustomCommand::new_static("EXISTS", ClusterHash::FirstKey, false);
+        let keys: Vec<Value> = keys.iter().map(|k| Value::from(*k)).collect();
+        self.bounded(
+            "exists",
+            self.pool.next_connected().custom::<i64, Value>(cmd, keys),
+        )
+        .await
+    }
+}
+
+impl FredRunner {
+    /// Awaits `call` within the timeout, classifying its failures.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = Result<T, FredError>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => to_reply(v),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                tracing::warn!(script = script.name, error = %e, "store script failed");
+                tracing::warn!(call = what, error = %e, "store call failed");
                 Err(classify(&e))
             }
             Err(_) => {
-                tracing::warn!(script = script.name, "store script timed out");
+                tracing::warn!(call = what, "store call timed out");
                 Err(StoreError::Unavailable(format!(
                     "no answer from Redis within {:?}",
                     self.timeout

@@ -250,15 +250,44 @@ impl ScriptRunner for RedisRunner {
                 Conn::Cluster(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
             }
         };
+        self.bounded(script.name, call).await.and_then(to_reply)
+    }
+
+    fn single_node(&self) -> bool {
+        matches!(self.conn, Conn::Single(_))
+    }
+
+    async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
+        let mut cmd = redis::cmd("EXISTS");
+        for k in keys {
+            cmd.arg(*k);
+        }
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => cmd.query_async::<i64>(&mut c.clone()).await,
+                Conn::Cluster(c) => cmd.query_async::<i64>(&mut c.clone()).await,
+            }
+        };
+        self.bounded("exists", call).await
+    }
+}
+
+impl RedisRunner {
+    /// Awaits `call` within the timeout, classifying its failures.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => to_reply(v),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let err = classify(&e);
-                tracing::warn!(script = script.name, error = %e, "store script failed");
+                tracing::warn!(call = what, error = %e, "store call failed");
                 Err(err)
             }
             Err(_) => {
-                tracing::warn!(script = script.name, "store script timed out");
+                tracing::warn!(call = what, "store call timed out");
                 Err(StoreError::Unavailable(format!(
                     "no answer from Redis within {:?}",
                     self.timeout
