@@ -5,14 +5,15 @@
 //! (`at+jwt` for access, `refresh+jwt` for refresh) and in the `type` claim, and each check
 //! insists on both, so neither can stand in for the other (RFC 8725 3.11).
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::Rng;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use secrecy::ExposeSecret as _;
@@ -46,7 +47,10 @@ impl TokenType {
 }
 
 /// The claims of both token kinds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized in one pass: the library's claims into their fields, every other claim
+/// into [`Claims::extra`]; a claim given twice is an error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Claims {
     /// The subject: the user id the hooks mapped the address to (by default the address).
     pub sub: String,
@@ -72,6 +76,108 @@ pub struct Claims {
     /// Claims added by the application's hooks.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ClaimsVisitor)
+    }
+}
+
+/// A claim name: one of the library's, or another one (kept for [`Claims::extra`]).
+enum ClaimName {
+    Sub,
+    Email,
+    Type,
+    Jti,
+    Sid,
+    Iat,
+    Exp,
+    Iss,
+    Aud,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for ClaimName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = ClaimName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimName, E> {
+                Ok(match v {
+                    "sub" => ClaimName::Sub,
+                    "email" => ClaimName::Email,
+                    "type" => ClaimName::Type,
+                    "jti" => ClaimName::Jti,
+                    "sid" => ClaimName::Sid,
+                    "iat" => ClaimName::Iat,
+                    "exp" => ClaimName::Exp,
+                    "iss" => ClaimName::Iss,
+                    "aud" => ClaimName::Aud,
+                    other => ClaimName::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(NameVisitor)
+    }
+}
+
+struct ClaimsVisitor;
+
+impl<'de> Visitor<'de> for ClaimsVisitor {
+    type Value = Claims;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+        fn once<T, E: de::Error>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), E> {
+            if slot.replace(v).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let (mut sub, mut email, mut token_type, mut jti, mut sid) = (None, None, None, None, None);
+        let (mut iat, mut exp) = (None, None);
+        let (mut iss, mut aud): (Option<Option<String>>, Option<Option<String>>) = (None, None);
+        let mut extra = serde_json::Map::new();
+        while let Some(name) = map.next_key::<ClaimName>()? {
+            match name {
+                ClaimName::Sub => once(&mut sub, map.next_value()?, "sub")?,
+                ClaimName::Email => once(&mut email, map.next_value()?, "email")?,
+                ClaimName::Type => once(&mut token_type, map.next_value()?, "type")?,
+                ClaimName::Jti => once(&mut jti, map.next_value()?, "jti")?,
+                ClaimName::Sid => once(&mut sid, map.next_value()?, "sid")?,
+                ClaimName::Iat => once(&mut iat, map.next_value()?, "iat")?,
+                ClaimName::Exp => once(&mut exp, map.next_value()?, "exp")?,
+                ClaimName::Iss => once(&mut iss, map.next_value()?, "iss")?,
+                ClaimName::Aud => once(&mut aud, map.next_value()?, "aud")?,
+                ClaimName::Other(name) => {
+                    let value: serde_json::Value = map.next_value()?;
+                    if extra.insert(name, value).is_some() {
+                        return Err(de::Error::custom("a claim is given twice"));
+                    }
+                }
+            }
+        }
+        let missing = de::Error::missing_field;
+        Ok(Claims {
+            sub: sub.ok_or_else(|| missing("sub"))?,
+            email: email.ok_or_else(|| missing("email"))?,
+            token_type: token_type.ok_or_else(|| missing("type"))?,
+            jti: jti.ok_or_else(|| missing("jti"))?,
+            sid: sid.ok_or_else(|| missing("sid"))?,
+            iat: iat.ok_or_else(|| missing("iat"))?,
+            exp: exp.ok_or_else(|| missing("exp"))?,
+            iss: iss.flatten(),
+            aud: aud.flatten(),
+            extra,
+        })
+    }
 }
 
 /// Claim names the hooks may not set: the library owns them.
@@ -111,9 +217,9 @@ pub fn now_secs() -> u64 {
 pub struct TokenCodec {
     algorithm: Algorithm,
     encoding: EncodingKey,
+    /// The base64url JOSE headers of access and refresh tokens (`alg`, `typ`, `kid`).
+    headers: [String; 2],
     keys: VerificationKeys,
-    access_validation: Validation,
-    refresh_validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
@@ -121,10 +227,57 @@ pub struct TokenCodec {
 
 /// The keys a token may be verified with.
 enum VerificationKeys {
-    /// The HMAC secret: tokens carry no `kid`.
-    Hmac(DecodingKey),
+    /// The HMAC secret, keyed once: tokens carry no `kid`.
+    Hmac(Box<HmacKey>),
     /// The current public key first, then the previous ones; each by its `kid`.
     Public(Vec<PublicKey>),
+}
+
+/// A keyed HMAC, cloned for each verification (the key schedule is done once).
+#[derive(Clone)]
+enum HmacKey {
+    S256(Hmac<sha2::Sha256>),
+    S384(Hmac<sha2::Sha384>),
+    S512(Hmac<sha2::Sha512>),
+}
+
+impl HmacKey {
+    fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::Error> {
+        let bad = |_| crate::Error::Config("OTP_AUTH_JWT_SECRET cannot key an HMAC".to_owned());
+        Ok(match algorithm {
+            Algorithm::HS384 => HmacKey::S384(Hmac::new_from_slice(secret).map_err(bad)?),
+            Algorithm::HS512 => HmacKey::S512(Hmac::new_from_slice(secret).map_err(bad)?),
+            _ => HmacKey::S256(Hmac::new_from_slice(secret).map_err(bad)?),
+        })
+    }
+
+    /// The MAC of `message`.
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        fn mac<M: Mac + Clone>(m: &M, message: &[u8]) -> Vec<u8> {
+            let mut m = m.clone();
+            m.update(message);
+            m.finalize().into_bytes().to_vec()
+        }
+        match self {
+            HmacKey::S256(m) => mac(m, message),
+            HmacKey::S384(m) => mac(m, message),
+            HmacKey::S512(m) => mac(m, message),
+        }
+    }
+
+    /// Whether `signature` is the MAC of `message`, compared in constant time.
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        fn check<M: Mac + Clone>(m: &M, message: &[u8], signature: &[u8]) -> bool {
+            let mut m = m.clone();
+            m.update(message);
+            m.verify_slice(signature).is_ok()
+        }
+        match self {
+            HmacKey::S256(m) => check(m, message, signature),
+            HmacKey::S384(m) => check(m, message, signature),
+            HmacKey::S512(m) => check(m, message, signature),
+        }
+    }
 }
 
 struct PublicKey {
@@ -160,33 +313,6 @@ impl std::fmt::Debug for TokenCodec {
 
 const PRIVATE_KEY_VAR: &str = "OTP_AUTH_JWT_PRIVATE_KEY_FILE";
 const PREVIOUS_KEYS_VAR: &str = "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES";
-
-/// The validation of one token kind; the `typ` and `type` checks are done around it.
-fn validation(
-    algorithm: Algorithm,
-    issuer: Option<&str>,
-    audience: Option<&str>,
-    leeway: u64,
-) -> Validation {
-    let mut v = Validation::new(algorithm);
-    v.leeway = leeway;
-    v.validate_exp = true;
-    v.validate_nbf = true;
-    let mut required: HashSet<String> = ["exp", "sub"].map(str::to_owned).into();
-    if let Some(iss) = issuer {
-        v.set_issuer(&[iss]);
-        required.insert("iss".to_owned());
-    }
-    match audience {
-        Some(aud) => {
-            v.set_audience(&[aud]);
-            required.insert("aud".to_owned());
-        }
-        None => v.validate_aud = false,
-    }
-    v.required_spec_claims = required;
-    v
-}
 
 impl TokenCodec {
     /// The codec of a configuration: `jwt_secret` for the HMAC algorithms; for `RS256`,
@@ -254,21 +380,10 @@ impl TokenCodec {
             }
         }
         Ok(TokenCodec {
+            headers: encoded_headers(algorithm, keys.first().map(|k| k.kid.as_str())),
             algorithm,
             encoding: current.encoding,
             keys: VerificationKeys::Public(keys),
-            access_validation: validation(
-                algorithm,
-                issuer.as_deref(),
-                audience.as_deref(),
-                leeway,
-            ),
-            refresh_validation: validation(
-                algorithm,
-                issuer.as_deref(),
-                audience.as_deref(),
-                leeway,
-            ),
             issuer,
             audience,
             leeway,
@@ -295,21 +410,10 @@ impl TokenCodec {
             }
         };
         Ok(TokenCodec {
+            headers: encoded_headers(algorithm, None),
             algorithm,
             encoding: EncodingKey::from_secret(secret),
-            keys: VerificationKeys::Hmac(DecodingKey::from_secret(secret)),
-            access_validation: validation(
-                algorithm,
-                issuer.as_deref(),
-                audience.as_deref(),
-                leeway,
-            ),
-            refresh_validation: validation(
-                algorithm,
-                issuer.as_deref(),
-                audience.as_deref(),
-                leeway,
-            ),
+            keys: VerificationKeys::Hmac(Box::new(HmacKey::new(algorithm, secret)?)),
             issuer,
             audience,
             leeway,
@@ -381,11 +485,28 @@ impl TokenCodec {
 
     /// Signs `claims` with the header `typ` of their type.
     pub fn sign(&self, claims: Claims) -> Result<SignedToken, crate::Error> {
-        let mut header = Header::new(self.algorithm);
-        header.typ = Some(claims.token_type.typ().to_owned());
-        header.kid = self.current_kid().map(str::to_owned);
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|e| crate::Error::Internal(format!("signing a token failed: {e}")))?;
+        let failed = |e: &dyn std::fmt::Display| {
+            crate::Error::Internal(format!("signing a token failed: {e}"))
+        };
+        // The two headers are encoded once, at construction.
+        let header = match claims.token_type {
+            TokenType::Access => &self.headers[0],
+            TokenType::Refresh => &self.headers[1],
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|e| failed(&e))?;
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = match &self.keys {
+            VerificationKeys::Hmac(key) => URL_SAFE_NO_PAD.encode(key.sign(token.as_bytes())),
+            VerificationKeys::Public(_) => {
+                jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, self.algorithm)
+                    .map_err(|e| failed(&e))?
+            }
+        };
+        token.push('.');
+        token.push_str(&signature);
         Ok(SignedToken { token, claims })
     }
 
@@ -394,18 +515,43 @@ impl TokenCodec {
     /// The `kid` must name a configured public key (and is refused with HMAC); `crit`
     /// headers are refused; `jku`, `x5u`, `jwk` and `x5c` are never used.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, TokenRejection> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Invalid)?;
-        if header.alg != self.algorithm || header.crit.is_some() {
+        // Each part is decoded and parsed once; the signature is checked before the claims
+        // are read.
+        if token.len() > MAX_TOKEN_LEN {
             return Err(TokenRejection::Invalid);
         }
-        let decoding = match (&self.keys, header.kid.as_deref()) {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenRejection::Invalid)?;
+        let (header, payload) = signing_input
+            .split_once('.')
+            .ok_or(TokenRejection::Invalid)?;
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenRejection::Invalid)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header).map_err(|_| TokenRejection::Invalid)?;
+        if header.alg != self.algorithm_name() || header.crit.is_some() {
+            return Err(TokenRejection::Invalid);
+        }
+        let verified = match (&self.keys, header.kid.as_deref()) {
             // No key ids are configured for HMAC keys: a `kid` selects nothing here.
-            (VerificationKeys::Hmac(key), None) => key,
+            (VerificationKeys::Hmac(key), None) => {
+                let signature = URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .map_err(|_| TokenRejection::Invalid)?;
+                key.verifies(signing_input.as_bytes(), &signature)
+            }
             (VerificationKeys::Public(keys), Some(kid)) => {
-                match keys.iter().find(|k| k.kid == kid) {
-                    Some(key) => &key.decoding,
-                    None => return Err(TokenRejection::Invalid),
-                }
+                let key = keys
+                    .iter()
+                    .find(|k| k.kid == kid)
+                    .ok_or(TokenRejection::Invalid)?;
+                jsonwebtoken::crypto::verify(
+                    signature,
+                    signing_input.as_bytes(),
+                    &key.decoding,
+                    self.algorithm,
+                )
+                .unwrap_or(false)
             }
             _ => return Err(TokenRejection::Invalid),
         };
@@ -414,26 +560,75 @@ impl TokenCodec {
             Some(ACCESS_TYP | REFRESH_TYP) => return Err(TokenRejection::WrongType),
             _ => return Err(TokenRejection::Invalid),
         }
-        let validation = match expected {
-            TokenType::Access => &self.access_validation,
-            TokenType::Refresh => &self.refresh_validation,
-        };
-        let data =
-            jsonwebtoken::decode::<Claims>(token, decoding, validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => TokenRejection::Expired,
-                    _ => TokenRejection::Invalid,
-                }
-            })?;
-        let claims = data.claims;
+        if !verified {
+            return Err(TokenRejection::Invalid);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenRejection::Invalid)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|_| TokenRejection::Invalid)?;
+        self.check_claims(&claims, expected)?;
+        Ok(claims)
+    }
+
+    /// The claim checks after a valid signature: times (with the leeway), issuer and
+    /// audience when configured, and the `type` claim.
+    fn check_claims(&self, claims: &Claims, expected: TokenType) -> Result<(), TokenRejection> {
+        let now = now_secs();
+        if claims.iss.as_deref() != self.issuer.as_deref() && self.issuer.is_some() {
+            return Err(TokenRejection::Invalid);
+        }
+        if claims.aud.as_deref() != self.audience.as_deref() && self.audience.is_some() {
+            return Err(TokenRejection::Invalid);
+        }
+        // Not before: never set by this library, but honoured if present.
+        match claims.extra.get("nbf") {
+            None => {}
+            Some(v) => match v.as_u64() {
+                Some(nbf) if nbf <= now + self.leeway => {}
+                _ => return Err(TokenRejection::Invalid),
+            },
+        }
+        if claims.iat > now + self.leeway {
+            return Err(TokenRejection::Invalid);
+        }
+        if claims.exp.saturating_add(self.leeway) < now {
+            return Err(TokenRejection::Expired);
+        }
         if claims.token_type != expected {
             return Err(TokenRejection::WrongType);
         }
-        if claims.iat > now_secs() + self.leeway {
-            return Err(TokenRejection::Invalid);
-        }
-        Ok(claims)
+        Ok(())
     }
+}
+
+/// The encoded headers of both token kinds.
+fn encoded_headers(algorithm: Algorithm, kid: Option<&str>) -> [String; 2] {
+    [TokenType::Access, TokenType::Refresh].map(|t| {
+        let mut header = Header::new(algorithm);
+        header.typ = Some(t.typ().to_owned());
+        header.kid = kid.map(str::to_owned);
+        // A header of plain strings always serializes.
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default())
+    })
+}
+
+/// Longest token accepted for verification (far above any this library issues).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The JOSE header fields verification reads; every other field (`jku`, `x5u`, `jwk`,
+/// `x5c`, ...) is ignored and never used to find a key.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
 }
 
 #[cfg(test)]
@@ -552,6 +747,78 @@ mod tests {
             c.verify(&plain, TokenType::Access),
             Err(TokenRejection::Invalid)
         );
+    }
+
+    #[test]
+    fn claims_are_parsed_once_with_extras_and_without_duplicates() {
+        let c = codec();
+        let mut extra = serde_json::Map::new();
+        extra.insert("role".into(), json!("admin"));
+        extra.insert("tenant".into(), json!({"id": 7}));
+        let claims = c.claims(TokenType::Access, "s", "e@x.io", "sid", 60, extra);
+        let signed = c.sign(claims.clone()).unwrap();
+        let back = c.verify(&signed.token, TokenType::Access).unwrap();
+        assert_eq!(back, claims);
+        assert_eq!(back.extra["tenant"]["id"], 7);
+
+        let h = json!({"alg": "HS256", "typ": "at+jwt"});
+        let mut dup = good_claims("access").to_string();
+        dup.insert_str(1, "\"sub\":\"other@example.com\",");
+        let token = format!("{}.{}", b64(&h), URL_SAFE_NO_PAD.encode(dup.as_bytes()));
+        let signed_dup = {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+            m.update(token.as_bytes());
+            format!(
+                "{token}.{}",
+                URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+            )
+        };
+        assert_eq!(
+            c.verify(&signed_dup, TokenType::Access),
+            Err(TokenRejection::Invalid),
+            "a claim given twice"
+        );
+        for missing in ["sub", "email", "type", "jti", "sid", "iat", "exp"] {
+            let mut claims = good_claims("access");
+            claims.as_object_mut().unwrap().remove(missing);
+            let t = forge(h.clone(), claims, SECRET);
+            assert_eq!(
+                c.verify(&t, TokenType::Access),
+                Err(TokenRejection::Invalid),
+                "without {missing}"
+            );
+        }
+        let mut future = good_claims("access");
+        future["nbf"] = json!(now_secs() + 600);
+        let t = forge(h.clone(), future, SECRET);
+        assert_eq!(
+            c.verify(&t, TokenType::Access),
+            Err(TokenRejection::Invalid)
+        );
+        let mut past = good_claims("access");
+        past["nbf"] = json!(now_secs() - 5);
+        let t = forge(h.clone(), past, SECRET);
+        assert!(c.verify(&t, TokenType::Access).is_ok());
+        let long = format!("{}.{}.x", "a".repeat(MAX_TOKEN_LEN), "b");
+        assert_eq!(
+            c.verify(&long, TokenType::Access),
+            Err(TokenRejection::Invalid)
+        );
+        for garbage in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            "eyJ9.eyJ9.",
+            "\u{0}.\u{0}.\u{0}",
+        ] {
+            assert_eq!(
+                c.verify(garbage, TokenType::Access),
+                Err(TokenRejection::Invalid),
+                "{garbage:?}"
+            );
+        }
     }
 
     #[test]
@@ -871,7 +1138,7 @@ mod tests {
             let published: jsonwebtoken::jwk::Jwk =
                 serde_json::from_value(jwks["keys"][0].clone()).unwrap();
             assert_eq!(published.common.key_id.as_deref(), c.current_kid());
-            let mut v = Validation::new(jose_alg(alg));
+            let mut v = jsonwebtoken::Validation::new(jose_alg(alg));
             v.validate_aud = false;
             assert!(
                 jsonwebtoken::decode::<Claims>(
