@@ -642,24 +642,59 @@ pub async fn origin_check(t: Target) {
         },
     )
     .await;
-    for path in [
-        "/auth/request-otp",
-        "/auth/verify-otp",
-        "/auth/refresh",
-        "/auth/logout",
-        "/auth/logout-all",
+    let victim = s.login("victim@example.com").await;
+    let sid = s
+        .send(
+            s.http
+                .get(s.url("/auth/sessions"))
+                .bearer_auth(&victim.access),
+        )
+        .await
+        .json()["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = s.mailer.count();
+    let delete = format!("/auth/sessions/{sid}");
+    for (method, path) in [
+        ("POST", "/auth/request-otp"),
+        ("POST", "/auth/verify-otp"),
+        ("POST", "/auth/verify-link"),
+        ("POST", "/auth/refresh"),
+        ("POST", "/auth/logout"),
+        ("POST", "/auth/logout-all"),
+        ("POST", "/auth/logout-others"),
+        ("DELETE", delete.as_str()),
     ] {
         let r = s
             .send(
                 s.http
-                    .post(s.url(path))
+                    .request(method.parse().unwrap(), s.url(path))
                     .header("origin", "https://evil.example.net")
-                    .json(&json!({"email": "o@example.com", "otp": "123456"})),
+                    .header("cookie", format!("refresh_token={}", victim.refresh))
+                    .bearer_auth(&victim.access)
+                    .json(&json!({"email": "o@example.com", "otp": "123456", "token": "x"})),
             )
             .await;
         r.assert_problem(403);
     }
-    assert_eq!(s.mailer.count(), 0);
+    assert_eq!(s.mailer.count(), sent);
+    assert_eq!(
+        s.protected(Some(&victim.access)).await.status,
+        200,
+        "nothing was revoked"
+    );
+    // Reading changes nothing: the GET endpoints answer any origin.
+    for path in ["/auth/jwks.json", "/auth/magic?token=x"] {
+        let r = s
+            .send(
+                s.http
+                    .get(s.url(path))
+                    .header("origin", "https://evil.example.net"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{path}");
+    }
     let r = s
         .send(
             s.http

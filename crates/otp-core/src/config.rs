@@ -182,8 +182,9 @@ pub struct Config {
     pub code_secret: Option<SecretString>,
     /// Signing algorithm.
     pub jwt_algorithm: JwtAlgorithm,
-    /// PEM file of the signing key for `RS256`, `ES256` or `EdDSA` (PKCS#8, or PKCS#1 for
-    /// RSA). Required for those algorithms, refused for the HMAC ones.
+    /// PEM file of the signing key for `RS256`, `ES256` or `EdDSA` (PKCS#8; also PKCS#1
+    /// for RSA and SEC1 for P-256). Required for those algorithms, refused for the HMAC
+    /// ones.
     pub jwt_private_key_file: Option<String>,
     /// PEM files of earlier public keys, still accepted for verification (and published in
     /// the JWKS) during a key rotation.
@@ -565,17 +566,27 @@ impl Config {
                         .to_owned(),
                 );
             }
-        } else if self
-            .jwt_private_key_file
-            .as_deref()
-            .is_none_or(str::is_empty)
-        {
-            p.push(format!(
-                "OTP_AUTH_JWT_PRIVATE_KEY_FILE is required with OTP_AUTH_JWT_ALGORITHM {:?} \
-                 (a PEM file; for example `openssl genpkey -algorithm EC -pkeyopt \
-                 ec_paramgen_curve:P-256 -out jwt.pem`)",
-                self.jwt_algorithm
-            ));
+        } else {
+            if self
+                .jwt_private_key_file
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                p.push(format!(
+                    "OTP_AUTH_JWT_PRIVATE_KEY_FILE is required with OTP_AUTH_JWT_ALGORITHM \
+                     {:?} (a PEM file; for example `openssl genpkey -algorithm EC -pkeyopt \
+                     ec_paramgen_curve:P-256 -out jwt.pem`)",
+                    self.jwt_algorithm
+                ));
+            }
+            if self.jwt_secret.is_some() {
+                p.push(format!(
+                    "OTP_AUTH_JWT_SECRET is set, but OTP_AUTH_JWT_ALGORITHM {:?} signs with \
+                     OTP_AUTH_JWT_PRIVATE_KEY_FILE and would not use it: unset it (the code \
+                     HMAC key is OTP_AUTH_CODE_SECRET)",
+                    self.jwt_algorithm
+                ));
+            }
         }
         match &self.code_secret {
             Some(s) => {
@@ -583,7 +594,12 @@ impl Config {
                     p.push(format!("OTP_AUTH_CODE_SECRET {why}"));
                 }
             }
-            None if self.jwt_secret.is_none() || !self.jwt_algorithm.is_hmac() => p.push(
+            None if !self.jwt_algorithm.is_hmac() => p.push(format!(
+                "OTP_AUTH_CODE_SECRET is required with OTP_AUTH_JWT_ALGORITHM {:?} (the code \
+                 HMAC key cannot come from a private key)",
+                self.jwt_algorithm
+            )),
+            None if self.jwt_secret.is_none() => p.push(
                 "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set".to_owned(),
             ),
             None => {}
@@ -828,6 +844,10 @@ mod tests {
         assert!(!c.disable_local_auth);
         assert_eq!(c.jwt_leeway_seconds, 0);
         assert_eq!(c.body_limit_bytes, 16384);
+        assert_eq!(c.jwt_private_key_file, None);
+        assert!(c.jwt_previous_public_key_files.is_empty());
+        assert_eq!(c.public_url, None);
+        assert_eq!(c.mail_default_language, "en");
     }
 
     #[test]
@@ -885,7 +905,24 @@ mod tests {
             jail.set_env("OTP_AUTH_TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.7");
             jail.set_env("OTP_AUTH_ALLOWED_ORIGINS", "https://app.example.com");
             jail.set_env("OTP_AUTH_STORE", "redis");
+            jail.set_env("OTP_AUTH_PUBLIC_URL", "https://app.example.com/auth");
+            jail.set_env("OTP_AUTH_MAIL_DEFAULT_LANGUAGE", "de");
+            jail.set_env("OTP_AUTH_JWT_PRIVATE_KEY_FILE", "/etc/keys/jwt.pem");
+            jail.set_env(
+                "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES",
+                "/etc/keys/old1.pem, /etc/keys/old2.pem",
+            );
             let c = Config::load().expect("loads");
+            assert_eq!(
+                c.public_url.as_deref(),
+                Some("https://app.example.com/auth")
+            );
+            assert_eq!(c.mail_default_language, "de");
+            assert_eq!(c.jwt_private_key_file.as_deref(), Some("/etc/keys/jwt.pem"));
+            assert_eq!(
+                c.jwt_previous_public_key_files,
+                ["/etc/keys/old1.pem", "/etc/keys/old2.pem"]
+            );
             assert_eq!(
                 c.redis_url,
                 "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000"
@@ -928,7 +965,14 @@ mod tests {
             );
             assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
             assert_eq!(c.allowed_origins, ["https://app.example.com"]);
-            c.validate().expect("valid");
+            // Key files belong to the asymmetric algorithms; the rest is valid with HS512.
+            Config {
+                jwt_private_key_file: None,
+                jwt_previous_public_key_files: Vec::new(),
+                ..c.clone()
+            }
+            .validate()
+            .expect("valid");
             assert_eq!(c.trusted_proxy_networks().unwrap().len(), 2);
             Ok(())
         });
@@ -1071,6 +1115,45 @@ mod tests {
                     ..valid()
                 },
                 "OTP_AUTH_JWT_PRIVATE_KEY_FILE",
+            ),
+            (
+                // The private key alone: the secret would be unused, the code key missing.
+                Config {
+                    jwt_algorithm: JwtAlgorithm::ES256,
+                    jwt_private_key_file: Some("jwt.pem".into()),
+                    ..valid()
+                },
+                "OTP_AUTH_JWT_SECRET is set, but",
+            ),
+            (
+                Config {
+                    jwt_algorithm: JwtAlgorithm::EdDSA,
+                    jwt_private_key_file: Some("jwt.pem".into()),
+                    jwt_secret: None,
+                    ..valid()
+                },
+                "OTP_AUTH_CODE_SECRET is required with OTP_AUTH_JWT_ALGORITHM EdDSA",
+            ),
+            (
+                Config {
+                    public_url: Some("https://app.example.com/auth/".into()),
+                    ..valid()
+                },
+                "OTP_AUTH_PUBLIC_URL",
+            ),
+            (
+                Config {
+                    mail_default_language: "en_US".into(),
+                    ..valid()
+                },
+                "OTP_AUTH_MAIL_DEFAULT_LANGUAGE",
+            ),
+            (
+                Config {
+                    jwt_previous_public_key_files: vec!["old.pem".into()],
+                    ..valid()
+                },
+                "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES",
             ),
             (
                 Config {

@@ -60,7 +60,7 @@ pub struct TemplateValues<'a> {
     pub app_name: &'a str,
     /// The normalized recipient.
     pub email: &'a str,
-    /// The sign-in link (an absolute `https` URL), or `None` when the mail offers only the
+    /// The sign-in link (an absolute `http(s)` URL), or `None` when the mail offers only the
     /// code.
     pub link: Option<&'a str>,
 }

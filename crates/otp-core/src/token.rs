@@ -447,7 +447,7 @@ impl TokenCodec {
     }
 
     /// The JSON Web Key Set (RFC 7517) of the verification keys, for
-    /// `/.well-known/jwks.json`: `{"keys": [...]}` with the current key first, then the
+    /// `<mount>/jwks.json`: `{"keys": [...]}` with the current key first, then the
     /// previous ones, each with `kty`, `use`, `alg`, `kid` and its public parameters only.
     /// Empty for the HMAC algorithms, whose secret is never published.
     pub fn jwks(&self) -> serde_json::Value {
