@@ -121,14 +121,44 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         req = req.json(&body.unwrap_or_else(|| json!({})));
         let v: Value = req.send().await.unwrap().json().await.unwrap();
         if let Some(err) = v["value"].get("error") {
-            panic!("WebDriver {path}: {err} {}", v["value"]["message"]);
+            return Err(format!("WebDriver {path}: {err} {}", v["value"]["message"]));
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    /// The text of `css`, or why it cannot be read now (no such element yet, or a page
+    /// being replaced by a navigation).
+    async fn try_text(&self, css: &str) -> Result<String, String> {
+        let v = self
+            .try_cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        let id = v[ELEMENT]
+            .as_str()
+            .ok_or_else(|| format!("find {css}: {v}"))?;
+        let t = self
+            .try_cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await?;
+        Ok(t.as_str().unwrap_or_default().to_owned())
     }
 
     /// Opens `url`.
@@ -196,13 +226,16 @@ impl Browser {
         .await
     }
 
-    /// Waits up to 10 s until the element matching `css` shows text containing `needle`.
+    /// Waits up to 10 s until the element matching `css` shows text containing `needle`
+    /// (across navigations: a missing or replaced element is looked up again).
     pub async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let t = self.text(css).await;
-            if t.contains(needle) {
-                return t;
+            let t = self.try_text(css).await;
+            if let Ok(t) = &t
+                && t.contains(needle)
+            {
+                return t.clone();
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,5 +1,6 @@
-//! The login page in a real browser: headless Chromium through chromedriver, against each
-//! example app in process, with the code read from a real SMTP server.
+//! The login page and the sign-in link's page in a real browser: headless Chromium
+//! through chromedriver, against each example app in process, with the code and the link
+//! read from a real SMTP server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -151,4 +152,104 @@ async fn login_page_in_chromium_axum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_page_in_chromium_poem() {
     journey(serve_poem, None).await;
+}
+
+/// The sign-in link: opened from the mail in the browser, the page's button signs in
+/// (its script runs under the page's CSP), the browser lands on the login page signed in;
+/// the same link a second time shows why it no longer works.
+async fn link_journey(adapter: &str) {
+    let Some((driver, chromium)) = binaries() else {
+        return;
+    };
+    let smtp = SmtpServer::start(Behaviour::Accept).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = Config {
+        smtp_server: "127.0.0.1".into(),
+        smtp_port: smtp.port,
+        public_url: Some(format!("{base}/auth")),
+        ..test_config()
+    };
+    let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
+    let auth = OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer))
+        .build()
+        .unwrap();
+    if adapter == "axum" {
+        let app = axum_example::app(auth);
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+    } else {
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let app = poem_example::app(auth);
+        tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run(app)
+                .await
+                .unwrap();
+        });
+    }
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .json(&serde_json::json!({"email": "linked@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let link = {
+        let mut link = None;
+        for _ in 0..100 {
+            link = smtp
+                .last_mail("linked@example.com")
+                .and_then(|(_, text, _)| {
+                    text.split_whitespace()
+                        .find(|w| w.contains("/magic?token="))
+                        .map(str::to_owned)
+                });
+            if link.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        link.expect("the link arrived by SMTP")
+    };
+    assert!(
+        link.starts_with(&format!("{base}/auth/magic?token=")),
+        "{link}"
+    );
+
+    let b = Browser::start(&driver, &chromium).await;
+    b.goto(&link).await;
+    b.wait_text("h1", "Sign in to OTP Auth").await;
+    b.click("#confirm").await;
+    b.wait_text("#status", "You are signed in").await;
+    // The page moves on to the app, whose login page trades the cookie for a token.
+    b.wait_text("#status", "Welcome back").await;
+    b.wait_text("#message", "Hello, linked@example.com!").await;
+    let stored = b.eval("return document.cookie").await;
+    assert_eq!(stored.as_str(), Some(""), "the refresh cookie is HttpOnly");
+
+    // The link is spent: the page says so.
+    b.goto(&link).await;
+    b.wait_text("h1", "Sign in to OTP Auth").await;
+    b.click("#confirm").await;
+    b.wait_text("#status", "sign-in link").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_link_in_chromium_axum() {
+    link_journey("axum").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_link_in_chromium_poem() {
+    link_journey("poem").await;
 }
