@@ -2,28 +2,34 @@
 //! machine allows.
 //!
 //! Builds the example apps and `otp-bench` in release mode and starts Redis and smtp-sink
-//! (the `Servers` of `cargo xtask test`). Then it runs `--rounds` rounds (3 by default);
-//! each round measures, in this order:
+//! (the `Servers` of `cargo xtask test`). Then it runs `--rounds` rounds (3 by default).
+//! Each round starts `otp-bench ceiling` (the same routes doing one Redis `EXISTS` each
+//! and nothing else) and keeps it running, idle when not loaded, for the whole round; then
+//! each app (axum, poem) on each store (redis, fred) is started afresh on an empty Redis
+//! and measured in PAIRS, scenario by scenario:
 //!
-//! 1. the ceiling: `otp-bench ceiling` (the same routes doing one Redis `EXISTS` each and
-//!    nothing else) under the `protected` and `flow` scenarios of `otp-bench load`;
-//! 2. each app (axum, poem) on each store (redis, fred), started afresh on an empty Redis,
-//!    under the `protected`, `flow` and `request-otp` scenarios;
-//! 3. postfix's `smtp-source` against the same smtp-sink, the ceiling of `request-otp`.
+//! * `protected` and `flow`: `otp-bench load` against the ceiling server, then at once the
+//!   same load (same options) against the app;
+//! * `request-otp`: postfix's `smtp-source` against the same smtp-sink, then at once
+//!   `otp-bench load` against the app.
 //!
-//! `--only app/store,...` and `--scenarios name,...` narrow what is measured (no ceiling
-//! server without `protected` or `flow`, no `smtp-source` without `request-otp`). The first
-//! round also measures the Redis memory of one pending login with each app and store.
+//! A pair's ratio is the app's ops/s over the ops/s of the ceiling run just before it, so
+//! both sides of a ratio see the same background load, even on a shared machine where the
+//! ceiling swings within a run. The flush before each app does not disturb the ceiling: it
+//! only reads (`EXISTS` on `bench:*` keys that never exist) and keeps its connection.
 //!
-//! The ceiling moves from run to run on a shared machine, so each app is compared with the
-//! ceiling measured in the same round: a row reports the median over the rounds of ops/s,
-//! p50 and p99 (errors and 5xx summed), and its ratio is the median of its per-round ratios
-//! (app / ceiling of that round), which decides PASS or MISS against the target. The table
-//! also lists the per-round ratios, to show the noise. Prints the table and writes
-//! `target/bench/bench.json`.
+//! An app's row reports the median over the rounds of ops/s, p50 and p99 (errors and 5xx
+//! summed), each round's paired ratio, and the median of those ratios, which decides PASS
+//! or MISS against the target. A ceiling row (and the `smtp-source` row) summarizes every
+//! ceiling run of its scenario in the run: median ops/s, p50 and p99, and the lowest and
+//! highest ops/s, to show the noise. `--only app/store,...` and `--scenarios name,...`
+//! narrow what is measured (no ceiling server without `protected` or `flow`, no
+//! `smtp-source` without `request-otp`). The first round also measures the Redis memory of
+//! one pending login with each app and store. Prints the table and writes
+//! `target/bench/bench.json`, with each pair's raw results.
 //!
-//! The load generator runs on the same cores as the server, with no pinning: every row,
-//! the ceiling included, shares the CPU between client and server.
+//! The load generator runs on the same cores as the server, with no pinning: every run,
+//! the ceiling's included, shares the CPU between client and server.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -53,7 +59,8 @@ const CEILING_SCENARIOS: [&str; 2] = ["protected", "flow"];
 pub(crate) const JWT_SECRET: &str =
     "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
 
-/// Messages sent by `smtp-source` (each round) to measure what smtp-sink takes.
+/// Messages sent by `smtp-source` (before each app's request-otp) to measure what
+/// smtp-sink takes.
 const SMTP_SOURCE_MESSAGES: u32 = 5000;
 
 /// Targets: ratios to the ceiling, and bytes of Redis per pending login.
@@ -253,38 +260,134 @@ impl Load {
     }
 }
 
-/// One row of the table: a scenario against an app and store (or the ceiling), with one
-/// result per round.
+/// One run of `smtp-source`: seconds taken, mails per second.
+#[derive(Debug, Clone, Copy)]
+struct Smtp {
+    seconds: f64,
+    mails_per_sec: f64,
+}
+
+impl Smtp {
+    fn json(self) -> String {
+        format!(
+            "{{\"tool\": \"smtp-source\", \"mails\": {SMTP_SOURCE_MESSAGES}, \"seconds\": {:.3}, \
+             \"mails_per_sec\": {:.1}}}",
+            self.seconds, self.mails_per_sec
+        )
+    }
+}
+
+/// The ceiling run just before an app's run of the same scenario.
+#[derive(Debug, Clone)]
+enum Ceiling {
+    /// `otp-bench load` against `otp-bench ceiling` (`protected`, `flow`).
+    Server(Load),
+    /// `smtp-source` against smtp-sink (`request-otp`).
+    Smtp(Smtp),
+}
+
+impl Ceiling {
+    /// Operations (or mails) per second.
+    fn ops_per_sec(&self) -> f64 {
+        match self {
+            Self::Server(load) => load.ops_per_sec,
+            Self::Smtp(smtp) => smtp.mails_per_sec,
+        }
+    }
+
+    fn json(&self) -> String {
+        match self {
+            Self::Server(load) => load.json.clone(),
+            Self::Smtp(smtp) => smtp.json(),
+        }
+    }
+}
+
+/// One app run and the ceiling run just before it, with the same scenario and options.
+#[derive(Debug, Clone)]
+struct Pair {
+    ceiling: Ceiling,
+    app: Load,
+}
+
+impl Pair {
+    /// The app's ops/s over the ceiling's (`None` if the ceiling did nothing).
+    fn ratio(&self) -> Option<f64> {
+        let ceiling = self.ceiling.ops_per_sec();
+        (ceiling > 0.0).then(|| self.app.ops_per_sec / ceiling)
+    }
+}
+
+/// One row of the table: a scenario against an app and store, with one pair per round.
 #[derive(Debug)]
 struct Row {
     scenario: &'static str,
     app: &'static str,
     store: &'static str,
     /// Round by round.
-    loads: Vec<Load>,
+    pairs: Vec<Pair>,
 }
 
 impl Row {
-    /// The median over the rounds of one number of the results.
-    fn median(&self, number: impl Fn(&Load) -> f64) -> f64 {
-        let values: Vec<f64> = self.loads.iter().map(number).collect();
-        median(&values).unwrap_or(0.0)
+    /// The app's side of the pairs.
+    fn summary(&self) -> Summary {
+        Summary::of(self.pairs.iter().map(|pair| &pair.app))
     }
 
-    fn errors(&self) -> u64 {
-        self.loads.iter().map(|load| load.errors).sum()
-    }
-
-    fn server_errors(&self) -> u64 {
-        self.loads.iter().map(|load| load.server_errors).sum()
+    /// The paired ratios, round by round, their median and the target.
+    fn verdict(&self) -> Verdict {
+        let ratios: Vec<Option<f64>> = self.pairs.iter().map(Pair::ratio).collect();
+        let known: Vec<f64> = ratios.iter().flatten().copied().collect();
+        Verdict {
+            ratio: median(&known),
+            ratios,
+            target: target_ratio(self.scenario),
+        }
     }
 }
 
-/// One run of `smtp-source`: seconds taken, mails per second.
-#[derive(Debug, Clone, Copy)]
-struct Smtp {
-    seconds: f64,
-    mails_per_sec: f64,
+/// Runs of `otp-bench load` summed up: medians, range of ops/s, errors and 5xx summed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    runs: usize,
+    ops_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// The lowest and highest ops/s.
+    min_ops_per_sec: f64,
+    max_ops_per_sec: f64,
+    errors: u64,
+    server_errors: u64,
+}
+
+impl Summary {
+    fn of<'l>(loads: impl IntoIterator<Item = &'l Load>) -> Self {
+        let loads: Vec<&Load> = loads.into_iter().collect();
+        let values = |number: fn(&Load) -> f64| -> Vec<f64> {
+            loads.iter().map(|load| number(load)).collect()
+        };
+        let ops = values(|l| l.ops_per_sec);
+        let (min_ops_per_sec, max_ops_per_sec) = range(&ops).unwrap_or((0.0, 0.0));
+        Self {
+            runs: loads.len(),
+            ops_per_sec: median(&ops).unwrap_or(0.0),
+            p50_ms: median(&values(|l| l.p50_ms)).unwrap_or(0.0),
+            p99_ms: median(&values(|l| l.p99_ms)).unwrap_or(0.0),
+            min_ops_per_sec,
+            max_ops_per_sec,
+            errors: loads.iter().map(|l| l.errors).sum(),
+            server_errors: loads.iter().map(|l| l.server_errors).sum(),
+        }
+    }
+
+    /// The medians, errors and 5xx, as JSON members.
+    fn json(&self) -> String {
+        format!(
+            "\"median\": {{\"ops_per_sec\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}}}, \
+             \"errors\": {}, \"server_errors\": {}",
+            self.ops_per_sec, self.p50_ms, self.p99_ms, self.errors, self.server_errors
+        )
+    }
 }
 
 /// Memory of one pending login with one app and store.
@@ -347,9 +450,9 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         .map(|t| format!("{}/{}", t.app, t.store))
         .collect();
     eprintln!(
-        "xtask: bench: {} round(s) of {} on {}; {} s per scenario after {} s of warm-up, {} \
-         virtual users; the load generator and the servers share this machine's {cpus} CPUs \
-         (no pinning)",
+        "xtask: bench: {} round(s) of {} on {}, each app run paired with a ceiling run just \
+         before it; {} s per run after {} s of warm-up, {} virtual users; the load generator \
+         and the servers share this machine's {cpus} CPUs (no pinning)",
         options.rounds,
         options.scenarios.join(", "),
         targets.join(", "),
@@ -358,16 +461,6 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         options.concurrency
     );
 
-    let ceiling_scenarios = options.ceiling_scenarios();
-    let mut ceiling: Vec<Row> = ceiling_scenarios
-        .iter()
-        .map(|&scenario| Row {
-            scenario,
-            app: "ceiling",
-            store: "redis",
-            loads: Vec::new(),
-        })
-        .collect();
     let mut rows: Vec<Row> = options
         .targets
         .iter()
@@ -376,31 +469,29 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
                 scenario,
                 app: t.app,
                 store: t.store,
-                loads: Vec::new(),
+                pairs: Vec::new(),
             })
         })
         .collect();
-    let mut smtp = Vec::new();
     let mut memory = Vec::new();
     for round in 1..=options.rounds {
-        let label = format!("round {round}/{}", options.rounds);
-        eprintln!("xtask: bench: {label}");
-        if !ceiling_scenarios.is_empty() {
-            let loads = bench.ceiling(&ceiling_scenarios, round)?;
-            for (row, load) in ceiling.iter_mut().zip(loads) {
-                row.loads.push(load);
-            }
-        }
+        eprintln!("xtask: bench: round {round}/{}", options.rounds);
+        // One ceiling server for the whole round, idle between its runs.
+        let mut ceiling = if options.ceiling_scenarios().is_empty() {
+            None
+        } else {
+            Some(bench.start_ceiling(round)?)
+        };
         for (i, t) in options.targets.iter().enumerate() {
-            let (loads, mem) = bench.app(*t, round)?;
+            let (pairs, mem) = bench.app(*t, round, ceiling.as_mut())?;
             let app_rows = rows.iter_mut().skip(i * options.scenarios.len());
-            for (row, load) in app_rows.zip(loads) {
-                row.loads.push(load);
+            for (row, pair) in app_rows.zip(pairs) {
+                row.pairs.push(pair);
             }
             memory.extend(mem);
         }
-        if options.runs("request-otp") {
-            smtp.push(bench.smtp_source(&label)?);
+        if let Some(ceiling) = ceiling {
+            ceiling.server.stop()?;
         }
     }
     drop(servers);
@@ -409,8 +500,6 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         options,
         cpus,
         rows,
-        ceiling,
-        smtp,
         memory,
     };
     print!("{}", report.table());
@@ -431,8 +520,15 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
 
 impl Bench<'_> {
     /// Starts one app on one store on an empty Redis and runs the selected scenarios, in
-    /// the order of `options.scenarios`; in the first round, also measures a pending login.
-    fn app(&self, t: Target, round: u32) -> Result<(Vec<Load>, Option<Memory>), String> {
+    /// the order of `options.scenarios`, each paired with a ceiling run just before it (on
+    /// `ceiling`, which `protected` and `flow` need); in the first round, also measures a
+    /// pending login.
+    fn app(
+        &self,
+        t: Target,
+        round: u32,
+        mut ceiling: Option<&mut CeilingServer>,
+    ) -> Result<(Vec<Pair>, Option<Memory>), String> {
         let Target {
             package,
             app,
@@ -463,9 +559,11 @@ impl Bench<'_> {
         let name = format!("{app}-{store}-round{round}");
         let server = App::start(&name, command, addr, &self.logs)?;
         let what = format!("round {round}/{}: {app}/{store}", self.options.rounds);
-        let mut loads = Vec::new();
+        let mut pairs = Vec::new();
         for &scenario in &self.options.scenarios {
-            loads.push(self.load(addr, scenario, &what)?);
+            let ceiling = self.ceiling_run(scenario, ceiling.as_deref_mut(), &what)?;
+            let app = self.load(addr, scenario, &what)?;
+            pairs.push(Pair { ceiling, app });
         }
         let memory = if round == 1 {
             let (key, bytes) = self.pending_login_bytes(addr)?;
@@ -480,12 +578,13 @@ impl Bench<'_> {
             None
         };
         server.stop()?;
-        Ok((loads, memory))
+        Ok((pairs, memory))
     }
 
-    /// `otp-bench ceiling` under `scenarios` (some of [`CEILING_SCENARIOS`]), in order.
-    fn ceiling(&self, scenarios: &[&str], round: u32) -> Result<Vec<Load>, String> {
-        self.flush_redis()?;
+    /// Starts `otp-bench ceiling`, to run for a whole round. It only reads Redis (`EXISTS`
+    /// on `bench:*` keys, which nothing writes) over one connection, so the `FLUSHALL`
+    /// before each app neither changes its answers nor cuts it off.
+    fn start_ceiling(&self, round: u32) -> Result<CeilingServer, String> {
         let addr = free_addr()?;
         let mut command = Command::new(self.release.join("otp-bench"));
         command
@@ -493,13 +592,25 @@ impl Bench<'_> {
             .args(["--addr", &addr.to_string()])
             .args(["--redis", &self.redis_url]);
         let server = App::start(&format!("ceiling-round{round}"), command, addr, &self.logs)?;
-        let what = format!("round {round}/{}: ceiling", self.options.rounds);
-        let mut loads = Vec::new();
-        for scenario in scenarios {
-            loads.push(self.load(addr, scenario, &what)?);
+        Ok(CeilingServer { server, addr })
+    }
+
+    /// The ceiling of `scenario`, measured just before the app's run: `otp-bench load`
+    /// against the ceiling server, or `smtp-source` for `request-otp`.
+    fn ceiling_run(
+        &self,
+        scenario: &str,
+        ceiling: Option<&mut CeilingServer>,
+        what: &str,
+    ) -> Result<Ceiling, String> {
+        let what = format!("{what}: paired ceiling");
+        if scenario == "request-otp" {
+            return self.smtp_source(&what).map(Ceiling::Smtp);
         }
-        server.stop()?;
-        Ok(loads)
+        let ceiling = ceiling.ok_or_else(|| format!("{what}: no ceiling server for {scenario}"))?;
+        ceiling.server.check_running()?;
+        self.load(ceiling.addr, scenario, &what)
+            .map(Ceiling::Server)
     }
 
     /// Runs one scenario of `otp-bench load` against `addr`.
@@ -555,7 +666,7 @@ impl Bench<'_> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let shown = crate::cmd::display(&command);
-        eprintln!("xtask: bench: {what}: smtp ceiling: `{shown}`");
+        eprintln!("xtask: bench: {what}: `{shown}`");
         let started = Instant::now();
         let output = command
             .output()
@@ -640,6 +751,13 @@ impl Bench<'_> {
     }
 }
 
+/// `otp-bench ceiling`, running for a whole round.
+#[derive(Debug)]
+struct CeilingServer {
+    server: App,
+    addr: SocketAddr,
+}
+
 /// A server under test, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub(crate) struct App {
@@ -702,6 +820,22 @@ impl App {
                 "{name} did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
                 app.log_tail()
             )),
+        }
+    }
+
+    /// An error (with the end of its log) if the server has exited.
+    fn check_running(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                self.stopped = true;
+                Err(format!(
+                    "{} exited ({status}); its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                ))
+            }
+            Err(e) => Err(format!("{}: cannot check its process: {e}", self.name)),
         }
     }
 
@@ -851,6 +985,13 @@ fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The lowest and highest of `values`; `None` when there are none.
+fn range(values: &[f64]) -> Option<(f64, f64)> {
+    let min = values.iter().copied().reduce(f64::min)?;
+    let max = values.iter().copied().reduce(f64::max)?;
+    Some((min, max))
+}
+
 /// The ratio to its ceiling that a scenario aims at.
 fn target_ratio(scenario: &str) -> f64 {
     match scenario {
@@ -865,12 +1006,9 @@ fn target_ratio(scenario: &str) -> f64 {
 struct Report {
     options: Options,
     cpus: usize,
-    /// The apps' rows, app/store by app/store, scenario by scenario.
+    /// The apps' rows, app/store by app/store, scenario by scenario; each pair holds the
+    /// ceiling run just before the app's.
     rows: Vec<Row>,
-    /// The ceiling's rows, one per selected scenario among [`CEILING_SCENARIOS`].
-    ceiling: Vec<Row>,
-    /// `smtp-source`, round by round (none without `request-otp`).
-    smtp: Vec<Smtp>,
     /// One per app/store, measured in the first round.
     memory: Vec<Memory>,
 }
@@ -878,8 +1016,8 @@ struct Report {
 /// How a row compares with its ceiling.
 #[derive(Debug)]
 struct Verdict {
-    /// Round by round: the app's ops/s over the ceiling of the same round (`None` if that
-    /// ceiling is missing or zero).
+    /// Round by round: the app's ops/s over the ceiling run just before it (`None` if that
+    /// ceiling did nothing).
     ratios: Vec<Option<f64>>,
     /// The median of `ratios`.
     ratio: Option<f64>,
@@ -902,52 +1040,89 @@ impl Verdict {
     }
 }
 
+/// Every `smtp-source` run summed up: median seconds and mails/s, lowest and highest
+/// mails/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SmtpSummary {
+    runs: usize,
+    seconds: f64,
+    mails_per_sec: f64,
+    min_mails_per_sec: f64,
+    max_mails_per_sec: f64,
+}
+
+/// `unit: low–high (n runs)`, the spread of a ceiling's runs.
+fn spread_text(unit: &str, runs: usize, min: f64, max: f64) -> String {
+    let runs = match runs {
+        1 => "1 run".to_owned(),
+        n => format!("{n} runs"),
+    };
+    format!("{unit}: {min:.0}–{max:.0} ({runs})")
+}
+
 impl Report {
-    /// The ceiling of `scenario`, round by round: `otp-bench ceiling` ops/s, or
-    /// `smtp-source` mails/s for `request-otp`.
-    fn ceiling_per_round(&self, scenario: &str) -> Vec<f64> {
-        if scenario == "request-otp" {
-            return self.smtp.iter().map(|s| s.mails_per_sec).collect();
-        }
-        self.ceiling
+    /// Every pair of `scenario`, all apps and rounds.
+    fn pairs(&self, scenario: &str) -> impl Iterator<Item = &Pair> {
+        self.rows
             .iter()
-            .find(|row| row.scenario == scenario)
-            .map(|row| row.loads.iter().map(|load| load.ops_per_sec).collect())
-            .unwrap_or_default()
+            .filter(move |row| row.scenario == scenario)
+            .flat_map(|row| &row.pairs)
     }
 
-    fn verdict(&self, row: &Row) -> Verdict {
-        let ceiling = self.ceiling_per_round(row.scenario);
-        let ratios: Vec<Option<f64>> = row
-            .loads
-            .iter()
-            .zip(ceiling.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(load, ceiling)| ceiling.filter(|c| **c > 0.0).map(|c| load.ops_per_sec / c))
-            .collect();
-        let known: Vec<f64> = ratios.iter().flatten().copied().collect();
-        Verdict {
-            ratio: median(&known),
-            ratios,
-            target: target_ratio(row.scenario),
-        }
+    /// Every `otp-bench ceiling` run of `scenario` in the run, in order (none for
+    /// `request-otp`).
+    fn ceiling_loads(&self, scenario: &str) -> Vec<&Load> {
+        self.pairs(scenario)
+            .filter_map(|pair| match &pair.ceiling {
+                Ceiling::Server(load) => Some(load),
+                Ceiling::Smtp(_) => None,
+            })
+            .collect()
     }
 
+    /// Every `smtp-source` run in the run, in order.
+    fn smtp_runs(&self) -> Vec<Smtp> {
+        self.pairs("request-otp")
+            .filter_map(|pair| match pair.ceiling {
+                Ceiling::Smtp(smtp) => Some(smtp),
+                Ceiling::Server(_) => None,
+            })
+            .collect()
+    }
+
+    /// The ceiling row of `scenario` (`protected`, `flow`), if it ran.
+    fn ceiling_summary(&self, scenario: &str) -> Option<Summary> {
+        let loads = self.ceiling_loads(scenario);
+        (!loads.is_empty()).then(|| Summary::of(loads))
+    }
+
+    /// The `smtp-source` row, if it ran.
+    fn smtp_summary(&self) -> Option<SmtpSummary> {
+        let runs = self.smtp_runs();
+        let seconds: Vec<f64> = runs.iter().map(|s| s.seconds).collect();
+        let rates: Vec<f64> = runs.iter().map(|s| s.mails_per_sec).collect();
+        let (min_mails_per_sec, max_mails_per_sec) = range(&rates)?;
+        Some(SmtpSummary {
+            runs: runs.len(),
+            seconds: median(&seconds)?,
+            mails_per_sec: median(&rates)?,
+            min_mails_per_sec,
+            max_mails_per_sec,
+        })
+    }
+
+    /// The 5xx answers of every run, the ceiling's included.
     fn server_errors(&self) -> u64 {
         self.rows
             .iter()
-            .chain(&self.ceiling)
-            .map(Row::server_errors)
+            .map(|row| row.summary().server_errors)
+            .chain(
+                CEILING_SCENARIOS
+                    .iter()
+                    .filter_map(|scenario| self.ceiling_summary(scenario))
+                    .map(|summary| summary.server_errors),
+            )
             .sum()
-    }
-
-    /// The median seconds and mails/s of `smtp-source`.
-    fn smtp_medians(&self) -> (f64, f64) {
-        let seconds: Vec<f64> = self.smtp.iter().map(|s| s.seconds).collect();
-        let rates: Vec<f64> = self.smtp.iter().map(|s| s.mails_per_sec).collect();
-        (
-            median(&seconds).unwrap_or(0.0),
-            median(&rates).unwrap_or(0.0),
-        )
     }
 
     fn table(&self) -> String {
@@ -957,24 +1132,31 @@ impl Report {
             1 => "1 round".to_owned(),
             n => format!("{n} rounds"),
         };
-        let mut steps = Vec::new();
-        if !self.ceiling.is_empty() {
-            steps.push("the ceiling".to_owned());
+        let mut ceilings = Vec::new();
+        if !o.ceiling_scenarios().is_empty() {
+            ceilings.push(format!(
+                "otp-bench ceiling for {} (one server per round, idle between runs)",
+                o.ceiling_scenarios().join(", ")
+            ));
         }
-        steps.push("each app/store (started afresh)".to_owned());
-        if !self.smtp.is_empty() {
-            steps.push(format!("smtp-source ({SMTP_SOURCE_MESSAGES} mails)"));
+        if o.runs("request-otp") {
+            ceilings.push(format!(
+                "smtp-source ({SMTP_SOURCE_MESSAGES} mails) for request-otp"
+            ));
         }
         let _ = writeln!(
             t,
-            "\nBench: {rounds} of: {}.\n{} virtual users, {} s per scenario after {} s of \
-             warm-up.\nops/s, p50 and p99: medians over the rounds; errors and 5xx: sums. \
-             ratio: the median of the\nsame-round ratios (app ops/s / ceiling ops/s of the \
-             same round; request-otp: / smtp-source\nmails/s of the same round), which decides \
-             PASS or MISS; ratios: each round's, in order.\nThe load generator and the servers \
-             share this machine's {} CPUs (no pinning): every row, the\nceiling included, \
-             spends part of the CPU on the client.\n",
-            steps.join(", "),
+            "\nBench: {rounds}; each starts every app/store afresh on an empty Redis and runs \
+             each scenario\nas a pair: the ceiling's run, then at once the app's, with the same \
+             options.\nCeilings: {}.\n{} virtual users, {} s per run after {} s of warm-up.\n\
+             App rows: ops/s, p50 and p99: medians over the rounds; errors and 5xx: sums. ratio: \
+             the median of the\npaired ratios (app ops/s / ops/s of the ceiling run just before \
+             it), which decides PASS or MISS;\nratios: each round's, in order. Ceiling rows: \
+             medians and sums over all the ceiling runs of the\nscenario; ratios: their lowest \
+             and highest ops/s, to show the noise.\nThe load generator and the servers share \
+             this machine's {} CPUs (no pinning): every run, the\nceiling's included, spends \
+             part of the CPU on the client.\n",
+            ceilings.join(";\n"),
             o.concurrency,
             o.seconds,
             o.warmup,
@@ -994,67 +1176,63 @@ impl Report {
             "ratio",
             "target"
         );
-        let per_round = |unit: &str, values: &mut dyn Iterator<Item = f64>| {
-            let values: Vec<String> = values.map(|v| format!("{v:.0}")).collect();
-            format!("{unit}: {}", values.join(" "))
-        };
-        let line = |t: &mut String, row: &Row, verdict: Option<Verdict>| {
-            let (ratio, target, ratios) = match verdict {
-                Some(v) => (
-                    v.ratio
-                        .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
-                    format!(
-                        ">= {:.1} {}",
-                        v.target,
-                        if v.pass() { "PASS" } else { "MISS" }
-                    ),
-                    v.ratios_text(),
-                ),
-                None => (
-                    "1.00".to_owned(),
-                    "(ceiling)".to_owned(),
-                    per_round("ops/s", &mut row.loads.iter().map(|l| l.ops_per_sec)),
-                ),
-            };
+        let line = |t: &mut String, names: [&str; 3], s: &Summary, ratio: &str, rest: &str| {
             let _ = writeln!(
                 t,
-                "{:<12} {:<8} {:<6} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>5} {:>6}  {target:<11}  \
-                 {ratios}",
-                row.scenario,
-                row.app,
-                row.store,
-                row.median(|l| l.ops_per_sec),
-                row.median(|l| l.p50_ms),
-                row.median(|l| l.p99_ms),
-                row.errors(),
-                row.server_errors(),
-                ratio,
+                "{:<12} {:<8} {:<6} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>5} {ratio:>6}  {rest}",
+                names[0],
+                names[1],
+                names[2],
+                s.ops_per_sec,
+                s.p50_ms,
+                s.p99_ms,
+                s.errors,
+                s.server_errors,
             );
         };
         for &scenario in &o.scenarios {
-            for row in self.ceiling.iter().filter(|row| row.scenario == scenario) {
-                line(&mut t, row, None);
+            if let Some(s) = self.ceiling_summary(scenario) {
+                let spread = spread_text("ops/s", s.runs, s.min_ops_per_sec, s.max_ops_per_sec);
+                let rest = format!("{:<11}  {spread}", "(ceiling)");
+                line(&mut t, [scenario, "ceiling", "redis"], &s, "1.00", &rest);
             }
-            if scenario == "request-otp" {
-                let (_, mails_per_sec) = self.smtp_medians();
+            if scenario == "request-otp"
+                && let Some(s) = self.smtp_summary()
+            {
                 let _ = writeln!(
                     t,
                     "{:<12} {:<8} {:<6} {:>10.1} {:>8} {:>8} {:>7} {:>5} {:>6}  {:<11}  {}",
                     "smtp-source",
                     "postfix",
                     "-",
-                    mails_per_sec,
+                    s.mails_per_sec,
                     "-",
                     "-",
                     "-",
                     "-",
                     "1.00",
                     "(ceiling)",
-                    per_round("mails/s", &mut self.smtp.iter().map(|s| s.mails_per_sec)),
+                    spread_text("mails/s", s.runs, s.min_mails_per_sec, s.max_mails_per_sec),
                 );
             }
             for row in self.rows.iter().filter(|row| row.scenario == scenario) {
-                line(&mut t, row, Some(self.verdict(row)));
+                let v = row.verdict();
+                let ratio = v
+                    .ratio
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+                let target = format!(
+                    ">= {:.1} {}",
+                    v.target,
+                    if v.pass() { "PASS" } else { "MISS" }
+                );
+                let rest = format!("{target:<11}  {}", v.ratios_text());
+                line(
+                    &mut t,
+                    [row.scenario, row.app, row.store],
+                    &row.summary(),
+                    &ratio,
+                    &rest,
+                );
             }
         }
         let _ = writeln!(
@@ -1085,32 +1263,24 @@ impl Report {
             .map(|t| quote(&format!("{}/{}", t.app, t.store)))
             .collect();
         let scenarios: Vec<String> = o.scenarios.iter().map(|s| quote(s)).collect();
-        let smtp_source = if self.smtp.is_empty() {
-            "null".to_owned()
-        } else {
-            let (seconds, mails_per_sec) = self.smtp_medians();
-            let rounds: Vec<String> = self
-                .smtp
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{{\"seconds\": {:.3}, \"mails_per_sec\": {:.1}}}",
-                        s.seconds, s.mails_per_sec
-                    )
-                })
-                .collect();
-            format!(
-                "{{\"mails\": {SMTP_SOURCE_MESSAGES}, \"seconds\": {seconds:.3}, \
-                 \"mails_per_sec\": {mails_per_sec:.1}, \"rounds\": [{}]}}",
-                rounds.join(", ")
-            )
-        };
+        let smtp_source = self.smtp_summary().map_or_else(
+            || "null".to_owned(),
+            |s| {
+                format!(
+                    "{{\"mails\": {SMTP_SOURCE_MESSAGES}, \"runs\": {}, \"median\": \
+                     {{\"seconds\": {:.3}, \"mails_per_sec\": {:.1}}}, \"min_mails_per_sec\": \
+                     {:.1}, \"max_mails_per_sec\": {:.1}}}",
+                    s.runs, s.seconds, s.mails_per_sec, s.min_mails_per_sec, s.max_mails_per_sec
+                )
+            },
+        );
         let mut j = String::new();
         let _ = write!(
             j,
             "{{\n  \"machine\": {{\"cpus\": {}, \"client_and_server_share_the_machine\": true}},\n  \
              \"options\": {{\"seconds\": {}, \"concurrency\": {}, \"warmup\": {}, \"rounds\": {}, \
              \"only\": [{}], \"scenarios\": [{}]}},\n  \
+             \"method\": {},\n  \
              \"targets\": {{\"protected\": {TARGET_PROTECTED}, \"flow\": {TARGET_FLOW}, \
              \"request_otp\": {TARGET_REQUEST_OTP}, \"memory_bytes\": {TARGET_MEMORY_BYTES}}},\n  \
              \"smtp_source\": {smtp_source},\n",
@@ -1121,31 +1291,28 @@ impl Report {
             o.rounds,
             only.join(", "),
             scenarios.join(", "),
+            quote(
+                "paired: each app run follows at once a ceiling run of the same scenario \
+                 (otp-bench ceiling; request-otp: smtp-source); ratio = median over the rounds \
+                 of app ops/s / that ceiling's ops/s"
+            ),
         );
-        // The medians and sums over the rounds, then each round's result.
-        let measured = |row: &Row| {
-            let results: Vec<&str> = row.loads.iter().map(|l| l.json.as_str()).collect();
-            format!(
-                "\"median\": {{\"ops_per_sec\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}}}, \
-                 \"errors\": {}, \"server_errors\": {}, \"results\": [{}]",
-                row.median(|l| l.ops_per_sec),
-                row.median(|l| l.p50_ms),
-                row.median(|l| l.p99_ms),
-                row.errors(),
-                row.server_errors(),
-                results.join(", ")
-            )
-        };
+        // Every ceiling run of each scenario summed up; the runs are in the pairs below.
         j.push_str("  \"ceiling\": [\n");
-        let ceiling: Vec<String> = self
-            .ceiling
-            .iter()
-            .map(|row| {
-                format!(
-                    "    {{\"scenario\": {}, {}}}",
-                    quote(row.scenario),
-                    measured(row)
-                )
+        let ceiling: Vec<String> = o
+            .ceiling_scenarios()
+            .into_iter()
+            .filter_map(|scenario| {
+                let s = self.ceiling_summary(scenario)?;
+                Some(format!(
+                    "    {{\"scenario\": {}, \"runs\": {}, {}, \"min_ops_per_sec\": {:.1}, \
+                     \"max_ops_per_sec\": {:.1}}}",
+                    quote(scenario),
+                    s.runs,
+                    s.json(),
+                    s.min_ops_per_sec,
+                    s.max_ops_per_sec
+                ))
             })
             .collect();
         j.push_str(&ceiling.join(",\n"));
@@ -1155,11 +1322,25 @@ impl Report {
             .rows
             .iter()
             .map(|row| {
-                let v = self.verdict(row);
+                let v = row.verdict();
                 let ratios: Vec<String> = v.ratios.iter().map(|r| number(*r)).collect();
+                let pairs: Vec<String> = row
+                    .pairs
+                    .iter()
+                    .zip(1..)
+                    .map(|(pair, round)| {
+                        format!(
+                            "      {{\"round\": {round}, \"ratio\": {}, \"ceiling\": {}, \
+                             \"app\": {}}}",
+                            number(pair.ratio()),
+                            pair.ceiling.json(),
+                            pair.app.json
+                        )
+                    })
+                    .collect();
                 format!(
                     "    {{\"scenario\": {}, \"app\": {}, \"store\": {}, \"ratio\": {}, \
-                     \"ratios\": [{}], \"target\": {}, \"pass\": {}, {}}}",
+                     \"ratios\": [{}], \"target\": {}, \"pass\": {}, {}, \"pairs\": [\n{}\n    ]}}",
                     quote(row.scenario),
                     quote(row.app),
                     quote(row.store),
@@ -1167,7 +1348,8 @@ impl Report {
                     ratios.join(", "),
                     v.target,
                     v.pass(),
-                    measured(row)
+                    row.summary().json(),
+                    pairs.join(",\n")
                 )
             })
             .collect();
@@ -1290,72 +1472,327 @@ mod tests {
         .unwrap()
     }
 
-    fn row(scenario: &'static str, app: &'static str, ops: &[f64]) -> Row {
+    /// Round by round, `(ceiling ops/s, app ops/s)` for an `otp-bench ceiling` scenario.
+    fn row(scenario: &'static str, app: &'static str, pairs: &[(f64, f64)]) -> Row {
         Row {
             scenario,
             app,
             store: "redis",
-            loads: ops.iter().map(|&ops| load(ops, 0)).collect(),
+            pairs: pairs
+                .iter()
+                .map(|&(ceiling, app)| Pair {
+                    ceiling: Ceiling::Server(load(ceiling, 0)),
+                    app: load(app, 0),
+                })
+                .collect(),
         }
     }
 
-    /// Three rounds where the ceiling moves: each round's app is divided by that round's
-    /// ceiling, and the verdict is on the median of those ratios.
+    fn smtp(mails_per_sec: f64) -> Ceiling {
+        Ceiling::Smtp(Smtp {
+            seconds: f64::from(SMTP_SOURCE_MESSAGES) / mails_per_sec,
+            mails_per_sec,
+        })
+    }
+
+    /// Three rounds of axum and poem on Redis where the ceiling moves from run to run: each
+    /// app run is divided by the ceiling run just before it, and the verdict is on the
+    /// median of those ratios.
     fn report() -> Report {
-        let options = Options::parse(&args(&["--only", "axum/redis"])).unwrap();
+        let options = Options::parse(&args(&["--only", "axum/redis,poem/redis"])).unwrap();
         Report {
             options,
             cpus: 2,
             rows: vec![
-                row("protected", "axum", &[90.0, 150.0, 140.0]),
-                row("flow", "axum", &[60.0, 70.0, 80.0]),
+                row(
+                    "protected",
+                    "axum",
+                    &[(100.0, 90.0), (200.0, 150.0), (150.0, 140.0)],
+                ),
+                row(
+                    "flow",
+                    "axum",
+                    &[(100.0, 60.0), (100.0, 70.0), (100.0, 80.0)],
+                ),
                 Row {
                     scenario: "request-otp",
                     app: "axum",
                     store: "redis",
-                    loads: vec![load(40.0, 0), load(50.0, 2), load(10.0, 0)],
+                    pairs: vec![
+                        Pair {
+                            ceiling: smtp(100.0),
+                            app: load(40.0, 0),
+                        },
+                        Pair {
+                            ceiling: smtp(125.0),
+                            app: load(50.0, 2),
+                        },
+                        Pair {
+                            ceiling: smtp(50.0),
+                            app: load(10.0, 0),
+                        },
+                    ],
+                },
+                row(
+                    "protected",
+                    "poem",
+                    &[(400.0, 300.0), (50.0, 45.0), (120.0, 60.0)],
+                ),
+                row("flow", "poem", &[(0.0, 10.0), (90.0, 45.0), (80.0, 60.0)]),
+                Row {
+                    scenario: "request-otp",
+                    app: "poem",
+                    store: "redis",
+                    pairs: vec![
+                        Pair {
+                            ceiling: smtp(75.0),
+                            app: load(30.0, 0),
+                        },
+                        Pair {
+                            ceiling: smtp(100.0),
+                            app: load(20.0, 0),
+                        },
+                        Pair {
+                            ceiling: Ceiling::Smtp(Smtp {
+                                seconds: 40.0,
+                                mails_per_sec: 125.0,
+                            }),
+                            app: load(25.0, 0),
+                        },
+                    ],
                 },
             ],
-            ceiling: vec![
-                row("protected", "ceiling", &[100.0, 200.0, 150.0]),
-                row("flow", "ceiling", &[100.0, 100.0, 100.0]),
-            ],
-            smtp: [100.0, 100.0, 100.0]
-                .iter()
-                .map(|&mails_per_sec| Smtp {
-                    seconds: 50.0,
-                    mails_per_sec,
-                })
-                .collect(),
             memory: Vec::new(),
         }
     }
 
     #[test]
-    fn verdicts_on_same_round_ratios() {
+    fn verdicts_on_paired_ratios() {
         let report = report();
-        let protected = report.verdict(&report.rows[0]);
+        let protected = report.rows[0].verdict();
         assert_eq!(protected.ratios_text(), "0.90 0.75 0.93");
         assert_eq!(protected.ratio, Some(0.9));
         assert!(protected.pass());
-        let flow = report.verdict(&report.rows[1]);
+        let flow = report.rows[1].verdict();
         assert_eq!(flow.ratio, Some(0.7));
         assert!(flow.pass());
-        let request_otp = report.verdict(&report.rows[2]);
+        // request-otp is divided by the smtp-source run just before it: 0.4 0.4 0.2.
+        let request_otp = report.rows[2].verdict();
+        assert_eq!(request_otp.ratios_text(), "0.40 0.40 0.20");
         assert_eq!(request_otp.ratio, Some(0.4));
+        assert!(request_otp.pass());
+        // Pairs with the ceiling far apart: 0.75 0.90 0.50, median 0.75.
+        let poem = report.rows[3].verdict();
+        assert_eq!(poem.ratio, Some(0.75));
+        assert!(!poem.pass());
+        // A ceiling run that did nothing gives no ratio; the median is of the others.
+        let poem_flow = report.rows[4].verdict();
+        assert_eq!(poem_flow.ratios_text(), "- 0.50 0.75");
+        assert_eq!(poem_flow.ratio, Some(0.625));
+        assert!(!poem_flow.pass());
+        // The app side of the row: medians over the rounds, errors and 5xx summed.
+        let summary = report.rows[2].summary();
+        assert_eq!(summary.runs, 3);
+        assert_eq!(summary.ops_per_sec, 40.0);
+        assert_eq!((summary.errors, summary.server_errors), (3, 2));
         assert_eq!(report.server_errors(), 2);
-        assert_eq!(report.rows[2].errors(), 3);
+    }
+
+    #[test]
+    fn ceiling_rows_summarize_every_paired_run() {
+        let report = report();
+        let loads: Vec<f64> = report
+            .ceiling_loads("protected")
+            .iter()
+            .map(|l| l.ops_per_sec)
+            .collect();
+        assert_eq!(loads, [100.0, 200.0, 150.0, 400.0, 50.0, 120.0]);
+        assert!(report.ceiling_loads("request-otp").is_empty());
+        let protected = report.ceiling_summary("protected").unwrap();
+        assert_eq!(protected.runs, 6);
+        assert_eq!(protected.ops_per_sec, 135.0);
+        assert_eq!(
+            (protected.min_ops_per_sec, protected.max_ops_per_sec),
+            (50.0, 400.0)
+        );
+        assert_eq!((protected.p50_ms, protected.p99_ms), (1.5, 9.0));
+        assert_eq!(protected.errors, 6);
+        let flow = report.ceiling_summary("flow").unwrap();
+        assert_eq!((flow.min_ops_per_sec, flow.max_ops_per_sec), (0.0, 100.0));
+        assert_eq!(report.ceiling_summary("request-otp"), None);
+        let smtp = report.smtp_summary().unwrap();
+        assert_eq!(smtp.runs, 6);
+        assert_eq!(smtp.mails_per_sec, 100.0);
+        assert_eq!(smtp.seconds, 50.0);
+        assert_eq!(
+            (smtp.min_mails_per_sec, smtp.max_mails_per_sec),
+            (50.0, 125.0)
+        );
+        assert_eq!(range(&[]), None);
+        assert_eq!(range(&[2.0, -1.0, 5.0]), Some((-1.0, 5.0)));
+    }
+
+    #[test]
+    fn table_and_json() {
+        let report = report();
         let table = report.table();
         assert!(table.contains("3 rounds"), "{table}");
-        assert!(table.contains("ops/s: 100 200 150"), "{table}");
-        assert!(table.lines().all(|line| line.len() <= 130), "{table}");
+        assert!(table.contains("paired ratios"), "{table}");
+        assert!(table.contains("ops/s: 50–400 (6 runs)"), "{table}");
+        assert!(table.contains("mails/s: 50–125 (6 runs)"), "{table}");
+        assert!(table.contains("0.90 0.75 0.93"), "{table}");
+        assert!(table.contains(">= 0.9 MISS  0.75 0.90 0.50"), "{table}");
+        assert!(
+            table.lines().all(|line| line.chars().count() <= 130),
+            "{table}"
+        );
+        // Ceiling, then smtp-source, then the apps, scenario by scenario.
+        let first = |prefix: &str| table.lines().position(|l| l.starts_with(prefix)).unwrap();
+        assert!(first("protected    ceiling") < first("protected    axum"));
+        assert!(first("flow         axum") > first("flow         ceiling"));
+        assert!(first("smtp-source") < first("request-otp  axum"));
         let json = report.json();
+        assert_eq!(valid_json(&json), Ok(()), "{json}");
         assert!(json.contains("\"rounds\": 3"), "{json}");
         assert!(
             json.contains("\"ratios\": [0.9000, 0.7500, 0.9333]"),
             "{json}"
         );
-        assert!(!json.contains(",\n  ]") && !json.contains(", ]"), "{json}");
+        assert!(
+            json.contains("\"ratios\": [null, 0.5000, 0.7500]"),
+            "{json}"
+        );
+        assert!(json.contains("\"round\": 3, \"ratio\": 0.2000"), "{json}");
+        assert!(json.contains("\"tool\": \"smtp-source\""), "{json}");
+        assert_eq!(json.matches("\"round\": ").count(), 18, "{json}");
+
+        // Without the ceiling scenarios or request-otp, their rows and sections are empty.
+        let mut only_request_otp = report;
+        only_request_otp.options.scenarios = vec!["request-otp"];
+        only_request_otp
+            .rows
+            .retain(|row| row.scenario == "request-otp");
+        let table = only_request_otp.table();
+        assert!(!table.contains("otp-bench ceiling"), "{table}");
+        assert!(table.contains("smtp-source ("), "{table}");
+        let json = only_request_otp.json();
+        assert_eq!(valid_json(&json), Ok(()), "{json}");
+        assert!(json.contains("\"ceiling\": [\n\n  ]"), "{json}");
+    }
+
+    /// Checks that `text` is one JSON value (RFC 8259 grammar; strings not unescaped).
+    fn valid_json(text: &str) -> Result<(), String> {
+        fn ws(b: &[u8], i: &mut usize) {
+            while b.get(*i).is_some_and(|c| b" \t\r\n".contains(c)) {
+                *i += 1;
+            }
+        }
+        fn expect(b: &[u8], i: &mut usize, c: u8) -> Result<(), String> {
+            ws(b, i);
+            if b.get(*i) == Some(&c) {
+                *i += 1;
+                Ok(())
+            } else {
+                Err(format!("expected `{}` at byte {i}", char::from(c)))
+            }
+        }
+        fn string(b: &[u8], i: &mut usize) -> Result<(), String> {
+            expect(b, i, b'"')?;
+            loop {
+                match b.get(*i) {
+                    None => return Err("unterminated string".to_owned()),
+                    Some(b'"') => break,
+                    Some(b'\\') => *i += 2,
+                    Some(c) if *c < 0x20 => return Err(format!("control in string at {i}")),
+                    Some(_) => *i += 1,
+                }
+            }
+            *i += 1;
+            Ok(())
+        }
+        fn value(b: &[u8], i: &mut usize) -> Result<(), String> {
+            ws(b, i);
+            let (open, close) = match b.get(*i) {
+                Some(b'{') => (b'{', b'}'),
+                Some(b'[') => (b'[', b']'),
+                Some(b'"') => return string(b, i),
+                _ => {
+                    let start = *i;
+                    while b
+                        .get(*i)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
+                    {
+                        *i += 1;
+                    }
+                    let word = std::str::from_utf8(&b[start..*i]).unwrap();
+                    let number = word.parse::<f64>().is_ok_and(f64::is_finite)
+                        && !word.starts_with(['+', '.'])
+                        && !word.contains("inf")
+                        && !word.contains("NaN");
+                    return if number || ["true", "false", "null"].contains(&word) {
+                        Ok(())
+                    } else {
+                        Err(format!("bad value `{word}` at byte {start}"))
+                    };
+                }
+            };
+            *i += 1;
+            ws(b, i);
+            if b.get(*i) == Some(&close) {
+                *i += 1;
+                return Ok(());
+            }
+            loop {
+                if open == b'{' {
+                    ws(b, i);
+                    string(b, i)?;
+                    expect(b, i, b':')?;
+                }
+                value(b, i)?;
+                ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(c) if *c == close => {
+                        *i += 1;
+                        return Ok(());
+                    }
+                    _ => {
+                        return Err(format!(
+                            "expected `,` or `{}` at byte {i}",
+                            char::from(close)
+                        ));
+                    }
+                }
+            }
+        }
+        let b = text.as_bytes();
+        let mut i = 0;
+        value(b, &mut i)?;
+        ws(b, &mut i);
+        if i == b.len() {
+            Ok(())
+        } else {
+            Err(format!("trailing text at byte {i}"))
+        }
+    }
+
+    #[test]
+    fn json_checker() {
+        assert_eq!(
+            valid_json(r#"{"a": [1, -2.5e3, null, "x\"y"], "b": {}}"#),
+            Ok(())
+        );
+        for bad in [
+            "{\"a\": 1,}",
+            "[1 2]",
+            "{\"a\" 1}",
+            "[NaN]",
+            "[inf]",
+            "{} x",
+            "[.5]",
+        ] {
+            assert!(valid_json(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! * `bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
 //!   [--only app/store,...] [--scenarios name,...]`: builds the example apps and
 //!   `otp-bench` in release mode, starts the same servers and, over several rounds,
-//!   measures each app and Redis store under load against the ceiling of the machine
-//!   measured in the same round (see `bench.rs`); prints a table and writes
+//!   measures each app and Redis store under load, each run paired with a run of the
+//!   machine's ceiling just before it (see `bench.rs`); prints a table and writes
 //!   `target/bench/bench.json`.
 //!
 //! Missing server binaries are installed with `apt-get` when running as root
@@ -65,15 +65,17 @@ Commands:
   bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
         [--only app/store[,app/store...]] [--scenarios name[,name...]]
                   Build the example apps and otp-bench (release), start Redis
-                  and the SMTP sink, then, N rounds (3), measure a bare axum +
-                  Redis server (the ceiling), load each app (axum, poem) on
-                  each store (redis, fred) with the protected, flow and
-                  request-otp scenarios, and run postfix's smtp-source
-                  (defaults: 10 s each after 2 s of warm-up, 32 virtual
-                  users). --only (e.g. axum/redis,poem/fred) and --scenarios
-                  narrow the runs. Each row shows medians over the rounds and
-                  the median of its ratios to the ceiling of the same round,
-                  which decides PASS or MISS. Client and server share this
+                  and the SMTP sink, then, N rounds (3), load each app (axum,
+                  poem) on each store (redis, fred) with the protected, flow
+                  and request-otp scenarios (defaults: 10 s each after 2 s of
+                  warm-up, 32 virtual users), each run right after the same
+                  load on its ceiling: a bare axum + Redis server (started
+                  once per round), or postfix's smtp-source for request-otp.
+                  --only (e.g. axum/redis,poem/fred) and --scenarios narrow
+                  the runs. Each row shows medians over the rounds and the
+                  median of its paired ratios (app / ceiling run just
+                  before), which decides PASS or MISS; the ceiling rows show
+                  the spread of all their runs. Client and server share this
                   machine. Prints a table, writes target/bench/bench.json;
                   exits 1 on any 5xx answer. Not part of `test` or `ci`.
   soak [--minutes N] [--rate R] [--concurrency C]
