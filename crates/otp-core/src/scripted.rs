@@ -381,8 +381,8 @@ scripts! {
     /// `EXISTS` as a script, for runners without the plain command.
     EXISTS = 10, "exists", "return redis.call('EXISTS', unpack(KEYS))\n";
     /// ISSUE with the IP bucket counted first in the same call (single server only):
-    /// KEYS[1] address, KEYS[2] IP bucket; ARGV as ISSUE, then the IP limit. Returns
-    /// ISSUE's answers or {2, wait} when the IP is limited.
+    /// `KEYS[1]` address, `KEYS[2]` IP bucket; `ARGV` as ISSUE, then the IP limit. Returns
+    /// ISSUE's answers or `{2, wait}` when the IP is limited.
     ISSUE_IP = 11, "issue_ip", concat!(lua_now!(), lua_ip_take_first!(), lua_address_prelude!(), lua_issue_body!());
 }
 
