@@ -1363,6 +1363,21 @@ pub async fn metrics(t: Target) {
     s.request_otp("bounce@example.com")
         .await
         .assert_problem(502);
+    // Answers given before any endpoint runs.
+    s.send(s.http.get(s.url("/auth/no-such-path")))
+        .await
+        .assert_problem(404);
+    s.send(s.http.delete(s.url("/auth/request-otp")))
+        .await
+        .assert_problem(405);
+    s.send(
+        s.http
+            .post(s.url("/auth/request-otp"))
+            .header("content-type", "application/json")
+            .body(vec![b' '; 20_000]),
+    )
+    .await
+    .assert_problem(413);
 
     let m = |name: &'static str, labels: &'static str| s.metric(name, labels);
     assert_eq!(m("otp_codes_requested_total", "").await, 7.0);
@@ -1392,6 +1407,11 @@ pub async fn metrics(t: Target) {
     assert_eq!(m("otp_refreshes_total", "outcome=\"reused\"").await, 1.0);
     assert_eq!(m("otp_refresh_reuse_detected_total", "").await, 1.0);
     assert_eq!(m("otp_logouts_total", "scope=\"session\"").await, 1.0);
+    for status in ["404", "405", "413"] {
+        let labels = format!("status=\"{status}\"");
+        let n = s.metric("otp_refused_requests_total", &labels).await;
+        assert_eq!(n, 1.0, "refused {status}");
+    }
     assert_eq!(
         m(
             "otp_request_duration_seconds_count",

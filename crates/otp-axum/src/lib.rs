@@ -68,7 +68,7 @@ where
     for endpoint in Endpoint::ALL {
         r = r.route(endpoint.path(), any(serve));
     }
-    r.fallback(|| async { render(ApiResponse::error(&Error::NotFound)) })
+    r.fallback(|| async { render(ApiResponse::not_found()) })
         .with_state(auth)
 }
 
@@ -122,7 +122,7 @@ async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
     let limit = auth.config().body_limit_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
         // Over the limit while streaming (or the client went away: then nobody reads this).
-        return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+        return render(ApiResponse::body_too_large(limit));
     };
     render(
         auth.handle_parts(route, &headers, parts.uri.query(), &bytes, peer)

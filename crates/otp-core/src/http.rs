@@ -379,7 +379,7 @@ impl<'a> Route<'a> {
                 }
                 _ => match Endpoint::ALL.iter().position(|e| e.path() == p) {
                     Some(i) => (&Endpoint::ALL[i..=i], None),
-                    None => return Err(ApiResponse::error(&Error::NotFound)),
+                    None => return Err(ApiResponse::not_found()),
                 },
             },
         };
@@ -405,6 +405,7 @@ impl<'a> Route<'a> {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                crate::metrics::refused(405);
                 Err(ApiResponse::error(&Error::MethodNotAllowed).with_header("allow", allow))
             }
         }
@@ -484,6 +485,19 @@ impl ApiResponse {
         Self::json(&MessageResponse {
             message: msg.to_owned(),
         })
+    }
+
+    /// The 404 of a path that is no endpoint (counted in `otp_refused_requests_total`).
+    pub fn not_found() -> ApiResponse {
+        crate::metrics::refused(404);
+        Self::error(&Error::NotFound)
+    }
+
+    /// The 413 of a body found over `limit` while an adapter reads it (counted in
+    /// `otp_refused_requests_total`).
+    pub fn body_too_large(limit: usize) -> ApiResponse {
+        crate::metrics::refused(413);
+        Self::error(&Error::PayloadTooLarge { limit })
     }
 
     /// The problem+json response of `error`.
@@ -576,9 +590,10 @@ impl OtpAuth {
             .content_length
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+            return Err(ApiResponse::body_too_large(limit));
         }
         if peer.is_none() && endpoint == Endpoint::RequestOtp {
+            crate::metrics::refused(500);
             tracing::error!("no client address on the request: {hint}");
             return Err(ApiResponse::error(&Error::Internal(
                 "client address missing".to_owned(),

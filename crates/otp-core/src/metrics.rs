@@ -17,6 +17,7 @@
 //! | `otp_refresh_reuse_detected_total` | counter | |
 //! | `otp_logouts_total` | counter | `scope`: `session`, `all`, `others`, `one` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
+//! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
 
 use std::time::Duration;
 
@@ -44,9 +45,11 @@ pub const REUSE_DETECTED: &str = "otp_refresh_reuse_detected_total";
 pub const LOGOUTS: &str = "otp_logouts_total";
 /// `otp_request_duration_seconds`
 pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
+/// `otp_refused_requests_total`
+pub const REFUSED: &str = "otp_refused_requests_total";
 
 /// Every metric name this crate records.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     CODES_REQUESTED,
     MAILS_SENT,
     MAILS_FAILED,
@@ -57,6 +60,7 @@ pub const ALL: [&str; 10] = [
     REUSE_DETECTED,
     LOGOUTS,
     REQUEST_DURATION,
+    REFUSED,
 ];
 
 pub(crate) fn code_requested() {
@@ -101,6 +105,10 @@ pub(crate) fn request_done(endpoint: Endpoint, status: u16, elapsed: Duration) {
         "status" => status_label(status),
     )
     .record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn refused(status: u16) {
+    counter!(REFUSED, "status" => status_label(status)).increment(1);
 }
 
 // Fixed strings, so labels never allocate and never hold anything but a status.

@@ -111,7 +111,7 @@ impl AuthRoutes {
         }
         let limit = auth.config().body_limit_bytes;
         let Ok(bytes) = body.into_bytes_limit(limit).await else {
-            return render(ApiResponse::error(&Error::PayloadTooLarge { limit }));
+            return render(ApiResponse::body_too_large(limit));
         };
         render(
             auth.handle_parts(route, &headers, req.uri().query(), &bytes, peer)
