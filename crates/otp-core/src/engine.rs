@@ -538,13 +538,12 @@ impl OtpAuth {
         method: &'static str,
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
-        let email = email.clone();
-        let address = i.hasher.address_key(&email);
+        let address = i.hasher.address_key(email);
         let outcome = i
             .store
             .verify(&VerifyRequest {
                 address: address.clone(),
-                code_mac: i.hasher.code_mac(&email, code),
+                code_mac: i.hasher.code_mac(email, code),
                 limits: i.limits,
             })
             .await?;
@@ -570,21 +569,21 @@ impl OtpAuth {
             }
         }
         // The policy may have changed since the code was sent.
-        if !i.hooks.allow(&email).await? {
+        if !i.hooks.allow(email).await? {
             metrics::verification(method, "refused");
             tracing::info!(address = %address, "verification refused by the allow hook");
             return Err(Error::InvalidCode);
         }
-        if self.magic_applies(&email) {
+        if self.magic_applies(email) {
             tracing::warn!(
                 address = %address,
                 "OTP_AUTH_DISABLE_LOCAL_AUTH: login with the magic code"
             );
         }
-        let subject = i.hooks.subject(&email).await?;
+        let subject = i.hooks.subject(email).await?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
-        let pair = self.issue_pair(&subject, &email, &sid).await?;
+        let pair = self.issue_pair(&subject, email, &sid).await?;
         i.blacklist
             .create_session(&NewSession {
                 sid,

@@ -576,10 +576,15 @@ impl TokenCodec {
     /// audience when configured, and the `type` claim.
     fn check_claims(&self, claims: &Claims, expected: TokenType) -> Result<(), TokenRejection> {
         let now = now_secs();
-        if claims.iss.as_deref() != self.issuer.as_deref() && self.issuer.is_some() {
+        // Checked only when configured; then the claim must be present and equal.
+        if let Some(iss) = &self.issuer
+            && claims.iss.as_ref() != Some(iss)
+        {
             return Err(TokenRejection::Invalid);
         }
-        if claims.aud.as_deref() != self.audience.as_deref() && self.audience.is_some() {
+        if let Some(aud) = &self.audience
+            && claims.aud.as_ref() != Some(aud)
+        {
             return Err(TokenRejection::Invalid);
         }
         // Not before: never set by this library, but honoured if present.
