@@ -3,14 +3,10 @@
 
 use std::sync::Arc;
 
-use otp_core::store::{
-    AccessStatus, IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, SessionInfo,
-    VerifyOutcome, VerifyRequest,
-};
 use otp_core::token::{Claims, TokenCodec, TokenType, now_secs};
 use otp_core::{
-    AddressKey, CapturingMailer, CodeMac, Config, Email, Error, Hooks, JwtAlgorithm, MailError,
-    OtpAuth, OtpStore, SameSite, StoreError, TokenBlacklist, async_trait,
+    CapturingMailer, Config, Email, Error, Hooks, JwtAlgorithm, MailError, OtpAuth, SameSite,
+    async_trait,
 };
 use serde_json::json;
 
@@ -733,54 +729,7 @@ pub async fn not_found_and_method(t: Target) {
     }
 }
 
-/// A store that is down: every operation fails as unavailable.
-#[derive(Debug)]
-pub struct DownStore;
-
-fn down<T>() -> Result<T, StoreError> {
-    Err(StoreError::Unavailable("connection refused".into()))
-}
-
-#[async_trait]
-impl OtpStore for DownStore {
-    async fn issue(&self, _: &IssueRequest) -> Result<IssueOutcome, StoreError> {
-        down()
-    }
-    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
-        down()
-    }
-    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), StoreError> {
-        down()
-    }
-}
-
-#[async_trait]
-impl TokenBlacklist for DownStore {
-    async fn create_session(&self, _: &NewSession) -> Result<(), StoreError> {
-        down()
-    }
-    async fn rotate_refresh(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: u64,
-    ) -> Result<RotateOutcome, StoreError> {
-        down()
-    }
-    async fn check_access(&self, _: &str, _: &str) -> Result<AccessStatus, StoreError> {
-        down()
-    }
-    async fn revoke(&self, _: &Revocation) -> Result<(), StoreError> {
-        down()
-    }
-    async fn revoke_all(&self, _: &str) -> Result<u32, StoreError> {
-        down()
-    }
-    async fn list_sessions(&self, _: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        down()
-    }
-}
+pub use otp_core::contract::DownStore;
 
 /// An unreachable store: 503 problems everywhere, protected routes fail closed.
 pub async fn store_unavailable(t: Target) {

@@ -176,6 +176,25 @@ pub struct Config {
     pub otp_max_verify_attempts: u32,
     /// The lockout window in seconds.
     pub otp_lockout_seconds: u64,
+    /// Code requests per address per hour (mail bombing).
+    pub otp_rate_limit_per_hour: u32,
+    /// Code requests per address per day (mail bombing).
+    pub otp_rate_limit_per_day: u32,
+    /// Least time between two codes to one address, in seconds (0: none; at most 3600).
+    pub otp_resend_cooldown_seconds: u64,
+    /// Wrong codes per client IP per hour, across all addresses (guessing spread over many
+    /// pending codes).
+    pub verify_failures_per_ip_per_hour: u32,
+    /// Seconds after a rotation during which the immediate parent of the current refresh
+    /// token still refreshes, on the same lineage (racing tabs, retries after a timeout);
+    /// 0 is strict (at most 60).
+    pub refresh_reuse_interval_seconds: u64,
+    /// Live sessions per user (1 to 1000); opening one more ends the least recently
+    /// refreshed.
+    pub max_sessions_per_user: u32,
+    /// Absolute session lifetime from login in days, which refreshing never extends
+    /// (0: no limit beyond the refresh token's own).
+    pub session_max_days: u64,
     /// HMAC key of the tokens (at least 32 bytes).
     pub jwt_secret: Option<SecretString>,
     /// Key of the code and address HMACs; derived from `jwt_secret` when unset.
@@ -253,6 +272,13 @@ impl Default for Config {
             otp_rate_limit_per_ip_per_minute: 30,
             otp_max_verify_attempts: 5,
             otp_lockout_seconds: 900,
+            otp_rate_limit_per_hour: 20,
+            otp_rate_limit_per_day: 50,
+            otp_resend_cooldown_seconds: 0,
+            verify_failures_per_ip_per_hour: 100,
+            refresh_reuse_interval_seconds: 10,
+            max_sessions_per_user: 20,
+            session_max_days: 0,
             jwt_secret: None,
             code_secret: None,
             jwt_algorithm: JwtAlgorithm::HS256,
@@ -307,6 +333,22 @@ impl fmt::Debug for Config {
             )
             .field("otp_max_verify_attempts", &self.otp_max_verify_attempts)
             .field("otp_lockout_seconds", &self.otp_lockout_seconds)
+            .field("otp_rate_limit_per_hour", &self.otp_rate_limit_per_hour)
+            .field("otp_rate_limit_per_day", &self.otp_rate_limit_per_day)
+            .field(
+                "otp_resend_cooldown_seconds",
+                &self.otp_resend_cooldown_seconds,
+            )
+            .field(
+                "verify_failures_per_ip_per_hour",
+                &self.verify_failures_per_ip_per_hour,
+            )
+            .field(
+                "refresh_reuse_interval_seconds",
+                &self.refresh_reuse_interval_seconds,
+            )
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("session_max_days", &self.session_max_days)
             .field("jwt_secret", &secret(&self.jwt_secret))
             .field("code_secret", &secret(&self.code_secret))
             .field("jwt_algorithm", &self.jwt_algorithm)
@@ -496,6 +538,39 @@ impl Config {
         }
         if self.otp_rate_limit_per_ip_per_minute == 0 {
             p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE must be at least 1".to_owned());
+        }
+        if self.otp_rate_limit_per_hour == 0 {
+            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR must be at least 1".to_owned());
+        }
+        if self.otp_rate_limit_per_day == 0 {
+            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_DAY must be at least 1".to_owned());
+        }
+        if self.otp_resend_cooldown_seconds > 3600 {
+            p.push(format!(
+                "OTP_AUTH_OTP_RESEND_COOLDOWN_SECONDS must be at most 3600, got {}",
+                self.otp_resend_cooldown_seconds
+            ));
+        }
+        if self.verify_failures_per_ip_per_hour == 0 {
+            p.push("OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR must be at least 1".to_owned());
+        }
+        if self.refresh_reuse_interval_seconds > 60 {
+            p.push(format!(
+                "OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS must be at most 60, got {}",
+                self.refresh_reuse_interval_seconds
+            ));
+        }
+        if !(1..=1000).contains(&self.max_sessions_per_user) {
+            p.push(format!(
+                "OTP_AUTH_MAX_SESSIONS_PER_USER must be between 1 and 1000, got {}",
+                self.max_sessions_per_user
+            ));
+        }
+        if self.session_max_days > 3650 {
+            p.push(format!(
+                "OTP_AUTH_SESSION_MAX_DAYS must be at most 3650, got {}",
+                self.session_max_days
+            ));
         }
         if !(1..=60 * 24 * 7).contains(&self.access_token_expire_minutes) {
             p.push(format!(
@@ -833,6 +908,11 @@ mod tests {
         assert_eq!(c.otp_rate_limit_per_ip_per_minute, 30);
         assert_eq!(c.otp_max_verify_attempts, 5);
         assert_eq!(c.otp_lockout_seconds, 900);
+        assert_eq!((c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day), (20, 50));
+        assert_eq!(c.otp_resend_cooldown_seconds, 0);
+        assert_eq!(c.verify_failures_per_ip_per_hour, 100);
+        assert_eq!(c.refresh_reuse_interval_seconds, 10);
+        assert_eq!((c.max_sessions_per_user, c.session_max_days), (20, 0));
         assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS256);
         assert_eq!(c.access_token_expire_minutes, 60);
         assert_eq!(c.refresh_token_expire_days, 7);
@@ -884,6 +964,13 @@ mod tests {
             jail.set_env("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE", "10");
             jail.set_env("OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS", "4");
             jail.set_env("OTP_AUTH_OTP_LOCKOUT_SECONDS", "60");
+            jail.set_env("OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR", "11");
+            jail.set_env("OTP_AUTH_OTP_RATE_LIMIT_PER_DAY", "22");
+            jail.set_env("OTP_AUTH_OTP_RESEND_COOLDOWN_SECONDS", "30");
+            jail.set_env("OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR", "40");
+            jail.set_env("OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS", "5");
+            jail.set_env("OTP_AUTH_MAX_SESSIONS_PER_USER", "3");
+            jail.set_env("OTP_AUTH_SESSION_MAX_DAYS", "90");
             // All digits with a leading zero: must stay the exact string.
             jail.set_env("OTP_AUTH_JWT_SECRET", "01234567890123456789012345678901234");
             jail.set_env("OTP_AUTH_CODE_SECRET", GOOD);
@@ -944,6 +1031,11 @@ mod tests {
             assert_eq!(c.otp_rate_limit_per_ip_per_minute, 10);
             assert_eq!(c.otp_max_verify_attempts, 4);
             assert_eq!(c.otp_lockout_seconds, 60);
+            assert_eq!((c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day), (11, 22));
+            assert_eq!(c.otp_resend_cooldown_seconds, 30);
+            assert_eq!(c.verify_failures_per_ip_per_hour, 40);
+            assert_eq!(c.refresh_reuse_interval_seconds, 5);
+            assert_eq!((c.max_sessions_per_user, c.session_max_days), (3, 90));
             assert_eq!(
                 c.jwt_secret.as_ref().map(|s| s.expose_secret()),
                 Some("01234567890123456789012345678901234")
@@ -1065,6 +1157,62 @@ mod tests {
                     ..valid()
                 },
                 "OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE",
+            ),
+            (
+                Config {
+                    otp_rate_limit_per_hour: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR",
+            ),
+            (
+                Config {
+                    otp_rate_limit_per_day: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_RATE_LIMIT_PER_DAY",
+            ),
+            (
+                Config {
+                    otp_resend_cooldown_seconds: 3601,
+                    ..valid()
+                },
+                "OTP_AUTH_OTP_RESEND_COOLDOWN_SECONDS",
+            ),
+            (
+                Config {
+                    verify_failures_per_ip_per_hour: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR",
+            ),
+            (
+                Config {
+                    refresh_reuse_interval_seconds: 61,
+                    ..valid()
+                },
+                "OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS",
+            ),
+            (
+                Config {
+                    max_sessions_per_user: 0,
+                    ..valid()
+                },
+                "OTP_AUTH_MAX_SESSIONS_PER_USER",
+            ),
+            (
+                Config {
+                    max_sessions_per_user: 1001,
+                    ..valid()
+                },
+                "OTP_AUTH_MAX_SESSIONS_PER_USER",
+            ),
+            (
+                Config {
+                    session_max_days: 3651,
+                    ..valid()
+                },
+                "OTP_AUTH_SESSION_MAX_DAYS",
             ),
             (
                 Config {

@@ -23,8 +23,9 @@ use std::time::Duration;
 use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 use crate::email::Email;
 use crate::store::{
-    AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
+    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore,
+    Revocation, RevokedAccess, RotateOutcome, Rotation, TokenBlacklist, VerifyOutcome,
+    VerifyRequest, new_session_id,
 };
 use crate::token::{now_secs, random_id};
 
@@ -50,10 +51,14 @@ pub fn test_server(var: &str) -> Option<String> {
 pub fn limits() -> Limits {
     Limits {
         per_address: 5,
+        per_address_hour: 100,
+        per_address_day: 100,
+        resend_cooldown: Duration::ZERO,
         per_ip: 30,
         request_window: Duration::from_secs(60),
         max_attempts: 3,
         lockout: Duration::from_secs(900),
+        ip_failures: 1000,
     }
 }
 
@@ -102,6 +107,7 @@ impl Fixture {
             code_mac: self.mac(code),
             code_ttl: Duration::from_secs(300),
             limits,
+            call: CallId::random(),
         }
     }
 
@@ -110,7 +116,20 @@ impl Fixture {
         VerifyRequest {
             address: self.address.clone(),
             code_mac: self.mac(code),
+            ip: None,
             limits,
+            code_ttl: Duration::from_secs(300),
+            call: CallId::random(),
+        }
+    }
+
+    /// A verify request for `code` from `ip` with `limits`.
+    pub fn verify_from(&self, code: &str, ip: &str, limits: Limits) -> VerifyRequest {
+        VerifyRequest {
+            ip: Some(IpKey::new(
+                ip.parse().unwrap_or_else(|e| panic!("ip {ip}: {e}")),
+            )),
+            ..self.verify(code, limits)
         }
     }
 }
@@ -338,11 +357,12 @@ pub async fn address_limit(store: Arc<dyn OtpStore>) {
         .await
         .unwrap()
     {
-        IssueOutcome::AddressLimited { retry_after } => {
+        IssueOutcome::AddressLimited { retry_after, limit } => {
             assert!(
                 retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60),
                 "{retry_after:?}"
             );
+            expect!(limit, AddressLimit::Minute, "the minute window refused");
         }
         other => panic!("3rd request: {other:?}"),
     }
@@ -402,6 +422,7 @@ pub async fn windows_and_codes_expire(store: Arc<dyn OtpStore>) {
         request_window: Duration::from_secs(1),
         max_attempts: 1,
         lockout: Duration::from_secs(1),
+        ..limits()
     };
     // Request window.
     let f = Fixture::new();
@@ -549,6 +570,198 @@ pub async fn concurrent_wrong_guesses_hold_the_cap(store: Arc<dyn OtpStore>) {
     ));
 }
 
+/// The hour and day caps refuse like the minute window, each named in the outcome.
+pub async fn hour_and_day_caps(store: Arc<dyn OtpStore>) {
+    for (l, want, window) in [
+        (
+            Limits {
+                per_address: 100,
+                per_address_hour: 2,
+                ..limits()
+            },
+            AddressLimit::Hour,
+            Duration::from_secs(3600),
+        ),
+        (
+            Limits {
+                per_address: 100,
+                per_address_day: 2,
+                ..limits()
+            },
+            AddressLimit::Day,
+            Duration::from_secs(86_400),
+        ),
+    ] {
+        let f = Fixture::new();
+        for i in 0..2 {
+            expect!(
+                store.issue(&f.issue("111111", None, l)).await.unwrap(),
+                IssueOutcome::Issued,
+                format!("{want:?} request {i}")
+            );
+        }
+        match store.issue(&f.issue("222222", None, l)).await.unwrap() {
+            IssueOutcome::AddressLimited { retry_after, limit } => {
+                expect!(limit, want, "the limit that refused");
+                assert!(
+                    retry_after > window - Duration::from_secs(60) && retry_after <= window,
+                    "{want:?}: {retry_after:?}"
+                );
+            }
+            other => panic!("{want:?}: third request {other:?}"),
+        }
+        expect!(
+            store.verify(&f.verify("111111", l)).await.unwrap(),
+            VerifyOutcome::Verified,
+            "the refused request stored nothing"
+        );
+    }
+}
+
+/// A resend cooldown refuses a second code while the first is young.
+pub async fn resend_cooldown(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        resend_cooldown: Duration::from_secs(30),
+        ..limits()
+    };
+    expect!(
+        store.issue(&f.issue("111111", None, l)).await.unwrap(),
+        IssueOutcome::Issued,
+        "first"
+    );
+    match store.issue(&f.issue("222222", None, l)).await.unwrap() {
+        IssueOutcome::AddressLimited { retry_after, limit } => {
+            expect!(limit, AddressLimit::Cooldown, "the limit that refused");
+            assert!(
+                retry_after > Duration::from_secs(25) && retry_after <= Duration::from_secs(30),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("second request: {other:?}"),
+    }
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "the first code stands"
+    );
+}
+
+/// The same issue or verify call resent (a client library's retry) is answered again and
+/// counted once.
+pub async fn resent_calls_count_once(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        per_address: 1,
+        ..limits()
+    };
+    let issue = f.issue("111111", None, l);
+    for what in ["issue", "issue resent"] {
+        expect!(
+            store.issue(&issue).await.unwrap(),
+            IssueOutcome::Issued,
+            what
+        );
+    }
+    assert!(
+        matches!(
+            store.issue(&f.issue("111111", None, l)).await.unwrap(),
+            IssueOutcome::AddressLimited { .. }
+        ),
+        "a new request is over the limit of one"
+    );
+    let wrong = f.verify("000000", l);
+    for what in ["wrong code", "wrong code resent"] {
+        expect!(
+            store.verify(&wrong).await.unwrap(),
+            VerifyOutcome::Mismatch { attempts_left: 2 },
+            what
+        );
+    }
+    let right = f.verify("111111", l);
+    for what in ["right code", "right code resent"] {
+        expect!(
+            store.verify(&right).await.unwrap(),
+            VerifyOutcome::Verified,
+            what
+        );
+    }
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "a new call finds the code spent"
+    );
+}
+
+/// Wrong codes count against the client's IP across addresses; past the limit the IP gets
+/// `IpLimited` and nothing is compared, while other IPs go on.
+pub async fn ip_failures_span_addresses(store: Arc<dyn OtpStore>) {
+    let ip = random_ip();
+    let l = Limits {
+        ip_failures: 2,
+        ..limits()
+    };
+    let (a, b, c) = (Fixture::new(), Fixture::new(), Fixture::new());
+    for f in [&a, &b, &c] {
+        store.issue(&f.issue("111111", None, l)).await.unwrap();
+    }
+    for (f, what) in [(&a, "a"), (&b, "b")] {
+        assert!(
+            matches!(
+                store.verify(&f.verify_from("000000", &ip, l)).await.unwrap(),
+                VerifyOutcome::Mismatch { .. }
+            ),
+            "wrong code for {what}"
+        );
+    }
+    match store.verify(&c.verify_from("111111", &ip, l)).await.unwrap() {
+        VerifyOutcome::IpLimited { retry_after } => assert!(
+            retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600),
+            "{retry_after:?}"
+        ),
+        other => panic!("third address from the IP: {other:?}"),
+    }
+    expect!(
+        store
+            .verify(&c.verify_from("111111", &random_ip(), l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "nothing was compared for the limited IP; another IP verifies"
+    );
+}
+
+/// `restore` gives a consumed code back, unless a newer one is pending.
+pub async fn restore_unless_newer(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = limits();
+    store.issue(&f.issue("111111", None, l)).await.unwrap();
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "consume"
+    );
+    store
+        .restore(&f.address, &f.mac("111111"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "restored"
+    );
+    store.issue(&f.issue("222222", None, l)).await.unwrap();
+    store
+        .restore(&f.address, &f.mac("111111"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    expect!(
+        store.verify(&f.verify("222222", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "the newer code stayed"
+    );
+}
+
 /// Runs every [`OtpStore`] test in sequence (the macro runs them as separate tests).
 pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
     issue_then_verify_once(store.clone()).await;
@@ -562,7 +775,12 @@ pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
     windows_and_codes_expire(store.clone()).await;
     discard_only_matching(store.clone()).await;
     concurrent_verifications_one_success(store.clone()).await;
-    concurrent_wrong_guesses_hold_the_cap(store).await;
+    concurrent_wrong_guesses_hold_the_cap(store.clone()).await;
+    hour_and_day_caps(store.clone()).await;
+    resend_cooldown(store.clone()).await;
+    resent_calls_count_once(store.clone()).await;
+    ip_failures_span_addresses(store.clone()).await;
+    restore_unless_newer(store).await;
 }
 
 fn session(subject_key: &str, lifetime: u64) -> NewSession {
@@ -573,6 +791,19 @@ fn session(subject_key: &str, lifetime: u64) -> NewSession {
         expires_at: now_secs() + lifetime,
         user_agent: Some("contract-suite/1.0".to_owned()),
         ip: Some("192.0.2.1".to_owned()),
+        max_sessions: 1000,
+    }
+}
+
+/// A rotation of `presented` to `new` in session `sid`, an hour's life, with a reuse
+/// interval of `interval` seconds.
+pub fn rotation(sid: &str, presented: &str, new: &str, interval: u64) -> Rotation {
+    Rotation {
+        sid: sid.to_owned(),
+        presented_jti: presented.to_owned(),
+        new_jti: new.to_owned(),
+        new_expires_at: now_secs() + 3600,
+        reuse_interval: Duration::from_secs(interval),
     }
 }
 
@@ -588,7 +819,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
     );
     let second = random_id();
     expect!(
-        bl.rotate_refresh(&s.sid, &s.refresh_jti, &second, now_secs() + 3600)
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &second, 0))
             .await
             .unwrap(),
         RotateOutcome::Rotated,
@@ -596,7 +827,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
     );
     let third = random_id();
     expect!(
-        bl.rotate_refresh(&s.sid, &second, &third, now_secs() + 3600)
+        bl.rotate_refresh(&rotation(&s.sid, &second, &third, 0))
             .await
             .unwrap(),
         RotateOutcome::Rotated,
@@ -604,7 +835,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
     );
     // The first token again: reuse, the session dies.
     expect!(
-        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 3600)
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 0))
             .await
             .unwrap(),
         RotateOutcome::Reused,
@@ -616,7 +847,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
         "access after reuse"
     );
     expect!(
-        bl.rotate_refresh(&s.sid, &third, &random_id(), now_secs() + 3600)
+        bl.rotate_refresh(&rotation(&s.sid, &third, &random_id(), 0))
             .await
             .unwrap(),
         RotateOutcome::Unknown,
@@ -633,7 +864,7 @@ pub async fn unknown_session(bl: Arc<dyn TokenBlacklist>) {
         "check"
     );
     expect!(
-        bl.rotate_refresh(&sid, &random_id(), &random_id(), now_secs() + 60)
+        bl.rotate_refresh(&rotation(&sid, &random_id(), &random_id(), 0))
             .await
             .unwrap(),
         RotateOutcome::Unknown,
@@ -679,7 +910,7 @@ pub async fn revoke_access_and_session(bl: Arc<dyn TokenBlacklist>) {
         "after session revoked"
     );
     expect!(
-        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 60)
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 0))
             .await
             .unwrap(),
         RotateOutcome::Unknown,
@@ -764,7 +995,7 @@ pub async fn sessions_expire(bl: Arc<dyn TokenBlacklist>) {
         "expired session"
     );
     expect!(
-        bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 60)
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 0))
             .await
             .unwrap(),
         RotateOutcome::Unknown,
@@ -780,8 +1011,8 @@ pub async fn sessions_expire(bl: Arc<dyn TokenBlacklist>) {
     assert!(bl.list_sessions(&s.subject_key).await.unwrap().is_empty());
 }
 
-/// 20 concurrent rotations of one refresh token: at most one succeeds, and the rest see
-/// reuse (which ends the session) or an ended session.
+/// 20 concurrent rotations of one refresh token, strict (no reuse interval): at most one
+/// succeeds, and the rest see reuse (which ends the session) or an ended session.
 pub async fn concurrent_rotations_at_most_one(bl: Arc<dyn TokenBlacklist>) {
     let s = Arc::new(session(&random_id(), 3600));
     bl.create_session(&s).await.unwrap();
@@ -789,7 +1020,7 @@ pub async fn concurrent_rotations_at_most_one(bl: Arc<dyn TokenBlacklist>) {
         .map(|_| {
             let (bl, s) = (bl.clone(), s.clone());
             tokio::spawn(async move {
-                bl.rotate_refresh(&s.sid, &s.refresh_jti, &random_id(), now_secs() + 3600)
+                bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 0))
                     .await
                     .unwrap()
             })
@@ -811,6 +1042,185 @@ pub async fn concurrent_rotations_at_most_one(bl: Arc<dyn TokenBlacklist>) {
     );
 }
 
+/// 20 concurrent refreshes of one token within the reuse interval: one rotates, the rest
+/// get the same current token re-issued; the session lives on one lineage.
+pub async fn concurrent_rotations_one_lineage(bl: Arc<dyn TokenBlacklist>) {
+    let s = Arc::new(session(&random_id(), 3600));
+    bl.create_session(&s).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (bl, s) = (bl.clone(), s.clone());
+            tokio::spawn(async move {
+                let new = random_id();
+                let out = bl
+                    .rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &new, 10))
+                    .await
+                    .unwrap();
+                (new, out)
+            })
+        })
+        .collect();
+    let (mut rotated, mut current) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            (new, RotateOutcome::Rotated) => rotated.push(new),
+            (_, RotateOutcome::Reissued { current_jti }) => current.push(current_jti),
+            (_, other) => panic!("a refresh within the interval got {other:?}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one rotation");
+    assert_eq!(current.len(), 19);
+    assert!(
+        current.iter().all(|c| *c == rotated[0]),
+        "every reissue names the one current token"
+    );
+    expect!(
+        bl.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Active,
+        "the session lives"
+    );
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &rotated[0], &random_id(), 10))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "the lineage refreshes on"
+    );
+}
+
+/// Within the interval only the immediate parent is accepted; a grandparent, or the
+/// parent after the interval, is reuse and ends the session.
+pub async fn reuse_interval_parent_only(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 3600);
+    bl.create_session(&s).await.unwrap();
+    let (b, c) = (random_id(), random_id());
+    bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &b, 5))
+        .await
+        .unwrap();
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Reissued {
+            current_jti: b.clone()
+        },
+        "the parent within the interval"
+    );
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &b, &c, 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "the current token rotates"
+    );
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Reused,
+        "a grandparent is reuse"
+    );
+    expect!(
+        bl.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "session ended"
+    );
+
+    let t = session(&random_id(), 3600);
+    bl.create_session(&t).await.unwrap();
+    bl.rotate_refresh(&rotation(&t.sid, &t.refresh_jti, &random_id(), 1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    expect!(
+        bl.rotate_refresh(&rotation(&t.sid, &t.refresh_jti, &random_id(), 1))
+            .await
+            .unwrap(),
+        RotateOutcome::Reused,
+        "the parent after the interval"
+    );
+}
+
+/// The same rotation resent answers `Rotated` again, even when strict; the same session
+/// created twice is one session.
+pub async fn resent_session_calls_change_nothing(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 3600);
+    expect!(bl.create_session(&s).await.unwrap(), 0, "create");
+    expect!(bl.create_session(&s).await.unwrap(), 0, "create resent");
+    expect!(
+        bl.list_sessions(&s.subject_key).await.unwrap().len(),
+        1,
+        "one session"
+    );
+    let r = rotation(&s.sid, &s.refresh_jti, &random_id(), 0);
+    for what in ["rotate", "rotate resent"] {
+        expect!(
+            bl.rotate_refresh(&r).await.unwrap(),
+            RotateOutcome::Rotated,
+            what
+        );
+    }
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &r.new_jti, &random_id(), 0))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "the new token is current"
+    );
+}
+
+/// Opening a session past the cap ends the least recently refreshed ones.
+pub async fn session_cap_ends_least_recently_refreshed(bl: Arc<dyn TokenBlacklist>) {
+    let subject = random_id();
+    let capped = |s: NewSession| NewSession {
+        max_sessions: 3,
+        ..s
+    };
+    let (s1, s2, s3) = (
+        capped(session(&subject, 3600)),
+        capped(session(&subject, 3600)),
+        capped(session(&subject, 3600)),
+    );
+    for s in [&s1, &s2, &s3] {
+        expect!(bl.create_session(s).await.unwrap(), 0, "within the cap");
+    }
+    // Refresh times are kept in seconds: let one pass so s1's refresh is the latest.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    bl.rotate_refresh(&rotation(&s1.sid, &s1.refresh_jti, &random_id(), 0))
+        .await
+        .unwrap();
+    let s4 = capped(session(&subject, 3600));
+    expect!(bl.create_session(&s4).await.unwrap(), 1, "one ended");
+    let live: Vec<String> = bl
+        .list_sessions(&subject)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sid)
+        .collect();
+    assert_eq!(live.len(), 3, "{live:?}");
+    assert!(live.contains(&s1.sid) && live.contains(&s4.sid), "{live:?}");
+    let ended = if live.contains(&s2.sid) { &s3 } else { &s2 };
+    expect!(
+        bl.check_access(&ended.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "the ended session"
+    );
+    let s5 = capped(session(&subject, 3600));
+    expect!(bl.create_session(&s5).await.unwrap(), 1, "the next one ended");
+    let mut live: Vec<String> = bl
+        .list_sessions(&subject)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sid)
+        .collect();
+    live.sort();
+    let mut want = vec![s1.sid.clone(), s4.sid.clone(), s5.sid.clone()];
+    want.sort();
+    assert_eq!(live, want, "the most recently refreshed stay");
+}
+
 /// Runs every [`TokenBlacklist`] test in sequence.
 pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
     session_rotation_and_reuse(bl.clone()).await;
@@ -818,7 +1228,11 @@ pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
     revoke_access_and_session(bl.clone()).await;
     revoke_all_and_list(bl.clone()).await;
     sessions_expire(bl.clone()).await;
-    concurrent_rotations_at_most_one(bl).await;
+    concurrent_rotations_at_most_one(bl.clone()).await;
+    concurrent_rotations_one_lineage(bl.clone()).await;
+    reuse_interval_parent_only(bl.clone()).await;
+    resent_session_calls_change_nothing(bl.clone()).await;
+    session_cap_ends_least_recently_refreshed(bl).await;
 }
 
 /// Instantiates the [`OtpStore`] contract as one test per case, in a module named `$name`.
@@ -836,7 +1250,9 @@ macro_rules! otp_store_contract {
                 issue_then_verify_once, verify_without_code, wrong_codes_lock_out,
                 resend_keeps_failures, success_resets_failures, new_code_replaces_old,
                 address_limit, ip_limit, windows_and_codes_expire, discard_only_matching,
-                concurrent_verifications_one_success, concurrent_wrong_guesses_hold_the_cap);
+                concurrent_verifications_one_success, concurrent_wrong_guesses_hold_the_cap,
+                hour_and_day_caps, resend_cooldown, resent_calls_count_once,
+                ip_failures_span_addresses, restore_unless_newer);
         }
     };
     (@tests $($t:ident),*) => {
@@ -864,7 +1280,9 @@ macro_rules! blacklist_contract {
             }
             $crate::blacklist_contract!(@tests
                 session_rotation_and_reuse, unknown_session, revoke_access_and_session,
-                revoke_all_and_list, sessions_expire, concurrent_rotations_at_most_one);
+                revoke_all_and_list, sessions_expire, concurrent_rotations_at_most_one,
+                concurrent_rotations_one_lineage, reuse_interval_parent_only,
+                resent_session_calls_change_nothing, session_cap_ends_least_recently_refreshed);
         }
     };
     (@tests $($t:ident),*) => {
@@ -873,6 +1291,208 @@ macro_rules! blacklist_contract {
             async fn $t() {
                 if let Some(store) = make().await {
                     $crate::contract::$t(store).await;
+                }
+            }
+        )*
+    };
+}
+
+/// A store that is down: every [`OtpStore`] and [`TokenBlacklist`] call fails as
+/// unavailable. As the sessions of a login it makes the second step fail, for
+/// [`login_restores_the_code_when_the_session_fails`].
+#[derive(Debug)]
+pub struct DownStore;
+
+#[async_trait::async_trait]
+impl OtpStore for DownStore {
+    async fn issue(&self, _: &IssueRequest) -> Result<IssueOutcome, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn restore(
+        &self,
+        _: &AddressKey,
+        _: &CodeMac,
+        _: Duration,
+    ) -> Result<(), crate::StoreError> {
+        Err(unavailable())
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenBlacklist for DownStore {
+    async fn create_session(&self, _: &NewSession) -> Result<u32, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn rotate_refresh(&self, _: &Rotation) -> Result<RotateOutcome, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn check_access(&self, _: &str, _: &str) -> Result<AccessStatus, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn revoke(&self, _: &Revocation) -> Result<(), crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn revoke_all(&self, _: &str) -> Result<u32, crate::StoreError> {
+        Err(unavailable())
+    }
+    async fn list_sessions(
+        &self,
+        _: &str,
+    ) -> Result<Vec<crate::store::SessionInfo>, crate::StoreError> {
+        Err(unavailable())
+    }
+}
+
+fn unavailable() -> crate::StoreError {
+    crate::StoreError::Unavailable("connection refused".to_owned())
+}
+
+/// A login: the right code opens the session in the same operation, a wrong one opens
+/// nothing, and the same call resent is one login.
+pub async fn login_opens_the_session_with_the_code(
+    store: Arc<dyn OtpStore>,
+    sessions: Arc<dyn TokenBlacklist>,
+) {
+    let f = Fixture::new();
+    let l = limits();
+    store.issue(&f.issue("111111", None, l)).await.unwrap();
+    let s = session(&random_id(), 3600);
+    let wrong = store
+        .verify_and_open(&f.verify_from("000000", &random_ip(), l), &s, &*sessions)
+        .await
+        .unwrap();
+    expect!(
+        wrong.outcome,
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "wrong code"
+    );
+    expect!(
+        sessions.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "no session for a wrong code"
+    );
+    let right = f.verify_from("111111", &random_ip(), l);
+    for what in ["right code", "right code resent"] {
+        let login = store.verify_and_open(&right, &s, &*sessions).await.unwrap();
+        expect!(login.outcome, VerifyOutcome::Verified, what);
+    }
+    expect!(
+        sessions.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Active,
+        "the session is open"
+    );
+    expect!(
+        sessions.list_sessions(&s.subject_key).await.unwrap().len(),
+        1,
+        "one session"
+    );
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::NoCode,
+        "the code is spent"
+    );
+}
+
+/// When the session cannot be recorded, the login fails and the code is pending again.
+pub async fn login_restores_the_code_when_the_session_fails(
+    store: Arc<dyn OtpStore>,
+    sessions: Arc<dyn TokenBlacklist>,
+) {
+    let f = Fixture::new();
+    let l = limits();
+    store.issue(&f.issue("111111", None, l)).await.unwrap();
+    let s = session(&random_id(), 3600);
+    let err = store
+        .verify_and_open(&f.verify("111111", l), &s, &DownStore)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, crate::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    let login = store
+        .verify_and_open(&f.verify("111111", l), &s, &*sessions)
+        .await
+        .unwrap();
+    expect!(
+        login.outcome,
+        VerifyOutcome::Verified,
+        "the code was given back"
+    );
+    expect!(
+        sessions.check_access(&s.sid, &random_id()).await.unwrap(),
+        AccessStatus::Active,
+        "and opens its session"
+    );
+}
+
+/// A login past the session cap ends the oldest session and says so.
+pub async fn login_ends_sessions_past_the_cap(
+    store: Arc<dyn OtpStore>,
+    sessions: Arc<dyn TokenBlacklist>,
+) {
+    let subject = random_id();
+    let l = limits();
+    let mut sids = Vec::new();
+    for i in 0..2 {
+        let f = Fixture::new();
+        store.issue(&f.issue("111111", None, l)).await.unwrap();
+        let s = NewSession {
+            max_sessions: 1,
+            ..session(&subject, 3600)
+        };
+        let login = store
+            .verify_and_open(&f.verify("111111", l), &s, &*sessions)
+            .await
+            .unwrap();
+        expect!(login.outcome, VerifyOutcome::Verified, format!("login {i}"));
+        expect!(login.evicted, i, format!("sessions ended at login {i}"));
+        sids.push(s.sid);
+    }
+    let live: Vec<String> = sessions
+        .list_sessions(&subject)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sid)
+        .collect();
+    assert_eq!(live, vec![sids[1].clone()]);
+}
+
+/// Instantiates the login contract ([`OtpStore::verify_and_open`]) as one test per case,
+/// in a module named `$name`. `$make` is an async expression giving
+/// `Option<(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)>`: the same store as both, as an
+/// application builds it.
+#[macro_export]
+macro_rules! login_contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn make() -> ::std::option::Option<(
+                ::std::sync::Arc<dyn $crate::OtpStore>,
+                ::std::sync::Arc<dyn $crate::TokenBlacklist>,
+            )> {
+                $make.await
+            }
+            $crate::login_contract!(@tests
+                login_opens_the_session_with_the_code,
+                login_restores_the_code_when_the_session_fails,
+                login_ends_sessions_past_the_cap);
+        }
+    };
+    (@tests $($t:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $t() {
+                if let Some((store, sessions)) = make().await {
+                    $crate::contract::$t(store, sessions).await;
                 }
             }
         )*
@@ -888,5 +1508,12 @@ mod memory_contract {
     });
     crate::blacklist_contract!(blacklist, async {
         Some(std::sync::Arc::new(MemoryStore::new()))
+    });
+    crate::login_contract!(login, async {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        Some((
+            store.clone() as std::sync::Arc<dyn crate::OtpStore>,
+            store as std::sync::Arc<dyn crate::TokenBlacklist>,
+        ))
     });
 }

@@ -23,9 +23,9 @@ use crate::mailer::{Mailer, Message};
 use crate::memory::MemoryStore;
 use crate::metrics;
 use crate::store::{
-    AccessStatus, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, SessionInfo, TokenBlacklist, VerifyOutcome, VerifyRequest,
-    new_session_id, session_subject_key,
+    AccessStatus, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
+    RevokedAccess, RotateOutcome, Rotation, SessionInfo, TokenBlacklist, VerifyOutcome,
+    VerifyRequest, new_session_id, session_subject_key,
 };
 use crate::template::{MailTemplates, TemplateValues, Templates};
 use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType, now_secs};
@@ -142,6 +142,15 @@ struct Inner {
     /// Smoothed mail delivery time in microseconds, to pace answers for refused addresses.
     mail_latency_us: AtomicU64,
 }
+
+/// How long the answer for a refused address takes before any mail has been timed: about
+/// what a remote SMTP submission takes, so that the first answers after a start are no
+/// quicker for refused addresses than for real ones.
+const PACING_FLOOR: Duration = Duration::from_millis(150);
+
+/// The refresh token claim holding the session's absolute end (seconds since the epoch),
+/// present when `OTP_AUTH_SESSION_MAX_DAYS` is set; carried from token to token.
+pub(crate) const SESSION_END_CLAIM: &str = "sxp";
 
 impl fmt::Debug for OtpAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -267,10 +276,14 @@ impl OtpAuthBuilder {
         }
         let limits = Limits {
             per_address: config.otp_rate_limit_per_minute,
+            per_address_hour: config.otp_rate_limit_per_hour,
+            per_address_day: config.otp_rate_limit_per_day,
+            resend_cooldown: Duration::from_secs(config.otp_resend_cooldown_seconds),
             per_ip: config.otp_rate_limit_per_ip_per_minute,
             request_window: Duration::from_secs(60),
             max_attempts: config.otp_max_verify_attempts,
             lockout: Duration::from_secs(config.otp_lockout_seconds),
+            ip_failures: config.verify_failures_per_ip_per_hour,
         };
         Ok(OtpAuth {
             inner: Arc::new(Inner {
@@ -380,13 +393,18 @@ impl OtpAuth {
                 code_mac,
                 code_ttl: Duration::from_secs(i.config.otp_expiry_seconds),
                 limits: i.limits,
+                call: CallId::random(),
             })
             .await?;
         match outcome {
             IssueOutcome::Issued => {}
-            IssueOutcome::AddressLimited { retry_after } => {
-                metrics::rate_limited("address");
-                tracing::info!(address = %address, "code request refused: address limit");
+            IssueOutcome::AddressLimited { retry_after, limit } => {
+                metrics::rate_limited(limit.as_str());
+                tracing::info!(
+                    address = %address,
+                    limit = limit.as_str(),
+                    "code request refused: address limit"
+                );
                 return Err(Error::RateLimited { retry_after });
             }
             IssueOutcome::IpLimited { retry_after } => {
@@ -469,11 +487,12 @@ impl OtpAuth {
     }
 
     async fn pace_like_a_mail(&self) {
-        let us = self.inner.mail_latency_us.load(Ordering::Relaxed);
-        if us > 0 {
-            let jitter = rand::rng().random_range(0.85..1.15);
-            tokio::time::sleep(Duration::from_micros((us as f64 * jitter) as u64)).await;
-        }
+        let us = match self.inner.mail_latency_us.load(Ordering::Relaxed) {
+            0 => PACING_FLOOR.as_micros() as u64,
+            us => us,
+        };
+        let jitter = rand::rng().random_range(0.85..1.15);
+        tokio::time::sleep(Duration::from_micros((us as f64 * jitter) as u64)).await;
     }
 
     /// Checks `code` for `email` and, on success, opens a session and issues its tokens.
@@ -539,40 +558,54 @@ impl OtpAuth {
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
         let address = i.hasher.address_key(email);
-        let outcome = i
-            .store
-            .verify(&VerifyRequest {
-                address: address.clone(),
-                code_mac: i.hasher.code_mac(email, code),
-                limits: i.limits,
-            })
-            .await?;
-        match outcome {
-            VerifyOutcome::Verified => {}
-            VerifyOutcome::NoCode => {
-                metrics::verification(method, "no_code");
-                tracing::info!(address = %address, "verification failed: no pending code");
-                return Err(Error::InvalidCode);
-            }
-            VerifyOutcome::Mismatch { attempts_left } => {
-                metrics::verification(method, "mismatch");
-                if attempts_left == 0 {
-                    metrics::lockout();
-                }
-                tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
-                return Err(Error::InvalidCode);
-            }
-            VerifyOutcome::LockedOut { retry_after } => {
-                metrics::verification(method, "locked_out");
-                tracing::info!(address = %address, "verification refused: locked out");
-                return Err(Error::LockedOut { retry_after });
-            }
-        }
-        // The policy may have changed since the code was sent.
+        let req = VerifyRequest {
+            address: address.clone(),
+            code_mac: i.hasher.code_mac(email, code),
+            ip: client.ip.map(IpKey::new),
+            limits: i.limits,
+            code_ttl: Duration::from_secs(i.config.otp_expiry_seconds),
+            call: CallId::random(),
+        };
+        // The policy may have changed since the code was sent: a refused address is checked
+        // like any other (and spends its code), but never opens a session.
         if !i.hooks.allow(email).await? {
-            metrics::verification(method, "refused");
-            tracing::info!(address = %address, "verification refused by the allow hook");
-            return Err(Error::InvalidCode);
+            let outcome = i.store.verify(&req).await?;
+            if outcome == VerifyOutcome::Verified {
+                metrics::verification(method, "refused");
+                tracing::info!(address = %address, "verification refused by the allow hook");
+                return Err(Error::InvalidCode);
+            }
+            return Err(self.not_verified(outcome, method, &req));
+        }
+        // Whatever can fail on the application's side (hooks, signing) comes before the
+        // store, so the code is consumed exactly when the session is recorded and its
+        // tokens are ready.
+        let subject = i.hooks.subject(email).await?;
+        let subject_key = i.hasher.subject_key(&subject);
+        let sid = new_session_id(&subject_key);
+        let session_end = (i.config.session_max_days > 0)
+            .then(|| now_secs() + i.config.session_max_days * 86_400);
+        let (pair, refresh) = self
+            .issue_pair(&subject, email, &sid, session_end)
+            .await?;
+        let session = NewSession {
+            sid,
+            subject_key,
+            refresh_jti: refresh.jti,
+            expires_at: refresh.exp.max(pair.claims.exp),
+            user_agent: client
+                .user_agent
+                .as_deref()
+                .map(|ua| truncate(ua, 256).to_owned()),
+            ip: client.ip.map(|ip| ip.to_canonical().to_string()),
+            max_sessions: i.config.max_sessions_per_user,
+        };
+        let login = i
+            .store
+            .verify_and_open(&req, &session, &*i.blacklist)
+            .await?;
+        if login.outcome != VerifyOutcome::Verified {
+            return Err(self.not_verified(login.outcome, method, &req));
         }
         if self.magic_applies(email) {
             tracing::warn!(
@@ -580,82 +613,134 @@ impl OtpAuth {
                 "OTP_AUTH_DISABLE_LOCAL_AUTH: login with the magic code"
             );
         }
-        let subject = i.hooks.subject(email).await?;
-        let subject_key = i.hasher.subject_key(&subject);
-        let sid = new_session_id(&subject_key);
-        let pair = self.issue_pair(&subject, email, &sid).await?;
-        i.blacklist
-            .create_session(&NewSession {
-                sid,
-                subject_key,
-                refresh_jti: pair.1.jti.clone(),
-                expires_at: pair.1.exp.max(pair.0.claims.exp),
-                user_agent: client
-                    .user_agent
-                    .as_deref()
-                    .map(|ua| truncate(ua, 256).to_owned()),
-                ip: client.ip.map(|ip| ip.to_string()),
-            })
-            .await?;
+        metrics::sessions_evicted(login.evicted);
         metrics::verification(method, "success");
-        tracing::info!(address = %address, "login verified, session opened");
-        Ok(pair.0)
+        tracing::info!(
+            address = %address,
+            sessions_ended = login.evicted,
+            "login verified, session opened"
+        );
+        Ok(pair)
+    }
+
+    /// The error for a verification that did not succeed, counted and logged.
+    fn not_verified(&self, outcome: VerifyOutcome, method: &'static str, req: &VerifyRequest) -> Error {
+        let address = &req.address;
+        match outcome {
+            VerifyOutcome::Verified => Error::Internal("a verified code was refused".to_owned()),
+            VerifyOutcome::NoCode => {
+                metrics::verification(method, "no_code");
+                tracing::info!(address = %address, "verification failed: no pending code");
+                Error::InvalidCode
+            }
+            VerifyOutcome::Mismatch { attempts_left } => {
+                metrics::verification(method, "mismatch");
+                if attempts_left == 0 {
+                    metrics::lockout();
+                }
+                tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
+                Error::InvalidCode
+            }
+            VerifyOutcome::LockedOut { retry_after } => {
+                metrics::verification(method, "locked_out");
+                tracing::info!(address = %address, "verification refused: locked out");
+                Error::LockedOut { retry_after }
+            }
+            VerifyOutcome::IpLimited { retry_after } => {
+                metrics::verification(method, "ip_limited");
+                metrics::rate_limited("ip_failures");
+                tracing::info!(ip = ?req.ip, "verification refused: too many wrong codes from this IP");
+                Error::RateLimited { retry_after }
+            }
+        }
     }
 
     /// Signs a new access + refresh pair for `sid`; returns the pair and the refresh claims.
+    /// Both end by `session_end` (the session's absolute end) when there is one.
     async fn issue_pair(
         &self,
         subject: &str,
         email: &Email,
         sid: &str,
+        session_end: Option<u64>,
     ) -> Result<(TokenPair, Claims), Error> {
         let i = &*self.inner;
         let mut extra = i.hooks.claims(subject, email).await?;
         extra.retain(|k, _| !RESERVED_CLAIMS.contains(&k.as_str()));
         let access_secs = i.config.access_token_expire_minutes * 60;
-        let refresh_secs = i.config.refresh_token_expire_days * 86_400;
-        let access = i.codec.sign(i.codec.claims(
+        let mut claims = i.codec.claims(
             TokenType::Access,
             subject,
             email.as_str(),
             sid,
             access_secs,
             extra,
-        ))?;
-        let refresh = i.codec.sign(i.codec.claims(
-            TokenType::Refresh,
-            subject,
-            email.as_str(),
-            sid,
-            refresh_secs,
-            Map::new(),
-        ))?;
+        );
+        if let Some(end) = session_end {
+            claims.exp = claims.exp.min(end);
+        }
+        let expires_in = claims.exp.saturating_sub(claims.iat);
+        let access = i.codec.sign(claims)?;
+        let refresh = self.sign_refresh(subject, email, sid, None, session_end)?;
         Ok((
             TokenPair {
                 access_token: access.token,
-                expires_in: access_secs,
+                expires_in,
                 refresh_token: refresh.token,
-                refresh_expires_in: refresh_secs,
+                refresh_expires_in: refresh.claims.exp.saturating_sub(refresh.claims.iat),
                 claims: access.claims,
             },
             refresh.claims,
         ))
     }
 
+    /// Signs a refresh token for `sid`: a new `jti`, or `jti` (the current token of the
+    /// session, re-issued within the reuse interval).
+    fn sign_refresh(
+        &self,
+        subject: &str,
+        email: &Email,
+        sid: &str,
+        jti: Option<&str>,
+        session_end: Option<u64>,
+    ) -> Result<crate::token::SignedToken, Error> {
+        let i = &*self.inner;
+        let mut claims = i.codec.claims(
+            TokenType::Refresh,
+            subject,
+            email.as_str(),
+            sid,
+            i.config.refresh_token_expire_days * 86_400,
+            Map::new(),
+        );
+        if let Some(jti) = jti {
+            claims.jti = jti.to_owned();
+        }
+        if let Some(end) = session_end {
+            claims.exp = claims.exp.min(end);
+            claims.extra.insert(SESSION_END_CLAIM.to_owned(), Value::from(end));
+        }
+        i.codec.sign(claims)
+    }
+
     /// Exchanges a refresh token for a new pair, spending it (rotation). A spent token
-    /// presented again revokes its whole session.
+    /// presented again revokes its whole session, except the immediate parent of the
+    /// current token within `OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS` of the rotation
+    /// (racing tabs, a retry after a timeout): that gets the current token re-issued.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
         let result = self.refresh_inner(refresh_token).await;
         match &result {
-            Ok(_) => metrics::refresh("success"),
+            Ok((_, false)) => metrics::refresh("success"),
+            Ok((_, true)) => metrics::refresh("reissued"),
             Err(Error::Unauthorized(TokenRejection::Reused)) => metrics::refresh("reused"),
             Err(Error::Unauthorized(_)) => metrics::refresh("rejected"),
             Err(_) => {}
         }
-        result
+        result.map(|(pair, _)| pair)
     }
 
-    async fn refresh_inner(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+    /// The new pair, and whether it re-issued the current token (reuse interval).
+    async fn refresh_inner(&self, refresh_token: &str) -> Result<(TokenPair, bool), Error> {
         let i = &*self.inner;
         let claims = i
             .codec
@@ -672,18 +757,37 @@ impl OtpAuth {
                 .await?;
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }
-        let (pair, new_refresh) = self.issue_pair(&claims.sub, &email, &claims.sid).await?;
+        let session_end = claims
+            .extra
+            .get(SESSION_END_CLAIM)
+            .and_then(Value::as_u64);
+        if session_end.is_some_and(|end| end <= now_secs()) {
+            return Err(Error::Unauthorized(TokenRejection::Revoked));
+        }
+        let (mut pair, new_refresh) = self
+            .issue_pair(&claims.sub, &email, &claims.sid, session_end)
+            .await?;
         let outcome = i
             .blacklist
-            .rotate_refresh(
-                &claims.sid,
-                &claims.jti,
-                &new_refresh.jti,
-                new_refresh.exp.max(pair.claims.exp),
-            )
+            .rotate_refresh(&Rotation {
+                sid: claims.sid.clone(),
+                presented_jti: claims.jti.clone(),
+                new_jti: new_refresh.jti.clone(),
+                new_expires_at: new_refresh.exp.max(pair.claims.exp),
+                reuse_interval: Duration::from_secs(i.config.refresh_reuse_interval_seconds),
+            })
             .await?;
         match outcome {
-            RotateOutcome::Rotated => Ok(pair),
+            RotateOutcome::Rotated => Ok((pair, false)),
+            RotateOutcome::Reissued { current_jti } => {
+                // The same lineage: the current token again, never a second branch.
+                let current =
+                    self.sign_refresh(&claims.sub, &email, &claims.sid, Some(&current_jti), session_end)?;
+                pair.refresh_expires_in = current.claims.exp.saturating_sub(current.claims.iat);
+                pair.refresh_token = current.token;
+                tracing::info!("refresh within the reuse interval: current token re-issued");
+                Ok((pair, true))
+            }
             RotateOutcome::Reused => {
                 tracing::warn!(
                     sid = %claims.sid,

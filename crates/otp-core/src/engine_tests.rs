@@ -90,6 +90,7 @@ async fn rate_limited_requests_send_no_mail() {
         (
             IssueOutcome::AddressLimited {
                 retry_after: Duration::from_secs(30),
+                limit: crate::store::AddressLimit::Hour,
             },
             false,
         ),
@@ -228,6 +229,7 @@ async fn refused_addresses_get_the_same_answer_but_no_mail_and_no_usable_code() 
 async fn malformed_codes_never_reach_the_store() {
     let mut store = MockOtpStore::new();
     store.expect_verify().times(0);
+    store.expect_verify_and_open().times(0);
     let auth = engine(store, MockTokenBlacklist::new(), MockMailer::new());
     for bad in ["12345", "1234567", "12a456", "", " 123456"] {
         let e = auth
@@ -255,9 +257,17 @@ async fn verify_outcomes_map_to_the_contract() {
             },
             429,
         ),
+        (
+            VerifyOutcome::IpLimited {
+                retry_after: Duration::from_secs(60),
+            },
+            429,
+        ),
     ] {
         let mut store = MockOtpStore::new();
-        store.expect_verify().returning(move |_| Ok(outcome));
+        store
+            .expect_verify_and_open()
+            .returning(move |_, _, _| Ok(crate::store::Login { outcome, evicted: 0 }));
         let mut bl = MockTokenBlacklist::new();
         bl.expect_create_session().times(0);
         let auth = engine(store, bl, MockMailer::new());
@@ -272,17 +282,19 @@ async fn verify_outcomes_map_to_the_contract() {
 #[tokio::test]
 async fn verified_code_opens_one_session_matching_the_tokens() {
     let mut store = MockOtpStore::new();
-    store
-        .expect_verify()
-        .returning(|_| Ok(VerifyOutcome::Verified));
     let created: Arc<Mutex<Vec<NewSession>>> = Arc::default();
-    let mut bl = MockTokenBlacklist::new();
     let c = created.clone();
-    bl.expect_create_session().times(1).returning(move |s| {
-        c.lock().unwrap().push(s.clone());
-        Ok(())
-    });
-    let auth = engine(store, bl, MockMailer::new());
+    store
+        .expect_verify_and_open()
+        .times(1)
+        .returning(move |_, s, _| {
+            c.lock().unwrap().push(s.clone());
+            Ok(crate::store::Login {
+                outcome: VerifyOutcome::Verified,
+                evicted: 0,
+            })
+        });
+    let auth = engine(store, MockTokenBlacklist::new(), MockMailer::new());
     let pair = auth
         .verify_code("A@Example.com", "123456", &client())
         .await
@@ -316,8 +328,8 @@ async fn store_failures_are_503_and_protected_routes_fail_closed() {
         .expect_issue()
         .returning(|_| Err(StoreError::Unavailable("connection refused".into())));
     store
-        .expect_verify()
-        .returning(|_| Err(StoreError::Unavailable("timeout".into())));
+        .expect_verify_and_open()
+        .returning(|_, _, _| Err(StoreError::Unavailable("timeout".into())));
     let mut bl = MockTokenBlacklist::new();
     bl.expect_check_access()
         .returning(|_, _| Err(StoreError::Unavailable("timeout".into())));
@@ -357,7 +369,7 @@ async fn revoked_access_is_401_and_refresh_reuse_is_reported() {
     bl.expect_check_access()
         .returning(|_, _| Ok(AccessStatus::Revoked));
     bl.expect_rotate_refresh()
-        .returning(|_, _, _, _| Ok(RotateOutcome::Reused));
+        .returning(|_| Ok(RotateOutcome::Reused));
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
     let codec =
         TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
@@ -448,7 +460,11 @@ async fn logout_revokes_the_access_jti_and_both_sessions() {
 #[tokio::test]
 async fn full_flow_on_the_memory_store() {
     let mailer = CapturingMailer::new();
-    let auth = memory_engine(config(), &mailer);
+    let strict = Config {
+        refresh_reuse_interval_seconds: 0,
+        ..config()
+    };
+    let auth = memory_engine(strict, &mailer);
     auth.request_code("Flow@Example.com", &client())
         .await
         .unwrap();
@@ -470,6 +486,68 @@ async fn full_flow_on_the_memory_store() {
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
     let e = auth.refresh(&second.refresh_token).await.unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
+}
+
+#[tokio::test]
+async fn the_parent_refreshes_on_the_same_lineage_within_the_interval() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(config(), &mailer);
+    auth.request_code("tabs@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("tabs@example.com").unwrap();
+    let first = auth
+        .verify_code("tabs@example.com", &code, &client())
+        .await
+        .unwrap();
+    let second = auth.refresh(&first.refresh_token).await.unwrap();
+    // Another tab with the same cookie: a fresh access token and the current refresh
+    // token re-issued (same jti), not a second branch.
+    let again = auth.refresh(&first.refresh_token).await.unwrap();
+    assert!(auth.authenticate(&again.access_token).await.is_ok());
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let jti = |t: &str| codec.verify(t, TokenType::Refresh).unwrap().jti;
+    assert_eq!(jti(&again.refresh_token), jti(&second.refresh_token));
+    let third = auth.refresh(&again.refresh_token).await.unwrap();
+    // Now the first token is a grandparent: reuse, the session ends.
+    let e = auth.refresh(&first.refresh_token).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
+    assert!(auth.authenticate(&third.access_token).await.is_err());
+}
+
+#[tokio::test]
+async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
+    let mailer = CapturingMailer::new();
+    let auth = memory_engine(
+        Config {
+            session_max_days: 1,
+            refresh_token_expire_days: 7,
+            ..config()
+        },
+        &mailer,
+    );
+    auth.request_code("abs@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("abs@example.com").unwrap();
+    let pair = auth
+        .verify_code("abs@example.com", &code, &client())
+        .await
+        .unwrap();
+    let codec =
+        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let end = |t: &str| {
+        let c = codec.verify(t, TokenType::Refresh).unwrap();
+        (c.exp, c.extra.get("sxp").and_then(|v| v.as_u64()))
+    };
+    let (exp, sxp) = end(&pair.refresh_token);
+    let sxp = sxp.expect("the session end travels in the refresh token");
+    assert!(exp <= sxp && sxp <= now_secs() + 86_400, "{exp} {sxp}");
+    assert!(pair.refresh_expires_in <= 86_400);
+    let next = auth.refresh(&pair.refresh_token).await.unwrap();
+    assert_eq!(end(&next.refresh_token).1, Some(sxp), "rotation keeps the end");
+    assert!(end(&next.refresh_token).0 <= sxp, "and never extends it");
 }
 
 #[tokio::test]

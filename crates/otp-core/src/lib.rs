@@ -57,6 +57,7 @@ pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod scripted;
+pub mod state;
 pub mod store;
 pub mod template;
 pub mod token;

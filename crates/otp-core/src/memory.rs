@@ -1,23 +1,38 @@
 //! The embedded default store: [`OtpStore`] and [`TokenBlacklist`] in process memory.
 //!
-//! Each operation runs under one mutex, which makes it atomic exactly as a Redis script is.
-//! Expired entries are swept at most every few seconds by whichever call comes along, so
-//! memory follows the live entries and no background task is needed. State dies with the
-//! process and is not shared between instances: use a Redis backend for more than one.
+//! Each operation runs under a mutex, which makes it atomic exactly as a Redis script is
+//! (verifying a code and opening its session take both locks, codes first). Every table
+//! keeps a queue of expiry times, and each call drops at most a few entries whose time
+//! has passed, so memory follows the live entries, no call ever walks the whole table
+//! under a lock, and no background task is needed. Each table holds at most a capacity
+//! of entries (default [`DEFAULT_CAPACITY`]); when a new entry would pass it, the expired
+//! ones go first, and if none has expired the call fails with
+//! [`StoreError::Unavailable`] (503) rather than grow without bound.
+//!
+//! State dies with the process and is not shared between instances: use a Redis backend
+//! for more than one.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use crate::code::{AddressKey, CodeMac};
+use crate::state::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
-    AccessStatus, IssueOutcome, IssueRequest, NewSession, OtpStore, Revocation, RotateOutcome,
-    SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Revocation,
+    RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
+    VerifyRequest, same_store, verify_then_open,
 };
 
-const SWEEP_EVERY_MS: u64 = 5_000;
+/// Entries per table (addresses, IP buckets, sessions, revoked tokens) when no capacity is
+/// given.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Expired entries each call drops at most, beyond those it touches itself.
+const SWEEP_BUDGET: usize = 32;
 
 /// Milliseconds since the epoch; replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -39,6 +54,7 @@ pub struct MemoryStore {
 
 struct Inner {
     clock: Clock,
+    capacity: usize,
     codes: Mutex<Codes>,
     sessions: Mutex<Sessions>,
 }
@@ -49,97 +65,197 @@ impl std::fmt::Debug for MemoryStore {
             .inner
             .codes
             .lock()
-            .map(|c| (c.addresses.len(), c.ips.len()))
+            .map(|c| (c.addresses.len(), c.ips.len() + c.ip_failures.len()))
             .unwrap_or_default();
         f.debug_struct("MemoryStore")
             .field("addresses", &a)
             .field("ips", &i)
+            .field("capacity", &self.inner.capacity)
             .finish_non_exhaustive()
     }
 }
 
+/// Something with a time after which it can be forgotten (milliseconds since the epoch).
+trait Expires {
+    fn forget_at(&self) -> u64;
+}
+
+/// A map whose entries are dropped once their [`Expires::forget_at`] has passed, through a
+/// queue of expiry times: finding what has expired never walks the map.
+struct Expiring<V> {
+    map: HashMap<String, Slot<V>>,
+    /// (time, key): the time an entry is next looked at. An entry has one element that
+    /// counts, the one at its `Slot::due`; others are stale and skipped.
+    queue: BinaryHeap<Reverse<(u64, String)>>,
+}
+
+struct Slot<V> {
+    value: V,
+    due: u64,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Expiring {
+            map: HashMap::new(),
+            queue: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<V: Expires> Expiring<V> {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The entry, if it has not expired.
+    fn get(&self, key: &str, now: u64) -> Option<&V> {
+        self.map
+            .get(key)
+            .map(|s| &s.value)
+            .filter(|v| now < v.forget_at())
+    }
+
+    /// The entry, expired or not (the caller resets what has passed).
+    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.map.get_mut(key).map(|s| &mut s.value)
+    }
+
+    /// The entry for `key`, made with `make` if absent; fails when that would pass
+    /// `capacity` even after dropping every expired entry.
+    fn get_or_insert(
+        &mut self,
+        key: &str,
+        now: u64,
+        capacity: usize,
+        make: impl FnOnce() -> V,
+    ) -> Result<&mut V, StoreError> {
+        if !self.map.contains_key(key) {
+            if self.map.len() >= capacity {
+                self.sweep(now, usize::MAX);
+            }
+            if self.map.len() >= capacity {
+                return Err(full(capacity));
+            }
+            self.map.insert(
+                key.to_owned(),
+                Slot {
+                    value: make(),
+                    due: u64::MAX,
+                },
+            );
+        }
+        Ok(self
+            .map
+            .get_mut(key)
+            .map(|s| &mut s.value)
+            .unwrap_or_else(|| unreachable!("inserted above")))
+    }
+
+    /// Call after changing an entry: queues it for its (new) expiry time, or drops it when
+    /// that has passed.
+    fn schedule(&mut self, key: &str, now: u64) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        let at = slot.value.forget_at();
+        if at <= now {
+            self.map.remove(key);
+        } else if at < slot.due {
+            // A later element may remain in the queue; it is skipped when it comes up.
+            slot.due = at;
+            self.queue.push(Reverse((at, key.to_owned())));
+        }
+        // A later expiry keeps the earlier element, which re-queues the entry when due.
+    }
+
+    fn remove(&mut self, key: &str) -> Option<V> {
+        self.map.remove(key).map(|s| s.value)
+    }
+
+    /// Drops up to `budget` entries whose time has passed; returns them.
+    fn sweep(&mut self, now: u64, budget: usize) -> Vec<(String, V)> {
+        let mut dropped = Vec::new();
+        let mut looked = 0;
+        while looked < budget {
+            match self.queue.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => break,
+            }
+            let Some(Reverse((at, key))) = self.queue.pop() else {
+                break;
+            };
+            looked += 1;
+            let Some(slot) = self.map.get_mut(&key) else {
+                continue;
+            };
+            if slot.due != at {
+                continue; // stale element
+            }
+            let forget = slot.value.forget_at();
+            if forget <= now {
+                if let Some(s) = self.map.remove(&key) {
+                    dropped.push((key, s.value));
+                }
+            } else {
+                slot.due = forget;
+                self.queue.push(Reverse((forget, key)));
+            }
+        }
+        dropped
+    }
+}
+
+fn full(capacity: usize) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the in-memory store is full ({capacity} live entries in one table); use a Redis \
+         store, or a larger MemoryStore::with_capacity"
+    ))
+}
+
 #[derive(Default)]
 struct Codes {
-    addresses: HashMap<String, AddressEntry>,
-    ips: HashMap<String, Window>,
-    last_sweep: u64,
+    addresses: Expiring<Address>,
+    ips: Expiring<Bucket>,
+    ip_failures: Expiring<Bucket>,
 }
 
-/// Everything about one address, as one Redis hash holds it.
+/// One address's state with the time it can be forgotten.
 #[derive(Default)]
-struct AddressEntry {
-    code: Option<(CodeMac, u64)>,
-    requests: Window,
-    failures: u32,
-    failure_window_start: u64,
-    locked_until: u64,
-    /// When nothing in the entry matters any more (the key's TTL in Redis terms).
+struct Address {
+    state: AddressState,
     forget_at: u64,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Window {
-    start: u64,
-    count: u32,
-    forget_at: u64,
-}
-
-impl Window {
-    /// Counts one request unless the limit is reached; returns the wait when it is.
-    fn take(&mut self, now: u64, window_ms: u64, limit: u32) -> Result<(), u64> {
-        if self.count == 0 || now >= self.start + window_ms {
-            self.start = now;
-            self.count = 0;
-        }
-        if self.count >= limit {
-            return Err(self.start + window_ms - now);
-        }
-        self.count += 1;
-        self.forget_at = self.start + window_ms;
-        Ok(())
-    }
-
-    fn live_until(&self, window_ms: u64) -> u64 {
-        if self.count == 0 {
-            0
-        } else {
-            self.start + window_ms
-        }
+impl Expires for Address {
+    fn forget_at(&self) -> u64 {
+        self.forget_at
     }
 }
 
-impl AddressEntry {
-    /// Clears a lockout or failure window that has passed.
-    fn expire_failures(&mut self, now: u64, lockout_ms: u64) {
-        if self.locked_until != 0 && now >= self.locked_until {
-            self.locked_until = 0;
-            self.failures = 0;
-        }
-        if self.failures > 0 && now >= self.failure_window_start + lockout_ms {
-            self.failures = 0;
-        }
-    }
+/// An IP's window, with its length for its expiry.
+#[derive(Default)]
+struct Bucket {
+    window: Window,
+    length: u64,
+}
 
-    fn touch(&mut self, request_window_ms: u64, lockout_ms: u64) {
-        self.forget_at = self.live_until(request_window_ms, lockout_ms);
+impl Expires for Bucket {
+    fn forget_at(&self) -> u64 {
+        self.window.live_until(self.length)
     }
+}
 
-    fn live_until(&self, request_window_ms: u64, lockout_ms: u64) -> u64 {
-        let code = self.code.map_or(0, |(_, exp)| exp);
-        let fails = if self.failures > 0 {
-            self.failure_window_start + lockout_ms
-        } else {
-            0
-        };
-        code.max(self.requests.live_until(request_window_ms))
-            .max(fails)
-            .max(self.locked_until)
+impl Bucket {
+    fn count(&mut self, now: u64, length: u64) {
+        self.window.count(now, length);
+        self.length = length;
     }
 }
 
 struct Session {
     subject_key: String,
-    current_jti: String,
+    refresh: RefreshState,
     created_at: u64,
     refreshed_at: u64,
     expires_at_ms: u64,
@@ -147,29 +263,102 @@ struct Session {
     ip: Option<String>,
 }
 
+impl Expires for Session {
+    fn forget_at(&self) -> u64 {
+        self.expires_at_ms
+    }
+}
+
+struct Revoked(u64);
+
+impl Expires for Revoked {
+    fn forget_at(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Default)]
 struct Sessions {
-    sessions: HashMap<String, Session>,
-    /// (sid, jti) → expiry in ms.
-    revoked: HashMap<(String, String), u64>,
+    sessions: Expiring<Session>,
+    /// "sid jti" → expiry in ms.
+    revoked: Expiring<Revoked>,
     by_subject: HashMap<String, HashSet<String>>,
-    last_sweep: u64,
 }
 
 impl Sessions {
-    fn end(&mut self, sid: &str) {
-        if let Some(s) = self.sessions.remove(sid)
-            && let Some(set) = self.by_subject.get_mut(&s.subject_key)
-        {
+    fn unindex(&mut self, sid: &str, subject_key: &str) {
+        if let Some(set) = self.by_subject.get_mut(subject_key) {
             set.remove(sid);
             if set.is_empty() {
-                self.by_subject.remove(&s.subject_key);
+                self.by_subject.remove(subject_key);
             }
         }
     }
 
+    fn end(&mut self, sid: &str) -> bool {
+        match self.sessions.remove(sid) {
+            Some(s) => {
+                self.unindex(sid, &s.subject_key);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn live(&self, sid: &str, now: u64) -> Option<&Session> {
-        self.sessions.get(sid).filter(|s| now < s.expires_at_ms)
+        self.sessions.get(sid, now)
+    }
+
+    fn sweep(&mut self, now: u64, budget: usize) {
+        for (sid, s) in self.sessions.sweep(now, budget) {
+            self.unindex(&sid, &s.subject_key);
+        }
+        self.revoked.sweep(now, budget);
+    }
+
+    /// Records a session and ends the least recently refreshed others beyond `max`.
+    fn create(&mut self, s: &NewSession, now: u64, capacity: usize) -> Result<u32, StoreError> {
+        let fresh = Session {
+            subject_key: s.subject_key.clone(),
+            refresh: RefreshState::new(&s.refresh_jti),
+            created_at: now / 1000,
+            refreshed_at: now / 1000,
+            expires_at_ms: s.expires_at.saturating_mul(1000),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+        };
+        // The same session again (a resent call) is left as it is.
+        self.sessions.get_or_insert(&s.sid, now, capacity, || fresh)?;
+        self.sessions.schedule(&s.sid, now);
+        let set = self.by_subject.entry(s.subject_key.clone()).or_default();
+        set.insert(s.sid.clone());
+        let mut evicted = 0;
+        loop {
+            let Some(set) = self.by_subject.get(&s.subject_key) else {
+                break;
+            };
+            // Ended sessions still in the index do not count.
+            let live: Vec<(u64, &String)> = set
+                .iter()
+                .filter_map(|sid| self.sessions.get(sid, now).map(|v| (v.refreshed_at, sid)))
+                .collect();
+            if live.len() <= s.max_sessions.max(1) as usize {
+                break;
+            }
+            let oldest = live
+                .iter()
+                .filter(|(_, sid)| **sid != s.sid)
+                .min()
+                .map(|(_, sid)| (*sid).clone());
+            match oldest {
+                Some(sid) => {
+                    self.end(&sid);
+                    evicted += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(evicted)
     }
 }
 
@@ -188,30 +377,41 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store on the system clock.
+    /// An empty store on the system clock, with [`DEFAULT_CAPACITY`].
     pub fn new() -> MemoryStore {
-        Self::with_clock(system_clock())
+        Self::with_clock_and_capacity(system_clock(), DEFAULT_CAPACITY)
+    }
+
+    /// An empty store holding at most `capacity` live entries per table.
+    pub fn with_capacity(capacity: usize) -> MemoryStore {
+        Self::with_clock_and_capacity(system_clock(), capacity)
     }
 
     /// An empty store on `clock` (milliseconds since the epoch), for tests of expiry.
     pub fn with_clock(clock: Clock) -> MemoryStore {
+        Self::with_clock_and_capacity(clock, DEFAULT_CAPACITY)
+    }
+
+    /// An empty store on `clock` holding at most `capacity` live entries per table.
+    pub fn with_clock_and_capacity(clock: Clock, capacity: usize) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
                 clock,
+                capacity: capacity.max(1),
                 codes: Mutex::new(Codes::default()),
                 sessions: Mutex::new(Sessions::default()),
             }),
         }
     }
 
-    /// Entries currently held (addresses, IP buckets, sessions, revoked tokens): for tests
-    /// that memory does not grow without bound.
+    /// Entries currently held (addresses, IP buckets, sessions, revoked tokens, subject
+    /// indexes): for tests that memory does not grow without bound.
     pub fn len(&self) -> usize {
         let c = self
             .inner
             .codes
             .lock()
-            .map(|c| c.addresses.len() + c.ips.len())
+            .map(|c| c.addresses.len() + c.ips.len() + c.ip_failures.len())
             .unwrap_or(0);
         let s = self
             .inner
@@ -227,14 +427,16 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Drops every expired entry now instead of at the next sweep.
+    /// Drops every expired entry now instead of a few at each call.
     pub fn sweep(&self) {
-        let now = (self.inner.clock)();
+        let now = self.now();
         if let Ok(mut c) = self.inner.codes.lock() {
-            sweep_codes(&mut c, now, true);
+            c.addresses.sweep(now, usize::MAX);
+            c.ips.sweep(now, usize::MAX);
+            c.ip_failures.sweep(now, usize::MAX);
         }
         if let Ok(mut s) = self.inner.sessions.lock() {
-            sweep_sessions(&mut s, now, true);
+            s.sweep(now, usize::MAX);
         }
     }
 
@@ -244,197 +446,211 @@ impl MemoryStore {
 
     fn codes(&self, now: u64) -> Result<MutexGuard<'_, Codes>, StoreError> {
         let mut c = self.inner.codes.lock().map_err(poisoned)?;
-        sweep_codes(&mut c, now, false);
+        c.addresses.sweep(now, SWEEP_BUDGET);
+        c.ips.sweep(now, SWEEP_BUDGET);
+        c.ip_failures.sweep(now, SWEEP_BUDGET);
         Ok(c)
     }
 
     fn sessions(&self, now: u64) -> Result<MutexGuard<'_, Sessions>, StoreError> {
         let mut s = self.inner.sessions.lock().map_err(poisoned)?;
-        sweep_sessions(&mut s, now, false);
+        s.sweep(now, SWEEP_BUDGET);
         Ok(s)
     }
 }
 
-fn sweep_codes(c: &mut Codes, now: u64, force: bool) {
-    if !force && now < c.last_sweep + SWEEP_EVERY_MS {
-        return;
+impl Codes {
+    fn issue(
+        &mut self,
+        req: &IssueRequest,
+        now: u64,
+        capacity: usize,
+    ) -> Result<IssueOutcome, StoreError> {
+        let l = &req.limits;
+        let key = req.address.as_str();
+        let resent = self
+            .addresses
+            .get(key, now)
+            .is_some_and(|a| a.state.last_call == Some((req.call, Recorded::Issued)));
+        // The IP bucket first: a request counts against it even when the address then
+        // refuses it.
+        if let (Some(ip), false) = (&req.ip, resent) {
+            let window = ms(l.request_window);
+            let b = self
+                .ips
+                .get_or_insert(ip.as_str(), now, capacity, Bucket::default)?;
+            if let Some(wait) = b.window.full(now, window, l.per_ip) {
+                return Ok(IssueOutcome::IpLimited {
+                    retry_after: Duration::from_millis(wait),
+                });
+            }
+            b.count(now, window);
+            self.ips.schedule(ip.as_str(), now);
+        }
+        let a = self
+            .addresses
+            .get_or_insert(key, now, capacity, Address::default)?;
+        let outcome = a.state.issue(req, now);
+        a.forget_at = a.state.forget_at(l);
+        self.addresses.schedule(key, now);
+        Ok(outcome)
     }
-    c.last_sweep = now;
-    c.addresses.retain(|_, e| now < e.forget_at);
-    c.ips.retain(|_, w| now < w.forget_at);
-}
 
-fn sweep_sessions(s: &mut Sessions, now: u64, force: bool) {
-    if !force && now < s.last_sweep + SWEEP_EVERY_MS {
-        return;
+    fn verify(
+        &mut self,
+        req: &VerifyRequest,
+        now: u64,
+        capacity: usize,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let l = &req.limits;
+        let key = req.address.as_str();
+        let ip_full = req.ip.as_ref().and_then(|ip| {
+            self.ip_failures
+                .get(ip.as_str(), now)
+                .and_then(|b| b.window.full(now, ms(HOUR), l.ip_failures))
+        });
+        let Some(a) = self.addresses.get_mut(key) else {
+            return Ok(VerifyOutcome::NoCode);
+        };
+        let resent = a.state.last_call.is_some_and(|(c, _)| c == req.call);
+        let outcome = a.state.verify(req, now, ip_full);
+        a.forget_at = a.state.forget_at(l);
+        self.addresses.schedule(key, now);
+        if let (VerifyOutcome::Mismatch { .. }, Some(ip), false) = (outcome, &req.ip, resent) {
+            let b = self
+                .ip_failures
+                .get_or_insert(ip.as_str(), now, capacity, Bucket::default)?;
+            b.count(now, ms(HOUR));
+            self.ip_failures.schedule(ip.as_str(), now);
+        }
+        Ok(outcome)
     }
-    s.last_sweep = now;
-    let dead: Vec<String> = s
-        .sessions
-        .iter()
-        .filter(|(_, v)| now >= v.expires_at_ms)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for sid in dead {
-        s.end(&sid);
+
+    fn restore(&mut self, req: &VerifyRequest, now: u64, capacity: usize) -> Result<(), StoreError> {
+        let key = req.address.as_str();
+        let a = self
+            .addresses
+            .get_or_insert(key, now, capacity, Address::default)?;
+        a.state.restore(&req.code_mac, req.code_ttl, now);
+        a.forget_at = a.state.forget_at(&req.limits);
+        self.addresses.schedule(key, now);
+        Ok(())
     }
-    s.revoked.retain(|_, exp| now < *exp);
 }
 
 #[async_trait]
 impl OtpStore for MemoryStore {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
         let now = self.now();
-        let l = &req.limits;
-        let window = ms(l.request_window);
-        let lockout = ms(l.lockout);
-        let mut c = self.codes(now)?;
-        if let Some(ip) = &req.ip {
-            let w = c.ips.entry(ip.as_str().to_owned()).or_default();
-            if let Err(wait) = w.take(now, window, l.per_ip) {
-                return Ok(IssueOutcome::IpLimited {
-                    retry_after: Duration::from_millis(wait),
-                });
-            }
-        }
-        let e = c
-            .addresses
-            .entry(req.address.as_str().to_owned())
-            .or_default();
-        e.expire_failures(now, lockout);
-        let outcome = if e.locked_until > now {
-            IssueOutcome::LockedOut {
-                retry_after: Duration::from_millis(e.locked_until - now),
-            }
-        } else if let Err(wait) = e.requests.take(now, window, l.per_address) {
-            IssueOutcome::AddressLimited {
-                retry_after: Duration::from_millis(wait),
-            }
-        } else {
-            e.code = Some((req.code_mac, now + ms(req.code_ttl)));
-            IssueOutcome::Issued
-        };
-        e.touch(window, lockout);
-        Ok(outcome)
+        self.codes(now)?.issue(req, now, self.inner.capacity)
     }
 
     async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
         let now = self.now();
-        let l = &req.limits;
-        let lockout = ms(l.lockout);
-        let mut c = self.codes(now)?;
-        let Some(e) = c.addresses.get_mut(req.address.as_str()) else {
-            return Ok(VerifyOutcome::NoCode);
-        };
-        let outcome = verify_entry(e, req, now);
-        e.touch(ms(l.request_window), lockout);
-        Ok(outcome)
+        self.codes(now)?.verify(req, now, self.inner.capacity)
     }
 
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
         let now = self.now();
         let mut c = self.codes(now)?;
-        if let Some(e) = c.addresses.get_mut(address.as_str())
-            && e.code.is_some_and(|(m, _)| m.ct_eq(code_mac))
-        {
-            e.code = None;
+        if let Some(a) = c.addresses.get_mut(address.as_str()) {
+            a.state.discard(code_mac);
         }
         Ok(())
     }
-}
 
-/// The verification step on one entry; the caller records the entry's new lifetime.
-fn verify_entry(e: &mut AddressEntry, req: &VerifyRequest, now: u64) -> VerifyOutcome {
-    let l = &req.limits;
-    let lockout = ms(l.lockout);
-    e.expire_failures(now, lockout);
-    if e.locked_until > now {
-        return VerifyOutcome::LockedOut {
-            retry_after: Duration::from_millis(e.locked_until - now),
-        };
+    async fn restore(
+        &self,
+        address: &AddressKey,
+        code_mac: &CodeMac,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut c = self.codes(now)?;
+        let key = address.as_str();
+        let a = c
+            .addresses
+            .get_or_insert(key, now, self.inner.capacity, Address::default)?;
+        a.state.restore(code_mac, ttl, now);
+        a.forget_at = a.forget_at.max(now.saturating_add(ms(ttl)));
+        c.addresses.schedule(key, now);
+        Ok(())
     }
-    let Some((mac, exp)) = e.code else {
-        return VerifyOutcome::NoCode;
-    };
-    if now >= exp {
-        e.code = None;
-        return VerifyOutcome::NoCode;
-    }
-    if mac.ct_eq(&req.code_mac) {
-        e.code = None;
-        e.failures = 0;
-        return VerifyOutcome::Verified;
-    }
-    if e.failures == 0 {
-        e.failure_window_start = now;
-    }
-    e.failures += 1;
-    if e.failures >= l.max_attempts {
-        e.code = None;
-        e.locked_until = now + lockout;
-        return VerifyOutcome::Mismatch { attempts_left: 0 };
-    }
-    VerifyOutcome::Mismatch {
-        attempts_left: l.max_attempts - e.failures,
+
+    async fn verify_and_open(
+        &self,
+        req: &VerifyRequest,
+        session: &NewSession,
+        sessions: &dyn TokenBlacklist,
+    ) -> Result<Login, StoreError> {
+        if !same_store(self, sessions) {
+            // Sessions kept elsewhere: verify, then open there, restoring on failure.
+            return verify_then_open(self, req, session, sessions).await;
+        }
+        let now = self.now();
+        let capacity = self.inner.capacity;
+        // Both locks, codes first (the only place that takes two), so the code is consumed
+        // exactly when the session is recorded.
+        let mut c = self.codes(now)?;
+        let mut s = self.sessions(now)?;
+        let outcome = c.verify(req, now, capacity)?;
+        if outcome != VerifyOutcome::Verified {
+            return Ok(Login {
+                outcome,
+                evicted: 0,
+            });
+        }
+        match s.create(session, now, capacity) {
+            Ok(evicted) => Ok(Login { outcome, evicted }),
+            Err(e) => {
+                c.restore(req, now, capacity)?;
+                Err(e)
+            }
+        }
     }
 }
 
 #[async_trait]
 impl TokenBlacklist for MemoryStore {
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+    async fn create_session(&self, session: &NewSession) -> Result<u32, StoreError> {
         let now = self.now();
-        let mut s = self.sessions(now)?;
-        s.sessions.insert(
-            session.sid.clone(),
-            Session {
-                subject_key: session.subject_key.clone(),
-                current_jti: session.refresh_jti.clone(),
-                created_at: now / 1000,
-                refreshed_at: now / 1000,
-                expires_at_ms: session.expires_at.saturating_mul(1000),
-                user_agent: session.user_agent.clone(),
-                ip: session.ip.clone(),
-            },
-        );
-        s.by_subject
-            .entry(session.subject_key.clone())
-            .or_default()
-            .insert(session.sid.clone());
-        Ok(())
+        self.sessions(now)?
+            .create(session, now, self.inner.capacity)
     }
 
-    async fn rotate_refresh(
-        &self,
-        sid: &str,
-        presented_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
-    ) -> Result<RotateOutcome, StoreError> {
+    async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome, StoreError> {
         let now = self.now();
         let mut s = self.sessions(now)?;
-        let current = match s.live(sid, now) {
-            None => return Ok(RotateOutcome::Unknown),
-            Some(sess) => sess.current_jti == presented_jti,
+        if s.live(&r.sid, now).is_none() {
+            return Ok(RotateOutcome::Unknown);
+        }
+        let Some(sess) = s.sessions.get_mut(&r.sid) else {
+            return Ok(RotateOutcome::Unknown);
         };
-        if !current {
-            s.end(sid);
-            return Ok(RotateOutcome::Reused);
+        let new_end = r.new_expires_at.saturating_mul(1000);
+        let outcome = sess.refresh.rotate(r, now);
+        match &outcome {
+            RotateOutcome::Rotated => {
+                sess.refreshed_at = now / 1000;
+                sess.expires_at_ms = new_end;
+            }
+            RotateOutcome::Reissued { .. } => {
+                sess.expires_at_ms = sess.expires_at_ms.max(new_end);
+            }
+            RotateOutcome::Reused | RotateOutcome::Unknown => {}
         }
-        if let Some(sess) = s.sessions.get_mut(sid) {
-            sess.current_jti = new_jti.to_owned();
-            sess.refreshed_at = now / 1000;
-            sess.expires_at_ms = new_expires_at.saturating_mul(1000);
+        if outcome == RotateOutcome::Reused {
+            s.end(&r.sid);
+        } else {
+            s.sessions.schedule(&r.sid, now);
         }
-        Ok(RotateOutcome::Rotated)
+        Ok(outcome)
     }
 
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {
         let now = self.now();
         let s = self.sessions(now)?;
-        let revoked = s
-            .revoked
-            .get(&(sid.to_owned(), jti.to_owned()))
-            .is_some_and(|exp| now < *exp);
+        let revoked = s.revoked.get(&revoked_key(sid, jti), now).is_some();
         Ok(if revoked || s.live(sid, now).is_none() {
             AccessStatus::Revoked
         } else {
@@ -448,7 +664,12 @@ impl TokenBlacklist for MemoryStore {
         if let Some(a) = &revocation.access {
             let exp = a.expires_at.saturating_mul(1000);
             if exp > now {
-                s.revoked.insert((a.sid.clone(), a.jti.clone()), exp);
+                let key = revoked_key(&a.sid, &a.jti);
+                let r = s
+                    .revoked
+                    .get_or_insert(&key, now, self.inner.capacity, || Revoked(exp))?;
+                r.0 = r.0.max(exp);
+                s.revoked.schedule(&key, now);
             }
         }
         for sid in &revocation.sessions {
@@ -493,5 +714,79 @@ impl TokenBlacklist for MemoryStore {
             .collect();
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.sid.cmp(&b.sid)));
         Ok(out)
+    }
+}
+
+fn revoked_key(sid: &str, jti: &str) -> String {
+    format!("{sid} {jti}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::contract::{Fixture, limits};
+    use crate::store::DAY;
+
+    fn clocked() -> (MemoryStore, Arc<AtomicU64>) {
+        let t = Arc::new(AtomicU64::new(1_000_000));
+        let c = t.clone();
+        let store = MemoryStore::with_clock_and_capacity(
+            Arc::new(move || c.load(Ordering::SeqCst)),
+            4,
+        );
+        (store, t)
+    }
+
+    #[tokio::test]
+    async fn full_table_is_a_503_until_entries_expire() {
+        let (store, t) = clocked();
+        let l = limits();
+        for _ in 0..4 {
+            let f = Fixture::new();
+            let out = store.issue(&f.issue("123456", None, l)).await.unwrap();
+            assert_eq!(out, IssueOutcome::Issued);
+        }
+        let f = Fixture::new();
+        let err = store.issue(&f.issue("123456", None, l)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("full")),
+            "{err:?}"
+        );
+        // A day later every window has passed: the expired entries make room.
+        t.fetch_add(ms(DAY) + 1, Ordering::SeqCst);
+        assert_eq!(
+            store.issue(&f.issue("123456", None, l)).await.unwrap(),
+            IssueOutcome::Issued
+        );
+        assert_eq!(store.len(), 1, "expired entries were dropped");
+    }
+
+    #[tokio::test]
+    async fn expired_entries_go_a_few_at_a_time_without_a_full_scan() {
+        let t = Arc::new(AtomicU64::new(1_000_000));
+        let c = t.clone();
+        let store = MemoryStore::with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+        let l = limits();
+        for _ in 0..200 {
+            store
+                .issue(&Fixture::new().issue("123456", None, l))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 200);
+        t.fetch_add(ms(DAY) + 1, Ordering::SeqCst);
+        // One call drops at most the sweep budget (plus what it touches itself).
+        store
+            .issue(&Fixture::new().issue("123456", None, l))
+            .await
+            .unwrap();
+        let left = store.len();
+        assert_eq!(left, 200 + 1 - SWEEP_BUDGET, "one call's sweep");
+        store.sweep();
+        assert_eq!(store.len(), 1);
     }
 }

@@ -10,12 +10,13 @@
 //! | `otp_codes_requested_total` | counter | |
 //! | `otp_mails_sent_total` | counter | |
 //! | `otp_mails_failed_total` | counter | `reason`: `unavailable`, `rejected` |
-//! | `otp_verifications_total` | counter | `method`: `code`, `link`; `outcome`: `success`, `mismatch`, `no_code`, `locked_out`, `refused`, `invalid_link`, `expired_link` |
+//! | `otp_verifications_total` | counter | `method`: `code`, `link`; `outcome`: `success`, `mismatch`, `no_code`, `locked_out`, `ip_limited`, `refused`, `invalid_link`, `expired_link` |
 //! | `otp_lockouts_total` | counter | |
-//! | `otp_rate_limited_total` | counter | `scope`: `address`, `ip`, `lockout` |
-//! | `otp_refreshes_total` | counter | `outcome`: `success`, `rejected`, `reused` |
+//! | `otp_rate_limited_total` | counter | `scope`: `address` (per minute), `address_hour`, `address_day`, `cooldown`, `ip` (code requests), `ip_failures` (wrong codes from one IP), `lockout` |
+//! | `otp_refreshes_total` | counter | `outcome`: `success`, `reissued` (the parent within the reuse interval), `rejected`, `reused` |
 //! | `otp_refresh_reuse_detected_total` | counter | |
 //! | `otp_logouts_total` | counter | `scope`: `session`, `all`, `others`, `one` |
+//! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
 
@@ -43,13 +44,15 @@ pub const REFRESHES: &str = "otp_refreshes_total";
 pub const REUSE_DETECTED: &str = "otp_refresh_reuse_detected_total";
 /// `otp_logouts_total`
 pub const LOGOUTS: &str = "otp_logouts_total";
+/// `otp_sessions_evicted_total`
+pub const SESSIONS_EVICTED: &str = "otp_sessions_evicted_total";
 /// `otp_request_duration_seconds`
 pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
 /// `otp_refused_requests_total`
 pub const REFUSED: &str = "otp_refused_requests_total";
 
 /// Every metric name this crate records.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     CODES_REQUESTED,
     MAILS_SENT,
     MAILS_FAILED,
@@ -59,6 +62,7 @@ pub const ALL: [&str; 11] = [
     REFRESHES,
     REUSE_DETECTED,
     LOGOUTS,
+    SESSIONS_EVICTED,
     REQUEST_DURATION,
     REFUSED,
 ];
@@ -91,6 +95,12 @@ pub(crate) fn refresh(outcome: &'static str) {
     counter!(REFRESHES, "outcome" => outcome).increment(1);
     if outcome == "reused" {
         counter!(REUSE_DETECTED).increment(1);
+    }
+}
+
+pub(crate) fn sessions_evicted(n: u32) {
+    if n > 0 {
+        counter!(SESSIONS_EVICTED).increment(u64::from(n));
     }
 }
 

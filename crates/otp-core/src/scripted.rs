@@ -35,8 +35,9 @@ use async_trait::async_trait;
 
 use crate::code::{AddressKey, CodeMac};
 use crate::store::{
-    AccessStatus, IssueOutcome, IssueRequest, NewSession, OtpStore, Revocation, RotateOutcome,
-    SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key,
+    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,
+    Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
+    VerifyRequest, same_store, session_subject_key, verify_then_open,
 };
 
 /// One Lua script of the store.
@@ -133,93 +134,150 @@ macro_rules! lua_now {
 }
 
 /// Reads the address hash, with the shared helpers of ISSUE and VERIFY.
+///
+/// Fields: code MAC `m` and its expiry `e`; the minute, hour and day request windows
+/// (`rs`/`rc`, `hs`/`hc`, `ds`/`dc`: start in ms, count); failures `fc` since `fs`; lockout
+/// end `lu`; `n`, the last call that changed the hash (its 8-byte id and `i`, `v` or `m`
+/// for issued, verified, mismatch), so that the same call resent is answered again
+/// without counting twice. Zero fields are not stored.
 macro_rules! lua_address_prelude {
     () => {
         r#"
-local h = redis.call('HMGET', KEYS[1], 'm', 'e', 'rs', 'rc', 'fc', 'fs', 'lu')
+local HOUR, DAY = 3600000, 86400000
+local F = {'m', 'e', 'rs', 'rc', 'hs', 'hc', 'ds', 'dc', 'fc', 'fs', 'lu', 'n'}
+local h = redis.call('HMGET', KEYS[1], unpack(F))
+local exists = false
+for i = 1, #F do if h[i] then exists = true end end
 local s = { m = h[1], e = tonumber(h[2]) or 0, rs = tonumber(h[3]) or 0, rc = tonumber(h[4]) or 0,
-            fc = tonumber(h[5]) or 0, fs = tonumber(h[6]) or 0, lu = tonumber(h[7]) or 0 }
+            hs = tonumber(h[5]) or 0, hc = tonumber(h[6]) or 0, ds = tonumber(h[7]) or 0,
+            dc = tonumber(h[8]) or 0, fc = tonumber(h[9]) or 0, fs = tonumber(h[10]) or 0,
+            lu = tonumber(h[11]) or 0, n = h[12] }
 local function expire_failures(lockout)
   if s.lu > 0 and now >= s.lu then s.lu = 0; s.fc = 0 end
   if s.fc > 0 and now >= s.fs + lockout then s.fc = 0 end
   if s.fc == 0 then s.fs = 0 end
 end
+-- The wait until a window ends when its count has reached the limit, else nil.
+local function full(start, count, length, limit)
+  if count == 0 or now >= start + length then return nil end
+  if count >= limit then return start + length - now end
+  return nil
+end
+local function counted(start, count, length)
+  if count == 0 or now >= start + length then return now, 1 end
+  return start, count + 1
+end
 local function save(window, lockout)
-  if s.m == false or s.m == nil or now >= s.e then s.m = nil; s.e = 0 end
+  if not s.m or now >= s.e then s.m = nil; s.e = 0 end
+  if s.rc > 0 and now >= s.rs + window then s.rs = 0; s.rc = 0 end
+  if s.hc > 0 and now >= s.hs + HOUR then s.hs = 0; s.hc = 0 end
+  if s.dc > 0 and now >= s.ds + DAY then s.ds = 0; s.dc = 0 end
+  local v = {s.m, s.e, s.rs, s.rc, s.hs, s.hc, s.ds, s.dc, s.fc, s.fs, s.lu, s.n}
   local set, del = {}, {}
-  local function put(f, v)
-    if v ~= nil and v ~= 0 then
-      set[#set + 1] = f
-      if type(v) == 'number' then set[#set + 1] = string.format('%d', v) else set[#set + 1] = v end
-    else
-      del[#del + 1] = f
+  for i = 1, #F do
+    local x = v[i]
+    if x ~= nil and x ~= 0 then
+      if type(x) == 'number' then x = string.format('%d', x) end
+      if x ~= h[i] then set[#set + 1] = F[i]; set[#set + 1] = x end
+    elseif h[i] then
+      del[#del + 1] = F[i]
     end
   end
-  put('m', s.m); put('e', s.e); put('rs', s.rs); put('rc', s.rc)
-  put('fc', s.fc); put('fs', s.fs); put('lu', s.lu)
   local live = s.e
   if s.rc > 0 then live = math.max(live, s.rs + window) end
+  if s.hc > 0 then live = math.max(live, s.hs + HOUR) end
+  if s.dc > 0 then live = math.max(live, s.ds + DAY) end
   if s.fc > 0 then live = math.max(live, s.fs + lockout) end
   live = math.max(live, s.lu)
-  if live <= now or #set == 0 then
-    redis.call('DEL', KEYS[1])
+  if live <= now then
+    if exists then redis.call('DEL', KEYS[1]) end
     return
   end
   if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
-  redis.call('HSET', KEYS[1], unpack(set))
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
   redis.call('PEXPIRE', KEYS[1], string.format('%d', live - now))
 end
 "#
     };
 }
 
-/// ISSUE: KEYS[1] address; ARGV mac, ttl_ms, per_address, window_ms, lockout_ms.
-/// Returns {0} issued, {1, wait} address limited, {3, wait} locked out.
-macro_rules! lua_issue_body {
+/// ISSUE, first part: KEYS[1] address; ARGV mac, ttl_ms, per_minute, window_ms, lockout_ms,
+/// per_hour, per_day, cooldown_ms, call id (and for ISSUE_IP the IP limit). The same call
+/// resent answers `{0}` again.
+macro_rules! lua_issue_head {
     () => {
         r#"
 local ttl, limit, window, lockout = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local per_hour, per_day, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local call = ARGV[9] .. 'i'
+if s.n == call then return {0, 0} end
+"#
+    };
+}
+
+/// ISSUE, second part. Returns {0} issued, {1, wait, limit} address limited (limit 1
+/// minute, 2 hour, 3 day, 4 cooldown), {3, wait} locked out.
+macro_rules! lua_issue_body {
+    () => {
+        r#"
 expire_failures(lockout)
 if s.lu > now then return {3, s.lu - now} end
-if s.rc == 0 or now >= s.rs + window then s.rs = now; s.rc = 0 end
-if s.rc >= limit then return {1, s.rs + window - now} end
-s.rc = s.rc + 1
+local wait, which = 0, 0
+local function consider(w, k) if w and w > wait then wait = w; which = k end end
+consider(full(s.rs, s.rc, window, limit), 1)
+consider(full(s.hs, s.hc, HOUR, per_hour), 2)
+consider(full(s.ds, s.dc, DAY, per_day), 3)
+if cooldown > 0 and s.m and now < s.e then
+  local at = s.e - ttl
+  if now < at + cooldown then consider(at + cooldown - now, 4) end
+end
+if which > 0 then return {1, wait, which} end
+s.rs, s.rc = counted(s.rs, s.rc, window)
+s.hs, s.hc = counted(s.hs, s.hc, HOUR)
+s.ds, s.dc = counted(s.ds, s.dc, DAY)
 s.m = ARGV[1]
 s.e = now + ttl
+s.n = call
 save(window, lockout)
 return {0, 0}
 "#
     };
 }
 
-/// VERIFY: KEYS[1] address; ARGV mac, max_attempts, window_ms, lockout_ms.
-/// Returns {0} verified, {1} no code, {2, left} mismatch, {3, wait} locked out.
-macro_rules! lua_verify_body {
+/// The verification step, as a function of the IP failure key (nil: no per-IP limit):
+/// ARGV mac, max_attempts, window_ms, lockout_ms, call id, IP failure limit. Returns {0}
+/// verified, {1} no code, {2, left} mismatch, {3, wait} locked out, {4, wait} IP limited.
+macro_rules! lua_verify_fn {
     () => {
         r#"
-local max, window, lockout = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if h[1] == false and h[2] == false and h[3] == false and h[5] == false and h[7] == false then return {1, 0} end
-expire_failures(lockout)
-if s.lu > now then return {3, s.lu - now} end
-if s.m == false or s.m == nil or now >= s.e then
+local max, window, lockout, iplimit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
+local function verify(ipk)
+  if not exists then return {1, 0} end
+  if s.n == ARGV[5] .. 'v' then return {0, 0} end
+  if s.n == ARGV[5] .. 'm' then return {2, math.max(max - s.fc, 0)} end
+  expire_failures(lockout)
+  if s.lu > now then return {3, s.lu - now} end
+  if not s.m or now >= s.e then
+    save(window, lockout)
+    return {1, 0}
+  end
+  if ipk and tonumber(redis.call('GET', ipk) or '0') >= iplimit then
+    return {4, math.max(redis.call('PTTL', ipk), 0)}
+  end
+  if s.m == ARGV[1] then
+    s.m = nil; s.fc = 0; s.fs = 0; s.n = ARGV[5] .. 'v'
+    save(window, lockout)
+    return {0, 0}
+  end
+  if s.fc == 0 then s.fs = now end
+  s.fc = s.fc + 1
+  s.n = ARGV[5] .. 'm'
+  local left = max - s.fc
+  if left <= 0 then s.m = nil; s.lu = now + lockout; left = 0 end
   save(window, lockout)
-  return {1, 0}
+  if ipk and redis.call('INCR', ipk) == 1 then redis.call('PEXPIRE', ipk, HOUR) end
+  return {2, left}
 end
-if s.m == ARGV[1] then
-  s.m = nil; s.fc = 0; s.fs = 0
-  save(window, lockout)
-  return {0, 0}
-end
-if s.fc == 0 then s.fs = now end
-s.fc = s.fc + 1
-if s.fc >= max then
-  s.m = nil
-  s.lu = now + lockout
-  save(window, lockout)
-  return {2, 0}
-end
-save(window, lockout)
-return {2, max - s.fc}
 "#
     };
 }
@@ -233,7 +291,23 @@ end
 return 0
 "#;
 
-/// Counts the request in the IP bucket KEYS[2] (ARGV[6] limit, ARGV[4] window) before the
+/// RESTORE: KEYS[1] address; ARGV mac, ttl_ms. Makes the code pending again unless
+/// another one is, forgetting the last call (so its resend is a new attempt).
+macro_rules! lua_restore_body {
+    () => {
+        r#"
+local h = redis.call('HMGET', KEYS[1], 'm', 'e')
+if h[1] and now < (tonumber(h[2]) or 0) then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'e', string.format('%d', now + ttl))
+redis.call('HDEL', KEYS[1], 'n')
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"#
+    };
+}
+
+/// Counts the request in the IP bucket KEYS[2] (ARGV[10] limit, ARGV[4] window) before the
 /// address is looked at: ISSUE_IP, on a single server.
 macro_rules! lua_ip_take_first {
     () => {
@@ -244,7 +318,7 @@ if ipc == 1 or ipttl < 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   ipttl = tonumber(ARGV[4])
 end
-if ipc > tonumber(ARGV[6]) then return {2, ipttl} end
+if ipc > tonumber(ARGV[10]) then return {2, ipttl} end
 "#
     };
 }
@@ -261,44 +335,97 @@ if c > tonumber(ARGV[1]) then return {1, ttl} end
 return {0, 0}
 "#;
 
-/// SESSION_CREATE: KEYS[1] session, KEYS[2] subject index (same slot); ARGV subject key,
-/// refresh jti, expires_at (s), user agent, ip, sid.
-macro_rules! lua_session_create_body {
+/// IP_FAILURES_FULL: KEYS[1] an IP's failure counter; ARGV limit. Returns {0} or {1, wait}
+/// (a cluster, where the counter is in its own slot).
+const IP_FAILURES_FULL_SRC: &str = r#"
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
+  return {1, math.max(redis.call('PTTL', KEYS[1]), 0)}
+end
+return {0, 0}
+"#;
+
+/// IP_FAILURE_COUNT: KEYS[1] an IP's failure counter; ARGV window_ms. Counts one failure.
+const IP_FAILURE_COUNT_SRC: &str = r#"
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0
+"#;
+
+/// Session creation, as a function: the session hash `sess`, its subject's index `idx`
+/// (a sorted set of session ids by last refresh, same slot), subject key, first refresh
+/// jti, expiry (s), user agent, IP, sid, most sessions. Ends the least recently
+/// refreshed sessions beyond the most; returns how many. The same session again changes
+/// nothing.
+macro_rules! lua_session_create_fn {
     () => {
         r#"
-local secs = string.format('%d', math.floor(now / 1000))
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'sk', ARGV[1], 'cj', ARGV[2], 'ca', secs, 'ra', secs)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'ua', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'ip', ARGV[5]) end
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[6])
-if redis.call('TTL', KEYS[2]) == -1 then
-  redis.call('EXPIREAT', KEYS[2], ARGV[3])
-else
-  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
+local function create_session(sess, idx, sk, jti, exp, ua, ip, sid, most)
+  if redis.call('EXISTS', sess) == 1 then return 0 end
+  local secs = string.format('%d', math.floor(now / 1000))
+  redis.call('HSET', sess, 'sk', sk, 'cj', jti, 'ca', secs, 'ra', secs)
+  if ua ~= '' then redis.call('HSET', sess, 'ua', ua) end
+  if ip ~= '' then redis.call('HSET', sess, 'ip', ip) end
+  redis.call('EXPIREAT', sess, exp)
+  redis.call('ZADD', idx, secs, sid)
+  if redis.call('TTL', idx) == -1 then
+    redis.call('EXPIREAT', idx, exp)
+  else
+    redis.call('EXPIREAT', idx, exp, 'GT')
+  end
+  if redis.call('ZCARD', idx) <= most then return 0 end
+  -- Over the cap: forget ended sessions, then end the least recently refreshed.
+  local prefix = string.sub(sess, 1, #sess - #sid)
+  local live = {}
+  for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    if m == sid or redis.call('EXISTS', prefix .. m) == 1 then
+      live[#live + 1] = m
+    else
+      redis.call('ZREM', idx, m)
+    end
+  end
+  local over, ended = #live - most, 0
+  for _, m in ipairs(live) do
+    if over <= 0 then break end
+    if m ~= sid then
+      redis.call('DEL', prefix .. m)
+      redis.call('ZREM', idx, m)
+      over = over - 1
+      ended = ended + 1
+    end
+  end
+  return ended
 end
-return 0
 "#
     };
 }
 
 /// ROTATE: KEYS[1] session, KEYS[2] subject index; ARGV presented jti, new jti, new
-/// expires_at (s), sid. Returns 0 rotated, 1 reused (session ended), 2 unknown.
+/// expires_at (s), sid, reuse interval (ms). Returns {0} rotated (also for the same
+/// rotation resent), {1} reused (session ended), {2} unknown, {3, current jti} reissue.
 macro_rules! lua_rotate_body {
     () => {
         r#"
-local cj = redis.call('HGET', KEYS[1], 'cj')
-if not cj then return 2 end
-if cj ~= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[4])
-  return 1
+local h = redis.call('HMGET', KEYS[1], 'cj', 'pj', 'rt')
+local cj = h[1]
+if not cj then return {2} end
+if cj == ARGV[1] then
+  local secs = string.format('%d', math.floor(now / 1000))
+  redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'pj', ARGV[1], 'rt', string.format('%d', now), 'ra', secs)
+  redis.call('EXPIREAT', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[2], 'XX', secs, ARGV[4])
+  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
+  return {0}
 end
-redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'ra', string.format('%d', math.floor(now / 1000)))
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
-redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
-return 0
+if h[2] == ARGV[1] then
+  if cj == ARGV[2] then return {0} end
+  local interval = tonumber(ARGV[5])
+  if interval > 0 and now - (tonumber(h[3]) or 0) <= interval then
+    redis.call('EXPIREAT', KEYS[1], ARGV[3], 'GT')
+    return {3, cj}
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[4])
+return {1}
 "#
     };
 }
@@ -310,7 +437,7 @@ macro_rules! lua_end_body {
         r#"
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
 end
 if KEYS[3] and tonumber(ARGV[3]) * 1000 > now then
   redis.call('SET', KEYS[3], '1', 'EXAT', ARGV[3])
@@ -321,14 +448,14 @@ return 0
 }
 
 /// INDEX_LIST: KEYS[1] subject index. Returns its members.
-const INDEX_LIST_SRC: &str = "return redis.call('SMEMBERS', KEYS[1])\n";
+const INDEX_LIST_SRC: &str = "return redis.call('ZRANGE', KEYS[1], 0, -1)\n";
 
 /// END_ALL: KEYS[1] subject index, KEYS[2..] its sessions; ARGV their sids. Returns how
 /// many sessions were live.
 const END_ALL_SRC: &str = r#"
 local n = 0
 for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
-if #ARGV > 0 then redis.call('SREM', KEYS[1], unpack(ARGV)) end
+if #ARGV > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV)) end
 return n
 "#;
 
@@ -345,7 +472,7 @@ for i = 2, #KEYS do
     gone[#gone + 1] = ARGV[i - 1]
   end
 end
-if #gone > 0 then redis.call('SREM', KEYS[1], unpack(gone)) end
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
 return out
 "#;
 
@@ -359,15 +486,18 @@ macro_rules! scripts {
 
 scripts! {
     /// Check limits and lockout, store a code.
-    ISSUE = 0, "issue", concat!(lua_now!(), lua_address_prelude!(), lua_issue_body!());
-    /// Check lockout, compare, consume or count.
-    VERIFY = 1, "verify", concat!(lua_now!(), lua_address_prelude!(), lua_verify_body!());
+    ISSUE = 0, "issue", concat!(lua_now!(), lua_address_prelude!(), lua_issue_head!(), lua_issue_body!());
+    /// Check lockout (and on a single server the IP's failures), compare, consume or count:
+    /// `KEYS[1]` address, optionally `KEYS[2]` the IP's failure counter.
+    VERIFY = 1, "verify", concat!(lua_now!(), lua_address_prelude!(), lua_verify_fn!(), "return verify(KEYS[2])\n");
     /// Delete an unsent code.
     DISCARD = 2, "discard", DISCARD_SRC;
     /// Count a request against an IP bucket.
     IP_TAKE = 3, "ip_take", IP_TAKE_SRC;
-    /// Record a session in its subject's index.
-    SESSION_CREATE = 4, "session_create", concat!(lua_now!(), lua_session_create_body!());
+    /// Record a session in its subject's index: `KEYS[1]` session, `KEYS[2]` index; `ARGV`
+    /// subject key, refresh jti, expires_at (s), user agent, IP, sid, most sessions.
+    SESSION_CREATE = 4, "session_create", concat!(lua_now!(), lua_session_create_fn!(),
+        "return create_session(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))\n");
     /// Rotate a refresh token, detecting reuse.
     ROTATE = 5, "rotate", concat!(lua_now!(), lua_rotate_body!());
     /// End a session, revoking an access token of it.
@@ -383,7 +513,22 @@ scripts! {
     /// ISSUE with the IP bucket counted first in the same call (single server only):
     /// `KEYS[1]` address, `KEYS[2]` IP bucket; `ARGV` as ISSUE, then the IP limit. Returns
     /// ISSUE's answers or `{2, wait}` when the IP is limited.
-    ISSUE_IP = 11, "issue_ip", concat!(lua_now!(), lua_ip_take_first!(), lua_address_prelude!(), lua_issue_body!());
+    ISSUE_IP = 11, "issue_ip", concat!(lua_now!(), lua_address_prelude!(), lua_issue_head!(), lua_ip_take_first!(), lua_issue_body!());
+    /// VERIFY and, on success, the session's creation in one call (single server only):
+    /// `KEYS[1]` address, `KEYS[2]` session, `KEYS[3]` index, optionally `KEYS[4]` the IP's
+    /// failure counter; `ARGV` as VERIFY, then SESSION_CREATE's. Returns VERIFY's answers,
+    /// with the number of sessions ended as the second value of `{0, ended}`.
+    VERIFY_OPEN = 12, "verify_open", concat!(lua_now!(), lua_address_prelude!(), lua_verify_fn!(), lua_session_create_fn!(), r#"
+local r = verify(KEYS[4])
+if r[1] ~= 0 or s.n ~= ARGV[5] .. 'v' or h[12] == s.n then return r end
+return {0, create_session(KEYS[2], KEYS[3], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13]))}
+"#);
+    /// Make a consumed code pending again (its session could not be recorded).
+    RESTORE = 13, "restore", concat!(lua_now!(), lua_restore_body!());
+    /// Whether an IP has used up its failed verifications (a cluster).
+    IP_FAILURES_FULL = 14, "ip_failures_full", IP_FAILURES_FULL_SRC;
+    /// Count a failed verification against an IP (a cluster).
+    IP_FAILURE_COUNT = 15, "ip_failure_count", IP_FAILURE_COUNT_SRC;
 }
 
 /// Key names, from the configured prefixes.
@@ -415,6 +560,12 @@ impl KeyLayout {
     /// The request counter of one IP bucket.
     pub fn ip(&self, ip: &crate::code::IpKey) -> String {
         format!("{}ip:{{{}}}", self.otp_prefix, ip.as_str())
+    }
+
+    /// The failed-verification counter of one IP bucket (same slot as its request
+    /// counter).
+    pub fn ip_failures(&self, ip: &crate::code::IpKey) -> String {
+        format!("{}vf:{{{}}}", self.otp_prefix, ip.as_str())
     }
 
     /// A session, in its subject's slot.
@@ -515,6 +666,81 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
     out.into_iter().flatten().collect()
 }
 
+fn verify_outcome(r: &Reply) -> Result<VerifyOutcome, StoreError> {
+    Ok(match pair(r)? {
+        (0, _) => VerifyOutcome::Verified,
+        (1, _) => VerifyOutcome::NoCode,
+        (2, left) => VerifyOutcome::Mismatch {
+            attempts_left: u32::try_from(left).unwrap_or(0),
+        },
+        (3, v) => VerifyOutcome::LockedOut {
+            retry_after: wait(v),
+        },
+        (4, v) => VerifyOutcome::IpLimited {
+            retry_after: wait(v),
+        },
+        _ => return Err(unexpected(r)),
+    })
+}
+
+/// VERIFY's arguments, in order.
+struct VerifyArgs {
+    max: String,
+    window: String,
+    lockout: String,
+    ip_failures: String,
+}
+
+impl VerifyArgs {
+    fn new(req: &VerifyRequest) -> VerifyArgs {
+        let l = &req.limits;
+        VerifyArgs {
+            max: l.max_attempts.to_string(),
+            window: ms(l.request_window),
+            lockout: ms(l.lockout),
+            ip_failures: l.ip_failures.to_string(),
+        }
+    }
+
+    fn argv<'a>(&'a self, req: &'a VerifyRequest) -> [&'a [u8]; 6] {
+        [
+            &req.code_mac.0,
+            self.max.as_bytes(),
+            self.window.as_bytes(),
+            self.lockout.as_bytes(),
+            &req.call.0,
+            self.ip_failures.as_bytes(),
+        ]
+    }
+}
+
+/// SESSION_CREATE's arguments, in order.
+struct SessionArgs {
+    exp: String,
+    most: String,
+}
+
+impl SessionArgs {
+    fn new(s: &NewSession) -> SessionArgs {
+        SessionArgs {
+            exp: s.expires_at.to_string(),
+            most: s.max_sessions.max(1).to_string(),
+        }
+    }
+
+    fn argv<'a>(&'a self, s: &'a NewSession) -> [&'a [u8]; 7] {
+        [
+            s.subject_key.as_bytes(),
+            s.refresh_jti.as_bytes(),
+            self.exp.as_bytes(),
+            s.user_agent.as_deref().unwrap_or("").as_bytes(),
+            s.ip.as_deref().unwrap_or("").as_bytes(),
+            s.sid.as_bytes(),
+            self.most.as_bytes(),
+        ]
+    }
+}
+
 #[async_trait]
 impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
@@ -524,13 +750,20 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let per_address = l.per_address.to_string();
         let window = ms(l.request_window);
         let lockout = ms(l.lockout);
+        let per_hour = l.per_address_hour.to_string();
+        let per_day = l.per_address_day.to_string();
+        let cooldown = ms(l.resend_cooldown);
         let per_ip = l.per_ip.to_string();
-        let mut args: [&[u8]; 6] = [
+        let args: [&[u8]; 10] = [
             &req.code_mac.0,
             ttl.as_bytes(),
             per_address.as_bytes(),
             window.as_bytes(),
             lockout.as_bytes(),
+            per_hour.as_bytes(),
+            per_day.as_bytes(),
+            cooldown.as_bytes(),
+            &req.call.0,
             per_ip.as_bytes(),
         ];
         let r = match &req.ip {
@@ -542,24 +775,30 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             Some(ip) => {
                 // A cluster: the IP counter lives in its own slot, so its own call first.
                 let ip_key = self.keys.ip(ip);
-                args[0] = per_ip.as_bytes();
-                args[1] = window.as_bytes();
-                let r = self.runner.run(&IP_TAKE, &[&ip_key], &args[..2]).await?;
+                let r = self
+                    .runner
+                    .run(&IP_TAKE, &[&ip_key], &[per_ip.as_bytes(), window.as_bytes()])
+                    .await?;
                 if let (1, v) = pair(&r)? {
                     return Ok(IssueOutcome::IpLimited {
                         retry_after: wait(v),
                     });
                 }
-                args[0] = &req.code_mac.0;
-                args[1] = ttl.as_bytes();
-                self.runner.run(&ISSUE, &[&key], &args[..5]).await?
+                self.runner.run(&ISSUE, &[&key], &args[..9]).await?
             }
-            None => self.runner.run(&ISSUE, &[&key], &args[..5]).await?,
+            None => self.runner.run(&ISSUE, &[&key], &args[..9]).await?,
+        };
+        let limit = |r: &Reply| match r.array().ok().and_then(|a| a.get(2)).map(Reply::int) {
+            Some(Ok(2)) => AddressLimit::Hour,
+            Some(Ok(3)) => AddressLimit::Day,
+            Some(Ok(4)) => AddressLimit::Cooldown,
+            _ => AddressLimit::Minute,
         };
         Ok(match pair(&r)? {
             (0, _) => IssueOutcome::Issued,
             (1, v) => IssueOutcome::AddressLimited {
                 retry_after: wait(v),
+                limit: limit(&r),
             },
             (2, v) => IssueOutcome::IpLimited {
                 retry_after: wait(v),
@@ -572,32 +811,36 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     }
 
     async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
-        let l = &req.limits;
         let key = self.keys.address(&req.address);
-        let r = self
-            .runner
-            .run(
-                &VERIFY,
-                &[&key],
-                &[
-                    &req.code_mac.0,
-                    l.max_attempts.to_string().as_bytes(),
-                    ms(l.request_window).as_bytes(),
-                    ms(l.lockout).as_bytes(),
-                ],
-            )
-            .await?;
-        Ok(match pair(&r)? {
-            (0, _) => VerifyOutcome::Verified,
-            (1, _) => VerifyOutcome::NoCode,
-            (2, left) => VerifyOutcome::Mismatch {
-                attempts_left: u32::try_from(left).unwrap_or(0),
-            },
-            (3, v) => VerifyOutcome::LockedOut {
-                retry_after: wait(v),
-            },
-            _ => return Err(unexpected(&r)),
-        })
+        let va = VerifyArgs::new(req);
+        let argv = va.argv(req);
+        let ip_key = req.ip.as_ref().map(|ip| self.keys.ip_failures(ip));
+        match &ip_key {
+            // One server: the IP's failures are read and counted inside VERIFY.
+            Some(ipk) if self.runner.single_node() => {
+                verify_outcome(&self.runner.run(&VERIFY, &[&key, ipk], &argv).await?)
+            }
+            Some(ipk) => {
+                // A cluster: the counter has its own slot, read before and counted after.
+                let r = self
+                    .runner
+                    .run(&IP_FAILURES_FULL, &[ipk], &[va.ip_failures.as_bytes()])
+                    .await?;
+                if let (1, v) = pair(&r)? {
+                    return Ok(VerifyOutcome::IpLimited {
+                        retry_after: wait(v),
+                    });
+                }
+                let outcome = verify_outcome(&self.runner.run(&VERIFY, &[&key], &argv).await?)?;
+                if let VerifyOutcome::Mismatch { .. } = outcome {
+                    self.runner
+                        .run(&IP_FAILURE_COUNT, &[ipk], &[ms(HOUR).as_bytes()])
+                        .await?;
+                }
+                Ok(outcome)
+            }
+            None => verify_outcome(&self.runner.run(&VERIFY, &[&key], &argv).await?),
+        }
     }
 
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
@@ -605,57 +848,95 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         self.runner.run(&DISCARD, &[&key], &[&code_mac.0]).await?;
         Ok(())
     }
-}
 
-#[async_trait]
-impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
-    async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
-        let session = self.keys.session(&s.sid);
-        let index = self.keys.index_of(&s.sid);
-        let exp = s.expires_at.to_string();
+    async fn restore(
+        &self,
+        address: &AddressKey,
+        code_mac: &CodeMac,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.address(address);
         self.runner
-            .run(
-                &SESSION_CREATE,
-                &[&session, &index],
-                &[
-                    s.subject_key.as_bytes(),
-                    s.refresh_jti.as_bytes(),
-                    exp.as_bytes(),
-                    s.user_agent.as_deref().unwrap_or("").as_bytes(),
-                    s.ip.as_deref().unwrap_or("").as_bytes(),
-                    s.sid.as_bytes(),
-                ],
-            )
+            .run(&RESTORE, &[&key], &[&code_mac.0, ms(ttl).as_bytes()])
             .await?;
         Ok(())
     }
 
-    async fn rotate_refresh(
+    async fn verify_and_open(
         &self,
-        sid: &str,
-        presented_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
-    ) -> Result<RotateOutcome, StoreError> {
-        let session = self.keys.session(sid);
-        let index = self.keys.index_of(sid);
+        req: &VerifyRequest,
+        session: &NewSession,
+        sessions: &dyn TokenBlacklist,
+    ) -> Result<Login, StoreError> {
+        if !(self.runner.single_node() && same_store(self, sessions)) {
+            // A cluster (the code and the session live in two slots) or sessions kept
+            // elsewhere: two steps, the code restored if the second fails.
+            return verify_then_open(self, req, session, sessions).await;
+        }
+        let key = self.keys.address(&req.address);
+        let skey = self.keys.session(&session.sid);
+        let index = self.keys.index_of(&session.sid);
+        let ip_key = req.ip.as_ref().map(|ip| self.keys.ip_failures(ip));
+        let va = VerifyArgs::new(req);
+        let sa = SessionArgs::new(session);
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(13);
+        argv.extend_from_slice(&va.argv(req));
+        argv.extend_from_slice(&sa.argv(session));
+        let mut keys: Vec<&str> = vec![&key, &skey, &index];
+        if let Some(ipk) = &ip_key {
+            keys.push(ipk);
+        }
+        let r = self.runner.run(&VERIFY_OPEN, &keys, &argv).await?;
+        let outcome = verify_outcome(&r)?;
+        let evicted = match outcome {
+            VerifyOutcome::Verified => u32::try_from(pair(&r)?.1).unwrap_or(0),
+            _ => 0,
+        };
+        Ok(Login { outcome, evicted })
+    }
+}
+
+#[async_trait]
+impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
+    async fn create_session(&self, s: &NewSession) -> Result<u32, StoreError> {
+        let session = self.keys.session(&s.sid);
+        let index = self.keys.index_of(&s.sid);
+        let sa = SessionArgs::new(s);
+        let r = self
+            .runner
+            .run(&SESSION_CREATE, &[&session, &index], &sa.argv(s))
+            .await?;
+        Ok(u32::try_from(r.int()?).unwrap_or(0))
+    }
+
+    async fn rotate_refresh(&self, rot: &Rotation) -> Result<RotateOutcome, StoreError> {
+        let session = self.keys.session(&rot.sid);
+        let index = self.keys.index_of(&rot.sid);
         let r = self
             .runner
             .run(
                 &ROTATE,
                 &[&session, &index],
                 &[
-                    presented_jti.as_bytes(),
-                    new_jti.as_bytes(),
-                    new_expires_at.to_string().as_bytes(),
-                    sid.as_bytes(),
+                    rot.presented_jti.as_bytes(),
+                    rot.new_jti.as_bytes(),
+                    rot.new_expires_at.to_string().as_bytes(),
+                    rot.sid.as_bytes(),
+                    ms(rot.reuse_interval).as_bytes(),
                 ],
             )
             .await?;
-        Ok(match r.int()? {
-            0 => RotateOutcome::Rotated,
-            1 => RotateOutcome::Reused,
-            2 => RotateOutcome::Unknown,
+        let a = r.array()?;
+        Ok(match a.first().map(Reply::int).transpose()? {
+            Some(0) => RotateOutcome::Rotated,
+            Some(1) => RotateOutcome::Reused,
+            Some(2) => RotateOutcome::Unknown,
+            Some(3) => RotateOutcome::Reissued {
+                current_jti: a
+                    .get(1)
+                    .and_then(Reply::string)
+                    .ok_or_else(|| unexpected(&r))?,
+            },
             _ => return Err(unexpected(&r)),
         })
     }

@@ -49,14 +49,49 @@ impl From<StoreError> for crate::Error {
 pub struct Limits {
     /// Code requests per address per [`Limits::request_window`].
     pub per_address: u32,
+    /// Code requests per address per hour ([`HOUR`]).
+    pub per_address_hour: u32,
+    /// Code requests per address per day ([`DAY`]).
+    pub per_address_day: u32,
+    /// Least time between two codes to one address (zero: none). Measured from when the
+    /// pending code was issued, so it applies while a code is pending.
+    pub resend_cooldown: Duration,
     /// Code requests per client IP bucket per [`Limits::request_window`].
     pub per_ip: u32,
-    /// The window of both request limits (one minute).
+    /// The window of the per-minute request limits (one minute).
     pub request_window: Duration,
     /// Failed verifications before the address is locked out.
     pub max_attempts: u32,
     /// How long a lockout lasts, and the window in which failures are counted.
     pub lockout: Duration,
+    /// Failed verifications per client IP bucket per hour ([`HOUR`]), across addresses.
+    pub ip_failures: u32,
+}
+
+/// The window of [`Limits::per_address_hour`] and [`Limits::ip_failures`].
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+/// The window of [`Limits::per_address_day`].
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// Identifies one call of [`OtpStore::issue`] or [`OtpStore::verify`], so that a store
+/// recognizes the same call resent (a client library retrying after a timeout or a dropped
+/// connection, when the first attempt did reach the server) and answers it again without
+/// counting it twice. 64 random bits; a new one for every call the engine makes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(pub [u8; 8]);
+
+impl CallId {
+    /// A fresh random id.
+    pub fn random() -> CallId {
+        CallId(rand::random())
+    }
+}
+
+impl std::fmt::Debug for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CallId({:02x?})", self.0)
+    }
 }
 
 /// Store a new code for an address, after checking its limits.
@@ -72,6 +107,33 @@ pub struct IssueRequest {
     pub code_ttl: Duration,
     /// The limits to check.
     pub limits: Limits,
+    /// This call's id: the same request resent is answered without counting twice.
+    pub call: CallId,
+}
+
+/// Which per-address limit refused a code request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressLimit {
+    /// [`Limits::per_address`] in the minute window.
+    Minute,
+    /// [`Limits::per_address_hour`].
+    Hour,
+    /// [`Limits::per_address_day`].
+    Day,
+    /// [`Limits::resend_cooldown`].
+    Cooldown,
+}
+
+impl AddressLimit {
+    /// A fixed word for logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressLimit::Minute => "address",
+            AddressLimit::Hour => "address_hour",
+            AddressLimit::Day => "address_day",
+            AddressLimit::Cooldown => "cooldown",
+        }
+    }
 }
 
 /// What [`OtpStore::issue`] did.
@@ -81,10 +143,13 @@ pub enum IssueOutcome {
     /// (The IP bucket is counted first, so a request refused for its address or a lockout
     /// still uses up one request of its IP.)
     Issued,
-    /// The address has used up its requests for this window; nothing was stored.
+    /// The address has used up its requests for a window, or is in its resend cooldown;
+    /// nothing was stored.
     AddressLimited {
-        /// Until the window ends.
+        /// Until the window (or the cooldown) ends.
         retry_after: Duration,
+        /// The limit that refused.
+        limit: AddressLimit,
     },
     /// The client IP has used up its requests for this window; nothing was stored.
     IpLimited {
@@ -105,8 +170,15 @@ pub struct VerifyRequest {
     pub address: AddressKey,
     /// The MAC of the presented code.
     pub code_mac: CodeMac,
+    /// The client's IP bucket, for the per-IP failure limit; `None` skips it.
+    pub ip: Option<IpKey>,
     /// The limits to apply.
     pub limits: Limits,
+    /// The code lifetime, for [`OtpStore::restore`] when the session of a verified code
+    /// could not be recorded.
+    pub code_ttl: Duration,
+    /// This call's id: the same request resent is answered again, not counted twice.
+    pub call: CallId,
 }
 
 /// What [`OtpStore::verify`] found.
@@ -127,6 +199,23 @@ pub enum VerifyOutcome {
         /// Until the lockout ends.
         retry_after: Duration,
     },
+    /// The client IP has used up its failed verifications for the hour; nothing was
+    /// compared.
+    IpLimited {
+        /// Until the IP's window ends.
+        retry_after: Duration,
+    },
+}
+
+/// What [`OtpStore::verify_and_open`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    /// The verification's outcome; the session was recorded exactly when it is
+    /// [`VerifyOutcome::Verified`].
+    pub outcome: VerifyOutcome,
+    /// Older sessions of the subject ended to stay within
+    /// [`NewSession::max_sessions`].
+    pub evicted: u32,
 }
 
 /// Pending codes and their limits.
@@ -134,6 +223,8 @@ pub enum VerifyOutcome {
 /// Implementations must make each method atomic: N concurrent `verify` calls with the right
 /// code give exactly one [`VerifyOutcome::Verified`], and concurrent wrong guesses never
 /// count past the cap. The contract is tested by the same suite for every backend.
+// `unused_parens`: the `'static` bound below needs its parentheses, which the lint flags.
+#[allow(unused_parens)]
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait OtpStore: Debug + Send + Sync + 'static {
@@ -148,6 +239,75 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     /// Deletes the pending code of `address` if it is still the one with `code_mac` (used
     /// when the mail with that code could not be sent). Limits and counts are kept.
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
+
+    /// Makes `code_mac` the pending code of `address` again for `ttl`, unless another code
+    /// is pending (a newer request wins). Limits and counts are kept. The compensating
+    /// step of [`OtpStore::verify_and_open`] when the session could not be recorded.
+    async fn restore(
+        &self,
+        address: &AddressKey,
+        code_mac: &CodeMac,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// [`OtpStore::verify`], and on success records `session` in `sessions`: both happen or
+    /// neither, so a consumed code always has its session.
+    ///
+    /// The default verifies, then creates the session, and when that fails restores the
+    /// code ([`OtpStore::restore`]) before returning the error. A store that also keeps the
+    /// sessions (the same value is `sessions`) should do both in one atomic operation, as
+    /// the in-memory store and the Redis stores on a single server do.
+    async fn verify_and_open(
+        &self,
+        req: &VerifyRequest,
+        session: &NewSession,
+        // `'static` spelled out for mockall's generated impl (the trait is 'static anyway).
+        sessions: &(dyn TokenBlacklist + 'static),
+    ) -> Result<Login, StoreError> {
+        verify_then_open(self, req, session, sessions).await
+    }
+}
+
+/// The two-step [`OtpStore::verify_and_open`], for stores whose sessions live elsewhere:
+/// verifies with `codes`, then creates the session in `sessions`; when that fails,
+/// restores the code ([`OtpStore::restore`]) and returns the error.
+pub async fn verify_then_open<S: OtpStore + ?Sized>(
+    codes: &S,
+    req: &VerifyRequest,
+    session: &NewSession,
+    sessions: &dyn TokenBlacklist,
+) -> Result<Login, StoreError> {
+    let outcome = codes.verify(req).await?;
+    if outcome != VerifyOutcome::Verified {
+        return Ok(Login {
+            outcome,
+            evicted: 0,
+        });
+    }
+    match sessions.create_session(session).await {
+        Ok(evicted) => Ok(Login { outcome, evicted }),
+        Err(e) => {
+            // The session write failed (perhaps only its answer was lost): give the code
+            // back so the user can try again.
+            if let Err(restore) = codes
+                .restore(&req.address, &req.code_mac, req.code_ttl)
+                .await
+            {
+                tracing::error!(
+                    address = %req.address,
+                    error = %restore,
+                    "a verified code could not be restored after its session failed"
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Whether `a` and `b` are the same value (one store serving as both traits), so that an
+/// implementation of [`OtpStore::verify_and_open`] may do both steps in one operation.
+pub fn same_store<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
+    std::ptr::addr_eq(a as *const A, b as *const B)
 }
 
 /// A new session id for a subject: `<subject key>.<128 random bits>`.
@@ -178,14 +338,42 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     /// The client's IP at login, if known.
     pub ip: Option<String>,
+    /// The most live sessions the subject may have: creating this one ends the least
+    /// recently refreshed others beyond it, in the same operation (1 to 1000).
+    pub max_sessions: u32,
+}
+
+/// A refresh token presented for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Its session.
+    pub sid: String,
+    /// Its `jti`.
+    pub presented_jti: String,
+    /// The `jti` of the token that replaces it.
+    pub new_jti: String,
+    /// The session's new end (seconds since the epoch).
+    pub new_expires_at: u64,
+    /// How long after a rotation the immediate parent of the current token is still
+    /// accepted ([`RotateOutcome::Reissued`]); zero is strict.
+    pub reuse_interval: Duration,
 }
 
 /// What [`TokenBlacklist::rotate_refresh`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The presented token was current; it is spent and the new `jti` is current.
+    /// The presented token was current; it is spent and the new `jti` is current. Also the
+    /// answer to the same rotation resent (same presented and new `jti`).
     Rotated,
-    /// The presented token was already spent: the whole session is now revoked.
+    /// The presented token is the immediate parent of the current one and the last
+    /// rotation is within the reuse interval: nothing changed, and the caller re-issues
+    /// the current token (`current_jti`) instead of starting a second lineage.
+    Reissued {
+        /// The `jti` of the session's current refresh token.
+        current_jti: String,
+    },
+    /// The presented token was spent (an older ancestor, or the parent after the
+    /// interval): the whole session is now revoked.
     Reused,
     /// No such session (revoked, logged out or expired).
     Unknown,
@@ -244,20 +432,19 @@ pub struct SessionInfo {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Debug + Send + Sync + 'static {
-    /// Records a new session with its first refresh `jti` (replacing a session with the
-    /// same id, which random ids make a non-event).
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// Records a new session with its first refresh `jti` (the same session again, as a
+    /// resent call would, changes nothing), and ends the subject's least recently
+    /// refreshed sessions beyond [`NewSession::max_sessions`]. Returns how many it ended.
+    /// One atomic operation.
+    async fn create_session(&self, session: &NewSession) -> Result<u32, StoreError>;
 
-    /// Spends `presented_jti` and makes `new_jti` current, if `presented_jti` is current;
-    /// if it is not (already spent), revokes the session. One atomic operation.
-    /// `new_expires_at` (seconds since the epoch) becomes the session's end.
-    async fn rotate_refresh(
-        &self,
-        sid: &str,
-        presented_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
-    ) -> Result<RotateOutcome, StoreError>;
+    /// Spends the presented token and makes the new `jti` current, if the presented one is
+    /// current. If it is the immediate parent of the current one, within the reuse
+    /// interval of the last rotation, answers [`RotateOutcome::Reissued`] and changes
+    /// nothing else; the same rotation resent answers [`RotateOutcome::Rotated`] again.
+    /// Any other `jti` revokes the session. One atomic operation; the session's end
+    /// becomes [`Rotation::new_expires_at`] (on a reissue it is only ever extended).
+    async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError>;
 
     /// Whether the access token `jti` of session `sid` is usable: the `jti` is not revoked
     /// and the session exists. One operation.

@@ -41,9 +41,10 @@
 //! reaches it. (The IP bucket of the request limit is the client's IPv4 address or IPv6
 //! /64 as text, and a session keeps the user agent and IP it is listed with.)
 //!
-//! Every method here follows one pattern: open a transaction, load the row(s), decide in
-//! Rust exactly as the in-memory store does ([`otp_core::MemoryStore`], the reference
-//! semantics), write the row(s) back, commit. Times are milliseconds since the epoch from
+//! Every method here follows one pattern: open a transaction, load the row(s) into
+//! [`otp_core::state`]'s types, let their functions decide (the same ones the in-memory
+//! store calls: the reference semantics), write the row(s) back, commit. Verifying a code
+//! and opening its session happen in one transaction ([`OtpStore::verify_and_open`]). Times are milliseconds since the epoch from
 //! the system clock; each row carries the instant after which nothing in it matters any
 //! more (`forget_at`, or a session's expiry), and expired rows are deleted at most every
 //! few seconds by the calls that add rows, so the tables follow the live entries without a
@@ -93,9 +94,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use otp_core::code::CODE_MAC_LEN;
+use otp_core::state::{AddressState, Recorded, RefreshState, Window};
 use otp_core::store::{
-    AccessStatus, IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, SessionInfo,
-    VerifyOutcome, VerifyRequest,
+    AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Revocation,
+    RotateOutcome, Rotation, SessionInfo, VerifyOutcome, VerifyRequest, same_store,
+    verify_then_open,
 };
 use otp_core::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
@@ -114,20 +117,27 @@ CREATE TABLE IF NOT EXISTS otp_address (
     address              TEXT    NOT NULL PRIMARY KEY, -- AddressKey: a keyed hash
     code_mac             BLOB,                         -- the pending code's MAC, or NULL
     code_expires_at      INTEGER NOT NULL,
-    requests_start       INTEGER NOT NULL,             -- the per-address request window
-    requests_count       INTEGER NOT NULL,
+    minute_start         INTEGER NOT NULL,             -- the per-address request windows
+    minute_count         INTEGER NOT NULL,
+    hour_start           INTEGER NOT NULL,
+    hour_count           INTEGER NOT NULL,
+    day_start            INTEGER NOT NULL,
+    day_count            INTEGER NOT NULL,
     failures             INTEGER NOT NULL,             -- failed verifications in the window
     failure_window_start INTEGER NOT NULL,
     locked_until         INTEGER NOT NULL,             -- 0: not locked out
+    last_call            BLOB,                         -- the last call's id and what it did
     forget_at            INTEGER NOT NULL              -- nothing in the row matters after it
 ) STRICT;
 CREATE INDEX IF NOT EXISTS otp_address_forget_at ON otp_address (forget_at);
 
 CREATE TABLE IF NOT EXISTS otp_ip (
-    ip             TEXT    NOT NULL PRIMARY KEY,       -- IpKey: an IP bucket
+    ip             TEXT    NOT NULL,                   -- IpKey: an IP bucket
+    kind           TEXT    NOT NULL,                   -- 'requests' or 'failures'
     requests_start INTEGER NOT NULL,
     requests_count INTEGER NOT NULL,
-    forget_at      INTEGER NOT NULL
+    forget_at      INTEGER NOT NULL,
+    PRIMARY KEY (ip, kind)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS otp_ip_forget_at ON otp_ip (forget_at);
 
@@ -135,6 +145,8 @@ CREATE TABLE IF NOT EXISTS otp_session (
     sid            TEXT    NOT NULL PRIMARY KEY,
     subject_key    TEXT    NOT NULL,                   -- a keyed hash of the subject
     refresh_jti    TEXT    NOT NULL,                   -- the current refresh token's jti
+    parent_jti     TEXT,                               -- the one it replaced, and when
+    rotated_at     INTEGER NOT NULL,
     created_at_s   INTEGER NOT NULL,
     refreshed_at_s INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
@@ -324,84 +336,45 @@ fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Codes: the same state and decisions as `otp_core::memory`, one row per address.
+// Codes: one row per address holding `otp_core::state::AddressState`, whose functions make
+// every decision (the same ones the in-memory store makes).
 
-/// A fixed request window (per address or per IP bucket).
-#[derive(Debug, Default, Clone, Copy)]
-struct Window {
-    start: u64,
-    count: u32,
-    /// For IP rows: when the row can go.
-    forget_at: u64,
+/// `last_call` as stored: the call id, then `i`, `v` or `m`.
+fn encode_call(c: Option<(CallId, Recorded)>) -> Option<Vec<u8>> {
+    c.map(|(id, what)| {
+        let mut v = id.0.to_vec();
+        v.push(match what {
+            Recorded::Issued => b'i',
+            Recorded::Verified => b'v',
+            Recorded::Mismatch => b'm',
+        });
+        v
+    })
 }
 
-impl Window {
-    /// Counts one request unless the limit is reached; returns the wait when it is.
-    fn take(&mut self, now: u64, window_ms: u64, limit: u32) -> Result<(), u64> {
-        if self.count == 0 || now >= self.start.saturating_add(window_ms) {
-            self.start = now;
-            self.count = 0;
-        }
-        if self.count >= limit {
-            return Err(self.start.saturating_add(window_ms).saturating_sub(now));
-        }
-        self.count += 1;
-        self.forget_at = self.start.saturating_add(window_ms);
-        Ok(())
-    }
-
-    fn live_until(&self, window_ms: u64) -> u64 {
-        if self.count == 0 {
-            0
-        } else {
-            self.start.saturating_add(window_ms)
-        }
-    }
+fn decode_call(v: Option<Vec<u8>>) -> Option<(CallId, Recorded)> {
+    let v = v?;
+    let (id, what) = v.split_at_checked(8)?;
+    let what = match what {
+        b"i" => Recorded::Issued,
+        b"v" => Recorded::Verified,
+        b"m" => Recorded::Mismatch,
+        _ => return None,
+    };
+    Some((CallId(id.try_into().ok()?), what))
 }
 
-/// One row of `otp_address`.
-#[derive(Debug, Default)]
-struct AddressEntry {
-    /// The pending code's MAC and expiry.
-    code: Option<(CodeMac, u64)>,
-    requests: Window,
-    failures: u32,
-    failure_window_start: u64,
-    locked_until: u64,
-    forget_at: u64,
-}
-
-impl AddressEntry {
-    /// Clears a lockout or failure window that has passed.
-    fn expire_failures(&mut self, now: u64, lockout_ms: u64) {
-        if self.locked_until != 0 && now >= self.locked_until {
-            self.locked_until = 0;
-            self.failures = 0;
-        }
-        if self.failures > 0 && now >= self.failure_window_start.saturating_add(lockout_ms) {
-            self.failures = 0;
-        }
-    }
-
-    /// Records when nothing in the row matters any more.
-    fn touch(&mut self, request_window_ms: u64, lockout_ms: u64) {
-        let code = self.code.map_or(0, |(_, exp)| exp);
-        let failures = if self.failures > 0 {
-            self.failure_window_start.saturating_add(lockout_ms)
-        } else {
-            0
-        };
-        self.forget_at = code
-            .max(self.requests.live_until(request_window_ms))
-            .max(failures)
-            .max(self.locked_until);
-    }
+fn window(row: &SqliteRow, name: &str) -> Result<Window, StoreError> {
+    Ok(Window {
+        start: get_u64(row, &format!("{name}_start"))?,
+        count: get_u32(row, &format!("{name}_count"))?,
+    })
 }
 
 async fn load_address(
     tx: &mut Tx,
     address: &AddressKey,
-) -> Result<Option<AddressEntry>, StoreError> {
+) -> Result<Option<AddressState>, StoreError> {
     let row = sqlx::query("SELECT * FROM otp_address WHERE address = ?1")
         .bind(address.as_str())
         .fetch_optional(&mut **tx)
@@ -420,122 +393,142 @@ async fn load_address(
             Some((CodeMac(mac), get_u64(&row, "code_expires_at")?))
         }
     };
-    Ok(Some(AddressEntry {
+    Ok(Some(AddressState {
         code,
-        requests: Window {
-            start: get_u64(&row, "requests_start")?,
-            count: get_u32(&row, "requests_count")?,
-            forget_at: 0,
-        },
+        minute: window(&row, "minute")?,
+        hour: window(&row, "hour")?,
+        day: window(&row, "day")?,
         failures: get_u32(&row, "failures")?,
         failure_window_start: get_u64(&row, "failure_window_start")?,
         locked_until: get_u64(&row, "locked_until")?,
-        forget_at: get_u64(&row, "forget_at")?,
+        last_call: decode_call(row.try_get("last_call").map_err(store_error)?),
     }))
 }
 
 async fn save_address(
     tx: &mut Tx,
     address: &AddressKey,
-    e: &AddressEntry,
+    e: &AddressState,
+    limits: &Limits,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO otp_address (address, code_mac, code_expires_at, requests_start,
-             requests_count, failures, failure_window_start, locked_until, forget_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO otp_address (address, code_mac, code_expires_at, minute_start, minute_count,
+             hour_start, hour_count, day_start, day_count, failures, failure_window_start,
+             locked_until, last_call, forget_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (address) DO UPDATE SET
              code_mac = excluded.code_mac,
              code_expires_at = excluded.code_expires_at,
-             requests_start = excluded.requests_start,
-             requests_count = excluded.requests_count,
+             minute_start = excluded.minute_start,
+             minute_count = excluded.minute_count,
+             hour_start = excluded.hour_start,
+             hour_count = excluded.hour_count,
+             day_start = excluded.day_start,
+             day_count = excluded.day_count,
              failures = excluded.failures,
              failure_window_start = excluded.failure_window_start,
              locked_until = excluded.locked_until,
+             last_call = excluded.last_call,
              forget_at = excluded.forget_at",
     )
     .bind(address.as_str())
     .bind(e.code.map(|(mac, _)| mac.0.to_vec()))
     .bind(db(e.code.map_or(0, |(_, exp)| exp)))
-    .bind(db(e.requests.start))
-    .bind(i64::from(e.requests.count))
+    .bind(db(e.minute.start))
+    .bind(i64::from(e.minute.count))
+    .bind(db(e.hour.start))
+    .bind(i64::from(e.hour.count))
+    .bind(db(e.day.start))
+    .bind(i64::from(e.day.count))
     .bind(i64::from(e.failures))
     .bind(db(e.failure_window_start))
     .bind(db(e.locked_until))
-    .bind(db(e.forget_at))
+    .bind(encode_call(e.last_call))
+    .bind(db(e.forget_at(limits)))
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
     Ok(())
 }
 
-async fn load_ip(tx: &mut Tx, ip: &str) -> Result<Window, StoreError> {
-    let row = sqlx::query("SELECT * FROM otp_ip WHERE ip = ?1")
+/// The two kinds of IP window: code requests per minute, failed verifications per hour.
+#[derive(Clone, Copy)]
+enum IpKind {
+    Requests,
+    Failures,
+}
+
+impl IpKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            IpKind::Requests => "requests",
+            IpKind::Failures => "failures",
+        }
+    }
+}
+
+async fn load_ip(tx: &mut Tx, ip: &str, kind: IpKind) -> Result<Window, StoreError> {
+    let row = sqlx::query("SELECT * FROM otp_ip WHERE ip = ?1 AND kind = ?2")
         .bind(ip)
+        .bind(kind.as_str())
         .fetch_optional(&mut **tx)
         .await
         .map_err(store_error)?;
     match row {
         None => Ok(Window::default()),
-        Some(row) => Ok(Window {
-            start: get_u64(&row, "requests_start")?,
-            count: get_u32(&row, "requests_count")?,
-            forget_at: get_u64(&row, "forget_at")?,
-        }),
+        Some(row) => window(&row, "requests"),
     }
 }
 
-async fn save_ip(tx: &mut Tx, ip: &str, w: &Window) -> Result<(), StoreError> {
+async fn save_ip(
+    tx: &mut Tx,
+    ip: &str,
+    kind: IpKind,
+    w: &Window,
+    length: u64,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO otp_ip (ip, requests_start, requests_count, forget_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (ip) DO UPDATE SET
+        "INSERT INTO otp_ip (ip, kind, requests_start, requests_count, forget_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (ip, kind) DO UPDATE SET
              requests_start = excluded.requests_start,
              requests_count = excluded.requests_count,
              forget_at = excluded.forget_at",
     )
     .bind(ip)
+    .bind(kind.as_str())
     .bind(db(w.start))
     .bind(i64::from(w.count))
-    .bind(db(w.forget_at))
+    .bind(db(w.live_until(length)))
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
     Ok(())
 }
 
-/// The verification step on one row; the caller records the row's new lifetime.
-fn verify_entry(e: &mut AddressEntry, req: &VerifyRequest, now: u64) -> VerifyOutcome {
+/// The verification inside an open transaction (shared by `verify` and `verify_and_open`).
+async fn verify_in(tx: &mut Tx, req: &VerifyRequest, now: u64) -> Result<VerifyOutcome, StoreError> {
     let l = &req.limits;
-    e.expire_failures(now, ms(l.lockout));
-    if e.locked_until > now {
-        return VerifyOutcome::LockedOut {
-            retry_after: Duration::from_millis(e.locked_until - now),
-        };
-    }
-    let Some((mac, exp)) = e.code else {
-        return VerifyOutcome::NoCode;
+    // An unknown address: no code, and nothing is written (a guess leaves no row).
+    let Some(mut e) = load_address(tx, &req.address).await? else {
+        return Ok(VerifyOutcome::NoCode);
     };
-    if now >= exp {
-        e.code = None;
-        return VerifyOutcome::NoCode;
+    let ip_window = match &req.ip {
+        Some(ip) => Some(load_ip(tx, ip.as_str(), IpKind::Failures).await?),
+        None => None,
+    };
+    let hour = ms(HOUR);
+    let ip_full = ip_window.and_then(|w| w.full(now, hour, l.ip_failures));
+    let resent = e.last_call.is_some_and(|(c, _)| c == req.call);
+    let outcome = e.verify(req, now, ip_full);
+    save_address(tx, &req.address, &e, l).await?;
+    if let (VerifyOutcome::Mismatch { .. }, Some(ip), Some(mut w), false) =
+        (outcome, &req.ip, ip_window, resent)
+    {
+        w.count(now, hour);
+        save_ip(tx, ip.as_str(), IpKind::Failures, &w, hour).await?;
     }
-    if mac.ct_eq(&req.code_mac) {
-        e.code = None;
-        e.failures = 0;
-        return VerifyOutcome::Verified;
-    }
-    if e.failures == 0 {
-        e.failure_window_start = now;
-    }
-    e.failures = e.failures.saturating_add(1);
-    if e.failures >= l.max_attempts {
-        e.code = None;
-        e.locked_until = now.saturating_add(ms(l.lockout));
-        return VerifyOutcome::Mismatch { attempts_left: 0 };
-    }
-    VerifyOutcome::Mismatch {
-        attempts_left: l.max_attempts - e.failures,
-    }
+    Ok(outcome)
 }
 
 #[async_trait::async_trait]
@@ -543,59 +536,38 @@ impl OtpStore for SqliteStore {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
         let now = now_ms();
         let l = &req.limits;
-        let (window, lockout) = (ms(l.request_window), ms(l.lockout));
         let mut tx = self.begin().await?;
         if sweep_due(&self.last_sweep.codes, now) {
             sweep_codes(&mut tx, now).await?;
         }
+        let mut e = load_address(&mut tx, &req.address)
+            .await?
+            .unwrap_or_default();
+        let resent = e.last_call == Some((req.call, Recorded::Issued));
         // The IP bucket first: a request counts against it even when the address then
         // refuses it (as in the in-memory and Redis stores).
-        if let Some(ip) = &req.ip {
-            let mut w = load_ip(&mut tx, ip.as_str()).await?;
-            let taken = w.take(now, window, l.per_ip);
-            save_ip(&mut tx, ip.as_str(), &w).await?;
-            if let Err(wait) = taken {
+        if let (Some(ip), false) = (&req.ip, resent) {
+            let window = ms(l.request_window);
+            let mut w = load_ip(&mut tx, ip.as_str(), IpKind::Requests).await?;
+            if let Some(wait) = w.full(now, window, l.per_ip) {
                 tx.commit().await.map_err(store_error)?;
                 return Ok(IssueOutcome::IpLimited {
                     retry_after: Duration::from_millis(wait),
                 });
             }
+            w.count(now, window);
+            save_ip(&mut tx, ip.as_str(), IpKind::Requests, &w, window).await?;
         }
-        let mut e = load_address(&mut tx, &req.address)
-            .await?
-            .unwrap_or_default();
-        e.expire_failures(now, lockout);
-        let outcome = if e.locked_until > now {
-            IssueOutcome::LockedOut {
-                retry_after: Duration::from_millis(e.locked_until - now),
-            }
-        } else if let Err(wait) = e.requests.take(now, window, l.per_address) {
-            IssueOutcome::AddressLimited {
-                retry_after: Duration::from_millis(wait),
-            }
-        } else {
-            // Replaces any pending code; the failure count is kept.
-            e.code = Some((req.code_mac, now.saturating_add(ms(req.code_ttl))));
-            IssueOutcome::Issued
-        };
-        e.touch(window, lockout);
-        save_address(&mut tx, &req.address, &e).await?;
+        let outcome = e.issue(req, now);
+        save_address(&mut tx, &req.address, &e, l).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
     }
 
     async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError> {
         let now = now_ms();
-        let l = &req.limits;
         let mut tx = self.begin().await?;
-        // An unknown address: no code, and nothing is written (a guess leaves no row).
-        let Some(mut e) = load_address(&mut tx, &req.address).await? else {
-            tx.commit().await.map_err(store_error)?;
-            return Ok(VerifyOutcome::NoCode);
-        };
-        let outcome = verify_entry(&mut e, req, now);
-        e.touch(ms(l.request_window), ms(l.lockout));
-        save_address(&mut tx, &req.address, &e).await?;
+        let outcome = verify_in(&mut tx, req, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
     }
@@ -616,6 +588,98 @@ impl OtpStore for SqliteStore {
         }
         tx.commit().await.map_err(store_error)
     }
+
+    async fn restore(
+        &self,
+        address: &AddressKey,
+        code_mac: &CodeMac,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
+        e.restore(code_mac, ttl, now);
+        // Only the code changes; the row lives at least as long as it.
+        sqlx::query(
+            "INSERT INTO otp_address (address, code_mac, code_expires_at, minute_start,
+                 minute_count, hour_start, hour_count, day_start, day_count, failures,
+                 failure_window_start, locked_until, last_call, forget_at)
+             VALUES (?1, ?2, ?3, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, ?3)
+             ON CONFLICT (address) DO UPDATE SET
+                 code_mac = excluded.code_mac,
+                 code_expires_at = excluded.code_expires_at,
+                 last_call = NULL,
+                 forget_at = MAX(forget_at, excluded.forget_at)",
+        )
+        .bind(address.as_str())
+        .bind(e.code.map(|(mac, _)| mac.0.to_vec()))
+        .bind(db(e.code.map_or(0, |(_, exp)| exp)))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn verify_and_open(
+        &self,
+        req: &VerifyRequest,
+        session: &NewSession,
+        sessions: &(dyn TokenBlacklist + 'static),
+    ) -> Result<Login, StoreError> {
+        if !same_store(self, sessions) {
+            return verify_then_open(self, req, session, sessions).await;
+        }
+        // One transaction: the code is consumed exactly when the session is recorded.
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let outcome = verify_in(&mut tx, req, now).await?;
+        let evicted = if outcome == VerifyOutcome::Verified {
+            create_session_in(&mut tx, session, now).await?
+        } else {
+            0
+        };
+        tx.commit().await.map_err(store_error)?;
+        Ok(Login { outcome, evicted })
+    }
+}
+
+/// Records a session (the same one again changes nothing) and ends the least recently
+/// refreshed others beyond its cap; returns how many it ended.
+async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32, StoreError> {
+    sqlx::query(
+        "INSERT INTO otp_session (sid, subject_key, refresh_jti, parent_jti, rotated_at,
+             created_at_s, refreshed_at_s, expires_at, user_agent, ip)
+         VALUES (?1, ?2, ?3, NULL, 0, ?4, ?4, ?5, ?6, ?7)
+         ON CONFLICT (sid) DO NOTHING",
+    )
+    .bind(&s.sid)
+    .bind(&s.subject_key)
+    .bind(&s.refresh_jti)
+    .bind(db(now / 1000))
+    .bind(db(s.expires_at.saturating_mul(1000)))
+    .bind(s.user_agent.as_deref())
+    .bind(s.ip.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    // Every live session of the subject beyond the cap, least recently refreshed first;
+    // the new one stays.
+    let ended = sqlx::query(
+        "DELETE FROM otp_session WHERE sid IN (
+             SELECT sid FROM otp_session
+             WHERE subject_key = ?1 AND expires_at > ?2 AND sid <> ?3
+             ORDER BY refreshed_at_s DESC, sid DESC
+             LIMIT -1 OFFSET ?4)",
+    )
+    .bind(&s.subject_key)
+    .bind(db(now))
+    .bind(&s.sid)
+    .bind(i64::from(s.max_sessions.max(1)) - 1)
+    .execute(&mut **tx)
+    .await
+    .map_err(store_error)?
+    .rows_affected();
+    u32::try_from(ended).map_err(|_| StoreError::Backend(format!("{ended} sessions ended")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -623,81 +687,73 @@ impl OtpStore for SqliteStore {
 
 #[async_trait::async_trait]
 impl TokenBlacklist for SqliteStore {
-    async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
+    async fn create_session(&self, s: &NewSession) -> Result<u32, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         if sweep_due(&self.last_sweep.sessions, now) {
             sweep_sessions(&mut tx, now).await?;
         }
-        sqlx::query(
-            "INSERT INTO otp_session (sid, subject_key, refresh_jti, created_at_s,
-                 refreshed_at_s, expires_at, user_agent, ip)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)
-             ON CONFLICT (sid) DO UPDATE SET
-                 subject_key = excluded.subject_key,
-                 refresh_jti = excluded.refresh_jti,
-                 created_at_s = excluded.created_at_s,
-                 refreshed_at_s = excluded.refreshed_at_s,
-                 expires_at = excluded.expires_at,
-                 user_agent = excluded.user_agent,
-                 ip = excluded.ip",
-        )
-        .bind(&s.sid)
-        .bind(&s.subject_key)
-        .bind(&s.refresh_jti)
-        .bind(db(now / 1000))
-        .bind(db(s.expires_at.saturating_mul(1000)))
-        .bind(s.user_agent.as_deref())
-        .bind(s.ip.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        let ended = create_session_in(&mut tx, s, now).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(ended)
     }
 
-    async fn rotate_refresh(
-        &self,
-        sid: &str,
-        presented_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
-    ) -> Result<RotateOutcome, StoreError> {
+    async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT refresh_jti FROM otp_session WHERE sid = ?1 AND expires_at > ?2",
+        let row = sqlx::query(
+            "SELECT refresh_jti, parent_jti, rotated_at FROM otp_session
+             WHERE sid = ?1 AND expires_at > ?2",
         )
-        .bind(sid)
+        .bind(&r.sid)
         .bind(db(now))
         .fetch_optional(&mut *tx)
         .await
         .map_err(store_error)?;
-        let outcome = match current {
-            None => RotateOutcome::Unknown,
-            Some(current) if current != presented_jti => {
-                // A spent refresh token came back: someone else may hold the chain. End
-                // the session, which also refuses its access tokens.
-                sqlx::query("DELETE FROM otp_session WHERE sid = ?1")
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-                RotateOutcome::Reused
-            }
-            Some(_) => {
-                sqlx::query(
-                    "UPDATE otp_session SET refresh_jti = ?2, refreshed_at_s = ?3, expires_at = ?4
-                     WHERE sid = ?1",
-                )
-                .bind(sid)
-                .bind(new_jti)
-                .bind(db(now / 1000))
-                .bind(db(new_expires_at.saturating_mul(1000)))
+        let Some(row) = row else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(RotateOutcome::Unknown);
+        };
+        let parent: Option<String> = row.try_get("parent_jti").map_err(store_error)?;
+        let mut state = RefreshState {
+            current_jti: row.try_get("refresh_jti").map_err(store_error)?,
+            parent: match parent {
+                Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
+                None => None,
+            },
+        };
+        let outcome = state.rotate(r, now);
+        let new_end = db(r.new_expires_at.saturating_mul(1000));
+        match &outcome {
+            // A spent refresh token came back: someone else may hold the chain. End the
+            // session, which also refuses its access tokens.
+            RotateOutcome::Reused => sqlx::query("DELETE FROM otp_session WHERE sid = ?1")
+                .bind(&r.sid)
                 .execute(&mut *tx)
                 .await
-                .map_err(store_error)?;
-                RotateOutcome::Rotated
-            }
+                .map_err(store_error)?,
+            RotateOutcome::Rotated => sqlx::query(
+                "UPDATE otp_session SET refresh_jti = ?2, parent_jti = ?3, rotated_at = ?4,
+                     refreshed_at_s = ?5, expires_at = ?6
+                 WHERE sid = ?1",
+            )
+            .bind(&r.sid)
+            .bind(&state.current_jti)
+            .bind(state.parent.as_ref().map(|(p, _)| p.as_str()))
+            .bind(db(state.parent.as_ref().map_or(0, |(_, at)| *at)))
+            .bind(db(now / 1000))
+            .bind(new_end)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?,
+            RotateOutcome::Reissued { .. } | RotateOutcome::Unknown => sqlx::query(
+                "UPDATE otp_session SET expires_at = MAX(expires_at, ?2) WHERE sid = ?1",
+            )
+            .bind(&r.sid)
+            .bind(new_end)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?,
         };
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)

@@ -18,3 +18,11 @@ otp_core::blacklist_contract!(sqlite_blacklist, async {
         SqliteStore::connect("sqlite::memory:").await.unwrap(),
     ))
 });
+
+otp_core::login_contract!(sqlite_login, async {
+    let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
+    Some((
+        store.clone() as Arc<dyn otp_core::OtpStore>,
+        store as Arc<dyn otp_core::TokenBlacklist>,
+    ))
+});
