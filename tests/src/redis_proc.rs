@@ -136,8 +136,18 @@ impl RedisCluster {
     /// Starts six cluster nodes and joins them (3 masters + 3 replicas), or `None` (test
     /// skipped) when the binaries are not known.
     pub fn start() -> Option<RedisCluster> {
+        let c = Self::create(1)?;
+        c.wait_ok();
+        Some(c)
+    }
+
+    /// Starts 3 masters with `replicas` replicas each and joins them with `redis-cli
+    /// --cluster create`, returning as soon as that command does: the nodes may still be
+    /// converging (`cluster_state:fail` for a moment), as when an application is started
+    /// together with its cluster.
+    pub fn create(replicas: usize) -> Option<RedisCluster> {
         let mut nodes = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..3 * (1 + replicas) {
             nodes.push(RedisProcess::start_with(&[
                 "--cluster-enabled",
                 "yes",
@@ -151,14 +161,12 @@ impl RedisCluster {
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
         args.extend([
             "--cluster-replicas".into(),
-            "1".into(),
+            replicas.to_string(),
             "--cluster-yes".into(),
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes[0].cli(&args);
-        let c = RedisCluster { nodes };
-        c.wait_ok();
-        Some(c)
+        Some(RedisCluster { nodes })
     }
 
     /// Waits until every live node reports `cluster_state:ok` and agrees on 3 masters.

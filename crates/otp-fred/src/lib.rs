@@ -95,17 +95,27 @@ impl FredRunner {
         timeout: Duration,
         size: usize,
     ) -> Result<FredRunner, FredStoreError> {
-        let config = FredConfig::from_url(url)
+        let mut config = FredConfig::from_url(url)
             .map_err(|e| FredStoreError::Url(otp_core::config::redact_url(e.details())))?;
+        // With fred's default (`fail_fast`), a first connection that fails is never tried
+        // again: the router task ends and every later command waits out its timeout,
+        // forever. That is what a cluster still converging gives (nodes answering
+        // `cluster_state:fail` for a second after `redis-cli --cluster create`), so the
+        // first connection goes through the reconnect policy like any other.
+        config.fail_fast = false;
         let perf = PerformanceConfig {
-            default_command_timeout: timeout,
+            // fred's own timeout fires before ours, so a command we gave up on is dropped
+            // by fred too instead of being written late.
+            default_command_timeout: timeout.mul_f32(0.9),
             ..PerformanceConfig::default()
         };
         let conn = ConnectionConfig {
             connection_timeout: timeout,
             internal_command_timeout: timeout,
             // The caller's timeout bounds the whole call; a second attempt covers a
-            // reconnection or a cluster failover inside it.
+            // reconnection or a cluster failover inside it. fred resends a command whose
+            // connection dropped before its answer came, so a script may run twice: every
+            // store call is safe to repeat (call ids for codes, the new jti for rotations).
             max_command_attempts: 2,
             ..ConnectionConfig::default()
         };
@@ -116,11 +126,15 @@ impl FredRunner {
         drop(pool.connect());
         // Give the first connection (and a cluster's slot map) one timeout to arrive; if it
         // does not, start anyway and answer 503 until it does.
-        if tokio::time::timeout(timeout, pool.wait_for_connect())
-            .await
-            .is_err()
-        {
-            tracing::warn!("Redis is not reachable yet; the pool keeps trying in the background");
+        match tokio::time::timeout(timeout, pool.wait_for_connect()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                error = %e,
+                "the first connection to Redis failed; the pool keeps trying in the background"
+            ),
+            Err(_) => tracing::warn!(
+                "Redis is not reachable yet; the pool keeps trying in the background"
+            ),
         }
         Ok(FredRunner {
             pool,

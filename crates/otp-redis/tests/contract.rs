@@ -25,3 +25,14 @@ otp_core::otp_store_contract!(single_otp, store("OTP_TEST_REDIS_URL"));
 otp_core::blacklist_contract!(single_blacklist, store("OTP_TEST_REDIS_URL"));
 otp_core::otp_store_contract!(cluster_otp, store("OTP_TEST_REDIS_CLUSTER_URL"));
 otp_core::blacklist_contract!(cluster_blacklist, store("OTP_TEST_REDIS_CLUSTER_URL"));
+
+/// The same store as both halves of a login, as an application builds it.
+async fn login_pair(
+    var: &str,
+) -> Option<(Arc<dyn otp_core::OtpStore>, Arc<dyn otp_core::TokenBlacklist>)> {
+    let s = store(var).await?;
+    Some((s.clone(), s))
+}
+
+otp_core::login_contract!(single_login, login_pair("OTP_TEST_REDIS_URL"));
+otp_core::login_contract!(cluster_login, login_pair("OTP_TEST_REDIS_CLUSTER_URL"));
