@@ -310,11 +310,23 @@ impl TestServer {
         auth: OtpAuth,
         mailer: impl Into<Mailbox>,
     ) -> TestServer {
+        Self::start_auth_at(adapter, auth, mailer, "127.0.0.1:0").await
+    }
+
+    /// [`TestServer::start_auth`] listening on `bind` (`[::]:0`: a dual-stack socket, on
+    /// which IPv4 clients arrive as `::ffff:a.b.c.d`); the test still connects to
+    /// 127.0.0.1.
+    pub async fn start_auth_at(
+        adapter: Adapter,
+        auth: OtpAuth,
+        mailer: impl Into<Mailbox>,
+        bind: &str,
+    ) -> TestServer {
         // The process's metrics recorder, before the first request records anything.
         example_common::prometheus();
         let mailer = mailer.into();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().unwrap().port()));
         let task = match adapter {
             Adapter::Axum => {
                 let app = axum::Router::new()

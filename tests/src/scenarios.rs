@@ -19,6 +19,14 @@ async fn start(t: Target) -> TestServer {
     TestServer::start(t, test_config()).await
 }
 
+/// Refresh rotation without a reuse interval: any spent token is reuse.
+fn strict() -> Config {
+    Config {
+        refresh_reuse_interval_seconds: 0,
+        ..test_config()
+    }
+}
+
 fn codec() -> TokenCodec {
     TokenCodec::hmac(JwtAlgorithm::HS256, TEST_SECRET.as_bytes(), None, None, 0).unwrap()
 }
@@ -393,7 +401,7 @@ pub async fn concurrent_verifications(t: Target) {
 
 /// Refresh rotates; the spent token is refused and revokes the session.
 pub async fn refresh_rotation_and_reuse(t: Target) {
-    let s = start(t).await;
+    let s = TestServer::start(t, strict()).await;
     let session = s.login("rot@example.com").await;
     let r = s.refresh(Some(&session.refresh)).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -452,9 +460,9 @@ fn sign_expired(kind: TokenType, email: &str) -> String {
     c.sign(claims).unwrap().token
 }
 
-/// 20 parallel refreshes of one token: at most one 200.
+/// 20 parallel refreshes of one token, strict (no reuse interval): at most one 200.
 pub async fn concurrent_refreshes(t: Target) {
-    let s = Arc::new(start(t).await);
+    let s = Arc::new(TestServer::start(t, strict()).await);
     let session = s.login("cr@example.com").await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -842,6 +850,375 @@ pub async fn magic_code(t: Target) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// The refresh token's `jti` (unverified: the test's own tokens).
+fn refresh_jti(token: &str) -> String {
+    codec().verify(token, TokenType::Refresh).unwrap().jti
+}
+
+/// Eight tabs refresh with the one cookie they share at the same moment: every tab gets
+/// 200, all on one lineage (the same current refresh token), and the session lives on.
+pub async fn racing_tabs(t: Target) {
+    let s = Arc::new(start(t).await);
+    let session = s.login("tabs@example.com").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, t) = (s.clone(), session.refresh.clone());
+            tokio::spawn(async move { s.refresh(Some(&t)).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let cookies: Vec<String> = replies
+        .iter()
+        .map(|r| r.refresh_cookie().unwrap())
+        .collect();
+    let lineage = refresh_jti(&cookies[0]);
+    assert!(
+        cookies.iter().all(|c| refresh_jti(c) == lineage),
+        "one lineage: every tab holds the current token"
+    );
+    assert_ne!(lineage, refresh_jti(&session.refresh));
+    for r in &replies {
+        let access = r.json()["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(s.protected(Some(&access)).await.status, 200);
+    }
+    // Any tab's cookie refreshes on.
+    let next = s.refresh(Some(&cookies[5])).await;
+    assert_eq!(next.status, 200, "{}", next.text());
+    // The first token is now two rotations back: reuse ends the session.
+    s.refresh(Some(&session.refresh)).await.assert_problem(401);
+    let access = next.json()["access_token"].as_str().unwrap().to_owned();
+    s.protected(Some(&access)).await.assert_problem(401);
+}
+
+/// A login whose session cannot be recorded answers 503 and keeps the code: the same code
+/// then signs in (a second app on the same store, whose session store works).
+pub async fn verify_never_strands_a_code(t: Target) {
+    let working = crate::Backends::for_store(t.store).await;
+    let broken = crate::Backends {
+        blacklist: Arc::new(DownStore),
+        ..working.clone()
+    };
+    let good = TestServer::start_with(t.adapter, test_config(), working).await;
+    let bad = TestServer::start_with(t.adapter, test_config(), broken).await;
+    let email = "strand@example.com";
+    assert_eq!(good.request_otp(email).await.status, 200);
+    let code = good.mailer.last_code(email).unwrap();
+    bad.verify_otp(email, &code).await.assert_problem(503);
+    let r = good.verify_otp(email, &code).await;
+    assert_eq!(r.status, 200, "the code survived: {}", r.text());
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(good.protected(Some(&access)).await.status, 200);
+}
+
+/// Sessions per user are capped: the sixth login of an address with a cap of 3 leaves 3,
+/// the least recently refreshed ones ended.
+pub async fn session_cap(t: Target) {
+    let s = TestServer::start(
+        t,
+        Config {
+            max_sessions_per_user: 3,
+            ..test_config()
+        },
+    )
+    .await;
+    let email = "many@example.com";
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(s.login(email).await);
+    }
+    let listed = s
+        .send(
+            s.http
+                .get(s.url("/auth/sessions"))
+                .bearer_auth(&sessions[4].access),
+        )
+        .await
+        .json();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 3, "{listed}");
+    // The two oldest are gone; the three latest work.
+    let mut live = 0;
+    for session in &sessions {
+        if s.protected(Some(&session.access)).await.status == 200 {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 3);
+    for session in &sessions[3..] {
+        assert_eq!(s.protected(Some(&session.access)).await.status, 200);
+    }
+    assert_eq!(s.metric("otp_sessions_evicted_total", "").await, 2.0);
+}
+
+/// The hour and day caps and the resend cooldown answer 429 with `Retry-After`, and send
+/// no mail.
+pub async fn mail_caps(t: Target) {
+    for (config, refused_after, min_wait) in [
+        (
+            Config {
+                otp_rate_limit_per_hour: 3,
+                ..test_config()
+            },
+            3,
+            3000,
+        ),
+        (
+            Config {
+                otp_rate_limit_per_day: 2,
+                ..test_config()
+            },
+            2,
+            80_000,
+        ),
+        (
+            Config {
+                otp_resend_cooldown_seconds: 30,
+                ..test_config()
+            },
+            1,
+            20,
+        ),
+    ] {
+        let s = TestServer::start(t, config).await;
+        let email = "bombed@example.com";
+        for i in 0..refused_after {
+            assert_eq!(s.request_otp(email).await.status, 200, "request {i}");
+        }
+        let sent = s.mailer.count();
+        let r = s.request_otp(email).await;
+        r.assert_problem(429);
+        let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!(wait >= min_wait, "Retry-After {wait} < {min_wait}");
+        assert_eq!(s.mailer.count(), sent, "a refused request sends no mail");
+        // Other addresses are not affected.
+        assert_eq!(s.request_otp("other@example.com").await.status, 200);
+    }
+}
+
+/// Wrong codes count against the client IP across addresses: past the limit, 429 and no
+/// comparison, even for the right code; another client goes on.
+pub async fn ip_verification_failures(t: Target) {
+    let s = TestServer::start(
+        t,
+        Config {
+            verify_failures_per_ip_per_hour: 3,
+            trusted_proxies: vec!["127.0.0.1".into()],
+            ..test_config()
+        },
+    )
+    .await;
+    let verify = |client: &'static str, email: String, otp: String| {
+        s.send(
+            s.http
+                .post(s.url("/auth/verify-otp"))
+                .header("x-forwarded-for", client)
+                .json(&json!({"email": email, "otp": otp})),
+        )
+    };
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let email = format!("spread{i}@example.com");
+        assert_eq!(s.request_otp(&email).await.status, 200);
+        codes.push((email.clone(), s.mailer.last_code(&email).unwrap()));
+    }
+    for (email, code) in &codes[..3] {
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        verify("203.0.113.50", email.clone(), wrong.to_owned())
+            .await
+            .assert_problem(400);
+    }
+    let (email, code) = codes[3].clone();
+    let r = verify("203.0.113.50", email.clone(), code.clone()).await;
+    r.assert_problem(429);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 3000, "{wait}");
+    let r = verify("203.0.113.51", email, code).await;
+    assert_eq!(
+        r.status,
+        200,
+        "nothing was compared for the limited IP: {}",
+        r.text()
+    );
+}
+
+/// Cross-site requests to state-changing endpoints are refused by default (`Sec-Fetch-Site`,
+/// else `Origin` against `Host`); same-origin and non-browser requests pass; an allowed
+/// origin passes.
+pub async fn cross_site_requests(t: Target) {
+    let s = start(t).await;
+    let own = s.base.clone();
+    let victim = s.login("csrf@example.com").await;
+    let logout = |headers: &[(&'static str, &str)]| {
+        let mut r = s
+            .http
+            .post(s.url("/auth/logout"))
+            .header("cookie", format!("refresh_token={}", victim.refresh));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        s.send(r)
+    };
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("sec-fetch-site", "cross-site"), ("origin", own.as_str())],
+        vec![("origin", "https://evil.example.net")],
+        vec![("origin", "null")],
+    ] {
+        logout(&headers).await.assert_problem(403);
+    }
+    assert_eq!(
+        s.protected(Some(&victim.access)).await.status,
+        200,
+        "still signed in"
+    );
+    // Login CSRF: a foreign page cannot sign the browser in as someone else.
+    s.request_otp("attacker@example.com").await;
+    let code = s.mailer.last_code("attacker@example.com").unwrap();
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/verify-otp"))
+                .header("sec-fetch-site", "cross-site")
+                .json(&json!({"email": "attacker@example.com", "otp": code})),
+        )
+        .await;
+    r.assert_problem(403);
+    assert!(r.refresh_cookie().is_none());
+    // Same origin (by Sec-Fetch-Site, or by Origin naming this host) and non-browser
+    // clients pass.
+    for headers in [
+        vec![("sec-fetch-site", "same-origin")],
+        vec![("sec-fetch-site", "none")],
+        vec![("origin", own.as_str())],
+        vec![],
+    ] {
+        let r = s
+            .send(
+                s.http
+                    .post(s.url("/auth/request-otp"))
+                    .headers(
+                        headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    reqwest::header::HeaderName::from_static(k),
+                                    v.parse().unwrap(),
+                                )
+                            })
+                            .collect(),
+                    )
+                    .json(&json!({"email": "same@example.com"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    }
+    // An origin in OTP_AUTH_ALLOWED_ORIGINS passes even cross-site.
+    let s = TestServer::start(
+        t,
+        Config {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..test_config()
+        },
+    )
+    .await;
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("sec-fetch-site", "cross-site")
+                .header("origin", "https://app.example.com")
+                .json(&json!({"email": "front@example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Behind a proxy on a dual-stack socket, IPv4 peers arrive as `::ffff:a.b.c.d`: they still
+/// match `OTP_AUTH_TRUSTED_PROXIES`, so each client behind the proxy has its own bucket and
+/// its own address in the session list.
+pub async fn ipv4_mapped_clients(t: Target) {
+    let backends = crate::Backends::for_store(t.store).await;
+    let config = Config {
+        otp_rate_limit_per_ip_per_minute: 1,
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        ..test_config()
+    };
+    let auth = OtpAuth::builder(config)
+        .store(backends.store)
+        .blacklist(backends.blacklist)
+        .mailer(backends.mailer)
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth_at(t.adapter, auth, backends.mailbox, "[::]:0").await;
+    let request = |client: &'static str, email: &'static str| {
+        s.send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("x-forwarded-for", client)
+                .json(&json!({"email": email})),
+        )
+    };
+    assert_eq!(request("203.0.113.7", "m1@example.com").await.status, 200);
+    assert_eq!(
+        request("203.0.113.8", "m2@example.com").await.status,
+        200,
+        "another client behind the proxy has its own bucket"
+    );
+    request("203.0.113.7", "m3@example.com")
+        .await
+        .assert_problem(429);
+    let code = s.mailer.last_code("m1@example.com").unwrap();
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/verify-otp"))
+                .header("x-forwarded-for", "203.0.113.7")
+                .json(&json!({"email": "m1@example.com", "otp": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    let listed = s
+        .send(s.http.get(s.url("/auth/sessions")).bearer_auth(&access))
+        .await
+        .json();
+    assert_eq!(listed["sessions"][0]["ip"], "203.0.113.7", "{listed}");
+}
+
+/// The sign-in link's page names the account it signs in, masked.
+pub async fn magic_page_names_the_account(t: Target) {
+    let s = TestServer::start(
+        t,
+        Config {
+            public_url: Some("http://127.0.0.1:9/auth".into()),
+            ..test_config()
+        },
+    )
+    .await;
+    s.request_otp("Linda.Page@example.com").await;
+    let link = s.mailer.last_link("linda.page@example.com").unwrap();
+    let query = link.split_once('?').unwrap().1;
+    let page = s
+        .send(s.http.get(s.url(&format!("/auth/magic?{query}"))))
+        .await
+        .text();
+    assert!(
+        page.contains("signs in as <strong>l\u{2022}\u{2022}\u{2022}@example.com</strong>"),
+        "{page}"
+    );
+    assert!(!page.contains("linda.page"), "the address in full");
+    let forged = s
+        .send(s.http.get(s.url("/auth/magic?token=AAAA")))
+        .await
+        .text();
+    assert!(forged.contains("invalid or has expired"));
+}
+
 /// The scenarios, for [`crate::http_scenarios!`].
 #[macro_export]
 macro_rules! http_scenarios {
@@ -854,7 +1231,9 @@ macro_rules! http_scenarios {
             logout_all, protected_route_refusals, origin_check, not_found_and_method,
             store_unavailable, mail_failures, no_account_enumeration, magic_code,
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
-            metrics);
+            metrics, racing_tabs, verify_never_strands_a_code, session_cap, mail_caps,
+            ip_verification_failures, cross_site_requests, ipv4_mapped_clients,
+            magic_page_names_the_account);
     };
     (@each $target:expr; $($name:ident),* $(,)?) => {
         $(
@@ -1303,6 +1682,11 @@ pub async fn metrics(t: Target) {
     let refresh = r.refresh_cookie().unwrap();
     let r = s.refresh(Some(&refresh)).await;
     assert_eq!(r.status, 200);
+    // The parent again, within the reuse interval: re-issued.
+    assert_eq!(s.refresh(Some(&refresh)).await.status, 200);
+    let current = r.refresh_cookie().unwrap();
+    assert_eq!(s.refresh(Some(&current)).await.status, 200);
+    // Now a grandparent: reuse.
     s.refresh(Some(&refresh)).await.assert_problem(401);
     s.send(s.http.post(s.url("/auth/logout"))).await;
     for _ in 0..5 {
@@ -1352,7 +1736,8 @@ pub async fn metrics(t: Target) {
         1.0
     );
     assert_eq!(m("otp_rate_limited_total", "scope=\"address\"").await, 1.0);
-    assert_eq!(m("otp_refreshes_total", "outcome=\"success\"").await, 1.0);
+    assert_eq!(m("otp_refreshes_total", "outcome=\"success\"").await, 2.0);
+    assert_eq!(m("otp_refreshes_total", "outcome=\"reissued\"").await, 1.0);
     assert_eq!(m("otp_refreshes_total", "outcome=\"reused\"").await, 1.0);
     assert_eq!(m("otp_refresh_reuse_detected_total", "").await, 1.0);
     assert_eq!(m("otp_logouts_total", "scope=\"session\"").await, 1.0);

@@ -344,15 +344,17 @@ async fn cluster_started_with_the_app(store: Store) {
         .await;
         let s = TestServer::start_with(Adapter::Axum, config(), backends).await;
         let deadline = started + Duration::from_secs(8);
-        let mut last = 0;
-        loop {
-            last = s.request_otp(&format!("start{run}@example.com")).await.status;
-            if last == 200 || Instant::now() > deadline {
-                break;
+        let last = loop {
+            let status = s
+                .request_otp(&format!("start{run}@example.com"))
+                .await
+                .status;
+            if status == 200 || Instant::now() > deadline {
+                break status;
             }
-            assert_eq!(last, 503, "only 503 while the cluster converges");
+            assert_eq!(status, 503, "only 503 while the cluster converges");
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
         assert_eq!(
             last, 200,
             "{store:?}, run {run}: no 200 within 8 s of forming the cluster"

@@ -44,7 +44,7 @@ use axum::extract::{
     ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
 };
 use axum::http::header::{
-    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT,
+    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, ORIGIN, USER_AGENT,
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -95,6 +95,8 @@ async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
                 .map(|m| m.0.ip())
         });
     let h = &parts.headers;
+    // HTTP/2 carries the host in the request target, not in a header.
+    let parts_authority = parts.uri.authority().map(|a| a.as_str());
     let all = |name: HeaderName| -> Vec<&str> {
         h.get_all(name)
             .iter()
@@ -107,6 +109,8 @@ async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
         authorization: header(h, AUTHORIZATION),
         cookies: all(COOKIE),
         origin: header(h, ORIGIN),
+        host: header(h, HOST).or(parts_authority),
+        sec_fetch_site: header(h, HeaderName::from_static("sec-fetch-site")),
         user_agent: header(h, USER_AGENT),
         forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
         accept_language: header(h, ACCEPT_LANGUAGE),

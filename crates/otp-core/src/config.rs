@@ -908,7 +908,10 @@ mod tests {
         assert_eq!(c.otp_rate_limit_per_ip_per_minute, 30);
         assert_eq!(c.otp_max_verify_attempts, 5);
         assert_eq!(c.otp_lockout_seconds, 900);
-        assert_eq!((c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day), (20, 50));
+        assert_eq!(
+            (c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day),
+            (20, 50)
+        );
         assert_eq!(c.otp_resend_cooldown_seconds, 0);
         assert_eq!(c.verify_failures_per_ip_per_hour, 100);
         assert_eq!(c.refresh_reuse_interval_seconds, 10);
@@ -1031,7 +1034,10 @@ mod tests {
             assert_eq!(c.otp_rate_limit_per_ip_per_minute, 10);
             assert_eq!(c.otp_max_verify_attempts, 4);
             assert_eq!(c.otp_lockout_seconds, 60);
-            assert_eq!((c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day), (11, 22));
+            assert_eq!(
+                (c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day),
+                (11, 22)
+            );
             assert_eq!(c.otp_resend_cooldown_seconds, 30);
             assert_eq!(c.verify_failures_per_ip_per_hour, 40);
             assert_eq!(c.refresh_reuse_interval_seconds, 5);

@@ -708,13 +708,20 @@ pub async fn ip_failures_span_addresses(store: Arc<dyn OtpStore>) {
     for (f, what) in [(&a, "a"), (&b, "b")] {
         assert!(
             matches!(
-                store.verify(&f.verify_from("000000", &ip, l)).await.unwrap(),
+                store
+                    .verify(&f.verify_from("000000", &ip, l))
+                    .await
+                    .unwrap(),
                 VerifyOutcome::Mismatch { .. }
             ),
             "wrong code for {what}"
         );
     }
-    match store.verify(&c.verify_from("111111", &ip, l)).await.unwrap() {
+    match store
+        .verify(&c.verify_from("111111", &ip, l))
+        .await
+        .unwrap()
+    {
         VerifyOutcome::IpLimited { retry_after } => assert!(
             retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600),
             "{retry_after:?}"
@@ -1207,7 +1214,11 @@ pub async fn session_cap_ends_least_recently_refreshed(bl: Arc<dyn TokenBlacklis
         "the ended session"
     );
     let s5 = capped(session(&subject, 3600));
-    expect!(bl.create_session(&s5).await.unwrap(), 1, "the next one ended");
+    expect!(
+        bl.create_session(&s5).await.unwrap(),
+        1,
+        "the next one ended"
+    );
     let mut live: Vec<String> = bl
         .list_sessions(&subject)
         .await
@@ -1412,10 +1423,7 @@ pub async fn login_restores_the_code_when_the_session_fails(
         .verify_and_open(&f.verify("111111", l), &s, &DownStore)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, crate::StoreError::Unavailable(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err, crate::StoreError::Unavailable(_)), "{err:?}");
     let login = store
         .verify_and_open(&f.verify("111111", l), &s, &*sessions)
         .await

@@ -95,6 +95,14 @@ impl Email {
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
     }
+
+    /// The address with its local part hidden but for its first character, as a page may
+    /// show it to let a user recognize their account: `a•••@example.com`.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let first: String = local.chars().take(1).collect();
+        format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+    }
 }
 
 // Zero-width and bidi controls are format characters (Cf), not `is_control`, yet they make
@@ -160,8 +168,7 @@ impl fmt::Display for Email {
 // line does not spill it.
 impl fmt::Debug for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first = self.0.chars().next().unwrap_or('?');
-        write!(f, "Email({first}***@{})", self.domain())
+        write!(f, "Email({})", self.masked())
     }
 }
 
@@ -174,6 +181,17 @@ impl AsRef<str> for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_shows_one_character_and_the_domain() {
+        let e = Email::parse("Ada.Lovelace@Example.com").unwrap();
+        assert_eq!(e.masked(), "a\u{2022}\u{2022}\u{2022}@example.com");
+        let e = Email::parse("x@b\u{fc}cher.example").unwrap();
+        assert_eq!(
+            e.masked(),
+            "x\u{2022}\u{2022}\u{2022}@xn--bcher-kva.example"
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

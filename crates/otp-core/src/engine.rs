@@ -465,7 +465,11 @@ impl OtpAuth {
                     crate::mailer::MailError::Permanent(_) => "rejected",
                     _ => "unavailable",
                 });
-                tracing::warn!(address = %address, error = %e, "login code could not be sent");
+                tracing::warn!(
+                    address = %address,
+                    error = %e.redacted(),
+                    "login code could not be sent"
+                );
                 // A code whose mail never left must not stay usable.
                 if let Err(se) = i.store.discard(&address, &code_mac).await {
                     tracing::warn!(address = %address, error = %se, "discarding the unsent code failed");
@@ -549,6 +553,21 @@ impl OtpAuth {
         }
     }
 
+    /// The masked address a sign-in link would sign in (for its confirmation page), or
+    /// `None` for a forged, altered or expired token. Checks nothing in the store.
+    pub(crate) fn link_account(&self, token: &str) -> Option<String> {
+        let i = &*self.inner;
+        i.link
+            .open(
+                token,
+                now_secs(),
+                i.config.otp_expiry_seconds,
+                i.config.otp_length,
+            )
+            .ok()
+            .map(|(email, _)| email.masked())
+    }
+
     async fn verify_pending(
         &self,
         email: &Email,
@@ -585,9 +604,7 @@ impl OtpAuth {
         let sid = new_session_id(&subject_key);
         let session_end = (i.config.session_max_days > 0)
             .then(|| now_secs() + i.config.session_max_days * 86_400);
-        let (pair, refresh) = self
-            .issue_pair(&subject, email, &sid, session_end)
-            .await?;
+        let (pair, refresh) = self.issue_pair(&subject, email, &sid, session_end).await?;
         let session = NewSession {
             sid,
             subject_key,
@@ -624,7 +641,12 @@ impl OtpAuth {
     }
 
     /// The error for a verification that did not succeed, counted and logged.
-    fn not_verified(&self, outcome: VerifyOutcome, method: &'static str, req: &VerifyRequest) -> Error {
+    fn not_verified(
+        &self,
+        outcome: VerifyOutcome,
+        method: &'static str,
+        req: &VerifyRequest,
+    ) -> Error {
         let address = &req.address;
         match outcome {
             VerifyOutcome::Verified => Error::Internal("a verified code was refused".to_owned()),
@@ -718,7 +740,9 @@ impl OtpAuth {
         }
         if let Some(end) = session_end {
             claims.exp = claims.exp.min(end);
-            claims.extra.insert(SESSION_END_CLAIM.to_owned(), Value::from(end));
+            claims
+                .extra
+                .insert(SESSION_END_CLAIM.to_owned(), Value::from(end));
         }
         i.codec.sign(claims)
     }
@@ -757,10 +781,7 @@ impl OtpAuth {
                 .await?;
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }
-        let session_end = claims
-            .extra
-            .get(SESSION_END_CLAIM)
-            .and_then(Value::as_u64);
+        let session_end = claims.extra.get(SESSION_END_CLAIM).and_then(Value::as_u64);
         if session_end.is_some_and(|end| end <= now_secs()) {
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }
@@ -781,8 +802,13 @@ impl OtpAuth {
             RotateOutcome::Rotated => Ok((pair, false)),
             RotateOutcome::Reissued { current_jti } => {
                 // The same lineage: the current token again, never a second branch.
-                let current =
-                    self.sign_refresh(&claims.sub, &email, &claims.sid, Some(&current_jti), session_end)?;
+                let current = self.sign_refresh(
+                    &claims.sub,
+                    &email,
+                    &claims.sid,
+                    Some(&current_jti),
+                    session_end,
+                )?;
                 pair.refresh_expires_in = current.claims.exp.saturating_sub(current.claims.iat);
                 pair.refresh_token = current.token;
                 tracing::info!("refresh within the reuse interval: current token re-issued");

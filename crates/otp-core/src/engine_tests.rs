@@ -265,9 +265,12 @@ async fn verify_outcomes_map_to_the_contract() {
         ),
     ] {
         let mut store = MockOtpStore::new();
-        store
-            .expect_verify_and_open()
-            .returning(move |_, _, _| Ok(crate::store::Login { outcome, evicted: 0 }));
+        store.expect_verify_and_open().returning(move |_, _, _| {
+            Ok(crate::store::Login {
+                outcome,
+                evicted: 0,
+            })
+        });
         let mut bl = MockTokenBlacklist::new();
         bl.expect_create_session().times(0);
         let auth = engine(store, bl, MockMailer::new());
@@ -546,7 +549,11 @@ async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
     assert!(exp <= sxp && sxp <= now_secs() + 86_400, "{exp} {sxp}");
     assert!(pair.refresh_expires_in <= 86_400);
     let next = auth.refresh(&pair.refresh_token).await.unwrap();
-    assert_eq!(end(&next.refresh_token).1, Some(sxp), "rotation keeps the end");
+    assert_eq!(
+        end(&next.refresh_token).1,
+        Some(sxp),
+        "rotation keeps the end"
+    );
     assert!(end(&next.refresh_token).0 <= sxp, "and never extends it");
 }
 

@@ -193,7 +193,9 @@ impl Error {
             ),
             Error::ForbiddenOrigin => (
                 "Forbidden",
-                "Requests from this origin are not allowed.".to_owned(),
+                "Cross-site request refused: its origin is neither this site nor an allowed \
+                 origin."
+                    .to_owned(),
             ),
             Error::NotFound => ("Not Found", "No such resource.".to_owned()),
             Error::MethodNotAllowed => (

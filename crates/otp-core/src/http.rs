@@ -216,7 +216,8 @@ pub fn resolve_client_ip(
     forwarded_for: Option<&str>,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    // A dual-stack socket shows IPv4 peers as `::ffff:a.b.c.d`: they are IPv4 addresses.
+    let peer = peer?.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -226,7 +227,7 @@ pub fn resolve_client_ip(
     };
     let mut last_trusted = peer;
     for entry in xff.rsplit(',') {
-        match entry.trim().parse::<IpAddr>() {
+        match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if is_trusted(&ip) => last_trusted = ip,
             Ok(ip) => return Some(ip),
             // Garbage in the chain: stop at the last hop that is known good.
@@ -425,6 +426,10 @@ pub struct ApiRequest<'a> {
     pub refresh_cookie: Option<&'a str>,
     /// `Origin` header.
     pub origin: Option<&'a str>,
+    /// `Host` header (or the HTTP/2 authority).
+    pub host: Option<&'a str>,
+    /// `Sec-Fetch-Site` header.
+    pub sec_fetch_site: Option<&'a str>,
     /// The client, with its IP resolved by [`OtpAuth::client_ip`].
     pub client: ClientInfo,
     /// The `{id}` of `DELETE /sessions/{id}`.
@@ -446,6 +451,10 @@ pub struct RequestHeaders<'a> {
     pub cookies: Vec<&'a str>,
     /// `Origin`.
     pub origin: Option<&'a str>,
+    /// `Host`, or the authority of the request target (HTTP/2).
+    pub host: Option<&'a str>,
+    /// `Sec-Fetch-Site`.
+    pub sec_fetch_site: Option<&'a str>,
     /// `User-Agent`.
     pub user_agent: Option<&'a str>,
     /// Every `X-Forwarded-For` header, in order.
@@ -619,6 +628,8 @@ impl OtpAuth {
             authorization: headers.authorization,
             refresh_cookie: self.cookie().find(headers.cookies.iter().copied()),
             origin: headers.origin,
+            host: headers.host,
+            sec_fetch_site: headers.sec_fetch_site,
             client: ClientInfo {
                 ip: self.client_ip(peer, forwarded_for.as_deref()),
                 user_agent: headers.user_agent.map(str::to_owned),
@@ -647,15 +658,48 @@ impl OtpAuth {
         resp
     }
 
-    fn check_origin(&self, origin: Option<&str>) -> Result<(), Error> {
-        let allowed = &self.config().allowed_origins;
-        match origin {
-            Some(o)
-                if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(o)) =>
+    /// Cross-site protection of the state-changing endpoints (the algorithm of Go's
+    /// `net/http.CrossOriginProtection`): an origin in `OTP_AUTH_ALLOWED_ORIGINS` passes;
+    /// else a browser's `Sec-Fetch-Site` must say `same-origin` or `none`; without it, an
+    /// `Origin` must name the request's own host or `OTP_AUTH_PUBLIC_URL`'s origin.
+    /// Requests with neither header (curl, servers, native apps) pass: they carry no
+    /// ambient browser credentials to abuse.
+    fn check_cross_site(&self, req: &ApiRequest<'_>) -> Result<(), Error> {
+        let config = self.config();
+        if let Some(o) = req.origin
+            && config
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o))
+        {
+            return Ok(());
+        }
+        if let Some(site) = req.sec_fetch_site {
+            let site = site.trim();
+            return if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")
             {
+                Ok(())
+            } else {
                 Err(Error::ForbiddenOrigin)
-            }
-            _ => Ok(()),
+            };
+        }
+        let Some(origin) = req.origin else {
+            return Ok(());
+        };
+        let own_host = origin
+            .split_once("://")
+            .map(|(_, host)| host)
+            .zip(req.host)
+            .is_some_and(|(o, h)| o.eq_ignore_ascii_case(h.trim()));
+        let public = config
+            .public_url
+            .as_deref()
+            .and_then(url_origin)
+            .is_some_and(|p| p.eq_ignore_ascii_case(origin));
+        if own_host || public {
+            Ok(())
+        } else {
+            Err(Error::ForbiddenOrigin)
         }
     }
 
@@ -667,7 +711,7 @@ impl OtpAuth {
         // Reading the keys or the confirmation page changes nothing, and other services
         // fetch the keys from anywhere.
         if endpoint.method() != Method::Get {
-            self.check_origin(req.origin)?;
+            self.check_cross_site(req)?;
         }
         let limit = self.config().body_limit_bytes;
         if req.body.len() > limit {
@@ -765,9 +809,21 @@ impl OtpAuth {
                 ("x-frame-options", "DENY".to_owned()),
                 ("x-content-type-options", "nosniff".to_owned()),
             ],
-            body: crate::link::confirmation_page(token, &self.config().mail_from_name).into_bytes(),
+            body: crate::link::confirmation_page(
+                token,
+                &self.config().mail_from_name,
+                self.link_account(token).as_deref(),
+            )
+            .into_bytes(),
         }
     }
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+fn url_origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    Some(&url[..scheme.len() + 3 + end])
 }
 
 fn token_response(pair: &TokenPair, message: Option<&str>, cookie: &CookieSpec) -> ApiResponse {

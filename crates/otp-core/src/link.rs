@@ -229,9 +229,18 @@ const PAGE_TEMPLATE: &str = include_str!("magic.html");
 /// code); on a network failure it offers a retry. The token sits HTML-escaped in a
 /// `data-token` attribute and the application name is escaped too; neither enters the
 /// script. Serve it with [`confirmation_page_csp`] as `Content-Security-Policy`.
-pub fn confirmation_page(token: &str, app_name: &str) -> String {
+pub fn confirmation_page(token: &str, app_name: &str, account: Option<&str>) -> String {
     let token = escape_html(token);
     let app_name = escape_html(app_name);
+    // Naming the account lets a user notice a link someone requested for their own.
+    let account = match account {
+        Some(a) => format!(
+            "This link signs in as <strong>{}</strong>. If that is not your address, close \
+             this page.",
+            escape_html(a)
+        ),
+        None => "This link is invalid or has expired: request a new code.".to_owned(),
+    };
     // One pass, so a value that itself reads `{{token}}` is not expanded again.
     let mut out = String::with_capacity(PAGE_TEMPLATE.len() + token.len() + 2 * app_name.len());
     let mut rest = PAGE_TEMPLATE;
@@ -243,6 +252,9 @@ pub fn confirmation_page(token: &str, app_name: &str) -> String {
             rest = after;
         } else if let Some(after) = tail.strip_prefix("{{app_name}}") {
             out.push_str(&app_name);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{{account}}") {
+            out.push_str(&account);
             rest = after;
         } else {
             out.push_str("{{");
@@ -530,11 +542,15 @@ mod tests {
     #[test]
     fn page_carries_the_token_in_data_token_only() {
         let token = sealer().seal(&email(), &code(), NOW);
-        let page = confirmation_page(&token, "Example App");
+        let page = confirmation_page(
+            &token,
+            "Example App",
+            Some("a\u{2022}\u{2022}\u{2022}@example.com"),
+        );
         assert!(page.contains(&format!("data-token=\"{token}\"")));
         assert_eq!(page.matches(token.as_str()).count(), 1);
         // The script and style are the same whatever the token.
-        let other = confirmation_page("another-token", "Other");
+        let other = confirmation_page("another-token", "Other", None);
         assert!(!script(&page).is_empty());
         assert_eq!(script(&page), script(&other));
         assert_eq!(style(&page), style(&other));
@@ -548,6 +564,10 @@ mod tests {
         assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
         assert!(page.contains("<meta name=\"robots\" content=\"noindex"));
         assert!(page.contains("Example App"));
+        assert!(
+            page.contains("signs in as <strong>a\u{2022}\u{2022}\u{2022}@example.com</strong>")
+        );
+        assert!(other.contains("invalid or has expired"));
         // Self-contained: nothing loaded from elsewhere, no innerHTML.
         assert!(!page.contains("http://") && !page.contains("https://"));
         assert!(!page.contains("innerHTML"));
@@ -556,23 +576,28 @@ mod tests {
 
     #[test]
     fn page_escapes_token_and_app_name() {
-        let page = confirmation_page("t\"><script>alert('x')</script>&", "A \"<b>&'C");
+        let page = confirmation_page(
+            "t\"><script>alert('x')</script>&",
+            "A \"<b>&'C",
+            Some("<i>x</i>"),
+        );
         assert!(page.contains(
             "data-token=\"t&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;\""
         ));
         assert!(page.contains("Sign in to A &quot;&lt;b&gt;&amp;&#39;C"));
         assert!(!page.contains("alert('x')"));
         assert!(!page.contains("<b>"));
+        assert!(page.contains("&lt;i&gt;x&lt;/i&gt;") && !page.contains("<i>"));
         assert_eq!(page.matches("<script>").count(), 1);
         // Values that look like placeholders are not expanded again.
-        let page = confirmation_page("{{app_name}}", "{{token}}");
+        let page = confirmation_page("{{app_name}}", "{{token}}", Some("{{token}}"));
         assert!(page.contains("data-token=\"{{app_name}}\""));
         assert!(page.contains("<title>Sign in to {{token}}</title>"));
     }
 
     #[test]
     fn csp_hashes_match_the_rendered_page() {
-        let page = confirmation_page("some-token", "Example <App>");
+        let page = confirmation_page("some-token", "Example <App>", None);
         let script = script(&page);
         let style = style(&page);
         assert!(script.contains("verify-link"));

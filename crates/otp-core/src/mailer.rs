@@ -30,13 +30,61 @@ pub struct Message {
     pub language: String,
 }
 
+// The subject and bodies carry the code (and the link): Debug shows neither, and the
+// recipient only masked.
 impl Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("to", &self.to)
-            .field("subject", &self.subject)
             .field("language", &self.language)
+            .field("has_link", &self.link.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// `text` with every mail address in it replaced by `[address]`: mail servers quote the
+/// recipient in their replies (`550 5.1.1 <ada@example.com>: User unknown`), and such text
+/// goes into logs and errors. Anything with an `@` between two non-blank characters counts
+/// as an address.
+///
+/// ```
+/// use otp_core::mailer::redact_addresses;
+///
+/// assert_eq!(
+///     redact_addresses("550 5.1.1 <ada@example.com>: User unknown"),
+///     "550 5.1.1 <[address]>: User unknown"
+/// );
+/// ```
+pub fn redact_addresses(text: &str) -> String {
+    // Characters that end an address as mail servers quote it.
+    let stop = |c: char| {
+        c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | '"' | ',' | ';' | '[' | ']')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at].rfind(stop).map_or(0, |i| i + 1);
+        let end = rest[at + 1..].find(stop).map_or(rest.len(), |i| at + 1 + i);
+        out.push_str(&rest[..start]);
+        if start < at && at + 1 < end {
+            out.push_str("[address]");
+        } else {
+            out.push_str(&rest[start..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl MailError {
+    /// The same error with every mail address in its text redacted
+    /// ([`redact_addresses`]): what the engine logs and turns into an [`crate::Error`].
+    pub fn redacted(&self) -> MailError {
+        match self {
+            MailError::Transient(m) => MailError::Transient(redact_addresses(m)),
+            MailError::Permanent(m) => MailError::Permanent(redact_addresses(m)),
+        }
     }
 }
 
@@ -54,7 +102,7 @@ pub enum MailError {
 
 impl From<MailError> for crate::Error {
     fn from(e: MailError) -> Self {
-        match e {
+        match e.redacted() {
             MailError::Transient(m) => crate::Error::MailUnavailable(m),
             MailError::Permanent(m) => crate::Error::MailRejected(m),
         }
@@ -223,5 +271,51 @@ where
 {
     async fn send(&self, message: &Message) -> Result<(), MailError> {
         (self.f)(message.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn addresses_are_redacted_wherever_a_server_puts_them() {
+        for (raw, want) in [
+            (
+                "550 5.1.1 <victim@corp.test>: User unknown",
+                "550 5.1.1 <[address]>: User unknown",
+            ),
+            ("user victim@corp.test unknown", "user [address] unknown"),
+            ("a@b, c@d", "[address], [address]"),
+            ("RCPT TO:<a.b+c@x.example> 550", "RCPT TO:<[address]> 550"),
+            ("no address @ all @", "no address @ all @"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_addresses(raw), want, "{raw:?}");
+        }
+        let e = MailError::Permanent("550 <victim@corp.test> rejected".into());
+        assert!(!e.redacted().to_string().contains("victim"));
+        let err: crate::Error = e.into();
+        assert!(!format!("{err} {err:?}").contains("victim"));
+    }
+
+    #[test]
+    fn message_debug_shows_no_subject_body_code_or_address() {
+        let code = crate::code::Code::parse("123456", 6).unwrap();
+        let m = Message {
+            to: Email::parse("victim@corp.test").unwrap(),
+            subject: "Your code is 123456".into(),
+            text: "123456 https://app/magic?token=secret".into(),
+            html: "<b>123456</b>".into(),
+            code,
+            link: Some("https://app/magic?token=secret".into()),
+            language: "en".into(),
+        };
+        let shown = format!("{m:?}");
+        for leak in ["123456", "secret", "victim", "Your code"] {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
     }
 }

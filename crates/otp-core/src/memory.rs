@@ -23,8 +23,8 @@ use crate::code::{AddressKey, CodeMac};
 use crate::state::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
     AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Revocation,
-    RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
-    VerifyRequest, same_store, verify_then_open,
+    RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    same_store, verify_then_open,
 };
 
 /// Entries per table (addresses, IP buckets, sessions, revoked tokens) when no capacity is
@@ -258,6 +258,8 @@ struct Session {
     refresh: RefreshState,
     created_at: u64,
     refreshed_at: u64,
+    /// When it was created or last rotated (ms): the order of the session cap.
+    touched_ms: u64,
     expires_at_ms: u64,
     user_agent: Option<String>,
     ip: Option<String>,
@@ -323,12 +325,14 @@ impl Sessions {
             refresh: RefreshState::new(&s.refresh_jti),
             created_at: now / 1000,
             refreshed_at: now / 1000,
+            touched_ms: now,
             expires_at_ms: s.expires_at.saturating_mul(1000),
             user_agent: s.user_agent.clone(),
             ip: s.ip.clone(),
         };
         // The same session again (a resent call) is left as it is.
-        self.sessions.get_or_insert(&s.sid, now, capacity, || fresh)?;
+        self.sessions
+            .get_or_insert(&s.sid, now, capacity, || fresh)?;
         self.sessions.schedule(&s.sid, now);
         let set = self.by_subject.entry(s.subject_key.clone()).or_default();
         set.insert(s.sid.clone());
@@ -340,7 +344,7 @@ impl Sessions {
             // Ended sessions still in the index do not count.
             let live: Vec<(u64, &String)> = set
                 .iter()
-                .filter_map(|sid| self.sessions.get(sid, now).map(|v| (v.refreshed_at, sid)))
+                .filter_map(|sid| self.sessions.get(sid, now).map(|v| (v.touched_ms, sid)))
                 .collect();
             if live.len() <= s.max_sessions.max(1) as usize {
                 break;
@@ -526,7 +530,12 @@ impl Codes {
         Ok(outcome)
     }
 
-    fn restore(&mut self, req: &VerifyRequest, now: u64, capacity: usize) -> Result<(), StoreError> {
+    fn restore(
+        &mut self,
+        req: &VerifyRequest,
+        now: u64,
+        capacity: usize,
+    ) -> Result<(), StoreError> {
         let key = req.address.as_str();
         let a = self
             .addresses
@@ -632,6 +641,7 @@ impl TokenBlacklist for MemoryStore {
         match &outcome {
             RotateOutcome::Rotated => {
                 sess.refreshed_at = now / 1000;
+                sess.touched_ms = now;
                 sess.expires_at_ms = new_end;
             }
             RotateOutcome::Reissued { .. } => {
@@ -734,10 +744,8 @@ mod tests {
     fn clocked() -> (MemoryStore, Arc<AtomicU64>) {
         let t = Arc::new(AtomicU64::new(1_000_000));
         let c = t.clone();
-        let store = MemoryStore::with_clock_and_capacity(
-            Arc::new(move || c.load(Ordering::SeqCst)),
-            4,
-        );
+        let store =
+            MemoryStore::with_clock_and_capacity(Arc::new(move || c.load(Ordering::SeqCst)), 4);
         (store, t)
     }
 

@@ -351,7 +351,7 @@ return 0
 "#;
 
 /// Session creation, as a function: the session hash `sess`, its subject's index `idx`
-/// (a sorted set of session ids by last refresh, same slot), subject key, first refresh
+/// (a sorted set of session ids scored by their last refresh in ms, same slot), subject key, first refresh
 /// jti, expiry (s), user agent, IP, sid, most sessions. Ends the least recently
 /// refreshed sessions beyond the most; returns how many. The same session again changes
 /// nothing.
@@ -365,7 +365,7 @@ local function create_session(sess, idx, sk, jti, exp, ua, ip, sid, most)
   if ua ~= '' then redis.call('HSET', sess, 'ua', ua) end
   if ip ~= '' then redis.call('HSET', sess, 'ip', ip) end
   redis.call('EXPIREAT', sess, exp)
-  redis.call('ZADD', idx, secs, sid)
+  redis.call('ZADD', idx, string.format('%d', now), sid)
   if redis.call('TTL', idx) == -1 then
     redis.call('EXPIREAT', idx, exp)
   else
@@ -411,7 +411,7 @@ if cj == ARGV[1] then
   local secs = string.format('%d', math.floor(now / 1000))
   redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'pj', ARGV[1], 'rt', string.format('%d', now), 'ra', secs)
   redis.call('EXPIREAT', KEYS[1], ARGV[3])
-  redis.call('ZADD', KEYS[2], 'XX', secs, ARGV[4])
+  redis.call('ZADD', KEYS[2], 'XX', string.format('%d', now), ARGV[4])
   redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
   return {0}
 end
@@ -777,7 +777,11 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
                 let ip_key = self.keys.ip(ip);
                 let r = self
                     .runner
-                    .run(&IP_TAKE, &[&ip_key], &[per_ip.as_bytes(), window.as_bytes()])
+                    .run(
+                        &IP_TAKE,
+                        &[&ip_key],
+                        &[per_ip.as_bytes(), window.as_bytes()],
+                    )
                     .await?;
                 if let (1, v) = pair(&r)? {
                     return Ok(IssueOutcome::IpLimited {

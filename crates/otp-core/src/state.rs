@@ -151,9 +151,18 @@ impl AddressState {
             .code
             .map(|(_, exp)| exp.saturating_sub(ms(req.code_ttl)));
         let refused = [
-            (self.minute.full(now, window, l.per_address), AddressLimit::Minute),
-            (self.hour.full(now, ms(HOUR), l.per_address_hour), AddressLimit::Hour),
-            (self.day.full(now, ms(DAY), l.per_address_day), AddressLimit::Day),
+            (
+                self.minute.full(now, window, l.per_address),
+                AddressLimit::Minute,
+            ),
+            (
+                self.hour.full(now, ms(HOUR), l.per_address_hour),
+                AddressLimit::Hour,
+            ),
+            (
+                self.day.full(now, ms(DAY), l.per_address_day),
+                AddressLimit::Day,
+            ),
             (
                 issued_at
                     .filter(|at| cooldown > 0 && now < at.saturating_add(cooldown))

@@ -29,7 +29,10 @@ otp_core::blacklist_contract!(cluster_blacklist, store("OTP_TEST_REDIS_CLUSTER_U
 /// The same store as both halves of a login, as an application builds it.
 async fn login_pair(
     var: &str,
-) -> Option<(Arc<dyn otp_core::OtpStore>, Arc<dyn otp_core::TokenBlacklist>)> {
+) -> Option<(
+    Arc<dyn otp_core::OtpStore>,
+    Arc<dyn otp_core::TokenBlacklist>,
+)> {
     let s = store(var).await?;
     Some((s.clone(), s))
 }

@@ -38,7 +38,7 @@ use otp_core::{ApiResponse, Error, OtpAuth, RequestHeaders, Route};
 #[cfg(feature = "openapi")]
 use poem::EndpointExt;
 use poem::http::header::{
-    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN, USER_AGENT,
+    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, ORIGIN, USER_AGENT,
 };
 use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
@@ -85,6 +85,8 @@ impl AuthRoutes {
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let body = req.take_body();
         let h = req.headers();
+        // HTTP/2 carries the host in the request target, not in a header.
+        let parts_authority = req.uri().authority().map(|a| a.as_str());
         let all = |name: HeaderName| -> Vec<&str> {
             h.get_all(name)
                 .iter()
@@ -97,6 +99,8 @@ impl AuthRoutes {
             authorization: header(h, AUTHORIZATION),
             cookies: all(COOKIE),
             origin: header(h, ORIGIN),
+            host: header(h, HOST).or(parts_authority),
+            sec_fetch_site: header(h, HeaderName::from_static("sec-fetch-site")),
             user_agent: header(h, USER_AGENT),
             forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
             accept_language: header(h, ACCEPT_LANGUAGE),

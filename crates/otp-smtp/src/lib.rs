@@ -274,11 +274,11 @@ impl SmtpMailer {
 
     /// Builds the MIME message for `message`.
     pub fn build_message(&self, message: &Message) -> Result<lettre::Message, MailError> {
-        let to: Address = message
-            .to
-            .as_str()
-            .parse()
-            .map_err(|e| MailError::Permanent(format!("recipient address: {e}")))?;
+        let to: Address = message.to.as_str().parse().map_err(|e| {
+            MailError::Permanent(otp_core::mailer::redact_addresses(&format!(
+                "recipient address: {e}"
+            )))
+        })?;
         lettre::Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to))
@@ -299,10 +299,12 @@ impl SmtpMailer {
 /// Sorts an SMTP failure: 5xx replies are permanent; 4xx replies, refused or dropped
 /// connections, TLS trouble and timeouts are worth retrying later.
 fn classify(e: &lettre::transport::smtp::Error) -> MailError {
+    // Servers quote the recipient in their replies: no address goes into the error.
+    let text = otp_core::mailer::redact_addresses(&e.to_string());
     if e.is_permanent() {
-        MailError::Permanent(e.to_string())
+        MailError::Permanent(text)
     } else {
-        MailError::Transient(e.to_string())
+        MailError::Transient(text)
     }
 }
 

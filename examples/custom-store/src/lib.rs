@@ -147,6 +147,7 @@ CREATE TABLE IF NOT EXISTS otp_session (
     refresh_jti    TEXT    NOT NULL,                   -- the current refresh token's jti
     parent_jti     TEXT,                               -- the one it replaced, and when
     rotated_at     INTEGER NOT NULL,
+    touched_at     INTEGER NOT NULL,                   -- created or last rotated
     created_at_s   INTEGER NOT NULL,
     refreshed_at_s INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
@@ -507,7 +508,11 @@ async fn save_ip(
 }
 
 /// The verification inside an open transaction (shared by `verify` and `verify_and_open`).
-async fn verify_in(tx: &mut Tx, req: &VerifyRequest, now: u64) -> Result<VerifyOutcome, StoreError> {
+async fn verify_in(
+    tx: &mut Tx,
+    req: &VerifyRequest,
+    now: u64,
+) -> Result<VerifyOutcome, StoreError> {
     let l = &req.limits;
     // An unknown address: no code, and nothing is written (a guess leaves no row).
     let Some(mut e) = load_address(tx, &req.address).await? else {
@@ -648,8 +653,8 @@ impl OtpStore for SqliteStore {
 async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32, StoreError> {
     sqlx::query(
         "INSERT INTO otp_session (sid, subject_key, refresh_jti, parent_jti, rotated_at,
-             created_at_s, refreshed_at_s, expires_at, user_agent, ip)
-         VALUES (?1, ?2, ?3, NULL, 0, ?4, ?4, ?5, ?6, ?7)
+             touched_at, created_at_s, refreshed_at_s, expires_at, user_agent, ip)
+         VALUES (?1, ?2, ?3, NULL, 0, ?8, ?4, ?4, ?5, ?6, ?7)
          ON CONFLICT (sid) DO NOTHING",
     )
     .bind(&s.sid)
@@ -659,6 +664,7 @@ async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32,
     .bind(db(s.expires_at.saturating_mul(1000)))
     .bind(s.user_agent.as_deref())
     .bind(s.ip.as_deref())
+    .bind(db(now))
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
@@ -668,7 +674,7 @@ async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32,
         "DELETE FROM otp_session WHERE sid IN (
              SELECT sid FROM otp_session
              WHERE subject_key = ?1 AND expires_at > ?2 AND sid <> ?3
-             ORDER BY refreshed_at_s DESC, sid DESC
+             ORDER BY touched_at DESC, rowid DESC
              LIMIT -1 OFFSET ?4)",
     )
     .bind(&s.subject_key)
@@ -734,7 +740,7 @@ impl TokenBlacklist for SqliteStore {
                 .map_err(store_error)?,
             RotateOutcome::Rotated => sqlx::query(
                 "UPDATE otp_session SET refresh_jti = ?2, parent_jti = ?3, rotated_at = ?4,
-                     refreshed_at_s = ?5, expires_at = ?6
+                     touched_at = ?4, refreshed_at_s = ?5, expires_at = ?6
                  WHERE sid = ?1",
             )
             .bind(&r.sid)

@@ -76,7 +76,10 @@ async fn expired_rows_are_deleted() {
         .await
         .unwrap();
     let day_from_now = i64::try_from((now_secs() + 86_400) * 1000).unwrap();
-    assert!(latest <= day_from_now, "an address row outlives its day window");
+    assert!(
+        latest <= day_from_now,
+        "an address row outlives its day window"
+    );
 }
 
 #[tokio::test]
