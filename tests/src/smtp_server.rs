@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub enum Behaviour {
     /// Accepts every message.
     Accept,
-    /// Refuses recipients with `550 5.1.1`.
+    /// Refuses recipients with `550 5.1.1 <address>: … User unknown`.
     Reject,
     /// Refuses recipients with `451 4.3.0` (try again later).
     TempFail,
@@ -155,6 +155,8 @@ async fn session(stream: TcpStream, s: &State) -> std::io::Result<()> {
         }
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
+        // Real servers quote the recipient they refuse.
+        let refusal: String;
         let reply: &[u8] = if upper.starts_with("EHLO") {
             b"250-test.local\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SMTPUTF8\r\n"
         } else if upper.starts_with("HELO") || upper == "NOOP" {
@@ -169,7 +171,13 @@ async fn session(stream: TcpStream, s: &State) -> std::io::Result<()> {
         } else if upper.starts_with("RCPT TO:") {
             let once = s.next.lock().unwrap().take();
             match once.unwrap_or_else(|| behaviour(s)) {
-                Behaviour::Reject => b"550 5.1.1 no such user here\r\n",
+                Behaviour::Reject => {
+                    refusal = format!(
+                        "550 5.1.1 <{}>: Recipient address rejected: User unknown\r\n",
+                        cmd[8..].trim().trim_matches(['<', '>'])
+                    );
+                    refusal.as_bytes()
+                }
                 Behaviour::TempFail => b"451 4.3.0 try again later\r\n",
                 _ => {
                     to.push(cmd[8..].trim().trim_matches(['<', '>']).to_owned());

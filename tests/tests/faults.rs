@@ -375,3 +375,53 @@ async fn cluster_started_with_the_app_redis() {
 async fn cluster_started_with_the_app_fred() {
     cluster_started_with_the_app(Store::FredCluster).await;
 }
+
+/// Redis stalls past the client timeout in the middle of a rotation (`CLIENT PAUSE 1500
+/// WRITE`): the refresh answers 503 while Redis still runs the rotation once the pause
+/// ends; the client retries with the cookie it has, within the reuse interval, and gets
+/// 200 on the same lineage; the session lives on. Ten stalls per client.
+async fn rotation_through_a_stall(store: Store) {
+    let Some(redis) = RedisProcess::start() else {
+        return;
+    };
+    let s = app(Adapter::Axum, store, &redis).await;
+    const RUNS: usize = 10;
+    for run in 0..RUNS {
+        let session = s.login(&format!("stall{run}@example.com")).await;
+        assert_eq!(
+            redis.cli(&["client", "pause", "1500", "write"]).trim(),
+            "OK"
+        );
+        let paused = Instant::now();
+        let r = s.refresh(Some(&session.refresh)).await;
+        r.assert_problem(503);
+        // The pause ends and Redis runs the rotation the app gave up on.
+        tokio::time::sleep(Duration::from_millis(1700).saturating_sub(paused.elapsed())).await;
+        let retry = s.refresh(Some(&session.refresh)).await;
+        assert_eq!(
+            retry.status,
+            200,
+            "{store:?}, run {run}: the retry after the stall: {}",
+            retry.text()
+        );
+        let access = retry.json()["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(s.protected(Some(&access)).await.status, 200);
+        let next = s.refresh(Some(&retry.refresh_cookie().unwrap())).await;
+        assert_eq!(
+            next.status,
+            200,
+            "the lineage refreshes on: {}",
+            next.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_through_a_stall_redis() {
+    rotation_through_a_stall(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_through_a_stall_fred() {
+    rotation_through_a_stall(Store::Fred).await;
+}

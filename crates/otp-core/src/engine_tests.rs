@@ -874,6 +874,27 @@ async fn refused_addresses_take_about_as_long_as_a_mail() {
 }
 
 #[tokio::test]
+async fn refused_addresses_are_paced_from_a_floor_before_any_mail_was_timed() {
+    let auth = OtpAuth::builder(config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(SlowMailer(Duration::from_millis(120))))
+        .hooks(Arc::new(OnlyExampleOrg))
+        .build()
+        .unwrap();
+    // Right after a start, no mail has been sent yet: the answer still takes about what a
+    // mail would (the floor, with its jitter of at most 15% below).
+    let started = Instant::now();
+    auth.request_code("stranger@example.com", &client())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= PACING_FLOOR.mul_f64(0.85),
+        "refused address answered in {took:?} before any mail was timed"
+    );
+}
+
+#[tokio::test]
 async fn an_async_closure_serves_as_mailer() {
     let sent: Arc<Mutex<Vec<String>>> = Arc::default();
     let s = sent.clone();

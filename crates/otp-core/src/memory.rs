@@ -336,30 +336,24 @@ impl Sessions {
         self.sessions.schedule(&s.sid, now);
         let set = self.by_subject.entry(s.subject_key.clone()).or_default();
         set.insert(s.sid.clone());
+        // Ended sessions still in the index do not count; the oldest others go first.
+        let mut others: Vec<(u64, String)> = set
+            .iter()
+            .filter(|sid| **sid != s.sid)
+            .filter_map(|sid| {
+                self.sessions
+                    .get(sid, now)
+                    .map(|v| (v.touched_ms, sid.clone()))
+            })
+            .collect();
+        let keep = s.max_sessions.max(1) as usize - 1;
         let mut evicted = 0;
-        loop {
-            let Some(set) = self.by_subject.get(&s.subject_key) else {
-                break;
-            };
-            // Ended sessions still in the index do not count.
-            let live: Vec<(u64, &String)> = set
-                .iter()
-                .filter_map(|sid| self.sessions.get(sid, now).map(|v| (v.touched_ms, sid)))
-                .collect();
-            if live.len() <= s.max_sessions.max(1) as usize {
-                break;
-            }
-            let oldest = live
-                .iter()
-                .filter(|(_, sid)| **sid != s.sid)
-                .min()
-                .map(|(_, sid)| (*sid).clone());
-            match oldest {
-                Some(sid) => {
-                    self.end(&sid);
-                    evicted += 1;
-                }
-                None => break,
+        if others.len() > keep {
+            others.sort();
+            let excess = others.len() - keep;
+            for (_, sid) in others.into_iter().take(excess) {
+                self.end(&sid);
+                evicted += 1;
             }
         }
         Ok(evicted)
