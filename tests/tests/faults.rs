@@ -425,3 +425,170 @@ async fn rotation_through_a_stall_redis() {
 async fn rotation_through_a_stall_fred() {
     rotation_through_a_stall(Store::Fred).await;
 }
+
+/// What a load run saw, and what it must never see again.
+#[derive(Default)]
+struct Seen {
+    statuses: Vec<u16>,
+    /// Codes that signed in (consumed).
+    codes: Vec<(String, String)>,
+    /// Access tokens logged out.
+    revoked: Vec<String>,
+}
+
+/// Logins, protected requests and logouts from `workers` tasks until `stop`.
+fn login_load(
+    s: std::sync::Arc<TestServer>,
+    workers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|w| {
+            let (s, stop, seen) = (s.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let email = format!("k{w}n{n}@example.com");
+                    let r = s.request_otp(&email).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    let Some(code) = s.mailer.last_code(&email).filter(|_| r.status == 200)
+                    else {
+                        continue;
+                    };
+                    let r = s.verify_otp(&email, &code).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    if r.status != 200 {
+                        continue;
+                    }
+                    seen.lock().unwrap().codes.push((email.clone(), code));
+                    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+                    let r = s.protected(Some(&access)).await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    let r = s
+                        .send(s.http.post(s.url("/auth/logout")).bearer_auth(&access))
+                        .await;
+                    seen.lock().unwrap().statuses.push(r.status);
+                    if r.status == 200 {
+                        seen.lock().unwrap().revoked.push(access);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// A master that has a replica is killed (`kill -9`) while logins run: requests for its
+/// slots answer 503 until the cluster promotes the replica (node timeout 1 s), then the
+/// same app serves again, without a restart. Redis replicates asynchronously, so writes
+/// the master acknowledged just before it died may be lost: the test counts consumed codes
+/// that work again and logged-out tokens that work again, and reports them.
+async fn master_killed(store: Store) {
+    use otp_tests::redis_proc::RedisCluster;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let backends = Backends::for_url(
+        store,
+        &cluster.url(),
+        Duration::from_secs(1),
+        KeyLayout::new("otp_", "blacklist_"),
+    )
+    .await;
+    let cfg = Config {
+        otp_rate_limit_per_ip_per_minute: 1_000_000,
+        verify_failures_per_ip_per_hour: 1_000_000,
+        ..config()
+    };
+    let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let workers = login_load(s.clone(), 4, stop.clone(), seen.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim = cluster.masters()[0];
+    let killed = Instant::now();
+    cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.port == victim)
+        .unwrap()
+        .stop();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_ok();
+        cluster
+    })
+    .await
+    .unwrap();
+    let promoted_after = killed.elapsed();
+    // Serving again: a login goes through, within seconds.
+    let back = loop {
+        let email = format!("back{}@example.com", killed.elapsed().as_millis());
+        let r = s.request_otp(&email).await;
+        if r.status == 200
+            && let Some(code) = s.mailer.last_code(&email)
+            && s.verify_otp(&email, &code).await.status == 200
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "{store:?}: no login within 20 s of killing a master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let count = |st: u16| seen.statuses.iter().filter(|s| **s == st).count();
+    let unexpected: Vec<u16> = seen
+        .statuses
+        .iter()
+        .copied()
+        .filter(|s| ![200, 400, 401, 503].contains(s))
+        .take(10)
+        .collect();
+    assert!(unexpected.is_empty(), "{store:?}: answers {unexpected:?}");
+    let mut codes_lost = 0;
+    for (email, code) in &seen.codes {
+        if s.verify_otp(email, code).await.status == 200 {
+            codes_lost += 1;
+        }
+    }
+    let mut revocations_lost = 0;
+    for token in &seen.revoked {
+        if s.protected(Some(token)).await.status == 200 {
+            revocations_lost += 1;
+        }
+    }
+    eprintln!(
+        "{store:?}: master {victim} killed; replica promoted after {promoted_after:?}, \
+         logins again after {back:?}; {} requests: {} × 200, {} × 503, {} × 400, {} × 401; \
+         {} consumed codes, {codes_lost} usable again; {} revocations, {revocations_lost} \
+         lost",
+        seen.statuses.len(),
+        count(200),
+        count(503),
+        count(400),
+        count(401),
+        seen.codes.len(),
+        seen.revoked.len(),
+    );
+    assert!(seen.codes.len() > 10, "logins ran during the test");
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_during_logins_redis() {
+    master_killed(Store::RedisCluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_during_logins_fred() {
+    master_killed(Store::FredCluster).await;
+}

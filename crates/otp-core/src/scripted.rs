@@ -135,23 +135,25 @@ macro_rules! lua_now {
 
 /// Reads the address hash, with the shared helpers of ISSUE and VERIFY.
 ///
-/// Fields: code MAC `m` and its expiry `e`; the minute, hour and day request windows
-/// (`rs`/`rc`, `hs`/`hc`, `ds`/`dc`: start in ms, count); failures `fc` since `fs`; lockout
-/// end `lu`; `n`, the last call that changed the hash (its 8-byte id and `i`, `v` or `m`
-/// for issued, verified, mismatch), so that the same call resent is answered again
-/// without counting twice. Zero fields are not stored.
+/// Fields: code MAC `m` and its expiry `e` (ms); `w`, the minute, hour and day request
+/// windows packed as little-endian (start ms as a double, count as a u32) × 3, which keeps
+/// a pending login small; failures `fc` since `fs`; lockout end `lu`; `n`, the last call
+/// that changed the hash (its 8-byte id and `i`, `v` or `m` for issued, verified,
+/// mismatch), so that the same call resent is answered again without counting twice. Zero
+/// fields are not stored.
 macro_rules! lua_address_prelude {
     () => {
         r#"
 local HOUR, DAY = 3600000, 86400000
-local F = {'m', 'e', 'rs', 'rc', 'hs', 'hc', 'ds', 'dc', 'fc', 'fs', 'lu', 'n'}
+local F = {'m', 'e', 'w', 'fc', 'fs', 'lu', 'n'}
 local h = redis.call('HMGET', KEYS[1], unpack(F))
 local exists = false
 for i = 1, #F do if h[i] then exists = true end end
-local s = { m = h[1], e = tonumber(h[2]) or 0, rs = tonumber(h[3]) or 0, rc = tonumber(h[4]) or 0,
-            hs = tonumber(h[5]) or 0, hc = tonumber(h[6]) or 0, ds = tonumber(h[7]) or 0,
-            dc = tonumber(h[8]) or 0, fc = tonumber(h[9]) or 0, fs = tonumber(h[10]) or 0,
-            lu = tonumber(h[11]) or 0, n = h[12] }
+local s = { m = h[1], e = tonumber(h[2]) or 0, rs = 0, rc = 0, hs = 0, hc = 0, ds = 0, dc = 0,
+            fc = tonumber(h[4]) or 0, fs = tonumber(h[5]) or 0, lu = tonumber(h[6]) or 0, n = h[7] }
+if h[3] and #h[3] == 36 then
+  s.rs, s.rc, s.hs, s.hc, s.ds, s.dc = struct.unpack('<dI4dI4dI4', h[3])
+end
 local function expire_failures(lockout)
   if s.lu > 0 and now >= s.lu then s.lu = 0; s.fc = 0 end
   if s.fc > 0 and now >= s.fs + lockout then s.fc = 0 end
@@ -172,7 +174,11 @@ local function save(window, lockout)
   if s.rc > 0 and now >= s.rs + window then s.rs = 0; s.rc = 0 end
   if s.hc > 0 and now >= s.hs + HOUR then s.hs = 0; s.hc = 0 end
   if s.dc > 0 and now >= s.ds + DAY then s.ds = 0; s.dc = 0 end
-  local v = {s.m, s.e, s.rs, s.rc, s.hs, s.hc, s.ds, s.dc, s.fc, s.fs, s.lu, s.n}
+  local w = nil
+  if s.rc > 0 or s.hc > 0 or s.dc > 0 then
+    w = struct.pack('<dI4dI4dI4', s.rs, s.rc, s.hs, s.hc, s.ds, s.dc)
+  end
+  local v = {s.m, s.e, w, s.fc, s.fs, s.lu, s.n}
   local set, del = {}, {}
   for i = 1, #F do
     local x = v[i]
@@ -359,7 +365,7 @@ macro_rules! lua_session_create_fn {
     () => {
         r#"
 local function create_session(sess, idx, sk, jti, exp, ua, ip, sid, most)
-  if redis.call('EXISTS', sess) == 1 then return 0 end
+  if redis.call('HEXISTS', sess, 'cj') == 1 then return 0 end
   local secs = string.format('%d', math.floor(now / 1000))
   redis.call('HSET', sess, 'sk', sk, 'cj', jti, 'ca', secs, 'ra', secs)
   if ua ~= '' then redis.call('HSET', sess, 'ua', ua) end
@@ -376,7 +382,7 @@ local function create_session(sess, idx, sk, jti, exp, ua, ip, sid, most)
   local prefix = string.sub(sess, 1, #sess - #sid)
   local live = {}
   for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-    if m == sid or redis.call('EXISTS', prefix .. m) == 1 then
+    if m == sid or redis.call('HEXISTS', prefix .. m, 'cj') == 1 then
       live[#live + 1] = m
     else
       redis.call('ZREM', idx, m)
@@ -520,7 +526,7 @@ scripts! {
     /// with the number of sessions ended as the second value of `{0, ended}`.
     VERIFY_OPEN = 12, "verify_open", concat!(lua_now!(), lua_address_prelude!(), lua_verify_fn!(), lua_session_create_fn!(), r#"
 local r = verify(KEYS[4])
-if r[1] ~= 0 or s.n ~= ARGV[5] .. 'v' or h[12] == s.n then return r end
+if r[1] ~= 0 or s.n ~= ARGV[5] .. 'v' or h[7] == s.n then return r end
 return {0, create_session(KEYS[2], KEYS[3], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13]))}
 "#);
     /// Make a consumed code pending again (its session could not be recorded).
