@@ -155,6 +155,10 @@ impl RedisCluster {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "1000",
+                // A replica's first sync waits 5 s by default (for others to join it); a
+                // replica that never synced cannot be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
             ])?);
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
@@ -186,6 +190,47 @@ impl RedisCluster {
             }
             assert!(Instant::now() < deadline, "the cluster did not settle");
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every live replica's link to its master is up (it has synced once, so
+    /// it can be promoted).
+    pub fn wait_replicas_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for n in self.nodes.iter().filter(|n| n.running()) {
+            loop {
+                let info = n.cli(&["info", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "a replica did not sync");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits until the master on `port` is seen failed and another node serves its slots.
+    pub fn wait_promoted(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let nodes = self
+                .nodes
+                .iter()
+                .find(|n| n.running())
+                .map(|n| n.cli(&["cluster", "nodes"]))
+                .unwrap_or_default();
+            let gone = nodes.lines().any(|l| {
+                l.contains(&format!(":{port}@")) && l.contains("fail") && !l.contains("pfail")
+            });
+            if gone && self.masters().len() == 3 {
+                self.wait_ok();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica of {port} was not promoted"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
