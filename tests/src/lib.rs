@@ -206,24 +206,42 @@ impl Backends {
     /// A Redis store (`store` picks the client: redis crate or fred) at `url`, with real
     /// mail to an SMTP server of the test's own.
     pub async fn for_url(store: Store, url: &str, timeout: Duration, keys: KeyLayout) -> Backends {
+        Self::for_url_acked(store, url, timeout, keys, 0).await
+    }
+
+    /// [`Backends::for_url`] with `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` = `replicas` (waiting
+    /// at most half of `timeout`).
+    pub async fn for_url_acked(
+        store: Store,
+        url: &str,
+        timeout: Duration,
+        keys: KeyLayout,
+        replicas: u32,
+    ) -> Backends {
         let url = url.to_owned();
         let (store, blacklist): (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) = match store {
             Store::Redis | Store::RedisCluster => {
-                let s = Arc::new(ScriptedStore::new(
-                    otp_redis::RedisRunner::connect(&url, timeout)
-                        .await
-                        .unwrap(),
-                    keys,
-                ));
+                let s = Arc::new(
+                    ScriptedStore::new(
+                        otp_redis::RedisRunner::connect(&url, timeout)
+                            .await
+                            .unwrap(),
+                        keys,
+                    )
+                    .with_min_replicas_ack(replicas, timeout / 2),
+                );
                 (s.clone(), s)
             }
             _ => {
-                let s = Arc::new(ScriptedStore::new(
-                    otp_fred::FredRunner::connect(&url, timeout, 2)
-                        .await
-                        .unwrap(),
-                    keys,
-                ));
+                let s = Arc::new(
+                    ScriptedStore::new(
+                        otp_fred::FredRunner::connect(&url, timeout, 2)
+                            .await
+                            .unwrap(),
+                        keys,
+                    )
+                    .with_min_replicas_ack(replicas, timeout / 2),
+                );
                 (s.clone(), s)
             }
         };

@@ -194,13 +194,17 @@ impl RedisCluster {
     }
 
     /// Waits until every live replica's link to its master is up (it has synced once, so
-    /// it can be promoted).
+    /// it can be promoted) and every live master has its replica.
     pub fn wait_replicas_synced(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         for n in self.nodes.iter().filter(|n| n.running()) {
             loop {
                 let info = n.cli(&["info", "replication"]);
-                if info.contains("role:master") || info.contains("master_link_status:up") {
+                let synced = info.lines().any(|l| l.trim() == "master_link_status:up");
+                let served = info.contains("role:master")
+                    && info.contains("state=online")
+                    && !info.lines().any(|l| l.trim() == "connected_slaves:0");
+                if synced || served {
                     break;
                 }
                 assert!(Instant::now() < deadline, "a replica did not sync");

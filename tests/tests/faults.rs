@@ -483,18 +483,19 @@ fn login_load(
 /// same app serves again, without a restart. Redis replicates asynchronously, so writes
 /// the master acknowledged just before it died may be lost: the test counts consumed codes
 /// that work again and logged-out tokens that work again, and reports them.
-async fn master_killed(store: Store) {
+async fn master_killed(store: Store, replicas_ack: u32) {
     use otp_tests::redis_proc::RedisCluster;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let backends = Backends::for_url(
+    let backends = Backends::for_url_acked(
         store,
         &cluster.url(),
         Duration::from_secs(1),
         KeyLayout::new("otp_", "blacklist_"),
+        replicas_ack,
     )
     .await;
     let cfg = Config {
@@ -552,6 +553,18 @@ async fn master_killed(store: Store) {
     for w in workers {
         w.await.unwrap();
     }
+    // The killed node comes back, as the promoted master's replica (so that writes which
+    // wait for a replica can be acknowledged again while the test checks).
+    let mut cluster = cluster;
+    let cluster = tokio::task::spawn_blocking(move || {
+        let node = cluster.nodes.iter_mut().find(|n| n.port == victim).unwrap();
+        node.restart();
+        cluster.wait_ok();
+        cluster.wait_replicas_synced();
+        cluster
+    })
+    .await
+    .unwrap();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let count = |st: u16| seen.statuses.iter().filter(|s| **s == st).count();
     let unexpected: Vec<u16> = seen
@@ -575,7 +588,7 @@ async fn master_killed(store: Store) {
         }
     }
     eprintln!(
-        "{store:?}: master {victim} killed; replica promoted after {promoted_after:?}, \
+        "{store:?}, REDIS_MIN_REPLICAS_ACK={replicas_ack}: master {victim} killed; replica promoted after {promoted_after:?}, \
          logins again after {back:?}; {} requests: {} × 200, {} × 503, {} × 400, {} × 401; \
          {} consumed codes, {codes_lost} usable again; {} revocations, {revocations_lost} \
          lost",
@@ -588,15 +601,69 @@ async fn master_killed(store: Store) {
         seen.revoked.len(),
     );
     assert!(seen.codes.len() > 10, "logins ran during the test");
+    if replicas_ack > 0 {
+        // Every acknowledged consumption and revocation reached a replica first.
+        assert_eq!(codes_lost, 0, "{store:?}: consumed codes usable again");
+        assert_eq!(revocations_lost, 0, "{store:?}: revocations lost");
+    }
     drop(cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_killed_during_logins_redis() {
-    master_killed(Store::RedisCluster).await;
+    master_killed(Store::RedisCluster, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_during_logins_with_replica_acks_redis() {
+    master_killed(Store::RedisCluster, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_killed_during_logins_fred() {
-    master_killed(Store::FredCluster).await;
+    master_killed(Store::FredCluster, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_during_logins_with_replica_acks_fred() {
+    master_killed(Store::FredCluster, 1).await;
+}
+
+/// With `OTP_AUTH_REDIS_MIN_REPLICAS_ACK=1` on a server without replicas, a write that must
+/// not be lost is never reported done: verify-otp, refresh and logout answer 503, while
+/// requesting a code (not such a write) works; with 0 everything works.
+async fn replica_acks_required(store: Store) {
+    let Some(redis) = RedisProcess::start() else {
+        return;
+    };
+    let plain = Backends::for_url(store, &redis.url(), TIMEOUT, KeyLayout::new("a_", "ab_")).await;
+    let plain = TestServer::start_with(Adapter::Axum, config(), plain).await;
+    let session = plain.login("acks@example.com").await;
+    let acked =
+        Backends::for_url_acked(store, &redis.url(), TIMEOUT, KeyLayout::new("a_", "ab_"), 1).await;
+    let acked = TestServer::start_with(Adapter::Axum, config(), acked).await;
+    assert_eq!(acked.request_otp("acks2@example.com").await.status, 200);
+    let code = acked.mailer.last_code("acks2@example.com").unwrap();
+    let r = acked.verify_otp("acks2@example.com", &code).await;
+    let p = r.assert_problem(503);
+    assert!(
+        !p.to_string().contains("replicas"),
+        "no internals in the body: {p}"
+    );
+    acked
+        .refresh(Some(&session.refresh))
+        .await
+        .assert_problem(503);
+    // The protected route reads only: it works.
+    assert_eq!(acked.protected(Some(&session.access)).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_acks_required_redis() {
+    replica_acks_required(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_acks_required_fred() {
+    replica_acks_required(Store::Fred).await;
 }

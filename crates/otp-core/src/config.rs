@@ -144,6 +144,10 @@ pub struct Config {
     pub redis_url: String,
     /// Timeout of connecting to the store and of each store command, in milliseconds.
     pub redis_timeout_ms: u64,
+    /// Replicas that must acknowledge a write that must not be lost (a consumed code, a
+    /// lockout, a rotation, a revocation) before it is reported done (`WAIT`, in the same
+    /// round trip); fewer within half the store timeout answer 503. 0: off (at most 16).
+    pub redis_min_replicas_ack: u32,
     /// SMTP server host.
     pub smtp_server: String,
     /// SMTP server port.
@@ -256,6 +260,7 @@ impl Default for Config {
         Config {
             redis_url: "redis://localhost:6379/0".to_owned(),
             redis_timeout_ms: 1000,
+            redis_min_replicas_ack: 0,
             smtp_server: "127.0.0.1".to_owned(),
             smtp_port: 1025,
             smtp_username: None,
@@ -314,6 +319,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
             .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("redis_min_replicas_ack", &self.redis_min_replicas_ack)
             .field("smtp_server", &self.smtp_server)
             .field("smtp_port", &self.smtp_port)
             .field("smtp_username", &self.smtp_username)
@@ -564,6 +570,12 @@ impl Config {
             p.push(format!(
                 "OTP_AUTH_MAX_SESSIONS_PER_USER must be between 1 and 1000, got {}",
                 self.max_sessions_per_user
+            ));
+        }
+        if self.redis_min_replicas_ack > 16 {
+            p.push(format!(
+                "OTP_AUTH_REDIS_MIN_REPLICAS_ACK must be at most 16, got {}",
+                self.redis_min_replicas_ack
             ));
         }
         if self.session_max_days > 3650 {
@@ -896,6 +908,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.redis_url, "redis://localhost:6379/0");
         assert_eq!(c.redis_timeout_ms, 1000);
+        assert_eq!(c.redis_min_replicas_ack, 0);
         assert_eq!((c.smtp_server.as_str(), c.smtp_port), ("127.0.0.1", 1025));
         assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
         assert_eq!((c.smtp_timeout_ms, c.smtp_pool_size), (10_000, 4));
@@ -974,6 +987,7 @@ mod tests {
             jail.set_env("OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS", "5");
             jail.set_env("OTP_AUTH_MAX_SESSIONS_PER_USER", "3");
             jail.set_env("OTP_AUTH_SESSION_MAX_DAYS", "90");
+            jail.set_env("OTP_AUTH_REDIS_MIN_REPLICAS_ACK", "1");
             // All digits with a leading zero: must stay the exact string.
             jail.set_env("OTP_AUTH_JWT_SECRET", "01234567890123456789012345678901234");
             jail.set_env("OTP_AUTH_CODE_SECRET", GOOD);
@@ -1042,6 +1056,7 @@ mod tests {
             assert_eq!(c.verify_failures_per_ip_per_hour, 40);
             assert_eq!(c.refresh_reuse_interval_seconds, 5);
             assert_eq!((c.max_sessions_per_user, c.session_max_days), (3, 90));
+            assert_eq!(c.redis_min_replicas_ack, 1);
             assert_eq!(
                 c.jwt_secret.as_ref().map(|s| s.expose_secret()),
                 Some("01234567890123456789012345678901234")
@@ -1212,6 +1227,13 @@ mod tests {
                     ..valid()
                 },
                 "OTP_AUTH_MAX_SESSIONS_PER_USER",
+            ),
+            (
+                Config {
+                    redis_min_replicas_ack: 17,
+                    ..valid()
+                },
+                "OTP_AUTH_REDIS_MIN_REPLICAS_ACK",
             ),
             (
                 Config {

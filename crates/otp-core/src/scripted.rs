@@ -65,6 +65,19 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The reply of `WAIT`: how many replicas acknowledged; fewer than `replicas` is an
+    /// error, as [`ScriptRunner::run_replicated`] documents.
+    pub fn check_replicas(acked: i64, replicas: u32) -> Result<(), StoreError> {
+        if acked >= i64::from(replicas) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the write was acknowledged by {acked} of the {replicas} replicas \
+                 OTP_AUTH_REDIS_MIN_REPLICAS_ACK requires"
+            )))
+        }
+    }
+
     fn int(&self) -> Result<i64, StoreError> {
         match self {
             Reply::Int(i) => Ok(*i),
@@ -115,6 +128,27 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
     /// in one call instead of two. Defaults to `false` (always correct).
     fn single_node(&self) -> bool {
         false
+    }
+
+    /// [`ScriptRunner::run`] followed, in the same round trip (a pipeline to the server of
+    /// the keys' slot), by `WAIT replicas timeout`: the write is acknowledged by at least
+    /// `replicas` replicas, or the call fails with [`StoreError::Unavailable`] (the write
+    /// stays on the master, but nobody is told it succeeded). Used for the writes that
+    /// must not be lost when `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` is set. The script goes as
+    /// `EVAL` with its source, so no `NOSCRIPT` reload can come between it and the `WAIT`.
+    /// The default refuses: a runner that cannot pipeline cannot offer it.
+    async fn run_replicated(
+        &self,
+        script: &Script,
+        _keys: &[&str],
+        _args: &[&[u8]],
+        _replicas: u32,
+        _timeout: Duration,
+    ) -> Result<Reply, StoreError> {
+        Err(StoreError::Backend(format!(
+            "this store runner cannot wait for replicas (script {})",
+            script.name
+        )))
     }
 
     /// `EXISTS keys…` (all in one slot): how many of `keys` exist, a key named twice
@@ -537,6 +571,40 @@ return {0, create_session(KEYS[2], KEYS[3], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
     IP_FAILURE_COUNT = 15, "ip_failure_count", IP_FAILURE_COUNT_SRC;
 }
 
+impl Script {
+    /// Whether the script makes a write that must not be lost (consuming a code, a
+    /// lockout, a rotation, a revocation): with `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` set, it
+    /// runs through [`ScriptRunner::run_replicated`].
+    pub fn durable(&self) -> bool {
+        [VERIFY.id, VERIFY_OPEN.id, ROTATE.id, END.id, END_ALL.id].contains(&self.id)
+    }
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, modulo 16384), for
+/// runners that route a command by slot.
+pub fn key_slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let tagged = b.iter().position(|&c| c == b'{').and_then(|open| {
+        let rest = &b[open + 1..];
+        rest.iter()
+            .position(|&c| c == b'}')
+            .filter(|&close| close > 0)
+            .map(|close| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for &byte in tagged.unwrap_or(b) {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 /// Key names, from the configured prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
@@ -629,12 +697,53 @@ fn strings(r: &Reply) -> Result<Vec<String>, StoreError> {
 pub struct ScriptedStore<R> {
     runner: R,
     keys: KeyLayout,
+    /// Replicas that must acknowledge a durable write, and how long to wait for them.
+    replicas: Option<(u32, Duration)>,
 }
 
 impl<R: ScriptRunner> ScriptedStore<R> {
     /// A store running its scripts on `runner`, with key names from `keys`.
     pub fn new(runner: R, keys: KeyLayout) -> ScriptedStore<R> {
-        ScriptedStore { runner, keys }
+        ScriptedStore {
+            runner,
+            keys,
+            replicas: None,
+        }
+    }
+
+    /// A store as `config` sets it up: its key prefixes and
+    /// `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` (waiting at most half of `OTP_AUTH_REDIS_TIMEOUT_MS`
+    /// for the replicas).
+    pub fn from_config(runner: R, config: &crate::Config) -> ScriptedStore<R> {
+        Self::new(runner, KeyLayout::from_config(config)).with_min_replicas_ack(
+            config.redis_min_replicas_ack,
+            Duration::from_millis(config.redis_timeout_ms / 2),
+        )
+    }
+
+    /// Makes every write that must not be lost ([`Script::durable`]) wait until `replicas`
+    /// replicas acknowledged it, at most `timeout`, failing as unavailable otherwise
+    /// (`OTP_AUTH_REDIS_MIN_REPLICAS_ACK`; 0 turns it off).
+    pub fn with_min_replicas_ack(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// One script call, through `WAIT` when it is durable and replicas are required.
+    async fn call(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Reply, StoreError> {
+        match self.replicas {
+            Some((n, timeout)) if script.durable() => {
+                self.runner
+                    .run_replicated(script, keys, args, n, timeout)
+                    .await
+            }
+            _ => self.runner.run(script, keys, args).await,
+        }
     }
 
     /// The script runner (the backend's client).
@@ -776,14 +885,13 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             // One server: the IP bucket and the address in one call.
             Some(ip) if self.runner.single_node() => {
                 let ip_key = self.keys.ip(ip);
-                self.runner.run(&ISSUE_IP, &[&key, &ip_key], &args).await?
+                self.call(&ISSUE_IP, &[&key, &ip_key], &args).await?
             }
             Some(ip) => {
                 // A cluster: the IP counter lives in its own slot, so its own call first.
                 let ip_key = self.keys.ip(ip);
                 let r = self
-                    .runner
-                    .run(
+                    .call(
                         &IP_TAKE,
                         &[&ip_key],
                         &[per_ip.as_bytes(), window.as_bytes()],
@@ -794,9 +902,9 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
                         retry_after: wait(v),
                     });
                 }
-                self.runner.run(&ISSUE, &[&key], &args[..9]).await?
+                self.call(&ISSUE, &[&key], &args[..9]).await?
             }
-            None => self.runner.run(&ISSUE, &[&key], &args[..9]).await?,
+            None => self.call(&ISSUE, &[&key], &args[..9]).await?,
         };
         let limit = |r: &Reply| match r.array().ok().and_then(|a| a.get(2)).map(Reply::int) {
             Some(Ok(2)) => AddressLimit::Hour,
@@ -828,34 +936,32 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         match &ip_key {
             // One server: the IP's failures are read and counted inside VERIFY.
             Some(ipk) if self.runner.single_node() => {
-                verify_outcome(&self.runner.run(&VERIFY, &[&key, ipk], &argv).await?)
+                verify_outcome(&self.call(&VERIFY, &[&key, ipk], &argv).await?)
             }
             Some(ipk) => {
                 // A cluster: the counter has its own slot, read before and counted after.
                 let r = self
-                    .runner
-                    .run(&IP_FAILURES_FULL, &[ipk], &[va.ip_failures.as_bytes()])
+                    .call(&IP_FAILURES_FULL, &[ipk], &[va.ip_failures.as_bytes()])
                     .await?;
                 if let (1, v) = pair(&r)? {
                     return Ok(VerifyOutcome::IpLimited {
                         retry_after: wait(v),
                     });
                 }
-                let outcome = verify_outcome(&self.runner.run(&VERIFY, &[&key], &argv).await?)?;
+                let outcome = verify_outcome(&self.call(&VERIFY, &[&key], &argv).await?)?;
                 if let VerifyOutcome::Mismatch { .. } = outcome {
-                    self.runner
-                        .run(&IP_FAILURE_COUNT, &[ipk], &[ms(HOUR).as_bytes()])
+                    self.call(&IP_FAILURE_COUNT, &[ipk], &[ms(HOUR).as_bytes()])
                         .await?;
                 }
                 Ok(outcome)
             }
-            None => verify_outcome(&self.runner.run(&VERIFY, &[&key], &argv).await?),
+            None => verify_outcome(&self.call(&VERIFY, &[&key], &argv).await?),
         }
     }
 
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
         let key = self.keys.address(address);
-        self.runner.run(&DISCARD, &[&key], &[&code_mac.0]).await?;
+        self.call(&DISCARD, &[&key], &[&code_mac.0]).await?;
         Ok(())
     }
 
@@ -866,8 +972,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let key = self.keys.address(address);
-        self.runner
-            .run(&RESTORE, &[&key], &[&code_mac.0, ms(ttl).as_bytes()])
+        self.call(&RESTORE, &[&key], &[&code_mac.0, ms(ttl).as_bytes()])
             .await?;
         Ok(())
     }
@@ -896,7 +1001,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         if let Some(ipk) = &ip_key {
             keys.push(ipk);
         }
-        let r = self.runner.run(&VERIFY_OPEN, &keys, &argv).await?;
+        let r = self.call(&VERIFY_OPEN, &keys, &argv).await?;
         let outcome = verify_outcome(&r)?;
         let evicted = match outcome {
             VerifyOutcome::Verified => u32::try_from(pair(&r)?.1).unwrap_or(0),
@@ -913,8 +1018,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
         let index = self.keys.index_of(&s.sid);
         let sa = SessionArgs::new(s);
         let r = self
-            .runner
-            .run(&SESSION_CREATE, &[&session, &index], &sa.argv(s))
+            .call(&SESSION_CREATE, &[&session, &index], &sa.argv(s))
             .await?;
         Ok(u32::try_from(r.int()?).unwrap_or(0))
     }
@@ -923,8 +1027,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
         let session = self.keys.session(&rot.sid);
         let index = self.keys.index_of(&rot.sid);
         let r = self
-            .runner
-            .run(
+            .call(
                 &ROTATE,
                 &[&session, &index],
                 &[
@@ -985,17 +1088,15 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
                 Some((jti, exp)) => {
                     let revoked = self.keys.revoked(sid, jti);
                     let exp = exp.to_string();
-                    self.runner
-                        .run(
-                            &END,
-                            &[&session, &index, &revoked],
-                            &[sid.as_bytes(), end, exp.as_bytes()],
-                        )
-                        .await
+                    self.call(
+                        &END,
+                        &[&session, &index, &revoked],
+                        &[sid.as_bytes(), end, exp.as_bytes()],
+                    )
+                    .await
                 }
                 None => {
-                    self.runner
-                        .run(&END, &[&session, &index], &[sid.as_bytes(), end])
+                    self.call(&END, &[&session, &index], &[sid.as_bytes(), end])
                         .await
                 }
             }
@@ -1008,7 +1109,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
 
     async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
         let index = self.keys.index(subject_key);
-        let sids = strings(&self.runner.run(&INDEX_LIST, &[&index], &[]).await?)?;
+        let sids = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
         if sids.is_empty() {
             return Ok(0);
         }
@@ -1017,13 +1118,13 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
             .chain(sessions.iter().map(String::as_str))
             .collect();
         let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
-        let n = self.runner.run(&END_ALL, &keys, &args).await?.int()?;
+        let n = self.call(&END_ALL, &keys, &args).await?.int()?;
         Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let index = self.keys.index(subject_key);
-        let sids = strings(&self.runner.run(&INDEX_LIST, &[&index], &[]).await?)?;
+        let sids = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
         if sids.is_empty() {
             return Ok(Vec::new());
         }
@@ -1032,7 +1133,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
             .chain(sessions.iter().map(String::as_str))
             .collect();
         let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
-        let r = self.runner.run(&SESSIONS_GET, &keys, &args).await?;
+        let r = self.call(&SESSIONS_GET, &keys, &args).await?;
         let now = crate::token::now_secs();
         let mut out = Vec::new();
         for row in r.array()? {
@@ -1050,5 +1151,36 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.sid.cmp(&b.sid)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slots_match_redis() {
+        // `CLUSTER KEYSLOT` of these keys.
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("bar"), 5061);
+        assert_eq!(key_slot("somekey"), 11058);
+        // Only the hash tag counts; an empty tag does not make one.
+        assert_eq!(key_slot("otp_{foo}"), 12182);
+        assert_eq!(key_slot("{foo}:s:x"), key_slot("blacklist_{foo}:u"));
+        assert_eq!(key_slot("{}foo"), key_slot("{}foo"));
+        assert_ne!(key_slot("{}foo"), key_slot("foo"));
+    }
+
+    #[test]
+    fn durable_scripts_are_the_writes_that_must_not_be_lost() {
+        let durable: Vec<&str> = SCRIPTS
+            .iter()
+            .filter(|s| s.durable())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            durable,
+            ["verify", "rotate", "end", "end_all", "verify_open"]
+        );
     }
 }

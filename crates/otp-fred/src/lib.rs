@@ -37,7 +37,7 @@ use fred::prelude::{
 use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
 use otp_core::StoreError;
-use otp_core::scripted::{KeyLayout, Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore};
+use otp_core::scripted::{Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, key_slot};
 
 /// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis via fred.
 pub type FredStore = ScriptedStore<FredRunner>;
@@ -162,7 +162,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreEr
         DEFAULT_POOL_SIZE,
     )
     .await?;
-    Ok(ScriptedStore::new(runner, KeyLayout::from_config(config)))
+    Ok(ScriptedStore::from_config(runner, config))
 }
 
 fn classify(e: &FredError) -> StoreError {
@@ -218,6 +218,56 @@ impl ScriptRunner for FredRunner {
         let call =
             prepared.evalsha_with_reload::<Value, _, _>(self.pool.next_connected(), keys, args);
         self.bounded(script.name, call).await.and_then(to_reply)
+    }
+
+    async fn run_replicated(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Reply, StoreError> {
+        // Both to the master of the keys' slot, in one pipeline on one connection.
+        let slot = keys.first().map_or(0, |k| key_slot(k));
+        let mut eval: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+        eval.push(Value::from(script.source));
+        eval.push(Value::Integer(keys.len() as i64));
+        eval.extend(keys.iter().map(|k| Value::from(*k)));
+        eval.extend(args.iter().map(|a| Value::Bytes(Bytes::copy_from_slice(a))));
+        let client = self.pool.next_connected();
+        let pipe = client.pipeline();
+        let call = async {
+            pipe.custom::<(), Value>(
+                CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false),
+                eval,
+            )
+            .await?;
+            pipe.custom::<(), Value>(
+                CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false),
+                vec![
+                    Value::Integer(i64::from(replicas)),
+                    Value::Integer(timeout.as_millis() as i64),
+                ],
+            )
+            .await?;
+            pipe.all::<Vec<Value>>().await
+        };
+        let replies = self.bounded(script.name, call).await?;
+        let [reply, acked] = <[Value; 2]>::try_from(replies).map_err(|r| {
+            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
+        })?;
+        let acked = match acked {
+            Value::Integer(n) => n,
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "WAIT answered {:?}",
+                    other.kind()
+                )));
+            }
+        };
+        Reply::check_replicas(acked, replicas)?;
+        to_reply(reply)
     }
 
     fn single_node(&self) -> bool {

@@ -30,11 +30,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_core::StoreError;
-use otp_core::scripted::{KeyLayout, Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore};
+use otp_core::scripted::{Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, key_slot};
 use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 /// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis.
@@ -181,7 +182,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStore
         Duration::from_millis(config.redis_timeout_ms),
     )
     .await?;
-    Ok(ScriptedStore::new(runner, KeyLayout::from_config(config)))
+    Ok(ScriptedStore::from_config(runner, config))
 }
 
 /// Sorts a client error into "try again later" (503) or "a bug or foreign data" (500).
@@ -251,6 +252,51 @@ impl ScriptRunner for RedisRunner {
             }
         };
         self.bounded(script.name, call).await.and_then(to_reply)
+    }
+
+    async fn run_replicated(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Reply, StoreError> {
+        let mut pipe = redis::pipe();
+        let eval = pipe.cmd("EVAL").arg(script.source).arg(keys.len());
+        for k in keys {
+            eval.arg(*k);
+        }
+        for a in args {
+            eval.arg(*a);
+        }
+        pipe.cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64);
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
+                Conn::Cluster(c) => {
+                    // Both to the master of the keys' slot, on one connection.
+                    let slot = keys.first().map_or(0, |k| key_slot(k));
+                    let route =
+                        SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                    c.clone().route_pipeline(pipe, 0, 2, route).await
+                }
+            }
+        };
+        let replies = self.bounded(script.name, call).await?;
+        let [reply, acked] = <[Value; 2]>::try_from(replies).map_err(|r| {
+            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
+        })?;
+        let acked = match acked {
+            Value::Int(n) => n,
+            other => {
+                return Err(StoreError::Backend(format!("WAIT answered {other:?}")));
+            }
+        };
+        Reply::check_replicas(acked, replicas)?;
+        to_reply(reply)
     }
 
     fn single_node(&self) -> bool {
