@@ -957,7 +957,7 @@ pub async fn session_cap(t: Target) {
 /// The hour and day caps and the resend cooldown answer 429 with `Retry-After`, and send
 /// no mail.
 pub async fn mail_caps(t: Target) {
-    for (config, refused_after, min_wait) in [
+    for (config, refused_after, min_wait, scope) in [
         (
             Config {
                 otp_rate_limit_per_hour: 3,
@@ -965,6 +965,7 @@ pub async fn mail_caps(t: Target) {
             },
             3,
             3000,
+            "address_hour",
         ),
         (
             Config {
@@ -973,6 +974,7 @@ pub async fn mail_caps(t: Target) {
             },
             2,
             80_000,
+            "address_day",
         ),
         (
             Config {
@@ -981,6 +983,7 @@ pub async fn mail_caps(t: Target) {
             },
             1,
             20,
+            "cooldown",
         ),
     ] {
         let s = TestServer::start(t, config).await;
@@ -994,6 +997,12 @@ pub async fn mail_caps(t: Target) {
         let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!(wait >= min_wait, "Retry-After {wait} < {min_wait}");
         assert_eq!(s.mailer.count(), sent, "a refused request sends no mail");
+        let labels = format!("scope=\"{scope}\"");
+        assert_eq!(
+            s.metric("otp_rate_limited_total", &labels).await,
+            1.0,
+            "{scope}"
+        );
         // Other addresses are not affected.
         assert_eq!(s.request_otp("other@example.com").await.status, 200);
     }
@@ -1042,6 +1051,11 @@ pub async fn ip_verification_failures(t: Target) {
         200,
         "nothing was compared for the limited IP: {}",
         r.text()
+    );
+    assert_eq!(
+        s.metric("otp_rate_limited_total", "scope=\"ip_failures\"")
+            .await,
+        1.0
     );
 }
 

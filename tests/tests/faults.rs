@@ -223,49 +223,8 @@ async fn cluster_failover(store: Store) {
     };
     let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    #[derive(Default)]
-    struct Seen {
-        statuses: Vec<u16>,
-        codes: Vec<(String, String)>,
-        revoked: Vec<String>,
-    }
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (s, stop, seen) = (s.clone(), stop.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    n += 1;
-                    let email = format!("w{w}n{n}@example.com");
-                    let r = s.request_otp(&email).await;
-                    seen.lock().unwrap().statuses.push(r.status);
-                    if r.status != 200 {
-                        continue;
-                    }
-                    let Some(code) = s.mailer.last_code(&email) else {
-                        continue;
-                    };
-                    let r = s.verify_otp(&email, &code).await;
-                    seen.lock().unwrap().statuses.push(r.status);
-                    if r.status != 200 {
-                        continue;
-                    }
-                    seen.lock().unwrap().codes.push((email.clone(), code));
-                    let access = r.json()["access_token"].as_str().unwrap().to_owned();
-                    let r = s.protected(Some(&access)).await;
-                    seen.lock().unwrap().statuses.push(r.status);
-                    let r = s
-                        .send(s.http.post(s.url("/auth/logout")).bearer_auth(&access))
-                        .await;
-                    seen.lock().unwrap().statuses.push(r.status);
-                    if r.status == 200 {
-                        seen.lock().unwrap().revoked.push(access);
-                    }
-                }
-            })
-        })
-        .collect();
+    let workers = login_load(s.clone(), 4, stop.clone(), seen.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let master = cluster.masters()[0];
     let started = Instant::now();

@@ -141,6 +141,9 @@ struct Inner {
     cookie: CookieSpec,
     /// Smoothed mail delivery time in microseconds, to pace answers for refused addresses.
     mail_latency_us: AtomicU64,
+    /// Whether the application gave its own hooks (which may have side effects, so they
+    /// only ever see verified addresses).
+    custom_hooks: bool,
 }
 
 /// How long the answer for a refused address takes before any mail has been timed: about
@@ -295,6 +298,7 @@ impl OtpAuthBuilder {
                 store,
                 blacklist,
                 mailer,
+                custom_hooks: self.hooks.is_some(),
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(DefaultHooks)),
                 templates,
                 link: LinkSealer::new(&code_secret),
@@ -596,9 +600,61 @@ impl OtpAuth {
             }
             return Err(self.not_verified(outcome, method, &req));
         }
-        // Whatever can fail on the application's side (hooks, signing) comes before the
-        // store, so the code is consumed exactly when the session is recorded and its
-        // tokens are ready.
+        if i.custom_hooks {
+            // The application's hooks see only verified addresses (a `subject` hook may
+            // create the user): the code is checked first, and if the hooks or the session
+            // write fail afterwards, the code is given back.
+            let outcome = i.store.verify(&req).await?;
+            if outcome != VerifyOutcome::Verified {
+                return Err(self.not_verified(outcome, method, &req));
+            }
+            let opened = async {
+                let (pair, session) = self.prepare_login(email, client).await?;
+                let evicted = i.blacklist.create_session(&session).await?;
+                Ok::<_, Error>((pair, evicted))
+            };
+            return match opened.await {
+                Ok((pair, evicted)) => {
+                    self.logged_in(email, method, evicted);
+                    Ok(pair)
+                }
+                Err(e) => {
+                    if let Err(r) = i
+                        .store
+                        .restore(&req.address, &req.code_mac, req.code_ttl)
+                        .await
+                    {
+                        tracing::error!(
+                            address = %address,
+                            error = %r,
+                            "a verified code could not be restored after its login failed"
+                        );
+                    }
+                    Err(e)
+                }
+            };
+        }
+        // The built-in hooks are pure: the tokens are signed first, and the store checks the
+        // code and records the session in one operation.
+        let (pair, session) = self.prepare_login(email, client).await?;
+        let login = i
+            .store
+            .verify_and_open(&req, &session, &*i.blacklist)
+            .await?;
+        if login.outcome != VerifyOutcome::Verified {
+            return Err(self.not_verified(login.outcome, method, &req));
+        }
+        self.logged_in(email, method, login.evicted);
+        Ok(pair)
+    }
+
+    /// The tokens and the session record of a new login of `email`.
+    async fn prepare_login(
+        &self,
+        email: &Email,
+        client: &ClientInfo,
+    ) -> Result<(TokenPair, NewSession), Error> {
+        let i = &*self.inner;
         let subject = i.hooks.subject(email).await?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
@@ -617,27 +673,25 @@ impl OtpAuth {
             ip: client.ip.map(|ip| ip.to_canonical().to_string()),
             max_sessions: i.config.max_sessions_per_user,
         };
-        let login = i
-            .store
-            .verify_and_open(&req, &session, &*i.blacklist)
-            .await?;
-        if login.outcome != VerifyOutcome::Verified {
-            return Err(self.not_verified(login.outcome, method, &req));
-        }
+        Ok((pair, session))
+    }
+
+    /// Counts and logs a login that opened its session.
+    fn logged_in(&self, email: &Email, method: &'static str, evicted: u32) {
+        let address = self.inner.hasher.address_key(email);
         if self.magic_applies(email) {
             tracing::warn!(
                 address = %address,
                 "OTP_AUTH_DISABLE_LOCAL_AUTH: login with the magic code"
             );
         }
-        metrics::sessions_evicted(login.evicted);
+        metrics::sessions_evicted(evicted);
         metrics::verification(method, "success");
         tracing::info!(
             address = %address,
-            sessions_ended = login.evicted,
+            sessions_ended = evicted,
             "login verified, session opened"
         );
-        Ok(pair)
     }
 
     /// The error for a verification that did not succeed, counted and logged.
@@ -781,7 +835,15 @@ impl OtpAuth {
                 .await?;
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }
-        let session_end = claims.extra.get(SESSION_END_CLAIM).and_then(Value::as_u64);
+        // A session from before OTP_AUTH_SESSION_MAX_DAYS was set starts its clock now.
+        let session_end = claims
+            .extra
+            .get(SESSION_END_CLAIM)
+            .and_then(Value::as_u64)
+            .or_else(|| {
+                (i.config.session_max_days > 0)
+                    .then(|| now_secs() + i.config.session_max_days * 86_400)
+            });
         if session_end.is_some_and(|end| end <= now_secs()) {
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }

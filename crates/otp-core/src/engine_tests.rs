@@ -894,6 +894,63 @@ async fn refused_addresses_are_paced_from_a_floor_before_any_mail_was_timed() {
     );
 }
 
+/// Hooks that count `subject` calls and fail the first one.
+#[derive(Debug, Default)]
+struct CountingHooks {
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Hooks for CountingHooks {
+    async fn subject(&self, email: &Email) -> Result<String, Error> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 0 {
+            return Err(Error::Internal("the user directory is down".into()));
+        }
+        Ok(format!("user-{}", email.as_str()))
+    }
+}
+
+#[tokio::test]
+async fn application_hooks_see_only_verified_addresses_and_a_failing_hook_keeps_the_code() {
+    let mailer = CapturingMailer::new();
+    let hooks = Arc::new(CountingHooks::default());
+    let auth = OtpAuth::builder(config())
+        .stores(MemoryStore::new())
+        .mailer(Arc::new(mailer.clone()))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let calls = || hooks.calls.load(std::sync::atomic::Ordering::SeqCst);
+    // No pending code, then a wrong code: the hook is never asked.
+    assert!(
+        auth.verify_code("h@example.com", "123456", &client())
+            .await
+            .is_err()
+    );
+    auth.request_code("h@example.com", &client()).await.unwrap();
+    let code = mailer.last_code("h@example.com").unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert!(
+        auth.verify_code("h@example.com", wrong, &client())
+            .await
+            .is_err()
+    );
+    assert_eq!(calls(), 0, "a hook saw an unverified address");
+    // The right code: the hook fails once, and the code is given back.
+    let e = auth
+        .verify_code("h@example.com", &code, &client())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 500);
+    assert_eq!(calls(), 1);
+    let pair = auth
+        .verify_code("h@example.com", &code, &client())
+        .await
+        .unwrap();
+    assert_eq!(pair.claims.sub, "user-h@example.com");
+}
+
 #[tokio::test]
 async fn an_async_closure_serves_as_mailer() {
     let sent: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -14,11 +14,13 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `otp_{<address key>}` | hash | code MAC `m`, its expiry `e`, request window `rs`/`rc`, failures `fc`/`fs`, lockout `lu` | when the last of those ends |
+//! | `otp_{<address key>}` | hash | code MAC `m`, its expiry `e`, the minute/hour/day request windows packed in `w`, failures `fc`/`fs`, lockout `lu`, last call `n` | when the last of those ends (the day window: a day) |
 //! | `otp_ip:{<ip bucket>}` | string | requests in the current minute | with the window |
-//! | `blacklist_{<subject key>}:s:<sid>` | hash | session: subject key, current refresh `jti`, times, user agent, IP | with the session |
+//! | `otp_vf:{<ip bucket>}` | string | failed verifications in the current hour | with the window |
+//! | `<first key>:fence` | string | written after a durable script when replicas must acknowledge | a second |
+//! | `blacklist_{<subject key>}:s:<sid>` | hash | session: subject key `sk`, current refresh `jti` `cj`, its parent `pj` and rotation time `rt`, times `ca`/`ra`, user agent, IP | with the session |
 //! | `blacklist_{<subject key>}:j:<jti>` | string | a revoked access token | with the token |
-//! | `blacklist_{<subject key>}:u` | set | the subject's session ids | with its longest session |
+//! | `blacklist_{<subject key>}:u` | sorted set | the subject's session ids, scored by last refresh (ms) | with its longest session |
 //!
 //! A session id starts with its subject key ([`crate::store::new_session_id`]), so a
 //! subject's sessions, revocations and index share one slot: creating, rotating, ending
@@ -65,11 +67,16 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The reply of `WAIT`: how many replicas acknowledged; fewer than `replicas` is an
-    /// error, as [`ScriptRunner::run_replicated`] documents.
-    pub fn check_replicas(acked: i64, replicas: u32) -> Result<(), StoreError> {
+    /// The script's reply out of the replies of `EVAL` + `WAIT`
+    /// ([`ScriptRunner::run_replicated`]): an error when `WAIT` counted fewer than
+    /// `replicas` acknowledgements.
+    pub fn replicated(replies: Vec<Reply>, replicas: u32) -> Result<Reply, StoreError> {
+        let [reply, _fence, acked] = <[Reply; 3]>::try_from(replies).map_err(|r| {
+            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
+        })?;
+        let acked = acked.int()?;
         if acked >= i64::from(replicas) {
-            Ok(())
+            Ok(reply)
         } else {
             Err(StoreError::Unavailable(format!(
                 "the write was acknowledged by {acked} of the {replicas} replicas \
@@ -131,7 +138,10 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
     }
 
     /// [`ScriptRunner::run`] followed, in the same round trip (a pipeline to the server of
-    /// the keys' slot), by `WAIT replicas timeout`: the write is acknowledged by at least
+    /// the keys' slot), by a write of [`fence_key`] and `WAIT replicas timeout`. The fence
+    /// is always a write, so `WAIT` also covers a script that wrote nothing this time (the
+    /// same call resent after its first run, whose writes came earlier in the replication
+    /// stream): the write is acknowledged by at least
     /// `replicas` replicas, or the call fails with [`StoreError::Unavailable`] (the write
     /// stays on the master, but nobody is told it succeeded). Used for the writes that
     /// must not be lost when `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` is set. The script goes as
@@ -263,6 +273,7 @@ macro_rules! lua_issue_body {
 expire_failures(lockout)
 if s.lu > now then return {3, s.lu - now} end
 local wait, which = 0, 0
+-- The longest wait; on a tie the first limit named (as otp_core::state does).
 local function consider(w, k) if w and w > wait then wait = w; which = k end end
 consider(full(s.rs, s.rc, window, limit), 1)
 consider(full(s.hs, s.hc, HOUR, per_hour), 2)
@@ -451,7 +462,7 @@ if cj == ARGV[1] then
   local secs = string.format('%d', math.floor(now / 1000))
   redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'pj', ARGV[1], 'rt', string.format('%d', now), 'ra', secs)
   redis.call('EXPIREAT', KEYS[1], ARGV[3])
-  redis.call('ZADD', KEYS[2], 'XX', string.format('%d', now), ARGV[4])
+  redis.call('ZADD', KEYS[2], string.format('%d', now), ARGV[4])
   redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
   return {0}
 end
@@ -460,6 +471,7 @@ if h[2] == ARGV[1] then
   local interval = tonumber(ARGV[5])
   if interval > 0 and now - (tonumber(h[3]) or 0) <= interval then
     redis.call('EXPIREAT', KEYS[1], ARGV[3], 'GT')
+    redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
     return {3, cj}
   end
 end
@@ -578,6 +590,12 @@ impl Script {
     pub fn durable(&self) -> bool {
         [VERIFY.id, VERIFY_OPEN.id, ROTATE.id, END.id, END_ALL.id].contains(&self.id)
     }
+}
+
+/// The key a durable call writes after its script ([`ScriptRunner::run_replicated`]): in
+/// the slot of `first_key`, gone after a second.
+pub fn fence_key(first_key: &str) -> String {
+    format!("{first_key}:fence")
 }
 
 /// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, modulo 16384), for

@@ -172,8 +172,12 @@ impl AddressState {
         ]
         .into_iter()
         .filter_map(|(wait, limit)| wait.map(|w| (w, limit)))
-        // The longest wait: retrying earlier would only be refused again.
-        .max_by_key(|(wait, _)| *wait);
+        // The longest wait (retrying earlier would only be refused again); on a tie the
+        // first limit named.
+        .fold(None, |best: Option<(u64, AddressLimit)>, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        });
         if let Some((wait, limit)) = refused {
             return IssueOutcome::AddressLimited {
                 retry_after: Duration::from_millis(wait),

@@ -37,7 +37,9 @@ use fred::prelude::{
 use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
 use otp_core::StoreError;
-use otp_core::scripted::{Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, key_slot};
+use otp_core::scripted::{
+    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, fence_key, key_slot,
+};
 
 /// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis via fred.
 pub type FredStore = ScriptedStore<FredRunner>;
@@ -114,8 +116,9 @@ impl FredRunner {
             internal_command_timeout: timeout,
             // The caller's timeout bounds the whole call; a second attempt covers a
             // reconnection or a cluster failover inside it. fred resends a command whose
-            // connection dropped before its answer came, so a script may run twice: every
-            // store call is safe to repeat (call ids for codes, the new jti for rotations).
+            // connection dropped before its answer came, so a script may run twice: codes,
+            // rotations and sessions are safe to repeat (call ids for codes, the new jti for
+            // rotations); an IP bucket may count one request or failure twice.
             max_command_attempts: 2,
             ..ConnectionConfig::default()
         };
@@ -228,7 +231,7 @@ impl ScriptRunner for FredRunner {
         replicas: u32,
         timeout: Duration,
     ) -> Result<Reply, StoreError> {
-        // Both to the master of the keys' slot, in one pipeline on one connection.
+        // All to the master of the keys' slot, in one pipeline on one connection.
         let slot = keys.first().map_or(0, |k| key_slot(k));
         let mut eval: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
         eval.push(Value::from(script.source));
@@ -244,6 +247,16 @@ impl ScriptRunner for FredRunner {
             )
             .await?;
             pipe.custom::<(), Value>(
+                CustomCommand::new_static("SET", ClusterHash::Custom(slot), false),
+                vec![
+                    Value::from(fence_key(keys.first().copied().unwrap_or_default())),
+                    Value::Integer(1),
+                    Value::from("PX"),
+                    Value::Integer(1000),
+                ],
+            )
+            .await?;
+            pipe.custom::<(), Value>(
                 CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false),
                 vec![
                     Value::Integer(i64::from(replicas)),
@@ -254,20 +267,11 @@ impl ScriptRunner for FredRunner {
             pipe.all::<Vec<Value>>().await
         };
         let replies = self.bounded(script.name, call).await?;
-        let [reply, acked] = <[Value; 2]>::try_from(replies).map_err(|r| {
-            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
-        })?;
-        let acked = match acked {
-            Value::Integer(n) => n,
-            other => {
-                return Err(StoreError::Backend(format!(
-                    "WAIT answered {:?}",
-                    other.kind()
-                )));
-            }
-        };
-        Reply::check_replicas(acked, replicas)?;
-        to_reply(reply)
+        let replies = replies
+            .into_iter()
+            .map(to_reply)
+            .collect::<Result<_, _>>()?;
+        Reply::replicated(replies, replicas)
     }
 
     fn single_node(&self) -> bool {

@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_core::StoreError;
-use otp_core::scripted::{Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, key_slot};
+use otp_core::scripted::{
+    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, fence_key, key_slot,
+};
 use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClient;
@@ -270,6 +272,8 @@ impl ScriptRunner for RedisRunner {
         for a in args {
             eval.arg(*a);
         }
+        let fence = fence_key(keys.first().copied().unwrap_or_default());
+        pipe.cmd("SET").arg(&fence).arg(1).arg("PX").arg(1000);
         pipe.cmd("WAIT")
             .arg(replicas)
             .arg(timeout.as_millis() as u64);
@@ -277,26 +281,20 @@ impl ScriptRunner for RedisRunner {
             match &self.conn {
                 Conn::Single(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
                 Conn::Cluster(c) => {
-                    // Both to the master of the keys' slot, on one connection.
+                    // All to the master of the keys' slot, on one connection.
                     let slot = keys.first().map_or(0, |k| key_slot(k));
                     let route =
                         SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-                    c.clone().route_pipeline(pipe, 0, 2, route).await
+                    c.clone().route_pipeline(pipe, 0, 3, route).await
                 }
             }
         };
         let replies = self.bounded(script.name, call).await?;
-        let [reply, acked] = <[Value; 2]>::try_from(replies).map_err(|r| {
-            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
-        })?;
-        let acked = match acked {
-            Value::Int(n) => n,
-            other => {
-                return Err(StoreError::Backend(format!("WAIT answered {other:?}")));
-            }
-        };
-        Reply::check_replicas(acked, replicas)?;
-        to_reply(reply)
+        let replies = replies
+            .into_iter()
+            .map(to_reply)
+            .collect::<Result<_, _>>()?;
+        Reply::replicated(replies, replicas)
     }
 
     fn single_node(&self) -> bool {

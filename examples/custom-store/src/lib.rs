@@ -36,7 +36,7 @@
 //!
 //! The engine calls the traits with everything a store needs: the address and the subject
 //! as keyed hashes ([`AddressKey`], subject keys), the code as a MAC ([`CodeMac`], kept here
-//! as a `BLOB`), and the [`Limits`](otp_core::store::Limits) with every call, so a store
+//! as a `BLOB`), and the [`Limits`] with every call, so a store
 //! holds no configuration. Store only what it is given: no plain address or code ever
 //! reaches it. (The IP bucket of the request limit is the client's IPv4 address or IPv6
 //! /64 as text, and a session keeps the user agent and IP it is listed with.)
