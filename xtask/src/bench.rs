@@ -67,7 +67,7 @@ const SMTP_SOURCE_MESSAGES: u32 = 5000;
 const TARGET_PROTECTED: f64 = 0.9;
 const TARGET_FLOW: f64 = 0.7;
 const TARGET_REQUEST_OTP: f64 = 0.4;
-const TARGET_MEMORY_BYTES: u64 = 150;
+const TARGET_MEMORY_BYTES: u64 = 192;
 
 /// How long an app gets to listen, and to exit after SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
