@@ -288,3 +288,15 @@ async fn redis_restart_gives_503_then_recovers_redis() {
 async fn redis_restart_gives_503_then_recovers_fred() {
     restart(Backend::Fred).await;
 }
+
+/// Every store script, as composed from `crates/otp-core/src/lua/`, compiles in Redis.
+#[tokio::test]
+async fn every_script_compiles_in_redis() {
+    let Some(r) = RedisProcess::start() else {
+        return;
+    };
+    for script in otp_core::scripted::SCRIPTS {
+        let sha = r.cli(&["script", "load", script.source]);
+        assert_eq!(sha.trim().len(), 40, "{}: {sha}", script.name);
+    }
+}

@@ -170,364 +170,6 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
     }
 }
 
-/// Reads Redis' clock into `now` (milliseconds).
-macro_rules! lua_now {
-    () => {
-        "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    };
-}
-
-/// Reads the address hash, with the shared helpers of ISSUE and VERIFY.
-///
-/// Fields: code MAC `m` and its expiry `e` (ms); `w`, the minute, hour and day request
-/// windows packed as little-endian (start ms as a double, count as a u32) × 3, which keeps
-/// a pending login small; failures `fc` since `fs`; lockout end `lu`; `n`, the last call
-/// that changed the hash (its 8-byte id and `i`, `v` or `m` for issued, verified,
-/// mismatch), so that the same call resent is answered again without counting twice. Zero
-/// fields are not stored.
-macro_rules! lua_address_prelude {
-    () => {
-        r#"
-local HOUR, DAY = 3600000, 86400000
-local F = {'m', 'e', 'w', 'fc', 'fs', 'lu', 'n'}
-local h = redis.call('HMGET', KEYS[1], unpack(F))
-local exists = false
-for i = 1, #F do if h[i] then exists = true end end
-local s = { m = h[1], e = tonumber(h[2]) or 0, rs = 0, rc = 0, hs = 0, hc = 0, ds = 0, dc = 0,
-            fc = tonumber(h[4]) or 0, fs = tonumber(h[5]) or 0, lu = tonumber(h[6]) or 0, n = h[7] }
-if h[3] and #h[3] == 36 then
-  s.rs, s.rc, s.hs, s.hc, s.ds, s.dc = struct.unpack('<dI4dI4dI4', h[3])
-end
-local function expire_failures(lockout)
-  if s.lu > 0 and now >= s.lu then s.lu = 0; s.fc = 0 end
-  if s.fc > 0 and now >= s.fs + lockout then s.fc = 0 end
-  if s.fc == 0 then s.fs = 0 end
-end
--- The wait until a window ends when its count has reached the limit, else nil.
-local function full(start, count, length, limit)
-  if count == 0 or now >= start + length then return nil end
-  if count >= limit then return start + length - now end
-  return nil
-end
-local function counted(start, count, length)
-  if count == 0 or now >= start + length then return now, 1 end
-  return start, count + 1
-end
-local function save(window, lockout)
-  if not s.m or now >= s.e then s.m = nil; s.e = 0 end
-  if s.rc > 0 and now >= s.rs + window then s.rs = 0; s.rc = 0 end
-  if s.hc > 0 and now >= s.hs + HOUR then s.hs = 0; s.hc = 0 end
-  if s.dc > 0 and now >= s.ds + DAY then s.ds = 0; s.dc = 0 end
-  local w = nil
-  if s.rc > 0 or s.hc > 0 or s.dc > 0 then
-    w = struct.pack('<dI4dI4dI4', s.rs, s.rc, s.hs, s.hc, s.ds, s.dc)
-  end
-  local v = {s.m, s.e, w, s.fc, s.fs, s.lu, s.n}
-  local set, del = {}, {}
-  for i = 1, #F do
-    local x = v[i]
-    if x ~= nil and x ~= 0 then
-      if type(x) == 'number' then x = string.format('%d', x) end
-      if x ~= h[i] then set[#set + 1] = F[i]; set[#set + 1] = x end
-    elseif h[i] then
-      del[#del + 1] = F[i]
-    end
-  end
-  local live = s.e
-  if s.rc > 0 then live = math.max(live, s.rs + window) end
-  if s.hc > 0 then live = math.max(live, s.hs + HOUR) end
-  if s.dc > 0 then live = math.max(live, s.ds + DAY) end
-  if s.fc > 0 then live = math.max(live, s.fs + lockout) end
-  live = math.max(live, s.lu)
-  if live <= now then
-    if exists then redis.call('DEL', KEYS[1]) end
-    return
-  end
-  if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
-  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-  redis.call('PEXPIRE', KEYS[1], string.format('%d', live - now))
-end
-"#
-    };
-}
-
-/// ISSUE, first part: KEYS[1] address; ARGV mac, ttl_ms, per_minute, window_ms, lockout_ms,
-/// per_hour, per_day, cooldown_ms, call id (and for ISSUE_IP the IP limit). The same call
-/// resent answers `{0}` again.
-macro_rules! lua_issue_head {
-    () => {
-        r#"
-local ttl, limit, window, lockout = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local per_hour, per_day, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local call = ARGV[9] .. 'i'
-if s.n == call then return {0, 0} end
-"#
-    };
-}
-
-/// ISSUE, second part. Returns {0} issued, {1, wait, limit} address limited (limit 1
-/// minute, 2 hour, 3 day, 4 cooldown), {3, wait} locked out.
-macro_rules! lua_issue_body {
-    () => {
-        r#"
-expire_failures(lockout)
-if s.lu > now then return {3, s.lu - now} end
-local wait, which = 0, 0
--- The longest wait; on a tie the first limit named (as otp_core::state does).
-local function consider(w, k) if w and w > wait then wait = w; which = k end end
-consider(full(s.rs, s.rc, window, limit), 1)
-consider(full(s.hs, s.hc, HOUR, per_hour), 2)
-consider(full(s.ds, s.dc, DAY, per_day), 3)
-if cooldown > 0 and s.m and now < s.e then
-  local at = s.e - ttl
-  if now < at + cooldown then consider(at + cooldown - now, 4) end
-end
-if which > 0 then return {1, wait, which} end
-s.rs, s.rc = counted(s.rs, s.rc, window)
-s.hs, s.hc = counted(s.hs, s.hc, HOUR)
-s.ds, s.dc = counted(s.ds, s.dc, DAY)
-s.m = ARGV[1]
-s.e = now + ttl
-s.n = call
-save(window, lockout)
-return {0, 0}
-"#
-    };
-}
-
-/// The verification step, as a function of the IP failure key (nil: no per-IP limit):
-/// ARGV mac, max_attempts, window_ms, lockout_ms, call id, IP failure limit. Returns {0}
-/// verified, {1} no code, {2, left} mismatch, {3, wait} locked out, {4, wait} IP limited.
-macro_rules! lua_verify_fn {
-    () => {
-        r#"
-local max, window, lockout, iplimit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
-local function verify(ipk)
-  if not exists then return {1, 0} end
-  if s.n == ARGV[5] .. 'v' then return {0, 0} end
-  if s.n == ARGV[5] .. 'm' then return {2, math.max(max - s.fc, 0)} end
-  expire_failures(lockout)
-  if s.lu > now then return {3, s.lu - now} end
-  if not s.m or now >= s.e then
-    save(window, lockout)
-    return {1, 0}
-  end
-  if ipk and tonumber(redis.call('GET', ipk) or '0') >= iplimit then
-    return {4, math.max(redis.call('PTTL', ipk), 0)}
-  end
-  if s.m == ARGV[1] then
-    s.m = nil; s.fc = 0; s.fs = 0; s.n = ARGV[5] .. 'v'
-    save(window, lockout)
-    return {0, 0}
-  end
-  if s.fc == 0 then s.fs = now end
-  s.fc = s.fc + 1
-  s.n = ARGV[5] .. 'm'
-  local left = max - s.fc
-  if left <= 0 then s.m = nil; s.lu = now + lockout; left = 0 end
-  save(window, lockout)
-  if ipk and redis.call('INCR', ipk) == 1 then redis.call('PEXPIRE', ipk, HOUR) end
-  return {2, left}
-end
-"#
-    };
-}
-
-/// DISCARD: KEYS[1] address; ARGV mac. Deletes the code if it is still this one.
-const DISCARD_SRC: &str = r#"
-if redis.call('HGET', KEYS[1], 'm') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'm', 'e')
-  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-end
-return 0
-"#;
-
-/// RESTORE: KEYS[1] address; ARGV mac, ttl_ms. Makes the code pending again unless
-/// another one is, forgetting the last call (so its resend is a new attempt).
-macro_rules! lua_restore_body {
-    () => {
-        r#"
-local h = redis.call('HMGET', KEYS[1], 'm', 'e')
-if h[1] and now < (tonumber(h[2]) or 0) then return 0 end
-local ttl = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'm', ARGV[1], 'e', string.format('%d', now + ttl))
-redis.call('HDEL', KEYS[1], 'n')
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-"#
-    };
-}
-
-/// Counts the request in the IP bucket KEYS[2] (ARGV[10] limit, ARGV[4] window) before the
-/// address is looked at: ISSUE_IP, on a single server.
-macro_rules! lua_ip_take_first {
-    () => {
-        r#"
-local ipc = redis.call('INCR', KEYS[2])
-local ipttl = redis.call('PTTL', KEYS[2])
-if ipc == 1 or ipttl < 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  ipttl = tonumber(ARGV[4])
-end
-if ipc > tonumber(ARGV[10]) then return {2, ipttl} end
-"#
-    };
-}
-
-/// IP_TAKE: KEYS[1] ip counter; ARGV limit, window_ms. Returns {0} or {1, wait}.
-const IP_TAKE_SRC: &str = r#"
-local c = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if c == 1 or ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
-end
-if c > tonumber(ARGV[1]) then return {1, ttl} end
-return {0, 0}
-"#;
-
-/// IP_FAILURES_FULL: KEYS[1] an IP's failure counter; ARGV limit. Returns {0} or {1, wait}
-/// (a cluster, where the counter is in its own slot).
-const IP_FAILURES_FULL_SRC: &str = r#"
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
-  return {1, math.max(redis.call('PTTL', KEYS[1]), 0)}
-end
-return {0, 0}
-"#;
-
-/// IP_FAILURE_COUNT: KEYS[1] an IP's failure counter; ARGV window_ms. Counts one failure.
-const IP_FAILURE_COUNT_SRC: &str = r#"
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 0
-"#;
-
-/// Session creation, as a function: the session hash `sess`, its subject's index `idx`
-/// (a sorted set of session ids scored by their last refresh in ms, same slot), subject key, first refresh
-/// jti, expiry (s), user agent, IP, sid, most sessions. Ends the least recently
-/// refreshed sessions beyond the most; returns how many. The same session again changes
-/// nothing.
-macro_rules! lua_session_create_fn {
-    () => {
-        r#"
-local function create_session(sess, idx, sk, jti, exp, ua, ip, sid, most)
-  if redis.call('HEXISTS', sess, 'cj') == 1 then return 0 end
-  local secs = string.format('%d', math.floor(now / 1000))
-  redis.call('HSET', sess, 'sk', sk, 'cj', jti, 'ca', secs, 'ra', secs)
-  if ua ~= '' then redis.call('HSET', sess, 'ua', ua) end
-  if ip ~= '' then redis.call('HSET', sess, 'ip', ip) end
-  redis.call('EXPIREAT', sess, exp)
-  redis.call('ZADD', idx, string.format('%d', now), sid)
-  if redis.call('TTL', idx) == -1 then
-    redis.call('EXPIREAT', idx, exp)
-  else
-    redis.call('EXPIREAT', idx, exp, 'GT')
-  end
-  if redis.call('ZCARD', idx) <= most then return 0 end
-  -- Over the cap: forget ended sessions, then end the least recently refreshed.
-  local prefix = string.sub(sess, 1, #sess - #sid)
-  local live = {}
-  for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-    if m == sid or redis.call('HEXISTS', prefix .. m, 'cj') == 1 then
-      live[#live + 1] = m
-    else
-      redis.call('ZREM', idx, m)
-    end
-  end
-  local over, ended = #live - most, 0
-  for _, m in ipairs(live) do
-    if over <= 0 then break end
-    if m ~= sid then
-      redis.call('DEL', prefix .. m)
-      redis.call('ZREM', idx, m)
-      over = over - 1
-      ended = ended + 1
-    end
-  end
-  return ended
-end
-"#
-    };
-}
-
-/// ROTATE: KEYS[1] session, KEYS[2] subject index; ARGV presented jti, new jti, new
-/// expires_at (s), sid, reuse interval (ms). Returns {0} rotated (also for the same
-/// rotation resent), {1} reused (session ended), {2} unknown, {3, current jti} reissue.
-macro_rules! lua_rotate_body {
-    () => {
-        r#"
-local h = redis.call('HMGET', KEYS[1], 'cj', 'pj', 'rt')
-local cj = h[1]
-if not cj then return {2} end
-if cj == ARGV[1] then
-  local secs = string.format('%d', math.floor(now / 1000))
-  redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'pj', ARGV[1], 'rt', string.format('%d', now), 'ra', secs)
-  redis.call('EXPIREAT', KEYS[1], ARGV[3])
-  redis.call('ZADD', KEYS[2], string.format('%d', now), ARGV[4])
-  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
-  return {0}
-end
-if h[2] == ARGV[1] then
-  if cj == ARGV[2] then return {0} end
-  local interval = tonumber(ARGV[5])
-  if interval > 0 and now - (tonumber(h[3]) or 0) <= interval then
-    redis.call('EXPIREAT', KEYS[1], ARGV[3], 'GT')
-    redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
-    return {3, cj}
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[4])
-return {1}
-"#
-    };
-}
-
-/// END: KEYS[1] session, KEYS[2] subject index, optionally KEYS[3] a revoked jti; ARGV sid,
-/// `1` to end the session (else `0`), and with KEYS[3] the token's expiry (s).
-macro_rules! lua_end_body {
-    () => {
-        r#"
-if ARGV[2] == '1' then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
-if KEYS[3] and tonumber(ARGV[3]) * 1000 > now then
-  redis.call('SET', KEYS[3], '1', 'EXAT', ARGV[3])
-end
-return 0
-"#
-    };
-}
-
-/// INDEX_LIST: KEYS[1] subject index. Returns its members.
-const INDEX_LIST_SRC: &str = "return redis.call('ZRANGE', KEYS[1], 0, -1)\n";
-
-/// END_ALL: KEYS[1] subject index, KEYS[2..] its sessions; ARGV their sids. Returns how
-/// many sessions were live.
-const END_ALL_SRC: &str = r#"
-local n = 0
-for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
-if #ARGV > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV)) end
-return n
-"#;
-
-/// SESSIONS_GET: KEYS[1] subject index, KEYS[2..] its sessions; ARGV their sids. Returns
-/// {sid, created, refreshed, ttl_s, ua, ip} per live session and drops ended ones from
-/// the index.
-const SESSIONS_GET_SRC: &str = r#"
-local out, gone = {}, {}
-for i = 2, #KEYS do
-  local h = redis.call('HMGET', KEYS[i], 'cj', 'ca', 'ra', 'ua', 'ip')
-  if h[1] then
-    out[#out + 1] = {ARGV[i - 1], h[2], h[3], redis.call('TTL', KEYS[i]), h[4] or '', h[5] or ''}
-  else
-    gone[#gone + 1] = ARGV[i - 1]
-  end
-end
-if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
-return out
-"#;
-
 macro_rules! scripts {
     ($($(#[$doc:meta])* $name:ident = $id:expr, $label:expr, $src:expr;)*) => {
         $( $(#[$doc])* pub const $name: Script = Script { id: $id, name: $label, source: $src }; )*
@@ -536,51 +178,54 @@ macro_rules! scripts {
     };
 }
 
+/// The Lua source of the named files in `src/lua/`, joined in order: fragments (`now`,
+/// `address` with its helpers, the `*_fn` functions) and the body that uses them.
+macro_rules! lua {
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("lua/", $file, ".lua"))),+)
+    };
+}
+
 scripts! {
     /// Check limits and lockout, store a code.
-    ISSUE = 0, "issue", concat!(lua_now!(), lua_address_prelude!(), lua_issue_head!(), lua_issue_body!());
+    ISSUE = 0, "issue", lua!("now", "address", "issue_head", "issue_body");
     /// Check lockout (and on a single server the IP's failures), compare, consume or count:
     /// `KEYS[1]` address, optionally `KEYS[2]` the IP's failure counter.
-    VERIFY = 1, "verify", concat!(lua_now!(), lua_address_prelude!(), lua_verify_fn!(), "return verify(KEYS[2])\n");
+    VERIFY = 1, "verify", lua!("now", "address", "verify_fn", "verify_main");
     /// Delete an unsent code.
-    DISCARD = 2, "discard", DISCARD_SRC;
+    DISCARD = 2, "discard", lua!("discard");
     /// Count a request against an IP bucket.
-    IP_TAKE = 3, "ip_take", IP_TAKE_SRC;
+    IP_TAKE = 3, "ip_take", lua!("ip_take");
     /// Record a session in its subject's index: `KEYS[1]` session, `KEYS[2]` index; `ARGV`
     /// subject key, refresh jti, expires_at (s), user agent, IP, sid, most sessions.
-    SESSION_CREATE = 4, "session_create", concat!(lua_now!(), lua_session_create_fn!(),
-        "return create_session(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))\n");
+    SESSION_CREATE = 4, "session_create", lua!("now", "session_create_fn", "session_create_main");
     /// Rotate a refresh token, detecting reuse.
-    ROTATE = 5, "rotate", concat!(lua_now!(), lua_rotate_body!());
+    ROTATE = 5, "rotate", lua!("now", "rotate");
     /// End a session, revoking an access token of it.
-    END = 6, "end", concat!(lua_now!(), lua_end_body!());
+    END = 6, "end", lua!("now", "end");
     /// Read a subject's index.
-    INDEX_LIST = 7, "index_list", INDEX_LIST_SRC;
+    INDEX_LIST = 7, "index_list", lua!("index_list");
     /// End every session of a subject.
-    END_ALL = 8, "end_all", END_ALL_SRC;
+    END_ALL = 8, "end_all", lua!("end_all");
     /// Read a subject's sessions.
-    SESSIONS_GET = 9, "sessions_get", SESSIONS_GET_SRC;
+    SESSIONS_GET = 9, "sessions_get", lua!("sessions_get");
     /// `EXISTS` as a script, for runners without the plain command.
-    EXISTS = 10, "exists", "return redis.call('EXISTS', unpack(KEYS))\n";
+    EXISTS = 10, "exists", lua!("exists");
     /// ISSUE with the IP bucket counted first in the same call (single server only):
     /// `KEYS[1]` address, `KEYS[2]` IP bucket; `ARGV` as ISSUE, then the IP limit. Returns
     /// ISSUE's answers or `{2, wait}` when the IP is limited.
-    ISSUE_IP = 11, "issue_ip", concat!(lua_now!(), lua_address_prelude!(), lua_issue_head!(), lua_ip_take_first!(), lua_issue_body!());
+    ISSUE_IP = 11, "issue_ip", lua!("now", "address", "issue_head", "ip_take_first", "issue_body");
     /// VERIFY and, on success, the session's creation in one call (single server only):
     /// `KEYS[1]` address, `KEYS[2]` session, `KEYS[3]` index, optionally `KEYS[4]` the IP's
     /// failure counter; `ARGV` as VERIFY, then SESSION_CREATE's. Returns VERIFY's answers,
     /// with the number of sessions ended as the second value of `{0, ended}`.
-    VERIFY_OPEN = 12, "verify_open", concat!(lua_now!(), lua_address_prelude!(), lua_verify_fn!(), lua_session_create_fn!(), r#"
-local r = verify(KEYS[4])
-if r[1] ~= 0 or s.n ~= ARGV[5] .. 'v' or h[7] == s.n then return r end
-return {0, create_session(KEYS[2], KEYS[3], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13]))}
-"#);
+    VERIFY_OPEN = 12, "verify_open", lua!("now", "address", "verify_fn", "session_create_fn", "verify_open_main");
     /// Make a consumed code pending again (its session could not be recorded).
-    RESTORE = 13, "restore", concat!(lua_now!(), lua_restore_body!());
+    RESTORE = 13, "restore", lua!("now", "restore");
     /// Whether an IP has used up its failed verifications (a cluster).
-    IP_FAILURES_FULL = 14, "ip_failures_full", IP_FAILURES_FULL_SRC;
+    IP_FAILURES_FULL = 14, "ip_failures_full", lua!("ip_failures_full");
     /// Count a failed verification against an IP (a cluster).
-    IP_FAILURE_COUNT = 15, "ip_failure_count", IP_FAILURE_COUNT_SRC;
+    IP_FAILURE_COUNT = 15, "ip_failure_count", lua!("ip_failure_count");
 }
 
 impl Script {

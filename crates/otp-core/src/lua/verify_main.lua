@@ -1,0 +1,1 @@
+return verify(KEYS[2])
