@@ -524,18 +524,21 @@ impl Codes {
         Ok(outcome)
     }
 
+    /// Makes a consumed code pending again; the entry lives at least as long as it.
     fn restore(
         &mut self,
-        req: &VerifyRequest,
+        address: &AddressKey,
+        code_mac: &CodeMac,
+        ttl: Duration,
         now: u64,
         capacity: usize,
     ) -> Result<(), StoreError> {
-        let key = req.address.as_str();
+        let key = address.as_str();
         let a = self
             .addresses
             .get_or_insert(key, now, capacity, Address::default)?;
-        a.state.restore(&req.code_mac, req.code_ttl, now);
-        a.forget_at = a.state.forget_at(&req.limits);
+        a.state.restore(code_mac, ttl, now);
+        a.forget_at = a.forget_at.max(now.saturating_add(ms(ttl)));
         self.addresses.schedule(key, now);
         Ok(())
     }
@@ -569,15 +572,8 @@ impl OtpStore for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let mut c = self.codes(now)?;
-        let key = address.as_str();
-        let a = c
-            .addresses
-            .get_or_insert(key, now, self.inner.capacity, Address::default)?;
-        a.state.restore(code_mac, ttl, now);
-        a.forget_at = a.forget_at.max(now.saturating_add(ms(ttl)));
-        c.addresses.schedule(key, now);
-        Ok(())
+        self.codes(now)?
+            .restore(address, code_mac, ttl, now, self.inner.capacity)
     }
 
     async fn verify_and_open(
@@ -606,7 +602,7 @@ impl OtpStore for MemoryStore {
         match s.create(session, now, capacity) {
             Ok(evicted) => Ok(Login { outcome, evicted }),
             Err(e) => {
-                c.restore(req, now, capacity)?;
+                c.restore(&req.address, &req.code_mac, req.code_ttl, now, capacity)?;
                 Err(e)
             }
         }

@@ -195,7 +195,7 @@ scripts! {
     /// Delete an unsent code.
     DISCARD = 2, "discard", lua!("discard");
     /// Count a request against an IP bucket.
-    IP_TAKE = 3, "ip_take", lua!("ip_take");
+    IP_TAKE = 3, "ip_take", lua!("ip_take_fn", "ip_take");
     /// Record a session in its subject's index: `KEYS[1]` session, `KEYS[2]` index; `ARGV`
     /// subject key, refresh jti, expires_at (s), user agent, IP, sid, most sessions.
     SESSION_CREATE = 4, "session_create", lua!("now", "session_create_fn", "session_create_main");
@@ -214,7 +214,7 @@ scripts! {
     /// ISSUE with the IP bucket counted first in the same call (single server only):
     /// `KEYS[1]` address, `KEYS[2]` IP bucket; `ARGV` as ISSUE, then the IP limit. Returns
     /// ISSUE's answers or `{2, wait}` when the IP is limited.
-    ISSUE_IP = 11, "issue_ip", lua!("now", "address", "issue_head", "ip_take_first", "issue_body");
+    ISSUE_IP = 11, "issue_ip", lua!("now", "address", "issue_head", "ip_take_fn", "ip_take_first", "issue_body");
     /// VERIFY and, on success, the session's creation in one call (single server only):
     /// `KEYS[1]` address, `KEYS[2]` session, `KEYS[3]` index, optionally `KEYS[4]` the IP's
     /// failure counter; `ARGV` as VERIFY, then SESSION_CREATE's. Returns VERIFY's answers,
