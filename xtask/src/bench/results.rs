@@ -1,0 +1,126 @@
+//! What the runs measure: the result of each load run, the pairs of ceiling and app runs,
+//! the rows of the table, and the memory of a pending login.
+
+/// The JSON line printed by `otp-bench load`, and the numbers read from it.
+#[derive(Debug, Clone)]
+pub(super) struct Load {
+    /// The line itself, copied into `bench.json`.
+    pub(super) json: String,
+    /// Operations per second.
+    pub(super) ops_per_sec: f64,
+    /// Median latency, in milliseconds.
+    pub(super) p50_ms: f64,
+    /// 99th percentile of the latency, in milliseconds.
+    pub(super) p99_ms: f64,
+    /// Answers other than 2xx, and connection failures.
+    pub(super) errors: u64,
+    /// Answers with a 5xx status.
+    pub(super) server_errors: u64,
+}
+
+impl Load {
+    /// Reads the numbers of a result line of `otp-bench load`; an error if one is missing.
+    pub(super) fn parse(json: &str) -> Result<Self, String> {
+        let number =
+            |key: &str| json_number(json, key).ok_or_else(|| format!("no `{key}` in `{json}`"));
+        // Counts are whole numbers in the JSON; the casts only drop a `.0`.
+        Ok(Self {
+            json: json.to_owned(),
+            ops_per_sec: number("ops_per_sec")?,
+            p50_ms: number("p50_ms")?,
+            p99_ms: number("p99_ms")?,
+            errors: number("errors")? as u64,
+            server_errors: number("server_errors")? as u64,
+        })
+    }
+}
+
+/// One run of `smtp-source`: seconds taken, mails per second.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Smtp {
+    /// Wall-clock seconds for all the mails.
+    pub(super) seconds: f64,
+    /// Mails per second.
+    pub(super) mails_per_sec: f64,
+}
+
+/// The ceiling run just before an app's run of the same scenario.
+#[derive(Debug, Clone)]
+pub(super) enum Ceiling {
+    /// `otp-bench load` against `otp-bench ceiling` (`protected`, `flow`).
+    Server(Load),
+    /// `smtp-source` against smtp-sink (`request-otp`).
+    Smtp(Smtp),
+}
+
+impl Ceiling {
+    /// Operations (or mails) per second.
+    pub(super) fn ops_per_sec(&self) -> f64 {
+        match self {
+            Self::Server(load) => load.ops_per_sec,
+            Self::Smtp(smtp) => smtp.mails_per_sec,
+        }
+    }
+}
+
+/// One app run and the ceiling run just before it, with the same scenario and options.
+#[derive(Debug, Clone)]
+pub(super) struct Pair {
+    /// The ceiling's run.
+    pub(super) ceiling: Ceiling,
+    /// The app's run, right after.
+    pub(super) app: Load,
+}
+
+/// One row of the table: a scenario against an app and store, with one pair per round.
+#[derive(Debug)]
+pub(super) struct Row {
+    /// The scenario of `otp-bench load`.
+    pub(super) scenario: &'static str,
+    /// Short name of the app.
+    pub(super) app: &'static str,
+    /// `OTP_AUTH_STORE`.
+    pub(super) store: &'static str,
+    /// Round by round.
+    pub(super) pairs: Vec<Pair>,
+}
+
+/// Memory of one pending login with one app and store.
+#[derive(Debug)]
+pub(super) struct Memory {
+    /// Short name of the app.
+    pub(super) app: &'static str,
+    /// `OTP_AUTH_STORE`.
+    pub(super) store: &'static str,
+    /// The Redis key of the pending code.
+    pub(super) key: String,
+    /// `MEMORY USAGE` of that key.
+    pub(super) bytes: u64,
+}
+
+/// The number after `"key":` in a flat JSON object.
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = json.get(start..)?.trim_start();
+    let end = rest
+        .find(|c: char| c == ',' || c == '}' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Unit tests.
+#[cfg(test)]
+mod tests {
+    use super::json_number;
+
+    /// Numbers are read by key; a missing key or a string gives `None`.
+    #[test]
+    fn numbers_of_a_json_line() {
+        let line = r#"{"errors":3,"ops_per_sec":1234.5,"p50_ms":0.25,"scenario":"flow"}"#;
+        assert_eq!(json_number(line, "errors"), Some(3.0));
+        assert_eq!(json_number(line, "ops_per_sec"), Some(1234.5));
+        assert_eq!(json_number(line, "p50_ms"), Some(0.25));
+        assert_eq!(json_number(line, "p99_ms"), None);
+        assert_eq!(json_number(line, "scenario"), None);
+    }
+}
