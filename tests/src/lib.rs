@@ -88,15 +88,43 @@ pub struct Target {
     pub store: Store,
 }
 
-impl Target {
-    /// Whether the servers this target needs are here (see
-    /// [`otp_core::contract::test_server`]: skipped with a note, or a failure under
-    /// `cargo xtask test`).
-    pub fn available(&self) -> bool {
-        self.store
-            .url_var()
-            .is_none_or(|v| otp_core::contract::test_server(v).is_some())
+/// The value of the environment variable `var`, which locates a test server.
+///
+/// Tests that call this are compiled as ignored unless the build saw the variable (see
+/// `build.rs`), so reaching here without it means the run promised the server
+/// (`OTP_TEST_SERVERS=1`) or asked for ignored tests: the test fails, naming the variable.
+pub fn server(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{var} is not set: this test needs its server; `cargo xtask test` starts it"),
     }
+}
+
+/// The samples of one read of `GET /metrics` (Prometheus text format).
+#[derive(Debug, Clone)]
+pub struct Metrics(String);
+
+impl Metrics {
+    /// The value of `name` with exactly `labels` (`key="value",…`, or `""` for none), 0
+    /// when absent.
+    pub fn get(&self, name: &str, labels: &str) -> f64 {
+        let key = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{labels}}}")
+        };
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(&key)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+}
+
+/// Held by each test that counts metrics: the process has one recorder, shared by every
+/// test of the binary.
+pub async fn metrics_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Where the test reads the mail an app sends: a capturing mailer, or a real SMTP server
@@ -197,7 +225,7 @@ impl Backends {
         let Some(var) = store.url_var() else {
             return Backends::memory();
         };
-        let url = otp_core::contract::test_server(var).expect("checked by Target::available");
+        let url = server(var);
         let tag = otp_core::token::random_id().replace(['-', '_'], "x");
         let keys = KeyLayout::new(&format!("t{tag}_otp_"), &format!("t{tag}_bl_"));
         Self::for_url(store, &url, Duration::from_secs(2), keys).await
@@ -423,18 +451,15 @@ impl TestServer {
         self.send(r).await
     }
 
-    /// The value of the metric line `name{labels}` (labels as rendered, sorted by name;
-    /// `""` for none) in `GET /metrics`, 0 when absent.
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self.send(self.http.get(self.url("/metrics"))).await.text();
-        let key = if labels.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{name}{{{labels}}}")
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix(&key)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
+    /// How much the metric line `name{labels}` (labels as rendered, sorted by name; `""`
+    /// for none) of `GET /metrics` grew since `before`.
+    pub async fn metric_since(&self, before: &Metrics, name: &str, labels: &str) -> f64 {
+        self.metrics().await.get(name, labels) - before.get(name, labels)
+    }
+
+    /// The samples of `GET /metrics` now.
+    pub async fn metrics(&self) -> Metrics {
+        Metrics(self.send(self.http.get(self.url("/metrics"))).await.text())
     }
 
     /// `GET /protected` with `token` as bearer (if any).

@@ -16,16 +16,16 @@ pub struct RedisProcess {
 }
 
 impl RedisProcess {
-    /// Starts one, or `None` (test skipped) when the binaries are not known; see
-    /// [`otp_core::contract::test_server`].
-    pub fn start() -> Option<RedisProcess> {
+    /// Starts one from the binaries in `OTP_TEST_REDIS_SERVER_BIN` and
+    /// `OTP_TEST_REDIS_CLI_BIN` (see [`crate::server`]).
+    pub fn start() -> RedisProcess {
         Self::start_with(&[])
     }
 
     /// Like [`RedisProcess::start`], with extra `redis-server` arguments.
-    pub fn start_with(extra: &[&str]) -> Option<RedisProcess> {
-        let server_bin = otp_core::contract::test_server("OTP_TEST_REDIS_SERVER_BIN")?;
-        let cli_bin = otp_core::contract::test_server("OTP_TEST_REDIS_CLI_BIN")?;
+    pub fn start_with(extra: &[&str]) -> RedisProcess {
+        let server_bin = crate::server("OTP_TEST_REDIS_SERVER_BIN");
+        let cli_bin = crate::server("OTP_TEST_REDIS_CLI_BIN");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -43,7 +43,7 @@ impl RedisProcess {
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         p.launch();
-        Some(p)
+        p
     }
 
     fn launch(&mut self) {
@@ -133,19 +133,18 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts six cluster nodes and joins them (3 masters + 3 replicas), or `None` (test
-    /// skipped) when the binaries are not known.
-    pub fn start() -> Option<RedisCluster> {
-        let c = Self::create(1)?;
+    /// Starts six cluster nodes and joins them (3 masters + 3 replicas).
+    pub fn start() -> RedisCluster {
+        let c = Self::create(1);
         c.wait_ok();
-        Some(c)
+        c
     }
 
     /// Starts 3 masters with `replicas` replicas each and joins them with `redis-cli
     /// --cluster create`, returning as soon as that command does: the nodes may still be
     /// converging (`cluster_state:fail` for a moment), as when an application is started
     /// together with its cluster.
-    pub fn create(replicas: usize) -> Option<RedisCluster> {
+    pub fn create(replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..3 * (1 + replicas) {
             nodes.push(RedisProcess::start_with(&[
@@ -159,7 +158,7 @@ impl RedisCluster {
                 // replica that never synced cannot be promoted.
                 "--repl-diskless-sync-delay",
                 "0",
-            ])?);
+            ]));
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
@@ -170,7 +169,7 @@ impl RedisCluster {
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes[0].cli(&args);
-        Some(RedisCluster { nodes })
+        RedisCluster { nodes }
     }
 
     /// Waits until every live node reports `cluster_state:ok` and agrees on 3 masters.

@@ -926,6 +926,7 @@ pub async fn session_cap(t: Target) {
         },
     )
     .await;
+    let before = s.metrics().await;
     let email = "many@example.com";
     let mut sessions = Vec::new();
     for _ in 0..5 {
@@ -951,7 +952,11 @@ pub async fn session_cap(t: Target) {
     for session in &sessions[3..] {
         assert_eq!(s.protected(Some(&session.access)).await.status, 200);
     }
-    assert_eq!(s.metric("otp_sessions_evicted_total", "").await, 2.0);
+    assert_eq!(
+        s.metric_since(&before, "otp_sessions_evicted_total", "")
+            .await,
+        2.0
+    );
 }
 
 /// The hour and day caps and the resend cooldown answer 429 with `Retry-After`, and send
@@ -987,6 +992,7 @@ pub async fn mail_caps(t: Target) {
         ),
     ] {
         let s = TestServer::start(t, config).await;
+        let before = s.metrics().await;
         let email = "bombed@example.com";
         for i in 0..refused_after {
             assert_eq!(s.request_otp(email).await.status, 200, "request {i}");
@@ -999,7 +1005,8 @@ pub async fn mail_caps(t: Target) {
         assert_eq!(s.mailer.count(), sent, "a refused request sends no mail");
         let labels = format!("scope=\"{scope}\"");
         assert_eq!(
-            s.metric("otp_rate_limited_total", &labels).await,
+            s.metric_since(&before, "otp_rate_limited_total", &labels)
+                .await,
             1.0,
             "{scope}"
         );
@@ -1020,6 +1027,7 @@ pub async fn ip_verification_failures(t: Target) {
         },
     )
     .await;
+    let before = s.metrics().await;
     let verify = |client: &'static str, email: String, otp: String| {
         s.send(
             s.http
@@ -1053,7 +1061,7 @@ pub async fn ip_verification_failures(t: Target) {
         r.text()
     );
     assert_eq!(
-        s.metric("otp_rate_limited_total", "scope=\"ip_failures\"")
+        s.metric_since(&before, "otp_rate_limited_total", "scope=\"ip_failures\"")
             .await,
         1.0
     );
@@ -1233,11 +1241,19 @@ pub async fn magic_page_names_the_account(t: Target) {
     assert!(forged.contains("invalid or has expired"));
 }
 
-/// The scenarios, for [`crate::http_scenarios!`].
+/// Every scenario as a test against one adapter and store (`http_scenarios!(Axum,
+/// Redis)`). Attributes written before them go on every test (the Redis targets are
+/// ignored unless the build knows their server).
 #[macro_export]
 macro_rules! http_scenarios {
-    ($target:expr) => {
-        $crate::http_scenarios!(@each $target;
+    ($(#[$attr:meta])* $adapter:ident, $store:ident) => {
+        fn target() -> $crate::Target {
+            $crate::Target {
+                adapter: $crate::Adapter::$adapter,
+                store: $crate::Store::$store,
+            }
+        }
+        $crate::http_scenarios!(@each [$(#[$attr])*]
             login_flow, cookie_attributes, request_otp_bad_input, address_rate_limit,
             ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
             verify_errors, lockout_across_resends, concurrent_verifications,
@@ -1245,21 +1261,46 @@ macro_rules! http_scenarios {
             logout_all, protected_route_refusals, origin_check, not_found_and_method,
             store_unavailable, mail_failures, no_account_enumeration, magic_code,
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
-            metrics, racing_tabs, verify_never_strands_a_code, session_cap, mail_caps,
-            ip_verification_failures, cross_site_requests, ipv4_mapped_clients,
-            magic_page_names_the_account);
+            racing_tabs, verify_never_strands_a_code, cross_site_requests,
+            ipv4_mapped_clients, magic_page_names_the_account);
     };
-    (@each $target:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let target: $crate::Target = $target;
-                if target.available() {
-                    $crate::scenarios::$name(target).await;
-                }
+    (@each [$($attr:tt)*] $name:ident $(, $rest:ident)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $name() {
+            $crate::scenarios::$name(target()).await;
+        }
+        $crate::http_scenarios!(@each [$($attr)*] $($rest),*);
+    };
+    (@each [$($attr:tt)*]) => {};
+}
+
+/// The scenarios that read counters of `GET /metrics`, as tests against one adapter and store, like
+/// [`http_scenarios!`](crate::http_scenarios). The process has one recorder, so each test
+/// holds [`crate::metrics_lock`] throughout and compares the counters before and after:
+/// instantiate them in a test binary of their own (no other test moves the counters).
+#[macro_export]
+macro_rules! metrics_scenarios {
+    ($(#[$attr:meta])* $adapter:ident, $store:ident) => {
+        fn target() -> $crate::Target {
+            $crate::Target {
+                adapter: $crate::Adapter::$adapter,
+                store: $crate::Store::$store,
             }
-        )*
+        }
+        $crate::metrics_scenarios!(@each [$(#[$attr])*]
+            metrics, session_cap, mail_caps, ip_verification_failures);
     };
+    (@each [$($attr:tt)*] $name:ident $(, $rest:ident)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $name() {
+            let _only_test_counting = $crate::metrics_lock().await;
+            $crate::scenarios::$name(target()).await;
+        }
+        $crate::metrics_scenarios!(@each [$($attr)*] $($rest),*);
+    };
+    (@each [$($attr:tt)*]) => {};
 }
 
 async fn login_as(s: &TestServer, email: &str, user_agent: &str) -> crate::Session {
@@ -1686,6 +1727,7 @@ pub async fn jwks(t: Target) {
 /// The `otp_*` metrics count what happened, with no address or token in them.
 pub async fn metrics(t: Target) {
     let s = start(t).await;
+    let before = s.metrics().await;
     let email = "metrics@example.com";
     s.request_otp(email).await;
     let code = s.mailer.last_code(email).unwrap();
@@ -1726,7 +1768,7 @@ pub async fn metrics(t: Target) {
     .await
     .assert_problem(413);
 
-    let m = |name: &'static str, labels: &'static str| s.metric(name, labels);
+    let m = |name: &'static str, labels: &'static str| s.metric_since(&before, name, labels);
     assert_eq!(m("otp_codes_requested_total", "").await, 7.0);
     assert_eq!(m("otp_mails_sent_total", "").await, 5.0);
     assert_eq!(
@@ -1757,7 +1799,9 @@ pub async fn metrics(t: Target) {
     assert_eq!(m("otp_logouts_total", "scope=\"session\"").await, 1.0);
     for status in ["404", "405", "413"] {
         let labels = format!("status=\"{status}\"");
-        let n = s.metric("otp_refused_requests_total", &labels).await;
+        let n = s
+            .metric_since(&before, "otp_refused_requests_total", &labels)
+            .await;
         assert_eq!(n, 1.0, "refused {status}");
     }
     assert_eq!(

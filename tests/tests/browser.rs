@@ -59,9 +59,7 @@ async fn serve_poem(auth: OtpAuth) -> String {
 /// protected message, refresh, reload (still signed in), log out, reload (signed out),
 /// and an error's `detail` shown on the page.
 async fn journey(serve: impl AsyncFnOnce(OtpAuth) -> String, screenshot: Option<&str>) {
-    let Some((driver, chromium)) = binaries() else {
-        return;
-    };
+    let (driver, chromium) = binaries();
     let smtp = SmtpServer::start(Behaviour::Accept).await;
     let base = serve(engine(smtp.port)).await;
     let b = Browser::start(&driver, &chromium).await;
@@ -144,12 +142,20 @@ async fn journey(serve: impl AsyncFnOnce(OtpAuth) -> String, screenshot: Option<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
 async fn login_page_in_chromium_axum() {
     let shot = std::env::var("OTP_TEST_SCREENSHOT").ok();
     journey(serve_axum, shot.as_deref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
 async fn login_page_in_chromium_poem() {
     journey(serve_poem, None).await;
 }
@@ -158,9 +164,7 @@ async fn login_page_in_chromium_poem() {
 /// (its script runs under the page's CSP), the browser lands on the login page signed in;
 /// the same link a second time shows why it no longer works.
 async fn link_journey(adapter: &str) {
-    let Some((driver, chromium)) = binaries() else {
-        return;
-    };
+    let (driver, chromium) = binaries();
     let smtp = SmtpServer::start(Behaviour::Accept).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -245,11 +249,19 @@ async fn link_journey(adapter: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
 async fn sign_in_link_in_chromium_axum() {
     link_journey("axum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
 async fn sign_in_link_in_chromium_poem() {
     link_journey("poem").await;
 }

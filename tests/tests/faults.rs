@@ -35,9 +35,7 @@ async fn app(adapter: Adapter, store: Store, redis: &RedisProcess) -> TestServer
 /// timeout, protected routes fail closed, nothing panics; Redis returns and the same app,
 /// with the same clients, serves again within seconds.
 async fn redis_outage(adapter: Adapter, store: Store) {
-    let Some(mut redis) = RedisProcess::start() else {
-        return;
-    };
+    let mut redis = RedisProcess::start();
     let s = app(adapter, store, &redis).await;
     let before = s.login("outage@example.com").await;
 
@@ -91,21 +89,37 @@ async fn redis_outage(adapter: Adapter, store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_outage_axum_redis() {
     redis_outage(Adapter::Axum, Store::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_outage_axum_fred() {
     redis_outage(Adapter::Axum, Store::Fred).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_outage_poem_redis() {
     redis_outage(Adapter::Poem, Store::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_outage_poem_fred() {
     redis_outage(Adapter::Poem, Store::Fred).await;
 }
@@ -113,9 +127,7 @@ async fn redis_outage_poem_fred() {
 /// The app restarts (a new process: new engine, new clients) on the same Redis: sessions
 /// and revocations survive.
 async fn app_restart(store: Store) {
-    let Some(redis) = RedisProcess::start() else {
-        return;
-    };
+    let redis = RedisProcess::start();
     let first = app(Adapter::Axum, store, &redis).await;
     let kept = first.login("kept@example.com").await;
     let gone = first.login("gone@example.com").await;
@@ -146,11 +158,19 @@ async fn app_restart(store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn sessions_and_revocations_survive_an_app_restart_redis() {
     app_restart(Store::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn sessions_and_revocations_survive_an_app_restart_fred() {
     app_restart(Store::Fred).await;
 }
@@ -206,9 +226,7 @@ async fn a_slow_client_blocks_no_one_poem() {
 async fn cluster_failover(store: Store) {
     use otp_tests::redis_proc::RedisCluster;
     use std::sync::{Arc, Mutex};
-    let Some(cluster) = RedisCluster::start() else {
-        return;
-    };
+    let cluster = RedisCluster::start();
     let backends = Backends::for_url(
         store,
         &cluster.url(),
@@ -272,11 +290,19 @@ async fn cluster_failover(store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn cluster_failover_during_logins_redis() {
     cluster_failover(Store::RedisCluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn cluster_failover_during_logins_fred() {
     cluster_failover(Store::FredCluster).await;
 }
@@ -290,9 +316,7 @@ async fn cluster_started_with_the_app(store: Store) {
     const RUNS: usize = 10;
     let mut took = Vec::new();
     for run in 0..RUNS {
-        let Some(cluster) = RedisCluster::create(0) else {
-            return;
-        };
+        let cluster = RedisCluster::create(0);
         let started = Instant::now();
         let backends = Backends::for_url(
             store,
@@ -326,11 +350,19 @@ async fn cluster_started_with_the_app(store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn cluster_started_with_the_app_redis() {
     cluster_started_with_the_app(Store::RedisCluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn cluster_started_with_the_app_fred() {
     cluster_started_with_the_app(Store::FredCluster).await;
 }
@@ -340,9 +372,7 @@ async fn cluster_started_with_the_app_fred() {
 /// ends; the client retries with the cookie it has, within the reuse interval, and gets
 /// 200 on the same lineage; the session lives on. Ten stalls per client.
 async fn rotation_through_a_stall(store: Store) {
-    let Some(redis) = RedisProcess::start() else {
-        return;
-    };
+    let redis = RedisProcess::start();
     let s = app(Adapter::Axum, store, &redis).await;
     const RUNS: usize = 10;
     for run in 0..RUNS {
@@ -376,11 +406,19 @@ async fn rotation_through_a_stall(store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn rotation_through_a_stall_redis() {
     rotation_through_a_stall(Store::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn rotation_through_a_stall_fred() {
     rotation_through_a_stall(Store::Fred).await;
 }
@@ -446,9 +484,7 @@ async fn master_killed(store: Store, replicas_ack: u32) {
     use otp_tests::redis_proc::RedisCluster;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    let Some(cluster) = RedisCluster::start() else {
-        return;
-    };
+    let cluster = RedisCluster::start();
     let backends = Backends::for_url_acked(
         store,
         &cluster.url(),
@@ -569,21 +605,37 @@ async fn master_killed(store: Store, replicas_ack: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn master_killed_during_logins_redis() {
     master_killed(Store::RedisCluster, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn master_killed_during_logins_with_replica_acks_redis() {
     master_killed(Store::RedisCluster, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn master_killed_during_logins_fred() {
     master_killed(Store::FredCluster, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn master_killed_during_logins_with_replica_acks_fred() {
     master_killed(Store::FredCluster, 1).await;
 }
@@ -592,9 +644,7 @@ async fn master_killed_during_logins_with_replica_acks_fred() {
 /// not be lost is never reported done: verify-otp, refresh and logout answer 503, while
 /// requesting a code (not such a write) works; with 0 everything works.
 async fn replica_acks_required(store: Store) {
-    let Some(redis) = RedisProcess::start() else {
-        return;
-    };
+    let redis = RedisProcess::start();
     let plain = Backends::for_url(store, &redis.url(), TIMEOUT, KeyLayout::new("a_", "ab_")).await;
     let plain = TestServer::start_with(Adapter::Axum, config(), plain).await;
     let session = plain.login("acks@example.com").await;
@@ -618,11 +668,19 @@ async fn replica_acks_required(store: Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn replica_acks_required_redis() {
     replica_acks_required(Store::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn replica_acks_required_fred() {
     replica_acks_required(Store::Fred).await;
 }

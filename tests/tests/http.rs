@@ -2,84 +2,98 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use otp_tests::{Adapter, Store, Target};
-
 mod axum_memory {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Axum,
-        store: Store::Memory
-    });
+    otp_tests::http_scenarios!(Axum, Memory);
 }
 
 mod axum_redis {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Axum,
-        store: Store::Redis
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_redis),
+            ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
+        )]
+        Axum,
+        Redis
+    );
 }
 
 mod axum_fred {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Axum,
-        store: Store::Fred
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_redis),
+            ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
+        )]
+        Axum,
+        Fred
+    );
 }
 
 mod axum_redis_cluster {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Axum,
-        store: Store::RedisCluster
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_cluster),
+            ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
+        )]
+        Axum,
+        RedisCluster
+    );
 }
 
 mod axum_fred_cluster {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Axum,
-        store: Store::FredCluster
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_cluster),
+            ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
+        )]
+        Axum,
+        FredCluster
+    );
 }
 
 mod poem_memory {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Poem,
-        store: Store::Memory
-    });
+    otp_tests::http_scenarios!(Poem, Memory);
 }
 
 mod poem_redis {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Poem,
-        store: Store::Redis
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_redis),
+            ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
+        )]
+        Poem,
+        Redis
+    );
 }
 
 mod poem_fred {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Poem,
-        store: Store::Fred
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_redis),
+            ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
+        )]
+        Poem,
+        Fred
+    );
 }
 
 mod poem_redis_cluster {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Poem,
-        store: Store::RedisCluster
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_cluster),
+            ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
+        )]
+        Poem,
+        RedisCluster
+    );
 }
 
 mod poem_fred_cluster {
-    use super::*;
-    otp_tests::http_scenarios!(Target {
-        adapter: Adapter::Poem,
-        store: Store::FredCluster
-    });
+    otp_tests::http_scenarios!(
+        #[cfg_attr(
+            not(otp_test_cluster),
+            ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
+        )]
+        Poem,
+        FredCluster
+    );
 }

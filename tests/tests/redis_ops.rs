@@ -78,9 +78,7 @@ fn total(calls: &[(String, u64)]) -> u64 {
 }
 
 async fn round_trips(backend: Backend) {
-    let Some(r) = RedisProcess::start() else {
-        return;
-    };
+    let r = RedisProcess::start();
     let mailer = CapturingMailer::new();
     let auth = engine(backend, &r.url(), &mailer).await;
     // Warm up: load every script once, so NOSCRIPT reloads do not count below.
@@ -162,20 +160,30 @@ async fn round_trips(backend: Backend) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn round_trips_per_operation_redis() {
     round_trips(Backend::Redis).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn round_trips_per_operation_fred() {
     round_trips(Backend::Fred).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn one_small_key_per_pending_login_holding_no_address_or_code() {
-    let Some(r) = RedisProcess::start() else {
-        return;
-    };
+    let r = RedisProcess::start();
     let mailer = CapturingMailer::new();
     let auth = engine(Backend::Redis, &r.url(), &mailer).await;
     auth.request_code("Someone.Private@Example.com", &ClientInfo::default())
@@ -221,9 +229,7 @@ async fn one_small_key_per_pending_login_holding_no_address_or_code() {
 }
 
 async fn restart(backend: Backend) {
-    let Some(mut r) = RedisProcess::start() else {
-        return;
-    };
+    let mut r = RedisProcess::start();
     let mailer = CapturingMailer::new();
     let auth = engine(backend, &r.url(), &mailer).await;
     auth.request_code("before@example.com", &client())
@@ -280,21 +286,31 @@ async fn restart(backend: Backend) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_restart_gives_503_then_recovers_redis() {
     restart(Backend::Redis).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn redis_restart_gives_503_then_recovers_fred() {
     restart(Backend::Fred).await;
 }
 
 /// Every store script, as composed from `crates/otp-core/src/lua/`, compiles in Redis.
 #[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
 async fn every_script_compiles_in_redis() {
-    let Some(r) = RedisProcess::start() else {
-        return;
-    };
+    let r = RedisProcess::start();
     for script in otp_core::scripted::SCRIPTS {
         let sha = r.cli(&["script", "load", script.source]);
         assert_eq!(sha.trim().len(), 40, "{}: {sha}", script.name);

@@ -232,10 +232,12 @@ async fn a_connection_closed_by_the_server_is_replaced() {
 /// Mails per second through postfix's `smtp-sink` over the pool, 16 concurrent senders,
 /// through the axum router: the measurement the README quotes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_smtp_sink),
+    ignore = "needs postfix's smtp-sink at OTP_TEST_SMTP_SINK: run `cargo xtask test`"
+)]
 async fn throughput_to_smtp_sink() {
-    let Some(sink) = otp_core::contract::test_server("OTP_TEST_SMTP_SINK") else {
-        return;
-    };
+    let sink = otp_tests::server("OTP_TEST_SMTP_SINK");
     let (host, port) = sink.rsplit_once(':').unwrap();
     let config = Config {
         smtp_server: host.into(),
@@ -275,14 +277,11 @@ async fn throughput_to_smtp_sink() {
 
 /// The whole login over real SMTP and real Redis through the axum router.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis),
+    ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
+)]
 async fn login_end_to_end_over_smtp_and_redis() {
-    let target = otp_tests::Target {
-        adapter: Adapter::Axum,
-        store: Store::Redis,
-    };
-    if !target.available() {
-        return;
-    }
     let smtp = SmtpServer::start(Behaviour::Accept).await;
     let config = smtp_config(smtp.port);
     let backends = Backends::for_store(Store::Redis).await;

@@ -5,12 +5,20 @@
 //! ```ignore
 //! // tests/contract.rs of your crate, with otp-core's `test-util` feature and tokio
 //! // (macros, rt-multi-thread) as dev-dependencies:
-//! otp_core::otp_store_contract!(my_store, async { Some(std::sync::Arc::new(MyStore::connect().await)) });
-//! otp_core::blacklist_contract!(my_blacklist, async { Some(std::sync::Arc::new(MyStore::connect().await)) });
+//! otp_core::otp_store_contract!(my_store, async { std::sync::Arc::new(MyStore::connect().await) });
+//! otp_core::blacklist_contract!(my_blacklist, async { std::sync::Arc::new(MyStore::connect().await) });
 //! ```
 //!
-//! The expression gives `Option<Arc<…>>`: `None` skips the test (a server that is not
-//! available here; see [`test_server`]).
+//! A store that needs a server the machine may not have: mark the tests ignored unless
+//! the build knows the server, so that a run without it says so instead of passing:
+//!
+//! ```ignore
+//! otp_core::otp_store_contract!(
+//!     #[cfg_attr(not(my_server), ignore = "needs MY_SERVER_URL")]
+//!     my_store,
+//!     async { std::sync::Arc::new(MyStore::connect(&std::env::var("MY_SERVER_URL").unwrap()).await) }
+//! );
+//! ```
 //!
 //! Each test uses fresh random keys, so the suites can share one store and run in parallel.
 //! Some tests sleep a few seconds to see entries expire.
@@ -28,24 +36,6 @@ use crate::store::{
     VerifyRequest, new_session_id,
 };
 use crate::token::{now_secs, random_id};
-
-/// The address of a test server from the environment variable `var`.
-///
-/// When the variable is unset the test is skipped (a line on stderr says so) — unless
-/// `OTP_TEST_SERVERS=1` is set, as `cargo xtask test` does, which promises every server:
-/// then a missing variable fails the test.
-pub fn test_server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("OTP_TEST_SERVERS").as_deref() == Ok("1") => {
-            panic!("{var} is not set although OTP_TEST_SERVERS=1 promises it")
-        }
-        _ => {
-            eprintln!("skipped: {var} is not set (run the tests with `cargo xtask test`)");
-            None
-        }
-    }
-}
 
 /// The limits the suite runs with unless a test needs others.
 pub fn limits() -> Limits {
@@ -1247,17 +1237,19 @@ pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
 }
 
 /// Instantiates the [`OtpStore`] contract as one test per case, in a module named `$name`.
-/// `$make` is an async expression giving `Option<Arc<dyn OtpStore>>` (`None` skips).
+/// `$make` is an async expression giving an `Arc` of the store. Attributes written before
+/// the name go on every test, for example
+/// `#[cfg_attr(not(has_my_server), ignore = "needs my server")]`.
 #[macro_export]
 macro_rules! otp_store_contract {
-    ($name:ident, $make:expr) => {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn make() -> ::std::option::Option<::std::sync::Arc<dyn $crate::OtpStore>> {
-                $make.await.map(|s| s as ::std::sync::Arc<dyn $crate::OtpStore>)
+            async fn make() -> ::std::sync::Arc<dyn $crate::OtpStore> {
+                $make.await
             }
-            $crate::otp_store_contract!(@tests
+            $crate::otp_store_contract!(@tests [$(#[$attr])*]
                 issue_then_verify_once, verify_without_code, wrong_codes_lock_out,
                 resend_keeps_failures, success_resets_failures, new_code_replaces_old,
                 address_limit, ip_limit, windows_and_codes_expire, discard_only_matching,
@@ -1266,46 +1258,45 @@ macro_rules! otp_store_contract {
                 ip_failures_span_addresses, restore_unless_newer);
         }
     };
-    (@tests $($t:ident),*) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $t() {
-                if let Some(store) = make().await {
-                    $crate::contract::$t(store).await;
-                }
-            }
-        )*
+    (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $t() {
+            $crate::contract::$t(make().await).await;
+        }
+        $crate::otp_store_contract!(@tests [$($attr)*] $($rest),*);
     };
+    (@tests [$($attr:tt)*]) => {};
 }
 
 /// Instantiates the [`TokenBlacklist`] contract as one test per case, in a module named
-/// `$name`. `$make` is an async expression giving `Option<Arc<dyn TokenBlacklist>>`.
+/// `$name`. `$make` is an async expression giving an `Arc` of the store; attributes as in
+/// [`otp_store_contract!`](crate::otp_store_contract).
 #[macro_export]
 macro_rules! blacklist_contract {
-    ($name:ident, $make:expr) => {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn make() -> ::std::option::Option<::std::sync::Arc<dyn $crate::TokenBlacklist>> {
-                $make.await.map(|s| s as ::std::sync::Arc<dyn $crate::TokenBlacklist>)
+            async fn make() -> ::std::sync::Arc<dyn $crate::TokenBlacklist> {
+                $make.await
             }
-            $crate::blacklist_contract!(@tests
+            $crate::blacklist_contract!(@tests [$(#[$attr])*]
                 session_rotation_and_reuse, unknown_session, revoke_access_and_session,
                 revoke_all_and_list, sessions_expire, concurrent_rotations_at_most_one,
                 concurrent_rotations_one_lineage, reuse_interval_parent_only,
                 resent_session_calls_change_nothing, session_cap_ends_least_recently_refreshed);
         }
     };
-    (@tests $($t:ident),*) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $t() {
-                if let Some(store) = make().await {
-                    $crate::contract::$t(store).await;
-                }
-            }
-        )*
+    (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $t() {
+            $crate::contract::$t(make().await).await;
+        }
+        $crate::blacklist_contract!(@tests [$($attr)*] $($rest),*);
     };
+    (@tests [$($attr:tt)*]) => {};
 }
 
 /// A store that is down: every [`OtpStore`] and [`TokenBlacklist`] call fails as
@@ -1475,53 +1466,49 @@ pub async fn login_ends_sessions_past_the_cap(
 
 /// Instantiates the login contract ([`OtpStore::verify_and_open`]) as one test per case,
 /// in a module named `$name`. `$make` is an async expression giving
-/// `Option<(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)>`: the same store as both, as an
-/// application builds it.
+/// `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)`: the same store as both, as an
+/// application builds it; attributes as in [`otp_store_contract!`](crate::otp_store_contract).
 #[macro_export]
 macro_rules! login_contract {
-    ($name:ident, $make:expr) => {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn make() -> ::std::option::Option<(
+            async fn make() -> (
                 ::std::sync::Arc<dyn $crate::OtpStore>,
                 ::std::sync::Arc<dyn $crate::TokenBlacklist>,
-            )> {
+            ) {
                 $make.await
             }
-            $crate::login_contract!(@tests
+            $crate::login_contract!(@tests [$(#[$attr])*]
                 login_opens_the_session_with_the_code,
                 login_restores_the_code_when_the_session_fails,
                 login_ends_sessions_past_the_cap);
         }
     };
-    (@tests $($t:ident),*) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $t() {
-                if let Some((store, sessions)) = make().await {
-                    $crate::contract::$t(store, sessions).await;
-                }
-            }
-        )*
+    (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $t() {
+            let (store, sessions) = make().await;
+            $crate::contract::$t(store, sessions).await;
+        }
+        $crate::login_contract!(@tests [$($attr)*] $($rest),*);
     };
+    (@tests [$($attr:tt)*]) => {};
 }
 
 #[cfg(test)]
 mod memory_contract {
     use crate::memory::MemoryStore;
 
-    crate::otp_store_contract!(otp_store, async {
-        Some(std::sync::Arc::new(MemoryStore::new()))
-    });
-    crate::blacklist_contract!(blacklist, async {
-        Some(std::sync::Arc::new(MemoryStore::new()))
-    });
+    crate::otp_store_contract!(otp_store, async { std::sync::Arc::new(MemoryStore::new()) });
+    crate::blacklist_contract!(blacklist, async { std::sync::Arc::new(MemoryStore::new()) });
     crate::login_contract!(login, async {
         let store = std::sync::Arc::new(MemoryStore::new());
-        Some((
+        (
             store.clone() as std::sync::Arc<dyn crate::OtpStore>,
             store as std::sync::Arc<dyn crate::TokenBlacklist>,
-        ))
+        )
     });
 }

@@ -76,17 +76,18 @@
 //! use my_crate::MyStore;
 //!
 //! otp_core::otp_store_contract!(my_otp, async {
-//!     Some(Arc::new(MyStore::connect("...").await.unwrap()))
+//!     Arc::new(MyStore::connect("...").await.unwrap())
 //! });
 //! otp_core::blacklist_contract!(my_blacklist, async {
-//!     Some(Arc::new(MyStore::connect("...").await.unwrap()))
+//!     Arc::new(MyStore::connect("...").await.unwrap())
 //! });
 //! ```
 //!
 //! Each macro expands to a module of `#[tokio::test]`s, one per case; the expression gives
-//! `Option<Arc<…>>`, where `None` skips the test (for a server that is not running here:
-//! see `otp_core::contract::test_server`). Then `cargo test -p your-crate`. Some cases
-//! sleep a few seconds to watch entries expire.
+//! the store as an `Arc`. Attributes before the module name go on every test (such as
+//! `#[cfg_attr(not(my_server), ignore = "needs MY_SERVER_URL")]` for a store whose server
+//! may be absent). Then `cargo test -p your-crate`. Some cases sleep a few seconds to
+//! watch entries expire.
 
 use std::str::FromStr;
 use std::sync::Arc;

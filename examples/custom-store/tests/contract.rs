@@ -8,21 +8,17 @@ use std::sync::Arc;
 use custom_store_example::SqliteStore;
 
 otp_core::otp_store_contract!(sqlite_otp, async {
-    Some(Arc::new(
-        SqliteStore::connect("sqlite::memory:").await.unwrap(),
-    ))
+    Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap())
 });
 
 otp_core::blacklist_contract!(sqlite_blacklist, async {
-    Some(Arc::new(
-        SqliteStore::connect("sqlite::memory:").await.unwrap(),
-    ))
+    Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap())
 });
 
 otp_core::login_contract!(sqlite_login, async {
     let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
-    Some((
+    (
         store.clone() as Arc<dyn otp_core::OtpStore>,
         store as Arc<dyn otp_core::TokenBlacklist>,
-    ))
+    )
 });
