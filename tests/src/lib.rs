@@ -226,7 +226,7 @@ impl Backends {
             return Backends::memory();
         };
         let url = server(var);
-        let tag = otp_core::token::random_id().replace(['-', '_'], "x");
+        let tag = otp_core::primitives::random_id().replace(['-', '_'], "x");
         let keys = KeyLayout::new(&format!("t{tag}_otp_"), &format!("t{tag}_bl_"));
         Self::for_url(store, &url, Duration::from_secs(2), keys).await
     }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use otp_core::token::{Claims, TokenCodec, TokenType, now_secs};
+use otp_core::primitives::now_secs;
+use otp_core::token::{Claims, TokenCodec, TokenType};
 use otp_core::{
     CapturingMailer, Config, Email, Error, Hooks, JwtAlgorithm, MailError, OtpAuth, SameSite,
     async_trait,

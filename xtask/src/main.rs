@@ -10,8 +10,8 @@
 //!   `cargo test`; then the doc tests). `ARGS` go to the test runner.
 //! * `servers`: starts the same servers, prints the `export` lines for a
 //!   shell and keeps them running until Ctrl-C or end of standard input.
-//! * `ci`: formatting check, clippy, rustdoc (warnings denied), then `test`, then a
-//!   short run of every fuzz target.
+//! * `ci`: formatting check, clippy, rustdoc (warnings denied), the lean build (no
+//!   default features), then `test`, then a short run of every fuzz target.
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
 //! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
 //!   watching 5xx and memory.
@@ -58,8 +58,10 @@ Commands:
   servers         Start the same servers, print `export` lines for a shell and
                   keep them running until Ctrl-C or end of input (Ctrl-D).
   ci              cargo fmt --check, clippy -D warnings, rustdoc -D warnings,
-                  then `test`, then 15 s of each fuzz target; stops at the first
-                  failure.
+                  the lean build (otp-core and the adapters without default
+                  features: clippy, otp-core's unit tests, and a `cargo tree`
+                  free of rsa, p256, p384 and ed25519-dalek), then `test`, then
+                  15 s of each fuzz target; stops at the first failure.
   fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
                   (default 300), seeded with tests/fuzz/regressions.
   bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
@@ -238,13 +240,39 @@ fn ci() -> Outcome {
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings");
 
-    for step in [&mut fmt, &mut clippy, &mut doc] {
+    // The lean build: otp-core and the adapters without their default features.
+    let mut lean_clippy = cargo()?;
+    lean_clippy.args([
+        "clippy",
+        "-p",
+        "otp-core",
+        "-p",
+        "otp-axum",
+        "-p",
+        "otp-poem",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    let mut lean_test = cargo()?;
+    lean_test.args(["test", "-p", "otp-core", "--no-default-features", "--lib"]);
+
+    for step in [
+        &mut fmt,
+        &mut clippy,
+        &mut doc,
+        &mut lean_clippy,
+        &mut lean_test,
+    ] {
         let code = exit_code(run(step)?);
         if code != 0 {
             eprintln!("xtask: ci failed at `{}`", cmd::display(step));
             return Ok(code);
         }
     }
+    lean_tree()?;
     let code = test(&[])?;
     if code != 0 {
         eprintln!("xtask: ci failed in the tests");
@@ -255,6 +283,51 @@ fn ci() -> Outcome {
         eprintln!("xtask: ci failed in the fuzz runs");
     }
     Ok(code)
+}
+
+/// The crates an HS256 build of otp-core must not compile.
+const NOT_IN_LEAN_BUILD: [&str; 4] = ["rsa", "p256", "p384", "ed25519-dalek"];
+
+/// Fails unless `cargo tree -p otp-core --no-default-features -e normal` is free of
+/// [`NOT_IN_LEAN_BUILD`].
+fn lean_tree() -> Result<(), String> {
+    let mut tree = cargo()?;
+    tree.args([
+        "tree",
+        "-p",
+        "otp-core",
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]);
+    let out = tree
+        .output()
+        .map_err(|e| format!("running `{}`: {e}", cmd::display(&tree)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            cmd::display(&tree),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| NOT_IN_LEAN_BUILD.contains(name))
+        .collect();
+    if found.is_empty() {
+        eprintln!(
+            "xtask: otp-core without default features compiles none of {NOT_IN_LEAN_BUILD:?}"
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "otp-core without default features still depends on {found:?}"
+        ))
+    }
 }
 
 /// `cargo xtask fuzz [SECONDS]`.

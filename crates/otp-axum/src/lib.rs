@@ -28,9 +28,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything but the translation between axum and plain request parts lives in
-//! `otp-core` ([`OtpAuth::handle`]), so statuses, bodies, headers and cookies are those of
-//! the contract, identical in every adapter.
+//! Everything but finding the client's address lives in `otp-core` ([`OtpAuth::serve`],
+//! which takes and gives the `http` crate's types, as axum does), so statuses, bodies,
+//! headers and cookies are those of the contract, identical in every adapter.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -38,19 +38,15 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{
     ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
 };
-use axum::http::header::{
-    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, ORIGIN, USER_AGENT,
-};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use otp_core::{ApiResponse, Endpoint, Error, OtpAuth, RequestHeaders, Route};
+use otp_core::{Endpoint, Error, OtpAuth, TokenRejection};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
 /// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
@@ -68,85 +64,27 @@ where
     for endpoint in Endpoint::ALL {
         r = r.route(endpoint.path(), any(serve));
     }
-    r.fallback(|| async { render(ApiResponse::not_found()) })
-        .with_state(auth)
-}
-
-fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+    // Unknown paths too: otp-core answers them (404).
+    r.fallback(serve).with_state(auth)
 }
 
 async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    // Nested routers see the path without the mount point.
-    let route = match Route::resolve(parts.method.as_str(), parts.uri.path()) {
-        Ok(route) => route,
-        Err(refused) => return render(refused),
-    };
     // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
-    let peer = parts
-        .extensions
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip())
         .or_else(|| {
-            parts
-                .extensions
+            req.extensions()
                 .get::<MockConnectInfo<SocketAddr>>()
                 .map(|m| m.0.ip())
         });
-    let h = &parts.headers;
-    // HTTP/2 carries the host in the request target, not in a header.
-    let parts_authority = parts.uri.authority().map(|a| a.as_str());
-    let all = |name: HeaderName| -> Vec<&str> {
-        h.get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
-    let headers = RequestHeaders {
-        content_length: header(h, CONTENT_LENGTH),
-        content_type: header(h, CONTENT_TYPE),
-        authorization: header(h, AUTHORIZATION),
-        cookies: all(COOKIE),
-        origin: header(h, ORIGIN),
-        host: header(h, HOST).or(parts_authority),
-        sec_fetch_site: header(h, HeaderName::from_static("sec-fetch-site")),
-        user_agent: header(h, USER_AGENT),
-        forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
-        accept_language: header(h, ACCEPT_LANGUAGE),
-    };
-    if let Err(refused) = auth.precheck(
-        route.endpoint,
-        &headers,
-        peer,
-        "serve the app with into_make_service_with_connect_info::<SocketAddr>()",
-    ) {
-        return render(refused);
-    }
-    let limit = auth.config().body_limit_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        // Over the limit while streaming (or the client went away: then nobody reads this).
-        return render(ApiResponse::body_too_large(limit));
-    };
-    render(
-        auth.handle_parts(route, &headers, parts.uri.query(), &bytes, peer)
-            .await,
-    )
+    // Nested routers see the path without the mount point, as otp-core expects.
+    auth.serve(req, peer).await.map(Body::from)
 }
 
-/// Writes a framework-free response as an axum one.
-pub fn render(resp: ApiResponse) -> Response {
-    let mut out = Response::new(Body::from(resp.body));
-    *out.status_mut() =
-        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = out.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(resp.content_type));
-    for (name, value) in resp.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.append(HeaderName::from_static(name), v);
-        }
-    }
-    out
+fn rejection(e: &Error) -> Response {
+    otp_core::error_response(e).map(Body::from)
 }
 
 /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
@@ -174,7 +112,7 @@ pub struct AuthRejection(pub Error);
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        render(ApiResponse::error(&self.0))
+        rejection(&self.0)
     }
 }
 
@@ -186,11 +124,11 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = OtpAuth::from_ref(state);
-        auth.authenticate_header(header(&parts.headers, AUTHORIZATION))
-            .await
-            .map(CurrentUser)
-            .map_err(AuthRejection)
+        match OtpAuth::from_ref(state).current_user(&parts.headers).await {
+            Ok(Some(user)) => Ok(CurrentUser(user)),
+            Ok(None) => Err(AuthRejection(Error::Unauthorized(TokenRejection::Missing))),
+            Err(e) => Err(AuthRejection(e)),
+        }
     }
 }
 
@@ -205,16 +143,10 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let authorization = header(&parts.headers, AUTHORIZATION);
-        if otp_core::bearer_token(authorization)
-            .is_err_and(|e| matches!(e, Error::Unauthorized(otp_core::TokenRejection::Missing)))
-        {
-            return Ok(None);
-        }
-        let auth = OtpAuth::from_ref(state);
-        auth.authenticate_header(authorization)
+        OtpAuth::from_ref(state)
+            .current_user(&parts.headers)
             .await
-            .map(|u| Some(CurrentUser(u)))
+            .map(|user| user.map(CurrentUser))
             .map_err(AuthRejection)
     }
 }
@@ -232,14 +164,19 @@ where
             "/openapi.json",
             axum::routing::get(move || {
                 let json = json.clone();
-                async move { ([(CONTENT_TYPE, "application/json")], json) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                }
             }),
         )
         .route(
             "/docs",
             axum::routing::get(|| async {
                 (
-                    [(CONTENT_TYPE, "text/html; charset=utf-8")],
+                    [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
                     otp_core::openapi::DOCS_PAGE,
                 )
             }),

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::Env;
+#[cfg(feature = "toml")]
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use ipnet::IpNet;
@@ -15,10 +17,6 @@ use serde::{Deserialize, Deserializer};
 
 /// The prefix of every environment variable the library reads.
 pub const ENV_PREFIX: &str = "OTP_AUTH_";
-
-/// The TOML file read by [`Config::load`] when it exists, unless `OTP_AUTH_CONFIG_FILE`
-/// names another.
-pub const DEFAULT_CONFIG_FILE: &str = "otp-auth.toml";
 
 /// Secrets that are known placeholders and must never sign a token.
 const PLACEHOLDER_SECRETS: &[&str] = &[
@@ -420,20 +418,30 @@ impl From<ConfigError> for crate::Error {
     }
 }
 
+/// The file named by `OTP_AUTH_CONFIG_FILE`, when set and not empty.
+fn config_file() -> Option<String> {
+    std::env::var("OTP_AUTH_CONFIG_FILE")
+        .ok()
+        .filter(|f| !f.is_empty())
+}
+
 impl Config {
     /// The figment the configuration is read from: defaults, then the TOML file named by
-    /// `OTP_AUTH_CONFIG_FILE` (or `otp-auth.toml` when it exists), then `OTP_AUTH_*`
-    /// variables. Add providers to it to read settings from elsewhere.
+    /// `OTP_AUTH_CONFIG_FILE` when it is set (the `toml` feature; no file is read
+    /// otherwise), then `OTP_AUTH_*` variables. Add providers to it to read settings from
+    /// elsewhere.
     pub fn figment() -> Figment {
-        let file = std::env::var("OTP_AUTH_CONFIG_FILE")
-            .unwrap_or_else(|_| DEFAULT_CONFIG_FILE.to_owned());
-        Figment::new()
-            .merge(Toml::file(file))
-            .merge(RawEnv(Env::prefixed(ENV_PREFIX).ignore(&[
-                "config_file",
-                "store",
-                "mailer",
-            ])))
+        let figment = Figment::new();
+        #[cfg(feature = "toml")]
+        let figment = match config_file() {
+            Some(file) => figment.merge(Toml::file_exact(file)),
+            None => figment,
+        };
+        figment.merge(RawEnv(Env::prefixed(ENV_PREFIX).ignore(&[
+            "config_file",
+            "store",
+            "mailer",
+        ])))
     }
 
     /// Reads the configuration from [`Config::figment`]. Call [`Config::validate`] next
@@ -444,12 +452,18 @@ impl Config {
 
     /// Reads the configuration from `figment`, with defaults for what it does not set.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
-        if let Ok(path) = std::env::var("OTP_AUTH_CONFIG_FILE")
-            && !Path::new(&path).exists()
-        {
-            return Err(ConfigError::one(format!(
-                "OTP_AUTH_CONFIG_FILE names {path:?}, which does not exist"
-            )));
+        if let Some(path) = config_file() {
+            if cfg!(not(feature = "toml")) {
+                return Err(ConfigError::one(format!(
+                    "OTP_AUTH_CONFIG_FILE names {path:?}, but otp-core is built without its \
+                     `toml` feature"
+                )));
+            }
+            if !Path::new(&path).exists() {
+                return Err(ConfigError::one(format!(
+                    "OTP_AUTH_CONFIG_FILE names {path:?}, which does not exist"
+                )));
+            }
         }
         figment.extract_lossy().map_err(|e| ConfigError {
             problems: e.into_iter().map(|e| describe_figment_error(&e)).collect(),
@@ -1092,17 +1106,41 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "toml")]
     fn reads_a_toml_file_under_the_environment() {
         Jail::expect_with(|jail| {
             jail.create_file(
                 "otp-auth.toml",
                 "otp_length = 7\nallowed_origins = [\"https://a.example\"]\ncookie_name = \"from_file\"\n",
             )?;
+            jail.set_env("OTP_AUTH_CONFIG_FILE", "otp-auth.toml");
             jail.set_env("OTP_AUTH_COOKIE_NAME", "from_env");
             let c = Config::load().expect("loads");
             assert_eq!(c.otp_length, 7);
             assert_eq!(c.allowed_origins, ["https://a.example"]);
             assert_eq!(c.cookie_name, "from_env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[cfg(not(feature = "toml"))]
+    fn a_named_file_needs_the_toml_feature() {
+        Jail::expect_with(|jail| {
+            jail.create_file("otp-auth.toml", "otp_length = 7\n")?;
+            jail.set_env("OTP_AUTH_CONFIG_FILE", "otp-auth.toml");
+            let e = Config::load().unwrap_err();
+            assert!(e.to_string().contains("`toml` feature"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_file_is_read_unless_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("otp-auth.toml", "otp_length = 7\n")?;
+            let c = Config::load().expect("loads");
+            assert_eq!(c.otp_length, Config::default().otp_length);
             Ok(())
         });
     }

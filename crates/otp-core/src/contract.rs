@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 use crate::email::Email;
+use crate::primitives::{now_secs, random_id};
 use crate::store::{
     AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore,
     Revocation, RevokedAccess, RotateOutcome, Rotation, TokenBlacklist, VerifyOutcome,
     VerifyRequest, new_session_id,
 };
-use crate::token::{now_secs, random_id};
 
 /// The limits the suite runs with unless a test needs others.
 pub fn limits() -> Limits {
@@ -1496,19 +1496,4 @@ macro_rules! login_contract {
         $crate::login_contract!(@tests [$($attr)*] $($rest),*);
     };
     (@tests [$($attr:tt)*]) => {};
-}
-
-#[cfg(test)]
-mod memory_contract {
-    use crate::memory::MemoryStore;
-
-    crate::otp_store_contract!(otp_store, async { std::sync::Arc::new(MemoryStore::new()) });
-    crate::blacklist_contract!(blacklist, async { std::sync::Arc::new(MemoryStore::new()) });
-    crate::login_contract!(login, async {
-        let store = std::sync::Arc::new(MemoryStore::new());
-        (
-            store.clone() as std::sync::Arc<dyn crate::OtpStore>,
-            store as std::sync::Arc<dyn crate::TokenBlacklist>,
-        )
-    });
 }

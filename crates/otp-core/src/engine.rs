@@ -17,18 +17,19 @@ use crate::config::Config;
 use crate::email::Email;
 use crate::error::{Error, TokenRejection};
 use crate::glob::glob_match;
-use crate::http::CookieSpec;
+#[cfg(feature = "links")]
 use crate::link::{LinkError, LinkSealer, link_url};
 use crate::mailer::{Mailer, Message};
 use crate::memory::MemoryStore;
 use crate::metrics;
+use crate::primitives::now_secs;
 use crate::store::{
     AccessStatus, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
     RevokedAccess, RotateOutcome, Rotation, SessionInfo, TokenBlacklist, VerifyOutcome,
     VerifyRequest, new_session_id, session_subject_key,
 };
 use crate::template::{MailTemplates, TemplateValues, Templates};
-use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType, now_secs};
+use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 
 /// Application policy around logins, all optional.
 ///
@@ -136,9 +137,9 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     hooks: Arc<dyn Hooks>,
     templates: MailTemplates,
+    #[cfg(feature = "links")]
     link: LinkSealer,
     trusted_proxies: Vec<IpNet>,
-    cookie: CookieSpec,
     /// Smoothed mail delivery time in microseconds, to pace answers for refused addresses.
     mail_latency_us: AtomicU64,
     /// Whether the application gave its own hooks (which may have side effects, so they
@@ -243,6 +244,13 @@ impl OtpAuthBuilder {
             }
         };
         let codec = TokenCodec::from_config(&config)?;
+        #[cfg(not(feature = "links"))]
+        if config.public_url.is_some() {
+            tracing::warn!(
+                "OTP_AUTH_PUBLIC_URL is set, but otp-core is built without its `links` \
+                 feature: the login mail carries the code only"
+            );
+        }
         let templates = self
             .templates
             .with_default_language(&config.mail_default_language)?;
@@ -291,7 +299,6 @@ impl OtpAuthBuilder {
         Ok(OtpAuth {
             inner: Arc::new(Inner {
                 trusted_proxies: config.trusted_proxy_networks()?,
-                cookie: CookieSpec::from_config(&config),
                 hasher: CodeHasher::new(&code_secret),
                 codec,
                 limits,
@@ -301,6 +308,7 @@ impl OtpAuthBuilder {
                 custom_hooks: self.hooks.is_some(),
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(DefaultHooks)),
                 templates,
+                #[cfg(feature = "links")]
                 link: LinkSealer::new(&code_secret),
                 mail_latency_us: AtomicU64::new(0),
                 config,
@@ -342,13 +350,8 @@ impl OtpAuth {
         &self.inner.config
     }
 
-    /// The refresh cookie's name and attributes.
-    pub fn cookie(&self) -> &CookieSpec {
-        &self.inner.cookie
-    }
-
-    /// The trusted proxy networks.
-    pub fn trusted_proxies(&self) -> &[IpNet] {
+    /// The trusted proxy networks (`OTP_AUTH_TRUSTED_PROXIES`, parsed).
+    pub(crate) fn trusted_proxies(&self) -> &[IpNet] {
         &self.inner.trusted_proxies
     }
 
@@ -434,11 +437,14 @@ impl OtpAuth {
             );
             return Ok(());
         }
+        #[cfg(feature = "links")]
         let link = i
             .config
             .public_url
             .as_deref()
             .map(|url| link_url(url, &i.link.seal(&email, &code, now_secs())));
+        #[cfg(not(feature = "links"))]
+        let link: Option<String> = None;
         let (language, templates) = i.templates.select(client.accept_language.as_deref());
         let rendered = templates.render(&TemplateValues {
             code: code.expose(),
@@ -530,24 +536,11 @@ impl OtpAuth {
     /// A forged, altered or expired token, or one whose code is no longer pending, gives
     /// [`Error::InvalidLink`] (400).
     pub async fn verify_link(&self, token: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
-        let i = &*self.inner;
-        let opened = i.link.open(
-            token,
-            now_secs(),
-            i.config.otp_expiry_seconds,
-            i.config.otp_length,
-        );
-        let (email, code) = match opened {
+        let (email, code) = match self.open_link(token) {
             Ok(v) => v,
-            Err(e) => {
-                metrics::verification(
-                    "link",
-                    match e {
-                        LinkError::Expired => "expired_link",
-                        LinkError::Invalid => "invalid_link",
-                    },
-                );
-                tracing::info!(error = %e, "sign-in link refused");
+            Err(outcome) => {
+                metrics::verification("link", outcome);
+                tracing::info!(outcome, "sign-in link refused");
                 return Err(Error::InvalidLink);
             }
         };
@@ -560,6 +553,13 @@ impl OtpAuth {
     /// The masked address a sign-in link would sign in (for its confirmation page), or
     /// `None` for a forged, altered or expired token. Checks nothing in the store.
     pub(crate) fn link_account(&self, token: &str) -> Option<String> {
+        self.open_link(token).ok().map(|(email, _)| email.masked())
+    }
+
+    /// The address and code a sign-in link's token carries, or why it carries none
+    /// (`expired_link`, `invalid_link`: the outcome counted in the metrics).
+    #[cfg(feature = "links")]
+    fn open_link(&self, token: &str) -> Result<(Email, Code), &'static str> {
         let i = &*self.inner;
         i.link
             .open(
@@ -568,8 +568,16 @@ impl OtpAuth {
                 i.config.otp_expiry_seconds,
                 i.config.otp_length,
             )
-            .ok()
-            .map(|(email, _)| email.masked())
+            .map_err(|e| match e {
+                LinkError::Expired => "expired_link",
+                LinkError::Invalid => "invalid_link",
+            })
+    }
+
+    /// Without the `links` feature no token opens.
+    #[cfg(not(feature = "links"))]
+    fn open_link(&self, _token: &str) -> Result<(Email, Code), &'static str> {
+        Err("invalid_link")
     }
 
     async fn verify_pending(
@@ -1028,12 +1036,6 @@ impl OtpAuth {
     ) -> Result<CurrentUser, Error> {
         let token = bearer_token(authorization)?;
         self.authenticate(token).await
-    }
-
-    /// The client IP: the socket peer, unless the peer is a trusted proxy, in which case the
-    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
-    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
-        crate::http::resolve_client_ip(peer, forwarded_for, &self.inner.trusted_proxies)
     }
 }
 

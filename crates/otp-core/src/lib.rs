@@ -3,8 +3,9 @@
 //! A user posts an address, receives a code by mail, posts it back, and gets a short-lived
 //! JWT access token plus a rotating refresh token for an HttpOnly cookie. This crate holds
 //! the whole domain: configuration, codes, tokens, the storage and mail traits, the
-//! in-memory store and development mailers, and the HTTP contract as plain data
-//! ([`OtpAuth::handle`]). Web frameworks plug in through thin adapters (`otp-axum`).
+//! in-memory store and development mailers, and the HTTP contract over the [`http`]
+//! crate's types ([`OtpAuth::serve`]). Web frameworks plug in through thin adapters
+//! (`otp-axum`, `otp-poem`).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,19 +49,24 @@ pub mod email;
 mod engine;
 pub mod error;
 mod glob;
-pub mod http;
+#[cfg(feature = "asymmetric")]
 pub mod jwk;
+#[cfg(feature = "links")]
 pub mod link;
 pub mod mailer;
 pub mod memory;
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+mod pages;
+pub mod primitives;
+#[cfg(feature = "redis-scripts")]
 pub mod scripted;
 pub mod state;
 pub mod store;
 pub mod template;
 pub mod token;
+pub mod web;
 
 pub use code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 pub use config::{Config, ConfigError, JwtAlgorithm, SameSite, SmtpTls};
@@ -69,11 +75,11 @@ pub use engine::{
     ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair, bearer_token,
 };
 pub use error::{Error, Problem, Result, TokenRejection};
-pub use http::{ApiRequest, ApiResponse, CookieSpec, Endpoint, Method, RequestHeaders, Route};
 pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
 pub use memory::MemoryStore;
 pub use store::{OtpStore, StoreError, TokenBlacklist};
 pub use template::{MailTemplates, Templates};
+pub use web::{Endpoint, Method, error_response};
 
 /// Re-exported for implementing the traits without a direct dependency.
 pub use async_trait::async_trait;

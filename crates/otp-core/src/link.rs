@@ -1,4 +1,4 @@
-//! Scanner-safe sign-in links: the sealed link token and its confirmation page.
+//! Scanner-safe sign-in links: the sealed link token.
 //!
 //! The login mail can carry a link `<public_url>/magic?token=…` beside the code. The token
 //! is self-contained: an XChaCha20-Poly1305 box holding the normalized address, the code and
@@ -8,25 +8,23 @@
 //! together, under the same attempt limits and lockouts. Without the server key nobody can
 //! forge or alter a token, and the address cannot be read from the URL.
 //!
-//! Opening the link (`GET <mount>/magic`) changes nothing: it shows
-//! [`confirmation_page`], whose button posts the token to `<mount>/verify-link`. Mail
+//! Opening the link (`GET <mount>/magic`) changes nothing: it shows the confirmation page
+//! (in the HTTP layer), whose button posts the token to `<mount>/verify-link`. Mail
 //! scanners that fetch every link therefore cannot spend the code.
 
 use std::fmt;
-use std::sync::LazyLock;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::zeroize::Zeroize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::code::Code;
 use crate::email::Email;
-use crate::template::escape_html;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -214,86 +212,6 @@ fn parse_plaintext(
 /// percent-encoding.
 pub fn link_url(public_url: &str, token: &str) -> String {
     format!("{public_url}/magic?token={token}")
-}
-
-/// The confirmation page template. Its `<script>` and `<style>` are static: the values go
-/// only into the markup, so the CSP hashes below are fixed.
-const PAGE_TEMPLATE: &str = include_str!("magic.html");
-
-/// The page shown by `GET <mount>/magic?token=…`.
-///
-/// Loading it changes nothing (link scanners may fetch it freely). Its button posts
-/// `{"token": …}` to the relative URL `verify-link` (that is, `<mount>/verify-link`) with
-/// same-origin credentials; on 200 it says "You are signed in." and moves on to `/`; on an
-/// error it shows the problem's `detail` as text (for 400 with a hint to request a new
-/// code); on a network failure it offers a retry. The token sits HTML-escaped in a
-/// `data-token` attribute and the application name is escaped too; neither enters the
-/// script. Serve it with [`confirmation_page_csp`] as `Content-Security-Policy`.
-pub fn confirmation_page(token: &str, app_name: &str, account: Option<&str>) -> String {
-    let token = escape_html(token);
-    let app_name = escape_html(app_name);
-    // Naming the account lets a user notice a link someone requested for their own.
-    let account = match account {
-        Some(a) => format!(
-            "This link signs in as <strong>{}</strong>. If that is not your address, close \
-             this page.",
-            escape_html(a)
-        ),
-        None => "This link is invalid or has expired: request a new code.".to_owned(),
-    };
-    // One pass, so a value that itself reads `{{token}}` is not expanded again.
-    let mut out = String::with_capacity(PAGE_TEMPLATE.len() + token.len() + 2 * app_name.len());
-    let mut rest = PAGE_TEMPLATE;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix("{{token}}") {
-            out.push_str(&token);
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("{{app_name}}") {
-            out.push_str(&app_name);
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("{{account}}") {
-            out.push_str(&account);
-            rest = after;
-        } else {
-            out.push_str("{{");
-            rest = &tail[2..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The text between the first `open` and the following `close`, or "" when absent.
-fn inline_block<'a>(page: &'a str, open: &str, close: &str) -> &'a str {
-    page.split_once(open)
-        .and_then(|(_, after)| after.split_once(close))
-        .map_or("", |(inner, _)| inner)
-}
-
-/// `'sha256-…'` of an inline block, as CSP hash sources are written.
-fn csp_hash(content: &str) -> String {
-    format!(
-        "'sha256-{}'",
-        STANDARD.encode(Sha256::digest(content.as_bytes()))
-    )
-}
-
-static CONFIRMATION_PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
-    let script = csp_hash(inline_block(PAGE_TEMPLATE, "<script>", "</script>"));
-    let style = csp_hash(inline_block(PAGE_TEMPLATE, "<style>", "</style>"));
-    format!(
-        "default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; \
-         img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-});
-
-/// The `Content-Security-Policy` of [`confirmation_page`]: nothing but the page's own
-/// inline script and style (allowed by their SHA-256 hashes) and requests to its own
-/// origin; no framing, no forms, no base URL changes.
-pub fn confirmation_page_csp() -> &'static str {
-    &CONFIRMATION_PAGE_CSP
 }
 
 #[cfg(test)]
@@ -529,90 +447,5 @@ mod tests {
             link_url("https://app.example.com/auth", &token),
             format!("https://app.example.com/auth/magic?token={token}")
         );
-    }
-
-    fn script(page: &str) -> &str {
-        inline_block(page, "<script>", "</script>")
-    }
-
-    fn style(page: &str) -> &str {
-        inline_block(page, "<style>", "</style>")
-    }
-
-    #[test]
-    fn page_carries_the_token_in_data_token_only() {
-        let token = sealer().seal(&email(), &code(), NOW);
-        let page = confirmation_page(
-            &token,
-            "Example App",
-            Some("a\u{2022}\u{2022}\u{2022}@example.com"),
-        );
-        assert!(page.contains(&format!("data-token=\"{token}\"")));
-        assert_eq!(page.matches(token.as_str()).count(), 1);
-        // The script and style are the same whatever the token.
-        let other = confirmation_page("another-token", "Other", None);
-        assert!(!script(&page).is_empty());
-        assert_eq!(script(&page), script(&other));
-        assert_eq!(style(&page), style(&other));
-        assert!(!script(&page).contains(&token));
-        assert_eq!(page.matches("<script").count(), 1);
-        assert!(page.contains("<button type=\"button\""));
-        assert!(page.contains("fetch(\"verify-link\""));
-        assert!(page.contains("credentials: \"same-origin\""));
-        assert!(page.contains("<html lang=\"en\">"));
-        assert!(page.contains("<meta name=\"viewport\""));
-        assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
-        assert!(page.contains("<meta name=\"robots\" content=\"noindex"));
-        assert!(page.contains("Example App"));
-        assert!(
-            page.contains("signs in as <strong>a\u{2022}\u{2022}\u{2022}@example.com</strong>")
-        );
-        assert!(other.contains("invalid or has expired"));
-        // Self-contained: nothing loaded from elsewhere, no innerHTML.
-        assert!(!page.contains("http://") && !page.contains("https://"));
-        assert!(!page.contains("innerHTML"));
-        assert!(!page.contains("{{"));
-    }
-
-    #[test]
-    fn page_escapes_token_and_app_name() {
-        let page = confirmation_page(
-            "t\"><script>alert('x')</script>&",
-            "A \"<b>&'C",
-            Some("<i>x</i>"),
-        );
-        assert!(page.contains(
-            "data-token=\"t&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;\""
-        ));
-        assert!(page.contains("Sign in to A &quot;&lt;b&gt;&amp;&#39;C"));
-        assert!(!page.contains("alert('x')"));
-        assert!(!page.contains("<b>"));
-        assert!(page.contains("&lt;i&gt;x&lt;/i&gt;") && !page.contains("<i>"));
-        assert_eq!(page.matches("<script>").count(), 1);
-        // Values that look like placeholders are not expanded again.
-        let page = confirmation_page("{{app_name}}", "{{token}}", Some("{{token}}"));
-        assert!(page.contains("data-token=\"{{app_name}}\""));
-        assert!(page.contains("<title>Sign in to {{token}}</title>"));
-    }
-
-    #[test]
-    fn csp_hashes_match_the_rendered_page() {
-        let page = confirmation_page("some-token", "Example <App>", None);
-        let script = script(&page);
-        let style = style(&page);
-        assert!(script.contains("verify-link"));
-        assert!(style.contains("button"));
-        let hash = |s: &str| STANDARD.encode(Sha256::digest(s.as_bytes()));
-        let expected = format!(
-            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
-             connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; \
-             frame-ancestors 'none'",
-            hash(script),
-            hash(style)
-        );
-        assert_eq!(confirmation_page_csp(), expected);
-        // No inline style attributes or handlers, which the hashes would not allow.
-        assert!(!page.contains(" style=\""));
-        assert!(!page.contains(" onclick="));
     }
 }

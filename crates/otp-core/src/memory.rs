@@ -788,3 +788,18 @@ mod tests {
         assert_eq!(store.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod memory_contract {
+    use super::MemoryStore;
+
+    crate::otp_store_contract!(otp_store, async { std::sync::Arc::new(MemoryStore::new()) });
+    crate::blacklist_contract!(blacklist, async { std::sync::Arc::new(MemoryStore::new()) });
+    crate::login_contract!(login, async {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        (
+            store.clone() as std::sync::Arc<dyn crate::OtpStore>,
+            store as std::sync::Arc<dyn crate::TokenBlacklist>,
+        )
+    });
+}

@@ -1,6 +1,7 @@
-//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade: install any recorder
-//! (for example `metrics-exporter-prometheus`) and these appear; without one they cost
-//! next to nothing.
+//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade (the `metrics`
+//! feature, on by default): install any recorder (for example
+//! `metrics-exporter-prometheus`) and these appear; without one they cost next to nothing,
+//! and without the feature nothing is recorded.
 //!
 //! Every name starts with `otp_`; counters end in `_total`. Labels hold only fixed words
 //! (endpoint names, outcomes, statuses): never an address, a token, a session id or an IP.
@@ -22,9 +23,32 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
 use metrics::{counter, histogram};
 
-use crate::http::Endpoint;
+/// Without the `metrics` feature every recording is a no-op (the arguments are still
+/// evaluated, so both builds check the same code).
+#[cfg(not(feature = "metrics"))]
+mod off {
+    /// Stands in for a counter or a histogram handle.
+    pub(super) struct Noop;
+
+    impl Noop {
+        pub(super) fn increment(&self, _: u64) {}
+        pub(super) fn record(&self, _: f64) {}
+    }
+
+    macro_rules! counter {
+        ($name:expr $(, $k:literal => $v:expr)* $(,)?) => {{
+            let _ = ($name, $($v),*);
+            $crate::metrics::off::Noop
+        }};
+    }
+    pub(crate) use counter;
+    pub(crate) use counter as histogram;
+}
+#[cfg(not(feature = "metrics"))]
+use off::{counter, histogram};
 
 /// `otp_codes_requested_total`
 pub const CODES_REQUESTED: &str = "otp_codes_requested_total";
@@ -108,10 +132,10 @@ pub(crate) fn logout(scope: &'static str) {
     counter!(LOGOUTS, "scope" => scope).increment(1);
 }
 
-pub(crate) fn request_done(endpoint: Endpoint, status: u16, elapsed: Duration) {
+pub(crate) fn request_done(endpoint: &'static str, status: u16, elapsed: Duration) {
     histogram!(
         REQUEST_DURATION,
-        "endpoint" => endpoint.name(),
+        "endpoint" => endpoint,
         "status" => status_label(status),
     )
     .record(elapsed.as_secs_f64());

@@ -26,7 +26,7 @@ use utoipa::openapi::{
 };
 
 use crate::engine::OtpAuth;
-use crate::http::{
+use crate::web::{
     Endpoint, LogoutOthersResponse, MessageResponse, Method, RequestOtpBody, SessionView,
     SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
 };

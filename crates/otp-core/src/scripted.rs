@@ -31,6 +31,7 @@
 //! pending login at one small hash.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -234,6 +235,70 @@ impl Script {
     /// runs through [`ScriptRunner::run_replicated`].
     pub fn durable(&self) -> bool {
         [VERIFY.id, VERIFY_OPEN.id, ROTATE.id, END.id, END_ALL.id].contains(&self.id)
+    }
+}
+
+/// Why a Redis backend could not be set up: shared by `otp-redis` and `otp-fred`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The address cannot be used (the message never holds a password).
+    #[error("OTP_AUTH_REDIS_URL: {0}")]
+    Url(String),
+    /// The client could not be created or could not reach Redis at start.
+    #[error("{client}: {source}")]
+    Client {
+        /// The client library (`redis`, `fred`).
+        client: &'static str,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl SetupError {
+    /// A client library's error.
+    pub fn client(
+        client: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> SetupError {
+        SetupError::Client {
+            client,
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<SetupError> for crate::Error {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::Url(m) => crate::Error::Config(m),
+            e @ SetupError::Client { .. } => crate::Error::StoreUnavailable(e.to_string()),
+        }
+    }
+}
+
+/// Awaits one store call of a backend within `timeout`: a failure is logged with the call's
+/// name and sorted by `classify` (try again later, or a bug); no answer in time is
+/// [`StoreError::Unavailable`]. Both backends bound every call with it.
+pub async fn bounded<T, E: std::fmt::Display>(
+    timeout: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, E>>,
+    classify: impl FnOnce(&E) -> StoreError,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(call = what, error = %e, "store call failed");
+            Err(classify(&e))
+        }
+        Err(_) => {
+            tracing::warn!(call = what, "store call timed out");
+            Err(StoreError::Unavailable(format!(
+                "no answer from Redis within {timeout:?}"
+            )))
+        }
     }
 }
 
@@ -797,7 +862,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
             .collect();
         let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
         let r = self.call(&SESSIONS_GET, &keys, &args).await?;
-        let now = crate::token::now_secs();
+        let now = crate::primitives::now_secs();
         let mut out = Vec::new();
         for row in r.array()? {
             let f = row.array()?;

@@ -315,7 +315,7 @@ pub fn same_store<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
 /// The prefix lets a store keep all of a subject's sessions together (one Redis Cluster
 /// slot), so creating, listing and ending them are single-slot operations.
 pub fn new_session_id(subject_key: &str) -> String {
-    format!("{subject_key}.{}", crate::token::random_id())
+    format!("{subject_key}.{}", crate::primitives::random_id())
 }
 
 /// The subject key a session id starts with (the whole id if it has no `.`).

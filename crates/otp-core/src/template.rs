@@ -219,16 +219,23 @@ struct Values<'a> {
     link_block: &'a str,
 }
 
-// One pass over the template, so a value that itself contains `{code}` is not expanded again.
 fn substitute(t: &str, v: &Values<'_>) -> String {
-    let table = [
-        ("{code}", v.code),
-        ("{minutes}", v.minutes),
-        ("{app_name}", v.app_name),
-        ("{email}", v.email),
-        ("{link}", v.link),
-        ("{link_block}", v.link_block),
-    ];
+    replace_placeholders(
+        t,
+        &[
+            ("{code}", v.code),
+            ("{minutes}", v.minutes),
+            ("{app_name}", v.app_name),
+            ("{email}", v.email),
+            ("{link}", v.link),
+            ("{link_block}", v.link_block),
+        ],
+    )
+}
+
+/// Replaces each placeholder of `table` (each starting with `{`) in `t` by its value, in
+/// one pass, so a value that itself reads like a placeholder is not expanded again.
+pub(crate) fn replace_placeholders(t: &str, table: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(t.len() + 64);
     let mut rest = t;
     while let Some(i) = rest.find('{') {

@@ -6,13 +6,13 @@
 //! insists on both, so neither can stand in for the other (RFC 8725 3.11).
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use rand::Rng;
+use jsonwebtoken::{Algorithm, Header};
+#[cfg(feature = "asymmetric")]
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,9 @@ use secrecy::ExposeSecret as _;
 
 use crate::config::{Config, JwtAlgorithm};
 use crate::error::TokenRejection;
+#[cfg(feature = "asymmetric")]
 use crate::jwk::{self, PublicJwk};
+use crate::primitives::{now_secs, random_id};
 
 /// Header `typ` of access tokens (RFC 9068).
 pub const ACCESS_TYP: &str = "at+jwt";
@@ -194,20 +196,6 @@ pub struct SignedToken {
     pub claims: Claims,
 }
 
-/// Draws a 128-bit random identifier, base64url (22 characters): token ids and session ids.
-pub fn random_id() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The current time in seconds since the epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Signs and verifies tokens under one configured algorithm and key.
 ///
 /// HMAC algorithms use one secret and no key id. The asymmetric ones (`RS256`, `ES256`,
@@ -216,6 +204,7 @@ pub fn now_secs() -> u64 {
 /// by that `kid`, and [`TokenCodec::jwks`] publishes them all.
 pub struct TokenCodec {
     algorithm: Algorithm,
+    #[cfg(feature = "asymmetric")]
     encoding: EncodingKey,
     /// The base64url JOSE headers of access and refresh tokens (`alg`, `typ`, `kid`).
     headers: [String; 2],
@@ -230,6 +219,7 @@ enum VerificationKeys {
     /// The HMAC secret, keyed once: tokens carry no `kid`.
     Hmac(Box<HmacKey>),
     /// The current public key first, then the previous ones; each by its `kid`.
+    #[cfg(feature = "asymmetric")]
     Public(Vec<PublicKey>),
 }
 
@@ -280,12 +270,14 @@ impl HmacKey {
     }
 }
 
+#[cfg(feature = "asymmetric")]
 struct PublicKey {
     kid: String,
     jwk: PublicJwk,
     decoding: DecodingKey,
 }
 
+#[cfg(feature = "asymmetric")]
 impl PublicKey {
     fn new(jwk: PublicJwk) -> PublicKey {
         PublicKey {
@@ -300,6 +292,7 @@ impl std::fmt::Debug for TokenCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kids: Vec<&str> = match &self.keys {
             VerificationKeys::Hmac(_) => Vec::new(),
+            #[cfg(feature = "asymmetric")]
             VerificationKeys::Public(keys) => keys.iter().map(|k| k.kid.as_str()).collect(),
         };
         f.debug_struct("TokenCodec")
@@ -311,7 +304,9 @@ impl std::fmt::Debug for TokenCodec {
     }
 }
 
+#[cfg(feature = "asymmetric")]
 const PRIVATE_KEY_VAR: &str = "OTP_AUTH_JWT_PRIVATE_KEY_FILE";
+#[cfg(feature = "asymmetric")]
 const PREVIOUS_KEYS_VAR: &str = "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES";
 
 impl TokenCodec {
@@ -340,6 +335,23 @@ impl TokenCodec {
                 leeway,
             );
         }
+        #[cfg(feature = "asymmetric")]
+        return TokenCodec::asymmetric(config, issuer, audience, leeway);
+        #[cfg(not(feature = "asymmetric"))]
+        Err(crate::Error::Config(format!(
+            "OTP_AUTH_JWT_ALGORITHM {:?} needs otp-core's `asymmetric` feature",
+            config.jwt_algorithm
+        )))
+    }
+
+    /// The codec of an asymmetric algorithm's key files.
+    #[cfg(feature = "asymmetric")]
+    fn asymmetric(
+        config: &Config,
+        issuer: Option<String>,
+        audience: Option<String>,
+        leeway: u64,
+    ) -> Result<TokenCodec, crate::Error> {
         let algorithm = match config.jwt_algorithm {
             JwtAlgorithm::RS256 => Algorithm::RS256,
             JwtAlgorithm::ES256 => Algorithm::ES256,
@@ -412,6 +424,7 @@ impl TokenCodec {
         Ok(TokenCodec {
             headers: encoded_headers(algorithm, None),
             algorithm,
+            #[cfg(feature = "asymmetric")]
             encoding: EncodingKey::from_secret(secret),
             keys: VerificationKeys::Hmac(Box::new(HmacKey::new(algorithm, secret)?)),
             issuer,
@@ -442,6 +455,7 @@ impl TokenCodec {
     pub fn current_kid(&self) -> Option<&str> {
         match &self.keys {
             VerificationKeys::Hmac(_) => None,
+            #[cfg(feature = "asymmetric")]
             VerificationKeys::Public(keys) => keys.first().map(|k| k.kid.as_str()),
         }
     }
@@ -453,6 +467,7 @@ impl TokenCodec {
     pub fn jwks(&self) -> serde_json::Value {
         let keys: Vec<serde_json::Value> = match &self.keys {
             VerificationKeys::Hmac(_) => Vec::new(),
+            #[cfg(feature = "asymmetric")]
             VerificationKeys::Public(keys) => keys.iter().map(|k| k.jwk.to_json()).collect(),
         };
         serde_json::json!({ "keys": keys })
@@ -500,6 +515,7 @@ impl TokenCodec {
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = match &self.keys {
             VerificationKeys::Hmac(key) => URL_SAFE_NO_PAD.encode(key.sign(token.as_bytes())),
+            #[cfg(feature = "asymmetric")]
             VerificationKeys::Public(_) => {
                 jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, self.algorithm)
                     .map_err(|e| failed(&e))?
@@ -540,6 +556,7 @@ impl TokenCodec {
                     .map_err(|_| TokenRejection::Invalid)?;
                 key.verifies(signing_input.as_bytes(), &signature)
             }
+            #[cfg(feature = "asymmetric")]
             (VerificationKeys::Public(keys), Some(kid)) => {
                 let key = keys
                     .iter()
@@ -1030,528 +1047,575 @@ mod tests {
         }
     }
 
+    #[test]
+    #[cfg(not(feature = "asymmetric"))]
+    fn asymmetric_algorithms_need_the_feature() {
+        for alg in [
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ] {
+            let e = TokenCodec::from_config(&Config {
+                jwt_algorithm: alg,
+                jwt_private_key_file: Some("key.pem".into()),
+                ..Config::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("`asymmetric` feature"), "{e}");
+        }
+    }
+
     // --- Asymmetric keys (fixtures in testdata/keys, test-only) ---
 
-    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/keys/");
+    #[cfg(feature = "asymmetric")]
+    mod asymmetric {
+        use super::*;
 
-    fn key_path(name: &str) -> String {
-        format!("{KEYS}{name}")
-    }
-
-    fn config(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> Config {
-        Config {
-            jwt_algorithm: alg,
-            jwt_private_key_file: Some(key_path(private)),
-            jwt_previous_public_key_files: previous.iter().map(|p| key_path(p)).collect(),
-            ..Config::default()
-        }
-    }
-
-    fn asym(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> TokenCodec {
-        TokenCodec::from_config(&config(alg, private, previous)).unwrap()
-    }
-
-    fn access(c: &TokenCodec) -> SignedToken {
-        c.sign(c.claims(
-            TokenType::Access,
-            "s",
-            "e@x.io",
-            "sid",
-            60,
-            Default::default(),
-        ))
-        .unwrap()
-    }
-
-    fn jose_alg(alg: JwtAlgorithm) -> Algorithm {
-        match alg {
-            JwtAlgorithm::RS256 => Algorithm::RS256,
-            JwtAlgorithm::ES256 => Algorithm::ES256,
-            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
-            _ => Algorithm::HS256,
-        }
-    }
-
-    /// Signs any header and claims with the private key in the fixture `private`.
-    fn sign_with(
-        alg: JwtAlgorithm,
-        private: &str,
-        header: serde_json::Value,
-        claims: serde_json::Value,
-    ) -> String {
-        let pem = std::fs::read(key_path(private)).unwrap();
-        let key = jwk::load_private_key(jose_alg(alg), &pem).unwrap();
-        let header: Header = serde_json::from_value(header).unwrap();
-        jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
-    }
-
-    fn kid_of(alg: JwtAlgorithm, public: &str) -> String {
-        let pem = std::fs::read(key_path(public)).unwrap();
-        jwk::load_public_key(jose_alg(alg), &pem)
-            .unwrap()
-            .thumbprint()
-    }
-
-    /// (algorithm, key A, key A public, key B, key B public)
-    const ASYMMETRIC: [(JwtAlgorithm, &str, &str, &str, &str); 3] = [
-        (
-            JwtAlgorithm::RS256,
-            "rsa-a.pem",
-            "rsa-a.pub.pem",
-            "rsa-b.pem",
-            "rsa-b.pub.pem",
-        ),
-        (
-            JwtAlgorithm::ES256,
-            "ec-a.pem",
-            "ec-a.pub.pem",
-            "ec-b.pem",
-            "ec-b.pub.pem",
-        ),
-        (
-            JwtAlgorithm::EdDSA,
-            "ed25519-a.pem",
-            "ed25519-a.pub.pem",
-            "ed25519-b.pem",
-            "ed25519-b.pub.pem",
-        ),
-    ];
-
-    #[test]
-    fn asymmetric_roundtrip_from_pem_files() {
-        for (alg, private) in [
-            (JwtAlgorithm::RS256, "rsa-a.pem"),
-            (JwtAlgorithm::RS256, "rsa-a.pkcs1.pem"),
-            (JwtAlgorithm::ES256, "ec-a.pem"),
-            (JwtAlgorithm::ES256, "ec-a.sec1.pem"),
-            (JwtAlgorithm::EdDSA, "ed25519-a.pem"),
-        ] {
-            let c = asym(alg, private, &[]);
-            assert_eq!(c.algorithm_name(), format!("{alg:?}"));
-            for t in [TokenType::Access, TokenType::Refresh] {
-                let claims = c.claims(t, "sub1", "u@example.com", "sid1", 60, Default::default());
-                let signed = c.sign(claims.clone()).unwrap();
-                let header = jsonwebtoken::decode_header(&signed.token).unwrap();
-                assert_eq!(header.alg, jose_alg(alg));
-                assert_eq!(header.typ.as_deref(), Some(t.typ()));
-                assert_eq!(header.kid.as_deref(), c.current_kid());
-                assert_eq!(c.verify(&signed.token, t).unwrap(), claims, "{private}");
-            }
-            // A resource server verifying with the published JWKS accepts the token.
-            let signed = access(&c);
-            let jwks = c.jwks();
-            let published: jsonwebtoken::jwk::Jwk =
-                serde_json::from_value(jwks["keys"][0].clone()).unwrap();
-            assert_eq!(published.common.key_id.as_deref(), c.current_kid());
-            let mut v = jsonwebtoken::Validation::new(jose_alg(alg));
-            v.validate_aud = false;
-            assert!(
-                jsonwebtoken::decode::<Claims>(
-                    &signed.token,
-                    &DecodingKey::from_jwk(&published).unwrap(),
-                    &v
-                )
-                .is_ok(),
-                "{private}"
-            );
-        }
-    }
-
-    #[test]
-    fn kid_is_the_rfc7638_thumbprint_of_the_key() {
-        for (alg, a, a_pub, _, _) in ASYMMETRIC {
-            let c = asym(alg, a, &[]);
-            assert_eq!(c.current_kid(), Some(kid_of(alg, a_pub).as_str()));
-            assert_eq!(c.current_kid().map(str::len), Some(43));
-        }
-        assert_eq!(codec().current_kid(), None);
-    }
-
-    #[test]
-    fn previous_keys_still_verify_after_rotation() {
-        for (alg, a, a_pub, b, b_pub) in ASYMMETRIC {
-            let old = asym(alg, a, &[]);
-            let old_token = access(&old);
-            let rotated = asym(alg, b, &[a_pub]);
-            assert!(rotated.verify(&old_token.token, TokenType::Access).is_ok());
-            let new_token = access(&rotated);
-            assert!(rotated.verify(&new_token.token, TokenType::Access).is_ok());
-            // New tokens are signed with the new key.
-            assert_eq!(
-                jsonwebtoken::decode_header(&new_token.token).unwrap().kid,
-                Some(kid_of(alg, b_pub))
-            );
-            // Once the old key is dropped from the list, its tokens are refused.
-            let done = asym(alg, b, &[]);
-            assert_eq!(
-                done.verify(&old_token.token, TokenType::Access),
-                Err(TokenRejection::Invalid)
-            );
-            // Listing the current key among the previous ones changes nothing.
-            let listed = asym(alg, b, &[b_pub, a_pub, a_pub]);
-            assert_eq!(listed.jwks()["keys"].as_array().unwrap().len(), 2);
-        }
-    }
-
-    #[test]
-    fn forged_kid_with_an_unrelated_key_is_refused() {
-        for (alg, a, a_pub, b, b_pub) in ASYMMETRIC {
-            let c = asym(alg, a, &[]);
-            let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, a_pub)});
-            let forged = sign_with(alg, b, h, good_claims("access"));
-            assert_eq!(
-                c.verify(&forged, TokenType::Access),
-                Err(TokenRejection::Invalid),
-                "{alg:?}"
-            );
-            // The attacker's own kid is unknown.
-            let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, b_pub)});
-            let foreign = sign_with(alg, b, h, good_claims("access"));
-            assert_eq!(
-                c.verify(&foreign, TokenType::Access),
-                Err(TokenRejection::Invalid)
-            );
-            // The same header, signed by the configured key, is fine: only the key differs.
-            let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, a_pub)});
-            let genuine = sign_with(alg, a, h, good_claims("access"));
-            assert!(c.verify(&genuine, TokenType::Access).is_ok());
-        }
-    }
-
-    #[test]
-    fn key_headers_never_select_the_key_for_asymmetric_algorithms() {
-        // The attacker signs with key B and points every key header at it; the codec only
-        // knows key A.
-        for (alg, a, a_pub, b, _) in ASYMMETRIC {
-            let c = asym(alg, a, &[]);
-            let attacker = asym(alg, b, &[]);
-            let attacker_jwk = attacker.jwks()["keys"][0].clone();
-            for kid in [
-                kid_of(alg, a_pub),
-                attacker.current_kid().unwrap().to_owned(),
+        #[test]
+        #[cfg(not(feature = "asymmetric"))]
+        fn asymmetric_algorithms_need_the_feature() {
+            for alg in [
+                JwtAlgorithm::RS256,
+                JwtAlgorithm::ES256,
+                JwtAlgorithm::EdDSA,
             ] {
-                for extra in [
-                    json!({"jwk": attacker_jwk.clone()}),
-                    json!({"jku": "https://evil.example/jwks.json"}),
-                    json!({"x5u": "https://evil.example/cert.pem"}),
-                    json!({"x5c": ["MIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBBQUAMBExDzANBgNVBAMMBnVudXNlZDAeFw0="]}),
+                let e = TokenCodec::from_config(&Config {
+                    jwt_algorithm: alg,
+                    jwt_private_key_file: Some("key.pem".into()),
+                    ..Config::default()
+                })
+                .unwrap_err();
+                assert!(e.to_string().contains("`asymmetric` feature"), "{e}");
+            }
+        }
+
+        // --- Asymmetric keys (fixtures in testdata/keys, test-only) ---
+
+        const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/keys/");
+
+        fn key_path(name: &str) -> String {
+            format!("{KEYS}{name}")
+        }
+
+        fn config(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> Config {
+            Config {
+                jwt_algorithm: alg,
+                jwt_private_key_file: Some(key_path(private)),
+                jwt_previous_public_key_files: previous.iter().map(|p| key_path(p)).collect(),
+                ..Config::default()
+            }
+        }
+
+        fn asym(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> TokenCodec {
+            TokenCodec::from_config(&config(alg, private, previous)).unwrap()
+        }
+
+        fn access(c: &TokenCodec) -> SignedToken {
+            c.sign(c.claims(
+                TokenType::Access,
+                "s",
+                "e@x.io",
+                "sid",
+                60,
+                Default::default(),
+            ))
+            .unwrap()
+        }
+
+        fn jose_alg(alg: JwtAlgorithm) -> Algorithm {
+            match alg {
+                JwtAlgorithm::RS256 => Algorithm::RS256,
+                JwtAlgorithm::ES256 => Algorithm::ES256,
+                JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+                _ => Algorithm::HS256,
+            }
+        }
+
+        /// Signs any header and claims with the private key in the fixture `private`.
+        fn sign_with(
+            alg: JwtAlgorithm,
+            private: &str,
+            header: serde_json::Value,
+            claims: serde_json::Value,
+        ) -> String {
+            let pem = std::fs::read(key_path(private)).unwrap();
+            let key = jwk::load_private_key(jose_alg(alg), &pem).unwrap();
+            let header: Header = serde_json::from_value(header).unwrap();
+            jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+        }
+
+        fn kid_of(alg: JwtAlgorithm, public: &str) -> String {
+            let pem = std::fs::read(key_path(public)).unwrap();
+            jwk::load_public_key(jose_alg(alg), &pem)
+                .unwrap()
+                .thumbprint()
+        }
+
+        /// (algorithm, key A, key A public, key B, key B public)
+        const ASYMMETRIC: [(JwtAlgorithm, &str, &str, &str, &str); 3] = [
+            (
+                JwtAlgorithm::RS256,
+                "rsa-a.pem",
+                "rsa-a.pub.pem",
+                "rsa-b.pem",
+                "rsa-b.pub.pem",
+            ),
+            (
+                JwtAlgorithm::ES256,
+                "ec-a.pem",
+                "ec-a.pub.pem",
+                "ec-b.pem",
+                "ec-b.pub.pem",
+            ),
+            (
+                JwtAlgorithm::EdDSA,
+                "ed25519-a.pem",
+                "ed25519-a.pub.pem",
+                "ed25519-b.pem",
+                "ed25519-b.pub.pem",
+            ),
+        ];
+
+        #[test]
+        fn asymmetric_roundtrip_from_pem_files() {
+            for (alg, private) in [
+                (JwtAlgorithm::RS256, "rsa-a.pem"),
+                (JwtAlgorithm::RS256, "rsa-a.pkcs1.pem"),
+                (JwtAlgorithm::ES256, "ec-a.pem"),
+                (JwtAlgorithm::ES256, "ec-a.sec1.pem"),
+                (JwtAlgorithm::EdDSA, "ed25519-a.pem"),
+            ] {
+                let c = asym(alg, private, &[]);
+                assert_eq!(c.algorithm_name(), format!("{alg:?}"));
+                for t in [TokenType::Access, TokenType::Refresh] {
+                    let claims =
+                        c.claims(t, "sub1", "u@example.com", "sid1", 60, Default::default());
+                    let signed = c.sign(claims.clone()).unwrap();
+                    let header = jsonwebtoken::decode_header(&signed.token).unwrap();
+                    assert_eq!(header.alg, jose_alg(alg));
+                    assert_eq!(header.typ.as_deref(), Some(t.typ()));
+                    assert_eq!(header.kid.as_deref(), c.current_kid());
+                    assert_eq!(c.verify(&signed.token, t).unwrap(), claims, "{private}");
+                }
+                // A resource server verifying with the published JWKS accepts the token.
+                let signed = access(&c);
+                let jwks = c.jwks();
+                let published: jsonwebtoken::jwk::Jwk =
+                    serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+                assert_eq!(published.common.key_id.as_deref(), c.current_kid());
+                let mut v = jsonwebtoken::Validation::new(jose_alg(alg));
+                v.validate_aud = false;
+                assert!(
+                    jsonwebtoken::decode::<Claims>(
+                        &signed.token,
+                        &DecodingKey::from_jwk(&published).unwrap(),
+                        &v
+                    )
+                    .is_ok(),
+                    "{private}"
+                );
+            }
+        }
+
+        #[test]
+        fn kid_is_the_rfc7638_thumbprint_of_the_key() {
+            for (alg, a, a_pub, _, _) in ASYMMETRIC {
+                let c = asym(alg, a, &[]);
+                assert_eq!(c.current_kid(), Some(kid_of(alg, a_pub).as_str()));
+                assert_eq!(c.current_kid().map(str::len), Some(43));
+            }
+            assert_eq!(codec().current_kid(), None);
+        }
+
+        #[test]
+        fn previous_keys_still_verify_after_rotation() {
+            for (alg, a, a_pub, b, b_pub) in ASYMMETRIC {
+                let old = asym(alg, a, &[]);
+                let old_token = access(&old);
+                let rotated = asym(alg, b, &[a_pub]);
+                assert!(rotated.verify(&old_token.token, TokenType::Access).is_ok());
+                let new_token = access(&rotated);
+                assert!(rotated.verify(&new_token.token, TokenType::Access).is_ok());
+                // New tokens are signed with the new key.
+                assert_eq!(
+                    jsonwebtoken::decode_header(&new_token.token).unwrap().kid,
+                    Some(kid_of(alg, b_pub))
+                );
+                // Once the old key is dropped from the list, its tokens are refused.
+                let done = asym(alg, b, &[]);
+                assert_eq!(
+                    done.verify(&old_token.token, TokenType::Access),
+                    Err(TokenRejection::Invalid)
+                );
+                // Listing the current key among the previous ones changes nothing.
+                let listed = asym(alg, b, &[b_pub, a_pub, a_pub]);
+                assert_eq!(listed.jwks()["keys"].as_array().unwrap().len(), 2);
+            }
+        }
+
+        #[test]
+        fn forged_kid_with_an_unrelated_key_is_refused() {
+            for (alg, a, a_pub, b, b_pub) in ASYMMETRIC {
+                let c = asym(alg, a, &[]);
+                let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, a_pub)});
+                let forged = sign_with(alg, b, h, good_claims("access"));
+                assert_eq!(
+                    c.verify(&forged, TokenType::Access),
+                    Err(TokenRejection::Invalid),
+                    "{alg:?}"
+                );
+                // The attacker's own kid is unknown.
+                let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, b_pub)});
+                let foreign = sign_with(alg, b, h, good_claims("access"));
+                assert_eq!(
+                    c.verify(&foreign, TokenType::Access),
+                    Err(TokenRejection::Invalid)
+                );
+                // The same header, signed by the configured key, is fine: only the key differs.
+                let h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid_of(alg, a_pub)});
+                let genuine = sign_with(alg, a, h, good_claims("access"));
+                assert!(c.verify(&genuine, TokenType::Access).is_ok());
+            }
+        }
+
+        #[test]
+        fn key_headers_never_select_the_key_for_asymmetric_algorithms() {
+            // The attacker signs with key B and points every key header at it; the codec only
+            // knows key A.
+            for (alg, a, a_pub, b, _) in ASYMMETRIC {
+                let c = asym(alg, a, &[]);
+                let attacker = asym(alg, b, &[]);
+                let attacker_jwk = attacker.jwks()["keys"][0].clone();
+                for kid in [
+                    kid_of(alg, a_pub),
+                    attacker.current_kid().unwrap().to_owned(),
                 ] {
-                    let mut h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid});
-                    h.as_object_mut()
-                        .unwrap()
-                        .extend(extra.as_object().unwrap().clone());
-                    let t = sign_with(alg, b, h, good_claims("access"));
-                    assert_eq!(
-                        c.verify(&t, TokenType::Access),
-                        Err(TokenRejection::Invalid),
-                        "{alg:?} {extra}"
-                    );
+                    for extra in [
+                        json!({"jwk": attacker_jwk.clone()}),
+                        json!({"jku": "https://evil.example/jwks.json"}),
+                        json!({"x5u": "https://evil.example/cert.pem"}),
+                        json!({"x5c": ["MIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBBQUAMBExDzANBgNVBAMMBnVudXNlZDAeFw0="]}),
+                    ] {
+                        let mut h = json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid});
+                        h.as_object_mut()
+                            .unwrap()
+                            .extend(extra.as_object().unwrap().clone());
+                        let t = sign_with(alg, b, h, good_claims("access"));
+                        assert_eq!(
+                            c.verify(&t, TokenType::Access),
+                            Err(TokenRejection::Invalid),
+                            "{alg:?} {extra}"
+                        );
+                    }
                 }
             }
         }
-    }
 
-    #[test]
-    fn public_key_as_hmac_secret_is_refused() {
-        // The classic algorithm confusion: an HS256 token keyed with the public key bytes.
-        for (alg, private, public) in [
-            (JwtAlgorithm::RS256, "rsa-a.pem", "rsa-a.pub.pem"),
-            (JwtAlgorithm::RS256, "rsa-a.pem", "rsa-a.pkcs1.pub.pem"),
-            (JwtAlgorithm::ES256, "ec-a.pem", "ec-a.pub.pem"),
-            (JwtAlgorithm::EdDSA, "ed25519-a.pem", "ed25519-a.pub.pem"),
-        ] {
-            let c = asym(alg, private, &[]);
-            let pem = std::fs::read(key_path(public)).unwrap();
-            let kid = c.current_kid().unwrap().to_owned();
-            for header in [
-                json!({"alg": "HS256", "typ": ACCESS_TYP, "kid": kid}),
-                json!({"alg": "HS256", "typ": ACCESS_TYP}),
+        #[test]
+        fn public_key_as_hmac_secret_is_refused() {
+            // The classic algorithm confusion: an HS256 token keyed with the public key bytes.
+            for (alg, private, public) in [
+                (JwtAlgorithm::RS256, "rsa-a.pem", "rsa-a.pub.pem"),
+                (JwtAlgorithm::RS256, "rsa-a.pem", "rsa-a.pkcs1.pub.pem"),
+                (JwtAlgorithm::ES256, "ec-a.pem", "ec-a.pub.pem"),
+                (JwtAlgorithm::EdDSA, "ed25519-a.pem", "ed25519-a.pub.pem"),
             ] {
-                let t = forge(header, good_claims("access"), &pem);
+                let c = asym(alg, private, &[]);
+                let pem = std::fs::read(key_path(public)).unwrap();
+                let kid = c.current_kid().unwrap().to_owned();
+                for header in [
+                    json!({"alg": "HS256", "typ": ACCESS_TYP, "kid": kid}),
+                    json!({"alg": "HS256", "typ": ACCESS_TYP}),
+                ] {
+                    let t = forge(header, good_claims("access"), &pem);
+                    assert_eq!(
+                        c.verify(&t, TokenType::Access),
+                        Err(TokenRejection::Invalid),
+                        "{public}"
+                    );
+                }
+                // Also with the header claiming the configured algorithm.
+                let h = b64(&json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid}));
+                let signing_input = format!("{h}.{}", b64(&good_claims("access")));
+                let t = {
+                    use hmac::{Hmac, Mac};
+                    let mut m = Hmac::<sha2::Sha256>::new_from_slice(&pem).unwrap();
+                    m.update(signing_input.as_bytes());
+                    format!(
+                        "{signing_input}.{}",
+                        URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+                    )
+                };
                 assert_eq!(
                     c.verify(&t, TokenType::Access),
-                    Err(TokenRejection::Invalid),
-                    "{public}"
+                    Err(TokenRejection::Invalid)
                 );
             }
-            // Also with the header claiming the configured algorithm.
-            let h = b64(&json!({"alg": jose_alg(alg), "typ": ACCESS_TYP, "kid": kid}));
-            let signing_input = format!("{h}.{}", b64(&good_claims("access")));
-            let t = {
-                use hmac::{Hmac, Mac};
-                let mut m = Hmac::<sha2::Sha256>::new_from_slice(&pem).unwrap();
-                m.update(signing_input.as_bytes());
-                format!(
-                    "{signing_input}.{}",
-                    URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
-                )
+        }
+
+        #[test]
+        fn asymmetric_headers_are_checked() {
+            let (alg, a, a_pub, _, _) = ASYMMETRIC[1];
+            let c = asym(alg, a, &[]);
+            let kid = kid_of(alg, a_pub);
+            let cases = [
+                // no kid
+                sign_with(
+                    alg,
+                    a,
+                    json!({"alg": "ES256", "typ": ACCESS_TYP}),
+                    good_claims("access"),
+                ),
+                // unknown kid
+                sign_with(
+                    alg,
+                    a,
+                    json!({"alg": "ES256", "typ": ACCESS_TYP, "kid": "unknown"}),
+                    good_claims("access"),
+                ),
+                // crit header
+                sign_with(
+                    alg,
+                    a,
+                    json!({"alg": "ES256", "typ": ACCESS_TYP, "kid": kid, "crit": ["exp"]}),
+                    good_claims("access"),
+                ),
+                // another asymmetric algorithm with a key of its own
+                sign_with(
+                    JwtAlgorithm::EdDSA,
+                    "ed25519-a.pem",
+                    json!({"alg": "EdDSA", "typ": ACCESS_TYP, "kid": kid}),
+                    good_claims("access"),
+                ),
+                // alg none
+                {
+                    let h = b64(&json!({"alg": "none", "typ": ACCESS_TYP, "kid": kid}));
+                    format!("{h}.{}.", b64(&good_claims("access")))
+                },
+                // plain JWT typ
+                sign_with(
+                    alg,
+                    a,
+                    json!({"alg": "ES256", "typ": "JWT", "kid": kid}),
+                    good_claims("access"),
+                ),
+            ];
+            for (i, t) in cases.iter().enumerate() {
+                assert_eq!(
+                    c.verify(t, TokenType::Access),
+                    Err(TokenRejection::Invalid),
+                    "case {i}"
+                );
+            }
+        }
+
+        #[test]
+        fn asymmetric_claims_are_checked_like_hmac() {
+            let (alg, a, a_pub, _, _) = ASYMMETRIC[2];
+            let c = TokenCodec::from_config(&Config {
+                jwt_issuer: Some("https://issuer".into()),
+                jwt_audience: Some("api".into()),
+                ..config(alg, a, &[])
+            })
+            .unwrap();
+            let header = |typ: &str| json!({"alg": "EdDSA", "typ": typ, "kid": kid_of(alg, a_pub)});
+            let with = |mut claims: serde_json::Value| {
+                claims["iss"] = json!("https://issuer");
+                claims["aud"] = json!("api");
+                claims
             };
+            let ok = sign_with(alg, a, header(ACCESS_TYP), with(good_claims("access")));
+            assert!(c.verify(&ok, TokenType::Access).is_ok());
+            assert_eq!(
+                c.verify(&ok, TokenType::Refresh),
+                Err(TokenRejection::WrongType)
+            );
+            let mixed = sign_with(alg, a, header(ACCESS_TYP), with(good_claims("refresh")));
+            assert_eq!(
+                c.verify(&mixed, TokenType::Access),
+                Err(TokenRejection::WrongType)
+            );
+            let mut expired = with(good_claims("access"));
+            expired["exp"] = json!(now_secs() - 1);
+            let t = sign_with(alg, a, header(ACCESS_TYP), expired);
+            assert_eq!(
+                c.verify(&t, TokenType::Access),
+                Err(TokenRejection::Expired)
+            );
+            let mut future_iat = with(good_claims("access"));
+            future_iat["iat"] = json!(now_secs() + 120);
+            let t = sign_with(alg, a, header(ACCESS_TYP), future_iat);
             assert_eq!(
                 c.verify(&t, TokenType::Access),
                 Err(TokenRejection::Invalid)
             );
-        }
-    }
-
-    #[test]
-    fn asymmetric_headers_are_checked() {
-        let (alg, a, a_pub, _, _) = ASYMMETRIC[1];
-        let c = asym(alg, a, &[]);
-        let kid = kid_of(alg, a_pub);
-        let cases = [
-            // no kid
-            sign_with(
-                alg,
-                a,
-                json!({"alg": "ES256", "typ": ACCESS_TYP}),
-                good_claims("access"),
-            ),
-            // unknown kid
-            sign_with(
-                alg,
-                a,
-                json!({"alg": "ES256", "typ": ACCESS_TYP, "kid": "unknown"}),
-                good_claims("access"),
-            ),
-            // crit header
-            sign_with(
-                alg,
-                a,
-                json!({"alg": "ES256", "typ": ACCESS_TYP, "kid": kid, "crit": ["exp"]}),
-                good_claims("access"),
-            ),
-            // another asymmetric algorithm with a key of its own
-            sign_with(
-                JwtAlgorithm::EdDSA,
-                "ed25519-a.pem",
-                json!({"alg": "EdDSA", "typ": ACCESS_TYP, "kid": kid}),
-                good_claims("access"),
-            ),
-            // alg none
-            {
-                let h = b64(&json!({"alg": "none", "typ": ACCESS_TYP, "kid": kid}));
-                format!("{h}.{}.", b64(&good_claims("access")))
-            },
-            // plain JWT typ
-            sign_with(
-                alg,
-                a,
-                json!({"alg": "ES256", "typ": "JWT", "kid": kid}),
-                good_claims("access"),
-            ),
-        ];
-        for (i, t) in cases.iter().enumerate() {
+            let mut other_aud = with(good_claims("access"));
+            other_aud["aud"] = json!("other");
+            let t = sign_with(alg, a, header(ACCESS_TYP), other_aud);
             assert_eq!(
-                c.verify(t, TokenType::Access),
+                c.verify(&t, TokenType::Access),
+                Err(TokenRejection::Invalid)
+            );
+            let t = sign_with(alg, a, header(ACCESS_TYP), good_claims("access"));
+            assert_eq!(
+                c.verify(&t, TokenType::Access),
                 Err(TokenRejection::Invalid),
-                "case {i}"
+                "iss and aud are required when configured"
             );
         }
-    }
 
-    #[test]
-    fn asymmetric_claims_are_checked_like_hmac() {
-        let (alg, a, a_pub, _, _) = ASYMMETRIC[2];
-        let c = TokenCodec::from_config(&Config {
-            jwt_issuer: Some("https://issuer".into()),
-            jwt_audience: Some("api".into()),
-            ..config(alg, a, &[])
-        })
-        .unwrap();
-        let header = |typ: &str| json!({"alg": "EdDSA", "typ": typ, "kid": kid_of(alg, a_pub)});
-        let with = |mut claims: serde_json::Value| {
-            claims["iss"] = json!("https://issuer");
-            claims["aud"] = json!("api");
-            claims
-        };
-        let ok = sign_with(alg, a, header(ACCESS_TYP), with(good_claims("access")));
-        assert!(c.verify(&ok, TokenType::Access).is_ok());
-        assert_eq!(
-            c.verify(&ok, TokenType::Refresh),
-            Err(TokenRejection::WrongType)
-        );
-        let mixed = sign_with(alg, a, header(ACCESS_TYP), with(good_claims("refresh")));
-        assert_eq!(
-            c.verify(&mixed, TokenType::Access),
-            Err(TokenRejection::WrongType)
-        );
-        let mut expired = with(good_claims("access"));
-        expired["exp"] = json!(now_secs() - 1);
-        let t = sign_with(alg, a, header(ACCESS_TYP), expired);
-        assert_eq!(
-            c.verify(&t, TokenType::Access),
-            Err(TokenRejection::Expired)
-        );
-        let mut future_iat = with(good_claims("access"));
-        future_iat["iat"] = json!(now_secs() + 120);
-        let t = sign_with(alg, a, header(ACCESS_TYP), future_iat);
-        assert_eq!(
-            c.verify(&t, TokenType::Access),
-            Err(TokenRejection::Invalid)
-        );
-        let mut other_aud = with(good_claims("access"));
-        other_aud["aud"] = json!("other");
-        let t = sign_with(alg, a, header(ACCESS_TYP), other_aud);
-        assert_eq!(
-            c.verify(&t, TokenType::Access),
-            Err(TokenRejection::Invalid)
-        );
-        let t = sign_with(alg, a, header(ACCESS_TYP), good_claims("access"));
-        assert_eq!(
-            c.verify(&t, TokenType::Access),
-            Err(TokenRejection::Invalid),
-            "iss and aud are required when configured"
-        );
-    }
-
-    #[test]
-    fn jwks_lists_public_keys_only() {
-        for (alg, _, a_pub, b, b_pub) in ASYMMETRIC {
-            let c = asym(alg, b, &[a_pub]);
-            let jwks = c.jwks();
-            let keys = jwks["keys"].as_array().unwrap();
-            assert_eq!(keys.len(), 2);
-            assert_eq!(keys[0]["kid"], kid_of(alg, b_pub), "current key first");
-            assert_eq!(keys[1]["kid"], kid_of(alg, a_pub));
-            for k in keys {
-                assert_eq!(k["use"], "sig");
-                assert_eq!(k["alg"], format!("{alg:?}"));
-                for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
-                    assert!(k.get(private).is_none(), "{alg:?} publishes {private}");
+        #[test]
+        fn jwks_lists_public_keys_only() {
+            for (alg, _, a_pub, b, b_pub) in ASYMMETRIC {
+                let c = asym(alg, b, &[a_pub]);
+                let jwks = c.jwks();
+                let keys = jwks["keys"].as_array().unwrap();
+                assert_eq!(keys.len(), 2);
+                assert_eq!(keys[0]["kid"], kid_of(alg, b_pub), "current key first");
+                assert_eq!(keys[1]["kid"], kid_of(alg, a_pub));
+                for k in keys {
+                    assert_eq!(k["use"], "sig");
+                    assert_eq!(k["alg"], format!("{alg:?}"));
+                    for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
+                        assert!(k.get(private).is_none(), "{alg:?} publishes {private}");
+                    }
                 }
+                let debug = format!("{c:?}");
+                assert!(
+                    !debug.contains(keys[0]["x"].as_str().unwrap_or("n/a")),
+                    "{debug}"
+                );
+                assert!(
+                    !debug.contains(keys[0]["n"].as_str().unwrap_or("n/a")),
+                    "{debug}"
+                );
             }
-            let debug = format!("{c:?}");
+            assert_eq!(codec().jwks(), json!({"keys": []}));
+            let hmac = TokenCodec::from_config(&Config {
+                jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
+                ..Config::default()
+            })
+            .unwrap();
+            assert_eq!(hmac.jwks(), json!({"keys": []}));
+            assert_eq!(hmac.algorithm_name(), "HS256");
+            assert!(!format!("{hmac:?}").contains("8d3c0e2b"));
+        }
+
+        #[test]
+        fn hmac_from_config_is_unchanged() {
+            let secret = "8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f";
+            let c = TokenCodec::from_config(&Config {
+                jwt_secret: Some(secret.into()),
+                jwt_algorithm: JwtAlgorithm::HS384,
+                jwt_issuer: Some(String::new()),
+                jwt_audience: Some(String::new()),
+                ..Config::default()
+            })
+            .unwrap();
+            let t = access(&c);
+            assert_eq!(t.claims.iss, None, "an empty issuer means none");
+            assert_eq!(t.claims.aud, None);
+            assert_eq!(jsonwebtoken::decode_header(&t.token).unwrap().kid, None);
+            let same =
+                TokenCodec::hmac(JwtAlgorithm::HS384, secret.as_bytes(), None, None, 0).unwrap();
+            assert!(same.verify(&t.token, TokenType::Access).is_ok());
+            assert!(TokenCodec::from_config(&Config::default()).is_err());
             assert!(
-                !debug.contains(keys[0]["x"].as_str().unwrap_or("n/a")),
-                "{debug}"
-            );
-            assert!(
-                !debug.contains(keys[0]["n"].as_str().unwrap_or("n/a")),
-                "{debug}"
+                TokenCodec::hmac(JwtAlgorithm::ES256, secret.as_bytes(), None, None, 0).is_err()
             );
         }
-        assert_eq!(codec().jwks(), json!({"keys": []}));
-        let hmac = TokenCodec::from_config(&Config {
-            jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-            ..Config::default()
-        })
-        .unwrap();
-        assert_eq!(hmac.jwks(), json!({"keys": []}));
-        assert_eq!(hmac.algorithm_name(), "HS256");
-        assert!(!format!("{hmac:?}").contains("8d3c0e2b"));
-    }
 
-    #[test]
-    fn hmac_from_config_is_unchanged() {
-        let secret = "8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f";
-        let c = TokenCodec::from_config(&Config {
-            jwt_secret: Some(secret.into()),
-            jwt_algorithm: JwtAlgorithm::HS384,
-            jwt_issuer: Some(String::new()),
-            jwt_audience: Some(String::new()),
-            ..Config::default()
-        })
-        .unwrap();
-        let t = access(&c);
-        assert_eq!(t.claims.iss, None, "an empty issuer means none");
-        assert_eq!(t.claims.aud, None);
-        assert_eq!(jsonwebtoken::decode_header(&t.token).unwrap().kid, None);
-        let same = TokenCodec::hmac(JwtAlgorithm::HS384, secret.as_bytes(), None, None, 0).unwrap();
-        assert!(same.verify(&t.token, TokenType::Access).is_ok());
-        assert!(TokenCodec::from_config(&Config::default()).is_err());
-        assert!(TokenCodec::hmac(JwtAlgorithm::ES256, secret.as_bytes(), None, None, 0).is_err());
-    }
-
-    #[test]
-    fn key_file_errors_name_the_setting_and_path() {
-        let err = |config: Config| match TokenCodec::from_config(&config) {
-            Err(crate::Error::Config(msg)) => msg,
-            other => panic!("expected a configuration error, got {other:?}"),
-        };
-        for (alg, private, previous, var, path, why) in [
-            (
-                JwtAlgorithm::ES256,
-                "rsa-a.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "rsa-a.pem",
-                "RSA",
-            ),
-            (
-                JwtAlgorithm::RS256,
-                "ec-a.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "ec-a.pem",
-                "EC",
-            ),
-            (
-                JwtAlgorithm::RS256,
-                "rsa-1024.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "rsa-1024.pem",
-                "2048",
-            ),
-            (
-                JwtAlgorithm::ES256,
-                "ec-p384.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "ec-p384.pem",
-                "P-256",
-            ),
-            (
-                JwtAlgorithm::EdDSA,
-                "ed25519-a.pub.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "ed25519-a.pub.pem",
-                "public key",
-            ),
-            (
-                JwtAlgorithm::EdDSA,
-                "missing.pem",
-                None,
-                PRIVATE_KEY_VAR,
-                "missing.pem",
-                "cannot be read",
-            ),
-            (
-                JwtAlgorithm::ES256,
-                "ec-a.pem",
-                Some("rsa-a.pub.pem"),
-                PREVIOUS_KEYS_VAR,
-                "rsa-a.pub.pem",
-                "RSA",
-            ),
-            (
-                JwtAlgorithm::ES256,
-                "ec-a.pem",
-                Some("ec-b.pem"),
-                PREVIOUS_KEYS_VAR,
-                "ec-b.pem",
-                "private key",
-            ),
-            (
-                JwtAlgorithm::ES256,
-                "ec-a.pem",
-                Some("missing.pem"),
-                PREVIOUS_KEYS_VAR,
-                "missing.pem",
-                "cannot be read",
-            ),
-        ] {
-            let msg = err(config(alg, private, previous.as_slice()));
-            assert!(msg.starts_with(var), "{msg}");
-            assert!(msg.contains(&key_path(path)), "{msg}");
-            assert!(msg.contains(why), "{msg}");
-            assert!(!msg.contains("-----") && !msg.contains("MII"), "{msg}");
+        #[test]
+        fn key_file_errors_name_the_setting_and_path() {
+            let err = |config: Config| match TokenCodec::from_config(&config) {
+                Err(crate::Error::Config(msg)) => msg,
+                other => panic!("expected a configuration error, got {other:?}"),
+            };
+            for (alg, private, previous, var, path, why) in [
+                (
+                    JwtAlgorithm::ES256,
+                    "rsa-a.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "rsa-a.pem",
+                    "RSA",
+                ),
+                (
+                    JwtAlgorithm::RS256,
+                    "ec-a.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "ec-a.pem",
+                    "EC",
+                ),
+                (
+                    JwtAlgorithm::RS256,
+                    "rsa-1024.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "rsa-1024.pem",
+                    "2048",
+                ),
+                (
+                    JwtAlgorithm::ES256,
+                    "ec-p384.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "ec-p384.pem",
+                    "P-256",
+                ),
+                (
+                    JwtAlgorithm::EdDSA,
+                    "ed25519-a.pub.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "ed25519-a.pub.pem",
+                    "public key",
+                ),
+                (
+                    JwtAlgorithm::EdDSA,
+                    "missing.pem",
+                    None,
+                    PRIVATE_KEY_VAR,
+                    "missing.pem",
+                    "cannot be read",
+                ),
+                (
+                    JwtAlgorithm::ES256,
+                    "ec-a.pem",
+                    Some("rsa-a.pub.pem"),
+                    PREVIOUS_KEYS_VAR,
+                    "rsa-a.pub.pem",
+                    "RSA",
+                ),
+                (
+                    JwtAlgorithm::ES256,
+                    "ec-a.pem",
+                    Some("ec-b.pem"),
+                    PREVIOUS_KEYS_VAR,
+                    "ec-b.pem",
+                    "private key",
+                ),
+                (
+                    JwtAlgorithm::ES256,
+                    "ec-a.pem",
+                    Some("missing.pem"),
+                    PREVIOUS_KEYS_VAR,
+                    "missing.pem",
+                    "cannot be read",
+                ),
+            ] {
+                let msg = err(config(alg, private, previous.as_slice()));
+                assert!(msg.starts_with(var), "{msg}");
+                assert!(msg.contains(&key_path(path)), "{msg}");
+                assert!(msg.contains(why), "{msg}");
+                assert!(!msg.contains("-----") && !msg.contains("MII"), "{msg}");
+            }
+            let msg = err(Config {
+                jwt_algorithm: JwtAlgorithm::RS256,
+                ..Config::default()
+            });
+            assert!(msg.contains(PRIVATE_KEY_VAR), "{msg}");
         }
-        let msg = err(Config {
-            jwt_algorithm: JwtAlgorithm::RS256,
-            ..Config::default()
-        });
-        assert!(msg.contains(PRIVATE_KEY_VAR), "{msg}");
     }
 }

@@ -38,7 +38,7 @@ use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
 use otp_core::StoreError;
 use otp_core::scripted::{
-    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, fence_key, key_slot,
+    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
 };
 
 /// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis via fred.
@@ -51,25 +51,7 @@ pub type FredStore = ScriptedStore<FredRunner>;
 pub const DEFAULT_POOL_SIZE: usize = 1;
 
 /// Errors while setting up the pool.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FredStoreError {
-    /// The address cannot be used.
-    #[error("OTP_AUTH_REDIS_URL: {0}")]
-    Url(String),
-    /// The pool could not be created.
-    #[error("fred: {0}")]
-    Fred(#[from] FredError),
-}
-
-impl From<FredStoreError> for otp_core::Error {
-    fn from(e: FredStoreError) -> Self {
-        match e {
-            FredStoreError::Url(m) => otp_core::Error::Config(m),
-            FredStoreError::Fred(e) => otp_core::Error::StoreUnavailable(e.to_string()),
-        }
-    }
-}
+pub type FredStoreError = SetupError;
 
 /// Runs the store's scripts on a fred pool, with timeouts.
 #[derive(Clone)]
@@ -98,7 +80,7 @@ impl FredRunner {
         size: usize,
     ) -> Result<FredRunner, FredStoreError> {
         let mut config = FredConfig::from_url(url)
-            .map_err(|e| FredStoreError::Url(otp_core::config::redact_url(e.details())))?;
+            .map_err(|e| SetupError::Url(otp_core::config::redact_url(e.details())))?;
         // With fred's default (`fail_fast`), a first connection that fails is never tried
         // again: the router task ends and every later command waits out its timeout,
         // forever. That is what a cluster still converging gives (nodes answering
@@ -124,7 +106,8 @@ impl FredRunner {
         };
         // Reconnect forever, backing off from 50 ms to 1 s.
         let policy = ReconnectPolicy::new_exponential(0, 50, 1_000, 2);
-        let pool = Pool::new(config, Some(perf), Some(conn), Some(policy), size.max(1))?;
+        let pool = Pool::new(config, Some(perf), Some(conn), Some(policy), size.max(1))
+            .map_err(|e| SetupError::client("fred", e))?;
         // The handle's task ends only when the pool is closed; reconnection is the policy's.
         drop(pool.connect());
         // Give the first connection (and a cluster's slot map) one timeout to arrive; if it
@@ -297,19 +280,6 @@ impl FredRunner {
         what: &'static str,
         call: impl std::future::Future<Output = Result<T, FredError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::warn!(call = what, error = %e, "store call failed");
-                Err(classify(&e))
-            }
-            Err(_) => {
-                tracing::warn!(call = what, "store call timed out");
-                Err(StoreError::Unavailable(format!(
-                    "no answer from Redis within {:?}",
-                    self.timeout
-                )))
-            }
-        }
+        bounded(self.timeout, what, call, classify).await
     }
 }

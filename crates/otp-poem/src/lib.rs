@@ -26,21 +26,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything but the translation between poem and plain request parts lives in
-//! `otp-core` ([`OtpAuth::handle`]), so statuses, bodies, headers and cookies are those of
-//! the contract, identical to `otp-axum`'s.
+//! Everything but finding the client's address and converting poem's request and
+//! response to the `http` crate's lives in `otp-core` ([`OtpAuth::serve`]), so statuses,
+//! bodies, headers and cookies are those of the contract, identical to `otp-axum`'s.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::ops::Deref;
 
-use otp_core::{ApiResponse, Error, OtpAuth, RequestHeaders, Route};
+use bytes::Bytes;
+use otp_core::{Error, OtpAuth, TokenRejection};
 #[cfg(feature = "openapi")]
 use poem::EndpointExt;
-use poem::http::header::{
-    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, ORIGIN, USER_AGENT,
-};
-use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
@@ -60,82 +57,27 @@ pub struct AuthRoutes {
     auth: OtpAuth,
 }
 
-fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Writes a framework-free response as a poem one.
-pub fn render(resp: ApiResponse) -> Response {
-    let mut out = Response::builder()
-        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header(CONTENT_TYPE, resp.content_type)
-        .body(resp.body);
-    let headers = out.headers_mut();
-    for (name, value) in resp.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.append(HeaderName::from_static(name), v);
-        }
-    }
+/// poem's response of otp-core's.
+fn to_poem(resp: http::Response<Bytes>) -> Response {
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::builder().status(parts.status).body(body);
+    *out.headers_mut() = parts.headers;
     out
-}
-
-impl AuthRoutes {
-    async fn serve(&self, route: Route<'_>, mut req: Request) -> Response {
-        let auth = &self.auth;
-        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-        let body = req.take_body();
-        let h = req.headers();
-        // HTTP/2 carries the host in the request target, not in a header.
-        let parts_authority = req.uri().authority().map(|a| a.as_str());
-        let all = |name: HeaderName| -> Vec<&str> {
-            h.get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect()
-        };
-        let headers = RequestHeaders {
-            content_length: header(h, CONTENT_LENGTH),
-            content_type: header(h, CONTENT_TYPE),
-            authorization: header(h, AUTHORIZATION),
-            cookies: all(COOKIE),
-            origin: header(h, ORIGIN),
-            host: header(h, HOST).or(parts_authority),
-            sec_fetch_site: header(h, HeaderName::from_static("sec-fetch-site")),
-            user_agent: header(h, USER_AGENT),
-            forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
-            accept_language: header(h, ACCEPT_LANGUAGE),
-        };
-        if let Err(refused) = auth.precheck(
-            route.endpoint,
-            &headers,
-            peer,
-            "serve the app on a TCP listener (poem::listener::TcpListener)",
-        ) {
-            return render(refused);
-        }
-        let limit = auth.config().body_limit_bytes;
-        let Ok(bytes) = body.into_bytes_limit(limit).await else {
-            return render(ApiResponse::body_too_large(limit));
-        };
-        render(
-            auth.handle_parts(route, &headers, req.uri().query(), &bytes, peer)
-                .await,
-        )
-    }
 }
 
 impl Endpoint for AuthRoutes {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        // The path is owned here: the route borrows it while the request is consumed.
-        let path = req.uri().path().to_owned();
-        match Route::resolve(req.method().as_str(), &path) {
-            Ok(route) => Ok(self.serve(route, req).await),
-            Err(refused) => Ok(render(refused)),
-        }
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        // Nested endpoints see the path without the mount point, as otp-core expects.
+        let req: http::Request<BoxBody> = req.into();
+        Ok(to_poem(self.auth.serve(req, peer).await))
     }
 }
+
+/// The body type of poem's `http::Request`.
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
 /// signature, algorithm, type, expiry, issuer/audience and revocation.
@@ -160,23 +102,23 @@ impl Deref for CurrentUser {
 fn engine(req: &Request) -> poem::Result<&OtpAuth> {
     req.data::<OtpAuth>().ok_or_else(|| {
         tracing::error!("CurrentUser needs the engine as data: add `.data(auth)` to the app");
-        poem::Error::from_response(render(ApiResponse::error(&Error::Internal(
+        rejection(&Error::Internal(
             "OtpAuth missing from the app data".to_owned(),
-        ))))
+        ))
     })
 }
 
 fn rejection(e: &Error) -> poem::Error {
-    poem::Error::from_response(render(ApiResponse::error(e)))
+    poem::Error::from_response(to_poem(otp_core::error_response(e)))
 }
 
 impl<'a> FromRequest<'a> for CurrentUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let auth = engine(req)?;
-        auth.authenticate_header(header(req.headers(), AUTHORIZATION))
-            .await
-            .map(CurrentUser)
-            .map_err(|e| rejection(&e))
+        match engine(req)?.current_user(req.headers()).await {
+            Ok(Some(user)) => Ok(CurrentUser(user)),
+            Ok(None) => Err(rejection(&Error::Unauthorized(TokenRejection::Missing))),
+            Err(e) => Err(rejection(&e)),
+        }
     }
 }
 
@@ -186,16 +128,12 @@ impl<'a> FromRequest<'a> for CurrentUser {
 pub struct MaybeUser(pub Option<CurrentUser>);
 
 impl<'a> FromRequest<'a> for MaybeUser {
-    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let authorization = header(req.headers(), AUTHORIZATION);
-        if otp_core::bearer_token(authorization)
-            .is_err_and(|e| matches!(e, Error::Unauthorized(otp_core::TokenRejection::Missing)))
-        {
-            return Ok(MaybeUser(None));
-        }
-        CurrentUser::from_request(req, body)
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        engine(req)?
+            .current_user(req.headers())
             .await
-            .map(|u| MaybeUser(Some(u)))
+            .map(|user| MaybeUser(user.map(CurrentUser)))
+            .map_err(|e| rejection(&e))
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use otp_core::StoreError;
 use otp_core::scripted::{
-    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, fence_key, key_slot,
+    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
 };
 use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
@@ -44,24 +44,11 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 pub type RedisStore = ScriptedStore<RedisRunner>;
 
 /// Errors while setting up the client (bad address, unreachable cluster at start).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RedisStoreError {
-    /// The address cannot be used.
-    #[error("OTP_AUTH_REDIS_URL: {0}")]
-    Url(String),
-    /// The client could not be created or could not connect.
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-}
+pub type RedisStoreError = SetupError;
 
-impl From<RedisStoreError> for otp_core::Error {
-    fn from(e: RedisStoreError) -> Self {
-        match e {
-            RedisStoreError::Url(m) => otp_core::Error::Config(m),
-            RedisStoreError::Redis(e) => otp_core::Error::StoreUnavailable(e.to_string()),
-        }
-    }
+/// The setup error of a redis-rs error.
+fn client_error(e: RedisError) -> SetupError {
+    SetupError::client("redis", e)
 }
 
 #[derive(Clone)]
@@ -122,7 +109,7 @@ fn parse_cluster(scheme: &str, rest: &str) -> Result<Vec<String>, RedisStoreErro
         }
     }
     if hosts.iter().any(|h| h.is_empty() || !h.contains(':')) {
-        return Err(RedisStoreError::Url(
+        return Err(SetupError::Url(
             "every cluster node must be host:port (redis-cluster://host:port?node=host:port)"
                 .to_owned(),
         ));
@@ -148,18 +135,22 @@ impl RedisRunner {
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .retries(2)
-                    .build()?;
-                Conn::Cluster(client.get_async_connection().await?)
+                    .build()
+                    .map_err(client_error)?;
+                Conn::Cluster(client.get_async_connection().await.map_err(client_error)?)
             }
             None => {
                 let client = redis::Client::open(url)
-                    .map_err(|e| RedisStoreError::Url(redact(&e.to_string())))?;
+                    .map_err(|e| SetupError::Url(redact(&e.to_string())))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                Conn::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+                Conn::Single(
+                    ConnectionManager::new_lazy_with_config(client, config)
+                        .map_err(client_error)?,
+                )
             }
         };
         Ok(RedisRunner {
@@ -323,21 +314,7 @@ impl RedisRunner {
         what: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let err = classify(&e);
-                tracing::warn!(call = what, error = %e, "store call failed");
-                Err(err)
-            }
-            Err(_) => {
-                tracing::warn!(call = what, "store call timed out");
-                Err(StoreError::Unavailable(format!(
-                    "no answer from Redis within {:?}",
-                    self.timeout
-                )))
-            }
-        }
+        bounded(self.timeout, what, call, classify).await
     }
 }
 

@@ -285,7 +285,7 @@ impl SmtpMailer {
             .subject(message.subject.clone())
             .message_id(Some(format!(
                 "<{}@{}>",
-                otp_core::token::random_id(),
+                otp_core::primitives::random_id(),
                 self.message_id_domain
             )))
             .multipart(MultiPart::alternative_plain_html(

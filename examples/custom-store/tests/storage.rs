@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use custom_store_example::SqliteStore;
 use otp_core::contract::{Fixture, limits, random_ip};
+use otp_core::primitives::{now_secs, random_id};
 use otp_core::store::{
     IssueOutcome, Limits, NewSession, Revocation, RevokedAccess, new_session_id,
 };
-use otp_core::token::{now_secs, random_id};
 use otp_core::{OtpStore, TokenBlacklist};
 
 async fn rows(store: &SqliteStore) -> i64 {

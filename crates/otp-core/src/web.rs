@@ -1,16 +1,22 @@
-//! The HTTP contract, framework-free: request and response bodies, the refresh cookie,
-//! client IP resolution, and [`OtpAuth::handle`], which serves every endpoint from plain
-//! request parts. Adapters translate their framework's request into an [`ApiRequest`] and
-//! an [`ApiResponse`] back, and do nothing else, so every adapter answers byte for byte the
-//! same.
+//! The HTTP contract in the vocabulary of the [`http`] crate: request and response bodies,
+//! the refresh cookie, client IP resolution, and [`OtpAuth::serve`], which answers every
+//! endpoint from an `http::Request` with an `http::Response`. Adapters hand their
+//! framework's request over and write the response back, and do nothing else, so every
+//! adapter answers byte for byte the same.
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, ORIGIN, USER_AGENT,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, SameSite};
-use crate::engine::{ClientInfo, OtpAuth, TokenPair, bearer_token};
+use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
 use crate::error::{Error, PROBLEM_CONTENT_TYPE, TokenRejection};
 
 /// Body of `POST /request-otp`.
@@ -142,35 +148,35 @@ impl SessionsResponse {
 }
 
 /// The refresh cookie: name and attributes, shared by setting and clearing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieSpec {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CookieSpec<'a> {
     /// Cookie name.
-    pub name: String,
+    name: &'a str,
     /// `Secure` attribute.
-    pub secure: bool,
+    secure: bool,
     /// `SameSite` attribute.
-    pub same_site: SameSite,
+    same_site: SameSite,
     /// `Path` attribute.
-    pub path: String,
+    path: &'a str,
     /// `Max-Age` in seconds (the refresh token's lifetime).
-    pub max_age: u64,
+    max_age: u64,
 }
 
-impl CookieSpec {
+impl<'a> CookieSpec<'a> {
     /// The cookie as configured.
-    pub fn from_config(c: &Config) -> CookieSpec {
+    pub(crate) fn from_config(c: &'a Config) -> CookieSpec<'a> {
         CookieSpec {
-            name: c.cookie_name.clone(),
+            name: &c.cookie_name,
             secure: c.cookie_secure,
             same_site: c.cookie_samesite,
-            path: c.cookie_path.clone(),
+            path: &c.cookie_path,
             max_age: c.refresh_token_expire_days * 86_400,
         }
     }
 
     fn attributes(&self, out: &mut String) {
         out.push_str("; Path=");
-        out.push_str(&self.path);
+        out.push_str(self.path);
         out.push_str("; HttpOnly");
         if self.secure {
             out.push_str("; Secure");
@@ -180,14 +186,14 @@ impl CookieSpec {
     }
 
     /// The `Set-Cookie` value that stores `token`.
-    pub fn set(&self, token: &str) -> String {
+    pub(crate) fn set(&self, token: &str) -> String {
         let mut s = format!("{}={token}; Max-Age={}", self.name, self.max_age);
         self.attributes(&mut s);
         s
     }
 
     /// The `Set-Cookie` value that deletes the cookie (same name, path and attributes).
-    pub fn clear(&self) -> String {
+    pub(crate) fn clear(&self) -> String {
         let mut s = format!(
             "{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             self.name
@@ -197,7 +203,10 @@ impl CookieSpec {
     }
 
     /// Finds this cookie's value in `Cookie` header values.
-    pub fn find<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    pub(crate) fn find<'h>(
+        &self,
+        cookie_headers: impl IntoIterator<Item = &'h str>,
+    ) -> Option<&'h str> {
         cookie_headers
             .into_iter()
             .flat_map(|h| h.split(';'))
@@ -238,7 +247,7 @@ pub fn resolve_client_ip(
 }
 
 /// Joins the values of every `X-Forwarded-For` header, in order, into one list (a proxy
-/// chain may send several), for [`OtpAuth::client_ip`].
+/// chain may send several), for [`resolve_client_ip`].
 pub fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut values = values.into_iter();
     let first = values.next()?;
@@ -371,7 +380,7 @@ impl<'a> Route<'a> {
     /// Matches a method and a path under the mount point. An unknown path is a 404 and a
     /// known path with another method a 405 with `Allow`, both as problem+json. `HEAD` is
     /// answered like `GET`.
-    pub fn resolve(method: &str, path: &'a str) -> Result<Route<'a>, ApiResponse> {
+    pub(crate) fn resolve(method: &str, path: &'a str) -> Result<Route<'a>, ApiResponse> {
         let (candidates, session_id): (&[Endpoint], _) = match path {
             "/sessions" => (&[Endpoint::Sessions], None),
             p => match p.strip_prefix("/sessions/") {
@@ -406,7 +415,6 @@ impl<'a> Route<'a> {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                crate::metrics::refused(405);
                 Err(ApiResponse::error(&Error::MethodNotAllowed).with_header("allow", allow))
             }
         }
@@ -415,66 +423,66 @@ impl<'a> Route<'a> {
 
 /// The parts of an HTTP request the endpoints read.
 #[derive(Debug, Clone, Default)]
-pub struct ApiRequest<'a> {
+pub(crate) struct ApiRequest<'a> {
     /// `Content-Type` header.
-    pub content_type: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
     /// The body, already limited by the adapter (see [`Config::body_limit_bytes`]).
-    pub body: &'a [u8],
+    pub(crate) body: &'a [u8],
     /// `Authorization` header.
-    pub authorization: Option<&'a str>,
+    pub(crate) authorization: Option<&'a str>,
     /// The refresh cookie's value, found with [`CookieSpec::find`].
-    pub refresh_cookie: Option<&'a str>,
+    pub(crate) refresh_cookie: Option<&'a str>,
     /// `Origin` header.
-    pub origin: Option<&'a str>,
+    pub(crate) origin: Option<&'a str>,
     /// `Host` header (or the HTTP/2 authority).
-    pub host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     /// `Sec-Fetch-Site` header.
-    pub sec_fetch_site: Option<&'a str>,
-    /// The client, with its IP resolved by [`OtpAuth::client_ip`].
-    pub client: ClientInfo,
+    pub(crate) sec_fetch_site: Option<&'a str>,
+    /// The client, with its IP resolved by [`resolve_client_ip`].
+    pub(crate) client: ClientInfo,
     /// The `{id}` of `DELETE /sessions/{id}`.
-    pub session_id: Option<&'a str>,
+    pub(crate) session_id: Option<&'a str>,
     /// The query string (without `?`), read by `GET /magic`.
-    pub query: Option<&'a str>,
+    pub(crate) query: Option<&'a str>,
 }
 
-/// The header values the endpoints read, as an adapter collects them from its framework.
+/// The header values the endpoints read.
 #[derive(Debug, Clone, Default)]
-pub struct RequestHeaders<'a> {
+pub(crate) struct RequestHeaders<'a> {
     /// `Content-Length`.
-    pub content_length: Option<&'a str>,
+    pub(crate) content_length: Option<&'a str>,
     /// `Content-Type`.
-    pub content_type: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
     /// `Authorization`.
-    pub authorization: Option<&'a str>,
+    pub(crate) authorization: Option<&'a str>,
     /// Every `Cookie` header.
-    pub cookies: Vec<&'a str>,
+    pub(crate) cookies: Vec<&'a str>,
     /// `Origin`.
-    pub origin: Option<&'a str>,
+    pub(crate) origin: Option<&'a str>,
     /// `Host`, or the authority of the request target (HTTP/2).
-    pub host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     /// `Sec-Fetch-Site`.
-    pub sec_fetch_site: Option<&'a str>,
+    pub(crate) sec_fetch_site: Option<&'a str>,
     /// `User-Agent`.
-    pub user_agent: Option<&'a str>,
+    pub(crate) user_agent: Option<&'a str>,
     /// Every `X-Forwarded-For` header, in order.
-    pub forwarded_for: Vec<&'a str>,
+    pub(crate) forwarded_for: Vec<&'a str>,
     /// `Accept-Language`.
-    pub accept_language: Option<&'a str>,
+    pub(crate) accept_language: Option<&'a str>,
 }
 
-/// A response ready to be written by an adapter.
+/// A response of the contract, before it becomes an [`http::Response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiResponse {
+pub(crate) struct ApiResponse {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// `Content-Type`.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Other headers, in order (`Set-Cookie`, `Retry-After`, `WWW-Authenticate`,
     /// `Cache-Control`).
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
     /// The JSON body.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl ApiResponse {
@@ -496,21 +504,18 @@ impl ApiResponse {
         })
     }
 
-    /// The 404 of a path that is no endpoint (counted in `otp_refused_requests_total`).
-    pub fn not_found() -> ApiResponse {
-        crate::metrics::refused(404);
+    /// The 404 of a path that is no endpoint.
+    fn not_found() -> ApiResponse {
         Self::error(&Error::NotFound)
     }
 
-    /// The 413 of a body found over `limit` while an adapter reads it (counted in
-    /// `otp_refused_requests_total`).
-    pub fn body_too_large(limit: usize) -> ApiResponse {
-        crate::metrics::refused(413);
+    /// The 413 of a body over `limit`.
+    fn body_too_large(limit: usize) -> ApiResponse {
         Self::error(&Error::PayloadTooLarge { limit })
     }
 
     /// The problem+json response of `error`.
-    pub fn error(error: &Error) -> ApiResponse {
+    pub(crate) fn error(error: &Error) -> ApiResponse {
         if error.status() >= 500 && !error.is_unavailable() {
             tracing::error!(error = %error, "request failed");
         }
@@ -529,6 +534,65 @@ impl ApiResponse {
         self.headers.push((name, value));
         self
     }
+
+    /// The response as an [`http::Response`]. Every header value this crate writes is
+    /// valid (the cookie's name and path are checked by [`Config::validate`], tokens are
+    /// base64url); should one ever not be, the answer is a 500, never a response with a
+    /// header silently left out.
+    fn into_http(self) -> http::Response<Bytes> {
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        for (name, value) in self.headers {
+            match HeaderValue::try_from(value) {
+                Ok(v) => {
+                    headers.append(HeaderName::from_static(name), v);
+                }
+                Err(_) => {
+                    let e = Error::Internal(format!("an invalid value for the {name} header"));
+                    return ApiResponse::error(&e).into_http();
+                }
+            }
+        }
+        let mut out = http::Response::new(Bytes::from(self.body));
+        *out.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *out.headers_mut() = headers;
+        out
+    }
+}
+
+impl<'a> RequestHeaders<'a> {
+    /// The values the endpoints read from `headers`; `authority` is the request target's
+    /// (HTTP/2 carries the host there, not in a header). Values that are not visible ASCII
+    /// count as absent.
+    fn from_map(headers: &'a HeaderMap, authority: Option<&'a str>) -> RequestHeaders<'a> {
+        let one = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let all = |name: HeaderName| -> Vec<&'a str> {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
+        };
+        RequestHeaders {
+            content_length: one(CONTENT_LENGTH),
+            content_type: one(CONTENT_TYPE),
+            authorization: one(AUTHORIZATION),
+            cookies: all(COOKIE),
+            origin: one(ORIGIN),
+            host: one(HOST).or(authority),
+            sec_fetch_site: one(HeaderName::from_static("sec-fetch-site")),
+            user_agent: one(USER_AGENT),
+            forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
+            accept_language: one(ACCEPT_LANGUAGE),
+        }
+    }
+}
+
+/// The contract's problem+json response of `error`, for an adapter's rejections (the
+/// current-user extractor).
+pub fn error_response(error: &Error) -> http::Response<Bytes> {
+    ApiResponse::error(error).into_http()
 }
 
 /// Parses a JSON body: `Content-Type` must be JSON (415), the body within `limit` (413),
@@ -584,36 +648,74 @@ pub fn is_json_content_type(content_type: Option<&str>) -> bool {
 }
 
 impl OtpAuth {
-    /// What an adapter checks before reading the body: a declared length over the limit
-    /// (413), and, for `/request-otp`, a missing client address (500: the per-IP limit
-    /// cannot work; `hint` says how to serve the app so it has one).
-    pub fn precheck(
+    /// Serves one request to the endpoints of the contract, its path relative to where
+    /// they are mounted (`/request-otp`, `/sessions/{id}`, …), from the socket address of
+    /// the client `peer`: routing (404, 405 with `Allow`), the body limit (413, from the
+    /// declared length before reading and while reading), client IP resolution, the
+    /// refresh cookie, the endpoint, and the request metrics.
+    ///
+    /// This is all an adapter calls: it hands over the request and writes the response
+    /// back. `/request-otp` refuses to run without `peer` (500: the per-IP limit cannot
+    /// work), so an adapter must find the connection's address.
+    pub async fn serve<B>(
         &self,
-        endpoint: Endpoint,
-        headers: &RequestHeaders<'_>,
+        req: http::Request<B>,
         peer: Option<IpAddr>,
-        hint: &str,
-    ) -> Result<(), ApiResponse> {
+    ) -> http::Response<Bytes>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let route = match Route::resolve(parts.method.as_str(), parts.uri.path()) {
+            Ok(route) => route,
+            Err(refused) => return refused_early(refused),
+        };
+        let headers =
+            RequestHeaders::from_map(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
         let limit = self.config().body_limit_bytes;
         let declared = headers
             .content_length
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiResponse::body_too_large(limit));
+            return refused_early(ApiResponse::body_too_large(limit));
         }
-        if peer.is_none() && endpoint == Endpoint::RequestOtp {
-            crate::metrics::refused(500);
-            tracing::error!("no client address on the request: {hint}");
-            return Err(ApiResponse::error(&Error::Internal(
+        if peer.is_none() && route.endpoint == Endpoint::RequestOtp {
+            tracing::error!(
+                "no client address on the request: the per-IP limit needs the peer's \
+                 address (otp-axum: serve with into_make_service_with_connect_info::<SocketAddr>(); \
+                 otp-poem: serve on a TCP listener)"
+            );
+            return refused_early(ApiResponse::error(&Error::Internal(
                 "client address missing".to_owned(),
             )));
         }
-        Ok(())
+        // Over the limit while streaming (or the client went away: then nobody reads this).
+        let body = match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return refused_early(ApiResponse::body_too_large(limit)),
+        };
+        self.handle_parts(route, &headers, parts.uri.query(), &body, peer)
+            .await
+            .into_http()
+    }
+
+    /// The user of a request's `Authorization: Bearer` header, for an adapter's
+    /// current-user extractor: `Ok(None)` when the request presents no bearer token; a
+    /// presented token is checked like [`OtpAuth::authenticate`] does (401 when invalid,
+    /// expired or revoked; 503 when the store cannot be asked).
+    pub async fn current_user(&self, headers: &HeaderMap) -> Result<Option<CurrentUser>, Error> {
+        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match bearer_token(authorization) {
+            Err(Error::Unauthorized(TokenRejection::Missing)) => Ok(None),
+            Err(e) => Err(e),
+            Ok(token) => self.authenticate(token).await.map(Some),
+        }
     }
 
     /// Serves one request from its route, headers, query, body and socket peer: client IP
     /// resolution, the refresh cookie, then [`OtpAuth::handle`].
-    pub async fn handle_parts(
+    async fn handle_parts(
         &self,
         route: Route<'_>,
         headers: &RequestHeaders<'_>,
@@ -626,12 +728,13 @@ impl OtpAuth {
             content_type: headers.content_type,
             body,
             authorization: headers.authorization,
-            refresh_cookie: self.cookie().find(headers.cookies.iter().copied()),
+            refresh_cookie: CookieSpec::from_config(self.config())
+                .find(headers.cookies.iter().copied()),
             origin: headers.origin,
             host: headers.host,
             sec_fetch_site: headers.sec_fetch_site,
             client: ClientInfo {
-                ip: self.client_ip(peer, forwarded_for.as_deref()),
+                ip: resolve_client_ip(peer, forwarded_for.as_deref(), self.trusted_proxies()),
                 user_agent: headers.user_agent.map(str::to_owned),
                 accept_language: headers.accept_language.map(str::to_owned),
             },
@@ -642,9 +745,9 @@ impl OtpAuth {
     }
 
     /// Serves one endpoint of the contract from plain request parts.
-    pub async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
+    pub(crate) async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
         let started = std::time::Instant::now();
-        let cookie = self.cookie();
+        let cookie = CookieSpec::from_config(self.config());
         let result = self.dispatch(endpoint, &req).await;
         let resp = match (endpoint, result) {
             (_, Ok(resp)) => resp,
@@ -654,7 +757,7 @@ impl OtpAuth {
             }
             (_, Err(e)) => ApiResponse::error(&e),
         };
-        crate::metrics::request_done(endpoint, resp.status, started.elapsed());
+        crate::metrics::request_done(endpoint.name(), resp.status, started.elapsed());
         resp
     }
 
@@ -717,7 +820,7 @@ impl OtpAuth {
         if req.body.len() > limit {
             return Err(Error::PayloadTooLarge { limit });
         }
-        let cookie = self.cookie();
+        let cookie = CookieSpec::from_config(self.config());
         match endpoint {
             Endpoint::RequestOtp => {
                 let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
@@ -803,13 +906,13 @@ impl OtpAuth {
                 ("cache-control", "no-store".to_owned()),
                 (
                     "content-security-policy",
-                    crate::link::confirmation_page_csp().to_owned(),
+                    crate::pages::confirmation_page_csp().to_owned(),
                 ),
                 ("referrer-policy", "no-referrer".to_owned()),
                 ("x-frame-options", "DENY".to_owned()),
                 ("x-content-type-options", "nosniff".to_owned()),
             ],
-            body: crate::link::confirmation_page(
+            body: crate::pages::confirmation_page(
                 token,
                 &self.config().mail_from_name,
                 self.link_account(token).as_deref(),
@@ -819,6 +922,12 @@ impl OtpAuth {
     }
 }
 
+/// A response given before any endpoint ran, counted in `otp_refused_requests_total`.
+fn refused_early(resp: ApiResponse) -> http::Response<Bytes> {
+    crate::metrics::refused(resp.status);
+    resp.into_http()
+}
+
 /// `scheme://host[:port]` of an absolute URL.
 fn url_origin(url: &str) -> Option<&str> {
     let (scheme, rest) = url.split_once("://")?;
@@ -826,7 +935,7 @@ fn url_origin(url: &str) -> Option<&str> {
     Some(&url[..scheme.len() + 3 + end])
 }
 
-fn token_response(pair: &TokenPair, message: Option<&str>, cookie: &CookieSpec) -> ApiResponse {
+fn token_response(pair: &TokenPair, message: Option<&str>, cookie: CookieSpec<'_>) -> ApiResponse {
     ApiResponse::json(&TokenResponse {
         message: message.map(str::to_owned),
         access_token: pair.access_token.clone(),
@@ -883,10 +992,10 @@ mod tests {
     #[test]
     fn cookie_set_and_clear_share_attributes() {
         let c = CookieSpec {
-            name: "refresh_token".into(),
+            name: "refresh_token",
             secure: true,
             same_site: SameSite::Lax,
-            path: "/".into(),
+            path: "/",
             max_age: 604_800,
         };
         assert_eq!(
