@@ -6,7 +6,7 @@ use std::sync::Arc;
 use otp_core::primitives::now_secs;
 use otp_core::token::{Claims, TokenCodec, TokenType};
 use otp_core::{
-    CapturingMailer, Config, Email, Error, Hooks, JwtAlgorithm, MailError, OtpAuth, SameSite,
+    BoxError, CapturingMailer, Config, Email, Hooks, JwtAlgorithm, MailError, OtpAuth, SameSite,
     async_trait,
 };
 use serde_json::json;
@@ -802,7 +802,7 @@ struct OnlyKnown;
 
 #[async_trait]
 impl Hooks for OnlyKnown {
-    async fn allow(&self, email: &Email) -> Result<bool, Error> {
+    async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
         Ok(email.as_str() == "known@example.com")
     }
 }

@@ -83,7 +83,7 @@ async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
     auth.serve(req, peer).await.map(Body::from)
 }
 
-fn rejection(e: &Error) -> Response {
+fn rejection(e: Error) -> Response {
     otp_core::error_response(e).map(Body::from)
 }
 
@@ -112,7 +112,7 @@ pub struct AuthRejection(pub Error);
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        rejection(&self.0)
+        rejection(self.0)
     }
 }
 

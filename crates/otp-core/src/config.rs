@@ -405,16 +405,16 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn one(problem: String) -> ConfigError {
+    /// The error of one problem (for mailers and stores that read the configuration too).
+    pub fn new(problem: impl Into<String>) -> ConfigError {
+        ConfigError::one(problem.into())
+    }
+
+    /// The error of one problem.
+    pub(crate) fn one(problem: String) -> ConfigError {
         ConfigError {
             problems: vec![problem],
         }
-    }
-}
-
-impl From<ConfigError> for crate::Error {
-    fn from(e: ConfigError) -> Self {
-        crate::Error::Config(e.to_string())
     }
 }
 

@@ -1352,7 +1352,7 @@ impl TokenBlacklist for DownStore {
 }
 
 fn unavailable() -> crate::StoreError {
-    crate::StoreError::Unavailable("connection refused".to_owned())
+    crate::StoreError::unavailable("connection refused")
 }
 
 /// A login: the right code opens the session in the same operation, a wrong one opens

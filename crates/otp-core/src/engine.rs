@@ -13,9 +13,9 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::code::{Code, CodeHasher, CodeMac, IpKey, derive_code_secret};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::email::Email;
-use crate::error::{Error, TokenRejection};
+use crate::error::{BoxError, Error, TokenRejection};
 use crate::glob::glob_match;
 #[cfg(feature = "links")]
 use crate::link::{LinkError, LinkSealer, link_url};
@@ -33,15 +33,19 @@ use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 
 /// Application policy around logins, all optional.
 ///
+/// A hook returns the application's own error (any `std::error::Error`, boxed, as `?`
+/// does with a database error): the request then fails with [`Error::Hook`] (500), which
+/// keeps it as its source for the log.
+///
 /// ```
-/// use otp_core::{Email, Error, Hooks};
+/// use otp_core::{BoxError, Email, Hooks};
 ///
 /// #[derive(Debug)]
 /// struct CompanyOnly;
 ///
 /// #[async_trait::async_trait]
 /// impl Hooks for CompanyOnly {
-///     async fn allow(&self, email: &Email) -> Result<bool, Error> {
+///     async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
 ///         Ok(email.domain() == "example.com")
 ///     }
 /// }
@@ -50,19 +54,19 @@ use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 pub trait Hooks: fmt::Debug + Send + Sync + 'static {
     /// Whether `email` may log in. A refused address gets the same answer as any other at
     /// `/request-otp` (no account enumeration) but no mail, and can never verify.
-    async fn allow(&self, _email: &Email) -> Result<bool, Error> {
+    async fn allow(&self, _email: &Email) -> Result<bool, BoxError> {
         Ok(true)
     }
 
     /// The token subject (`sub`) for `email`: a user id. Defaults to the address.
-    async fn subject(&self, email: &Email) -> Result<String, Error> {
+    async fn subject(&self, email: &Email) -> Result<String, BoxError> {
         Ok(email.as_str().to_owned())
     }
 
     /// Extra claims for the access token (asked again at every refresh). The library's own
     /// claims (`sub`, `email`, `type`, `jti`, `sid`, `iat`, `exp`, `nbf`, `iss`, `aud`)
     /// cannot be overridden: such keys are dropped.
-    async fn claims(&self, _subject: &str, _email: &Email) -> Result<Map<String, Value>, Error> {
+    async fn claims(&self, _subject: &str, _email: &Email) -> Result<Map<String, Value>, BoxError> {
         Ok(Map::new())
     }
 }
@@ -230,14 +234,14 @@ impl OtpAuthBuilder {
 
     /// Validates the configuration and builds the engine. Without a store, the in-memory
     /// one is used; a mailer is required.
-    pub fn build(self) -> Result<OtpAuth, Error> {
+    pub fn build(self) -> Result<OtpAuth, ConfigError> {
         let config = self.config;
         config.validate()?;
         let code_secret = match (&config.code_secret, &config.jwt_secret) {
             (Some(s), _) => s.expose_secret().as_bytes().to_vec(),
             (None, Some(jwt)) => derive_code_secret(jwt.expose_secret().as_bytes()),
             (None, None) => {
-                return Err(Error::Config(
+                return Err(ConfigError::one(
                     "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set"
                         .to_owned(),
                 ));
@@ -256,7 +260,7 @@ impl OtpAuthBuilder {
             .with_default_language(&config.mail_default_language)?;
         let mailer = self
             .mailer
-            .ok_or_else(|| Error::Config("no mailer given to OtpAuth::builder".to_owned()))?;
+            .ok_or_else(|| ConfigError::one("no mailer given to OtpAuth::builder".to_owned()))?;
         let (store, blacklist) = match (self.store, self.blacklist) {
             (Some(s), Some(b)) => (s, b),
             (None, None) => {
@@ -267,7 +271,7 @@ impl OtpAuthBuilder {
                 )
             }
             _ => {
-                return Err(Error::Config(
+                return Err(ConfigError::one(
                     "give OtpAuth::builder both a store and a blacklist, or neither".to_owned(),
                 ));
             }
@@ -332,7 +336,7 @@ impl OtpAuth {
     ///     .stores(MemoryStore::new())
     ///     .mailer(Arc::new(CapturingMailer::new()))
     ///     .build()?;
-    /// # Ok::<(), otp_core::Error>(())
+    /// # Ok::<(), otp_core::ConfigError>(())
     /// ```
     pub fn builder(config: Config) -> OtpAuthBuilder {
         OtpAuthBuilder {
@@ -378,7 +382,7 @@ impl OtpAuth {
         let email = Self::parse_email(email)?;
         metrics::code_requested();
         let address = i.hasher.address_key(&email);
-        let allowed = i.hooks.allow(&email).await?;
+        let allowed = i.hooks.allow(&email).await.map_err(Error::Hook)?;
         let magic = allowed && self.magic_applies(&email);
         let code = if magic {
             Code::magic(i.config.otp_length)
@@ -599,7 +603,7 @@ impl OtpAuth {
         };
         // The policy may have changed since the code was sent: a refused address is checked
         // like any other (and spends its code), but never opens a session.
-        if !i.hooks.allow(email).await? {
+        if !i.hooks.allow(email).await.map_err(Error::Hook)? {
             let outcome = i.store.verify(&req).await?;
             if outcome == VerifyOutcome::Verified {
                 metrics::verification(method, "refused");
@@ -663,7 +667,7 @@ impl OtpAuth {
         client: &ClientInfo,
     ) -> Result<(TokenPair, NewSession), Error> {
         let i = &*self.inner;
-        let subject = i.hooks.subject(email).await?;
+        let subject = i.hooks.subject(email).await.map_err(Error::Hook)?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
         let session_end = (i.config.session_max_days > 0)
@@ -749,7 +753,7 @@ impl OtpAuth {
         session_end: Option<u64>,
     ) -> Result<(TokenPair, Claims), Error> {
         let i = &*self.inner;
-        let mut extra = i.hooks.claims(subject, email).await?;
+        let mut extra = i.hooks.claims(subject, email).await.map_err(Error::Hook)?;
         extra.retain(|k, _| !RESERVED_CLAIMS.contains(&k.as_str()));
         let access_secs = i.config.access_token_expire_minutes * 60;
         let mut claims = i.codec.claims(
@@ -834,7 +838,7 @@ impl OtpAuth {
             .map_err(Error::Unauthorized)?;
         let email = Email::parse(&claims.email)
             .map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
-        if !i.hooks.allow(&email).await? {
+        if !i.hooks.allow(&email).await.map_err(Error::Hook)? {
             i.blacklist
                 .revoke(&Revocation {
                     access: None,

@@ -157,13 +157,13 @@ struct OnlyExampleOrg;
 
 #[async_trait]
 impl Hooks for OnlyExampleOrg {
-    async fn allow(&self, email: &Email) -> Result<bool, Error> {
+    async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
         Ok(email.domain() == "example.org")
     }
-    async fn subject(&self, email: &Email) -> Result<String, Error> {
+    async fn subject(&self, email: &Email) -> Result<String, BoxError> {
         Ok(format!("user:{}", email.as_str()))
     }
-    async fn claims(&self, subject: &str, _: &Email) -> Result<Map<String, Value>, Error> {
+    async fn claims(&self, subject: &str, _: &Email) -> Result<Map<String, Value>, BoxError> {
         let mut m = Map::new();
         m.insert("role".into(), Value::from("admin"));
         m.insert("sub".into(), Value::from("someone-else"));
@@ -329,13 +329,13 @@ async fn store_failures_are_503_and_protected_routes_fail_closed() {
     let mut store = MockOtpStore::new();
     store
         .expect_issue()
-        .returning(|_| Err(StoreError::Unavailable("connection refused".into())));
+        .returning(|_| Err(StoreError::unavailable("connection refused")));
     store
         .expect_verify_and_open()
-        .returning(|_, _, _| Err(StoreError::Unavailable("timeout".into())));
+        .returning(|_, _, _| Err(StoreError::unavailable("timeout")));
     let mut bl = MockTokenBlacklist::new();
     bl.expect_check_access()
-        .returning(|_, _| Err(StoreError::Unavailable("timeout".into())));
+        .returning(|_, _| Err(StoreError::unavailable("timeout")));
     let mut mailer = MockMailer::new();
     mailer.expect_send().times(0);
     let auth = engine(store, bl, mailer);
@@ -902,10 +902,10 @@ struct CountingHooks {
 
 #[async_trait::async_trait]
 impl Hooks for CountingHooks {
-    async fn subject(&self, email: &Email) -> Result<String, Error> {
+    async fn subject(&self, email: &Email) -> Result<String, BoxError> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if n == 0 {
-            return Err(Error::Internal("the user directory is down".into()));
+            return Err("the user directory is down".into());
         }
         Ok(format!("user-{}", email.as_str()))
     }

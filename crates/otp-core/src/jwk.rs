@@ -426,10 +426,13 @@ fn p256_public(key: &p256::PublicKey) -> Result<PublicJwk, String> {
 }
 
 /// Reads a key file named by the setting `var`, the error naming both and never the contents.
-pub(crate) fn read_key_file(var: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, crate::Error> {
+pub(crate) fn read_key_file(
+    var: &str,
+    path: &str,
+) -> Result<Zeroizing<Vec<u8>>, crate::ConfigError> {
     std::fs::read(path)
         .map(Zeroizing::new)
-        .map_err(|e| crate::Error::Config(format!("{var} {path:?} cannot be read: {e}")))
+        .map_err(|e| crate::ConfigError::one(format!("{var} {path:?} cannot be read: {e}")))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@
 //! let tokens = auth.verify_code("ada@example.com", &code, &client).await?;
 //! let user = auth.authenticate(&tokens.access_token).await?;
 //! assert_eq!(user.email, "ada@example.com");
-//! # Ok::<(), otp_core::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! # }
 //! ```
@@ -60,6 +60,7 @@ pub mod metrics;
 pub mod openapi;
 mod pages;
 pub mod primitives;
+mod problem;
 #[cfg(feature = "redis-scripts")]
 pub mod scripted;
 pub mod state;
@@ -74,7 +75,7 @@ pub use email::{Email, EmailError};
 pub use engine::{
     ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair, bearer_token,
 };
-pub use error::{Error, Problem, Result, TokenRejection};
+pub use error::{BoxError, Error, Result, TokenRejection};
 pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
 pub use memory::MemoryStore;
 pub use store::{OtpStore, StoreError, TokenBlacklist};

@@ -103,8 +103,8 @@ pub enum MailError {
 impl From<MailError> for crate::Error {
     fn from(e: MailError) -> Self {
         match e.redacted() {
-            MailError::Transient(m) => crate::Error::MailUnavailable(m),
-            MailError::Permanent(m) => crate::Error::MailRejected(m),
+            e @ MailError::Transient(_) => crate::Error::MailUnavailable(e),
+            e @ MailError::Permanent(_) => crate::Error::MailRejected(e),
         }
     }
 }

@@ -207,7 +207,7 @@ impl<V: Expires> Expiring<V> {
 }
 
 fn full(capacity: usize) -> StoreError {
-    StoreError::Unavailable(format!(
+    StoreError::unavailable(format!(
         "the in-memory store is full ({capacity} live entries in one table); use a Redis \
          store, or a larger MemoryStore::with_capacity"
     ))
@@ -365,7 +365,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Backend("memory store lock poisoned".to_owned())
+    StoreError::backend("memory store lock poisoned")
 }
 
 impl Default for MemoryStore {
@@ -751,7 +751,7 @@ mod tests {
         let f = Fixture::new();
         let err = store.issue(&f.issue("123456", None, l)).await.unwrap_err();
         assert!(
-            matches!(&err, StoreError::Unavailable(m) if m.contains("full")),
+            matches!(&err, StoreError::Unavailable(m) if m.to_string().contains("full")),
             "{err:?}"
         );
         // A day later every window has passed: the expired entries make room.

@@ -67,7 +67,7 @@ fn json(schema: &str) -> utoipa::openapi::Content {
 fn problem(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
-        .content(crate::error::PROBLEM_CONTENT_TYPE, json("ProblemDetails"))
+        .content(crate::problem::PROBLEM_CONTENT_TYPE, json("ProblemDetails"))
         .build()
 }
 

@@ -73,13 +73,13 @@ impl Reply {
     /// `replicas` acknowledgements.
     pub fn replicated(replies: Vec<Reply>, replicas: u32) -> Result<Reply, StoreError> {
         let [reply, _fence, acked] = <[Reply; 3]>::try_from(replies).map_err(|r| {
-            StoreError::Backend(format!("a script and WAIT gave {} replies", r.len()))
+            StoreError::backend(format!("a script and WAIT gave {} replies", r.len()))
         })?;
         let acked = acked.int()?;
         if acked >= i64::from(replicas) {
             Ok(reply)
         } else {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "the write was acknowledged by {acked} of the {replicas} replicas \
                  OTP_AUTH_REDIS_MIN_REPLICAS_ACK requires"
             )))
@@ -113,7 +113,7 @@ impl Reply {
 }
 
 fn unexpected(r: &Reply) -> StoreError {
-    StoreError::Backend(format!("unexpected reply from a store script: {r:?}"))
+    StoreError::backend(format!("unexpected reply from a store script: {r:?}"))
 }
 
 /// Runs a script: the one thing a Redis backend has to provide.
@@ -156,7 +156,7 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
         _replicas: u32,
         _timeout: Duration,
     ) -> Result<Reply, StoreError> {
-        Err(StoreError::Backend(format!(
+        Err(StoreError::backend(format!(
             "this store runner cannot wait for replicas (script {})",
             script.name
         )))
@@ -269,15 +269,6 @@ impl SetupError {
     }
 }
 
-impl From<SetupError> for crate::Error {
-    fn from(e: SetupError) -> Self {
-        match e {
-            SetupError::Url(m) => crate::Error::Config(m),
-            e @ SetupError::Client { .. } => crate::Error::StoreUnavailable(e.to_string()),
-        }
-    }
-}
-
 /// Awaits one store call of a backend within `timeout`: a failure is logged with the call's
 /// name and sorted by `classify` (try again later, or a bug); no answer in time is
 /// [`StoreError::Unavailable`]. Both backends bound every call with it.
@@ -295,7 +286,7 @@ pub async fn bounded<T, E: std::fmt::Display>(
         }
         Err(_) => {
             tracing::warn!(call = what, "store call timed out");
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "no answer from Redis within {timeout:?}"
             )))
         }

@@ -303,7 +303,7 @@ static FALLBACK: LazyLock<Templates> = LazyLock::new(english);
 /// let (lang, mail) = templates.render(Some("fr-FR"), &values);
 /// assert_eq!(lang, "de");
 /// assert_eq!(mail.subject, "Ihr Anmeldecode für Acme: 123456");
-/// # Ok::<(), otp_core::Error>(())
+/// # Ok::<(), otp_core::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailTemplates {
@@ -350,7 +350,7 @@ impl MailTemplates {
     ///
     /// [`crate::Error::Config`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
     /// `tag`.
-    pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::Error> {
+    pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::ConfigError> {
         let wanted = normalize_tag(tag);
         let found = lookup_candidates(&wanted)
             .find(|t| self.sets.contains_key(*t))
@@ -360,7 +360,7 @@ impl MailTemplates {
                 self.default = lang;
                 Ok(self)
             }
-            None => Err(crate::Error::Config(format!(
+            None => Err(crate::ConfigError::one(format!(
                 "OTP_AUTH_MAIL_DEFAULT_LANGUAGE is {tag:?}, but there are mail templates only \
                  for: {}",
                 self.languages().collect::<Vec<_>>().join(", ")
@@ -814,7 +814,8 @@ mod tests {
     fn default_language_must_have_a_set() {
         let err = MailTemplates::builtin().with_default_language("xx");
         match err {
-            Err(crate::Error::Config(msg)) => {
+            Err(e) => {
+                let msg = e.to_string();
                 assert!(msg.contains("OTP_AUTH_MAIL_DEFAULT_LANGUAGE"), "{msg}");
                 assert!(msg.contains("\"xx\"") && msg.contains("de, en"), "{msg}");
             }

@@ -232,8 +232,8 @@ enum HmacKey {
 }
 
 impl HmacKey {
-    fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::Error> {
-        let bad = |_| crate::Error::Config("OTP_AUTH_JWT_SECRET cannot key an HMAC".to_owned());
+    fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::ConfigError> {
+        let bad = |_| crate::ConfigError::one("OTP_AUTH_JWT_SECRET cannot key an HMAC".to_owned());
         Ok(match algorithm {
             Algorithm::HS384 => HmacKey::S384(Hmac::new_from_slice(secret).map_err(bad)?),
             Algorithm::HS512 => HmacKey::S512(Hmac::new_from_slice(secret).map_err(bad)?),
@@ -318,15 +318,14 @@ impl TokenCodec {
     /// Unreadable files and keys of the wrong type or size for the algorithm (RSA keys need
     /// 2048 to 4096 bits) are [`crate::Error::Config`] errors naming the setting and the
     /// path, never the key.
-    pub fn from_config(config: &Config) -> Result<TokenCodec, crate::Error> {
+    pub fn from_config(config: &Config) -> Result<TokenCodec, crate::ConfigError> {
         let issuer = config.jwt_issuer.clone().filter(|s| !s.is_empty());
         let audience = config.jwt_audience.clone().filter(|s| !s.is_empty());
         let leeway = config.jwt_leeway_seconds;
         if config.jwt_algorithm.is_hmac() {
-            let secret = config
-                .jwt_secret
-                .as_ref()
-                .ok_or_else(|| crate::Error::Config("OTP_AUTH_JWT_SECRET is not set".to_owned()))?;
+            let secret = config.jwt_secret.as_ref().ok_or_else(|| {
+                crate::ConfigError::one("OTP_AUTH_JWT_SECRET is not set".to_owned())
+            })?;
             return TokenCodec::hmac(
                 config.jwt_algorithm,
                 secret.expose_secret().as_bytes(),
@@ -338,7 +337,7 @@ impl TokenCodec {
         #[cfg(feature = "asymmetric")]
         return TokenCodec::asymmetric(config, issuer, audience, leeway);
         #[cfg(not(feature = "asymmetric"))]
-        Err(crate::Error::Config(format!(
+        Err(crate::ConfigError::one(format!(
             "OTP_AUTH_JWT_ALGORITHM {:?} needs otp-core's `asymmetric` feature",
             config.jwt_algorithm
         )))
@@ -351,13 +350,13 @@ impl TokenCodec {
         issuer: Option<String>,
         audience: Option<String>,
         leeway: u64,
-    ) -> Result<TokenCodec, crate::Error> {
+    ) -> Result<TokenCodec, crate::ConfigError> {
         let algorithm = match config.jwt_algorithm {
             JwtAlgorithm::RS256 => Algorithm::RS256,
             JwtAlgorithm::ES256 => Algorithm::ES256,
             JwtAlgorithm::EdDSA => Algorithm::EdDSA,
             other => {
-                return Err(crate::Error::Config(format!(
+                return Err(crate::ConfigError::one(format!(
                     "OTP_AUTH_JWT_ALGORITHM {other:?} is not supported"
                 )));
             }
@@ -367,13 +366,13 @@ impl TokenCodec {
             .as_deref()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
-                crate::Error::Config(format!(
+                crate::ConfigError::one(format!(
                     "{PRIVATE_KEY_VAR} is required with OTP_AUTH_JWT_ALGORITHM {algorithm:?}"
                 ))
             })?;
         let pem = jwk::read_key_file(PRIVATE_KEY_VAR, path)?;
         let current = jwk::load_private_key(algorithm, &pem)
-            .map_err(|why| crate::Error::Config(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
+            .map_err(|why| crate::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
         let mut keys = vec![PublicKey::new(current.public)];
         for path in config
             .jwt_previous_public_key_files
@@ -383,7 +382,7 @@ impl TokenCodec {
         {
             let pem = jwk::read_key_file(PREVIOUS_KEYS_VAR, path)?;
             let public = jwk::load_public_key(algorithm, &pem).map_err(|why| {
-                crate::Error::Config(format!("{PREVIOUS_KEYS_VAR} {path:?} {why}"))
+                crate::ConfigError::one(format!("{PREVIOUS_KEYS_VAR} {path:?} {why}"))
             })?;
             let key = PublicKey::new(public);
             // Listing the current key (or one key twice) during a rotation is harmless.
@@ -410,13 +409,13 @@ impl TokenCodec {
         issuer: Option<String>,
         audience: Option<String>,
         leeway: u64,
-    ) -> Result<TokenCodec, crate::Error> {
+    ) -> Result<TokenCodec, crate::ConfigError> {
         let algorithm = match algorithm {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::HS384 => Algorithm::HS384,
             JwtAlgorithm::HS512 => Algorithm::HS512,
             other => {
-                return Err(crate::Error::Config(format!(
+                return Err(crate::ConfigError::one(format!(
                     "OTP_AUTH_JWT_ALGORITHM {other:?} takes a key file, not a secret"
                 )));
             }
@@ -1528,7 +1527,7 @@ mod tests {
         #[test]
         fn key_file_errors_name_the_setting_and_path() {
             let err = |config: Config| match TokenCodec::from_config(&config) {
-                Err(crate::Error::Config(msg)) => msg,
+                Err(e) => e.problems.join("; "),
                 other => panic!("expected a configuration error, got {other:?}"),
             };
             for (alg, private, previous, var, path, why) in [

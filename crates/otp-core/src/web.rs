@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, SameSite};
 use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
-use crate::error::{Error, PROBLEM_CONTENT_TYPE, TokenRejection};
+use crate::error::{Error, TokenRejection};
+use crate::problem::{PROBLEM_CONTENT_TYPE, Refusal};
 
 /// Body of `POST /request-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -415,7 +416,7 @@ impl<'a> Route<'a> {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                Err(ApiResponse::error(&Error::MethodNotAllowed).with_header("allow", allow))
+                Err(ApiResponse::error(&Refusal::MethodNotAllowed).with_header("allow", allow))
             }
         }
     }
@@ -494,7 +495,7 @@ impl ApiResponse {
                 headers: vec![("cache-control", "no-store".to_owned())],
                 body,
             },
-            Err(e) => Self::error(&Error::Internal(format!("serializing a response: {e}"))),
+            Err(e) => Self::error(&Error::Internal(format!("serializing a response: {e}")).into()),
         }
     }
 
@@ -506,18 +507,22 @@ impl ApiResponse {
 
     /// The 404 of a path that is no endpoint.
     fn not_found() -> ApiResponse {
-        Self::error(&Error::NotFound)
+        Self::error(&Refusal::NotFound)
     }
 
     /// The 413 of a body over `limit`.
     fn body_too_large(limit: usize) -> ApiResponse {
-        Self::error(&Error::PayloadTooLarge { limit })
+        Self::error(&Refusal::PayloadTooLarge { limit })
     }
 
     /// The problem+json response of `error`.
-    pub(crate) fn error(error: &Error) -> ApiResponse {
-        if error.status() >= 500 && !error.is_unavailable() {
-            tracing::error!(error = %error, "request failed");
+    pub(crate) fn error(error: &Refusal) -> ApiResponse {
+        if let Refusal::Engine(e) = error
+            && e.status() >= 500
+            && !e.is_unavailable()
+        {
+            // The chain too: a hook's or a store's own error says what went wrong.
+            tracing::error!(error = %e, source = ?std::error::Error::source(e), "request failed");
         }
         let p = error.to_problem();
         let mut headers = p.headers;
@@ -549,7 +554,7 @@ impl ApiResponse {
                 }
                 Err(_) => {
                     let e = Error::Internal(format!("an invalid value for the {name} header"));
-                    return ApiResponse::error(&e).into_http();
+                    return ApiResponse::error(&e.into()).into_http();
                 }
             }
         }
@@ -591,28 +596,29 @@ impl<'a> RequestHeaders<'a> {
 
 /// The contract's problem+json response of `error`, for an adapter's rejections (the
 /// current-user extractor).
-pub fn error_response(error: &Error) -> http::Response<Bytes> {
-    ApiResponse::error(error).into_http()
+pub fn error_response(error: Error) -> http::Response<Bytes> {
+    ApiResponse::error(&error.into()).into_http()
 }
 
 /// Parses a JSON body: `Content-Type` must be JSON (415), the body within `limit` (413),
 /// and the JSON must match `T` (422, with the serde message, which never echoes values).
-pub fn parse_json<T: for<'de> Deserialize<'de>>(
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
     content_type: Option<&str>,
     body: &[u8],
     limit: usize,
-) -> Result<T, Error> {
+) -> Result<T, Refusal> {
     if !is_json_content_type(content_type) {
-        return Err(Error::UnsupportedMediaType);
+        return Err(Refusal::UnsupportedMediaType);
     }
     if body.len() > limit {
-        return Err(Error::PayloadTooLarge { limit });
+        return Err(Refusal::PayloadTooLarge { limit });
     }
     // serde would also read a struct from a JSON array; the contract's bodies are objects.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::InvalidRequest(
             "Invalid request body: expected a JSON object.".to_owned(),
-        ));
+        )
+        .into());
     }
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
@@ -630,11 +636,12 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(
             e.line(),
             e.column()
         ))
+        .into()
     })
 }
 
 /// `application/json`, or any `application/*+json`, with optional parameters.
-pub fn is_json_content_type(content_type: Option<&str>) -> bool {
+pub(crate) fn is_json_content_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else {
         return false;
     };
@@ -686,9 +693,9 @@ impl OtpAuth {
                  address (otp-axum: serve with into_make_service_with_connect_info::<SocketAddr>(); \
                  otp-poem: serve on a TCP listener)"
             );
-            return refused_early(ApiResponse::error(&Error::Internal(
-                "client address missing".to_owned(),
-            )));
+            return refused_early(ApiResponse::error(
+                &Error::Internal("client address missing".to_owned()).into(),
+            ));
         }
         // Over the limit while streaming (or the client went away: then nobody reads this).
         let body = match http_body_util::Limited::new(body, limit).collect().await {
@@ -752,7 +759,7 @@ impl OtpAuth {
         let resp = match (endpoint, result) {
             (_, Ok(resp)) => resp,
             // A refresh cookie that no longer works is of no use to the browser.
-            (Endpoint::Refresh, Err(e @ Error::Unauthorized(_))) => {
+            (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => {
                 ApiResponse::error(&e).with_header("set-cookie", cookie.clear())
             }
             (_, Err(e)) => ApiResponse::error(&e),
@@ -767,7 +774,7 @@ impl OtpAuth {
     /// `Origin` must name the request's own host or `OTP_AUTH_PUBLIC_URL`'s origin.
     /// Requests with neither header (curl, servers, native apps) pass: they carry no
     /// ambient browser credentials to abuse.
-    fn check_cross_site(&self, req: &ApiRequest<'_>) -> Result<(), Error> {
+    fn check_cross_site(&self, req: &ApiRequest<'_>) -> Result<(), Refusal> {
         let config = self.config();
         if let Some(o) = req.origin
             && config
@@ -783,7 +790,7 @@ impl OtpAuth {
             {
                 Ok(())
             } else {
-                Err(Error::ForbiddenOrigin)
+                Err(Refusal::ForbiddenOrigin)
             };
         }
         let Some(origin) = req.origin else {
@@ -802,7 +809,7 @@ impl OtpAuth {
         if own_host || public {
             Ok(())
         } else {
-            Err(Error::ForbiddenOrigin)
+            Err(Refusal::ForbiddenOrigin)
         }
     }
 
@@ -810,7 +817,7 @@ impl OtpAuth {
         &self,
         endpoint: Endpoint,
         req: &ApiRequest<'_>,
-    ) -> Result<ApiResponse, Error> {
+    ) -> Result<ApiResponse, Refusal> {
         // Reading the keys or the confirmation page changes nothing, and other services
         // fetch the keys from anywhere.
         if endpoint.method() != Method::Get {
@@ -818,7 +825,7 @@ impl OtpAuth {
         }
         let limit = self.config().body_limit_bytes;
         if req.body.len() > limit {
-            return Err(Error::PayloadTooLarge { limit });
+            return Err(Refusal::PayloadTooLarge { limit });
         }
         let cookie = CookieSpec::from_config(self.config());
         match endpoint {
@@ -880,7 +887,7 @@ impl OtpAuth {
             }
             Endpoint::RevokeSession => {
                 let token = bearer_token(req.authorization)?;
-                let sid = req.session_id.ok_or(Error::NotFound)?;
+                let sid = req.session_id.ok_or(Refusal::NotFound)?;
                 let was_current = self.revoke_session(token, sid).await?;
                 let resp = ApiResponse::message(MSG_SESSION_REVOKED);
                 // Ending the session this browser is in also ends its refresh cookie.
@@ -1036,9 +1043,9 @@ mod tests {
     #[test]
     fn parse_json_errors() {
         let r: Result<RequestOtpBody, _> = parse_json(Some("text/plain"), b"{}", 100);
-        assert!(matches!(r, Err(Error::UnsupportedMediaType)));
+        assert!(matches!(r, Err(Refusal::UnsupportedMediaType)));
         let r: Result<RequestOtpBody, _> = parse_json(Some("application/json"), &[b' '; 101], 100);
-        assert!(matches!(r, Err(Error::PayloadTooLarge { limit: 100 })));
+        assert!(matches!(r, Err(Refusal::PayloadTooLarge { limit: 100 })));
         for bad in [
             &b"{"[..],
             b"{}",
@@ -1050,7 +1057,10 @@ mod tests {
             b"",
         ] {
             let r: Result<RequestOtpBody, _> = parse_json(Some("application/json"), bad, 100);
-            assert!(matches!(r, Err(Error::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(r, Err(Refusal::Engine(Error::InvalidRequest(_)))),
+                "{bad:?}"
+            );
         }
     }
 }

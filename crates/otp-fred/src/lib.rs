@@ -160,9 +160,9 @@ fn classify(e: &FredError) -> StoreError {
             | FredErrorKind::InvalidCommand
     ) || (e.details().starts_with("ERR") && !e.details().contains("CLUSTERDOWN"));
     if backend {
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e.to_string())
     } else {
-        StoreError::Unavailable(e.to_string())
+        StoreError::unavailable(e.to_string())
     }
 }
 
@@ -175,7 +175,7 @@ fn to_reply(v: Value) -> Result<Reply, StoreError> {
         Value::Bytes(b) => Reply::Bulk(b.to_vec()),
         Value::Array(a) => Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?),
         other => {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "unexpected reply type from a store script: {:?}",
                 other.kind()
             )));
@@ -194,7 +194,7 @@ impl ScriptRunner for FredRunner {
         let prepared = self
             .scripts
             .get(script.id)
-            .ok_or_else(|| StoreError::Backend(format!("unknown script {}", script.name)))?;
+            .ok_or_else(|| StoreError::backend(format!("unknown script {}", script.name)))?;
         let keys: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
         let args: Vec<Value> = args
             .iter()

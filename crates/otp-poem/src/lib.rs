@@ -102,13 +102,13 @@ impl Deref for CurrentUser {
 fn engine(req: &Request) -> poem::Result<&OtpAuth> {
     req.data::<OtpAuth>().ok_or_else(|| {
         tracing::error!("CurrentUser needs the engine as data: add `.data(auth)` to the app");
-        rejection(&Error::Internal(
+        rejection(Error::Internal(
             "OtpAuth missing from the app data".to_owned(),
         ))
     })
 }
 
-fn rejection(e: &Error) -> poem::Error {
+fn rejection(e: Error) -> poem::Error {
     poem::Error::from_response(to_poem(otp_core::error_response(e)))
 }
 
@@ -116,8 +116,8 @@ impl<'a> FromRequest<'a> for CurrentUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         match engine(req)?.current_user(req.headers()).await {
             Ok(Some(user)) => Ok(CurrentUser(user)),
-            Ok(None) => Err(rejection(&Error::Unauthorized(TokenRejection::Missing))),
-            Err(e) => Err(rejection(&e)),
+            Ok(None) => Err(rejection(Error::Unauthorized(TokenRejection::Missing))),
+            Err(e) => Err(rejection(e)),
         }
     }
 }
@@ -133,7 +133,7 @@ impl<'a> FromRequest<'a> for MaybeUser {
             .current_user(req.headers())
             .await
             .map(|user| MaybeUser(user.map(CurrentUser)))
-            .map_err(|e| rejection(&e))
+            .map_err(rejection)
     }
 }
 

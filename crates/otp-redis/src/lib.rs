@@ -192,9 +192,9 @@ fn classify(e: &RedisError) -> StoreError {
             )
     );
     if backend {
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e.to_string())
     } else {
-        StoreError::Unavailable(e.to_string())
+        StoreError::unavailable(e.to_string())
     }
 }
 
@@ -209,9 +209,9 @@ fn to_reply(v: Value) -> Result<Reply, StoreError> {
         Value::Array(a) | Value::Set(a) => {
             Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?)
         }
-        Value::ServerError(e) => return Err(StoreError::Backend(e.to_string())),
+        Value::ServerError(e) => return Err(StoreError::backend(e.to_string())),
         other => {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "unexpected reply type from a store script: {other:?}"
             )));
         }
@@ -229,7 +229,7 @@ impl ScriptRunner for RedisRunner {
         let prepared = self
             .scripts
             .get(script.id)
-            .ok_or_else(|| StoreError::Backend(format!("unknown script {}", script.name)))?;
+            .ok_or_else(|| StoreError::backend(format!("unknown script {}", script.name)))?;
         let mut inv = prepared.prepare_invoke();
         for k in keys {
             inv.key(*k);

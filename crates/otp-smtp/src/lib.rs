@@ -70,9 +70,9 @@ impl std::fmt::Display for SmtpConfigError {
 
 impl std::error::Error for SmtpConfigError {}
 
-impl From<SmtpConfigError> for otp_core::Error {
+impl From<SmtpConfigError> for otp_core::ConfigError {
     fn from(e: SmtpConfigError) -> Self {
-        otp_core::Error::Config(e.0)
+        otp_core::ConfigError::new(e.0)
     }
 }
 

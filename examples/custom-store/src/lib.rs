@@ -313,9 +313,9 @@ fn store_error(e: sqlx::Error) -> StoreError {
         _ => false,
     };
     if unavailable {
-        StoreError::Unavailable(e.to_string())
+        StoreError::unavailable(e.to_string())
     } else {
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e.to_string())
     }
 }
 
@@ -329,12 +329,12 @@ fn is_busy(e: &dyn DatabaseError) -> bool {
 
 fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.try_get(col).map_err(store_error)?;
-    u64::try_from(v).map_err(|_| StoreError::Backend(format!("negative {col} in the store: {v}")))
+    u64::try_from(v).map_err(|_| StoreError::backend(format!("negative {col} in the store: {v}")))
 }
 
 fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
     let v: i64 = row.try_get(col).map_err(store_error)?;
-    u32::try_from(v).map_err(|_| StoreError::Backend(format!("{col} out of range: {v}")))
+    u32::try_from(v).map_err(|_| StoreError::backend(format!("{col} out of range: {v}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ async fn load_address(
         None => None,
         Some(bytes) => {
             let mac = <[u8; CODE_MAC_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                StoreError::Backend(format!("stored code MAC of {} bytes", bytes.len()))
+                StoreError::backend(format!("stored code MAC of {} bytes", bytes.len()))
             })?;
             Some((CodeMac(mac), get_u64(&row, "code_expires_at")?))
         }
@@ -686,7 +686,7 @@ async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32,
     .await
     .map_err(store_error)?
     .rows_affected();
-    u32::try_from(ended).map_err(|_| StoreError::Backend(format!("{ended} sessions ended")))
+    u32::try_from(ended).map_err(|_| StoreError::backend(format!("{ended} sessions ended")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -839,7 +839,7 @@ impl TokenBlacklist for SqliteStore {
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        u32::try_from(live).map_err(|_| StoreError::Backend(format!("session count {live}")))
+        u32::try_from(live).map_err(|_| StoreError::backend(format!("session count {live}")))
     }
 
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
