@@ -13,10 +13,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::get;
 use otp_axum::CurrentUser;
+use otp_core::mailer::{MailError, Mailer};
 use otp_core::scripted::{KeyLayout, ScriptedStore};
-use otp_core::{
-    CapturingMailer, Config, MailError, Mailer, MemoryStore, OtpAuth, OtpStore, TokenBlacklist,
-};
+use otp_core::store::{OtpStore, TokenBlacklist};
+use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
 use serde_json::{Value, json};
 use smtp_server::{Behaviour, SmtpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
 use otp_core::token::{Claims, TokenCodec, TokenType};
 use otp_core::{
-    BoxError, CapturingMailer, Config, Email, Hooks, JwtAlgorithm, MailError, OtpAuth, SameSite,
-    async_trait,
+    BoxError, CapturingMailer, Config, Email, Hooks, JwtAlgorithm, OtpAuth, SameSite, async_trait,
 };
 use serde_json::json;
 

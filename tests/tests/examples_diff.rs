@@ -300,7 +300,7 @@ async fn document_matches_routes(app: &App) {
         doc["openapi"]
     );
     let paths = doc["paths"].as_object().unwrap();
-    let mut want: Vec<String> = otp_core::Endpoint::ALL
+    let mut want: Vec<String> = otp_core::adapter::Endpoint::ALL
         .iter()
         .map(|e| format!("/auth{}", e.path()))
         .collect();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_core::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
-use otp_core::{OtpStore, TokenBlacklist};
+use otp_core::store::{OtpStore, TokenBlacklist};
 
 /// The store of `runner`, with the default key layout.
 fn store<R: ScriptRunner>(runner: R) -> Arc<ScriptedStore<R>> {

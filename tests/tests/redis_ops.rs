@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otp_core::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
-use otp_core::{CapturingMailer, ClientInfo, Error, OtpAuth, OtpStore, TokenBlacklist};
+use otp_core::store::{OtpStore, TokenBlacklist};
+use otp_core::{CapturingMailer, ClientInfo, Error, OtpAuth};
 use otp_tests::redis_proc::RedisProcess;
 use otp_tests::test_config;
 

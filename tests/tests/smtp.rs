@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mail_parser::{MessageParser, MimeHeaders};
-use otp_core::{
-    CapturingMailer, ClientInfo, Config, Email, Error, Mailer, MemoryStore, Message, OtpAuth,
-    Templates,
-};
+use otp_core::mailer::{Mailer, Message};
+use otp_core::template::Templates;
+use otp_core::{CapturingMailer, ClientInfo, Config, Email, Error, MemoryStore, OtpAuth};
 use otp_smtp::SmtpMailer;
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
 use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
@@ -197,7 +196,7 @@ async fn the_pool_reuses_connections() {
             subject: "s".into(),
             text: "t".into(),
             html: "<p>h</p>".into(),
-            code: otp_core::Code::generate(6),
+            code: otp_core::mailer::Code::generate(6),
             link: None,
             language: "en".into(),
         };

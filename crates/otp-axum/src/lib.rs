@@ -46,7 +46,8 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use otp_core::{Endpoint, Error, OtpAuth, TokenRejection};
+use otp_core::adapter::Endpoint;
+use otp_core::{Error, OtpAuth, TokenRejection};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
 /// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
@@ -84,7 +85,7 @@ async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
 }
 
 fn rejection(e: Error) -> Response {
-    otp_core::error_response(e).map(Body::from)
+    otp_core::adapter::error_response(e).map(Body::from)
 }
 
 /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for

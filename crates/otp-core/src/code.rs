@@ -41,12 +41,12 @@ impl Code {
     }
 
     /// The code of the development "magic" mode: all zeros.
-    pub fn magic(len: u8) -> Code {
+    pub(crate) fn magic(len: u8) -> Code {
         Code("0".repeat(usize::from(len)))
     }
 
     /// Parses a code sent by a client: exactly `len` ASCII digits, nothing else.
-    pub fn parse(input: &str, len: u8) -> Option<Code> {
+    pub(crate) fn parse(input: &str, len: u8) -> Option<Code> {
         (input.len() == usize::from(len) && input.bytes().all(|b| b.is_ascii_digit()))
             .then(|| Code(input.to_owned()))
     }
@@ -147,7 +147,7 @@ impl fmt::Debug for IpKey {
 }
 
 /// Holds the code secret and derives the keyed hashes from it.
-pub struct CodeHasher {
+pub(crate) struct CodeHasher {
     key: SecretSlice<u8>,
 }
 
@@ -159,7 +159,7 @@ impl fmt::Debug for CodeHasher {
 
 impl CodeHasher {
     /// A hasher under `secret` (at least 32 bytes; checked by the configuration).
-    pub fn new(secret: &[u8]) -> CodeHasher {
+    pub(crate) fn new(secret: &[u8]) -> CodeHasher {
         CodeHasher {
             key: SecretSlice::from(secret.to_vec()),
         }
@@ -180,13 +180,13 @@ impl CodeHasher {
     }
 
     /// The store key of an address.
-    pub fn address_key(&self, email: &Email) -> AddressKey {
+    pub(crate) fn address_key(&self, email: &Email) -> AddressKey {
         let full = self.mac(b"otp-auth/address/v1", &[email.as_str().as_bytes()]);
         AddressKey(URL_SAFE_NO_PAD.encode(&full[..16]))
     }
 
     /// The MAC of `code` sent to `email`: a code is only good for the address it went to.
-    pub fn code_mac(&self, email: &Email, code: &Code) -> CodeMac {
+    pub(crate) fn code_mac(&self, email: &Email, code: &Code) -> CodeMac {
         let full = self.mac(
             b"otp-auth/code/v1",
             &[email.as_str().as_bytes(), code.expose().as_bytes()],
@@ -198,14 +198,9 @@ impl CodeHasher {
 
     /// The key of a subject's session index: its sessions are listed and revoked together
     /// without the subject (often an address) appearing in a key name.
-    pub fn subject_key(&self, subject: &str) -> String {
+    pub(crate) fn subject_key(&self, subject: &str) -> String {
         let full = self.mac(b"otp-auth/subject/v1", &[subject.as_bytes()]);
         URL_SAFE_NO_PAD.encode(&full[..16])
-    }
-
-    /// Derives a 32-byte subkey for another purpose from the same secret.
-    pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        self.mac(b"otp-auth/derive/v1", &[purpose.as_bytes()])
     }
 }
 

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 /// The prefix of every environment variable the library reads.
-pub const ENV_PREFIX: &str = "OTP_AUTH_";
+pub(crate) const ENV_PREFIX: &str = "OTP_AUTH_";
 
 /// Secrets that are known placeholders and must never sign a token.
 const PLACEHOLDER_SECRETS: &[&str] = &[
@@ -34,7 +34,7 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 ];
 
 /// The minimum length of an HMAC key in bytes.
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// JWT signing algorithm (`OTP_AUTH_JWT_ALGORITHM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -386,7 +386,7 @@ impl fmt::Debug for Config {
 }
 
 /// Hides the password of a `scheme://user:password@host` address.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((creds, host)) = rest.rsplit_once('@')
     {

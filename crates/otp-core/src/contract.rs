@@ -1246,7 +1246,7 @@ macro_rules! otp_store_contract {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn make() -> ::std::sync::Arc<dyn $crate::OtpStore> {
+            async fn make() -> ::std::sync::Arc<dyn $crate::store::OtpStore> {
                 $make.await
             }
             $crate::otp_store_contract!(@tests [$(#[$attr])*]
@@ -1278,7 +1278,7 @@ macro_rules! blacklist_contract {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn make() -> ::std::sync::Arc<dyn $crate::TokenBlacklist> {
+            async fn make() -> ::std::sync::Arc<dyn $crate::store::TokenBlacklist> {
                 $make.await
             }
             $crate::blacklist_contract!(@tests [$(#[$attr])*]
@@ -1307,13 +1307,13 @@ pub struct DownStore;
 
 #[async_trait::async_trait]
 impl OtpStore for DownStore {
-    async fn issue(&self, _: &IssueRequest) -> Result<IssueOutcome, crate::StoreError> {
+    async fn issue(&self, _: &IssueRequest) -> Result<IssueOutcome, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, crate::StoreError> {
+    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), crate::StoreError> {
+    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
     async fn restore(
@@ -1321,38 +1321,45 @@ impl OtpStore for DownStore {
         _: &AddressKey,
         _: &CodeMac,
         _: Duration,
-    ) -> Result<(), crate::StoreError> {
+    ) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
 }
 
 #[async_trait::async_trait]
 impl TokenBlacklist for DownStore {
-    async fn create_session(&self, _: &NewSession) -> Result<u32, crate::StoreError> {
+    async fn create_session(&self, _: &NewSession) -> Result<u32, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn rotate_refresh(&self, _: &Rotation) -> Result<RotateOutcome, crate::StoreError> {
+    async fn rotate_refresh(
+        &self,
+        _: &Rotation,
+    ) -> Result<RotateOutcome, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn check_access(&self, _: &str, _: &str) -> Result<AccessStatus, crate::StoreError> {
+    async fn check_access(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<AccessStatus, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn revoke(&self, _: &Revocation) -> Result<(), crate::StoreError> {
+    async fn revoke(&self, _: &Revocation) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn revoke_all(&self, _: &str) -> Result<u32, crate::StoreError> {
+    async fn revoke_all(&self, _: &str) -> Result<u32, crate::store::StoreError> {
         Err(unavailable())
     }
     async fn list_sessions(
         &self,
         _: &str,
-    ) -> Result<Vec<crate::store::SessionInfo>, crate::StoreError> {
+    ) -> Result<Vec<crate::store::SessionInfo>, crate::store::StoreError> {
         Err(unavailable())
     }
 }
 
-fn unavailable() -> crate::StoreError {
-    crate::StoreError::unavailable("connection refused")
+fn unavailable() -> crate::store::StoreError {
+    crate::store::StoreError::unavailable("connection refused")
 }
 
 /// A login: the right code opens the session in the same operation, a wrong one opens
@@ -1414,7 +1421,10 @@ pub async fn login_restores_the_code_when_the_session_fails(
         .verify_and_open(&f.verify("111111", l), &s, &DownStore)
         .await
         .unwrap_err();
-    assert!(matches!(err, crate::StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, crate::store::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
     let login = store
         .verify_and_open(&f.verify("111111", l), &s, &*sessions)
         .await
@@ -1475,8 +1485,8 @@ macro_rules! login_contract {
             #[allow(unused_imports)]
             use super::*;
             async fn make() -> (
-                ::std::sync::Arc<dyn $crate::OtpStore>,
-                ::std::sync::Arc<dyn $crate::TokenBlacklist>,
+                ::std::sync::Arc<dyn $crate::store::OtpStore>,
+                ::std::sync::Arc<dyn $crate::store::TokenBlacklist>,
             ) {
                 $make.await
             }

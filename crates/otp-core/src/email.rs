@@ -12,7 +12,7 @@
 use std::fmt;
 
 /// The longest address accepted, in bytes (RFC 5321's path limit less the angle brackets).
-pub const MAX_EMAIL_LEN: usize = 254;
+pub(crate) const MAX_EMAIL_LEN: usize = 254;
 const MAX_LOCAL_LEN: usize = 64;
 const MAX_LABEL_LEN: usize = 63;
 
@@ -34,7 +34,7 @@ pub enum EmailError {
     /// Empty after trimming.
     #[error("the email address is empty")]
     Empty,
-    /// Longer than [`MAX_EMAIL_LEN`] bytes.
+    /// Longer than 254 bytes (RFC 5321).
     #[error("the email address is longer than 254 bytes")]
     TooLong,
     /// Contains a control character (CR, LF, NUL, ...) or inner whitespace.

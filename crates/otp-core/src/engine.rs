@@ -1046,7 +1046,7 @@ impl OtpAuth {
 /// Extracts the token of an `Authorization: Bearer <token>` header (scheme
 /// case-insensitive). No header or another scheme → [`TokenRejection::Missing`] (no bearer
 /// token was presented, RFC 6750 3.1); an empty token → [`TokenRejection::Invalid`].
-pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Error> {
+pub(crate) fn bearer_token(authorization: Option<&str>) -> Result<&str, Error> {
     let h = authorization
         .ok_or(Error::Unauthorized(TokenRejection::Missing))?
         .trim();

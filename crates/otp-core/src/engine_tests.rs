@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::dev_mailers::CapturingMailer;
 use crate::error::TokenRejection;
-use crate::mailer::{CapturingMailer, MailError, MockMailer};
+use crate::mailer::{MailError, MockMailer};
 use crate::store::{MockOtpStore, MockTokenBlacklist, StoreError};
 
 const SECRET: &str = "5b1f0c9e7d3a4b6c8e2f1a0d9c7b5e3f2a1d0c9b";
@@ -810,7 +811,7 @@ fn console_mailer_warns_at_start_and_logs_one_line_per_mail() {
     let logs = capture_logs(|| async {
         let auth = OtpAuth::builder(config())
             .stores(MemoryStore::new())
-            .mailer(Arc::new(crate::mailer::ConsoleMailer::new()))
+            .mailer(Arc::new(crate::ConsoleMailer::new()))
             .build()
             .unwrap();
         auth.request_code("dev@example.com", &client())

@@ -113,6 +113,3 @@ impl Error {
         matches!(self, Error::StoreUnavailable(_) | Error::MailUnavailable(_))
     }
 }
-
-/// A result with the library's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;

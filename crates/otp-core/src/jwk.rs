@@ -16,9 +16,9 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 /// Smallest RSA modulus accepted, in bits (RFC 7518 3.3 requires 2048).
-pub const RSA_MIN_BITS: usize = 2048;
+pub(crate) const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (the verifier's limit).
-pub const RSA_MAX_BITS: usize = 4096;
+pub(crate) const RSA_MAX_BITS: usize = 4096;
 
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_EC: &str = "1.2.840.10045.2.1";
@@ -28,7 +28,7 @@ const OID_ED25519: &str = "1.3.101.112";
 /// The public half of an asymmetric signing key, as published in the JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum PublicJwk {
+pub(crate) enum PublicJwk {
     /// An RSA key (`kty` `RSA`).
     Rsa {
         /// The modulus, big-endian.
@@ -52,7 +52,7 @@ pub enum PublicJwk {
 
 impl PublicJwk {
     /// The JWK `kty` of this key.
-    pub fn kty(&self) -> &'static str {
+    pub(crate) fn kty(&self) -> &'static str {
         match self {
             PublicJwk::Rsa { .. } => "RSA",
             PublicJwk::P256 { .. } => "EC",
@@ -61,7 +61,7 @@ impl PublicJwk {
     }
 
     /// The JWS algorithm this key signs with (`RS256`, `ES256` or `EdDSA`).
-    pub fn algorithm_name(&self) -> &'static str {
+    pub(crate) fn algorithm_name(&self) -> &'static str {
         match self {
             PublicJwk::Rsa { .. } => "RS256",
             PublicJwk::P256 { .. } => "ES256",
@@ -71,7 +71,7 @@ impl PublicJwk {
 
     /// The RFC 7638 thumbprint: SHA-256 of the required members in lexicographic order,
     /// without whitespace, base64url without padding. Used as the `kid`.
-    pub fn thumbprint(&self) -> String {
+    pub(crate) fn thumbprint(&self) -> String {
         // The member values are base64url or fixed names, which JSON never escapes.
         let canonical = match self {
             PublicJwk::Rsa { n, e } => format!(
@@ -93,7 +93,7 @@ impl PublicJwk {
 
     /// The JWK of this key for a JWKS: `kty`, `use` `sig`, `alg`, `kid` (the thumbprint)
     /// and the public parameters only.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let mut jwk = json!({
             "kty": self.kty(),
             "use": "sig",

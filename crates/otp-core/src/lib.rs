@@ -1,11 +1,9 @@
 //! Passwordless login by email one-time code, framework-agnostic.
 //!
 //! A user posts an address, receives a code by mail, posts it back, and gets a short-lived
-//! JWT access token plus a rotating refresh token for an HttpOnly cookie. This crate holds
-//! the whole domain: configuration, codes, tokens, the storage and mail traits, the
-//! in-memory store and development mailers, and the HTTP contract over the [`http`]
-//! crate's types ([`OtpAuth::serve`]). Web frameworks plug in through thin adapters
-//! (`otp-axum`, `otp-poem`).
+//! JWT access token plus a rotating refresh token for an HttpOnly cookie. Build an
+//! [`OtpAuth`] from a [`Config`], a store and a mailer, and serve it with an adapter
+//! (`otp-axum` or `otp-poem`), or call it directly:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -17,11 +15,11 @@
 //! # rt.block_on(async {
 //! let config = Config {
 //!     jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//!     ..Config::default()
+//!     ..Config::default() // or Config::load()?: OTP_AUTH_* variables
 //! };
-//! let mailer = CapturingMailer::new();
+//! let mailer = CapturingMailer::new(); // ConsoleMailer in development, otp-smtp in production
 //! let auth = OtpAuth::builder(config)
-//!     .stores(MemoryStore::new())
+//!     .stores(MemoryStore::new()) // otp-redis or otp-fred in production
 //!     .mailer(Arc::new(mailer.clone()))
 //!     .build()?;
 //!
@@ -36,56 +34,79 @@
 //! # }
 //! ```
 //!
-//! Your own store or mailer: implement [`OtpStore`] + [`TokenBlacklist`] or [`Mailer`] and
-//! pass it to the builder.
+//! Application policy (who may log in, the token subject, extra claims) goes in [`Hooks`];
+//! the login mail's wording and languages in [`template::MailTemplates`].
+//!
+//! # For implementers
+//!
+//! | you write | you use |
+//! |---|---|
+//! | a store | [`store`] (the traits, their requests and outcomes), [`policy`] (the limits and lockout arithmetic), [`contract`] (the suite your store must pass, feature `test-util`) |
+//! | a mailer | [`mailer`] |
+//! | a web-framework adapter | [`adapter`] and [`OtpAuth::serve`] |
+//! | a Redis client backend | [`scripted`] (feature `redis-scripts`) |
+//!
+//! # Features
+//!
+//! `asymmetric` (RS256, ES256, EdDSA), `links` (sign-in links in the mail), `toml`
+//! (`OTP_AUTH_CONFIG_FILE`) and `metrics` are on by default; `openapi`, `mock` (mockall
+//! mocks of the traits), `test-util` and `redis-scripts` are off. Without default features
+//! the crate is an HS256 engine that compiles none of rsa, p256, p384 and ed25519-dalek.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-pub mod code;
-pub mod config;
+// The layers, lowest first: each module uses only those above it.
+pub mod adapter;
+mod code;
+mod config;
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
-pub mod email;
+mod dev_mailers;
+mod email;
 mod engine;
-pub mod error;
+mod error;
 mod glob;
 #[cfg(feature = "asymmetric")]
-pub mod jwk;
+mod jwk;
 #[cfg(feature = "links")]
-pub mod link;
+mod link;
 pub mod mailer;
-pub mod memory;
+mod memory;
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod pages;
+pub mod policy;
 pub mod primitives;
 mod problem;
 #[cfg(feature = "redis-scripts")]
 pub mod scripted;
-pub mod state;
 pub mod store;
 pub mod template;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
 pub mod token;
-pub mod web;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+mod token;
+mod web;
 
-pub use code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
+#[doc(inline)]
 pub use config::{Config, ConfigError, JwtAlgorithm, SameSite, SmtpTls};
+#[doc(inline)]
+pub use dev_mailers::{CapturingMailer, ConsoleMailer};
+#[doc(inline)]
 pub use email::{Email, EmailError};
+#[doc(inline)]
 pub use engine::{
-    ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair, bearer_token,
+    ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair,
 };
-pub use error::{BoxError, Error, Result, TokenRejection};
-pub use mailer::{CapturingMailer, ConsoleMailer, MailError, Mailer, MailerFn, Message, mailer_fn};
+#[doc(inline)]
+pub use error::{BoxError, Error, TokenRejection};
+#[doc(inline)]
 pub use memory::MemoryStore;
-pub use store::{OtpStore, StoreError, TokenBlacklist};
-pub use template::{MailTemplates, Templates};
-pub use web::{Endpoint, Method, error_response};
+#[doc(inline)]
+pub use token::{Claims, TokenType};
 
 /// Re-exported for implementing the traits without a direct dependency.
 pub use async_trait::async_trait;
-
-#[cfg(feature = "mock")]
-pub use mailer::MockMailer;
-#[cfg(feature = "mock")]
-pub use store::{MockOtpStore, MockTokenBlacklist};

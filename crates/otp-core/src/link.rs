@@ -30,7 +30,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The longest token [`LinkSealer::open`] looks at, in characters. A genuine token of the
 /// longest address and code is about 420; anything longer is refused before decoding.
-pub const MAX_TOKEN_LEN: usize = 512;
+pub(crate) const MAX_TOKEN_LEN: usize = 512;
 
 /// How far in the future an issue time may lie (clock skew between servers), in seconds.
 const MAX_CLOCK_SKEW_SECS: u64 = 60;
@@ -49,7 +49,7 @@ const HEADER_LEN: usize = 1 + 8 + 1;
 
 /// Why a link token was refused. The messages never include the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// Malformed, altered, sealed under another key, issued in the future, or holding an
     /// address or code that no longer validates.
     #[error("the sign-in link is not valid")]
@@ -61,7 +61,7 @@ pub enum LinkError {
 
 /// Seals and opens sign-in link tokens under a key derived from the code secret.
 #[derive(Clone)]
-pub struct LinkSealer {
+pub(crate) struct LinkSealer {
     cipher: XChaCha20Poly1305,
 }
 
@@ -74,7 +74,7 @@ impl fmt::Debug for LinkSealer {
 impl LinkSealer {
     /// A sealer whose key is HMAC-SHA256(`code_secret`, "otp-auth sign-in link key v1"),
     /// so the code MAC key itself is never used as a cipher key.
-    pub fn new(code_secret: &[u8]) -> LinkSealer {
+    pub(crate) fn new(code_secret: &[u8]) -> LinkSealer {
         let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(code_secret) else {
             unreachable!("HMAC takes keys of every length")
         };
@@ -88,7 +88,7 @@ impl LinkSealer {
     /// Seals `email`, `code` and `issued_at` (Unix seconds) into a URL-safe token:
     /// base64url without padding of `nonce (24 bytes) || ciphertext || tag (16 bytes)`,
     /// with a fresh random nonce each time.
-    pub fn seal(&self, email: &Email, code: &Code, issued_at: u64) -> String {
+    pub(crate) fn seal(&self, email: &Email, code: &Code, issued_at: u64) -> String {
         let digits = code.expose().as_bytes();
         let address = email.as_str().as_bytes();
         let mut plain = Vec::with_capacity(HEADER_LEN + digits.len() + address.len());
@@ -123,7 +123,7 @@ impl LinkSealer {
     /// [`Email::parse`] and the code with [`Code::parse`] against `code_len`, and checks its
     /// age: older than `max_age_secs` at `now` is [`LinkError::Expired`], issued more than a
     /// minute after `now` is [`LinkError::Invalid`].
-    pub fn open(
+    pub(crate) fn open(
         &self,
         token: &str,
         now: u64,
@@ -210,7 +210,7 @@ fn parse_plaintext(
 /// configuration checks that). The token is base64url without padding (`A-Z a-z 0-9 - _`),
 /// all unreserved URL characters, so it goes into the query as it is, with no
 /// percent-encoding.
-pub fn link_url(public_url: &str, token: &str) -> String {
+pub(crate) fn link_url(public_url: &str, token: &str) -> String {
     format!("{public_url}/magic?token={token}")
 }
 

@@ -1,16 +1,4 @@
-//! The embedded default store: [`OtpStore`] and [`TokenBlacklist`] in process memory.
-//!
-//! Each operation runs under a mutex, which makes it atomic exactly as a Redis script is
-//! (verifying a code and opening its session take both locks, codes first). Every table
-//! keeps a queue of expiry times, and each call drops at most a few entries whose time
-//! has passed, so memory follows the live entries, no call ever walks the whole table
-//! under a lock, and no background task is needed. Each table holds at most a capacity
-//! of entries (default [`DEFAULT_CAPACITY`]); when a new entry would pass it, the expired
-//! ones go first, and if none has expired the call fails with
-//! [`StoreError::Unavailable`] (503) rather than grow without bound.
-//!
-//! State dies with the process and is not shared between instances: use a Redis backend
-//! for more than one.
+//! The embedded default store, [`MemoryStore`].
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -20,22 +8,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::code::{AddressKey, CodeMac};
-use crate::state::{AddressState, Recorded, RefreshState, Window};
+use crate::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
     AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Revocation,
     RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest,
     same_store, verify_then_open,
 };
 
-/// Entries per table (addresses, IP buckets, sessions, revoked tokens) when no capacity is
-/// given.
-pub const DEFAULT_CAPACITY: usize = 100_000;
-
 /// Expired entries each call drops at most, beyond those it touches itself.
 const SWEEP_BUDGET: usize = 32;
 
 /// Milliseconds since the epoch; replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 fn system_clock() -> Clock {
     Arc::new(|| {
@@ -46,7 +30,20 @@ fn system_clock() -> Clock {
     })
 }
 
-/// In-memory [`OtpStore`] and [`TokenBlacklist`]. Cheap to clone; clones share state.
+/// The embedded default store: [`OtpStore`] and [`TokenBlacklist`] in process memory.
+/// Cheap to clone; clones share state.
+///
+/// Each operation runs under a mutex, which makes it atomic exactly as a Redis script is
+/// (verifying a code and opening its session take both locks, codes first). Every table
+/// keeps a queue of expiry times, and each call drops at most a few entries whose time
+/// has passed, so memory follows the live entries, no call ever walks the whole table
+/// under a lock, and no background task is needed. Each table holds at most a capacity
+/// of entries (default [`MemoryStore::DEFAULT_CAPACITY`]); when a new entry would pass it, the expired
+/// ones go first, and if none has expired the call fails with
+/// [`StoreError::Unavailable`] (503) rather than grow without bound.
+///
+/// State dies with the process and is not shared between instances: use a Redis backend
+/// for more than one.
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -375,9 +372,13 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store on the system clock, with [`DEFAULT_CAPACITY`].
+    /// Entries per table (addresses, IP buckets, sessions, revoked tokens) when no
+    /// capacity is given.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// An empty store on the system clock, with [`MemoryStore::DEFAULT_CAPACITY`].
     pub fn new() -> MemoryStore {
-        Self::with_clock_and_capacity(system_clock(), DEFAULT_CAPACITY)
+        Self::with_clock_and_capacity(system_clock(), Self::DEFAULT_CAPACITY)
     }
 
     /// An empty store holding at most `capacity` live entries per table.
@@ -387,7 +388,7 @@ impl MemoryStore {
 
     /// An empty store on `clock` (milliseconds since the epoch), for tests of expiry.
     pub fn with_clock(clock: Clock) -> MemoryStore {
-        Self::with_clock_and_capacity(clock, DEFAULT_CAPACITY)
+        Self::with_clock_and_capacity(clock, Self::DEFAULT_CAPACITY)
     }
 
     /// An empty store on `clock` holding at most `capacity` live entries per table.
@@ -798,8 +799,8 @@ mod memory_contract {
     crate::login_contract!(login, async {
         let store = std::sync::Arc::new(MemoryStore::new());
         (
-            store.clone() as std::sync::Arc<dyn crate::OtpStore>,
-            store as std::sync::Arc<dyn crate::TokenBlacklist>,
+            store.clone() as std::sync::Arc<dyn crate::store::OtpStore>,
+            store as std::sync::Arc<dyn crate::store::TokenBlacklist>,
         )
     });
 }

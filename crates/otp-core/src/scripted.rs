@@ -36,6 +36,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// `url` with its password replaced, for error messages about a Redis address (the same
+/// redaction as `Config`'s `Debug`).
+pub fn redact_url(url: &str) -> String {
+    crate::config::redact_url(url)
+}
+
 use crate::code::{AddressKey, CodeMac};
 use crate::store::{
     AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,

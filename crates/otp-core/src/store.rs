@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::code::{AddressKey, CodeMac, IpKey};
+pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, IpKey};
 use crate::error::BoxError;
 
 /// The store could not answer. Backends convert their own errors into this, keeping

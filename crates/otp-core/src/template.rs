@@ -253,7 +253,7 @@ pub(crate) fn replace_placeholders(t: &str, table: &[(&str, &str)]) -> String {
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -348,7 +348,7 @@ impl MailTemplates {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Config`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
+    /// A [`crate::ConfigError`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
     /// `tag`.
     pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::ConfigError> {
         let wanted = normalize_tag(tag);

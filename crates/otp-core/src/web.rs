@@ -23,7 +23,7 @@ use crate::problem::{PROBLEM_CONTENT_TYPE, Refusal};
 /// Body of `POST /request-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RequestOtpBody {
+pub(crate) struct RequestOtpBody {
     /// The address to send a code to.
     #[cfg_attr(feature = "openapi", schema(example = "you@example.com"))]
     pub email: String,
@@ -32,7 +32,7 @@ pub struct RequestOtpBody {
 /// Body of `POST /verify-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct VerifyOtpBody {
+pub(crate) struct VerifyOtpBody {
     /// The address the code was sent to.
     #[cfg_attr(feature = "openapi", schema(example = "you@example.com"))]
     pub email: String,
@@ -44,7 +44,7 @@ pub struct VerifyOtpBody {
 /// A response with only a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct MessageResponse {
+pub(crate) struct MessageResponse {
     /// A human sentence.
     pub message: String,
 }
@@ -52,7 +52,7 @@ pub struct MessageResponse {
 /// The answer of `/verify-otp` (with `message`) and `/refresh` (without).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// `"OTP verified successfully!"` at login; absent at refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -65,20 +65,20 @@ pub struct TokenResponse {
 }
 
 /// The message of a successful `/request-otp`.
-pub const MSG_OTP_SENT: &str = "OTP sent successfully";
+pub(crate) const MSG_OTP_SENT: &str = "OTP sent successfully";
 /// The message of a successful `/verify-otp`.
-pub const MSG_OTP_VERIFIED: &str = "OTP verified successfully!";
+pub(crate) const MSG_OTP_VERIFIED: &str = "OTP verified successfully!";
 /// The message of a successful `/logout` and `/logout-all`.
-pub const MSG_LOGGED_OUT: &str = "Successfully logged out";
+pub(crate) const MSG_LOGGED_OUT: &str = "Successfully logged out";
 /// The message of a successful `/logout-others`.
-pub const MSG_OTHERS_LOGGED_OUT: &str = "Other sessions logged out";
+pub(crate) const MSG_OTHERS_LOGGED_OUT: &str = "Other sessions logged out";
 /// The message of a successful `DELETE /sessions/{id}`.
-pub const MSG_SESSION_REVOKED: &str = "Session revoked";
+pub(crate) const MSG_SESSION_REVOKED: &str = "Session revoked";
 
 /// Body of `POST /verify-link`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct VerifyLinkBody {
+pub(crate) struct VerifyLinkBody {
     /// The `token` of the sign-in link.
     pub token: String,
 }
@@ -86,7 +86,7 @@ pub struct VerifyLinkBody {
 /// The answer of `/logout-others`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LogoutOthersResponse {
+pub(crate) struct LogoutOthersResponse {
     /// `"Other sessions logged out"`.
     pub message: String,
     /// How many sessions were ended.
@@ -96,7 +96,7 @@ pub struct LogoutOthersResponse {
 /// One session in the answer of `GET /sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SessionView {
+pub(crate) struct SessionView {
     /// The session id (for `DELETE /sessions/{id}`).
     pub id: String,
     /// Whether this is the session of the access token that asked.
@@ -117,14 +117,17 @@ pub struct SessionView {
 /// refreshed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SessionsResponse {
+pub(crate) struct SessionsResponse {
     /// The user's live sessions.
     pub sessions: Vec<SessionView>,
 }
 
 impl SessionsResponse {
     /// Orders and shapes `sessions`, marking `current_sid`.
-    pub fn new(sessions: Vec<crate::store::SessionInfo>, current_sid: &str) -> SessionsResponse {
+    pub(crate) fn new(
+        sessions: Vec<crate::store::SessionInfo>,
+        current_sid: &str,
+    ) -> SessionsResponse {
         let mut sessions: Vec<SessionView> = sessions
             .into_iter()
             .map(|s| SessionView {
@@ -221,7 +224,7 @@ impl<'a> CookieSpec<'a> {
 /// Resolves the client IP: the socket `peer`, unless it is in `trusted`; then the rightmost
 /// `X-Forwarded-For` entry that is not trusted (entries left of it could be forged by the
 /// client). A peer outside `trusted` makes the header be ignored entirely.
-pub fn resolve_client_ip(
+pub(crate) fn resolve_client_ip(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
     trusted: &[IpNet],
@@ -249,7 +252,7 @@ pub fn resolve_client_ip(
 
 /// Joins the values of every `X-Forwarded-For` header, in order, into one list (a proxy
 /// chain may send several), for [`resolve_client_ip`].
-pub fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut values = values.into_iter();
     let first = values.next()?;
     Some(values.fold(first.to_owned(), |mut acc, v| {
@@ -370,7 +373,7 @@ impl Endpoint {
 
 /// A request matched to an endpoint, with its path parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route<'a> {
+pub(crate) struct Route<'a> {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// The `{id}` of `/sessions/{id}`.

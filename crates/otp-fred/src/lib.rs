@@ -36,12 +36,12 @@ use fred::prelude::{
 };
 use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
-use otp_core::StoreError;
 use otp_core::scripted::{
     Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
 };
+use otp_core::store::StoreError;
 
-/// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis via fred.
+/// The store: [`otp_core::store::OtpStore`] and [`otp_core::store::TokenBlacklist`] on Redis via fred.
 pub type FredStore = ScriptedStore<FredRunner>;
 
 /// Clients in the pool. One: fred pipelines concurrent commands on a client's connection,
@@ -80,7 +80,7 @@ impl FredRunner {
         size: usize,
     ) -> Result<FredRunner, FredStoreError> {
         let mut config = FredConfig::from_url(url)
-            .map_err(|e| SetupError::Url(otp_core::config::redact_url(e.details())))?;
+            .map_err(|e| SetupError::Url(otp_core::scripted::redact_url(e.details())))?;
         // With fred's default (`fail_fast`), a first connection that fails is never tried
         // again: the router task ends and every later command waits out its timeout,
         // forever. That is what a cluster still converging gives (nodes answering

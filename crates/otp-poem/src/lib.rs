@@ -109,7 +109,7 @@ fn engine(req: &Request) -> poem::Result<&OtpAuth> {
 }
 
 fn rejection(e: Error) -> poem::Error {
-    poem::Error::from_response(to_poem(otp_core::error_response(e)))
+    poem::Error::from_response(to_poem(otp_core::adapter::error_response(e)))
 }
 
 impl<'a> FromRequest<'a> for CurrentUser {

@@ -29,10 +29,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_core::StoreError;
 use otp_core::scripted::{
     Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
 };
+use otp_core::store::StoreError;
 use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClient;
@@ -40,7 +40,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-/// The store: [`otp_core::OtpStore`] and [`otp_core::TokenBlacklist`] on Redis.
+/// The store: [`otp_core::store::OtpStore`] and [`otp_core::store::TokenBlacklist`] on Redis.
 pub type RedisStore = ScriptedStore<RedisRunner>;
 
 /// Errors while setting up the client (bad address, unreachable cluster at start).
@@ -165,7 +165,7 @@ impl RedisRunner {
 }
 
 fn redact(s: &str) -> String {
-    otp_core::config::redact_url(s)
+    otp_core::scripted::redact_url(s)
 }
 
 /// Connects with the configuration's `OTP_AUTH_REDIS_URL`, timeout and key prefixes.

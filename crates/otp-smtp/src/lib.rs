@@ -16,7 +16,7 @@
 //! ```
 //!
 //! The message is `multipart/alternative` (plain text and HTML, both from
-//! [`otp_core::Templates`]), `From: MAIL_FROM_NAME <MAIL_FROM>`, `To:` the normalized
+//! [`otp_core::template::Templates`]), `From: MAIL_FROM_NAME <MAIL_FROM>`, `To:` the normalized
 //! address, with `Subject`, `Date` and `Message-ID`. Addresses are validated by
 //! [`otp_core::Email`] before they get here, and lettre encodes every header, so no header
 //! can be injected.
@@ -35,7 +35,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use otp_core::{Config, MailError, Mailer, Message, SmtpTls};
+use otp_core::mailer::{MailError, Mailer, Message};
+use otp_core::{Config, SmtpTls};
 use secrecy::ExposeSecret;
 
 /// Sends login mail over SMTP.

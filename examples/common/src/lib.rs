@@ -13,8 +13,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use otp_core::config::redact_url;
-use otp_core::{Config, ConsoleMailer, Mailer, MemoryStore, OtpAuth};
+use otp_core::mailer::Mailer;
+use otp_core::scripted::redact_url;
+use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 

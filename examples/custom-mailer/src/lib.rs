@@ -37,7 +37,7 @@
 //!
 //! [`Mailer`] has one method, `send(&Message)`, called by `request_code` once the code is
 //! stored. The [`Message`] is ready to go: the normalized recipient (`to`), and the
-//! subject, plain text and HTML rendered from the [`Templates`](otp_core::Templates). It
+//! subject, plain text and HTML rendered from the [`Templates`](otp_core::template::Templates). It
 //! also carries the code apart (`code`), for transports that need it alone (the code is in
 //! the subject and bodies already). The subject and bodies hold a live code: never log
 //! them. Return `Ok` only once the transport has accepted the message.
@@ -76,7 +76,7 @@
 //!
 //! # The closure route: a queue
 //!
-//! For a transport that needs no type of its own, [`otp_core::mailer_fn`] turns an async
+//! For a transport that needs no type of its own, [`otp_core::mailer::mailer_fn`] turns an async
 //! closure of a [`Message`] into a [`Mailer`]. Here it hands each message to a Tokio
 //! channel drained by a worker that delivers it (with retries, or through
 //! [`HttpApiMailer`]):
@@ -84,7 +84,8 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use otp_core::{ClientInfo, Config, MailError, MemoryStore, Message, OtpAuth, mailer_fn};
+//! use otp_core::{ClientInfo, Config, MemoryStore, OtpAuth};
+//! use otp_core::mailer::{MailError, Message, mailer_fn};
 //! use tokio::sync::mpsc;
 //! use tokio::sync::mpsc::error::TrySendError;
 //!
@@ -134,7 +135,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_core::{MailError, Mailer, Message};
+use otp_core::mailer::{MailError, Mailer, Message};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;

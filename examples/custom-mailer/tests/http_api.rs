@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use custom_mailer_example::HttpApiMailer;
-use otp_core::{ClientInfo, Config, MailError, MemoryStore, Message, OtpAuth, mailer_fn};
+use otp_core::mailer::{MailError, Message, mailer_fn};
+use otp_core::{ClientInfo, Config, MemoryStore, OtpAuth};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -86,7 +87,7 @@ fn config() -> Config {
     }
 }
 
-fn engine(mailer: impl otp_core::Mailer) -> OtpAuth {
+fn engine(mailer: impl otp_core::mailer::Mailer) -> OtpAuth {
     OtpAuth::builder(config())
         .stores(MemoryStore::new())
         .mailer(Arc::new(mailer))
@@ -279,7 +280,7 @@ fn bad_settings_are_refused_up_front() {
 }
 
 /// The queue mailer of the crate docs: `mailer_fn` over a bounded channel.
-fn queue_mailer(capacity: usize) -> (impl otp_core::Mailer, mpsc::Receiver<Message>) {
+fn queue_mailer(capacity: usize) -> (impl otp_core::mailer::Mailer, mpsc::Receiver<Message>) {
     let (queue, outbox) = mpsc::channel::<Message>(capacity);
     let mailer = mailer_fn(move |message: Message| {
         let queue = queue.clone();

@@ -42,7 +42,7 @@
 //! /64 as text, and a session keeps the user agent and IP it is listed with.)
 //!
 //! Every method here follows one pattern: open a transaction, load the row(s) into
-//! [`otp_core::state`]'s types, let their functions decide (the same ones the in-memory
+//! [`otp_core::policy`]'s types, let their functions decide (the same ones the in-memory
 //! store calls: the reference semantics), write the row(s) back, commit. Verifying a code
 //! and opening its session happen in one transaction ([`OtpStore::verify_and_open`]). Times are milliseconds since the epoch from
 //! the system clock; each row carries the instant after which nothing in it matters any
@@ -94,14 +94,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use otp_core::code::CODE_MAC_LEN;
-use otp_core::state::{AddressState, Recorded, RefreshState, Window};
+use otp_core::policy::{AddressState, Recorded, RefreshState, Window};
+use otp_core::store::CODE_MAC_LEN;
 use otp_core::store::{
     AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Revocation,
     RotateOutcome, Rotation, SessionInfo, VerifyOutcome, VerifyRequest, same_store,
     verify_then_open,
 };
-use otp_core::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
+use otp_core::store::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
@@ -338,7 +338,7 @@ fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Codes: one row per address holding `otp_core::state::AddressState`, whose functions make
+// Codes: one row per address holding `otp_core::policy::AddressState`, whose functions make
 // every decision (the same ones the in-memory store makes).
 
 /// `last_call` as stored: the call id, then `i`, `v` or `m`.

@@ -18,7 +18,7 @@ otp_core::blacklist_contract!(sqlite_blacklist, async {
 otp_core::login_contract!(sqlite_login, async {
     let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
     (
-        store.clone() as Arc<dyn otp_core::OtpStore>,
-        store as Arc<dyn otp_core::TokenBlacklist>,
+        store.clone() as Arc<dyn otp_core::store::OtpStore>,
+        store as Arc<dyn otp_core::store::TokenBlacklist>,
     )
 });

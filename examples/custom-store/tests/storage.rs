@@ -11,7 +11,7 @@ use otp_core::primitives::{now_secs, random_id};
 use otp_core::store::{
     IssueOutcome, Limits, NewSession, Revocation, RevokedAccess, new_session_id,
 };
-use otp_core::{OtpStore, TokenBlacklist};
+use otp_core::store::{OtpStore, TokenBlacklist};
 
 async fn rows(store: &SqliteStore) -> i64 {
     let mut n = 0;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otp_core::Code;
+use otp_core::mailer::Code;
 
 fuzz_target!(|data: &[u8]| {
     let Some((len, rest)) = data.split_first() else {
