@@ -35,7 +35,6 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 
 use axum::Router;
 use axum::body::Body;
@@ -88,23 +87,17 @@ fn rejection(e: Error) -> Response {
     otp_core::adapter::error_response(e).map(Body::from)
 }
 
-/// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
-/// signature, algorithm, type, expiry, issuer/audience and revocation.
-///
-/// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
-/// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
-/// (fail closed). As `Option<CurrentUser>` it yields `None` when no bearer token is
-/// presented and still rejects a presented token that is invalid.
-///
-/// The state must give an [`OtpAuth`] (`OtpAuth: FromRef<S>`).
-#[derive(Debug, Clone)]
-pub struct CurrentUser(pub otp_core::CurrentUser);
-
-impl Deref for CurrentUser {
-    type Target = otp_core::CurrentUser;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+otp_core::user_extractor_type! {
+    /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
+    /// signature, algorithm, type, expiry, issuer/audience and revocation.
+    ///
+    /// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
+    /// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
+    /// (fail closed). As `Option<CurrentUser>` it yields `None` when no bearer token is
+    /// presented and still rejects a presented token that is invalid.
+    ///
+    /// The state must give an [`OtpAuth`] (`OtpAuth: FromRef<S>`).
+    CurrentUser
 }
 
 /// Why [`CurrentUser`] refused a request; renders as the contract's problem response.

@@ -437,11 +437,9 @@ impl Config {
             Some(file) => figment.merge(Toml::file_exact(file)),
             None => figment,
         };
-        figment.merge(RawEnv(Env::prefixed(ENV_PREFIX).ignore(&[
-            "config_file",
-            "store",
-            "mailer",
-        ])))
+        // Variables this struct does not know (an application's own `OTP_AUTH_*`) are
+        // left alone.
+        figment.merge(RawEnv(Env::prefixed(ENV_PREFIX).ignore(&["config_file"])))
     }
 
     /// Reads the configuration from [`Config::figment`]. Call [`Config::validate`] next

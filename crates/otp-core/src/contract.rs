@@ -738,20 +738,14 @@ pub async fn restore_unless_newer(store: Arc<dyn OtpStore>) {
         VerifyOutcome::Verified,
         "consume"
     );
-    store
-        .restore(&f.address, &f.mac("111111"), Duration::from_secs(60))
-        .await
-        .unwrap();
+    store.restore(&f.verify("111111", l)).await.unwrap();
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
         VerifyOutcome::Verified,
         "restored"
     );
     store.issue(&f.issue("222222", None, l)).await.unwrap();
-    store
-        .restore(&f.address, &f.mac("111111"), Duration::from_secs(60))
-        .await
-        .unwrap();
+    store.restore(&f.verify("111111", l)).await.unwrap();
     expect!(
         store.verify(&f.verify("222222", l)).await.unwrap(),
         VerifyOutcome::Verified,
@@ -1316,12 +1310,7 @@ impl OtpStore for DownStore {
     async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn restore(
-        &self,
-        _: &AddressKey,
-        _: &CodeMac,
-        _: Duration,
-    ) -> Result<(), crate::store::StoreError> {
+    async fn restore(&self, _: &VerifyRequest) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
 }

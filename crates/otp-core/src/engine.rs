@@ -631,11 +631,7 @@ impl OtpAuth {
                     Ok(pair)
                 }
                 Err(e) => {
-                    if let Err(r) = i
-                        .store
-                        .restore(&req.address, &req.code_mac, req.code_ttl)
-                        .await
-                    {
+                    if let Err(r) = i.store.restore(&req).await {
                         tracing::error!(
                             address = %address,
                             error = %r,

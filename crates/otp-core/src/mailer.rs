@@ -145,7 +145,7 @@ impl<F> Debug for MailerFn<F> {
 ///     }
 ///     Ok(())
 /// });
-/// # let _: std::sync::Arc<dyn otp_core::Mailer> = std::sync::Arc::new(mailer);
+/// # let _: std::sync::Arc<dyn otp_core::mailer::Mailer> = std::sync::Arc::new(mailer);
 /// ```
 pub fn mailer_fn<F, Fut>(f: F) -> MailerFn<F>
 where

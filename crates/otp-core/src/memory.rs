@@ -566,15 +566,15 @@ impl OtpStore for MemoryStore {
         Ok(())
     }
 
-    async fn restore(
-        &self,
-        address: &AddressKey,
-        code_mac: &CodeMac,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
         let now = self.now();
-        self.codes(now)?
-            .restore(address, code_mac, ttl, now, self.inner.capacity)
+        self.codes(now)?.restore(
+            &req.address,
+            &req.code_mac,
+            req.code_ttl,
+            now,
+            self.inner.capacity,
+        )
     }
 
     async fn verify_and_open(

@@ -74,10 +74,21 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The error of a reply type no script gives (`what` describes it).
+    pub fn unexpected_type(what: impl std::fmt::Debug) -> StoreError {
+        StoreError::backend(format!(
+            "unexpected reply type from a store script: {what:?}"
+        ))
+    }
+
     /// The script's reply out of the replies of `EVAL` + `WAIT`
     /// ([`ScriptRunner::run_replicated`]): an error when `WAIT` counted fewer than
     /// `replicas` acknowledgements.
-    pub fn replicated(replies: Vec<Reply>, replicas: u32) -> Result<Reply, StoreError> {
+    pub fn replicated(
+        replies: impl IntoIterator<Item = Result<Reply, StoreError>>,
+        replicas: u32,
+    ) -> Result<Reply, StoreError> {
+        let replies = replies.into_iter().collect::<Result<Vec<_>, _>>()?;
         let [reply, _fence, acked] = <[Reply; 3]>::try_from(replies).map_err(|r| {
             StoreError::backend(format!("a script and WAIT gave {} replies", r.len()))
         })?;
@@ -122,20 +133,35 @@ fn unexpected(r: &Reply) -> StoreError {
     StoreError::backend(format!("unexpected reply from a store script: {r:?}"))
 }
 
+/// One script call: the script, its keys (all in one cluster slot, unless
+/// [`ScriptRunner::single_node`]) and its arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptCall<'a> {
+    /// The script.
+    pub script: &'a Script,
+    /// Its `KEYS`.
+    pub keys: &'a [&'a str],
+    /// Its `ARGV`.
+    pub args: &'a [&'a [u8]],
+}
+
+/// How many replicas must acknowledge a durable write, and how long `WAIT` may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAck {
+    /// `OTP_AUTH_REDIS_MIN_REPLICAS_ACK`.
+    pub replicas: u32,
+    /// The longest wait.
+    pub timeout: Duration,
+}
+
 /// Runs a script: the one thing a Redis backend has to provide.
 ///
 /// Implementations use EVALSHA and load the script on NOSCRIPT, bound every call by a
 /// timeout, and map connection failures and timeouts to [`StoreError::Unavailable`].
 #[async_trait]
 pub trait ScriptRunner: Debug + Send + Sync + 'static {
-    /// Runs `script` with `keys` (all in one cluster slot, unless
-    /// [`ScriptRunner::single_node`]) and `args`.
-    async fn run(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<Reply, StoreError>;
+    /// Runs one script call.
+    async fn run(&self, call: ScriptCall<'_>) -> Result<Reply, StoreError>;
 
     /// Whether every key lives on one server (not a cluster), so that one script may touch
     /// keys of different slots: `request-otp` then counts the IP bucket and stores the code
@@ -156,15 +182,12 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
     /// The default refuses: a runner that cannot pipeline cannot offer it.
     async fn run_replicated(
         &self,
-        script: &Script,
-        _keys: &[&str],
-        _args: &[&[u8]],
-        _replicas: u32,
-        _timeout: Duration,
+        call: ScriptCall<'_>,
+        _: ReplicaAck,
     ) -> Result<Reply, StoreError> {
         Err(StoreError::backend(format!(
             "this store runner cannot wait for replicas (script {})",
-            script.name
+            call.script.name
         )))
     }
 
@@ -173,7 +196,13 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
     /// The default runs it as a script; backends send the plain command, which is cheaper
     /// for Redis.
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
-        self.run(&EXISTS, keys, &[]).await?.int()
+        self.run(ScriptCall {
+            script: &EXISTS,
+            keys,
+            args: &[],
+        })
+        .await?
+        .int()
     }
 }
 
@@ -236,6 +265,14 @@ scripts! {
 }
 
 impl Script {
+    /// The runner's prepared form of this script in `prepared` (one per [`SCRIPTS`] entry,
+    /// in order).
+    pub fn prepared<'a, T>(&self, prepared: &'a [T]) -> Result<&'a T, StoreError> {
+        prepared
+            .get(self.id)
+            .ok_or_else(|| StoreError::backend(format!("unknown script {}", self.name)))
+    }
+
     /// Whether the script makes a write that must not be lost (consuming a code, a
     /// lockout, a rotation, a revocation): with `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` set, it
     /// runs through [`ScriptRunner::run_replicated`].
@@ -276,19 +313,24 @@ impl SetupError {
 }
 
 /// Awaits one store call of a backend within `timeout`: a failure is logged with the call's
-/// name and sorted by `classify` (try again later, or a bug); no answer in time is
-/// [`StoreError::Unavailable`]. Both backends bound every call with it.
-pub async fn bounded<T, E: std::fmt::Display>(
+/// name and sorted by `is_backend` into [`StoreError::Backend`] (a bug or foreign data) or
+/// [`StoreError::Unavailable`] (try again later), with the client's error as its source; no
+/// answer in time is [`StoreError::Unavailable`]. Both backends bound every call with it.
+pub async fn bounded<T, E: std::error::Error + Send + Sync + 'static>(
     timeout: Duration,
     what: &'static str,
     call: impl Future<Output = Result<T, E>>,
-    classify: impl FnOnce(&E) -> StoreError,
+    is_backend: impl FnOnce(&E) -> bool,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::warn!(call = what, error = %e, "store call failed");
-            Err(classify(&e))
+            Err(if is_backend(&e) {
+                StoreError::backend(e)
+            } else {
+                StoreError::unavailable(e)
+            })
         }
         Err(_) => {
             tracing::warn!(call = what, "store call timed out");
@@ -461,13 +503,14 @@ impl<R: ScriptRunner> ScriptedStore<R> {
         keys: &[&str],
         args: &[&[u8]],
     ) -> Result<Reply, StoreError> {
+        let call = ScriptCall { script, keys, args };
         match self.replicas {
-            Some((n, timeout)) if script.durable() => {
+            Some((replicas, timeout)) if script.durable() => {
                 self.runner
-                    .run_replicated(script, keys, args, n, timeout)
+                    .run_replicated(call, ReplicaAck { replicas, timeout })
                     .await
             }
-            _ => self.runner.run(script, keys, args).await,
+            _ => self.runner.run(call).await,
         }
     }
 
@@ -690,14 +733,10 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         Ok(())
     }
 
-    async fn restore(
-        &self,
-        address: &AddressKey,
-        code_mac: &CodeMac,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let key = self.keys.address(address);
-        self.call(&RESTORE, &[&key], &[&code_mac.0, ms(ttl).as_bytes()])
+    async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
+        let key = self.keys.address(&req.address);
+        let ttl = ms(req.code_ttl);
+        self.call(&RESTORE, &[&key], &[&req.code_mac.0, ttl.as_bytes()])
             .await?;
         Ok(())
     }

@@ -254,15 +254,11 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     /// when the mail with that code could not be sent). Limits and counts are kept.
     async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
 
-    /// Makes `code_mac` the pending code of `address` again for `ttl`, unless another code
-    /// is pending (a newer request wins). Limits and counts are kept. The compensating
-    /// step of [`OtpStore::verify_and_open`] when the session could not be recorded.
-    async fn restore(
-        &self,
-        address: &AddressKey,
-        code_mac: &CodeMac,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
+    /// Gives the code that `req` consumed back: makes `req.code_mac` the pending code of
+    /// `req.address` again for `req.code_ttl`, unless another code is pending (a newer
+    /// request wins). Limits and counts are kept. The compensating step of
+    /// [`OtpStore::verify_and_open`] when the session could not be recorded.
+    async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
 
     /// [`OtpStore::verify`], and on success records `session` in `sessions`: both happen or
     /// neither, so a consumed code always has its session.
@@ -303,10 +299,7 @@ pub async fn verify_then_open<S: OtpStore + ?Sized>(
         Err(e) => {
             // The session write failed (perhaps only its answer was lost): give the code
             // back so the user can try again.
-            if let Err(restore) = codes
-                .restore(&req.address, &req.code_mac, req.code_ttl)
-                .await
-            {
+            if let Err(restore) = codes.restore(req).await {
                 tracing::error!(
                     address = %req.address,
                     error = %restore,

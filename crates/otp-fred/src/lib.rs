@@ -37,7 +37,8 @@ use fred::prelude::{
 use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
 use otp_core::scripted::{
-    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
+    ReplicaAck, Reply, SCRIPTS, ScriptCall, ScriptRunner, ScriptedStore, SetupError, bounded,
+    fence_key, key_slot,
 };
 use otp_core::store::StoreError;
 
@@ -151,19 +152,17 @@ pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreEr
     Ok(ScriptedStore::from_config(runner, config))
 }
 
-fn classify(e: &FredError) -> StoreError {
-    let backend = matches!(
-        e.kind(),
+/// fred's parse, protocol and argument errors, and Redis `ERR` replies other than
+/// `CLUSTERDOWN`, are a bug or foreign data (500); the rest is worth a retry (503).
+fn is_backend(e: &FredError) -> bool {
+    let kind = e.kind();
+    matches!(
+        kind,
         FredErrorKind::Parse
             | FredErrorKind::Protocol
             | FredErrorKind::InvalidArgument
             | FredErrorKind::InvalidCommand
-    ) || (e.details().starts_with("ERR") && !e.details().contains("CLUSTERDOWN"));
-    if backend {
-        StoreError::backend(e.to_string())
-    } else {
-        StoreError::unavailable(e.to_string())
-    }
+    ) || (e.details().starts_with("ERR") && !e.details().contains("CLUSTERDOWN"))
 }
 
 fn to_reply(v: Value) -> Result<Reply, StoreError> {
@@ -174,46 +173,34 @@ fn to_reply(v: Value) -> Result<Reply, StoreError> {
         Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         Value::Bytes(b) => Reply::Bulk(b.to_vec()),
         Value::Array(a) => Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?),
-        other => {
-            return Err(StoreError::backend(format!(
-                "unexpected reply type from a store script: {:?}",
-                other.kind()
-            )));
-        }
+        other => return Err(Reply::unexpected_type(other.kind())),
     })
 }
 
 #[async_trait]
 impl ScriptRunner for FredRunner {
-    async fn run(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<Reply, StoreError> {
-        let prepared = self
-            .scripts
-            .get(script.id)
-            .ok_or_else(|| StoreError::backend(format!("unknown script {}", script.name)))?;
+    async fn run(&self, call: ScriptCall<'_>) -> Result<Reply, StoreError> {
+        let ScriptCall { script, keys, args } = call;
+        let prepared = script.prepared(&self.scripts)?;
         let keys: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
         let args: Vec<Value> = args
             .iter()
             .map(|a| Value::Bytes(Bytes::copy_from_slice(a)))
             .collect();
         // EVALSHA, and on NOSCRIPT SCRIPT LOAD (on every cluster node) and again.
-        let call =
+        let evaluated =
             prepared.evalsha_with_reload::<Value, _, _>(self.pool.next_connected(), keys, args);
-        self.bounded(script.name, call).await.and_then(to_reply)
+        self.bounded(script.name, evaluated)
+            .await
+            .and_then(to_reply)
     }
 
     async fn run_replicated(
         &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-        replicas: u32,
-        timeout: Duration,
+        call: ScriptCall<'_>,
+        ack: ReplicaAck,
     ) -> Result<Reply, StoreError> {
+        let (ScriptCall { script, keys, args }, ReplicaAck { replicas, timeout }) = (call, ack);
         // All to the master of the keys' slot, in one pipeline on one connection.
         let slot = keys.first().map_or(0, |k| key_slot(k));
         let mut eval: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
@@ -250,11 +237,7 @@ impl ScriptRunner for FredRunner {
             pipe.all::<Vec<Value>>().await
         };
         let replies = self.bounded(script.name, call).await?;
-        let replies = replies
-            .into_iter()
-            .map(to_reply)
-            .collect::<Result<_, _>>()?;
-        Reply::replicated(replies, replicas)
+        Reply::replicated(replies.into_iter().map(to_reply), replicas)
     }
 
     fn single_node(&self) -> bool {
@@ -280,6 +263,6 @@ impl FredRunner {
         what: &'static str,
         call: impl std::future::Future<Output = Result<T, FredError>>,
     ) -> Result<T, StoreError> {
-        bounded(self.timeout, what, call, classify).await
+        bounded(self.timeout, what, call, is_backend).await
     }
 }

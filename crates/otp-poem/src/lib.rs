@@ -32,8 +32,6 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-use std::ops::Deref;
-
 use bytes::Bytes;
 use otp_core::{Error, OtpAuth, TokenRejection};
 #[cfg(feature = "openapi")]
@@ -79,24 +77,18 @@ impl Endpoint for AuthRoutes {
 /// The body type of poem's `http::Request`.
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-/// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
-/// signature, algorithm, type, expiry, issuer/audience and revocation.
-///
-/// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
-/// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
-/// (fail closed). The app must carry the engine as data (`.data(auth)`).
-///
-/// poem's own `Option<T>` extractor turns every rejection into `None`; use
-/// [`MaybeUser`] for `None` only when no bearer token is presented (a bad token still gets
-/// 401), which is what `Option<CurrentUser>` means in `otp-axum`.
-#[derive(Debug, Clone)]
-pub struct CurrentUser(pub otp_core::CurrentUser);
-
-impl Deref for CurrentUser {
-    type Target = otp_core::CurrentUser;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+otp_core::user_extractor_type! {
+    /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
+    /// signature, algorithm, type, expiry, issuer/audience and revocation.
+    ///
+    /// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
+    /// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
+    /// (fail closed). The app must carry the engine as data (`.data(auth)`).
+    ///
+    /// poem's own `Option<T>` extractor turns every rejection into `None`; use
+    /// [`MaybeUser`] for `None` only when no bearer token is presented (a bad token still gets
+    /// 401), which is what `Option<CurrentUser>` means in `otp-axum`.
+    CurrentUser
 }
 
 fn engine(req: &Request) -> poem::Result<&OtpAuth> {

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_core::scripted::{
-    Reply, SCRIPTS, Script, ScriptRunner, ScriptedStore, SetupError, bounded, fence_key, key_slot,
+    ReplicaAck, Reply, SCRIPTS, ScriptCall, ScriptRunner, ScriptedStore, SetupError, bounded,
+    fence_key, key_slot,
 };
 use otp_core::store::StoreError;
 use redis::aio::ConnectionManager;
@@ -178,9 +179,11 @@ pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStore
     Ok(ScriptedStore::from_config(runner, config))
 }
 
-/// Sorts a client error into "try again later" (503) or "a bug or foreign data" (500).
-fn classify(e: &RedisError) -> StoreError {
-    let backend = matches!(
+/// redis-rs errors of parsing, of an unexpected reply type and of the server's refusals
+/// (a script error, cross-slot keys, `EXECABORT`, `NOPERM`) are a bug or foreign data
+/// (500); the rest is worth a retry (503).
+fn is_backend(e: &RedisError) -> bool {
+    matches!(
         e.kind(),
         ErrorKind::Parse
             | ErrorKind::UnexpectedReturnType
@@ -190,12 +193,7 @@ fn classify(e: &RedisError) -> StoreError {
                     | ServerErrorKind::ExecAbort
                     | ServerErrorKind::NoPerm
             )
-    );
-    if backend {
-        StoreError::backend(e.to_string())
-    } else {
-        StoreError::unavailable(e.to_string())
-    }
+    )
 }
 
 fn to_reply(v: Value) -> Result<Reply, StoreError> {
@@ -210,27 +208,15 @@ fn to_reply(v: Value) -> Result<Reply, StoreError> {
             Reply::Array(a.into_iter().map(to_reply).collect::<Result<_, _>>()?)
         }
         Value::ServerError(e) => return Err(StoreError::backend(e.to_string())),
-        other => {
-            return Err(StoreError::backend(format!(
-                "unexpected reply type from a store script: {other:?}"
-            )));
-        }
+        other => return Err(Reply::unexpected_type(other)),
     })
 }
 
 #[async_trait]
 impl ScriptRunner for RedisRunner {
-    async fn run(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<Reply, StoreError> {
-        let prepared = self
-            .scripts
-            .get(script.id)
-            .ok_or_else(|| StoreError::backend(format!("unknown script {}", script.name)))?;
-        let mut inv = prepared.prepare_invoke();
+    async fn run(&self, call: ScriptCall<'_>) -> Result<Reply, StoreError> {
+        let ScriptCall { script, keys, args } = call;
+        let mut inv = script.prepared(&self.scripts)?.prepare_invoke();
         for k in keys {
             inv.key(*k);
         }
@@ -238,23 +224,22 @@ impl ScriptRunner for RedisRunner {
             inv.arg(*a);
         }
         // EVALSHA, and on NOSCRIPT (a restarted or new server) SCRIPT LOAD and again.
-        let call = async {
+        let invoked = async {
             match &self.conn {
                 Conn::Single(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
                 Conn::Cluster(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
             }
         };
-        self.bounded(script.name, call).await.and_then(to_reply)
+        self.bounded(script.name, invoked).await.and_then(to_reply)
     }
 
     async fn run_replicated(
         &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-        replicas: u32,
-        timeout: Duration,
+        call: ScriptCall<'_>,
+        ack: ReplicaAck,
     ) -> Result<Reply, StoreError> {
+        let ScriptCall { script, keys, args } = call;
+        let ReplicaAck { replicas, timeout } = ack;
         let mut pipe = redis::pipe();
         let eval = pipe.cmd("EVAL").arg(script.source).arg(keys.len());
         for k in keys {
@@ -268,7 +253,7 @@ impl ScriptRunner for RedisRunner {
         pipe.cmd("WAIT")
             .arg(replicas)
             .arg(timeout.as_millis() as u64);
-        let call = async {
+        let sent = async {
             match &self.conn {
                 Conn::Single(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
                 Conn::Cluster(c) => {
@@ -280,12 +265,8 @@ impl ScriptRunner for RedisRunner {
                 }
             }
         };
-        let replies = self.bounded(script.name, call).await?;
-        let replies = replies
-            .into_iter()
-            .map(to_reply)
-            .collect::<Result<_, _>>()?;
-        Reply::replicated(replies, replicas)
+        let replies = self.bounded(script.name, sent).await?;
+        Reply::replicated(replies.into_iter().map(to_reply), replicas)
     }
 
     fn single_node(&self) -> bool {
@@ -314,7 +295,7 @@ impl RedisRunner {
         what: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        bounded(self.timeout, what, call, classify).await
+        bounded(self.timeout, what, call, is_backend).await
     }
 }
 

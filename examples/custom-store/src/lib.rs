@@ -595,16 +595,12 @@ impl OtpStore for SqliteStore {
         tx.commit().await.map_err(store_error)
     }
 
-    async fn restore(
-        &self,
-        address: &AddressKey,
-        code_mac: &CodeMac,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
+        let address = &req.address;
         let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
-        e.restore(code_mac, ttl, now);
+        e.restore(&req.code_mac, req.code_ttl, now);
         // Only the code changes; the row lives at least as long as it.
         sqlx::query(
             "INSERT INTO otp_address (address, code_mac, code_expires_at, minute_start,
