@@ -316,7 +316,7 @@ impl TokenCodec {
     /// in `jwt_previous_public_key_files`. Empty `jwt_issuer`/`jwt_audience` mean none.
     ///
     /// Unreadable files and keys of the wrong type or size for the algorithm (RSA keys need
-    /// 2048 to 4096 bits) are [`crate::Error::Config`] errors naming the setting and the
+    /// 2048 to 4096 bits) are [`crate::ConfigError`]s naming the setting and the
     /// path, never the key.
     pub fn from_config(config: &Config) -> Result<TokenCodec, crate::ConfigError> {
         let issuer = config.jwt_issuer.clone().filter(|s| !s.is_empty());

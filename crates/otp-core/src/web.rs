@@ -724,7 +724,7 @@ impl OtpAuth {
     }
 
     /// Serves one request from its route, headers, query, body and socket peer: client IP
-    /// resolution, the refresh cookie, then [`OtpAuth::handle`].
+    /// resolution, the refresh cookie, then the endpoint.
     async fn handle_parts(
         &self,
         route: Route<'_>,

@@ -3,7 +3,7 @@
 expire_failures(lockout)
 if s.lu > now then return {3, s.lu - now} end
 local wait, which = 0, 0
--- The longest wait; on a tie the first limit named (as otp_core::state does).
+-- The longest wait; on a tie the first limit named (as otp_core::policy does).
 local function consider(w, k) if w and w > wait then wait = w; which = k end end
 consider(full(s.rs, s.rc, window, limit), 1)
 consider(full(s.hs, s.hc, HOUR, per_hour), 2)
