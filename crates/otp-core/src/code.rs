@@ -46,7 +46,7 @@ impl Code {
     }
 
     /// Parses a code sent by a client: exactly `len` ASCII digits, nothing else.
-    pub(crate) fn parse(input: &str, len: u8) -> Option<Code> {
+    pub fn parse(input: &str, len: u8) -> Option<Code> {
         (input.len() == usize::from(len) && input.bytes().all(|b| b.is_ascii_digit()))
             .then(|| Code(input.to_owned()))
     }
