@@ -451,7 +451,7 @@ impl TokenCodec {
     }
 
     /// The `kid` of the current signing key (its RFC 7638 thumbprint); `None` for HMAC.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "asymmetric"))]
     pub fn current_kid(&self) -> Option<&str> {
         match &self.keys {
             VerificationKeys::Hmac(_) => None,
