@@ -7,6 +7,8 @@
 //! // (macros, rt-multi-thread) as dev-dependencies:
 //! otp_core::otp_store_contract!(my_store, async { std::sync::Arc::new(MyStore::connect().await) });
 //! otp_core::blacklist_contract!(my_blacklist, async { std::sync::Arc::new(MyStore::connect().await) });
+//! // verify_and_open: the same store as both halves, as `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)`.
+//! otp_core::login_contract!(my_login, async { /* (store.clone() as _, store as _) */ });
 //! ```
 //!
 //! A store that needs a server the machine may not have: mark the tests ignored unless

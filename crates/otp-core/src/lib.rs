@@ -55,7 +55,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-// The layers, lowest first: each module uses only those above it.
+// The modules; their layers are in docs/ARCHITECTURE.md.
 pub mod adapter;
 mod code;
 mod config;

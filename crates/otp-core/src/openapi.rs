@@ -13,7 +13,7 @@
 //! assert!(doc.paths.paths.contains_key("/auth/verify-otp"));
 //! ```
 //!
-//! The adapters serve it (`otp_axum::openapi_router`, `otp_poem::openapi_routes`) at
+//! The adapters serve it (`otp_axum::openapi_router`; `otp_poem::openapi_json` and `otp_poem::docs_page`) at
 //! `/openapi.json`, with [`DOCS_PAGE`] at `/docs`.
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};

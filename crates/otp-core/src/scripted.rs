@@ -5,9 +5,11 @@
 //! [`ScriptRunner`]: EVALSHA with a reload on NOSCRIPT, timeouts, error classification.
 //! Every operation is one call touching one cluster slot, so it is atomic and one round
 //! trip on a single server and on a cluster alike: a script, except the access check of
-//! protected requests, which is one plain `EXISTS`. (`request-otp` counts the client's IP
-//! bucket in its own slot: on a cluster that is a second call; on a single server both go
-//! in one script.) Time comes from Redis (`TIME`
+//! protected requests, which is one plain `EXISTS`. On a cluster, where keys of different
+//! slots cannot share a script, three operations take more than one call: `request-otp`
+//! (the IP bucket), verify (the per-IP failure check and count) and verify-and-open
+//! (`VERIFY`, then `SESSION_CREATE`, with `RESTORE` if that fails); on a single server each
+//! is one script. Time comes from Redis (`TIME`
 //! inside each script), so every app instance agrees on it.
 //!
 //! Keys (prefixes from `OTP_KEY_PREFIX` and `BLACKLIST_KEY_PREFIX`; hash tags in braces):

@@ -2,8 +2,9 @@
 //! their revocations ([`TokenBlacklist`]).
 //!
 //! Each method is one atomic operation, shaped so a network store does it in one round
-//! trip (a Redis backend: one script call; the per-IP counter of [`OtpStore::issue`] lives
-//! in its own cluster slot and may take a second). Outcomes are enums, not errors: an
+//! trip (a Redis backend: one script call; on a cluster the per-IP counters of
+//! [`OtpStore::issue`] and [`OtpStore::verify`] live in their own slots and take more, and
+//! [`OtpStore::verify_and_open`] is two steps). Outcomes are enums, not errors: an
 //! error means the store could not answer.
 //!
 //! Addresses and subjects reach the store only as keyed hashes ([`AddressKey`], subject

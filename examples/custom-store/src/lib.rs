@@ -83,8 +83,10 @@
 //! });
 //! ```
 //!
-//! Each macro expands to a module of `#[tokio::test]`s, one per case; the expression gives
-//! the store as an `Arc`. Attributes before the module name go on every test (such as
+//! plus `otp_core::login_contract!`, whose expression gives the same store as both halves,
+//! `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)` (see `tests/contract.rs`). Each macro
+//! expands to a module of `#[tokio::test]`s, one per case; the first two take the store as
+//! an `Arc`. Attributes before the module name go on every test (such as
 //! `#[cfg_attr(not(my_server), ignore = "needs MY_SERVER_URL")]` for a store whose server
 //! may be absent). Then `cargo test -p your-crate`. Some cases sleep a few seconds to
 //! watch entries expire.
