@@ -19,7 +19,7 @@ test *args:
 servers:
     cargo xtask servers
 
-# What CI runs: fmt check, clippy, rustdoc, then the tests
+# What CI runs: fmt check, clippy, rustdoc, the lean build, the tests, then the fuzz targets
 ci:
     cargo xtask ci
 
