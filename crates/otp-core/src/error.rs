@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use crate::mailer::MailError;
-use crate::store::StoreError;
-
 /// Why a bearer or refresh token was refused. Never shown to clients in detail beyond a
 /// sentence; kept for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,5 +108,106 @@ impl Error {
     /// `true` for errors caused by an unavailable dependency (store or mail server).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::StoreUnavailable(_) | Error::MailUnavailable(_))
+    }
+}
+
+/// The store could not answer. Backends convert their own errors into this, keeping
+/// them as the source (a message is an error too: `StoreError::unavailable("timed out")`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Unreachable, timed out, or refusing connections: retrying later may work (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The store answered something this library cannot use (a bug or foreign data; 500).
+    #[error("store error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] of `source`.
+    pub fn unavailable(source: impl Into<BoxError>) -> StoreError {
+        StoreError::Unavailable(source.into())
+    }
+
+    /// [`StoreError::Backend`] of `source`.
+    pub fn backend(source: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend(source.into())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            e @ StoreError::Unavailable(_) => Error::StoreUnavailable(e),
+            e => Error::StoreFailed(e),
+        }
+    }
+}
+
+/// `text` with every mail address in it replaced by `[address]`: mail servers quote the
+/// recipient in their replies (`550 5.1.1 <ada@example.com>: User unknown`), and such text
+/// goes into logs and errors. Anything with an `@` between two non-blank characters counts
+/// as an address.
+///
+/// ```
+/// use otp_core::mailer::redact_addresses;
+///
+/// assert_eq!(
+///     redact_addresses("550 5.1.1 <ada@example.com>: User unknown"),
+///     "550 5.1.1 <[address]>: User unknown"
+/// );
+/// ```
+pub fn redact_addresses(text: &str) -> String {
+    // Characters that end an address as mail servers quote it.
+    let stop = |c: char| {
+        c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | '"' | ',' | ';' | '[' | ']')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at].rfind(stop).map_or(0, |i| i + 1);
+        let end = rest[at + 1..].find(stop).map_or(rest.len(), |i| at + 1 + i);
+        out.push_str(&rest[..start]);
+        if start < at && at + 1 < end {
+            out.push_str("[address]");
+        } else {
+            out.push_str(&rest[start..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl MailError {
+    /// The same error with every mail address in its text redacted
+    /// ([`redact_addresses`]): what the engine logs and turns into an [`Error`].
+    pub fn redacted(&self) -> MailError {
+        match self {
+            MailError::Transient(m) => MailError::Transient(redact_addresses(m)),
+            MailError::Permanent(m) => MailError::Permanent(redact_addresses(m)),
+        }
+    }
+}
+
+/// Why a message could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailError {
+    /// Worth retrying later: connection refused, timeout, a 4xx reply (503 to the client).
+    #[error("transient mail failure: {0}")]
+    Transient(String),
+    /// Will not work by retrying: a 5xx reply, a refused recipient (502 to the client).
+    #[error("permanent mail failure: {0}")]
+    Permanent(String),
+}
+
+impl From<MailError> for Error {
+    fn from(e: MailError) -> Self {
+        match e.redacted() {
+            e @ MailError::Transient(_) => Error::MailUnavailable(e),
+            e @ MailError::Permanent(_) => Error::MailRejected(e),
+        }
     }
 }

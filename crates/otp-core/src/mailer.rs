@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 pub use crate::code::Code;
 use crate::email::Email;
+pub use crate::error::{MailError, redact_addresses};
 
 /// A rendered login mail.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,73 +41,6 @@ impl Debug for Message {
             .field("language", &self.language)
             .field("has_link", &self.link.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-/// `text` with every mail address in it replaced by `[address]`: mail servers quote the
-/// recipient in their replies (`550 5.1.1 <ada@example.com>: User unknown`), and such text
-/// goes into logs and errors. Anything with an `@` between two non-blank characters counts
-/// as an address.
-///
-/// ```
-/// use otp_core::mailer::redact_addresses;
-///
-/// assert_eq!(
-///     redact_addresses("550 5.1.1 <ada@example.com>: User unknown"),
-///     "550 5.1.1 <[address]>: User unknown"
-/// );
-/// ```
-pub fn redact_addresses(text: &str) -> String {
-    // Characters that end an address as mail servers quote it.
-    let stop = |c: char| {
-        c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | '"' | ',' | ';' | '[' | ']')
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('@') {
-        let start = rest[..at].rfind(stop).map_or(0, |i| i + 1);
-        let end = rest[at + 1..].find(stop).map_or(rest.len(), |i| at + 1 + i);
-        out.push_str(&rest[..start]);
-        if start < at && at + 1 < end {
-            out.push_str("[address]");
-        } else {
-            out.push_str(&rest[start..end]);
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-impl MailError {
-    /// The same error with every mail address in its text redacted
-    /// ([`redact_addresses`]): what the engine logs and turns into an [`crate::Error`].
-    pub fn redacted(&self) -> MailError {
-        match self {
-            MailError::Transient(m) => MailError::Transient(redact_addresses(m)),
-            MailError::Permanent(m) => MailError::Permanent(redact_addresses(m)),
-        }
-    }
-}
-
-/// Why a message could not be delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MailError {
-    /// Worth retrying later: connection refused, timeout, a 4xx reply (503 to the client).
-    #[error("transient mail failure: {0}")]
-    Transient(String),
-    /// Will not work by retrying: a 5xx reply, a refused recipient (502 to the client).
-    #[error("permanent mail failure: {0}")]
-    Permanent(String),
-}
-
-impl From<MailError> for crate::Error {
-    fn from(e: MailError) -> Self {
-        match e.redacted() {
-            e @ MailError::Transient(_) => crate::Error::MailUnavailable(e),
-            e @ MailError::Permanent(_) => crate::Error::MailRejected(e),
-        }
     }
 }
 

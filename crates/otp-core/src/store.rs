@@ -22,41 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, IpKey};
-use crate::error::BoxError;
-
-/// The store could not answer. Backends convert their own errors into this, keeping
-/// them as the source (a message is an error too: `StoreError::unavailable("timed out")`).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Unreachable, timed out, or refusing connections: retrying later may work (503).
-    #[error("store unavailable: {0}")]
-    Unavailable(#[source] BoxError),
-    /// The store answered something this library cannot use (a bug or foreign data; 500).
-    #[error("store error: {0}")]
-    Backend(#[source] BoxError),
-}
-
-impl StoreError {
-    /// [`StoreError::Unavailable`] of `source`.
-    pub fn unavailable(source: impl Into<BoxError>) -> StoreError {
-        StoreError::Unavailable(source.into())
-    }
-
-    /// [`StoreError::Backend`] of `source`.
-    pub fn backend(source: impl Into<BoxError>) -> StoreError {
-        StoreError::Backend(source.into())
-    }
-}
-
-impl From<StoreError> for crate::Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            e @ StoreError::Unavailable(_) => crate::Error::StoreUnavailable(e),
-            e => crate::Error::StoreFailed(e),
-        }
-    }
-}
+pub use crate::error::StoreError;
 
 /// The limits that apply to an operation, passed with every call so that stores hold no
 /// configuration of their own.
