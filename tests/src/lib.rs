@@ -32,9 +32,10 @@ pub const TEST_SECRET: &str = "c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f";
 
 /// The configuration tests start from: the defaults plus a secret.
 pub fn test_config() -> Config {
-    Config {
-        jwt_secret: Some(TEST_SECRET.into()),
-        ..Config::default()
+    {
+        let mut c = Config::default();
+        c.tokens.secret = Some(TEST_SECRET.into());
+        c
     }
 }
 
@@ -274,10 +275,11 @@ impl Backends {
             }
         };
         let smtp = Arc::new(SmtpServer::start(Behaviour::Accept).await);
-        let smtp_config = Config {
-            smtp_server: "127.0.0.1".into(),
-            smtp_port: smtp.port,
-            ..test_config()
+        let smtp_config = {
+            let mut c = test_config();
+            c.smtp.server = "127.0.0.1".into();
+            c.smtp.port = smtp.port;
+            c
         };
         Backends {
             store,

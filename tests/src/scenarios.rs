@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
+use otp_core::config::{JwtAlgorithm, SameSite};
 use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
 use otp_core::token::{Claims, TokenCodec, TokenType};
-use otp_core::{
-    BoxError, CapturingMailer, Config, Email, Hooks, JwtAlgorithm, OtpAuth, SameSite, async_trait,
-};
+use otp_core::{BoxError, CapturingMailer, Config, Email, Hooks, OtpAuth, async_trait};
 use serde_json::json;
 
 use crate::{Backends, TEST_SECRET, Target, TestServer, test_config};
@@ -22,9 +21,10 @@ async fn start(t: Target) -> TestServer {
 
 /// Refresh rotation without a reuse interval: any spent token is reuse.
 fn strict() -> Config {
-    Config {
-        refresh_reuse_interval_seconds: 0,
-        ..test_config()
+    {
+        let mut c = test_config();
+        c.sessions.reuse_interval_seconds = 0;
+        c
     }
 }
 
@@ -75,17 +75,15 @@ pub async fn cookie_attributes(t: Target) {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
 
-    let s = TestServer::start(
-        t,
-        Config {
-            cookie_name: "rt".into(),
-            cookie_secure: false,
-            cookie_samesite: SameSite::Strict,
-            cookie_path: "/auth".into(),
-            refresh_token_expire_days: 2,
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.cookie.name = "rt".into();
+        c.cookie.secure = false;
+        c.cookie.samesite = SameSite::Strict;
+        c.cookie.path = "/auth".into();
+        c.tokens.refresh_expire_days = 2;
+        c
+    })
     .await;
     s.request_otp("c@example.com").await;
     let code = s.mailer.last_code("c@example.com").unwrap();
@@ -232,13 +230,11 @@ pub async fn address_rate_limit(t: Target) {
 
 /// The per-IP limit, which a forged `X-Forwarded-For` from an untrusted peer cannot bypass.
 pub async fn ip_rate_limit_ignores_spoofed_forwarded_for(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            otp_rate_limit_per_ip_per_minute: 3,
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.limits.per_ip_per_minute = 3;
+        c
+    })
     .await;
     for i in 0..3 {
         let r = s
@@ -266,14 +262,12 @@ pub async fn ip_rate_limit_ignores_spoofed_forwarded_for(t: Target) {
 
 /// Behind a trusted proxy, `X-Forwarded-For` names the client.
 pub async fn trusted_proxy_forwarded_for(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            otp_rate_limit_per_ip_per_minute: 2,
-            trusted_proxies: vec!["127.0.0.1".into()],
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.limits.per_ip_per_minute = 2;
+        c.http.trusted_proxies = vec!["127.0.0.1".into()];
+        c
+    })
     .await;
     let send = |xff: &'static str, n: u32| {
         s.send(
@@ -639,13 +633,11 @@ pub async fn protected_route_refusals(t: Target) {
 
 /// With allowed origins set, another `Origin` gets 403 on every endpoint.
 pub async fn origin_check(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            allowed_origins: vec!["https://app.example.com".into()],
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.http.allowed_origins = vec!["https://app.example.com".into()];
+        c
+    })
     .await;
     let victim = s.login("victim@example.com").await;
     let sid = s
@@ -837,13 +829,11 @@ pub async fn no_account_enumeration(t: Target) {
 
 /// Development magic code: no mail, all zeros accepted.
 pub async fn magic_code(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            disable_local_auth: true,
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.codes.disable_local_auth = true;
+        c
+    })
     .await;
     assert_eq!(s.request_otp("dev@example.com").await.status, 200);
     assert_eq!(s.mailer.count(), 0);
@@ -919,13 +909,11 @@ pub async fn verify_never_strands_a_code(t: Target) {
 /// Sessions per user are capped: the sixth login of an address with a cap of 3 leaves 3,
 /// the least recently refreshed ones ended.
 pub async fn session_cap(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            max_sessions_per_user: 3,
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.sessions.max_per_user = 3;
+        c
+    })
     .await;
     let before = s.metrics().await;
     let email = "many@example.com";
@@ -965,27 +953,30 @@ pub async fn session_cap(t: Target) {
 pub async fn mail_caps(t: Target) {
     for (config, refused_after, min_wait, scope) in [
         (
-            Config {
-                otp_rate_limit_per_hour: 3,
-                ..test_config()
+            {
+                let mut c = test_config();
+                c.limits.per_hour = 3;
+                c
             },
             3,
             3000,
             "address_hour",
         ),
         (
-            Config {
-                otp_rate_limit_per_day: 2,
-                ..test_config()
+            {
+                let mut c = test_config();
+                c.limits.per_day = 2;
+                c
             },
             2,
             80_000,
             "address_day",
         ),
         (
-            Config {
-                otp_resend_cooldown_seconds: 30,
-                ..test_config()
+            {
+                let mut c = test_config();
+                c.limits.resend_cooldown_seconds = 30;
+                c
             },
             1,
             20,
@@ -1019,14 +1010,12 @@ pub async fn mail_caps(t: Target) {
 /// Wrong codes count against the client IP across addresses: past the limit, 429 and no
 /// comparison, even for the right code; another client goes on.
 pub async fn ip_verification_failures(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            verify_failures_per_ip_per_hour: 3,
-            trusted_proxies: vec!["127.0.0.1".into()],
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.limits.verify_failures_per_ip_per_hour = 3;
+        c.http.trusted_proxies = vec!["127.0.0.1".into()];
+        c
+    })
     .await;
     let before = s.metrics().await;
     let verify = |client: &'static str, email: String, otp: String| {
@@ -1141,13 +1130,11 @@ pub async fn cross_site_requests(t: Target) {
         assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
     }
     // An origin in OTP_AUTH_ALLOWED_ORIGINS passes even cross-site.
-    let s = TestServer::start(
-        t,
-        Config {
-            allowed_origins: vec!["https://app.example.com".into()],
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.http.allowed_origins = vec!["https://app.example.com".into()];
+        c
+    })
     .await;
     let r = s
         .send(
@@ -1166,10 +1153,11 @@ pub async fn cross_site_requests(t: Target) {
 /// its own address in the session list.
 pub async fn ipv4_mapped_clients(t: Target) {
     let backends = crate::Backends::for_store(t.store).await;
-    let config = Config {
-        otp_rate_limit_per_ip_per_minute: 1,
-        trusted_proxies: vec!["127.0.0.0/8".into()],
-        ..test_config()
+    let config = {
+        let mut c = test_config();
+        c.limits.per_ip_per_minute = 1;
+        c.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c
     };
     let auth = OtpAuth::builder(config)
         .store(backends.store)
@@ -1215,13 +1203,11 @@ pub async fn ipv4_mapped_clients(t: Target) {
 
 /// The sign-in link's page names the account it signs in, masked.
 pub async fn magic_page_names_the_account(t: Target) {
-    let s = TestServer::start(
-        t,
-        Config {
-            public_url: Some("http://127.0.0.1:9/auth".into()),
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.http.public_url = Some("http://127.0.0.1:9/auth".into());
+        c
+    })
     .await;
     s.request_otp("Linda.Page@example.com").await;
     let link = s.mailer.last_link("linda.page@example.com").unwrap();
@@ -1498,13 +1484,11 @@ pub async fn magic_link(t: Target) {
     assert!(s.mailer.last_code("nolink@example.com").is_some());
     assert_eq!(s.mailer.last_link("nolink@example.com"), None);
 
-    let s = TestServer::start(
-        t,
-        Config {
-            public_url: Some("https://app.example.com/auth".into()),
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.http.public_url = Some("https://app.example.com/auth".into());
+        c
+    })
     .await;
     let email = "link@example.com";
     assert_eq!(s.request_otp(email).await.status, 200);
@@ -1659,13 +1643,11 @@ pub async fn localized_mail(t: Target) {
     let (subject, _, _) = s.mailer.last_mail("fr@example.com").unwrap();
     assert!(subject.contains("login code"), "no French set: the default");
 
-    let s = TestServer::start(
-        t,
-        Config {
-            mail_default_language: "de".into(),
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.mail.default_language = "de".into();
+        c
+    })
     .await;
     s.request_otp("default@example.com").await;
     let (subject, _, _) = s.mailer.last_mail("default@example.com").unwrap();
@@ -1685,16 +1667,14 @@ pub async fn jwks(t: Target) {
         (JwtAlgorithm::EdDSA, "ed25519-a.pem"),
         (JwtAlgorithm::RS256, "rsa-a.pem"),
     ] {
-        let s = TestServer::start(
-            t,
-            Config {
-                jwt_algorithm: alg,
-                jwt_secret: None,
-                code_secret: Some(TEST_SECRET.into()),
-                jwt_private_key_file: Some(crate::test_key(file)),
-                ..test_config()
-            },
-        )
+        let s = TestServer::start(t, {
+            let mut c = test_config();
+            c.tokens.algorithm = alg;
+            c.tokens.secret = None;
+            c.codes.secret = Some(TEST_SECRET.into());
+            c.tokens.private_key_file = Some(crate::test_key(file));
+            c
+        })
         .await;
         let session = s.login("keys@example.com").await;
         let r = s.send(s.http.get(s.url("/auth/jwks.json"))).await;

@@ -7,17 +7,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use otp_core::{Config, MemoryStore, OtpAuth};
+use otp_core::{MemoryStore, OtpAuth};
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
 use otp_tests::test_config;
 use otp_tests::webdriver::{Browser, binaries};
 
 fn engine(smtp_port: u16) -> OtpAuth {
-    let config = Config {
-        smtp_server: "127.0.0.1".into(),
-        smtp_port,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.smtp.server = "127.0.0.1".into();
+    config.smtp.port = smtp_port;
     let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
     OtpAuth::builder(config)
         .stores(MemoryStore::new())
@@ -168,11 +166,12 @@ async fn link_journey(adapter: &str) {
     let smtp = SmtpServer::start(Behaviour::Accept).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = Config {
-        smtp_server: "127.0.0.1".into(),
-        smtp_port: smtp.port,
-        public_url: Some(format!("{base}/auth")),
-        ..test_config()
+    let config = {
+        let mut c = test_config();
+        c.smtp.server = "127.0.0.1".into();
+        c.smtp.port = smtp.port;
+        c.http.public_url = Some(format!("{base}/auth"));
+        c
     };
     let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
     let auth = OtpAuth::builder(config)

@@ -14,9 +14,10 @@ use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn config() -> Config {
-    Config {
-        redis_timeout_ms: TIMEOUT.as_millis() as u64,
-        ..test_config()
+    {
+        let mut c = test_config();
+        c.redis.timeout_ms = TIMEOUT.as_millis() as u64;
+        c
     }
 }
 
@@ -235,9 +236,10 @@ async fn cluster_failover(store: Store) {
     )
     .await;
     // All the load comes from 127.0.0.1: lift the per-IP limit for this test.
-    let cfg = Config {
-        otp_rate_limit_per_ip_per_minute: 1_000_000,
-        ..config()
+    let cfg = {
+        let mut c = config();
+        c.limits.per_ip_per_minute = 1_000_000;
+        c
     };
     let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -493,10 +495,11 @@ async fn master_killed(store: Store, replicas_ack: u32) {
         replicas_ack,
     )
     .await;
-    let cfg = Config {
-        otp_rate_limit_per_ip_per_minute: 1_000_000,
-        verify_failures_per_ip_per_hour: 1_000_000,
-        ..config()
+    let cfg = {
+        let mut c = config();
+        c.limits.per_ip_per_minute = 1_000_000;
+        c.limits.verify_failures_per_ip_per_hour = 1_000_000;
+        c
     };
     let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
     let stop = Arc::new(AtomicBool::new(false));

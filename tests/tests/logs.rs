@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use otp_core::Config;
 use otp_tests::smtp_server::Behaviour;
 use otp_tests::{Adapter, Mailbox, Store, Target, TestServer, test_config};
 use serde_json::json;
@@ -45,14 +44,12 @@ async fn the_log_of_a_full_run_holds_no_address_code_or_token() {
         .with_writer(move || writer.clone())
         .init();
 
-    let s = TestServer::start(
-        target,
-        Config {
-            otp_max_verify_attempts: 2,
-            public_url: Some("http://127.0.0.1:9/auth".into()),
-            ..test_config()
-        },
-    )
+    let s = TestServer::start(target, {
+        let mut c = test_config();
+        c.limits.max_verify_attempts = 2;
+        c.http.public_url = Some("http://127.0.0.1:9/auth".into());
+        c
+    })
     .await;
     let Mailbox::Smtp(smtp) = s.mailer.clone() else {
         panic!("the Redis target delivers over SMTP");

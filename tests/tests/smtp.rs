@@ -17,13 +17,14 @@ use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
 use serde_json::json;
 
 fn smtp_config(port: u16) -> Config {
-    Config {
-        smtp_server: "127.0.0.1".into(),
-        smtp_port: port,
-        smtp_timeout_ms: 400,
-        mail_from: "login@example.com".into(),
-        mail_from_name: "Example Login".into(),
-        ..test_config()
+    {
+        let mut c = test_config();
+        c.smtp.server = "127.0.0.1".into();
+        c.smtp.port = port;
+        c.smtp.timeout_ms = 400;
+        c.mail.from = "login@example.com".into();
+        c.mail.from_name = "Example Login".into();
+        c
     }
 }
 
@@ -82,18 +83,20 @@ async fn the_login_mail_is_multipart_with_code_headers_and_lifetime() {
 #[tokio::test]
 async fn auth_is_used_only_with_credentials() {
     let server = SmtpServer::start(Behaviour::Accept).await;
-    let auth = engine(Config {
-        smtp_username: Some("mailer".into()),
-        smtp_password: Some("s3cret-pass".into()),
-        ..smtp_config(server.port)
+    let auth = engine({
+        let mut c = smtp_config(server.port);
+        c.smtp.username = Some("mailer".into());
+        c.smtp.password = Some("s3cret-pass".into());
+        c
     });
     auth.request_code("a@example.com", &client()).await.unwrap();
     let line = server.received()[0].auth.clone().expect("authenticated");
     assert!(line.starts_with("AUTH PLAIN"), "{line}");
     // Half a credential is a configuration error, not a silent unauthenticated send.
-    let half = Config {
-        smtp_username: Some("mailer".into()),
-        ..smtp_config(server.port)
+    let half = {
+        let mut c = smtp_config(server.port);
+        c.smtp.username = Some("mailer".into());
+        c
     };
     assert!(SmtpMailer::from_config(&half).is_err());
 }
@@ -131,9 +134,10 @@ async fn header_injection_is_impossible() {
     assert!(parsed.bcc().is_none(), "a Bcc header was injected");
     assert!(!parsed.subject().unwrap().contains('\n'));
     // A sender name with a line break never gets that far: the configuration refuses it.
-    let bad = Config {
-        mail_from_name: "Login\r\nBcc: x@evil.example".into(),
-        ..smtp_config(server.port)
+    let bad = {
+        let mut c = smtp_config(server.port);
+        c.mail.from_name = "Login\r\nBcc: x@evil.example".into();
+        c
     };
     assert!(bad.validate().is_err());
 }
@@ -238,11 +242,12 @@ async fn a_connection_closed_by_the_server_is_replaced() {
 async fn throughput_to_smtp_sink() {
     let sink = otp_tests::server("OTP_TEST_SMTP_SINK");
     let (host, port) = sink.rsplit_once(':').unwrap();
-    let config = Config {
-        smtp_server: host.into(),
-        smtp_port: port.parse().unwrap(),
-        otp_rate_limit_per_ip_per_minute: 1_000_000,
-        ..test_config()
+    let config = {
+        let mut c = test_config();
+        c.smtp.server = host.into();
+        c.smtp.port = port.parse().unwrap();
+        c.limits.per_ip_per_minute = 1_000_000;
+        c
     };
     let mailer = SmtpMailer::from_config(&config).unwrap();
     let auth = OtpAuth::builder(config)

@@ -16,10 +16,11 @@ use tower::ServiceExt;
 #[tokio::test]
 async fn mock_connect_info_gives_the_client_address() {
     let mailer = CapturingMailer::new();
-    let auth = OtpAuth::builder(Config {
-        jwt_secret: Some("c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f".into()),
-        otp_rate_limit_per_ip_per_minute: 1,
-        ..Config::default()
+    let auth = OtpAuth::builder({
+        let mut c = Config::default();
+        c.tokens.secret = Some("c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f".into());
+        c.limits.per_ip_per_minute = 1;
+        c
     })
     .stores(MemoryStore::new())
     .mailer(Arc::new(mailer.clone()))
@@ -44,9 +45,10 @@ async fn mock_connect_info_gives_the_client_address() {
 
 #[tokio::test]
 async fn without_any_connect_info_request_otp_refuses_to_guess() {
-    let auth = OtpAuth::builder(Config {
-        jwt_secret: Some("c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f".into()),
-        ..Config::default()
+    let auth = OtpAuth::builder({
+        let mut c = Config::default();
+        c.tokens.secret = Some("c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f".into());
+        c
     })
     .stores(MemoryStore::new())
     .mailer(Arc::new(CapturingMailer::new()))

@@ -1,5 +1,13 @@
 //! Settings: defaults, an optional TOML file and `OTP_AUTH_*` environment variables,
 //! validated once at start-up with errors that name the variable to fix.
+//!
+//! [`Config`] holds one group per concern ([`CodeSettings`], [`LimitSettings`],
+//! [`TokenSettings`], [`SessionSettings`], [`CookieSettings`], [`MailSettings`],
+//! [`HttpSettings`], and the backends' [`RedisSettings`] and [`SmtpSettings`]). Each field
+//! is read from one flat variable, named in its documentation and in the group's `VARS`
+//! (`CookieSettings::VARS.name` is `"OTP_AUTH_COOKIE_NAME"`), which store and mailer
+//! implementations can use in their own error messages. Each group checks its own bounds;
+//! [`Config::validate`] adds the checks that span groups (the code key).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -13,7 +21,10 @@ use figment::{Figment, Metadata, Profile, Provider};
 use ipnet::IpNet;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+
+use crate::code::derive_code_secret;
 
 /// The prefix of every environment variable the library reads.
 pub(crate) const ENV_PREFIX: &str = "OTP_AUTH_";
@@ -127,262 +138,577 @@ impl<'de> Deserialize<'de> for SmtpTls {
     }
 }
 
-/// Every setting of the library. Field names are the environment variables' names after
-/// `OTP_AUTH_`, lowercased (`jwt_secret` ← `OTP_AUTH_JWT_SECRET`).
+/// Declares one group of settings: the public struct with its defaults, its flat
+/// environment names, and how it is read. Each line reads
+/// `VARIABLE => field: Type = default,`; `VARIABLE` is the variable's name after
+/// `OTP_AUTH_` and, lowercased, the key of the TOML file: the one place it is written.
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident, names $vars:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $(#[serde($($serde:tt)*)])?
+                $var:ident => $field:ident: $ty:ty = $default:expr,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name {
+            $(
+                $(#[doc = $doc])*
+                #[doc = ""]
+                #[doc = concat!("Variable `OTP_AUTH_", stringify!($var), "`.")]
+                pub $field: $ty,
+            )*
+        }
+
+        #[doc = concat!("The environment variable of each field of [`", stringify!($name), "`].")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $vars {
+            $(
+                #[doc = concat!("`OTP_AUTH_", stringify!($var), "`.")]
+                pub $field: &'static str,
+            )*
+        }
+
+        impl $name {
+            /// The environment variable of each field, for messages that name the one to fix.
+            pub const VARS: $vars = $vars {
+                $($field: concat!("OTP_AUTH_", stringify!($var)),)*
+            };
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $($field: $default,)* }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // The flat keys, as `Config::from_figment` hands them over (in capitals).
+                #[allow(non_snake_case)]
+                #[derive(Deserialize)]
+                #[serde(default)]
+                struct Flat {
+                    $(
+                        $(#[serde($($serde)*)])?
+                        $var: $ty,
+                    )*
+                }
+                impl Default for Flat {
+                    fn default() -> Self {
+                        let d = $name::default();
+                        Flat { $($var: d.$field,)* }
+                    }
+                }
+                let flat = Flat::deserialize(d)?;
+                Ok($name { $($field: flat.$var,)* })
+            }
+        }
+    };
+}
+
+settings! {
+    /// The one-time codes (`OTP_AUTH_OTP_*`, the code key and the development mode).
+    #[derive(Debug)]
+    pub struct CodeSettings, names CodeVars {
+        /// Code lifetime in seconds (1 to 600).
+        OTP_EXPIRY_SECONDS => expiry_seconds: u64 = 300,
+        /// Digits per code (6 to 10).
+        OTP_LENGTH => length: u8 = 6,
+        /// Prefix of every store key of a login.
+        OTP_KEY_PREFIX => key_prefix: String = "otp_".to_owned(),
+        /// Key of the code and address HMACs (at least 32 bytes); derived from the JWT
+        /// secret when unset, required with an asymmetric JWT algorithm.
+        CODE_SECRET => secret: Option<SecretString> = None,
+        /// Development mode: the all-zeros code is accepted and no mail is sent.
+        DISABLE_LOCAL_AUTH => disable_local_auth: bool = false,
+        /// Glob patterns (`*`, `?`) narrowing the development mode's code to some
+        /// addresses; empty: all.
+        #[serde(deserialize_with = "string_list")]
+        MAGIC_OTP_EMAILS => magic_emails: Vec<String> = Vec::new(),
+    }
+}
+
+impl CodeSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        in_range(p, v.expiry_seconds, self.expiry_seconds, 1, 600);
+        in_range(p, v.length, self.length, 6, 10);
+        key_prefix(p, v.key_prefix, &self.key_prefix);
+        if let Some(s) = &self.secret
+            && let Some(why) = weak_secret(s.expose_secret())
+        {
+            p.push(format!("{} {why}", v.secret));
+        }
+        for g in &self.magic_emails {
+            if g.trim().is_empty() || g.chars().any(char::is_control) {
+                p.push(format!("{}: {g:?} is not a valid pattern", v.magic_emails));
+            }
+        }
+        if !self.magic_emails.is_empty() && !self.disable_local_auth {
+            p.push(format!(
+                "{} is set but {} is not: the patterns would have no effect",
+                v.magic_emails, v.disable_local_auth
+            ));
+        }
+    }
+}
+
+settings! {
+    /// Rate limits and the lockout of wrong codes.
+    #[derive(Debug)]
+    pub struct LimitSettings, names LimitVars {
+        /// Code requests per address per minute.
+        OTP_RATE_LIMIT_PER_MINUTE => per_minute: u32 = 5,
+        /// Code requests per address per hour (mail bombing).
+        OTP_RATE_LIMIT_PER_HOUR => per_hour: u32 = 20,
+        /// Code requests per address per day (mail bombing).
+        OTP_RATE_LIMIT_PER_DAY => per_day: u32 = 50,
+        /// Code requests per client IP per minute.
+        OTP_RATE_LIMIT_PER_IP_PER_MINUTE => per_ip_per_minute: u32 = 30,
+        /// Least time between two codes to one address, in seconds (0: none; at most 3600).
+        OTP_RESEND_COOLDOWN_SECONDS => resend_cooldown_seconds: u64 = 0,
+        /// Failed verifications per address per lockout window (1 to 100).
+        OTP_MAX_VERIFY_ATTEMPTS => max_verify_attempts: u32 = 5,
+        /// The lockout window in seconds (1 to 86400).
+        OTP_LOCKOUT_SECONDS => lockout_seconds: u64 = 900,
+        /// Wrong codes per client IP per hour, across all addresses (guessing spread over
+        /// many pending codes).
+        VERIFY_FAILURES_PER_IP_PER_HOUR => verify_failures_per_ip_per_hour: u32 = 100,
+    }
+}
+
+impl LimitSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        at_least_one(p, v.per_minute, self.per_minute);
+        at_least_one(p, v.per_hour, self.per_hour);
+        at_least_one(p, v.per_day, self.per_day);
+        at_least_one(p, v.per_ip_per_minute, self.per_ip_per_minute);
+        at_most(
+            p,
+            v.resend_cooldown_seconds,
+            self.resend_cooldown_seconds,
+            3600,
+        );
+        in_range(p, v.max_verify_attempts, self.max_verify_attempts, 1, 100);
+        in_range(p, v.lockout_seconds, self.lockout_seconds, 1, 86_400);
+        at_least_one(
+            p,
+            v.verify_failures_per_ip_per_hour,
+            self.verify_failures_per_ip_per_hour,
+        );
+    }
+}
+
+settings! {
+    /// The access and refresh tokens: algorithm, keys, claims and lifetimes.
+    #[derive(Debug)]
+    pub struct TokenSettings, names TokenVars {
+        /// HMAC key of the tokens (at least 32 bytes), for the HMAC algorithms.
+        JWT_SECRET => secret: Option<SecretString> = None,
+        /// Signing algorithm.
+        JWT_ALGORITHM => algorithm: JwtAlgorithm = JwtAlgorithm::HS256,
+        /// PEM file of the signing key for `RS256`, `ES256` or `EdDSA` (PKCS#8; also PKCS#1
+        /// for RSA and SEC1 for P-256). Required for those algorithms, refused for the
+        /// HMAC ones.
+        JWT_PRIVATE_KEY_FILE => private_key_file: Option<String> = None,
+        /// PEM files of earlier public keys, still accepted for verification (and
+        /// published in the JWKS) during a key rotation.
+        #[serde(deserialize_with = "string_list")]
+        JWT_PREVIOUS_PUBLIC_KEY_FILES => previous_public_key_files: Vec<String> = Vec::new(),
+        /// `iss` of issued tokens, checked on verification when set.
+        JWT_ISSUER => issuer: Option<String> = None,
+        /// `aud` of issued tokens, checked on verification when set.
+        JWT_AUDIENCE => audience: Option<String> = None,
+        /// Clock leeway in seconds when checking `exp` (at most 300).
+        JWT_LEEWAY_SECONDS => leeway_seconds: u64 = 0,
+        /// Access token lifetime in minutes (1 to 10080).
+        ACCESS_TOKEN_EXPIRE_MINUTES => access_expire_minutes: u64 = 60,
+        /// Refresh token lifetime in days (1 to 365).
+        REFRESH_TOKEN_EXPIRE_DAYS => refresh_expire_days: u64 = 7,
+    }
+}
+
+impl TokenSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        at_most(p, v.leeway_seconds, self.leeway_seconds, 300);
+        in_range(
+            p,
+            v.access_expire_minutes,
+            self.access_expire_minutes,
+            1,
+            60 * 24 * 7,
+        );
+        in_range(p, v.refresh_expire_days, self.refresh_expire_days, 1, 365);
+        let alg = self.algorithm;
+        if alg.is_hmac() {
+            match &self.secret {
+                None => p.push(format!(
+                    "{} is not set: set a random key of at least 32 bytes (for example \
+                     `openssl rand -hex 32`)",
+                    v.secret
+                )),
+                Some(s) => {
+                    if let Some(why) = weak_secret(s.expose_secret()) {
+                        p.push(format!("{} {why}", v.secret));
+                    }
+                }
+            }
+            if self.private_key_file.is_some() {
+                p.push(format!(
+                    "{} is set but {} is {alg:?}, which signs with {}; choose RS256, ES256 or \
+                     EdDSA",
+                    v.private_key_file, v.algorithm, v.secret
+                ));
+            }
+            if !self.previous_public_key_files.is_empty() {
+                p.push(format!(
+                    "{} needs an asymmetric {} (RS256, ES256 or EdDSA)",
+                    v.previous_public_key_files, v.algorithm
+                ));
+            }
+        } else {
+            if self.private_key_file.as_deref().is_none_or(str::is_empty) {
+                p.push(format!(
+                    "{} is required with {} {alg:?} (a PEM file; for example `openssl genpkey \
+                     -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out jwt.pem`)",
+                    v.private_key_file, v.algorithm
+                ));
+            }
+            if self.secret.is_some() {
+                p.push(format!(
+                    "{} is set, but {} {alg:?} signs with {} and would not use it: unset it \
+                     (the code HMAC key is {})",
+                    v.secret,
+                    v.algorithm,
+                    v.private_key_file,
+                    CodeSettings::VARS.secret
+                ));
+            }
+        }
+    }
+}
+
+settings! {
+    /// Sessions: the refresh token's lineage, its limits and its store keys.
+    #[derive(Debug)]
+    pub struct SessionSettings, names SessionVars {
+        /// Seconds after a rotation during which the immediate parent of the current
+        /// refresh token still refreshes, on the same lineage (racing tabs, retries after a
+        /// timeout); 0 is strict (at most 60).
+        REFRESH_REUSE_INTERVAL_SECONDS => reuse_interval_seconds: u64 = 10,
+        /// Live sessions per user (1 to 1000); opening one more ends the least recently
+        /// refreshed.
+        MAX_SESSIONS_PER_USER => max_per_user: u32 = 20,
+        /// Absolute session lifetime from login in days, which refreshing never extends
+        /// (0: no limit beyond the refresh token's own; at most 3650).
+        SESSION_MAX_DAYS => max_days: u64 = 0,
+        /// Prefix of revocation and session keys.
+        BLACKLIST_KEY_PREFIX => key_prefix: String = "blacklist_".to_owned(),
+    }
+}
+
+impl SessionSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        at_most(p, v.reuse_interval_seconds, self.reuse_interval_seconds, 60);
+        in_range(p, v.max_per_user, self.max_per_user, 1, 1000);
+        at_most(p, v.max_days, self.max_days, 3650);
+        key_prefix(p, v.key_prefix, &self.key_prefix);
+    }
+}
+
+settings! {
+    /// The refresh cookie's attributes.
+    #[derive(Debug)]
+    pub struct CookieSettings, names CookieVars {
+        /// `Secure` attribute.
+        COOKIE_SECURE => secure: bool = true,
+        /// Name of the cookie.
+        COOKIE_NAME => name: String = "refresh_token".to_owned(),
+        /// `SameSite` attribute.
+        COOKIE_SAMESITE => samesite: SameSite = SameSite::Lax,
+        /// `Path` attribute.
+        COOKIE_PATH => path: String = "/".to_owned(),
+    }
+}
+
+impl CookieSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        if self.name.is_empty() || !self.name.bytes().all(is_cookie_name_byte) {
+            p.push(format!(
+                "{} must be a cookie token (letters, digits, -_.), got {:?}",
+                v.name, self.name
+            ));
+        }
+        if !self.path.starts_with('/')
+            || self
+                .path
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b';' || b == b' ')
+        {
+            p.push(format!(
+                "{} must start with / and hold no ; or spaces, got {:?}",
+                v.path, self.path
+            ));
+        }
+        if self.samesite == SameSite::None && !self.secure {
+            p.push(format!(
+                "{}=none requires {}=true (browsers drop such cookies)",
+                v.samesite, v.secure
+            ));
+        }
+    }
+}
+
+settings! {
+    /// The login mail.
+    #[derive(Debug)]
+    pub struct MailSettings, names MailVars {
+        /// Sender address.
+        MAIL_FROM => from: String = "no-reply@localhost".to_owned(),
+        /// Sender display name, also the application name in the mail.
+        MAIL_FROM_NAME => from_name: String = "OTP Auth".to_owned(),
+        /// Language of the mail when the request's `Accept-Language` names none of the
+        /// configured template sets.
+        MAIL_DEFAULT_LANGUAGE => default_language: String = "en".to_owned(),
+    }
+}
+
+impl MailSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        if let Err(e) = crate::email::Email::parse(&self.from)
+            && !is_local_sender(&self.from)
+        {
+            p.push(format!(
+                "{} is not a valid address ({e}): {:?}",
+                v.from, self.from
+            ));
+        }
+        if self.from_name.chars().any(char::is_control) || self.from_name.len() > 100 {
+            p.push(format!(
+                "{} must be at most 100 bytes without control characters",
+                v.from_name
+            ));
+        }
+        let lang = &self.default_language;
+        if lang.is_empty()
+            || lang.len() > 35
+            || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            p.push(format!(
+                "{} must be a language tag such as en or de-CH, got {lang:?}",
+                v.default_language
+            ));
+        }
+    }
+}
+
+settings! {
+    /// The HTTP side: proxies, origins, body size and the public address.
+    #[derive(Debug)]
+    pub struct HttpSettings, names HttpVars {
+        /// Proxies (IPs or CIDR networks) whose `X-Forwarded-For` is believed.
+        #[serde(deserialize_with = "string_list")]
+        TRUSTED_PROXIES => trusted_proxies: Vec<String> = Vec::new(),
+        /// Origins allowed to call the endpoints; when set, any other `Origin` gets 403.
+        #[serde(deserialize_with = "string_list")]
+        ALLOWED_ORIGINS => allowed_origins: Vec<String> = Vec::new(),
+        /// Largest accepted request body in bytes (256 to 1048576).
+        BODY_LIMIT_BYTES => body_limit_bytes: usize = 16 * 1024,
+        /// The public URL the login routes are mounted at (for example
+        /// `https://app.example.com/auth`). When set, the login mail also carries a
+        /// sign-in link to `<public_url>/magic?token=…`.
+        PUBLIC_URL => public_url: Option<String> = None,
+    }
+}
+
+impl HttpSettings {
+    /// The trusted proxies, parsed. Plain addresses become single-host networks.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
+        let mut out = Vec::with_capacity(self.trusted_proxies.len());
+        let mut problems = Vec::new();
+        for p in &self.trusted_proxies {
+            match p
+                .parse::<IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+            {
+                Ok(net) => out.push(net),
+                Err(_) => problems.push(format!(
+                    "{}: {p:?} is not an IP address or CIDR network",
+                    Self::VARS.trusted_proxies
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        if let Err(e) = self.trusted_proxy_networks() {
+            p.extend(e.problems);
+        }
+        for o in &self.allowed_origins {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                p.push(format!(
+                    "{}: {o:?} is not an origin (scheme://host[:port], no trailing slash)",
+                    v.allowed_origins
+                ));
+            }
+        }
+        in_range(
+            p,
+            v.body_limit_bytes,
+            self.body_limit_bytes,
+            256,
+            1024 * 1024,
+        );
+        if let Some(u) = &self.public_url
+            && (!(u.starts_with("http://") || u.starts_with("https://"))
+                || u.ends_with('/')
+                || u.contains(['?', '#'])
+                || u.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            p.push(format!(
+                "{} must be an http(s) URL without a trailing slash, query or fragment (where \
+                 the login routes are mounted, e.g. https://app.example.com/auth), got {u:?}",
+                v.public_url
+            ));
+        }
+    }
+}
+
+settings! {
+    /// The Redis store, read by `otp-redis` and `otp-fred`.
+    pub struct RedisSettings, names RedisVars {
+        /// Store address: `redis://`, `rediss://` or `redis-cluster://`.
+        REDIS_URL => url: String = "redis://localhost:6379/0".to_owned(),
+        /// Timeout of connecting to the store and of each store command, in milliseconds
+        /// (10 to 60000).
+        REDIS_TIMEOUT_MS => timeout_ms: u64 = 1000,
+        /// Replicas that must acknowledge a write that must not be lost (a consumed code, a
+        /// lockout, a rotation, a revocation) before it is reported done (`WAIT`, in the
+        /// same round trip); fewer within half the store timeout answer 503. 0: off (at
+        /// most 16).
+        REDIS_MIN_REPLICAS_ACK => min_replicas_ack: u32 = 0,
+    }
+}
+
+// The address's password is never shown.
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("min_replicas_ack", &self.min_replicas_ack)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        in_range(p, v.timeout_ms, self.timeout_ms, 10, 60_000);
+        at_most(p, v.min_replicas_ack, self.min_replicas_ack, 16);
+    }
+}
+
+settings! {
+    /// The SMTP server, read by `otp-smtp`.
+    #[derive(Debug)]
+    pub struct SmtpSettings, names SmtpVars {
+        /// Server host.
+        SMTP_SERVER => server: String = "127.0.0.1".to_owned(),
+        /// Server port.
+        SMTP_PORT => port: u16 = 1025,
+        /// User name; no AUTH when unset.
+        SMTP_USERNAME => username: Option<String> = None,
+        /// Password; no AUTH when unset.
+        SMTP_PASSWORD => password: Option<SecretString> = None,
+        /// Transport security; see [`SmtpSettings::tls_mode`] for the default.
+        SMTP_TLS => tls: Option<SmtpTls> = None,
+        /// Timeout of each SMTP step (connect, each command), in milliseconds (100 to
+        /// 120000).
+        SMTP_TIMEOUT_MS => timeout_ms: u64 = 10_000,
+        /// Most connections kept open and reused (1 to 64).
+        SMTP_POOL_SIZE => pool_size: u32 = 4,
+    }
+}
+
+impl SmtpSettings {
+    /// The TLS mode in effect: the configured one, else `none` for a loopback server and
+    /// `starttls` for any other.
+    pub fn tls_mode(&self) -> SmtpTls {
+        self.tls.unwrap_or_else(|| {
+            let host = self.server.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                SmtpTls::None
+            } else {
+                SmtpTls::Starttls
+            }
+        })
+    }
+
+    fn check(&self, p: &mut Vec<String>) {
+        let v = Self::VARS;
+        in_range(p, v.timeout_ms, self.timeout_ms, 100, 120_000);
+        in_range(p, v.pool_size, self.pool_size, 1, 64);
+    }
+}
+
+/// Every setting of the library, in groups. Each field is read from one flat
+/// `OTP_AUTH_*` variable (its documentation names it), or from the same name lowercased
+/// in the TOML file that `OTP_AUTH_CONFIG_FILE` names.
 ///
 /// ```no_run
 /// let config = otp_core::Config::load()?;
 /// config.validate()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Deserialize)]
-#[serde(default)]
+///
+/// In code, start from the defaults and set what differs:
+///
+/// ```
+/// let mut config = otp_core::Config::default();
+/// config.tokens.secret = Some("3f9a1c77e0b24d5e8a6b9c0d1e2f3a4b5c6d7e8f".into());
+/// config.limits.per_minute = 3;
+/// config.validate()?;
+/// # Ok::<(), otp_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Store address: `redis://`, `rediss://` or `redis-cluster://`.
-    pub redis_url: String,
-    /// Timeout of connecting to the store and of each store command, in milliseconds.
-    pub redis_timeout_ms: u64,
-    /// Replicas that must acknowledge a write that must not be lost (a consumed code, a
-    /// lockout, a rotation, a revocation) before it is reported done (`WAIT`, in the same
-    /// round trip); fewer within half the store timeout answer 503. 0: off (at most 16).
-    pub redis_min_replicas_ack: u32,
-    /// SMTP server host.
-    pub smtp_server: String,
-    /// SMTP server port.
-    pub smtp_port: u16,
-    /// SMTP user name; no AUTH when unset.
-    pub smtp_username: Option<String>,
-    /// SMTP password; no AUTH when unset.
-    pub smtp_password: Option<SecretString>,
-    /// SMTP transport security; see [`Config::smtp_tls_mode`] for the default.
-    pub smtp_tls: Option<SmtpTls>,
-    /// Timeout of each SMTP step (connect, each command), in milliseconds.
-    pub smtp_timeout_ms: u64,
-    /// Most SMTP connections kept open and reused.
-    pub smtp_pool_size: u32,
-    /// Sender address of the login mail.
-    pub mail_from: String,
-    /// Sender display name, also the application name in the mail.
-    pub mail_from_name: String,
-    /// Code lifetime in seconds (1 to 600).
-    pub otp_expiry_seconds: u64,
-    /// Digits per code (6 to 10).
-    pub otp_length: u8,
-    /// Prefix of every store key.
-    pub otp_key_prefix: String,
-    /// Code requests per address per minute.
-    pub otp_rate_limit_per_minute: u32,
-    /// Code requests per client IP per minute.
-    pub otp_rate_limit_per_ip_per_minute: u32,
-    /// Failed verifications per address per lockout window (1 to 100).
-    pub otp_max_verify_attempts: u32,
-    /// The lockout window in seconds.
-    pub otp_lockout_seconds: u64,
-    /// Code requests per address per hour (mail bombing).
-    pub otp_rate_limit_per_hour: u32,
-    /// Code requests per address per day (mail bombing).
-    pub otp_rate_limit_per_day: u32,
-    /// Least time between two codes to one address, in seconds (0: none; at most 3600).
-    pub otp_resend_cooldown_seconds: u64,
-    /// Wrong codes per client IP per hour, across all addresses (guessing spread over many
-    /// pending codes).
-    pub verify_failures_per_ip_per_hour: u32,
-    /// Seconds after a rotation during which the immediate parent of the current refresh
-    /// token still refreshes, on the same lineage (racing tabs, retries after a timeout);
-    /// 0 is strict (at most 60).
-    pub refresh_reuse_interval_seconds: u64,
-    /// Live sessions per user (1 to 1000); opening one more ends the least recently
-    /// refreshed.
-    pub max_sessions_per_user: u32,
-    /// Absolute session lifetime from login in days, which refreshing never extends
-    /// (0: no limit beyond the refresh token's own).
-    pub session_max_days: u64,
-    /// HMAC key of the tokens (at least 32 bytes).
-    pub jwt_secret: Option<SecretString>,
-    /// Key of the code and address HMACs; derived from `jwt_secret` when unset.
-    pub code_secret: Option<SecretString>,
-    /// Signing algorithm.
-    pub jwt_algorithm: JwtAlgorithm,
-    /// PEM file of the signing key for `RS256`, `ES256` or `EdDSA` (PKCS#8; also PKCS#1
-    /// for RSA and SEC1 for P-256). Required for those algorithms, refused for the HMAC
-    /// ones.
-    pub jwt_private_key_file: Option<String>,
-    /// PEM files of earlier public keys, still accepted for verification (and published in
-    /// the JWKS) during a key rotation.
-    #[serde(deserialize_with = "string_list")]
-    pub jwt_previous_public_key_files: Vec<String>,
-    /// `iss` of issued tokens, checked on verification when set.
-    pub jwt_issuer: Option<String>,
-    /// `aud` of issued tokens, checked on verification when set.
-    pub jwt_audience: Option<String>,
-    /// Clock leeway in seconds when checking `exp` (default 0).
-    pub jwt_leeway_seconds: u64,
-    /// Access token lifetime in minutes.
-    pub access_token_expire_minutes: u64,
-    /// Refresh token lifetime in days.
-    pub refresh_token_expire_days: u64,
-    /// Prefix of revocation and session keys.
-    pub blacklist_key_prefix: String,
-    /// `Secure` attribute of the refresh cookie.
-    pub cookie_secure: bool,
-    /// Name of the refresh cookie.
-    pub cookie_name: String,
-    /// `SameSite` attribute of the refresh cookie.
-    pub cookie_samesite: SameSite,
-    /// `Path` attribute of the refresh cookie.
-    pub cookie_path: String,
-    /// Development mode: the all-zeros code is accepted and no mail is sent.
-    pub disable_local_auth: bool,
-    /// Glob patterns (`*`, `?`) narrowing the magic code to some addresses; empty: all.
-    #[serde(deserialize_with = "string_list")]
-    pub magic_otp_emails: Vec<String>,
-    /// Proxies (IPs or CIDR networks) whose `X-Forwarded-For` is believed.
-    #[serde(deserialize_with = "string_list")]
-    pub trusted_proxies: Vec<String>,
-    /// Origins allowed to call the endpoints; when set, any other `Origin` gets 403.
-    #[serde(deserialize_with = "string_list")]
-    pub allowed_origins: Vec<String>,
-    /// Largest accepted request body in bytes.
-    pub body_limit_bytes: usize,
-    /// The public URL the login routes are mounted at (for example
-    /// `https://app.example.com/auth`). When set, the login mail also carries a sign-in
-    /// link to `<public_url>/magic?token=…`.
-    pub public_url: Option<String>,
-    /// Language of the login mail when the request's `Accept-Language` names none of the
-    /// configured template sets.
-    pub mail_default_language: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            redis_url: "redis://localhost:6379/0".to_owned(),
-            redis_timeout_ms: 1000,
-            redis_min_replicas_ack: 0,
-            smtp_server: "127.0.0.1".to_owned(),
-            smtp_port: 1025,
-            smtp_username: None,
-            smtp_password: None,
-            smtp_tls: None,
-            smtp_timeout_ms: 10_000,
-            smtp_pool_size: 4,
-            mail_from: "no-reply@localhost".to_owned(),
-            mail_from_name: "OTP Auth".to_owned(),
-            otp_expiry_seconds: 300,
-            otp_length: 6,
-            otp_key_prefix: "otp_".to_owned(),
-            otp_rate_limit_per_minute: 5,
-            otp_rate_limit_per_ip_per_minute: 30,
-            otp_max_verify_attempts: 5,
-            otp_lockout_seconds: 900,
-            otp_rate_limit_per_hour: 20,
-            otp_rate_limit_per_day: 50,
-            otp_resend_cooldown_seconds: 0,
-            verify_failures_per_ip_per_hour: 100,
-            refresh_reuse_interval_seconds: 10,
-            max_sessions_per_user: 20,
-            session_max_days: 0,
-            jwt_secret: None,
-            code_secret: None,
-            jwt_algorithm: JwtAlgorithm::HS256,
-            jwt_private_key_file: None,
-            jwt_previous_public_key_files: Vec::new(),
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_leeway_seconds: 0,
-            access_token_expire_minutes: 60,
-            refresh_token_expire_days: 7,
-            blacklist_key_prefix: "blacklist_".to_owned(),
-            cookie_secure: true,
-            cookie_name: "refresh_token".to_owned(),
-            cookie_samesite: SameSite::Lax,
-            cookie_path: "/".to_owned(),
-            disable_local_auth: false,
-            magic_otp_emails: Vec::new(),
-            trusted_proxies: Vec::new(),
-            allowed_origins: Vec::new(),
-            body_limit_bytes: 16 * 1024,
-            public_url: None,
-            mail_default_language: "en".to_owned(),
-        }
-    }
-}
-
-// Secrets are shown as set or unset, never their value.
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn secret(s: &Option<SecretString>) -> &'static str {
-            if s.is_some() { "[set]" } else { "[unset]" }
-        }
-        f.debug_struct("Config")
-            .field("redis_url", &redact_url(&self.redis_url))
-            .field("redis_timeout_ms", &self.redis_timeout_ms)
-            .field("redis_min_replicas_ack", &self.redis_min_replicas_ack)
-            .field("smtp_server", &self.smtp_server)
-            .field("smtp_port", &self.smtp_port)
-            .field("smtp_username", &self.smtp_username)
-            .field("smtp_password", &secret(&self.smtp_password))
-            .field("smtp_tls", &self.smtp_tls_mode())
-            .field("smtp_timeout_ms", &self.smtp_timeout_ms)
-            .field("smtp_pool_size", &self.smtp_pool_size)
-            .field("mail_from", &self.mail_from)
-            .field("mail_from_name", &self.mail_from_name)
-            .field("otp_expiry_seconds", &self.otp_expiry_seconds)
-            .field("otp_length", &self.otp_length)
-            .field("otp_key_prefix", &self.otp_key_prefix)
-            .field("otp_rate_limit_per_minute", &self.otp_rate_limit_per_minute)
-            .field(
-                "otp_rate_limit_per_ip_per_minute",
-                &self.otp_rate_limit_per_ip_per_minute,
-            )
-            .field("otp_max_verify_attempts", &self.otp_max_verify_attempts)
-            .field("otp_lockout_seconds", &self.otp_lockout_seconds)
-            .field("otp_rate_limit_per_hour", &self.otp_rate_limit_per_hour)
-            .field("otp_rate_limit_per_day", &self.otp_rate_limit_per_day)
-            .field(
-                "otp_resend_cooldown_seconds",
-                &self.otp_resend_cooldown_seconds,
-            )
-            .field(
-                "verify_failures_per_ip_per_hour",
-                &self.verify_failures_per_ip_per_hour,
-            )
-            .field(
-                "refresh_reuse_interval_seconds",
-                &self.refresh_reuse_interval_seconds,
-            )
-            .field("max_sessions_per_user", &self.max_sessions_per_user)
-            .field("session_max_days", &self.session_max_days)
-            .field("jwt_secret", &secret(&self.jwt_secret))
-            .field("code_secret", &secret(&self.code_secret))
-            .field("jwt_algorithm", &self.jwt_algorithm)
-            .field("jwt_private_key_file", &self.jwt_private_key_file)
-            .field(
-                "jwt_previous_public_key_files",
-                &self.jwt_previous_public_key_files,
-            )
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
-            .field(
-                "access_token_expire_minutes",
-                &self.access_token_expire_minutes,
-            )
-            .field("refresh_token_expire_days", &self.refresh_token_expire_days)
-            .field("blacklist_key_prefix", &self.blacklist_key_prefix)
-            .field("cookie_secure", &self.cookie_secure)
-            .field("cookie_name", &self.cookie_name)
-            .field("cookie_samesite", &self.cookie_samesite)
-            .field("cookie_path", &self.cookie_path)
-            .field("disable_local_auth", &self.disable_local_auth)
-            .field("magic_otp_emails", &self.magic_otp_emails)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("body_limit_bytes", &self.body_limit_bytes)
-            .field("public_url", &self.public_url)
-            .field("mail_default_language", &self.mail_default_language)
-            .finish()
-    }
+    /// The one-time codes.
+    pub codes: CodeSettings,
+    /// Rate limits and the lockout.
+    pub limits: LimitSettings,
+    /// The access and refresh tokens.
+    pub tokens: TokenSettings,
+    /// Sessions.
+    pub sessions: SessionSettings,
+    /// The refresh cookie.
+    pub cookie: CookieSettings,
+    /// The login mail.
+    pub mail: MailSettings,
+    /// The HTTP side.
+    pub http: HttpSettings,
+    /// The Redis store (read by the Redis backends only).
+    pub redis: RedisSettings,
+    /// The SMTP server (read by `otp-smtp` only).
+    pub smtp: SmtpSettings,
 }
 
 /// Hides the password of a `scheme://user:password@host` address.
@@ -429,7 +755,7 @@ impl Config {
     /// The figment the configuration is read from: defaults, then the TOML file named by
     /// `OTP_AUTH_CONFIG_FILE` when it is set (the `toml` feature; no file is read
     /// otherwise), then `OTP_AUTH_*` variables. Add providers to it to read settings from
-    /// elsewhere.
+    /// elsewhere; keys are the variables' names after `OTP_AUTH_`, in any case.
     pub fn figment() -> Figment {
         let figment = Figment::new();
         #[cfg(feature = "toml")]
@@ -449,6 +775,7 @@ impl Config {
     }
 
     /// Reads the configuration from `figment`, with defaults for what it does not set.
+    /// Every value of the wrong type is reported, each naming its variable.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
         if let Some(path) = config_file() {
             if cfg!(not(feature = "toml")) {
@@ -463,350 +790,141 @@ impl Config {
                 )));
             }
         }
-        figment.extract_lossy().map_err(|e| ConfigError {
-            problems: e.into_iter().map(|e| describe_figment_error(&e)).collect(),
-        })
+        let flat = Figment::from(Capitals(figment)).select(figment.profile().clone());
+        let mut problems = Vec::new();
+        let config = Config {
+            codes: group(&flat, &mut problems),
+            limits: group(&flat, &mut problems),
+            tokens: group(&flat, &mut problems),
+            sessions: group(&flat, &mut problems),
+            cookie: group(&flat, &mut problems),
+            mail: group(&flat, &mut problems),
+            http: group(&flat, &mut problems),
+            redis: group(&flat, &mut problems),
+            smtp: group(&flat, &mut problems),
+        };
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Sets a random JWT secret when none is configured, with a warning: tokens then die
     /// with the process. For development only; the example apps use it for their embedded
     /// default.
     pub fn with_ephemeral_jwt_secret(mut self) -> Config {
-        if self.jwt_secret.is_none() && self.jwt_algorithm.is_hmac() {
+        if self.tokens.secret.is_none() && self.tokens.algorithm.is_hmac() {
             let bytes: [u8; 32] = rand::rng().random();
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             tracing::warn!(
-                "OTP_AUTH_JWT_SECRET is not set: using a random key for this process only; \
-                 tokens will not survive a restart. Set OTP_AUTH_JWT_SECRET in production."
+                "{var} is not set: using a random key for this process only; tokens will not \
+                 survive a restart. Set {var} in production.",
+                var = TokenSettings::VARS.secret
             );
-            self.jwt_secret = Some(SecretString::from(hex));
+            self.tokens.secret = Some(SecretString::from(hex));
         }
         self
-    }
-
-    /// The TLS mode in effect: the configured one, else `none` for a loopback server and
-    /// `starttls` for any other.
-    pub fn smtp_tls_mode(&self) -> SmtpTls {
-        self.smtp_tls.unwrap_or_else(|| {
-            let host = self
-                .smtp_server
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                SmtpTls::None
-            } else {
-                SmtpTls::Starttls
-            }
-        })
-    }
-
-    /// The trusted proxies, parsed. Plain addresses become single-host networks.
-    pub fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
-        let mut out = Vec::with_capacity(self.trusted_proxies.len());
-        let mut problems = Vec::new();
-        for p in &self.trusted_proxies {
-            match p
-                .parse::<IpNet>()
-                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-            {
-                Ok(net) => out.push(net),
-                Err(_) => problems.push(format!(
-                    "OTP_AUTH_TRUSTED_PROXIES: {p:?} is not an IP address or CIDR network"
-                )),
-            }
-        }
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(ConfigError { problems })
-        }
     }
 
     /// Checks every bound and secret; the error lists every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Vec::new();
-        if !(1..=600).contains(&self.otp_expiry_seconds) {
-            p.push(format!(
-                "OTP_AUTH_OTP_EXPIRY_SECONDS must be between 1 and 600, got {}",
-                self.otp_expiry_seconds
-            ));
-        }
-        if !(6..=10).contains(&self.otp_length) {
-            p.push(format!(
-                "OTP_AUTH_OTP_LENGTH must be between 6 and 10, got {}",
-                self.otp_length
-            ));
-        }
-        if !(1..=100).contains(&self.otp_max_verify_attempts) {
-            p.push(format!(
-                "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS must be between 1 and 100, got {}",
-                self.otp_max_verify_attempts
-            ));
-        }
-        if !(1..=86_400).contains(&self.otp_lockout_seconds) {
-            p.push(format!(
-                "OTP_AUTH_OTP_LOCKOUT_SECONDS must be between 1 and 86400, got {}",
-                self.otp_lockout_seconds
-            ));
-        }
-        if self.otp_rate_limit_per_minute == 0 {
-            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE must be at least 1".to_owned());
-        }
-        if self.otp_rate_limit_per_ip_per_minute == 0 {
-            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE must be at least 1".to_owned());
-        }
-        if self.otp_rate_limit_per_hour == 0 {
-            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR must be at least 1".to_owned());
-        }
-        if self.otp_rate_limit_per_day == 0 {
-            p.push("OTP_AUTH_OTP_RATE_LIMIT_PER_DAY must be at least 1".to_owned());
-        }
-        if self.otp_resend_cooldown_seconds > 3600 {
-            p.push(format!(
-                "OTP_AUTH_OTP_RESEND_COOLDOWN_SECONDS must be at most 3600, got {}",
-                self.otp_resend_cooldown_seconds
-            ));
-        }
-        if self.verify_failures_per_ip_per_hour == 0 {
-            p.push("OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR must be at least 1".to_owned());
-        }
-        if self.refresh_reuse_interval_seconds > 60 {
-            p.push(format!(
-                "OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS must be at most 60, got {}",
-                self.refresh_reuse_interval_seconds
-            ));
-        }
-        if !(1..=1000).contains(&self.max_sessions_per_user) {
-            p.push(format!(
-                "OTP_AUTH_MAX_SESSIONS_PER_USER must be between 1 and 1000, got {}",
-                self.max_sessions_per_user
-            ));
-        }
-        if self.redis_min_replicas_ack > 16 {
-            p.push(format!(
-                "OTP_AUTH_REDIS_MIN_REPLICAS_ACK must be at most 16, got {}",
-                self.redis_min_replicas_ack
-            ));
-        }
-        if self.session_max_days > 3650 {
-            p.push(format!(
-                "OTP_AUTH_SESSION_MAX_DAYS must be at most 3650, got {}",
-                self.session_max_days
-            ));
-        }
-        if !(1..=60 * 24 * 7).contains(&self.access_token_expire_minutes) {
-            p.push(format!(
-                "OTP_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES must be between 1 and 10080, got {}",
-                self.access_token_expire_minutes
-            ));
-        }
-        if !(1..=365).contains(&self.refresh_token_expire_days) {
-            p.push(format!(
-                "OTP_AUTH_REFRESH_TOKEN_EXPIRE_DAYS must be between 1 and 365, got {}",
-                self.refresh_token_expire_days
-            ));
-        }
-        if self.jwt_leeway_seconds > 300 {
-            p.push(format!(
-                "OTP_AUTH_JWT_LEEWAY_SECONDS must be at most 300, got {}",
-                self.jwt_leeway_seconds
-            ));
-        }
-        if !(10..=60_000).contains(&self.redis_timeout_ms) {
-            p.push(format!(
-                "OTP_AUTH_REDIS_TIMEOUT_MS must be between 10 and 60000, got {}",
-                self.redis_timeout_ms
-            ));
-        }
-        if !(100..=120_000).contains(&self.smtp_timeout_ms) {
-            p.push(format!(
-                "OTP_AUTH_SMTP_TIMEOUT_MS must be between 100 and 120000, got {}",
-                self.smtp_timeout_ms
-            ));
-        }
-        if !(1..=64).contains(&self.smtp_pool_size) {
-            p.push(format!(
-                "OTP_AUTH_SMTP_POOL_SIZE must be between 1 and 64, got {}",
-                self.smtp_pool_size
-            ));
-        }
-        if !(256..=1024 * 1024).contains(&self.body_limit_bytes) {
-            p.push(format!(
-                "OTP_AUTH_BODY_LIMIT_BYTES must be between 256 and 1048576, got {}",
-                self.body_limit_bytes
-            ));
-        }
-        if self.jwt_algorithm.is_hmac() {
-            match &self.jwt_secret {
-                None => p.push(
-                    "OTP_AUTH_JWT_SECRET is not set: set a random key of at least 32 bytes \
-                     (for example `openssl rand -hex 32`)"
-                        .to_owned(),
-                ),
-                Some(s) => {
-                    if let Some(why) = weak_secret(s.expose_secret()) {
-                        p.push(format!("OTP_AUTH_JWT_SECRET {why}"));
-                    }
-                }
-            }
-            if self.jwt_private_key_file.is_some() {
-                p.push(format!(
-                    "OTP_AUTH_JWT_PRIVATE_KEY_FILE is set but OTP_AUTH_JWT_ALGORITHM is {:?}, \
-                     which signs with OTP_AUTH_JWT_SECRET; choose RS256, ES256 or EdDSA",
-                    self.jwt_algorithm
-                ));
-            }
-            if !self.jwt_previous_public_key_files.is_empty() {
-                p.push(
-                    "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES needs an asymmetric \
-                     OTP_AUTH_JWT_ALGORITHM (RS256, ES256 or EdDSA)"
-                        .to_owned(),
-                );
-            }
-        } else {
-            if self
-                .jwt_private_key_file
-                .as_deref()
-                .is_none_or(str::is_empty)
-            {
-                p.push(format!(
-                    "OTP_AUTH_JWT_PRIVATE_KEY_FILE is required with OTP_AUTH_JWT_ALGORITHM \
-                     {:?} (a PEM file; for example `openssl genpkey -algorithm EC -pkeyopt \
-                     ec_paramgen_curve:P-256 -out jwt.pem`)",
-                    self.jwt_algorithm
-                ));
-            }
-            if self.jwt_secret.is_some() {
-                p.push(format!(
-                    "OTP_AUTH_JWT_SECRET is set, but OTP_AUTH_JWT_ALGORITHM {:?} signs with \
-                     OTP_AUTH_JWT_PRIVATE_KEY_FILE and would not use it: unset it (the code \
-                     HMAC key is OTP_AUTH_CODE_SECRET)",
-                    self.jwt_algorithm
-                ));
-            }
-        }
-        match &self.code_secret {
-            Some(s) => {
-                if let Some(why) = weak_secret(s.expose_secret()) {
-                    p.push(format!("OTP_AUTH_CODE_SECRET {why}"));
-                }
-            }
-            None if !self.jwt_algorithm.is_hmac() => p.push(format!(
-                "OTP_AUTH_CODE_SECRET is required with OTP_AUTH_JWT_ALGORITHM {:?} (the code \
-                 HMAC key cannot come from a private key)",
-                self.jwt_algorithm
-            )),
-            None if self.jwt_secret.is_none() => p.push(
-                "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set".to_owned(),
-            ),
-            None => {}
-        }
-        if self.otp_key_prefix.is_empty() || !is_key_prefix(&self.otp_key_prefix) {
-            p.push(format!(
-                "OTP_AUTH_OTP_KEY_PREFIX must be non-empty printable ASCII without spaces or \
-                 braces, got {:?}",
-                self.otp_key_prefix
-            ));
-        }
-        if self.blacklist_key_prefix.is_empty() || !is_key_prefix(&self.blacklist_key_prefix) {
-            p.push(format!(
-                "OTP_AUTH_BLACKLIST_KEY_PREFIX must be non-empty printable ASCII without spaces \
-                 or braces, got {:?}",
-                self.blacklist_key_prefix
-            ));
-        }
-        if self.cookie_name.is_empty() || !self.cookie_name.bytes().all(is_cookie_name_byte) {
-            p.push(format!(
-                "OTP_AUTH_COOKIE_NAME must be a cookie token (letters, digits, -_.), got {:?}",
-                self.cookie_name
-            ));
-        }
-        if !self.cookie_path.starts_with('/')
-            || self
-                .cookie_path
-                .bytes()
-                .any(|b| b.is_ascii_control() || b == b';' || b == b' ')
-        {
-            p.push(format!(
-                "OTP_AUTH_COOKIE_PATH must start with / and hold no ; or spaces, got {:?}",
-                self.cookie_path
-            ));
-        }
-        if self.cookie_samesite == SameSite::None && !self.cookie_secure {
-            p.push(
-                "OTP_AUTH_COOKIE_SAMESITE=none requires OTP_AUTH_COOKIE_SECURE=true (browsers \
-                 drop such cookies)"
-                    .to_owned(),
-            );
-        }
-        if let Err(e) = crate::email::Email::parse(&self.mail_from)
-            && !is_local_sender(&self.mail_from)
-        {
-            p.push(format!(
-                "OTP_AUTH_MAIL_FROM is not a valid address ({e}): {:?}",
-                self.mail_from
-            ));
-        }
-        if self.mail_from_name.chars().any(char::is_control) || self.mail_from_name.len() > 100 {
-            p.push(
-                "OTP_AUTH_MAIL_FROM_NAME must be at most 100 bytes without control characters"
-                    .to_owned(),
-            );
-        }
-        if let Err(e) = self.trusted_proxy_networks() {
+        self.codes.check(&mut p);
+        self.limits.check(&mut p);
+        self.tokens.check(&mut p);
+        self.sessions.check(&mut p);
+        self.cookie.check(&mut p);
+        self.mail.check(&mut p);
+        self.http.check(&mut p);
+        self.redis.check(&mut p);
+        self.smtp.check(&mut p);
+        if let Err(e) = self.code_key() {
             p.extend(e.problems);
-        }
-        for o in &self.allowed_origins {
-            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
-                p.push(format!(
-                    "OTP_AUTH_ALLOWED_ORIGINS: {o:?} is not an origin (scheme://host[:port], \
-                     no trailing slash)"
-                ));
-            }
-        }
-        for g in &self.magic_otp_emails {
-            if g.trim().is_empty() || g.chars().any(char::is_control) {
-                p.push(format!(
-                    "OTP_AUTH_MAGIC_OTP_EMAILS: {g:?} is not a valid pattern"
-                ));
-            }
-        }
-        if !self.magic_otp_emails.is_empty() && !self.disable_local_auth {
-            p.push(
-                "OTP_AUTH_MAGIC_OTP_EMAILS is set but OTP_AUTH_DISABLE_LOCAL_AUTH is not: \
-                 the patterns would have no effect"
-                    .to_owned(),
-            );
-        }
-        if let Some(u) = &self.public_url
-            && (!(u.starts_with("http://") || u.starts_with("https://"))
-                || u.ends_with('/')
-                || u.contains(['?', '#'])
-                || u.chars().any(|c| c.is_control() || c.is_whitespace()))
-        {
-            p.push(format!(
-                "OTP_AUTH_PUBLIC_URL must be an http(s) URL without a trailing slash, query or \
-                 fragment (where the login routes are mounted, e.g. \
-                 https://app.example.com/auth), got {u:?}"
-            ));
-        }
-        let lang = &self.mail_default_language;
-        if lang.is_empty()
-            || lang.len() > 35
-            || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            p.push(format!(
-                "OTP_AUTH_MAIL_DEFAULT_LANGUAGE must be a language tag such as en or de-CH, \
-                 got {lang:?}"
-            ));
         }
         if p.is_empty() {
             Ok(())
         } else {
             Err(ConfigError { problems: p })
         }
+    }
+
+    /// The key of the code and address HMACs: the code secret, else one derived from the
+    /// JWT secret. The one place that decides it, for [`Config::validate`] and the engine.
+    pub(crate) fn code_key(&self) -> Result<Vec<u8>, ConfigError> {
+        let (code, jwt) = (CodeSettings::VARS.secret, TokenSettings::VARS);
+        match (&self.codes.secret, &self.tokens.secret) {
+            (Some(s), _) => Ok(s.expose_secret().as_bytes().to_vec()),
+            (None, _) if !self.tokens.algorithm.is_hmac() => Err(ConfigError::one(format!(
+                "{code} is required with {} {:?} (the code HMAC key cannot come from a \
+                 private key)",
+                jwt.algorithm, self.tokens.algorithm
+            ))),
+            (None, Some(s)) => Ok(derive_code_secret(s.expose_secret().as_bytes())),
+            (None, None) => Err(ConfigError::one(format!(
+                "{code} is required when {} is not set",
+                jwt.secret
+            ))),
+        }
+    }
+}
+
+/// Reads one group from the flat figment; a group that does not read adds its problems
+/// and stands at its defaults, so every bad variable is reported at once.
+fn group<T: DeserializeOwned + Default>(figment: &Figment, problems: &mut Vec<String>) -> T {
+    figment.extract_lossy().unwrap_or_else(|e| {
+        problems.extend(e.into_iter().map(|e| describe_figment_error(&e)));
+        T::default()
+    })
+}
+
+/// The figment's top-level keys in capitals, the names the groups read.
+struct Capitals<'a>(&'a Figment);
+
+impl Provider for Capitals<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("OTP_AUTH_* settings")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(self
+            .0
+            .data()?
+            .into_iter()
+            .map(|(profile, dict)| {
+                let dict = dict
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_uppercase(), v))
+                    .collect();
+                (profile, dict)
+            })
+            .collect())
+    }
+}
+
+fn in_range<T: PartialOrd + fmt::Display>(p: &mut Vec<String>, var: &str, v: T, lo: T, hi: T) {
+    if v < lo || v > hi {
+        p.push(format!("{var} must be between {lo} and {hi}, got {v}"));
+    }
+}
+
+fn at_most<T: PartialOrd + fmt::Display>(p: &mut Vec<String>, var: &str, v: T, hi: T) {
+    if v > hi {
+        p.push(format!("{var} must be at most {hi}, got {v}"));
+    }
+}
+
+fn at_least_one(p: &mut Vec<String>, var: &str, v: u32) {
+    if v == 0 {
+        p.push(format!("{var} must be at least 1"));
+    }
+}
+
+fn key_prefix(p: &mut Vec<String>, var: &str, prefix: &str) {
+    if prefix.is_empty() || !is_key_prefix(prefix) {
+        p.push(format!(
+            "{var} must be non-empty printable ASCII without spaces or braces, got {prefix:?}"
+        ));
     }
 }
 
@@ -908,67 +1026,73 @@ mod tests {
 
     const GOOD: &str = "3f9a1c77e0b24d5e8a6b9c0d1e2f3a4b5c6d7e8f90a1b2c3";
 
+    /// The valid base case, changed by `f`.
+    fn with(f: impl FnOnce(&mut Config)) -> Config {
+        let mut c = valid();
+        f(&mut c);
+        c
+    }
+
     fn valid() -> Config {
-        Config {
-            jwt_secret: Some(GOOD.into()),
-            ..Config::default()
+        {
+            let mut c = Config::default();
+            c.tokens.secret = Some(GOOD.into());
+            c
         }
     }
 
     #[test]
     fn defaults_match_the_settings_table() {
         let c = Config::default();
-        assert_eq!(c.redis_url, "redis://localhost:6379/0");
-        assert_eq!(c.redis_timeout_ms, 1000);
-        assert_eq!(c.redis_min_replicas_ack, 0);
-        assert_eq!((c.smtp_server.as_str(), c.smtp_port), ("127.0.0.1", 1025));
-        assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
-        assert_eq!((c.smtp_timeout_ms, c.smtp_pool_size), (10_000, 4));
-        assert_eq!(c.mail_from, "no-reply@localhost");
-        assert_eq!(c.mail_from_name, "OTP Auth");
-        assert_eq!(c.otp_expiry_seconds, 300);
-        assert_eq!(c.otp_length, 6);
-        assert_eq!(c.otp_key_prefix, "otp_");
-        assert_eq!(c.otp_rate_limit_per_minute, 5);
-        assert_eq!(c.otp_rate_limit_per_ip_per_minute, 30);
-        assert_eq!(c.otp_max_verify_attempts, 5);
-        assert_eq!(c.otp_lockout_seconds, 900);
-        assert_eq!(
-            (c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day),
-            (20, 50)
-        );
-        assert_eq!(c.otp_resend_cooldown_seconds, 0);
-        assert_eq!(c.verify_failures_per_ip_per_hour, 100);
-        assert_eq!(c.refresh_reuse_interval_seconds, 10);
-        assert_eq!((c.max_sessions_per_user, c.session_max_days), (20, 0));
-        assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS256);
-        assert_eq!(c.access_token_expire_minutes, 60);
-        assert_eq!(c.refresh_token_expire_days, 7);
-        assert_eq!(c.blacklist_key_prefix, "blacklist_");
-        assert!(c.cookie_secure);
-        assert_eq!(c.cookie_name, "refresh_token");
-        assert_eq!(c.cookie_samesite, SameSite::Lax);
-        assert_eq!(c.cookie_path, "/");
-        assert!(!c.disable_local_auth);
-        assert_eq!(c.jwt_leeway_seconds, 0);
-        assert_eq!(c.body_limit_bytes, 16384);
-        assert_eq!(c.jwt_private_key_file, None);
-        assert!(c.jwt_previous_public_key_files.is_empty());
-        assert_eq!(c.public_url, None);
-        assert_eq!(c.mail_default_language, "en");
+        assert_eq!(c.redis.url, "redis://localhost:6379/0");
+        assert_eq!(c.redis.timeout_ms, 1000);
+        assert_eq!(c.redis.min_replicas_ack, 0);
+        assert_eq!((c.smtp.server.as_str(), c.smtp.port), ("127.0.0.1", 1025));
+        assert_eq!(c.smtp.tls_mode(), SmtpTls::None);
+        assert_eq!((c.smtp.timeout_ms, c.smtp.pool_size), (10_000, 4));
+        assert_eq!(c.mail.from, "no-reply@localhost");
+        assert_eq!(c.mail.from_name, "OTP Auth");
+        assert_eq!(c.codes.expiry_seconds, 300);
+        assert_eq!(c.codes.length, 6);
+        assert_eq!(c.codes.key_prefix, "otp_");
+        assert_eq!(c.limits.per_minute, 5);
+        assert_eq!(c.limits.per_ip_per_minute, 30);
+        assert_eq!(c.limits.max_verify_attempts, 5);
+        assert_eq!(c.limits.lockout_seconds, 900);
+        assert_eq!((c.limits.per_hour, c.limits.per_day), (20, 50));
+        assert_eq!(c.limits.resend_cooldown_seconds, 0);
+        assert_eq!(c.limits.verify_failures_per_ip_per_hour, 100);
+        assert_eq!(c.sessions.reuse_interval_seconds, 10);
+        assert_eq!((c.sessions.max_per_user, c.sessions.max_days), (20, 0));
+        assert_eq!(c.tokens.algorithm, JwtAlgorithm::HS256);
+        assert_eq!(c.tokens.access_expire_minutes, 60);
+        assert_eq!(c.tokens.refresh_expire_days, 7);
+        assert_eq!(c.sessions.key_prefix, "blacklist_");
+        assert!(c.cookie.secure);
+        assert_eq!(c.cookie.name, "refresh_token");
+        assert_eq!(c.cookie.samesite, SameSite::Lax);
+        assert_eq!(c.cookie.path, "/");
+        assert!(!c.codes.disable_local_auth);
+        assert_eq!(c.tokens.leeway_seconds, 0);
+        assert_eq!(c.http.body_limit_bytes, 16384);
+        assert_eq!(c.tokens.private_key_file, None);
+        assert!(c.tokens.previous_public_key_files.is_empty());
+        assert_eq!(c.http.public_url, None);
+        assert_eq!(c.mail.default_language, "en");
     }
 
     #[test]
     fn smtp_tls_default_depends_on_the_host() {
-        let mut c = Config {
-            smtp_server: "smtp.example.com".into(),
-            ..Config::default()
+        let mut c = {
+            let mut c = Config::default();
+            c.smtp.server = "smtp.example.com".into();
+            c
         };
-        assert_eq!(c.smtp_tls_mode(), SmtpTls::Starttls);
-        c.smtp_server = "localhost".into();
-        assert_eq!(c.smtp_tls_mode(), SmtpTls::None);
-        c.smtp_tls = Some(SmtpTls::Tls);
-        assert_eq!(c.smtp_tls_mode(), SmtpTls::Tls);
+        assert_eq!(c.smtp.tls_mode(), SmtpTls::Starttls);
+        c.smtp.server = "localhost".into();
+        assert_eq!(c.smtp.tls_mode(), SmtpTls::None);
+        c.smtp.tls = Some(SmtpTls::Tls);
+        assert_eq!(c.smtp.tls_mode(), SmtpTls::Tls);
     }
 
     #[test]
@@ -1030,75 +1154,76 @@ mod tests {
             );
             let c = Config::load().expect("loads");
             assert_eq!(
-                c.public_url.as_deref(),
+                c.http.public_url.as_deref(),
                 Some("https://app.example.com/auth")
             );
-            assert_eq!(c.mail_default_language, "de");
-            assert_eq!(c.jwt_private_key_file.as_deref(), Some("/etc/keys/jwt.pem"));
+            assert_eq!(c.mail.default_language, "de");
             assert_eq!(
-                c.jwt_previous_public_key_files,
+                c.tokens.private_key_file.as_deref(),
+                Some("/etc/keys/jwt.pem")
+            );
+            assert_eq!(
+                c.tokens.previous_public_key_files,
                 ["/etc/keys/old1.pem", "/etc/keys/old2.pem"]
             );
             assert_eq!(
-                c.redis_url,
+                c.redis.url,
                 "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000"
             );
-            assert_eq!(c.smtp_server, "smtp.example.com");
-            assert_eq!(c.smtp_port, 587);
-            assert_eq!(c.smtp_username.as_deref(), Some("mailer"));
+            assert_eq!(c.smtp.server, "smtp.example.com");
+            assert_eq!(c.smtp.port, 587);
+            assert_eq!(c.smtp.username.as_deref(), Some("mailer"));
             assert_eq!(
-                c.smtp_password.as_ref().map(|s| s.expose_secret()),
+                c.smtp.password.as_ref().map(|s| s.expose_secret()),
                 Some("12345678")
             );
-            assert_eq!(c.smtp_tls_mode(), SmtpTls::Tls);
-            assert_eq!(c.mail_from, "login@example.com");
-            assert_eq!(c.mail_from_name, "Example App");
-            assert_eq!(c.otp_expiry_seconds, 120);
-            assert_eq!(c.otp_length, 8);
-            assert_eq!(c.otp_key_prefix, "app1_otp_");
-            assert_eq!(c.otp_rate_limit_per_minute, 3);
-            assert_eq!(c.otp_rate_limit_per_ip_per_minute, 10);
-            assert_eq!(c.otp_max_verify_attempts, 4);
-            assert_eq!(c.otp_lockout_seconds, 60);
+            assert_eq!(c.smtp.tls_mode(), SmtpTls::Tls);
+            assert_eq!(c.mail.from, "login@example.com");
+            assert_eq!(c.mail.from_name, "Example App");
+            assert_eq!(c.codes.expiry_seconds, 120);
+            assert_eq!(c.codes.length, 8);
+            assert_eq!(c.codes.key_prefix, "app1_otp_");
+            assert_eq!(c.limits.per_minute, 3);
+            assert_eq!(c.limits.per_ip_per_minute, 10);
+            assert_eq!(c.limits.max_verify_attempts, 4);
+            assert_eq!(c.limits.lockout_seconds, 60);
+            assert_eq!((c.limits.per_hour, c.limits.per_day), (11, 22));
+            assert_eq!(c.limits.resend_cooldown_seconds, 30);
+            assert_eq!(c.limits.verify_failures_per_ip_per_hour, 40);
+            assert_eq!(c.sessions.reuse_interval_seconds, 5);
+            assert_eq!((c.sessions.max_per_user, c.sessions.max_days), (3, 90));
+            assert_eq!(c.redis.min_replicas_ack, 1);
             assert_eq!(
-                (c.otp_rate_limit_per_hour, c.otp_rate_limit_per_day),
-                (11, 22)
-            );
-            assert_eq!(c.otp_resend_cooldown_seconds, 30);
-            assert_eq!(c.verify_failures_per_ip_per_hour, 40);
-            assert_eq!(c.refresh_reuse_interval_seconds, 5);
-            assert_eq!((c.max_sessions_per_user, c.session_max_days), (3, 90));
-            assert_eq!(c.redis_min_replicas_ack, 1);
-            assert_eq!(
-                c.jwt_secret.as_ref().map(|s| s.expose_secret()),
+                c.tokens.secret.as_ref().map(|s| s.expose_secret()),
                 Some("01234567890123456789012345678901234")
             );
-            assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS512);
-            assert_eq!(c.jwt_issuer.as_deref(), Some("https://auth.example.com"));
-            assert_eq!(c.jwt_audience.as_deref(), Some("example-api"));
-            assert_eq!(c.access_token_expire_minutes, 15);
-            assert_eq!(c.refresh_token_expire_days, 30);
-            assert_eq!(c.blacklist_key_prefix, "app1_bl_");
-            assert!(!c.cookie_secure);
-            assert_eq!(c.cookie_name, "rt");
-            assert_eq!(c.cookie_samesite, SameSite::Strict);
-            assert_eq!(c.cookie_path, "/auth");
-            assert!(c.disable_local_auth);
+            assert_eq!(c.tokens.algorithm, JwtAlgorithm::HS512);
+            assert_eq!(c.tokens.issuer.as_deref(), Some("https://auth.example.com"));
+            assert_eq!(c.tokens.audience.as_deref(), Some("example-api"));
+            assert_eq!(c.tokens.access_expire_minutes, 15);
+            assert_eq!(c.tokens.refresh_expire_days, 30);
+            assert_eq!(c.sessions.key_prefix, "app1_bl_");
+            assert!(!c.cookie.secure);
+            assert_eq!(c.cookie.name, "rt");
+            assert_eq!(c.cookie.samesite, SameSite::Strict);
+            assert_eq!(c.cookie.path, "/auth");
+            assert!(c.codes.disable_local_auth);
             assert_eq!(
-                c.magic_otp_emails,
+                c.codes.magic_emails,
                 ["*@test.example.com", "qa+*@example.com"]
             );
-            assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
-            assert_eq!(c.allowed_origins, ["https://app.example.com"]);
+            assert_eq!(c.http.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
+            assert_eq!(c.http.allowed_origins, ["https://app.example.com"]);
             // Key files belong to the asymmetric algorithms; the rest is valid with HS512.
-            Config {
-                jwt_private_key_file: None,
-                jwt_previous_public_key_files: Vec::new(),
-                ..c.clone()
+            {
+                let mut c = c.clone();
+                c.tokens.private_key_file = None;
+                c.tokens.previous_public_key_files = Vec::new();
+                c
             }
             .validate()
             .expect("valid");
-            assert_eq!(c.trusted_proxy_networks().unwrap().len(), 2);
+            assert_eq!(c.http.trusted_proxy_networks().unwrap().len(), 2);
             Ok(())
         });
     }
@@ -1114,9 +1239,9 @@ mod tests {
             jail.set_env("OTP_AUTH_CONFIG_FILE", "otp-auth.toml");
             jail.set_env("OTP_AUTH_COOKIE_NAME", "from_env");
             let c = Config::load().expect("loads");
-            assert_eq!(c.otp_length, 7);
-            assert_eq!(c.allowed_origins, ["https://a.example"]);
-            assert_eq!(c.cookie_name, "from_env");
+            assert_eq!(c.codes.length, 7);
+            assert_eq!(c.http.allowed_origins, ["https://a.example"]);
+            assert_eq!(c.cookie.name, "from_env");
             Ok(())
         });
     }
@@ -1138,7 +1263,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("otp-auth.toml", "otp_length = 7\n")?;
             let c = Config::load().expect("loads");
-            assert_eq!(c.otp_length, Config::default().otp_length);
+            assert_eq!(c.codes.length, Config::default().codes.length);
             Ok(())
         });
     }
@@ -1167,211 +1292,124 @@ mod tests {
     fn bounds_are_enforced_with_the_variable_named() {
         let cases: Vec<(Config, &str)> = vec![
             (
-                Config {
-                    otp_expiry_seconds: 601,
-                    ..valid()
-                },
+                with(|c| c.codes.expiry_seconds = 601),
                 "OTP_AUTH_OTP_EXPIRY_SECONDS",
             ),
             (
-                Config {
-                    otp_expiry_seconds: 0,
-                    ..valid()
-                },
+                with(|c| c.codes.expiry_seconds = 0),
                 "OTP_AUTH_OTP_EXPIRY_SECONDS",
             ),
+            (with(|c| c.codes.length = 5), "OTP_AUTH_OTP_LENGTH"),
+            (with(|c| c.codes.length = 11), "OTP_AUTH_OTP_LENGTH"),
             (
-                Config {
-                    otp_length: 5,
-                    ..valid()
-                },
-                "OTP_AUTH_OTP_LENGTH",
-            ),
-            (
-                Config {
-                    otp_length: 11,
-                    ..valid()
-                },
-                "OTP_AUTH_OTP_LENGTH",
-            ),
-            (
-                Config {
-                    otp_max_verify_attempts: 0,
-                    ..valid()
-                },
+                with(|c| c.limits.max_verify_attempts = 0),
                 "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS",
             ),
             (
-                Config {
-                    otp_max_verify_attempts: 101,
-                    ..valid()
-                },
+                with(|c| c.limits.max_verify_attempts = 101),
                 "OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS",
             ),
             (
-                Config {
-                    otp_rate_limit_per_minute: 0,
-                    ..valid()
-                },
+                with(|c| c.limits.per_minute = 0),
                 "OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE",
             ),
             (
-                Config {
-                    otp_rate_limit_per_hour: 0,
-                    ..valid()
-                },
+                with(|c| c.limits.per_hour = 0),
                 "OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR",
             ),
             (
-                Config {
-                    otp_rate_limit_per_day: 0,
-                    ..valid()
-                },
+                with(|c| c.limits.per_day = 0),
                 "OTP_AUTH_OTP_RATE_LIMIT_PER_DAY",
             ),
             (
-                Config {
-                    otp_resend_cooldown_seconds: 3601,
-                    ..valid()
-                },
+                with(|c| c.limits.resend_cooldown_seconds = 3601),
                 "OTP_AUTH_OTP_RESEND_COOLDOWN_SECONDS",
             ),
             (
-                Config {
-                    verify_failures_per_ip_per_hour: 0,
-                    ..valid()
-                },
+                with(|c| c.limits.verify_failures_per_ip_per_hour = 0),
                 "OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR",
             ),
             (
-                Config {
-                    refresh_reuse_interval_seconds: 61,
-                    ..valid()
-                },
+                with(|c| c.sessions.reuse_interval_seconds = 61),
                 "OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS",
             ),
             (
-                Config {
-                    max_sessions_per_user: 0,
-                    ..valid()
-                },
+                with(|c| c.sessions.max_per_user = 0),
                 "OTP_AUTH_MAX_SESSIONS_PER_USER",
             ),
             (
-                Config {
-                    max_sessions_per_user: 1001,
-                    ..valid()
-                },
+                with(|c| c.sessions.max_per_user = 1001),
                 "OTP_AUTH_MAX_SESSIONS_PER_USER",
             ),
             (
-                Config {
-                    redis_min_replicas_ack: 17,
-                    ..valid()
-                },
+                with(|c| c.redis.min_replicas_ack = 17),
                 "OTP_AUTH_REDIS_MIN_REPLICAS_ACK",
             ),
             (
-                Config {
-                    session_max_days: 3651,
-                    ..valid()
-                },
+                with(|c| c.sessions.max_days = 3651),
                 "OTP_AUTH_SESSION_MAX_DAYS",
             ),
             (
-                Config {
-                    cookie_name: "bad name".into(),
-                    ..valid()
-                },
+                with(|c| c.cookie.name = "bad name".into()),
                 "OTP_AUTH_COOKIE_NAME",
             ),
             (
-                Config {
-                    cookie_path: "auth".into(),
-                    ..valid()
-                },
+                with(|c| c.cookie.path = "auth".into()),
                 "OTP_AUTH_COOKIE_PATH",
             ),
             (
-                Config {
-                    cookie_samesite: SameSite::None,
-                    cookie_secure: false,
-                    ..valid()
-                },
+                with(|c| {
+                    c.cookie.samesite = SameSite::None;
+                    c.cookie.secure = false;
+                }),
                 "OTP_AUTH_COOKIE_SAMESITE",
             ),
             (
-                Config {
-                    trusted_proxies: vec!["nope".into()],
-                    ..valid()
-                },
+                with(|c| c.http.trusted_proxies = vec!["nope".into()]),
                 "OTP_AUTH_TRUSTED_PROXIES",
             ),
             (
-                Config {
-                    allowed_origins: vec!["app.example.com".into()],
-                    ..valid()
-                },
+                with(|c| c.http.allowed_origins = vec!["app.example.com".into()]),
                 "OTP_AUTH_ALLOWED_ORIGINS",
             ),
             (
-                Config {
-                    mail_from: "not an address".into(),
-                    ..valid()
-                },
+                with(|c| c.mail.from = "not an address".into()),
                 "OTP_AUTH_MAIL_FROM",
             ),
             (
-                Config {
-                    jwt_algorithm: JwtAlgorithm::RS256,
-                    ..valid()
-                },
+                with(|c| c.tokens.algorithm = JwtAlgorithm::RS256),
                 "OTP_AUTH_JWT_PRIVATE_KEY_FILE",
             ),
             (
                 // The private key alone: the secret would be unused, the code key missing.
-                Config {
-                    jwt_algorithm: JwtAlgorithm::ES256,
-                    jwt_private_key_file: Some("jwt.pem".into()),
-                    ..valid()
-                },
+                with(|c| {
+                    c.tokens.algorithm = JwtAlgorithm::ES256;
+                    c.tokens.private_key_file = Some("jwt.pem".into());
+                }),
                 "OTP_AUTH_JWT_SECRET is set, but",
             ),
             (
-                Config {
-                    jwt_algorithm: JwtAlgorithm::EdDSA,
-                    jwt_private_key_file: Some("jwt.pem".into()),
-                    jwt_secret: None,
-                    ..valid()
-                },
+                with(|c| {
+                    c.tokens.algorithm = JwtAlgorithm::EdDSA;
+                    c.tokens.private_key_file = Some("jwt.pem".into());
+                    c.tokens.secret = None;
+                }),
                 "OTP_AUTH_CODE_SECRET is required with OTP_AUTH_JWT_ALGORITHM EdDSA",
             ),
             (
-                Config {
-                    public_url: Some("https://app.example.com/auth/".into()),
-                    ..valid()
-                },
+                with(|c| c.http.public_url = Some("https://app.example.com/auth/".into())),
                 "OTP_AUTH_PUBLIC_URL",
             ),
             (
-                Config {
-                    mail_default_language: "en_US".into(),
-                    ..valid()
-                },
+                with(|c| c.mail.default_language = "en_US".into()),
                 "OTP_AUTH_MAIL_DEFAULT_LANGUAGE",
             ),
             (
-                Config {
-                    jwt_previous_public_key_files: vec!["old.pem".into()],
-                    ..valid()
-                },
+                with(|c| c.tokens.previous_public_key_files = vec!["old.pem".into()]),
                 "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES",
             ),
             (
-                Config {
-                    otp_key_prefix: String::new(),
-                    ..valid()
-                },
+                with(|c| c.codes.key_prefix = String::new()),
                 "OTP_AUTH_OTP_KEY_PREFIX",
             ),
         ];
@@ -1391,9 +1429,10 @@ mod tests {
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "abababababababababababababababababababab",
         ] {
-            let c = Config {
-                jwt_secret: Some(bad.into()),
-                ..Config::default()
+            let c = {
+                let mut c = Config::default();
+                c.tokens.secret = Some(bad.into());
+                c
             };
             let e = c.validate().expect_err(bad);
             assert!(e.to_string().contains("OTP_AUTH_JWT_SECRET"), "{e}");
@@ -1403,10 +1442,7 @@ mod tests {
             e.to_string().contains("OTP_AUTH_JWT_SECRET is not set"),
             "{e}"
         );
-        let c = Config {
-            code_secret: Some("tiny".into()),
-            ..valid()
-        };
+        let c = with(|c| c.codes.secret = Some("tiny".into()));
         assert!(
             c.validate()
                 .unwrap_err()
@@ -1417,17 +1453,16 @@ mod tests {
 
     #[test]
     fn debug_never_prints_secrets() {
-        let c = Config {
-            smtp_password: Some("hunter2-smtp-password".into()),
-            code_secret: Some("code-secret-0123456789abcdefghijklmnop".into()),
-            redis_url: "redis://user:redispass@host:6379".into(),
-            ..valid()
-        };
+        let c = with(|c| {
+            c.smtp.password = Some("hunter2-smtp-password".into());
+            c.codes.secret = Some("code-secret-0123456789abcdefghijklmnop".into());
+            c.redis.url = "redis://user:redispass@host:6379".into();
+        });
         let shown = format!("{c:?}");
         for secret in [GOOD, "hunter2", "code-secret", "redispass"] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
-        assert!(shown.contains("[set]"));
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 
     #[test]
@@ -1436,8 +1471,14 @@ mod tests {
         c.validate().expect("the random key passes validation");
         let d = Config::default().with_ephemeral_jwt_secret();
         assert_ne!(
-            c.jwt_secret.as_ref().map(|s| s.expose_secret().to_owned()),
-            d.jwt_secret.as_ref().map(|s| s.expose_secret().to_owned())
+            c.tokens
+                .secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            d.tokens
+                .secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned())
         );
     }
 }

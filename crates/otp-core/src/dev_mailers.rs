@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::config::SmtpSettings;
 use crate::email::Email;
 use crate::mailer::{MailError, Mailer, Message};
 
@@ -22,8 +23,8 @@ impl ConsoleMailer {
     pub fn new() -> ConsoleMailer {
         tracing::warn!(
             "console mailer: login codes are written to the log instead of being mailed. \
-             This is for development only; set OTP_AUTH_SMTP_SERVER (or another mailer) \
-             in production."
+             This is for development only; set {} (or another mailer) in production.",
+            SmtpSettings::VARS.server
         );
         ConsoleMailer { _private: () }
     }

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use rand::Rng;
-use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::code::{Code, CodeHasher, CodeMac, IpKey, derive_code_secret};
-use crate::config::{Config, ConfigError};
+use crate::code::{Code, CodeHasher, CodeMac, IpKey};
+use crate::config::{CodeSettings, Config, ConfigError};
 use crate::email::Email;
 use crate::error::{BoxError, Error, TokenRejection};
 use crate::glob::glob_match;
@@ -237,27 +236,19 @@ impl OtpAuthBuilder {
     pub fn build(self) -> Result<OtpAuth, ConfigError> {
         let config = self.config;
         config.validate()?;
-        let code_secret = match (&config.code_secret, &config.jwt_secret) {
-            (Some(s), _) => s.expose_secret().as_bytes().to_vec(),
-            (None, Some(jwt)) => derive_code_secret(jwt.expose_secret().as_bytes()),
-            (None, None) => {
-                return Err(ConfigError::one(
-                    "OTP_AUTH_CODE_SECRET is required when OTP_AUTH_JWT_SECRET is not set"
-                        .to_owned(),
-                ));
-            }
-        };
+        let code_secret = config.code_key()?;
         let codec = TokenCodec::from_config(&config)?;
         #[cfg(not(feature = "links"))]
-        if config.public_url.is_some() {
+        if config.http.public_url.is_some() {
             tracing::warn!(
-                "OTP_AUTH_PUBLIC_URL is set, but otp-core is built without its `links` \
-                 feature: the login mail carries the code only"
+                "{} is set, but otp-core is built without its `links` feature: the login \
+                 mail carries the code only",
+                crate::config::HttpSettings::VARS.public_url
             );
         }
         let templates = self
             .templates
-            .with_default_language(&config.mail_default_language)?;
+            .with_default_language(&config.mail.default_language)?;
         let mailer = self
             .mailer
             .ok_or_else(|| ConfigError::one("no mailer given to OtpAuth::builder".to_owned()))?;
@@ -276,33 +267,35 @@ impl OtpAuthBuilder {
                 ));
             }
         };
-        if config.disable_local_auth {
+        if config.codes.disable_local_auth {
+            let v = CodeSettings::VARS;
             tracing::warn!(
-                patterns = ?config.magic_otp_emails,
-                "OTP_AUTH_DISABLE_LOCAL_AUTH is on: the code {} is accepted {} and no mail is \
-                 sent for them. Never enable this in production.",
-                Code::magic(config.otp_length).expose(),
-                if config.magic_otp_emails.is_empty() {
-                    "for every address"
+                patterns = ?config.codes.magic_emails,
+                "{} is on: the code {} is accepted {} and no mail is sent for them. Never \
+                 enable this in production.",
+                v.disable_local_auth,
+                Code::magic(config.codes.length).expose(),
+                if config.codes.magic_emails.is_empty() {
+                    "for every address".to_owned()
                 } else {
-                    "for the addresses matching OTP_AUTH_MAGIC_OTP_EMAILS"
+                    format!("for the addresses matching {}", v.magic_emails)
                 }
             );
         }
         let limits = Limits {
-            per_address: config.otp_rate_limit_per_minute,
-            per_address_hour: config.otp_rate_limit_per_hour,
-            per_address_day: config.otp_rate_limit_per_day,
-            resend_cooldown: Duration::from_secs(config.otp_resend_cooldown_seconds),
-            per_ip: config.otp_rate_limit_per_ip_per_minute,
+            per_address: config.limits.per_minute,
+            per_address_hour: config.limits.per_hour,
+            per_address_day: config.limits.per_day,
+            resend_cooldown: Duration::from_secs(config.limits.resend_cooldown_seconds),
+            per_ip: config.limits.per_ip_per_minute,
             request_window: Duration::from_secs(60),
-            max_attempts: config.otp_max_verify_attempts,
-            lockout: Duration::from_secs(config.otp_lockout_seconds),
-            ip_failures: config.verify_failures_per_ip_per_hour,
+            max_attempts: config.limits.max_verify_attempts,
+            lockout: Duration::from_secs(config.limits.lockout_seconds),
+            ip_failures: config.limits.verify_failures_per_ip_per_hour,
         };
         Ok(OtpAuth {
             inner: Arc::new(Inner {
-                trusted_proxies: config.trusted_proxy_networks()?,
+                trusted_proxies: config.http.trusted_proxy_networks()?,
                 hasher: CodeHasher::new(&code_secret),
                 codec,
                 limits,
@@ -328,10 +321,8 @@ impl OtpAuth {
     /// use std::sync::Arc;
     /// use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
     ///
-    /// let config = Config {
-    ///     jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-    ///     ..Config::default()
-    /// };
+    /// let mut config = Config::default();
+    /// config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
     /// let auth = OtpAuth::builder(config)
     ///     .stores(MemoryStore::new())
     ///     .mailer(Arc::new(CapturingMailer::new()))
@@ -365,9 +356,10 @@ impl OtpAuth {
 
     fn magic_applies(&self, email: &Email) -> bool {
         let c = &self.inner.config;
-        c.disable_local_auth
-            && (c.magic_otp_emails.is_empty()
-                || c.magic_otp_emails
+        c.codes.disable_local_auth
+            && (c.codes.magic_emails.is_empty()
+                || c.codes
+                    .magic_emails
                     .iter()
                     .any(|p| glob_match(&p.to_ascii_lowercase(), email.as_str())))
     }
@@ -385,9 +377,9 @@ impl OtpAuth {
         let allowed = i.hooks.allow(&email).await.map_err(Error::Hook)?;
         let magic = allowed && self.magic_applies(&email);
         let code = if magic {
-            Code::magic(i.config.otp_length)
+            Code::magic(i.config.codes.length)
         } else {
-            Code::generate(i.config.otp_length)
+            Code::generate(i.config.codes.length)
         };
         // A refused address still goes through the limits, with a code nobody knows, so it
         // costs and answers like any other.
@@ -402,7 +394,7 @@ impl OtpAuth {
                 address: address.clone(),
                 ip: client.ip.map(IpKey::new),
                 code_mac,
-                code_ttl: Duration::from_secs(i.config.otp_expiry_seconds),
+                code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
                 limits: i.limits,
                 call: CallId::random(),
             })
@@ -437,13 +429,15 @@ impl OtpAuth {
         if magic {
             tracing::warn!(
                 address = %address,
-                "OTP_AUTH_DISABLE_LOCAL_AUTH: magic code issued, no mail sent"
+                "{}: magic code issued, no mail sent",
+                CodeSettings::VARS.disable_local_auth
             );
             return Ok(());
         }
         #[cfg(feature = "links")]
         let link = i
             .config
+            .http
             .public_url
             .as_deref()
             .map(|url| link_url(url, &i.link.seal(&email, &code, now_secs())));
@@ -452,8 +446,8 @@ impl OtpAuth {
         let (language, templates) = i.templates.select(client.accept_language.as_deref());
         let rendered = templates.render(&TemplateValues {
             code: code.expose(),
-            minutes: i.config.otp_expiry_seconds.div_ceil(60),
-            app_name: &i.config.mail_from_name,
+            minutes: i.config.codes.expiry_seconds.div_ceil(60),
+            app_name: &i.config.mail.from_name,
             email: email.as_str(),
             link: link.as_deref(),
         });
@@ -526,10 +520,10 @@ impl OtpAuth {
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
         let email = Self::parse_email(email)?;
-        let code = Code::parse(code, i.config.otp_length).ok_or_else(|| {
+        let code = Code::parse(code, i.config.codes.length).ok_or_else(|| {
             Error::InvalidRequest(format!(
                 "The OTP must be exactly {} digits.",
-                i.config.otp_length
+                i.config.codes.length
             ))
         })?;
         self.verify_pending(&email, &code, client, "code").await
@@ -569,8 +563,8 @@ impl OtpAuth {
             .open(
                 token,
                 now_secs(),
-                i.config.otp_expiry_seconds,
-                i.config.otp_length,
+                i.config.codes.expiry_seconds,
+                i.config.codes.length,
             )
             .map_err(|e| match e {
                 LinkError::Expired => "expired_link",
@@ -598,7 +592,7 @@ impl OtpAuth {
             code_mac: i.hasher.code_mac(email, code),
             ip: client.ip.map(IpKey::new),
             limits: i.limits,
-            code_ttl: Duration::from_secs(i.config.otp_expiry_seconds),
+            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
             call: CallId::random(),
         };
         // The policy may have changed since the code was sent: a refused address is checked
@@ -666,8 +660,8 @@ impl OtpAuth {
         let subject = i.hooks.subject(email).await.map_err(Error::Hook)?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
-        let session_end = (i.config.session_max_days > 0)
-            .then(|| now_secs() + i.config.session_max_days * 86_400);
+        let session_end = (i.config.sessions.max_days > 0)
+            .then(|| now_secs() + i.config.sessions.max_days * 86_400);
         let (pair, refresh) = self.issue_pair(&subject, email, &sid, session_end).await?;
         let session = NewSession {
             sid,
@@ -679,7 +673,7 @@ impl OtpAuth {
                 .as_deref()
                 .map(|ua| truncate(ua, 256).to_owned()),
             ip: client.ip.map(|ip| ip.to_canonical().to_string()),
-            max_sessions: i.config.max_sessions_per_user,
+            max_sessions: i.config.sessions.max_per_user,
         };
         Ok((pair, session))
     }
@@ -690,7 +684,8 @@ impl OtpAuth {
         if self.magic_applies(email) {
             tracing::warn!(
                 address = %address,
-                "OTP_AUTH_DISABLE_LOCAL_AUTH: login with the magic code"
+                "{}: login with the magic code",
+                CodeSettings::VARS.disable_local_auth
             );
         }
         metrics::sessions_evicted(evicted);
@@ -751,7 +746,7 @@ impl OtpAuth {
         let i = &*self.inner;
         let mut extra = i.hooks.claims(subject, email).await.map_err(Error::Hook)?;
         extra.retain(|k, _| !RESERVED_CLAIMS.contains(&k.as_str()));
-        let access_secs = i.config.access_token_expire_minutes * 60;
+        let access_secs = i.config.tokens.access_expire_minutes * 60;
         let mut claims = i.codec.claims(
             TokenType::Access,
             subject,
@@ -794,7 +789,7 @@ impl OtpAuth {
             subject,
             email.as_str(),
             sid,
-            i.config.refresh_token_expire_days * 86_400,
+            i.config.tokens.refresh_expire_days * 86_400,
             Map::new(),
         );
         if let Some(jti) = jti {
@@ -849,8 +844,8 @@ impl OtpAuth {
             .get(SESSION_END_CLAIM)
             .and_then(Value::as_u64)
             .or_else(|| {
-                (i.config.session_max_days > 0)
-                    .then(|| now_secs() + i.config.session_max_days * 86_400)
+                (i.config.sessions.max_days > 0)
+                    .then(|| now_secs() + i.config.sessions.max_days * 86_400)
             });
         if session_end.is_some_and(|end| end <= now_secs()) {
             return Err(Error::Unauthorized(TokenRejection::Revoked));
@@ -865,7 +860,7 @@ impl OtpAuth {
                 presented_jti: claims.jti.clone(),
                 new_jti: new_refresh.jti.clone(),
                 new_expires_at: new_refresh.exp.max(pair.claims.exp),
-                reuse_interval: Duration::from_secs(i.config.refresh_reuse_interval_seconds),
+                reuse_interval: Duration::from_secs(i.config.sessions.reuse_interval_seconds),
             })
             .await?;
         match outcome {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::code::derive_code_secret;
 use crate::dev_mailers::CapturingMailer;
 use crate::error::TokenRejection;
 use crate::mailer::{MailError, MockMailer};
@@ -12,9 +13,10 @@ use crate::store::{MockOtpStore, MockTokenBlacklist, StoreError};
 const SECRET: &str = "5b1f0c9e7d3a4b6c8e2f1a0d9c7b5e3f2a1d0c9b";
 
 fn config() -> Config {
-    Config {
-        jwt_secret: Some(SECRET.into()),
-        ..Config::default()
+    {
+        let mut c = Config::default();
+        c.tokens.secret = Some(SECRET.into());
+        c
     }
 }
 
@@ -315,8 +317,14 @@ async fn verified_code_opens_one_session_matching_the_tokens() {
         "subject key is a keyed hash"
     );
     // The session id is shared by both tokens; the refresh jti is the one recorded.
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let refresh = codec
         .verify(&pair.refresh_token, TokenType::Refresh)
         .unwrap();
@@ -351,8 +359,14 @@ async fn store_failures_are_503_and_protected_routes_fail_closed() {
         .unwrap_err();
     assert_eq!(e.status(), 503);
     // A perfectly valid token is still refused while revocation cannot be checked.
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let t = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -375,8 +389,14 @@ async fn revoked_access_is_401_and_refresh_reuse_is_reported() {
     bl.expect_rotate_refresh()
         .returning(|_| Ok(RotateOutcome::Reused));
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let access = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -427,8 +447,14 @@ async fn logout_revokes_the_access_jti_and_both_sessions() {
         Ok(())
     });
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let access = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -464,9 +490,10 @@ async fn logout_revokes_the_access_jti_and_both_sessions() {
 #[tokio::test]
 async fn full_flow_on_the_memory_store() {
     let mailer = CapturingMailer::new();
-    let strict = Config {
-        refresh_reuse_interval_seconds: 0,
-        ..config()
+    let strict = {
+        let mut c = config();
+        c.sessions.reuse_interval_seconds = 0;
+        c
     };
     let auth = memory_engine(strict, &mailer);
     auth.request_code("Flow@Example.com", &client())
@@ -509,8 +536,14 @@ async fn the_parent_refreshes_on_the_same_lineage_within_the_interval() {
     // token re-issued (same jti), not a second branch.
     let again = auth.refresh(&first.refresh_token).await.unwrap();
     assert!(auth.authenticate(&again.access_token).await.is_ok());
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let jti = |t: &str| codec.verify(t, TokenType::Refresh).unwrap().jti;
     assert_eq!(jti(&again.refresh_token), jti(&second.refresh_token));
     let third = auth.refresh(&again.refresh_token).await.unwrap();
@@ -524,10 +557,11 @@ async fn the_parent_refreshes_on_the_same_lineage_within_the_interval() {
 async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
     let mailer = CapturingMailer::new();
     let auth = memory_engine(
-        Config {
-            session_max_days: 1,
-            refresh_token_expire_days: 7,
-            ..config()
+        {
+            let mut c = config();
+            c.sessions.max_days = 1;
+            c.tokens.refresh_expire_days = 7;
+            c
         },
         &mailer,
     );
@@ -539,8 +573,14 @@ async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
         .verify_code("abs@example.com", &code, &client())
         .await
         .unwrap();
-    let codec =
-        TokenCodec::hmac(crate::JwtAlgorithm::HS256, SECRET.as_bytes(), None, None, 0).unwrap();
+    let codec = TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap();
     let end = |t: &str| {
         let c = codec.verify(t, TokenType::Refresh).unwrap();
         (c.exp, c.extra.get("sxp").and_then(|v| v.as_u64()))
@@ -594,10 +634,11 @@ async fn logout_all_ends_every_device() {
 async fn magic_mode_sends_nothing_and_accepts_zeros_for_listed_addresses_only() {
     let mailer = CapturingMailer::new();
     let auth = memory_engine(
-        Config {
-            disable_local_auth: true,
-            magic_otp_emails: vec!["*@test.example.com".into()],
-            ..config()
+        {
+            let mut c = config();
+            c.codes.disable_local_auth = true;
+            c.codes.magic_emails = vec!["*@test.example.com".into()];
+            c
         },
         &mailer,
     );
@@ -633,9 +674,10 @@ async fn magic_mode_sends_nothing_and_accepts_zeros_for_listed_addresses_only() 
 async fn code_length_follows_the_configuration() {
     let mailer = CapturingMailer::new();
     let auth = memory_engine(
-        Config {
-            otp_length: 8,
-            ..config()
+        {
+            let mut c = config();
+            c.codes.length = 8;
+            c
         },
         &mailer,
     );
@@ -765,9 +807,10 @@ fn magic_mode_warns_at_start_and_on_every_use() {
     let mailer = CapturingMailer::new();
     let logs = capture_logs(|| async move {
         let auth = memory_engine(
-            Config {
-                disable_local_auth: true,
-                ..config()
+            {
+                let mut c = config();
+                c.codes.disable_local_auth = true;
+                c
             },
             &mailer,
         );

@@ -15,6 +15,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::config::TokenSettings;
+
 /// Smallest RSA modulus accepted, in bits (RFC 7518 3.3 requires 2048).
 pub(crate) const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (the verifier's limit).
@@ -167,7 +169,8 @@ fn describe(oid: &str, curve: Option<&str>) -> &'static str {
 
 fn mismatch(alg: Algorithm, found: &str) -> String {
     format!(
-        "holds {found}, but OTP_AUTH_JWT_ALGORITHM {alg:?} needs {}",
+        "holds {found}, but {} {alg:?} needs {}",
+        TokenSettings::VARS.algorithm,
         wanted(alg)
     )
 }
@@ -319,9 +322,11 @@ pub(crate) fn load_private_key(alg: Algorithm, pem: &[u8]) -> Result<LoadedPriva
                     .map_err(|e| format!("is not a valid P-256 private key ({e})"))?
             } else {
                 p256::SecretKey::from_sec1_der(der).map_err(|_| {
-                    "is not a valid SEC1 private key on the P-256 curve \
-                     (OTP_AUTH_JWT_ALGORITHM ES256 needs a P-256 key)"
-                        .to_owned()
+                    format!(
+                        "is not a valid SEC1 private key on the P-256 curve ({} ES256 needs \
+                         a P-256 key)",
+                        TokenSettings::VARS.algorithm
+                    )
                 })?
             };
             let public = p256_public(&key.public_key())?;

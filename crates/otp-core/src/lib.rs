@@ -13,10 +13,8 @@
 //! # fn tokio_test() {
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # rt.block_on(async {
-//! let config = Config {
-//!     jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//!     ..Config::default() // or Config::load()?: OTP_AUTH_* variables
-//! };
+//! let mut config = Config::default(); // or Config::load()?: OTP_AUTH_* variables
+//! config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
 //! let mailer = CapturingMailer::new(); // ConsoleMailer in development, otp-smtp in production
 //! let auth = OtpAuth::builder(config)
 //!     .stores(MemoryStore::new()) // otp-redis or otp-fred in production
@@ -58,7 +56,7 @@
 // The modules; their layers are in docs/ARCHITECTURE.md.
 pub mod adapter;
 mod code;
-mod config;
+pub mod config;
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 mod dev_mailers;
@@ -92,7 +90,7 @@ mod token;
 mod web;
 
 #[doc(inline)]
-pub use config::{Config, ConfigError, JwtAlgorithm, SameSite, SmtpTls};
+pub use config::{Config, ConfigError};
 #[doc(inline)]
 pub use dev_mailers::{CapturingMailer, ConsoleMailer};
 #[doc(inline)]

@@ -3,10 +3,9 @@
 //!
 //! ```
 //! # fn auth() -> otp_core::OtpAuth {
-//! #     otp_core::OtpAuth::builder(otp_core::Config {
-//! #         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//! #         ..otp_core::Config::default()
-//! #     }).mailer(std::sync::Arc::new(otp_core::CapturingMailer::new())).build().unwrap()
+//! #     let mut config = otp_core::Config::default();
+//! #     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
+//! #     otp_core::OtpAuth::builder(config).mailer(std::sync::Arc::new(otp_core::CapturingMailer::new())).build().unwrap()
 //! # }
 //! let mut doc = otp_core::openapi::document(&auth(), "/auth");
 //! otp_core::openapi::add_protected_get(&mut doc, "/protected", "A route behind the extractor");
@@ -124,7 +123,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
     let mount = mount.trim_end_matches('/');
     let cookie = || {
         ParameterBuilder::new()
-            .name(&c.cookie_name)
+            .name(&c.cookie.name)
             .parameter_in(ParameterIn::Cookie)
             .required(Required::False)
             .description(Some("The refresh token (HttpOnly cookie set at login)"))
@@ -144,7 +143,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
     let json_errors = |op: OperationBuilder| {
         op.response(
             "413",
-            problem(&format!("Body over {} bytes", c.body_limit_bytes)),
+            problem(&format!("Body over {} bytes", c.http.body_limit_bytes)),
         )
         .response("415", problem("Content type not JSON"))
         .response(
@@ -154,13 +153,13 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
     };
     let cookie_set = format!(
         "`{}=<refresh token>; Max-Age={}; Path={}; HttpOnly{}; SameSite={}`",
-        c.cookie_name,
-        c.refresh_token_expire_days * 86_400,
-        c.cookie_path,
-        if c.cookie_secure { "; Secure" } else { "" },
-        c.cookie_samesite.as_str()
+        c.cookie.name,
+        c.tokens.refresh_expire_days * 86_400,
+        c.cookie.path,
+        if c.cookie.secure { "; Secure" } else { "" },
+        c.cookie.samesite.as_str()
     );
-    let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie_name);
+    let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie.name);
     let mut paths = Paths::new();
     for endpoint in Endpoint::ALL {
         let op = OperationBuilder::new()
@@ -180,7 +179,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 op.summary(Some("Trade the code for tokens"))
                     .description(Some(format!(
                         "`otp` is exactly {} ASCII digits. Sets the refresh cookie.",
-                        c.otp_length
+                        c.codes.length
                     )))
                     .request_body(Some(body("VerifyOtpBody")))
                     .response("200", ok("TokenResponse", "Logged in", Some(&cookie_set)))

@@ -45,6 +45,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 use crate::code::{AddressKey, CodeMac};
+use crate::config::RedisSettings;
 use crate::store::{
     AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,
     Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
@@ -99,8 +100,8 @@ impl Reply {
             Ok(reply)
         } else {
             Err(StoreError::unavailable(format!(
-                "the write was acknowledged by {acked} of the {replicas} replicas \
-                 OTP_AUTH_REDIS_MIN_REPLICAS_ACK requires"
+                "the write was acknowledged by {acked} of the {replicas} replicas {} requires",
+                RedisSettings::VARS.min_replicas_ack
             )))
         }
     }
@@ -288,7 +289,7 @@ impl Script {
 #[non_exhaustive]
 pub enum SetupError {
     /// The address cannot be used (the message never holds a password).
-    #[error("OTP_AUTH_REDIS_URL: {0}")]
+    #[error("{var}: {0}", var = RedisSettings::VARS.url)]
     Url(String),
     /// The client could not be created or could not reach Redis at start.
     #[error("{client}: {source}")]
@@ -392,7 +393,7 @@ impl KeyLayout {
 
     /// From a configuration's prefixes.
     pub fn from_config(c: &crate::Config) -> KeyLayout {
-        Self::new(&c.otp_key_prefix, &c.blacklist_key_prefix)
+        Self::new(&c.codes.key_prefix, &c.sessions.key_prefix)
     }
 
     /// The hash of one address.
@@ -485,8 +486,8 @@ impl<R: ScriptRunner> ScriptedStore<R> {
     /// for the replicas).
     pub fn from_config(runner: R, config: &crate::Config) -> ScriptedStore<R> {
         Self::new(runner, KeyLayout::from_config(config)).with_min_replicas_ack(
-            config.redis_min_replicas_ack,
-            Duration::from_millis(config.redis_timeout_ms / 2),
+            config.redis.min_replicas_ack,
+            Duration::from_millis(config.redis.timeout_ms / 2),
         )
     }
 

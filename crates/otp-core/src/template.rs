@@ -32,6 +32,8 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use crate::config::MailSettings;
+
 /// The templates of the login mail in one language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templates {
@@ -361,8 +363,8 @@ impl MailTemplates {
                 Ok(self)
             }
             None => Err(crate::ConfigError::one(format!(
-                "OTP_AUTH_MAIL_DEFAULT_LANGUAGE is {tag:?}, but there are mail templates only \
-                 for: {}",
+                "{} is {tag:?}, but there are mail templates only for: {}",
+                MailSettings::VARS.default_language,
                 self.languages().collect::<Vec<_>>().join(", ")
             ))),
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use secrecy::ExposeSecret as _;
 
-use crate::config::{Config, JwtAlgorithm};
+use crate::config::{Config, JwtAlgorithm, TokenSettings};
 use crate::error::TokenRejection;
 #[cfg(feature = "asymmetric")]
 use crate::jwk::{self, PublicJwk};
@@ -233,7 +233,7 @@ enum HmacKey {
 
 impl HmacKey {
     fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::ConfigError> {
-        let bad = |_| crate::ConfigError::one("OTP_AUTH_JWT_SECRET cannot key an HMAC".to_owned());
+        let bad = |_| crate::ConfigError::one(format!("{SECRET_VAR} cannot key an HMAC"));
         Ok(match algorithm {
             Algorithm::HS384 => HmacKey::S384(Hmac::new_from_slice(secret).map_err(bad)?),
             Algorithm::HS512 => HmacKey::S512(Hmac::new_from_slice(secret).map_err(bad)?),
@@ -304,30 +304,34 @@ impl std::fmt::Debug for TokenCodec {
     }
 }
 
+const SECRET_VAR: &str = TokenSettings::VARS.secret;
+const ALGORITHM_VAR: &str = TokenSettings::VARS.algorithm;
 #[cfg(feature = "asymmetric")]
-const PRIVATE_KEY_VAR: &str = "OTP_AUTH_JWT_PRIVATE_KEY_FILE";
+const PRIVATE_KEY_VAR: &str = TokenSettings::VARS.private_key_file;
 #[cfg(feature = "asymmetric")]
-const PREVIOUS_KEYS_VAR: &str = "OTP_AUTH_JWT_PREVIOUS_PUBLIC_KEY_FILES";
+const PREVIOUS_KEYS_VAR: &str = TokenSettings::VARS.previous_public_key_files;
 
 impl TokenCodec {
-    /// The codec of a configuration: `jwt_secret` for the HMAC algorithms; for `RS256`,
-    /// `ES256` and `EdDSA`, the PEM private key in `jwt_private_key_file` (PKCS#8, or
-    /// PKCS#1 for RSA, SEC1 for P-256) and the PEM public keys (SPKI, or PKCS#1 for RSA)
-    /// in `jwt_previous_public_key_files`. Empty `jwt_issuer`/`jwt_audience` mean none.
+    /// The codec of a configuration's [`TokenSettings`]: `secret` for the HMAC algorithms;
+    /// for `RS256`, `ES256` and `EdDSA`, the PEM private key in `private_key_file` (PKCS#8,
+    /// or PKCS#1 for RSA, SEC1 for P-256) and the PEM public keys (SPKI, or PKCS#1 for RSA)
+    /// in `previous_public_key_files`. Empty `issuer`/`audience` mean none.
     ///
     /// Unreadable files and keys of the wrong type or size for the algorithm (RSA keys need
     /// 2048 to 4096 bits) are [`crate::ConfigError`]s naming the setting and the
     /// path, never the key.
     pub fn from_config(config: &Config) -> Result<TokenCodec, crate::ConfigError> {
-        let issuer = config.jwt_issuer.clone().filter(|s| !s.is_empty());
-        let audience = config.jwt_audience.clone().filter(|s| !s.is_empty());
-        let leeway = config.jwt_leeway_seconds;
-        if config.jwt_algorithm.is_hmac() {
-            let secret = config.jwt_secret.as_ref().ok_or_else(|| {
-                crate::ConfigError::one("OTP_AUTH_JWT_SECRET is not set".to_owned())
-            })?;
+        let issuer = config.tokens.issuer.clone().filter(|s| !s.is_empty());
+        let audience = config.tokens.audience.clone().filter(|s| !s.is_empty());
+        let leeway = config.tokens.leeway_seconds;
+        if config.tokens.algorithm.is_hmac() {
+            let secret = config
+                .tokens
+                .secret
+                .as_ref()
+                .ok_or_else(|| crate::ConfigError::one(format!("{SECRET_VAR} is not set")))?;
             return TokenCodec::hmac(
-                config.jwt_algorithm,
+                config.tokens.algorithm,
                 secret.expose_secret().as_bytes(),
                 issuer,
                 audience,
@@ -338,8 +342,8 @@ impl TokenCodec {
         return TokenCodec::asymmetric(config, issuer, audience, leeway);
         #[cfg(not(feature = "asymmetric"))]
         Err(crate::ConfigError::one(format!(
-            "OTP_AUTH_JWT_ALGORITHM {:?} needs otp-core's `asymmetric` feature",
-            config.jwt_algorithm
+            "{ALGORITHM_VAR} {:?} needs otp-core's `asymmetric` feature",
+            config.tokens.algorithm
         )))
     }
 
@@ -351,23 +355,24 @@ impl TokenCodec {
         audience: Option<String>,
         leeway: u64,
     ) -> Result<TokenCodec, crate::ConfigError> {
-        let algorithm = match config.jwt_algorithm {
+        let algorithm = match config.tokens.algorithm {
             JwtAlgorithm::RS256 => Algorithm::RS256,
             JwtAlgorithm::ES256 => Algorithm::ES256,
             JwtAlgorithm::EdDSA => Algorithm::EdDSA,
             other => {
                 return Err(crate::ConfigError::one(format!(
-                    "OTP_AUTH_JWT_ALGORITHM {other:?} is not supported"
+                    "{ALGORITHM_VAR} {other:?} is not supported"
                 )));
             }
         };
         let path = config
-            .jwt_private_key_file
+            .tokens
+            .private_key_file
             .as_deref()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
                 crate::ConfigError::one(format!(
-                    "{PRIVATE_KEY_VAR} is required with OTP_AUTH_JWT_ALGORITHM {algorithm:?}"
+                    "{PRIVATE_KEY_VAR} is required with {ALGORITHM_VAR} {algorithm:?}"
                 ))
             })?;
         let pem = jwk::read_key_file(PRIVATE_KEY_VAR, path)?;
@@ -375,7 +380,8 @@ impl TokenCodec {
             .map_err(|why| crate::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
         let mut keys = vec![PublicKey::new(current.public)];
         for path in config
-            .jwt_previous_public_key_files
+            .tokens
+            .previous_public_key_files
             .iter()
             .map(|p| p.trim())
             .filter(|p| !p.is_empty())
@@ -416,7 +422,7 @@ impl TokenCodec {
             JwtAlgorithm::HS512 => Algorithm::HS512,
             other => {
                 return Err(crate::ConfigError::one(format!(
-                    "OTP_AUTH_JWT_ALGORITHM {other:?} takes a key file, not a secret"
+                    "{ALGORITHM_VAR} {other:?} takes a key file, not a secret"
                 )));
             }
         };
@@ -1055,10 +1061,11 @@ mod tests {
             JwtAlgorithm::ES256,
             JwtAlgorithm::EdDSA,
         ] {
-            let e = TokenCodec::from_config(&Config {
-                jwt_algorithm: alg,
-                jwt_private_key_file: Some("key.pem".into()),
-                ..Config::default()
+            let e = TokenCodec::from_config(&{
+                let mut c = Config::default();
+                c.tokens.algorithm = alg;
+                c.tokens.private_key_file = Some("key.pem".into());
+                c
             })
             .unwrap_err();
             assert!(e.to_string().contains("`asymmetric` feature"), "{e}");
@@ -1079,10 +1086,11 @@ mod tests {
                 JwtAlgorithm::ES256,
                 JwtAlgorithm::EdDSA,
             ] {
-                let e = TokenCodec::from_config(&Config {
-                    jwt_algorithm: alg,
-                    jwt_private_key_file: Some("key.pem".into()),
-                    ..Config::default()
+                let e = TokenCodec::from_config(&{
+                    let mut c = Config::default();
+                    c.tokens.algorithm = alg;
+                    c.tokens.private_key_file = Some("key.pem".into());
+                    c
                 })
                 .unwrap_err();
                 assert!(e.to_string().contains("`asymmetric` feature"), "{e}");
@@ -1098,11 +1106,12 @@ mod tests {
         }
 
         fn config(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> Config {
-            Config {
-                jwt_algorithm: alg,
-                jwt_private_key_file: Some(key_path(private)),
-                jwt_previous_public_key_files: previous.iter().map(|p| key_path(p)).collect(),
-                ..Config::default()
+            {
+                let mut c = Config::default();
+                c.tokens.algorithm = alg;
+                c.tokens.private_key_file = Some(key_path(private));
+                c.tokens.previous_public_key_files = previous.iter().map(|p| key_path(p)).collect();
+                c
             }
         }
 
@@ -1412,10 +1421,11 @@ mod tests {
         #[test]
         fn asymmetric_claims_are_checked_like_hmac() {
             let (alg, a, a_pub, _, _) = ASYMMETRIC[2];
-            let c = TokenCodec::from_config(&Config {
-                jwt_issuer: Some("https://issuer".into()),
-                jwt_audience: Some("api".into()),
-                ..config(alg, a, &[])
+            let c = TokenCodec::from_config(&{
+                let mut c = config(alg, a, &[]);
+                c.tokens.issuer = Some("https://issuer".into());
+                c.tokens.audience = Some("api".into());
+                c
             })
             .unwrap();
             let header = |typ: &str| json!({"alg": "EdDSA", "typ": typ, "kid": kid_of(alg, a_pub)});
@@ -1491,9 +1501,10 @@ mod tests {
                 );
             }
             assert_eq!(codec().jwks(), json!({"keys": []}));
-            let hmac = TokenCodec::from_config(&Config {
-                jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-                ..Config::default()
+            let hmac = TokenCodec::from_config(&{
+                let mut c = Config::default();
+                c.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
+                c
             })
             .unwrap();
             assert_eq!(hmac.jwks(), json!({"keys": []}));
@@ -1504,12 +1515,13 @@ mod tests {
         #[test]
         fn hmac_from_config_is_unchanged() {
             let secret = "8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f";
-            let c = TokenCodec::from_config(&Config {
-                jwt_secret: Some(secret.into()),
-                jwt_algorithm: JwtAlgorithm::HS384,
-                jwt_issuer: Some(String::new()),
-                jwt_audience: Some(String::new()),
-                ..Config::default()
+            let c = TokenCodec::from_config(&{
+                let mut c = Config::default();
+                c.tokens.secret = Some(secret.into());
+                c.tokens.algorithm = JwtAlgorithm::HS384;
+                c.tokens.issuer = Some(String::new());
+                c.tokens.audience = Some(String::new());
+                c
             })
             .unwrap();
             let t = access(&c);
@@ -1611,9 +1623,10 @@ mod tests {
                 assert!(msg.contains(why), "{msg}");
                 assert!(!msg.contains("-----") && !msg.contains("MII"), "{msg}");
             }
-            let msg = err(Config {
-                jwt_algorithm: JwtAlgorithm::RS256,
-                ..Config::default()
+            let msg = err({
+                let mut c = Config::default();
+                c.tokens.algorithm = JwtAlgorithm::RS256;
+                c
             });
             assert!(msg.contains(PRIVATE_KEY_VAR), "{msg}");
         }

@@ -170,11 +170,11 @@ impl<'a> CookieSpec<'a> {
     /// The cookie as configured.
     pub(crate) fn from_config(c: &'a Config) -> CookieSpec<'a> {
         CookieSpec {
-            name: &c.cookie_name,
-            secure: c.cookie_secure,
-            same_site: c.cookie_samesite,
-            path: &c.cookie_path,
-            max_age: c.refresh_token_expire_days * 86_400,
+            name: &c.cookie.name,
+            secure: c.cookie.secure,
+            same_site: c.cookie.samesite,
+            path: &c.cookie.path,
+            max_age: c.tokens.refresh_expire_days * 86_400,
         }
     }
 
@@ -430,7 +430,7 @@ impl<'a> Route<'a> {
 pub(crate) struct ApiRequest<'a> {
     /// `Content-Type` header.
     pub(crate) content_type: Option<&'a str>,
-    /// The body, already limited by the adapter (see [`Config::body_limit_bytes`]).
+    /// The body, already limited by the adapter (see [`HttpSettings::body_limit_bytes`](crate::config::HttpSettings::body_limit_bytes)).
     pub(crate) body: &'a [u8],
     /// `Authorization` header.
     pub(crate) authorization: Option<&'a str>,
@@ -683,7 +683,7 @@ impl OtpAuth {
         };
         let headers =
             RequestHeaders::from_map(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
-        let limit = self.config().body_limit_bytes;
+        let limit = self.config().http.body_limit_bytes;
         let declared = headers
             .content_length
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -781,6 +781,7 @@ impl OtpAuth {
         let config = self.config();
         if let Some(o) = req.origin
             && config
+                .http
                 .allowed_origins
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(o))
@@ -805,6 +806,7 @@ impl OtpAuth {
             .zip(req.host)
             .is_some_and(|(o, h)| o.eq_ignore_ascii_case(h.trim()));
         let public = config
+            .http
             .public_url
             .as_deref()
             .and_then(url_origin)
@@ -826,7 +828,7 @@ impl OtpAuth {
         if endpoint.method() != Method::Get {
             self.check_cross_site(req)?;
         }
-        let limit = self.config().body_limit_bytes;
+        let limit = self.config().http.body_limit_bytes;
         if req.body.len() > limit {
             return Err(Refusal::PayloadTooLarge { limit });
         }
@@ -924,7 +926,7 @@ impl OtpAuth {
             ],
             body: crate::pages::confirmation_page(
                 token,
-                &self.config().mail_from_name,
+                &self.config().mail.from_name,
                 self.link_account(token).as_deref(),
             )
             .into_bytes(),

@@ -144,8 +144,8 @@ impl FredRunner {
 /// a pool of [`DEFAULT_POOL_SIZE`] clients.
 pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreError> {
     let runner = FredRunner::connect(
-        &config.redis_url,
-        Duration::from_millis(config.redis_timeout_ms),
+        &config.redis.url,
+        Duration::from_millis(config.redis.timeout_ms),
         DEFAULT_POOL_SIZE,
     )
     .await?;

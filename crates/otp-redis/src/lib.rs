@@ -172,8 +172,8 @@ fn redact(s: &str) -> String {
 /// Connects with the configuration's `OTP_AUTH_REDIS_URL`, timeout and key prefixes.
 pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStoreError> {
     let runner = RedisRunner::connect(
-        &config.redis_url,
-        Duration::from_millis(config.redis_timeout_ms),
+        &config.redis.url,
+        Duration::from_millis(config.redis.timeout_ms),
     )
     .await?;
     Ok(ScriptedStore::from_config(runner, config))

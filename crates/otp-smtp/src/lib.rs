@@ -35,8 +35,9 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use otp_core::Config;
+use otp_core::config::{MailSettings, SmtpSettings, SmtpTls};
 use otp_core::mailer::{MailError, Mailer, Message};
-use otp_core::{Config, SmtpTls};
 use secrecy::ExposeSecret;
 
 /// Sends login mail over SMTP.
@@ -217,41 +218,44 @@ impl SmtpMailer {
     /// Builds the mailer from `OTP_AUTH_SMTP_*` and `OTP_AUTH_MAIL_FROM*`. Connects lazily:
     /// the first mail opens the first pooled connection.
     pub fn from_config(config: &Config) -> Result<SmtpMailer, SmtpConfigError> {
-        let host = config.smtp_server.as_str();
-        let tls = config.smtp_tls_mode();
-        let timeout = Duration::from_millis(config.smtp_timeout_ms);
-        let credentials = match (&config.smtp_username, &config.smtp_password) {
+        let host = config.smtp.server.as_str();
+        let tls = config.smtp.tls_mode();
+        let timeout = Duration::from_millis(config.smtp.timeout_ms);
+        let credentials = match (&config.smtp.username, &config.smtp.password) {
             (Some(user), Some(password)) => Some(Credentials::new(
                 user.clone(),
                 password.expose_secret().to_owned(),
             )),
             (None, None) => None,
             _ => {
-                return Err(SmtpConfigError(
-                    "set both OTP_AUTH_SMTP_USERNAME and OTP_AUTH_SMTP_PASSWORD, or neither"
-                        .to_owned(),
-                ));
+                let v = SmtpSettings::VARS;
+                return Err(SmtpConfigError(format!(
+                    "set both {} and {}, or neither",
+                    v.username, v.password
+                )));
             }
         };
         let transport = match tls {
             SmtpTls::None | SmtpTls::Starttls => Transport::Direct(Arc::new(DirectPool {
                 host: host.to_owned(),
-                port: config.smtp_port,
+                port: config.smtp.port,
                 starttls: tls == SmtpTls::Starttls,
                 credentials,
                 timeout,
-                max_idle: config.smtp_pool_size as usize,
+                max_idle: config.smtp.pool_size as usize,
                 hello: ClientId::default(),
                 idle: tokio::sync::Mutex::new(Vec::new()),
             })),
             SmtpTls::Tls => {
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                    .map_err(|e| SmtpConfigError(format!("OTP_AUTH_SMTP_SERVER {host:?}: {e}")))?
-                    .port(config.smtp_port)
+                    .map_err(|e| {
+                        SmtpConfigError(format!("{} {host:?}: {e}", SmtpSettings::VARS.server))
+                    })?
+                    .port(config.smtp.port)
                     .timeout(Some(timeout))
                     .pool_config(
                         PoolConfig::new()
-                            .max_size(config.smtp_pool_size)
+                            .max_size(config.smtp.pool_size)
                             .idle_timeout(Duration::from_secs(60)),
                     );
                 if let Some(c) = credentials {
@@ -260,16 +264,20 @@ impl SmtpMailer {
                 Transport::Lettre(builder.build())
             }
         };
-        let address: Address = config.mail_from.parse().map_err(|e| {
-            SmtpConfigError(format!("OTP_AUTH_MAIL_FROM {:?}: {e}", config.mail_from))
+        let address: Address = config.mail.from.parse().map_err(|e| {
+            SmtpConfigError(format!(
+                "{} {:?}: {e}",
+                MailSettings::VARS.from,
+                config.mail.from
+            ))
         })?;
         let message_id_domain = address.domain().to_owned();
         Ok(SmtpMailer {
             transport,
-            from: Mailbox::new(Some(config.mail_from_name.clone()), address),
+            from: Mailbox::new(Some(config.mail.from_name.clone()), address),
             message_id_domain,
             timeout,
-            description: format!("{host}:{} ({tls:?})", config.smtp_port),
+            description: format!("{host}:{} ({tls:?})", config.smtp.port),
         })
     }
 

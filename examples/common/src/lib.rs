@@ -120,14 +120,14 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
             let store = otp_redis::connect(builder.config())
                 .await
                 .map_err(|e| format!("OTP_AUTH_STORE=redis: {e}"))?;
-            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: redis");
+            tracing::info!(url = %redact_url(&builder.config().redis.url), "store: redis");
             builder.stores(store)
         }
         "fred" => {
             let store = otp_fred::connect(builder.config())
                 .await
                 .map_err(|e| format!("OTP_AUTH_STORE=fred: {e}"))?;
-            tracing::info!(url = %redact_url(&builder.config().redis_url), "store: fred");
+            tracing::info!(url = %redact_url(&builder.config().redis.url), "store: fred");
             builder.stores(store)
         }
         other => {
@@ -143,8 +143,8 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
             let smtp = otp_smtp::SmtpMailer::from_config(config)
                 .map_err(|e| format!("OTP_AUTH_MAILER=smtp: {e}"))?;
             tracing::info!(
-                server = %format!("{}:{}", config.smtp_server, config.smtp_port),
-                tls = ?config.smtp_tls_mode(),
+                server = %format!("{}:{}", config.smtp.server, config.smtp.port),
+                tls = ?config.smtp.tls_mode(),
                 "mailer: smtp"
             );
             Arc::new(smtp)

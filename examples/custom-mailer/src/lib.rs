@@ -11,15 +11,13 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let config = Config {
-//!         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//!         mail_from: "login@example.com".into(),
-//!         ..Config::default()
-//!     };
+//!     let mut config = Config::default();
+//!     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
+//!     config.mail.from = "login@example.com".into();
 //!     let mailer = HttpApiMailer::new(
 //!         "http://mail-api.internal:8080/v1", // requests go to {base_url}/email
 //!         SecretString::from(std::env::var("MAIL_API_KEY")?),
-//!         &config.mail_from,
+//!         &config.mail.from,
 //!         Duration::from_secs(10), // per request: connecting, sending, the answer
 //!     )?;
 //!     let auth = OtpAuth::builder(config)
@@ -104,10 +102,8 @@
 //!         }
 //!     });
 //!
-//!     let config = Config {
-//!         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//!         ..Config::default()
-//!     };
+//!     let mut config = Config::default();
+//!     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
 //!     let auth = OtpAuth::builder(config)
 //!         .stores(MemoryStore::new())
 //!         .mailer(Arc::new(mailer))

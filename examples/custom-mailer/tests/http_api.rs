@@ -80,10 +80,11 @@ fn mailer(base_url: &str, timeout: Duration) -> HttpApiMailer {
 }
 
 fn config() -> Config {
-    Config {
-        jwt_secret: Some("5f2a9c7e1b3d4068a9e7c1f0b2d4e6a8c0f1e3d5".into()),
-        mail_from: "login@example.com".into(),
-        ..Config::default()
+    {
+        let mut c = Config::default();
+        c.tokens.secret = Some("5f2a9c7e1b3d4068a9e7c1f0b2d4e6a8c0f1e3d5".into());
+        c.mail.from = "login@example.com".into();
+        c
     }
 }
 

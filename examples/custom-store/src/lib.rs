@@ -12,10 +12,8 @@
 //!     // A file would be `sqlite://otp.db?mode=rwc` (`rwc`: create it if missing).
 //!     let store = SqliteStore::connect("sqlite::memory:").await?;
 //!
-//!     let config = Config {
-//!         jwt_secret: Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into()),
-//!         ..Config::default()
-//!     };
+//!     let mut config = Config::default();
+//!     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
 //!     let mailer = CapturingMailer::new(); // your real mailer here
 //!     let auth = OtpAuth::builder(config)
 //!         .stores(store) // one value serves as both the code store and the blacklist

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otp_core::JwtAlgorithm;
+use otp_core::config::JwtAlgorithm;
 use otp_core::token::{TokenCodec, TokenType};
 
 fuzz_target!(|data: &[u8]| {
