@@ -178,6 +178,9 @@ macro_rules! settings {
             pub const VARS: $vars = $vars {
                 $($field: concat!("OTP_AUTH_", stringify!($var)),)*
             };
+
+            /// Every variable of the group, in declaration order.
+            const NAMES: &'static [&'static str] = &[$(concat!("OTP_AUTH_", stringify!($var)),)*];
         }
 
         impl Default for $name {
@@ -808,6 +811,25 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// Every variable the configuration reads (`OTP_AUTH_OTP_LENGTH`, …), group by group;
+    /// `OTP_AUTH_CONFIG_FILE` aside.
+    pub fn variables() -> impl Iterator<Item = &'static str> {
+        [
+            CodeSettings::NAMES,
+            LimitSettings::NAMES,
+            TokenSettings::NAMES,
+            SessionSettings::NAMES,
+            CookieSettings::NAMES,
+            MailSettings::NAMES,
+            HttpSettings::NAMES,
+            RedisSettings::NAMES,
+            SmtpSettings::NAMES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
     }
 
     /// Sets a random JWT secret when none is configured, with a warning: tokens then die
