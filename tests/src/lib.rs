@@ -32,11 +32,9 @@ pub const TEST_SECRET: &str = "c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f";
 
 /// The configuration tests start from: the defaults plus a secret.
 pub fn test_config() -> Config {
-    {
-        let mut c = Config::default();
-        c.tokens.secret = Some(TEST_SECRET.into());
-        c
-    }
+    let mut c = Config::default();
+    c.tokens.secret = Some(TEST_SECRET.into());
+    c
 }
 
 /// The path of a test-only PEM key of otp-core's fixtures (`ec-a.pem`, `ed25519-a.pem`,

@@ -21,11 +21,9 @@ async fn start(t: Target) -> TestServer {
 
 /// Refresh rotation without a reuse interval: any spent token is reuse.
 fn strict() -> Config {
-    {
-        let mut c = test_config();
-        c.sessions.reuse_interval_seconds = 0;
-        c
-    }
+    let mut c = test_config();
+    c.sessions.reuse_interval_seconds = 0;
+    c
 }
 
 fn codec() -> TokenCodec {

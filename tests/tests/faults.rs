@@ -14,11 +14,9 @@ use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn config() -> Config {
-    {
-        let mut c = test_config();
-        c.redis.timeout_ms = TIMEOUT.as_millis() as u64;
-        c
-    }
+    let mut c = test_config();
+    c.redis.timeout_ms = TIMEOUT.as_millis() as u64;
+    c
 }
 
 async fn app(adapter: Adapter, store: Store, redis: &RedisProcess) -> TestServer {

@@ -17,15 +17,13 @@ use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
 use serde_json::json;
 
 fn smtp_config(port: u16) -> Config {
-    {
-        let mut c = test_config();
-        c.smtp.server = "127.0.0.1".into();
-        c.smtp.port = port;
-        c.smtp.timeout_ms = 400;
-        c.mail.from = "login@example.com".into();
-        c.mail.from_name = "Example Login".into();
-        c
-    }
+    let mut c = test_config();
+    c.smtp.server = "127.0.0.1".into();
+    c.smtp.port = port;
+    c.smtp.timeout_ms = 400;
+    c.mail.from = "login@example.com".into();
+    c.mail.from_name = "Example Login".into();
+    c
 }
 
 fn engine(config: Config) -> OtpAuth {

@@ -1056,11 +1056,9 @@ mod tests {
     }
 
     fn valid() -> Config {
-        {
-            let mut c = Config::default();
-            c.tokens.secret = Some(GOOD.into());
-            c
-        }
+        let mut c = Config::default();
+        c.tokens.secret = Some(GOOD.into());
+        c
     }
 
     #[test]

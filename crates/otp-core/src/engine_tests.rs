@@ -13,11 +13,21 @@ use crate::store::{MockOtpStore, MockTokenBlacklist, StoreError};
 const SECRET: &str = "5b1f0c9e7d3a4b6c8e2f1a0d9c7b5e3f2a1d0c9b";
 
 fn config() -> Config {
-    {
-        let mut c = Config::default();
-        c.tokens.secret = Some(SECRET.into());
-        c
-    }
+    let mut c = Config::default();
+    c.tokens.secret = Some(SECRET.into());
+    c
+}
+
+/// The codec of [`config`]'s tokens.
+fn hs256_codec() -> TokenCodec {
+    TokenCodec::hmac(
+        crate::config::JwtAlgorithm::HS256,
+        SECRET.as_bytes(),
+        None,
+        None,
+        0,
+    )
+    .unwrap()
 }
 
 fn engine(store: MockOtpStore, bl: MockTokenBlacklist, mailer: MockMailer) -> OtpAuth {
@@ -317,14 +327,7 @@ async fn verified_code_opens_one_session_matching_the_tokens() {
         "subject key is a keyed hash"
     );
     // The session id is shared by both tokens; the refresh jti is the one recorded.
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let refresh = codec
         .verify(&pair.refresh_token, TokenType::Refresh)
         .unwrap();
@@ -359,14 +362,7 @@ async fn store_failures_are_503_and_protected_routes_fail_closed() {
         .unwrap_err();
     assert_eq!(e.status(), 503);
     // A perfectly valid token is still refused while revocation cannot be checked.
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let t = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -389,14 +385,7 @@ async fn revoked_access_is_401_and_refresh_reuse_is_reported() {
     bl.expect_rotate_refresh()
         .returning(|_| Ok(RotateOutcome::Reused));
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let access = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -447,14 +436,7 @@ async fn logout_revokes_the_access_jti_and_both_sessions() {
         Ok(())
     });
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let access = codec
         .sign(codec.claims(
             TokenType::Access,
@@ -536,14 +518,7 @@ async fn the_parent_refreshes_on_the_same_lineage_within_the_interval() {
     // token re-issued (same jti), not a second branch.
     let again = auth.refresh(&first.refresh_token).await.unwrap();
     assert!(auth.authenticate(&again.access_token).await.is_ok());
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let jti = |t: &str| codec.verify(t, TokenType::Refresh).unwrap().jti;
     assert_eq!(jti(&again.refresh_token), jti(&second.refresh_token));
     let third = auth.refresh(&again.refresh_token).await.unwrap();
@@ -573,14 +548,7 @@ async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
         .verify_code("abs@example.com", &code, &client())
         .await
         .unwrap();
-    let codec = TokenCodec::hmac(
-        crate::config::JwtAlgorithm::HS256,
-        SECRET.as_bytes(),
-        None,
-        None,
-        0,
-    )
-    .unwrap();
+    let codec = hs256_codec();
     let end = |t: &str| {
         let c = codec.verify(t, TokenType::Refresh).unwrap();
         (c.exp, c.extra.get("sxp").and_then(|v| v.as_u64()))

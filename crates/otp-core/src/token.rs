@@ -1106,13 +1106,11 @@ mod tests {
         }
 
         fn config(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> Config {
-            {
-                let mut c = Config::default();
-                c.tokens.algorithm = alg;
-                c.tokens.private_key_file = Some(key_path(private));
-                c.tokens.previous_public_key_files = previous.iter().map(|p| key_path(p)).collect();
-                c
-            }
+            let mut c = Config::default();
+            c.tokens.algorithm = alg;
+            c.tokens.private_key_file = Some(key_path(private));
+            c.tokens.previous_public_key_files = previous.iter().map(|p| key_path(p)).collect();
+            c
         }
 
         fn asym(alg: JwtAlgorithm, private: &str, previous: &[&str]) -> TokenCodec {

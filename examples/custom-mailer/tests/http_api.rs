@@ -80,12 +80,10 @@ fn mailer(base_url: &str, timeout: Duration) -> HttpApiMailer {
 }
 
 fn config() -> Config {
-    {
-        let mut c = Config::default();
-        c.tokens.secret = Some("5f2a9c7e1b3d4068a9e7c1f0b2d4e6a8c0f1e3d5".into());
-        c.mail.from = "login@example.com".into();
-        c
-    }
+    let mut c = Config::default();
+    c.tokens.secret = Some("5f2a9c7e1b3d4068a9e7c1f0b2d4e6a8c0f1e3d5".into());
+    c.mail.from = "login@example.com".into();
+    c
 }
 
 fn engine(mailer: impl otp_core::mailer::Mailer) -> OtpAuth {
