@@ -1,6 +1,6 @@
 //! Against a Redis of the test's own: store round trips per operation (`INFO
-//! commandstats`), memory per pending login (`MEMORY USAGE`), what the keys hold, and a
-//! restart of Redis under a running engine.
+//! commandstats`), memory per pending login and per live session (`MEMORY USAGE`), what the
+//! keys hold, and a restart of Redis under a running engine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -61,18 +61,14 @@ async fn count<F: std::future::Future<Output = ()>>(r: &RedisProcess, op: F) -> 
     r.command_calls()
 }
 
-/// Commands sent by the client: script calls and the access check's `EXISTS`. (`INFO
-/// commandstats` also counts the commands a script runs inside the server; those are not
-/// round trips, and no store script runs `EXISTS`.)
+/// Scripts sent by the client. (`INFO commandstats` also counts the commands a script runs
+/// inside the server; those are not round trips. The access check, the one plain command,
+/// is counted on its own below.)
 fn total(calls: &[(String, u64)]) -> u64 {
     calls
         .iter()
         .filter(|(n, _)| {
-            n == "evalsha"
-                || n == "eval"
-                || n == "exists"
-                || n.starts_with("script")
-                || n.starts_with("fcall")
+            n == "evalsha" || n == "eval" || n.starts_with("script") || n.starts_with("fcall")
         })
         .map(|(_, n)| n)
         .sum()
@@ -138,9 +134,13 @@ async fn round_trips(backend: Backend) {
         auth.authenticate(&pair.access_token).await.unwrap();
     })
     .await;
-    assert_eq!(total(&c), 1, "an authenticated request: {c:?}");
+    assert_eq!(
+        (total(&c), c.iter().map(|(_, k)| k).sum::<u64>()),
+        (0, 1),
+        "an authenticated request is one plain command and no script: {c:?}"
+    );
     assert!(
-        c.iter().any(|(n, k)| n == "exists" && *k == 1) && !c.iter().any(|(n, _)| n == "evalsha"),
+        c.iter().any(|(n, k)| n == "exists" && *k == 1),
         "the access check is one plain EXISTS: {c:?}"
     );
     let mut next = None;
@@ -226,6 +226,123 @@ async fn one_small_key_per_pending_login_holding_no_address_or_code() {
     for k in [session, index] {
         let ttl: i64 = r.cli(&["pttl", k]).trim().parse().unwrap();
         assert!(ttl > 0, "{k} expires");
+    }
+}
+
+/// Redis bytes per live session: each session's key plus its share of the subject's
+/// index, every session refreshed once (so the parent kept for the reuse interval is in
+/// place), `subjects` users with `each` sessions, the given client.
+async fn bytes_per_session(
+    r: &RedisProcess,
+    subjects: usize,
+    each: usize,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> u64 {
+    r.cli(&["flushall"]);
+    let store = ScriptedStore::new(
+        otp_redis::RedisRunner::connect(&r.url(), Duration::from_millis(500))
+            .await
+            .unwrap(),
+        KeyLayout::new("otp_", "blacklist_"),
+    );
+    let exp = otp_core::primitives::now_secs() + 7 * 86_400;
+    for u in 0..subjects {
+        // A subject key as the engine makes it: 22 characters of a keyed hash.
+        let subject_key = format!("{u:0>22}");
+        for _ in 0..each {
+            let sid = otp_core::store::new_session_id(&subject_key);
+            let first = otp_core::primitives::random_id();
+            let mut s = otp_core::store::NewSession {
+                sid: sid.clone(),
+                subject_key: subject_key.clone(),
+                refresh_jti: first.clone(),
+                expires_at: exp,
+                user_agent: user_agent.map(str::to_owned),
+                ip: ip.map(str::to_owned),
+                max_sessions: 1000,
+            };
+            store.create_session(&s).await.unwrap();
+            s.refresh_jti = otp_core::primitives::random_id();
+            let rot = otp_core::store::Rotation {
+                sid,
+                presented_jti: first,
+                new_jti: s.refresh_jti.clone(),
+                new_expires_at: exp,
+                reuse_interval: Duration::from_secs(10),
+            };
+            let out = store.rotate_refresh(&rot).await.unwrap();
+            assert_eq!(out, otp_core::store::RotateOutcome::Rotated);
+        }
+    }
+    let keys: Vec<String> = r.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    assert_eq!(
+        keys.len(),
+        subjects * (each + 1),
+        "a key per session and per index"
+    );
+    let total: u64 = keys
+        .iter()
+        .map(|k| {
+            r.cli(&["memory", "usage", k])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    total / (subjects * each) as u64
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn a_live_session_takes_at_most_300_bytes_with_its_index() {
+    let r = RedisProcess::start();
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                      Chrome/131.0.0.0 Safari/537.36";
+    let ip = Some("203.0.113.77");
+    let mut rows = Vec::new();
+    for (subjects, each, ip, ua, label) in [
+        (1, 1, None, None, "1 user x 1 session, no IP or user agent"),
+        (1, 1, ip, None, "1 user x 1 session, IPv4"),
+        (50, 1, ip, None, "50 users x 1 session, IPv4"),
+        (
+            10,
+            20,
+            ip,
+            None,
+            "10 users x 20 sessions (the default cap), IPv4",
+        ),
+        (
+            1,
+            1000,
+            ip,
+            None,
+            "1 user x 1000 sessions (the largest cap), IPv4",
+        ),
+        (
+            50,
+            1,
+            ip,
+            Some(UA),
+            "50 users x 1 session, IPv4, a 111-byte user agent",
+        ),
+    ] {
+        let bytes = bytes_per_session(&r, subjects, each, ip, ua).await;
+        eprintln!("MEMORY USAGE per live session, {label}: {bytes} bytes");
+        rows.push((label, ua.is_some(), bytes));
+    }
+    for (label, with_ua, bytes) in rows {
+        // The user agent is the client's to choose (at most 256 bytes): its length comes
+        // on top, rounded up to the allocator's size class (32 bytes apart here).
+        let limit = if with_ua {
+            300 + UA.len().next_multiple_of(32) as u64
+        } else {
+            300
+        };
+        assert!(bytes <= limit, "{label}: {bytes} bytes per session");
     }
 }
 

@@ -14,6 +14,13 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// 72 random bits, base64url (12 characters): for ids that only have to be unique among a
+/// few (a subject's sessions), never for secrets.
+pub(crate) fn short_random_id() -> String {
+    let bytes: [u8; 9] = rand::rng().random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The current time in seconds since the epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()

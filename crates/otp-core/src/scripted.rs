@@ -20,9 +20,9 @@
 //! | `otp_ip:{<ip bucket>}` | string | requests in the current minute | with the window |
 //! | `otp_vf:{<ip bucket>}` | string | failed verifications in the current hour | with the window |
 //! | `<first key>:fence` | string | written after a durable script when replicas must acknowledge | a second |
-//! | `blacklist_{<subject key>}:s:<sid>` | hash | session: subject key `sk`, current refresh `jti` `cj`, its parent `pj` and rotation time `rt`, times `ca`/`ra`, user agent, IP | with the session |
+//! | `blacklist_{<subject key>}:s:<member>` | string | session: `<current refresh jti> <parent jti, first 11 characters> <created, s> <IP> <user agent>` (one string: a small one stays in one allocation) | with the session |
 //! | `blacklist_{<subject key>}:j:<jti>` | string | a revoked access token | with the token |
-//! | `blacklist_{<subject key>}:u` | sorted set | the subject's session ids, scored by last refresh (ms) | with its longest session |
+//! | `blacklist_{<subject key>}:u` | sorted set | the subject's session members (a session id is `<subject key>.<member>`), scored by the last refresh or rotation (ms) | with its longest session |
 //!
 //! A session id starts with its subject key ([`crate::store::new_session_id`]), so a
 //! subject's sessions, revocations and index share one slot: creating, rotating, ending
@@ -236,7 +236,7 @@ scripts! {
     /// Count a request against an IP bucket.
     IP_TAKE = 3, "ip_take", lua!("ip_take_fn", "ip_take");
     /// Record a session in its subject's index: `KEYS[1]` session, `KEYS[2]` index; `ARGV`
-    /// subject key, refresh jti, expires_at (s), user agent, IP, sid, most sessions.
+    /// refresh jti, expires_at (s), user agent, IP, the session's member, most sessions.
     SESSION_CREATE = 4, "session_create", lua!("now", "session_create_fn", "session_create_main");
     /// Rotate a refresh token, detecting reuse.
     ROTATE = 5, "rotate", lua!("now", "rotate");
@@ -412,13 +412,15 @@ impl KeyLayout {
         format!("{}vf:{{{}}}", self.otp_prefix, ip.as_str())
     }
 
-    /// A session, in its subject's slot.
+    /// A session, in its subject's slot: the id's subject key is the hash tag, and the
+    /// rest of the id (its member in the subject's index) ends the key.
     pub fn session(&self, sid: &str) -> String {
-        format!(
-            "{}{{{}}}:s:{sid}",
-            self.blacklist_prefix,
-            session_subject_key(sid)
-        )
+        self.session_member(session_subject_key(sid), member(sid))
+    }
+
+    /// The session of a subject whose index holds `member`.
+    pub fn session_member(&self, subject_key: &str, member: &str) -> String {
+        format!("{}{{{subject_key}}}:s:{member}", self.blacklist_prefix)
     }
 
     /// A revoked access token of a session, in the same slot.
@@ -439,6 +441,12 @@ impl KeyLayout {
     pub fn index_of(&self, sid: &str) -> String {
         self.index(session_subject_key(sid))
     }
+}
+
+/// A session's member in its subject's index: the id after its subject key (the whole id
+/// if it has none).
+fn member(sid: &str) -> &str {
+    sid.split_once('.').map_or(sid, |(_, m)| m)
 }
 
 fn ms(d: Duration) -> String {
@@ -614,14 +622,13 @@ impl SessionArgs {
         }
     }
 
-    fn argv<'a>(&'a self, s: &'a NewSession) -> [&'a [u8]; 7] {
+    fn argv<'a>(&'a self, s: &'a NewSession) -> [&'a [u8]; 6] {
         [
-            s.subject_key.as_bytes(),
             s.refresh_jti.as_bytes(),
             self.exp.as_bytes(),
             s.user_agent.as_deref().unwrap_or("").as_bytes(),
             s.ip.as_deref().unwrap_or("").as_bytes(),
-            s.sid.as_bytes(),
+            member(&s.sid).as_bytes(),
             self.most.as_bytes(),
         ]
     }
@@ -761,7 +768,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let ip_key = req.ip.as_ref().map(|ip| self.keys.ip_failures(ip));
         let va = VerifyArgs::new(req);
         let sa = SessionArgs::new(session);
-        let mut argv: Vec<&[u8]> = Vec::with_capacity(13);
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(12);
         argv.extend_from_slice(&va.argv(req));
         argv.extend_from_slice(&sa.argv(session));
         let mut keys: Vec<&str> = vec![&key, &skey, &index];
@@ -801,7 +808,7 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
                     rot.presented_jti.as_bytes(),
                     rot.new_jti.as_bytes(),
                     rot.new_expires_at.to_string().as_bytes(),
-                    rot.sid.as_bytes(),
+                    member(&rot.sid).as_bytes(),
                     ms(rot.reuse_interval).as_bytes(),
                 ],
             )
@@ -858,12 +865,12 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
                     self.call(
                         &END,
                         &[&session, &index, &revoked],
-                        &[sid.as_bytes(), end, exp.as_bytes()],
+                        &[member(sid).as_bytes(), end, exp.as_bytes()],
                     )
                     .await
                 }
                 None => {
-                    self.call(&END, &[&session, &index], &[sid.as_bytes(), end])
+                    self.call(&END, &[&session, &index], &[member(sid).as_bytes(), end])
                         .await
                 }
             }
@@ -876,30 +883,36 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
 
     async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
         let index = self.keys.index(subject_key);
-        let sids = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
-        if sids.is_empty() {
+        let members = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
+        if members.is_empty() {
             return Ok(0);
         }
-        let sessions: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
+        let sessions: Vec<String> = members
+            .iter()
+            .map(|m| self.keys.session_member(subject_key, m))
+            .collect();
         let keys: Vec<&str> = std::iter::once(index.as_str())
             .chain(sessions.iter().map(String::as_str))
             .collect();
-        let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
+        let args: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
         let n = self.call(&END_ALL, &keys, &args).await?.int()?;
         Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let index = self.keys.index(subject_key);
-        let sids = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
-        if sids.is_empty() {
+        let members = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
+        if members.is_empty() {
             return Ok(Vec::new());
         }
-        let sessions: Vec<String> = sids.iter().map(|s| self.keys.session(s)).collect();
+        let sessions: Vec<String> = members
+            .iter()
+            .map(|m| self.keys.session_member(subject_key, m))
+            .collect();
         let keys: Vec<&str> = std::iter::once(index.as_str())
             .chain(sessions.iter().map(String::as_str))
             .collect();
-        let args: Vec<&[u8]> = sids.iter().map(|s| s.as_bytes()).collect();
+        let args: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
         let r = self.call(&SESSIONS_GET, &keys, &args).await?;
         let now = crate::primitives::now_secs();
         let mut out = Vec::new();
@@ -908,7 +921,9 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
             let num = |i: usize| f.get(i).and_then(|v| v.int().ok()).unwrap_or(0).max(0) as u64;
             let text = |i: usize| f.get(i).and_then(Reply::string).filter(|s| !s.is_empty());
             out.push(SessionInfo {
-                sid: text(0).unwrap_or_default(),
+                sid: text(0)
+                    .map(|m| format!("{subject_key}.{m}"))
+                    .unwrap_or_default(),
                 created_at: num(1),
                 refreshed_at: num(2),
                 expires_at: now + num(3),

@@ -284,12 +284,16 @@ pub fn same_store<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
     std::ptr::addr_eq(a as *const A, b as *const B)
 }
 
-/// A new session id for a subject: `<subject key>.<128 random bits>`.
+/// A new session id for a subject: `<subject key>.<72 random bits>` (12 base64url
+/// characters).
 ///
 /// The prefix lets a store keep all of a subject's sessions together (one Redis Cluster
-/// slot), so creating, listing and ending them are single-slot operations.
+/// slot), so creating, listing and ending them are single-slot operations. The random
+/// part only has to tell a subject's sessions apart (at most 1000 live at once): a session
+/// id is no secret, every token that carries one is signed. Kept short, it keeps a
+/// session's Redis key and its index entry in the smaller allocation classes.
 pub fn new_session_id(subject_key: &str) -> String {
-    format!("{subject_key}.{}", crate::primitives::random_id())
+    format!("{subject_key}.{}", crate::primitives::short_random_id())
 }
 
 /// The subject key a session id starts with (the whole id if it has no `.`).

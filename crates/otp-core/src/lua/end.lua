@@ -1,4 +1,4 @@
--- END: KEYS[1] session, KEYS[2] subject index, optionally KEYS[3] a revoked jti; ARGV sid,
+-- END: KEYS[1] session, KEYS[2] subject index, optionally KEYS[3] a revoked jti; ARGV member,
 -- `1` to end the session (else `0`), and with KEYS[3] the token's expiry (s).
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])

@@ -1,21 +1,23 @@
 -- ROTATE: KEYS[1] session, KEYS[2] subject index; ARGV presented jti, new jti, new
--- expires_at (s), sid, reuse interval (ms). Returns {0} rotated (also for the same
+-- expires_at (s), member, reuse interval (ms). Returns {0} rotated (also for the same
 -- rotation resent), {1} reused (session ended), {2} unknown, {3, current jti} reissue.
-local h = redis.call('HMGET', KEYS[1], 'cj', 'pj', 'rt')
-local cj = h[1]
-if not cj then return {2} end
+-- The parent is kept as the first 11 characters (66 bits) of its jti, enough to tell it
+-- from the session's other ancestors; the index score is the last rotation's time.
+local v = redis.call('GET', KEYS[1])
+if not v then return {2} end
+local cj, pj, rest = string.match(v, '^(%S*) (%S*) (.*)$')
+local parent = string.sub(ARGV[1], 1, 11)
 if cj == ARGV[1] then
-  local secs = string.format('%d', math.floor(now / 1000))
-  redis.call('HSET', KEYS[1], 'cj', ARGV[2], 'pj', ARGV[1], 'rt', string.format('%d', now), 'ra', secs)
-  redis.call('EXPIREAT', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. parent .. ' ' .. rest, 'EXAT', ARGV[3])
   redis.call('ZADD', KEYS[2], string.format('%d', now), ARGV[4])
   redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
   return {0}
 end
-if h[2] == ARGV[1] then
+if pj ~= '' and pj == parent then
   if cj == ARGV[2] then return {0} end
   local interval = tonumber(ARGV[5])
-  if interval > 0 and now - (tonumber(h[3]) or 0) <= interval then
+  local rotated = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[4]) or '0')
+  if interval > 0 and now - rotated <= interval then
     redis.call('EXPIREAT', KEYS[1], ARGV[3], 'GT')
     redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
     return {3, cj}
