@@ -1,5 +1,10 @@
 //! The load generator: N virtual users, each on its own keep-alive HTTP/1.1 connection,
-//! running one scenario in a closed loop for a warm-up and then a measured period.
+//! running one scenario for a warm-up and then a measured period: in a closed loop (each
+//! user starts its next operation when the last one ends), or with `--rate`, in an open
+//! loop at a fixed total rate, each user starting an operation every `concurrency / rate`
+//! seconds. In the open loop a latency is measured from the time the operation was due,
+//! not from when it could start, so a stalled server shows in the tail instead of slowing
+//! the load down (the coordinated omission of a closed loop, as wrk2 avoids it).
 //!
 //! Only operations that start after the warm-up and end before the end of the measured
 //! period count, for the rate, the latencies and the errors alike.
@@ -36,6 +41,8 @@ enum Scenario {
     Flow,
     /// request-otp for a new `@mail.bench` address each time, real mail (op: one request).
     RequestOtp,
+    /// Log in once, then `POST /auth/refresh` with the latest cookie (op: one request).
+    Refresh,
 }
 
 impl Scenario {
@@ -44,6 +51,7 @@ impl Scenario {
             Self::Protected => "protected",
             Self::Flow => "flow",
             Self::RequestOtp => "request-otp",
+            Self::Refresh => "refresh",
         }
     }
 }
@@ -77,9 +85,10 @@ impl Args {
             "protected" => Scenario::Protected,
             "flow" => Scenario::Flow,
             "request-otp" => Scenario::RequestOtp,
+            "refresh" => Scenario::Refresh,
             other => {
                 return Err(format!(
-                    "`--scenario {other}`: use protected, flow or request-otp"
+                    "`--scenario {other}`: use protected, flow, request-otp or refresh"
                 ));
             }
         };
@@ -169,7 +178,7 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
             .connect()
             .await
             .map_err(|e| format!("virtual user {vu}: {e}"))?;
-        if args.scenario == Scenario::Protected {
+        if matches!(args.scenario, Scenario::Protected | Scenario::Refresh) {
             let email = format!("p{run_id}-{vu}@magic.bench");
             user.login(&email)
                 .await
@@ -208,6 +217,8 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
         "ops_per_sec": round(ops as f64 / args.seconds, 1),
         "p50_ms": percentile_ms(&total.latencies_us, 0.50),
         "p99_ms": percentile_ms(&total.latencies_us, 0.99),
+        "p999_ms": percentile_ms(&total.latencies_us, 0.999),
+        "rate": args.rate,
         "errors": total.errors,
         "server_errors": total.server_errors,
         "transport_errors": total.transport_errors,
@@ -397,13 +408,19 @@ impl User {
         let mut n: u64 = 0;
         let mut next = Instant::now();
         loop {
-            if let Some(pace) = pace {
-                // A steady rate: each user starts an operation every `pace`.
-                tokio::time::sleep_until(next.into()).await;
-                next += pace;
-            }
-            let started = Instant::now();
-            if started >= clock.end {
+            // In the open loop, an operation's latency runs from when it was due.
+            let due = match pace {
+                Some(pace) => {
+                    // A steady rate: each user starts an operation every `pace`, late ones
+                    // at once.
+                    let due = next;
+                    tokio::time::sleep_until(due.into()).await;
+                    next += pace;
+                    due
+                }
+                None => Instant::now(),
+            };
+            if Instant::now() >= clock.end {
                 break;
             }
             let outcome = match scenario {
@@ -413,13 +430,14 @@ impl User {
                     let email = format!("m{}-{}-{n}@mail.bench", self.run_id, self.vu);
                     self.request_otp(&email).await
                 }
+                Scenario::Refresh => self.refresh().await,
             };
             n += 1;
             let done = Instant::now();
-            let counted = started >= clock.measure_from && done <= clock.end;
+            let counted = due >= clock.measure_from && done <= clock.end;
             match outcome {
                 Ok(()) if counted => {
-                    let us = done.duration_since(started).as_micros();
+                    let us = done.duration_since(due).as_micros();
                     stats
                         .latencies_us
                         .push(u64::try_from(us).unwrap_or(u64::MAX));
@@ -497,18 +515,7 @@ impl User {
         self.login(&email).await?;
         self.protected().await?;
 
-        let cookie = self.cookie.clone();
-        let reply = self
-            .conn
-            .send(
-                Method::POST,
-                "/auth/refresh",
-                &[(COOKIE, cookie.as_str())],
-                None,
-            )
-            .await?;
-        ok(&reply, "refresh")?;
-        self.take_tokens(&reply, "refresh")?;
+        self.refresh().await?;
 
         let bearer = format!("Bearer {}", self.token);
         let cookie = self.cookie.clone();
@@ -522,6 +529,22 @@ impl User {
             )
             .await?;
         ok(&reply, "logout")
+    }
+
+    /// `POST /auth/refresh` with the latest cookie; keeps the new token and cookie.
+    async fn refresh(&mut self) -> Result<(), OpError> {
+        let cookie = self.cookie.clone();
+        let reply = self
+            .conn
+            .send(
+                Method::POST,
+                "/auth/refresh",
+                &[(COOKIE, cookie.as_str())],
+                None,
+            )
+            .await?;
+        ok(&reply, "refresh")?;
+        self.take_tokens(&reply, "refresh")
     }
 
     /// Keeps the access token of a verify-otp or refresh answer and its refresh cookie.

@@ -4,9 +4,10 @@
 //!   with the same routes and answer shapes as the example apps, each request doing exactly
 //!   one Redis `EXISTS`: the most the machine allows for "one HTTP request, one Redis round
 //!   trip", against which the library is measured.
-//! * `otp-bench load --base http://127.0.0.1:PORT --scenario protected|flow|request-otp
-//!   --concurrency N --seconds S [--warmup S]` runs N virtual users on keep-alive
-//!   connections and prints one JSON line with throughput, latency percentiles and errors.
+//! * `otp-bench load --base http://127.0.0.1:PORT --scenario protected|flow|request-otp|refresh
+//!   --concurrency N --seconds S [--warmup S] [--rate R]` runs N virtual users on keep-alive
+//!   connections, in a closed loop or at R operations per second, and prints one JSON line
+//!   with throughput, latency percentiles and errors.
 //!
 //! Arguments are parsed by hand; every error is reported on stderr with exit status 1
 //! (2 for a usage error).
@@ -19,8 +20,9 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 Usage:
   otp-bench ceiling --addr 127.0.0.1:PORT --redis redis://HOST:PORT
-  otp-bench load --base http://127.0.0.1:PORT --scenario protected|flow|request-otp
+  otp-bench load --base http://127.0.0.1:PORT --scenario protected|flow|request-otp|refresh
                  [--concurrency N (32)] [--seconds S (10)] [--warmup S (2)]
+                 [--rate OPS_PER_S (0: closed loop)]
 ";
 
 fn main() -> ExitCode {

@@ -12,11 +12,23 @@ use super::{Bench, SMTP_SOURCE_MESSAGES};
 use crate::tools::find_program;
 
 impl Bench<'_> {
-    /// Runs one scenario of `otp-bench load` against `addr`.
+    /// Runs one scenario of `otp-bench load` against `addr`, in a closed loop.
     pub(super) fn load(
         &self,
         addr: SocketAddr,
         scenario: &str,
+        what: &str,
+    ) -> Result<Load, String> {
+        self.load_at(addr, scenario, None, what)
+    }
+
+    /// Runs one scenario of `otp-bench load` against `addr`: in a closed loop, or with
+    /// `rate`, in an open loop at that many operations per second.
+    pub(super) fn load_at(
+        &self,
+        addr: SocketAddr,
+        scenario: &str,
+        rate: Option<f64>,
         what: &str,
     ) -> Result<Load, String> {
         let options = &self.options;
@@ -30,6 +42,9 @@ impl Bench<'_> {
             .args(["--warmup", &options.warmup.to_string()])
             .stdin(Stdio::null())
             .stderr(Stdio::inherit());
+        if let Some(rate) = rate {
+            command.args(["--rate", &format!("{rate:.1}")]);
+        }
         let shown = crate::cmd::display(&command);
         eprintln!("xtask: bench: {what}: `{shown}`");
         let output = command
@@ -127,6 +142,84 @@ impl Bench<'_> {
         Ok(keys)
     }
 
+    /// Writes `n` live sessions into Redis, as the Redis stores lay them out (default
+    /// prefixes, one session per subject, a week to live, refreshed once), through
+    /// `redis-cli --pipe`; returns Redis' `used_memory` before and after.
+    pub(super) fn preload_sessions(&self, n: u32) -> Result<(u64, u64), String> {
+        let before = self.used_memory()?;
+        let mut command = Command::new(&self.tools.redis_cli);
+        command
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.redis_port.to_string(),
+                "--pipe",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let shown = crate::cmd::display(&command);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| format!("`{shown}`: no standard input"))?;
+        let writer = std::thread::spawn(move || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdin);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let exp = (now + 7 * 86_400).to_string();
+            let (created, score) = (now.to_string(), (now * 1000).to_string());
+            for i in 0..n {
+                // The shapes of real ids: a 22-character subject key, a 12-character
+                // member, 22-character jtis.
+                let subject = format!("preload{i:0>15}");
+                let member = format!("m{i:0>11}");
+                let session = format!("blacklist_{{{subject}}}:s:{member}");
+                let index = format!("blacklist_{{{subject}}}:u");
+                let value = format!("j{i:0>21} p{i:0>10} {created} 198.51.100.{} ", i % 250);
+                resp(&mut out, &["SET", &session, &value, "EXAT", &exp])?;
+                resp(&mut out, &["ZADD", &index, &score, &member])?;
+                resp(&mut out, &["EXPIREAT", &index, &exp])?;
+            }
+            out.flush()
+        });
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("`{shown}`: {e}"))?;
+        writer
+            .join()
+            .map_err(|_| format!("`{shown}`: the writer panicked"))?
+            .map_err(|e| format!("`{shown}`: writing the commands: {e}"))?;
+        let report = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || !report.contains("errors: 0") {
+            return Err(format!(
+                "`{shown}` failed ({}): {}{}",
+                output.status,
+                report.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let after = self.used_memory()?;
+        eprintln!(
+            "xtask: bench: {n} sessions preloaded; Redis used_memory {before} -> {after} bytes"
+        );
+        Ok((before, after))
+    }
+
+    /// Redis' `used_memory` (`INFO memory`).
+    fn used_memory(&self) -> Result<u64, String> {
+        let info = self.redis_cli(&["INFO", "memory"])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no used_memory in INFO memory: {info:?}"))
+    }
+
     /// Empties Redis, so each run starts from the same state.
     pub(super) fn flush_redis(&self) -> Result<(), String> {
         self.redis_cli(&["FLUSHALL"]).map(drop)
@@ -155,6 +248,15 @@ impl Bench<'_> {
         }
         Ok(stdout)
     }
+}
+
+/// One command in the Redis protocol.
+fn resp(out: &mut impl std::io::Write, args: &[&str]) -> std::io::Result<()> {
+    write!(out, "*{}\r\n", args.len())?;
+    for a in args {
+        write!(out, "${}\r\n{a}\r\n", a.len())?;
+    }
+    Ok(())
 }
 
 /// Sends a JSON POST over a fresh connection; returns the status code.

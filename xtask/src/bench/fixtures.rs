@@ -3,7 +3,7 @@
 use super::SMTP_SOURCE_MESSAGES;
 use super::options::Options;
 use super::report::Report;
-use super::results::{Ceiling, Load, Pair, Row, Smtp};
+use super::results::{Ceiling, Load, OpenLoop, Pair, Preloaded, Row, Smtp};
 
 /// `list` as owned command-line arguments.
 pub(super) fn args(list: &[&str]) -> Vec<String> {
@@ -14,7 +14,7 @@ pub(super) fn args(list: &[&str]) -> Vec<String> {
 /// `server_errors` 5xx.
 fn load(ops: f64, server_errors: u64) -> Load {
     Load::parse(&format!(
-        "{{\"ops_per_sec\":{ops},\"p50_ms\":1.5,\"p99_ms\":9,\"errors\":1,\
+        "{{\"ops_per_sec\":{ops},\"p50_ms\":1.5,\"p99_ms\":9,\"p999_ms\":12,\"errors\":1,\
          \"server_errors\":{server_errors}}}"
     ))
     .unwrap()
@@ -70,11 +70,11 @@ pub(super) fn report() -> Report {
                 pairs: vec![
                     Pair {
                         ceiling: smtp(100.0),
-                        app: load(40.0, 0),
+                        app: load(80.0, 0),
                     },
                     Pair {
                         ceiling: smtp(125.0),
-                        app: load(50.0, 2),
+                        app: load(100.0, 2),
                     },
                     Pair {
                         ceiling: smtp(50.0),
@@ -112,5 +112,22 @@ pub(super) fn report() -> Report {
             },
         ],
         memory: Vec::new(),
+        open_loop: vec![OpenLoop {
+            scenario: "protected",
+            app: "axum",
+            store: "redis",
+            percent: 80,
+            rate: 72.0,
+            load: load(71.5, 0),
+        }],
+        preloaded: vec![Preloaded {
+            scenario: "refresh",
+            app: "poem",
+            store: "redis",
+            sessions: 1000,
+            used_memory: (1_000_000, 1_250_000),
+            empty: load(100.0, 0),
+            preloaded: load(95.0, 0),
+        }],
     }
 }

@@ -56,7 +56,7 @@ use std::process::Command;
 
 use self::options::{Options, Target};
 use self::report::Report;
-use self::results::{Ceiling, Memory, Pair, Row};
+use self::results::{Ceiling, Memory, OpenLoop, Pair, Preloaded, Row};
 use crate::Outcome;
 use crate::servers::Servers;
 use crate::tools::Tools;
@@ -70,10 +70,13 @@ const APPS: [(&str, &str); 2] = [("axum-example", "axum"), ("poem-example", "poe
 const STORES: [&str; 2] = ["redis", "fred"];
 
 /// The scenarios of `otp-bench load` run against each app.
-const SCENARIOS: [&str; 3] = ["protected", "flow", "request-otp"];
+const SCENARIOS: [&str; 4] = ["protected", "flow", "refresh", "request-otp"];
 
 /// The scenarios that `otp-bench ceiling` serves (`request-otp` has `smtp-source`).
-const CEILING_SCENARIOS: [&str; 2] = ["protected", "flow"];
+const CEILING_SCENARIOS: [&str; 3] = ["protected", "flow", "refresh"];
+
+/// The scenarios run again on a store preloaded with sessions (`--preload-sessions`).
+const PRELOAD_SCENARIOS: [&str; 2] = ["protected", "refresh"];
 
 /// Any 64 hex digits: a strong enough key for the bench only.
 pub(crate) const JWT_SECRET: &str =
@@ -165,6 +168,7 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         })
         .collect();
     let mut memory = Vec::new();
+    let mut extra = Extra::default();
     for round in 1..=options.rounds {
         eprintln!("xtask: bench: round {round}/{}", options.rounds);
         // One ceiling server for the whole round, idle between its runs.
@@ -174,7 +178,7 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
             Some(bench.start_ceiling(round)?)
         };
         for (i, t) in options.targets.iter().enumerate() {
-            let (pairs, mem) = bench.app(*t, round, ceiling.as_mut())?;
+            let (pairs, mem) = bench.app(*t, round, ceiling.as_mut(), &mut extra)?;
             let app_rows = rows.iter_mut().skip(i * options.scenarios.len());
             for (row, pair) in app_rows.zip(pairs) {
                 row.pairs.push(pair);
@@ -192,6 +196,8 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
         cpus,
         rows,
         memory,
+        open_loop: extra.open_loop,
+        preloaded: extra.preloaded,
     };
     print!("{}", report.table());
     let json_path = out.join("bench.json");
@@ -209,16 +215,25 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
     Ok(0)
 }
 
+/// The first round's runs beyond the pairs: the open loop and the preloaded store.
+#[derive(Debug, Default)]
+struct Extra {
+    open_loop: Vec<OpenLoop>,
+    preloaded: Vec<Preloaded>,
+}
+
 impl Bench<'_> {
     /// Starts one app on one store on an empty Redis and runs the selected scenarios, in
     /// the order of `options.scenarios`, each paired with a ceiling run just before it (on
-    /// `ceiling`, which `protected` and `flow` need); in the first round, also measures a
-    /// pending login.
+    /// `ceiling`, which the `otp-bench` scenarios need); in the first round, also measures a
+    /// pending login, then the open loop (`--open-loop`) and a preloaded store
+    /// (`--preload-sessions`), into `extra`.
     fn app(
         &self,
         t: Target,
         round: u32,
         mut ceiling: Option<&mut CeilingServer>,
+        extra: &mut Extra,
     ) -> Result<(Vec<Pair>, Option<Memory>), String> {
         let Target {
             package,
@@ -268,6 +283,42 @@ impl Bench<'_> {
         } else {
             None
         };
+        if round == 1 {
+            let runs = self.options.scenarios.iter().zip(&pairs);
+            for (&scenario, pair) in runs.filter(|(s, _)| **s != "request-otp") {
+                for &percent in &self.options.open_loop {
+                    let rate = pair.app.ops_per_sec * f64::from(percent) / 100.0;
+                    let what = format!("{what}: open loop at {percent}%");
+                    let load = self.load_at(addr, scenario, Some(rate), &what)?;
+                    extra.open_loop.push(OpenLoop {
+                        scenario,
+                        app,
+                        store,
+                        percent,
+                        rate,
+                        load,
+                    });
+                }
+            }
+            let n = self.options.preload_sessions;
+            if n > 0 {
+                let used_memory = self.preload_sessions(n)?;
+                let runs = self.options.scenarios.iter().zip(&pairs);
+                for (&scenario, pair) in runs.filter(|(s, _)| PRELOAD_SCENARIOS.contains(s)) {
+                    let what = format!("{what}: {n} sessions preloaded");
+                    let preloaded = self.load(addr, scenario, &what)?;
+                    extra.preloaded.push(Preloaded {
+                        scenario,
+                        app,
+                        store,
+                        sessions: n,
+                        used_memory,
+                        empty: pair.app.clone(),
+                        preloaded,
+                    });
+                }
+            }
+        }
         server.stop()?;
         Ok((pairs, memory))
     }

@@ -6,7 +6,9 @@ use super::{APPS, CEILING_SCENARIOS, SCENARIOS, STORES};
 /// The options of `cargo xtask bench`, as the error message and the help list them.
 const OPTIONS_HELP: &str = "--seconds N (10), --concurrency N (32), --warmup N (2), \
      --rounds N (3), --only app/store[,app/store...] (every app on every store; apps: axum, poem; \
-     stores: redis, fred), --scenarios name[,name...] (all: protected,flow,request-otp)";
+     stores: redis, fred), --scenarios name[,name...] (all: protected,flow,refresh,request-otp), \
+     --open-loop P[,P...] (none; percentages of the closed loop's ops/s, such as 50,80), \
+     --preload-sessions N (0)";
 
 /// One example app on one store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,12 @@ pub(super) struct Options {
     pub(super) targets: Vec<Target>,
     /// The scenarios run (`--scenarios`), in the order of [`SCENARIOS`].
     pub(super) scenarios: Vec<&'static str>,
+    /// In the first round, each app's `otp-bench` scenarios again at these percentages of
+    /// the ops/s it just reached, in an open loop (`--open-loop 50,80`; none by default).
+    pub(super) open_loop: Vec<u32>,
+    /// In the first round, live sessions written into Redis before `protected` and
+    /// `refresh` run again on each app (`--preload-sessions`, 0: not run).
+    pub(super) preload_sessions: u32,
 }
 
 impl Options {
@@ -63,6 +71,8 @@ impl Options {
             rounds: 3,
             targets: Target::all(),
             scenarios: SCENARIOS.to_vec(),
+            open_loop: Vec::new(),
+            preload_sessions: 0,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -78,6 +88,17 @@ impl Options {
                 "--rounds" => options.rounds = whole_number(arg, value()?)?,
                 "--only" => options.targets = parse_only(value()?)?,
                 "--scenarios" => options.scenarios = parse_scenarios(value()?)?,
+                "--open-loop" => {
+                    let value = value()?;
+                    options.open_loop = items(arg, value)?
+                        .into_iter()
+                        .map(|p| whole_number(arg, p))
+                        .collect::<Result<_, _>>()?;
+                    if options.open_loop.iter().any(|&p| p == 0 || p > 100) {
+                        return Err(format!("`{arg} {value}`: percentages from 1 to 100"));
+                    }
+                }
+                "--preload-sessions" => options.preload_sessions = whole_number(arg, value()?)?,
                 other => {
                     return Err(format!(
                         "`bench` does not take `{other}`; options (defaults): {OPTIONS_HELP}"
@@ -217,5 +238,20 @@ mod tests {
         assert!(e.contains("`login`"), "{e}");
         let o = Options::parse(&args(&["--scenarios", "request-otp"])).unwrap();
         assert!(o.ceiling_scenarios().is_empty());
+        let o = Options::parse(&args(&[
+            "--open-loop",
+            "50, 80",
+            "--preload-sessions",
+            "1000",
+        ]))
+        .unwrap();
+        assert_eq!((o.open_loop, o.preload_sessions), (vec![50, 80], 1000));
+        assert!(o.preload_sessions > 0 && Options::parse(&args(&[])).unwrap().open_loop.is_empty());
+        for bad in ["0", "101", "fast", ""] {
+            assert!(
+                Options::parse(&args(&["--open-loop", bad])).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

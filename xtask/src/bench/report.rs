@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 
 use super::SMTP_SOURCE_MESSAGES;
 use super::options::Options;
-use super::results::{Ceiling, Memory, Row, Smtp};
+use super::results::{Ceiling, Memory, OpenLoop, Preloaded, Row, Smtp};
 use super::stats::{
-    Summary, TARGET_FLOW, TARGET_MEMORY_BYTES, TARGET_PROTECTED, TARGET_REQUEST_OTP, Verdict,
+    Summary, TARGET_FLOW, TARGET_MEMORY_BYTES, TARGET_PRELOADED, TARGET_PROTECTED, TARGET_REFRESH,
+    TARGET_REQUEST_OTP, Verdict,
 };
 
 /// Everything measured, for the table and the JSON file.
@@ -22,6 +23,27 @@ pub(super) struct Report {
     pub(super) rows: Vec<Row>,
     /// One per app/store, measured in the first round.
     pub(super) memory: Vec<Memory>,
+    /// The first round's open-loop runs (`--open-loop`).
+    pub(super) open_loop: Vec<OpenLoop>,
+    /// The first round's runs on a preloaded store (`--preload-sessions`).
+    pub(super) preloaded: Vec<Preloaded>,
+}
+
+impl Preloaded {
+    /// Preloaded ops/s over empty ops/s.
+    pub(super) fn ratio(&self) -> f64 {
+        if self.empty.ops_per_sec > 0.0 {
+            self.preloaded.ops_per_sec / self.empty.ops_per_sec
+        } else {
+            0.0
+        }
+    }
+
+    /// Redis bytes per preloaded session (`used_memory` growth over the sessions).
+    pub(super) fn bytes_per_session(&self) -> u64 {
+        let (before, after) = self.used_memory;
+        after.saturating_sub(before) / u64::from(self.sessions.max(1))
+    }
 }
 
 impl Summary {
@@ -203,6 +225,82 @@ impl Report {
                 m.app, m.store, m.bytes, m.key
             );
         }
+        if !self.open_loop.is_empty() {
+            let _ = writeln!(
+                t,
+                "\nOpen loop (first round): each scenario at a share of the ops/s its closed \
+                 loop just reached,\nlatency from each operation's due time:\n{:<12} {:<5} \
+                 {:<6} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7}",
+                "scenario",
+                "app",
+                "store",
+                "%",
+                "rate",
+                "ops/s",
+                "p50 ms",
+                "p99 ms",
+                "p999 ms",
+                "errors"
+            );
+            for r in &self.open_loop {
+                let _ = writeln!(
+                    t,
+                    "{:<12} {:<5} {:<6} {:>4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+                    r.scenario,
+                    r.app,
+                    r.store,
+                    r.percent,
+                    r.rate,
+                    r.load.ops_per_sec,
+                    r.load.p50_ms,
+                    r.load.p99_ms,
+                    r.load.p999_ms,
+                    r.load.errors
+                );
+            }
+        }
+        if !self.preloaded.is_empty() {
+            let _ = writeln!(
+                t,
+                "\nPreloaded store (first round): the closed loop again after writing live \
+                 sessions into Redis,\nratio = preloaded ops/s / empty ops/s, target >= \
+                 {TARGET_PRELOADED}:\n{:<12} {:<5} {:<6} {:>9} {:>10} {:>10} {:>8} {:>6}  \
+                 {:<10} Redis bytes/session",
+                "scenario",
+                "app",
+                "store",
+                "sessions",
+                "empty",
+                "preloaded",
+                "p99 ms",
+                "ratio",
+                "target"
+            );
+            for r in &self.preloaded {
+                let pass = if r.ratio() >= TARGET_PRELOADED {
+                    "PASS"
+                } else {
+                    "MISS"
+                };
+                let _ = writeln!(
+                    t,
+                    "{:<12} {:<5} {:<6} {:>9} {:>10.1} {:>10.1} {:>8.3} {:>6.2}  {:<10} {} \
+                     (used_memory {} -> {})",
+                    r.scenario,
+                    r.app,
+                    r.store,
+                    r.sessions,
+                    r.empty.ops_per_sec,
+                    r.preloaded.ops_per_sec,
+                    r.preloaded.p99_ms,
+                    r.ratio(),
+                    format!(">= {TARGET_PRELOADED} {pass}"),
+                    r.bytes_per_session(),
+                    r.used_memory.0,
+                    r.used_memory.1
+                );
+            }
+        }
         t
     }
 
@@ -235,7 +333,8 @@ impl Report {
              \"only\": [{}], \"scenarios\": [{}]}},\n  \
              \"method\": {},\n  \
              \"targets\": {{\"protected\": {TARGET_PROTECTED}, \"flow\": {TARGET_FLOW}, \
-             \"request_otp\": {TARGET_REQUEST_OTP}, \"memory_bytes\": {TARGET_MEMORY_BYTES}}},\n  \
+             \"refresh\": {TARGET_REFRESH}, \"request_otp\": {TARGET_REQUEST_OTP}, \
+             \"memory_bytes\": {TARGET_MEMORY_BYTES}, \"preloaded\": {TARGET_PRELOADED}}},\n  \
              \"smtp_source\": {smtp_source},\n",
             self.cpus,
             o.seconds,
@@ -323,6 +422,48 @@ impl Report {
             })
             .collect();
         j.push_str(&memory.join(",\n"));
+        j.push_str("\n  ],\n  \"open_loop\": [\n");
+        let open: Vec<String> = self
+            .open_loop
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"scenario\": {}, \"app\": {}, \"store\": {}, \"percent\": {}, \
+                     \"rate\": {:.1}, \"run\": {}}}",
+                    quote(r.scenario),
+                    quote(r.app),
+                    quote(r.store),
+                    r.percent,
+                    r.rate,
+                    r.load.json
+                )
+            })
+            .collect();
+        j.push_str(&open.join(",\n"));
+        j.push_str("\n  ],\n  \"preloaded\": [\n");
+        let pre: Vec<String> = self
+            .preloaded
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"scenario\": {}, \"app\": {}, \"store\": {}, \"sessions\": {}, \
+                     \"used_memory_before\": {}, \"used_memory_after\": {}, \
+                     \"bytes_per_session\": {}, \"ratio\": {:.4}, \"empty\": {}, \
+                     \"preloaded\": {}}}",
+                    quote(r.scenario),
+                    quote(r.app),
+                    quote(r.store),
+                    r.sessions,
+                    r.used_memory.0,
+                    r.used_memory.1,
+                    r.bytes_per_session(),
+                    r.ratio(),
+                    r.empty.json,
+                    r.preloaded.json
+                )
+            })
+            .collect();
+        j.push_str(&pre.join(",\n"));
         let _ = write!(
             j,
             "\n  ],\n  \"server_errors\": {}\n}}\n",
@@ -390,6 +531,17 @@ mod tests {
         assert!(json.contains("\"round\": 3, \"ratio\": 0.2000"), "{json}");
         assert!(json.contains("\"tool\": \"smtp-source\""), "{json}");
         assert_eq!(json.matches("\"round\": ").count(), 18, "{json}");
+        // The open loop and the preloaded store, in the table and in the JSON.
+        assert!(
+            table.contains("protected    axum  redis    80       72.0"),
+            "{table}"
+        );
+        assert!(table.contains("0.95  >= 0.9 PASS 250"), "{table}");
+        assert!(json.contains("\"percent\": 80, \"rate\": 72.0"), "{json}");
+        assert!(
+            json.contains("\"bytes_per_session\": 250, \"ratio\": 0.9500"),
+            "{json}"
+        );
 
         // Without the ceiling scenarios or request-otp, their rows and sections are empty.
         let mut only_request_otp = report;

@@ -12,6 +12,8 @@ pub(super) struct Load {
     pub(super) p50_ms: f64,
     /// 99th percentile of the latency, in milliseconds.
     pub(super) p99_ms: f64,
+    /// 99.9th percentile of the latency, in milliseconds.
+    pub(super) p999_ms: f64,
     /// Answers other than 2xx, and connection failures.
     pub(super) errors: u64,
     /// Answers with a 5xx status.
@@ -29,6 +31,7 @@ impl Load {
             ops_per_sec: number("ops_per_sec")?,
             p50_ms: number("p50_ms")?,
             p99_ms: number("p99_ms")?,
+            p999_ms: number("p999_ms")?,
             errors: number("errors")? as u64,
             server_errors: number("server_errors")? as u64,
         })
@@ -83,6 +86,42 @@ pub(super) struct Row {
     pub(super) store: &'static str,
     /// Round by round.
     pub(super) pairs: Vec<Pair>,
+}
+
+/// An app's scenario in an open loop at a share of the ops/s its closed loop reached.
+#[derive(Debug, Clone)]
+pub(super) struct OpenLoop {
+    /// The scenario of `otp-bench load`.
+    pub(super) scenario: &'static str,
+    /// Short name of the app.
+    pub(super) app: &'static str,
+    /// `OTP_AUTH_STORE`.
+    pub(super) store: &'static str,
+    /// The percentage of the closed loop's ops/s.
+    pub(super) percent: u32,
+    /// The rate asked for, in operations per second.
+    pub(super) rate: f64,
+    /// The run.
+    pub(super) load: Load,
+}
+
+/// An app's scenario on an empty store and again with sessions preloaded.
+#[derive(Debug, Clone)]
+pub(super) struct Preloaded {
+    /// The scenario of `otp-bench load`.
+    pub(super) scenario: &'static str,
+    /// Short name of the app.
+    pub(super) app: &'static str,
+    /// `OTP_AUTH_STORE`.
+    pub(super) store: &'static str,
+    /// Sessions preloaded.
+    pub(super) sessions: u32,
+    /// Redis' `used_memory` before and after the preload.
+    pub(super) used_memory: (u64, u64),
+    /// The run on the empty store (the app's closed-loop run of the round).
+    pub(super) empty: Load,
+    /// The run after the preload.
+    pub(super) preloaded: Load,
 }
 
 /// Memory of one pending login with one app and store.
