@@ -7,6 +7,11 @@ use poem::Server;
 use poem::listener::{Listener, TcpListener};
 use poem_example::app;
 
+/// mimalloc instead of the system allocator: allocation is about a fifth of the
+/// server's CPU under load with glibc's (`cargo xtask bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     example_common::init_tracing();

@@ -198,7 +198,15 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
         .map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate));
     let tasks: Vec<_> = users
         .into_iter()
-        .map(|user| tokio::spawn(user.run(args.scenario, clock, pace)))
+        .map(|user| {
+            // In the open loop the users' schedules are spread over one pace, so the
+            // operations arrive evenly instead of in bursts of `concurrency`.
+            let first = start
+                + pace.map_or(Duration::ZERO, |p| {
+                    p * user.vu as u32 / args.concurrency as u32
+                });
+            tokio::spawn(user.run(args.scenario, clock, pace, first))
+        })
         .collect();
     let mut total = Stats::default();
     for task in tasks {
@@ -402,11 +410,18 @@ struct User {
 }
 
 impl User {
-    /// Repeats the scenario until the end of the clock.
-    async fn run(mut self, scenario: Scenario, clock: Clock, pace: Option<Duration>) -> Stats {
+    /// Repeats the scenario until the end of the clock; with `pace`, one operation due
+    /// every `pace` from `first`.
+    async fn run(
+        mut self,
+        scenario: Scenario,
+        clock: Clock,
+        pace: Option<Duration>,
+        first: Instant,
+    ) -> Stats {
         let mut stats = Stats::default();
         let mut n: u64 = 0;
-        let mut next = Instant::now();
+        let mut next = first;
         loop {
             // In the open loop, an operation's latency runs from when it was due.
             let due = match pace {

@@ -215,7 +215,8 @@ pub(crate) fn bench(args: &[String]) -> Outcome {
     Ok(0)
 }
 
-/// The first round's runs beyond the pairs: the open loop and the preloaded store.
+/// The runs beyond the pairs: the open loop (first round) and the preloaded store (every
+/// round).
 #[derive(Debug, Default)]
 struct Extra {
     open_loop: Vec<OpenLoop>,
@@ -226,8 +227,9 @@ impl Bench<'_> {
     /// Starts one app on one store on an empty Redis and runs the selected scenarios, in
     /// the order of `options.scenarios`, each paired with a ceiling run just before it (on
     /// `ceiling`, which the `otp-bench` scenarios need); in the first round, also measures a
-    /// pending login, then the open loop (`--open-loop`) and a preloaded store
-    /// (`--preload-sessions`), into `extra`.
+    /// pending login and the open loop (`--open-loop`); in every round with
+    /// `--preload-sessions`, `protected` and `refresh` on the empty store and again after the
+    /// preload, back to back; into `extra`.
     fn app(
         &self,
         t: Target,
@@ -300,23 +302,28 @@ impl Bench<'_> {
                     });
                 }
             }
-            let n = self.options.preload_sessions;
-            if n > 0 {
-                let used_memory = self.preload_sessions(n)?;
-                let runs = self.options.scenarios.iter().zip(&pairs);
-                for (&scenario, pair) in runs.filter(|(s, _)| PRELOAD_SCENARIOS.contains(s)) {
-                    let what = format!("{what}: {n} sessions preloaded");
-                    let preloaded = self.load(addr, scenario, &what)?;
-                    extra.preloaded.push(Preloaded {
-                        scenario,
-                        app,
-                        store,
-                        sessions: n,
-                        used_memory,
-                        empty: pair.app.clone(),
-                        preloaded,
-                    });
-                }
+        }
+        let n = self.options.preload_sessions;
+        if n > 0 {
+            // The empty store's run just before, then the preload, then the same run.
+            let mut empty = Vec::new();
+            for &scenario in PRELOAD_SCENARIOS.iter().filter(|s| self.options.runs(s)) {
+                let what = format!("{what}: empty store, before the preload");
+                empty.push((scenario, self.load(addr, scenario, &what)?));
+            }
+            let used_memory = self.preload_sessions(n)?;
+            for (scenario, empty) in empty {
+                let what = format!("{what}: {n} sessions preloaded");
+                let preloaded = self.load(addr, scenario, &what)?;
+                extra.preloaded.push(Preloaded {
+                    scenario,
+                    app,
+                    store,
+                    sessions: n,
+                    used_memory,
+                    empty,
+                    preloaded,
+                });
             }
         }
         server.stop()?;

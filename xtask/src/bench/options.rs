@@ -55,8 +55,8 @@ pub(super) struct Options {
     /// In the first round, each app's `otp-bench` scenarios again at these percentages of
     /// the ops/s it just reached, in an open loop (`--open-loop 50,80`; none by default).
     pub(super) open_loop: Vec<u32>,
-    /// In the first round, live sessions written into Redis before `protected` and
-    /// `refresh` run again on each app (`--preload-sessions`, 0: not run).
+    /// In every round, live sessions written into Redis before `protected` and `refresh`
+    /// run again on each app (`--preload-sessions`, 0: not run).
     pub(super) preload_sessions: u32,
 }
 

@@ -198,7 +198,7 @@ impl Report {
 
 /// The median of `values` (with an even count, the mean of the middle two); `None` when
 /// there are none.
-fn median(values: &[f64]) -> Option<f64> {
+pub(super) fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
