@@ -418,6 +418,12 @@ settings! {
 }
 
 impl SessionSettings {
+    /// The absolute end of a session whose clock starts at `now` (seconds since the
+    /// epoch), when `max_days` sets one.
+    pub(crate) fn end_from(&self, now: u64) -> Option<u64> {
+        (self.max_days > 0).then(|| now + self.max_days * 86_400)
+    }
+
     fn check(&self, p: &mut Vec<String>) {
         let v = Self::VARS;
         at_most(p, v.reuse_interval_seconds, self.reuse_interval_seconds, 60);

@@ -660,8 +660,7 @@ impl OtpAuth {
         let subject = i.hooks.subject(email).await.map_err(Error::Hook)?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
-        let session_end = (i.config.sessions.max_days > 0)
-            .then(|| now_secs() + i.config.sessions.max_days * 86_400);
+        let session_end = i.config.sessions.end_from(now_secs());
         let (pair, refresh) = self.issue_pair(&subject, email, &sid, session_end).await?;
         let session = NewSession {
             sid,
@@ -843,10 +842,7 @@ impl OtpAuth {
             .extra
             .get(SESSION_END_CLAIM)
             .and_then(Value::as_u64)
-            .or_else(|| {
-                (i.config.sessions.max_days > 0)
-                    .then(|| now_secs() + i.config.sessions.max_days * 86_400)
-            });
+            .or_else(|| i.config.sessions.end_from(now_secs()));
         if session_end.is_some_and(|end| end <= now_secs()) {
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }

@@ -634,6 +634,51 @@ impl SessionArgs {
     }
 }
 
+/// A subject's index and the sessions it names: the keys and arguments of END_ALL and
+/// SESSIONS_GET.
+struct SubjectSessions {
+    index: String,
+    members: Vec<String>,
+    sessions: Vec<String>,
+}
+
+impl SubjectSessions {
+    /// The index, then every session.
+    fn keys(&self) -> Vec<&str> {
+        std::iter::once(self.index.as_str())
+            .chain(self.sessions.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The sessions' members, in the order of [`SubjectSessions::keys`].
+    fn args(&self) -> Vec<&[u8]> {
+        self.members.iter().map(|m| m.as_bytes()).collect()
+    }
+}
+
+impl<R: ScriptRunner> ScriptedStore<R> {
+    /// The subject's index, read; `None` when it names no session.
+    async fn subject_sessions(
+        &self,
+        subject_key: &str,
+    ) -> Result<Option<SubjectSessions>, StoreError> {
+        let index = self.keys.index(subject_key);
+        let members = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let sessions = members
+            .iter()
+            .map(|m| self.keys.session_member(subject_key, m))
+            .collect();
+        Ok(Some(SubjectSessions {
+            index,
+            members,
+            sessions,
+        }))
+    }
+}
+
 #[async_trait]
 impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
@@ -882,38 +927,18 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
     }
 
     async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
-        let index = self.keys.index(subject_key);
-        let members = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
-        if members.is_empty() {
+        let Some(s) = self.subject_sessions(subject_key).await? else {
             return Ok(0);
-        }
-        let sessions: Vec<String> = members
-            .iter()
-            .map(|m| self.keys.session_member(subject_key, m))
-            .collect();
-        let keys: Vec<&str> = std::iter::once(index.as_str())
-            .chain(sessions.iter().map(String::as_str))
-            .collect();
-        let args: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
-        let n = self.call(&END_ALL, &keys, &args).await?.int()?;
+        };
+        let n = self.call(&END_ALL, &s.keys(), &s.args()).await?.int()?;
         Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let index = self.keys.index(subject_key);
-        let members = strings(&self.call(&INDEX_LIST, &[&index], &[]).await?)?;
-        if members.is_empty() {
+        let Some(s) = self.subject_sessions(subject_key).await? else {
             return Ok(Vec::new());
-        }
-        let sessions: Vec<String> = members
-            .iter()
-            .map(|m| self.keys.session_member(subject_key, m))
-            .collect();
-        let keys: Vec<&str> = std::iter::once(index.as_str())
-            .chain(sessions.iter().map(String::as_str))
-            .collect();
-        let args: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
-        let r = self.call(&SESSIONS_GET, &keys, &args).await?;
+        };
+        let r = self.call(&SESSIONS_GET, &s.keys(), &s.args()).await?;
         let now = crate::primitives::now_secs();
         let mut out = Vec::new();
         for row in r.array()? {
