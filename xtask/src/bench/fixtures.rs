@@ -128,6 +128,7 @@ pub(super) fn report() -> Report {
             used_memory: (1_000_000, 1_250_000),
             empty: load(100.0, 0),
             preloaded: load(95.0, 0),
+            ceiling: Some((load(200.0, 0), load(160.0, 0))),
         }],
     }
 }

@@ -56,7 +56,7 @@ use std::process::Command;
 
 use self::options::{Options, Target};
 use self::report::Report;
-use self::results::{Ceiling, Memory, OpenLoop, Pair, Preloaded, Row};
+use self::results::{Ceiling, Load, Memory, OpenLoop, Pair, Preloaded, Row};
 use crate::Outcome;
 use crate::servers::Servers;
 use crate::tools::Tools;
@@ -305,15 +305,19 @@ impl Bench<'_> {
         }
         let n = self.options.preload_sessions;
         if n > 0 {
-            // The empty store's run just before, then the preload, then the same run.
+            // The empty store's runs (the ceiling's, then the app's) just before, then the
+            // preload, then the same runs.
             let mut empty = Vec::new();
             for &scenario in PRELOAD_SCENARIOS.iter().filter(|s| self.options.runs(s)) {
                 let what = format!("{what}: empty store, before the preload");
-                empty.push((scenario, self.load(addr, scenario, &what)?));
+                let ceiling = self.preload_ceiling(scenario, ceiling.as_deref_mut(), &what)?;
+                empty.push((scenario, ceiling, self.load(addr, scenario, &what)?));
             }
             let used_memory = self.preload_sessions(n)?;
-            for (scenario, empty) in empty {
+            for (scenario, ceiling_empty, empty) in empty {
                 let what = format!("{what}: {n} sessions preloaded");
+                let ceiling_preloaded =
+                    self.preload_ceiling(scenario, ceiling.as_deref_mut(), &what)?;
                 let preloaded = self.load(addr, scenario, &what)?;
                 extra.preloaded.push(Preloaded {
                     scenario,
@@ -323,6 +327,7 @@ impl Bench<'_> {
                     used_memory,
                     empty,
                     preloaded,
+                    ceiling: ceiling_empty.zip(ceiling_preloaded),
                 });
             }
         }
@@ -342,6 +347,24 @@ impl Bench<'_> {
             .args(["--redis", &self.redis_url]);
         let server = App::start(&format!("ceiling-round{round}"), command, addr, &self.logs)?;
         Ok(CeilingServer { server, addr })
+    }
+
+    /// The ceiling server's run of `scenario` on the store as it is (empty or preloaded), if
+    /// the round has a ceiling server.
+    fn preload_ceiling(
+        &self,
+        scenario: &str,
+        ceiling: Option<&mut CeilingServer>,
+        what: &str,
+    ) -> Result<Option<Load>, String> {
+        match ceiling {
+            Some(c) => {
+                c.server.check_running()?;
+                let what = format!("{what}: ceiling");
+                self.load(c.addr, scenario, &what).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// The ceiling of `scenario`, measured just before the app's run: `otp-bench load`

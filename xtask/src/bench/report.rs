@@ -56,6 +56,12 @@ impl Preloaded {
         }
     }
 
+    /// The ceiling server's preloaded ops/s over its empty ops/s, if it ran.
+    pub(super) fn ceiling_ratio(&self) -> Option<f64> {
+        let (empty, preloaded) = self.ceiling.as_ref()?;
+        (empty.ops_per_sec > 0.0).then(|| preloaded.ops_per_sec / empty.ops_per_sec)
+    }
+
     /// Redis bytes per preloaded session (`used_memory` growth over the sessions).
     pub(super) fn bytes_per_session(&self) -> u64 {
         let (before, after) = self.used_memory;
@@ -282,8 +288,10 @@ impl Report {
                 "\nPreloaded store (every round): the closed loop on the empty store, then at \
                  once again after\nwriting live sessions into Redis; ratio = the median over the \
                  rounds of preloaded ops/s / empty\nops/s, target >= {TARGET_PRELOADED}; bytes: \
-                 Redis used_memory growth per session (first round):\n{:<10} {:<5} {:<6} \
-                 {:>9} {:>10} {:>10} {:>8} {:>6}  {:<10}  {:>5}  ratios",
+                 Redis used_memory growth per session (first round); ceiling: the same ratio \
+                 for the ceiling\nserver, run next to the app on the same store (its EXISTS \
+                 on the preloaded keyspace):\n{:<10} {:<5} {:<6} \
+                 {:>9} {:>10} {:>10} {:>8} {:>6}  {:<10}  {:>5}  {:>7}  ratios",
                 "scenario",
                 "app",
                 "store",
@@ -293,7 +301,8 @@ impl Report {
                 "p99 ms",
                 "ratio",
                 "target",
-                "bytes"
+                "bytes",
+                "ceiling"
             );
             for group in self.preloaded_groups() {
                 let first = group[0];
@@ -308,9 +317,12 @@ impl Report {
                     median(&group.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
                 };
                 let texts: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+                let ceilings: Vec<f64> = group.iter().filter_map(|r| r.ceiling_ratio()).collect();
+                let ceiling =
+                    median(&ceilings).map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
                 let _ = writeln!(
                     t,
-                    "{:<10} {:<5} {:<6} {:>9} {:>10.1} {:>10.1} {:>8.3} {:>6.2}  {:<10}  {:>5}  {}",
+                    "{:<10} {:<5} {:<6} {:>9} {:>10.1} {:>10.1} {:>8.3} {:>6.2}  {:<10}  {:>5}  {:>7}  {}",
                     first.scenario,
                     first.app,
                     first.store,
@@ -321,6 +333,7 @@ impl Report {
                     ratio,
                     format!(">= {TARGET_PRELOADED} {pass}"),
                     first.bytes_per_session(),
+                    ceiling,
                     texts.join(" ")
                 );
             }
@@ -473,7 +486,7 @@ impl Report {
                     "    {{\"scenario\": {}, \"app\": {}, \"store\": {}, \"sessions\": {}, \
                      \"used_memory_before\": {}, \"used_memory_after\": {}, \
                      \"bytes_per_session\": {}, \"ratio\": {:.4}, \"empty\": {}, \
-                     \"preloaded\": {}}}",
+                     \"preloaded\": {}, \"ceiling_empty\": {}, \"ceiling_preloaded\": {}}}",
                     quote(r.scenario),
                     quote(r.app),
                     quote(r.store),
@@ -483,7 +496,9 @@ impl Report {
                     r.bytes_per_session(),
                     r.ratio(),
                     r.empty.json,
-                    r.preloaded.json
+                    r.preloaded.json,
+                    r.ceiling.as_ref().map_or("null", |c| c.0.json.as_str()),
+                    r.ceiling.as_ref().map_or("null", |c| c.1.json.as_str())
                 )
             })
             .collect();
@@ -560,12 +575,16 @@ mod tests {
             table.contains("protected    axum  redis    80       72.0"),
             "{table}"
         );
-        assert!(table.contains("0.95  >= 0.9 PASS    250  0.95"), "{table}");
+        assert!(
+            table.contains("0.95  >= 0.9 PASS    250     0.80  0.95"),
+            "{table}"
+        );
         assert!(json.contains("\"percent\": 80, \"rate\": 72.0"), "{json}");
         assert!(
             json.contains("\"bytes_per_session\": 250, \"ratio\": 0.9500"),
             "{json}"
         );
+        assert!(json.contains("\"ceiling_preloaded\": {"), "{json}");
 
         // Without the ceiling scenarios or request-otp, their rows and sections are empty.
         let mut only_request_otp = report;

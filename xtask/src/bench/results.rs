@@ -122,6 +122,9 @@ pub(super) struct Preloaded {
     pub(super) empty: Load,
     /// The run after the preload.
     pub(super) preloaded: Load,
+    /// The ceiling server's run of the scenario on the empty store and after the preload,
+    /// each next to the app's: it tells Redis' share of a change from the app's.
+    pub(super) ceiling: Option<(Load, Load)>,
 }
 
 /// Memory of one pending login with one app and store.
