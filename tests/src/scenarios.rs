@@ -563,6 +563,50 @@ pub async fn logout_all(t: Target) {
     r.assert_problem(401);
 }
 
+/// Administration from code, with no access token: list a subject's sessions, end one by
+/// id, end them all; other users keep theirs.
+pub async fn administration_from_code(t: Target) {
+    let s = start(t).await;
+    let a1 = s.login("admin-a@example.com").await;
+    let a2 = s.login("admin-a@example.com").await;
+    let b = s.login("admin-b@example.com").await;
+    let subject = "admin-a@example.com";
+    let sid_of = |access: &str| codec().verify(access, TokenType::Access).unwrap().sid;
+    let listed = s.auth.sessions_of(subject).await.unwrap();
+    let mut sids: Vec<String> = listed.iter().map(|x| x.sid.clone()).collect();
+    sids.sort();
+    let mut expected = vec![sid_of(&a1.access), sid_of(&a2.access)];
+    expected.sort();
+    assert_eq!(sids, expected);
+
+    // One session by id: its tokens stop working, the other session lives on.
+    assert!(s.auth.end_session(&sid_of(&a1.access)).await.unwrap());
+    s.protected(Some(&a1.access)).await.assert_problem(401);
+    s.refresh(Some(&a1.refresh)).await.assert_problem(401);
+    assert_eq!(s.protected(Some(&a2.access)).await.status, 200);
+    // Again, or an id that names nothing: no change, and no error.
+    assert!(!s.auth.end_session(&sid_of(&a1.access)).await.unwrap());
+    assert!(!s.auth.end_session("not-a-session").await.unwrap());
+    assert!(!s.auth.end_session("").await.unwrap());
+    assert_eq!(s.auth.sessions_of(subject).await.unwrap().len(), 1);
+
+    // Every session of the subject; the bystander keeps hers.
+    assert_eq!(s.auth.end_all_sessions_of(subject).await.unwrap(), 1);
+    s.protected(Some(&a2.access)).await.assert_problem(401);
+    s.refresh(Some(&a2.refresh)).await.assert_problem(401);
+    assert!(s.auth.sessions_of(subject).await.unwrap().is_empty());
+    assert_eq!(s.auth.end_all_sessions_of(subject).await.unwrap(), 0);
+    assert_eq!(s.protected(Some(&b.access)).await.status, 200);
+    assert_eq!(
+        s.auth
+            .sessions_of("admin-b@example.com")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// The extractor: 401 with the right `WWW-Authenticate` for each kind of bad token.
 pub async fn protected_route_refusals(t: Target) {
     let s = start(t).await;
@@ -802,8 +846,8 @@ pub async fn no_account_enumeration(t: Target) {
     let mailer = CapturingMailer::new();
     let auth = OtpAuth::builder(test_config())
         .stores(otp_core::MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
-        .hooks(Arc::new(OnlyKnown))
+        .mailer(mailer.clone())
+        .hooks(OnlyKnown)
         .build()
         .unwrap();
     let s = TestServer::start_auth(t.adapter, auth, mailer).await;
@@ -1243,7 +1287,7 @@ macro_rules! http_scenarios {
             ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
             verify_errors, lockout_across_resends, concurrent_verifications,
             refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
-            logout_all, protected_route_refusals, origin_check, not_found_and_method,
+            logout_all, administration_from_code, protected_route_refusals, origin_check, not_found_and_method,
             store_unavailable, mail_failures, no_account_enumeration, magic_code,
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
             racing_tabs, verify_never_strands_a_code, cross_site_requests,

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use otp_core::{MemoryStore, OtpAuth};
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
@@ -19,7 +18,7 @@ fn engine(smtp_port: u16) -> OtpAuth {
     let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
     OtpAuth::builder(config)
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap()
 }
@@ -176,7 +175,7 @@ async fn link_journey(adapter: &str) {
     let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
     let auth = OtpAuth::builder(config)
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap();
     if adapter == "axum" {

@@ -25,8 +25,8 @@ async fn paced_from_the_first_request(adapter: Adapter) {
     let mailer = CapturingMailer::new();
     let auth = OtpAuth::builder(test_config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
-        .hooks(Arc::new(OnlyExampleOrg))
+        .mailer(mailer.clone())
+        .hooks(OnlyExampleOrg)
         .build()
         .unwrap();
     let s = TestServer::start_auth(adapter, auth, mailer).await;

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use otp_core::{CapturingMailer, MemoryStore, OtpAuth};
 use otp_tests::test_config;
@@ -20,7 +19,7 @@ struct App {
 fn engine(mailer: &CapturingMailer) -> OtpAuth {
     OtpAuth::builder(test_config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
+        .mailer(mailer.clone())
         .build()
         .unwrap()
 }

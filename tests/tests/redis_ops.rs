@@ -41,7 +41,7 @@ async fn engine(backend: Backend, url: &str, mailer: &CapturingMailer) -> OtpAut
     OtpAuth::builder(test_config())
         .store(store)
         .blacklist(blacklist)
-        .mailer(Arc::new(mailer.clone()))
+        .mailer(mailer.clone())
         .build()
         .unwrap()
 }

@@ -30,7 +30,7 @@ fn engine(config: Config) -> OtpAuth {
     let mailer = SmtpMailer::from_config(&config).unwrap();
     OtpAuth::builder(config)
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap()
 }
@@ -104,9 +104,7 @@ async fn header_injection_is_impossible() {
     let server = SmtpServer::start(Behaviour::Accept).await;
     let auth = OtpAuth::builder(smtp_config(server.port))
         .stores(MemoryStore::new())
-        .mailer(Arc::new(
-            SmtpMailer::from_config(&smtp_config(server.port)).unwrap(),
-        ))
+        .mailer(SmtpMailer::from_config(&smtp_config(server.port)).unwrap())
         .templates(Templates {
             subject: "Code {code}\r\nBcc: templates@evil.example".into(),
             ..Templates::default()
@@ -250,7 +248,7 @@ async fn throughput_to_smtp_sink() {
     let mailer = SmtpMailer::from_config(&config).unwrap();
     let auth = OtpAuth::builder(config)
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap();
     let s = Arc::new(TestServer::start_auth(Adapter::Axum, auth, CapturingMailer::new()).await);
@@ -290,7 +288,7 @@ async fn login_end_to_end_over_smtp_and_redis() {
     let auth = OtpAuth::builder(config.clone())
         .store(backends.store)
         .blacklist(backends.blacklist)
-        .mailer(Arc::new(SmtpMailer::from_config(&config).unwrap()))
+        .mailer(SmtpMailer::from_config(&config).unwrap())
         .build()
         .unwrap();
     let s = TestServer::start_auth(Adapter::Axum, auth, CapturingMailer::new()).await;

@@ -70,6 +70,56 @@ pub trait Hooks: fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// What a builder method takes: a part by value, or an `Arc` of one that is already
+/// shared (`Arc<MyStore>`, `Arc<dyn OtpStore>`). An `Arc` is kept as it is, never wrapped
+/// again, so one store given as both halves is still recognized as one
+/// ([`crate::store::same_store`]) and verify-otp stays a single store call.
+pub trait IntoShared<T: ?Sized> {
+    /// The part, shared.
+    fn into_shared(self) -> Arc<T>;
+}
+
+/// `IntoShared` for a trait: its values, `Arc`s of them and the `Arc<dyn …>` itself.
+macro_rules! into_shared {
+    ($($tr:ident),*) => {$(
+        impl<S: $tr> IntoShared<dyn $tr> for S {
+            fn into_shared(self) -> Arc<dyn $tr> {
+                Arc::new(self)
+            }
+        }
+        impl<S: $tr> IntoShared<dyn $tr> for Arc<S> {
+            fn into_shared(self) -> Arc<dyn $tr> {
+                self
+            }
+        }
+        impl IntoShared<dyn $tr> for Arc<dyn $tr> {
+            fn into_shared(self) -> Arc<dyn $tr> {
+                self
+            }
+        }
+    )*};
+}
+into_shared!(OtpStore, TokenBlacklist, Mailer, Hooks);
+
+/// What [`OtpAuthBuilder::stores`] takes: one value serving as both stores, by value or
+/// as an `Arc` (kept as it is).
+pub trait IntoSharedStores {
+    /// Both halves, pointing at the one value.
+    fn into_shared_stores(self) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>);
+}
+
+impl<S: OtpStore + TokenBlacklist> IntoSharedStores for S {
+    fn into_shared_stores(self) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
+        Arc::new(self).into_shared_stores()
+    }
+}
+
+impl<S: OtpStore + TokenBlacklist> IntoSharedStores for Arc<S> {
+    fn into_shared_stores(self) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
+        (self.clone(), self)
+    }
+}
+
 /// The hooks used when none are given: everyone is allowed, the subject is the address.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultHooks;
@@ -171,6 +221,13 @@ impl fmt::Debug for OtpAuth {
 }
 
 /// Builds an [`OtpAuth`]; see [`OtpAuth::builder`].
+///
+/// Every part is given the same way ([`IntoShared`]): by value, or as an `Arc` of one
+/// (`Arc<MyStore>`, `Arc<dyn Mailer>`) when the application shares it too. A later
+/// call replaces what an earlier one set, part by part, so the order of the calls does
+/// not matter otherwise. A store and a mailer are required: the builder does not fall
+/// back to the in-memory store, which forgets every session at restart and is not shared
+/// between instances; choose it with [`OtpAuthBuilder::memory_store`].
 #[derive(Debug)]
 #[must_use]
 pub struct OtpAuthBuilder {
@@ -179,7 +236,8 @@ pub struct OtpAuthBuilder {
     blacklist: Option<Arc<dyn TokenBlacklist>>,
     mailer: Option<Arc<dyn Mailer>>,
     hooks: Option<Arc<dyn Hooks>>,
-    templates: MailTemplates,
+    templates: Option<MailTemplates>,
+    english: Option<Templates>,
 }
 
 impl OtpAuthBuilder {
@@ -188,51 +246,60 @@ impl OtpAuthBuilder {
         &self.config
     }
 
-    /// The code store.
-    pub fn store(mut self, store: Arc<dyn OtpStore>) -> Self {
-        self.store = Some(store);
+    /// The code store (with [`OtpAuthBuilder::blacklist`], for stores kept apart).
+    pub fn store(mut self, store: impl IntoShared<dyn OtpStore>) -> Self {
+        self.store = Some(store.into_shared());
         self
     }
 
-    /// The session store.
-    pub fn blacklist(mut self, blacklist: Arc<dyn TokenBlacklist>) -> Self {
+    /// The session store (with [`OtpAuthBuilder::store`], for stores kept apart).
+    pub fn blacklist(mut self, blacklist: impl IntoShared<dyn TokenBlacklist>) -> Self {
+        self.blacklist = Some(blacklist.into_shared());
+        self
+    }
+
+    /// One value serving as both stores, as the in-memory and Redis stores do.
+    pub fn stores(mut self, store: impl IntoSharedStores) -> Self {
+        let (store, blacklist) = store.into_shared_stores();
+        self.store = Some(store);
         self.blacklist = Some(blacklist);
         self
     }
 
-    /// One value serving as both stores (the in-memory and Redis stores do).
-    pub fn stores<S: OtpStore + TokenBlacklist>(self, store: S) -> Self {
-        let store = Arc::new(store);
-        self.store(store.clone()).blacklist(store)
+    /// Both stores in this process's memory ([`MemoryStore`]): for development, tests and
+    /// a single instance that may forget its sessions at restart.
+    pub fn memory_store(self) -> Self {
+        self.stores(MemoryStore::new())
     }
 
     /// The mailer.
-    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
-        self.mailer = Some(mailer);
+    pub fn mailer(mut self, mailer: impl IntoShared<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer.into_shared());
         self
     }
 
-    /// Application hooks.
-    pub fn hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
-        self.hooks = Some(hooks);
+    /// Application hooks (default: [`DefaultHooks`]).
+    pub fn hooks(mut self, hooks: impl IntoShared<dyn Hooks>) -> Self {
+        self.hooks = Some(hooks.into_shared());
         self
     }
 
-    /// Replaces the English mail templates (the built-in default: [`Templates::default`]).
+    /// The English mail templates (the built-in default: [`Templates::default`]). With
+    /// [`OtpAuthBuilder::mail_templates`] too, they replace the English set of those.
     pub fn templates(mut self, templates: Templates) -> Self {
-        self.templates = self.templates.with_language("en", templates);
+        self.english = Some(templates);
         self
     }
 
     /// The mail templates of every language (default: [`MailTemplates::builtin`], English
     /// and German). `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` must name one of them.
     pub fn mail_templates(mut self, templates: MailTemplates) -> Self {
-        self.templates = templates;
+        self.templates = Some(templates);
         self
     }
 
-    /// Validates the configuration and builds the engine. Without a store, the in-memory
-    /// one is used; a mailer is required.
+    /// Validates the configuration and builds the engine. A store (or both halves) and a
+    /// mailer are required.
     pub fn build(self) -> Result<OtpAuth, ConfigError> {
         let config = self.config;
         config.validate()?;
@@ -246,24 +313,42 @@ impl OtpAuthBuilder {
                 crate::config::HttpSettings::VARS.public_url
             );
         }
-        let templates = self
-            .templates
-            .with_default_language(&config.mail.default_language)?;
-        let mailer = self
-            .mailer
-            .ok_or_else(|| ConfigError::one("no mailer given to OtpAuth::builder".to_owned()))?;
+        let mut templates = self.templates.unwrap_or_default();
+        if let Some(english) = self.english {
+            templates = templates.with_language("en", english);
+        }
+        let templates = templates.with_default_language(&config.mail.default_language)?;
+        let mailer = self.mailer.ok_or_else(|| {
+            ConfigError::one(
+                "no mailer given to OtpAuth::builder: add .mailer(...), such as \
+                 otp_smtp::SmtpMailer or ConsoleMailer for development"
+                    .to_owned(),
+            )
+        })?;
         let (store, blacklist) = match (self.store, self.blacklist) {
             (Some(s), Some(b)) => (s, b),
             (None, None) => {
-                let m = MemoryStore::new();
-                (
-                    Arc::new(m.clone()) as Arc<dyn OtpStore>,
-                    Arc::new(m) as Arc<dyn TokenBlacklist>,
-                )
-            }
-            _ => {
                 return Err(ConfigError::one(
-                    "give OtpAuth::builder both a store and a blacklist, or neither".to_owned(),
+                    "no store given to OtpAuth::builder: add .stores(...) with a Redis store \
+                     (otp_redis::connect, otp_fred::connect) or your own, or choose the \
+                     in-memory store explicitly with .memory_store() or \
+                     .stores(MemoryStore::new()) (sessions are lost at restart and not shared \
+                     between instances)"
+                        .to_owned(),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::one(
+                    "OtpAuth::builder has a code store but no session store: add \
+                     .blacklist(...), or give one value for both with .stores(...)"
+                        .to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::one(
+                    "OtpAuth::builder has a session store but no code store: add \
+                     .store(...), or give one value for both with .stores(...)"
+                        .to_owned(),
                 ));
             }
         };
@@ -325,7 +410,7 @@ impl OtpAuth {
     /// config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
     /// let auth = OtpAuth::builder(config)
     ///     .stores(MemoryStore::new())
-    ///     .mailer(Arc::new(CapturingMailer::new()))
+    ///     .mailer(CapturingMailer::new())
     ///     .build()?;
     /// # Ok::<(), otp_core::ConfigError>(())
     /// ```
@@ -336,7 +421,8 @@ impl OtpAuth {
             blacklist: None,
             mailer: None,
             hooks: None,
-            templates: MailTemplates::default(),
+            templates: None,
+            english: None,
         }
     }
 
@@ -918,11 +1004,7 @@ impl OtpAuth {
     /// Ends every session of the user of `access_token` (all devices).
     pub async fn logout_all(&self, access_token: &str) -> Result<u32, Error> {
         let user = self.authenticate(access_token).await?;
-        let n = self
-            .inner
-            .blacklist
-            .revoke_all(&self.inner.hasher.subject_key(&user.subject))
-            .await?;
+        let n = self.end_all_sessions_of(&user.subject).await?;
         metrics::logout("all");
         tracing::info!(sessions = n, "logged out everywhere");
         Ok(n)
@@ -934,11 +1016,7 @@ impl OtpAuth {
         access_token: &str,
     ) -> Result<(CurrentUser, Vec<SessionInfo>), Error> {
         let user = self.authenticate(access_token).await?;
-        let sessions = self
-            .inner
-            .blacklist
-            .list_sessions(&self.inner.hasher.subject_key(&user.subject))
-            .await?;
+        let sessions = self.sessions_of(&user.subject).await?;
         Ok((user, sessions))
     }
 
@@ -947,13 +1025,55 @@ impl OtpAuth {
     /// whether it was the token's own session.
     pub async fn revoke_session(&self, access_token: &str, sid: &str) -> Result<bool, Error> {
         let user = self.authenticate(access_token).await?;
-        let subject_key = self.inner.hasher.subject_key(&user.subject);
-        if session_subject_key(sid) != subject_key {
+        if session_subject_key(sid) != self.inner.hasher.subject_key(&user.subject) {
             return Err(Error::NotFound);
         }
-        let live = self.inner.blacklist.list_sessions(&subject_key).await?;
-        if !live.iter().any(|s| s.sid == sid) {
+        if !self.end_live_session(sid).await? {
             return Err(Error::NotFound);
+        }
+        metrics::logout("one");
+        tracing::info!("session ended by its user");
+        Ok(sid == user.session_id)
+    }
+
+    /// The live sessions of `subject` (the token's `sub`, as [`Hooks::subject`] gave it), for
+    /// the application's own administration: no access token is involved, so call it only
+    /// on behalf of someone allowed to see them.
+    pub async fn sessions_of(&self, subject: &str) -> Result<Vec<SessionInfo>, Error> {
+        let key = self.inner.hasher.subject_key(subject);
+        Ok(self.inner.blacklist.list_sessions(&key).await?)
+    }
+
+    /// Ends every session of `subject` (a user banned, an account deleted), for the
+    /// application's own administration; returns how many were live. Their refresh tokens
+    /// stop working at once and their access tokens at their next check.
+    pub async fn end_all_sessions_of(&self, subject: &str) -> Result<u32, Error> {
+        let key = self.inner.hasher.subject_key(subject);
+        let n = self.inner.blacklist.revoke_all(&key).await?;
+        tracing::info!(sessions = n, "every session of a subject ended");
+        Ok(n)
+    }
+
+    /// Ends the session `sid` (the `sid` claim, or [`SessionInfo::sid`]), whoever it belongs
+    /// to, for the application's own administration. Returns whether it was live; an id
+    /// that names no live session changes nothing.
+    pub async fn end_session(&self, sid: &str) -> Result<bool, Error> {
+        let ended = self.end_live_session(sid).await?;
+        if ended {
+            tracing::info!("a session ended by the application");
+        }
+        Ok(ended)
+    }
+
+    /// Ends `sid` if it is one of its subject's live sessions; whether it was.
+    async fn end_live_session(&self, sid: &str) -> Result<bool, Error> {
+        let subject_key = session_subject_key(sid);
+        if subject_key.is_empty() {
+            return Ok(false);
+        }
+        let live = self.inner.blacklist.list_sessions(subject_key).await?;
+        if !live.iter().any(|s| s.sid == sid) {
+            return Ok(false);
         }
         self.inner
             .blacklist
@@ -962,9 +1082,7 @@ impl OtpAuth {
                 sessions: vec![sid.to_owned()],
             })
             .await?;
-        metrics::logout("one");
-        tracing::info!("session ended by its user");
-        Ok(sid == user.session_id)
+        Ok(true)
     }
 
     /// Ends every session of the user of `access_token` except its own; returns how many.

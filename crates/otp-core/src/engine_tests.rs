@@ -32,9 +32,9 @@ fn hs256_codec() -> TokenCodec {
 
 fn engine(store: MockOtpStore, bl: MockTokenBlacklist, mailer: MockMailer) -> OtpAuth {
     OtpAuth::builder(config())
-        .store(Arc::new(store))
-        .blacklist(Arc::new(bl))
-        .mailer(Arc::new(mailer))
+        .store(store)
+        .blacklist(bl)
+        .mailer(mailer)
         .build()
         .unwrap()
 }
@@ -42,7 +42,7 @@ fn engine(store: MockOtpStore, bl: MockTokenBlacklist, mailer: MockMailer) -> Ot
 fn memory_engine(config: Config, mailer: &CapturingMailer) -> OtpAuth {
     OtpAuth::builder(config)
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
+        .mailer(mailer.clone())
         .build()
         .unwrap()
 }
@@ -191,8 +191,8 @@ async fn refused_addresses_get_the_same_answer_but_no_mail_and_no_usable_code() 
     let mailer = CapturingMailer::new();
     let auth = OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
-        .hooks(Arc::new(OnlyExampleOrg))
+        .mailer(mailer.clone())
+        .hooks(OnlyExampleOrg)
         .build()
         .unwrap();
     auth.request_code("bob@example.com", &client())
@@ -685,10 +685,91 @@ fn bearer_parsing() {
 #[test]
 fn builder_refuses_weak_configuration() {
     let e = OtpAuth::builder(Config::default())
-        .mailer(Arc::new(CapturingMailer::new()))
+        .mailer(CapturingMailer::new())
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("OTP_AUTH_JWT_SECRET"), "{e}");
+}
+
+#[test]
+fn builder_requires_a_store_and_a_mailer_and_names_the_fix() {
+    let mailer = CapturingMailer::new();
+    let e = OtpAuth::builder(config())
+        .mailer(mailer.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    for hint in [".stores(", "MemoryStore", ".memory_store()"] {
+        assert!(e.contains(hint), "{e}");
+    }
+    let e = OtpAuth::builder(config())
+        .store(MemoryStore::new())
+        .mailer(mailer.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(".blacklist(") && e.contains(".stores("), "{e}");
+    let e = OtpAuth::builder(config())
+        .blacklist(MemoryStore::new())
+        .mailer(mailer.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(".store(") && e.contains(".stores("), "{e}");
+    let e = OtpAuth::builder(config())
+        .memory_store()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(".mailer("), "{e}");
+    // Chosen explicitly, either way, the memory store serves.
+    OtpAuth::builder(config())
+        .memory_store()
+        .mailer(mailer.clone())
+        .build()
+        .unwrap();
+    OtpAuth::builder(config())
+        .mailer(Arc::new(mailer) as Arc<dyn crate::mailer::Mailer>)
+        .stores(MemoryStore::new())
+        .build()
+        .unwrap();
+}
+
+/// The same parts in any order give the same engine: English templates and the whole set,
+/// either way round, mail the custom English subject.
+#[tokio::test]
+async fn builder_calls_in_any_order_give_the_same_engine() {
+    let custom = Templates {
+        subject: "Custom {code}".to_owned(),
+        ..Templates::default()
+    };
+    let mut subjects = Vec::new();
+    for english_first in [true, false] {
+        let mailer = CapturingMailer::new();
+        let builder = OtpAuth::builder(config());
+        let builder = if english_first {
+            builder
+                .templates(custom.clone())
+                .mail_templates(MailTemplates::builtin())
+                .hooks(DefaultHooks)
+                .mailer(mailer.clone())
+                .memory_store()
+        } else {
+            builder
+                .memory_store()
+                .mailer(mailer.clone())
+                .hooks(Arc::new(DefaultHooks) as Arc<dyn Hooks>)
+                .mail_templates(MailTemplates::builtin())
+                .templates(custom.clone())
+        };
+        let auth = builder.build().unwrap();
+        auth.request_code("order@example.com", &client())
+            .await
+            .unwrap();
+        let m = mailer.last_message("order@example.com").unwrap();
+        subjects.push(m.subject.starts_with("Custom "));
+    }
+    assert_eq!(subjects, [true, true]);
 }
 
 /// Collects everything logged while `f` runs on a current-thread runtime.
@@ -822,7 +903,7 @@ fn console_mailer_warns_at_start_and_logs_one_line_per_mail() {
     let logs = capture_logs(|| async {
         let auth = OtpAuth::builder(config())
             .stores(MemoryStore::new())
-            .mailer(Arc::new(crate::ConsoleMailer::new()))
+            .mailer(crate::ConsoleMailer::new())
             .build()
             .unwrap();
         auth.request_code("dev@example.com", &client())
@@ -862,8 +943,8 @@ impl Mailer for SlowMailer {
 async fn refused_addresses_take_about_as_long_as_a_mail() {
     let auth = OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(SlowMailer(Duration::from_millis(120))))
-        .hooks(Arc::new(OnlyExampleOrg))
+        .mailer(SlowMailer(Duration::from_millis(120)))
+        .hooks(OnlyExampleOrg)
         .build()
         .unwrap();
     // Learn the mail latency from real sends.
@@ -889,8 +970,8 @@ async fn refused_addresses_take_about_as_long_as_a_mail() {
 async fn refused_addresses_are_paced_from_a_floor_before_any_mail_was_timed() {
     let auth = OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(SlowMailer(Duration::from_millis(120))))
-        .hooks(Arc::new(OnlyExampleOrg))
+        .mailer(SlowMailer(Duration::from_millis(120)))
+        .hooks(OnlyExampleOrg)
         .build()
         .unwrap();
     // Right after a start, no mail has been sent yet: the answer still takes about what a
@@ -929,7 +1010,7 @@ async fn application_hooks_see_only_verified_addresses_and_a_failing_hook_keeps_
     let hooks = Arc::new(CountingHooks::default());
     let auth = OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer.clone()))
+        .mailer(mailer.clone())
         .hooks(hooks.clone())
         .build()
         .unwrap();
@@ -979,7 +1060,7 @@ async fn an_async_closure_serves_as_mailer() {
     });
     let auth = OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap();
     auth.request_code("c@example.com", &client()).await.unwrap();

@@ -18,7 +18,7 @@
 //! let mailer = CapturingMailer::new(); // ConsoleMailer in development, otp-smtp in production
 //! let auth = OtpAuth::builder(config)
 //!     .stores(MemoryStore::new()) // otp-redis or otp-fred in production
-//!     .mailer(Arc::new(mailer.clone()))
+//!     .mailer(mailer.clone())
 //!     .build()?;
 //!
 //! let client = ClientInfo::default();
@@ -97,7 +97,8 @@ pub use dev_mailers::{CapturingMailer, ConsoleMailer};
 pub use email::{Email, EmailError};
 #[doc(inline)]
 pub use engine::{
-    ClientInfo, CurrentUser, DefaultHooks, Hooks, OtpAuth, OtpAuthBuilder, TokenPair,
+    ClientInfo, CurrentUser, DefaultHooks, Hooks, IntoShared, IntoSharedStores, OtpAuth,
+    OtpAuthBuilder, TokenPair,
 };
 #[doc(inline)]
 pub use error::{BoxError, Error, TokenRejection};
@@ -105,6 +106,8 @@ pub use error::{BoxError, Error, TokenRejection};
 pub use memory::MemoryStore;
 #[doc(inline)]
 pub use token::{Claims, TokenType};
+#[doc(inline)]
+pub use web::ClientIp;
 
 /// Re-exported for implementing the traits without a direct dependency.
 pub use async_trait::async_trait;

@@ -33,7 +33,19 @@ pub(crate) enum Refusal {
     /// The endpoint exists but not for this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The adapter found no client address, which the per-IP limit needs (500: the
+    /// deployment's mistake, not the client's).
+    #[error("no client address on the request")]
+    NoClientAddress,
 }
+
+/// The detail of [`Refusal::NoClientAddress`], also logged: what the deployment must fix.
+pub(crate) const NO_CLIENT_ADDRESS: &str = "The server cannot tell this client's address, which \
+    the per-IP limit needs. This is a server configuration error: with otp-axum, serve with \
+    into_make_service_with_connect_info::<SocketAddr>() (under tower's oneshot, add the \
+    MockConnectInfo layer); with otp-poem, serve on a TCP listener (under TestClient, give \
+    each request .data(otp_core::ClientIp(ip))); behind a Unix socket, on AWS Lambda or \
+    anywhere else, put an otp_core::ClientIp in the request's extensions.";
 
 /// An error rendered for HTTP: status, extra headers and an `application/problem+json` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +77,7 @@ impl Refusal {
             Refusal::ForbiddenOrigin => 403,
             Refusal::NotFound => 404,
             Refusal::MethodNotAllowed => 405,
+            Refusal::NoClientAddress => 500,
         }
     }
 
@@ -144,6 +157,7 @@ impl Refusal {
                 "Internal Server Error",
                 "An internal error occurred.".to_owned(),
             ),
+            Refusal::NoClientAddress => ("Internal Server Error", NO_CLIENT_ADDRESS.to_owned()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! adapter answers byte for byte the same.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::header::{
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, SameSite};
 use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
 use crate::error::{Error, TokenRejection};
-use crate::problem::{PROBLEM_CONTENT_TYPE, Refusal};
+use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
 
 /// Body of `POST /request-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -657,6 +658,33 @@ pub(crate) fn is_json_content_type(content_type: Option<&str>) -> bool {
             || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
+/// The client's address as the application determined it, in a request's extensions:
+/// [`OtpAuth::serve`] (and so both adapters) takes it as the client IP as it is, ahead of
+/// the socket peer and without reading `X-Forwarded-For`.
+///
+/// For a server without a TCP peer (a Unix socket, AWS Lambda), a client-IP crate such as
+/// axum-client-ip, or tests:
+///
+/// ```
+/// # let mut req = http::Request::new(());
+/// req.extensions_mut()
+///     .insert(otp_core::ClientIp("203.0.113.7".parse().unwrap()));
+/// ```
+///
+/// Only put an address here that the client cannot choose: the per-IP limits count by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+/// Whether the missing client address has been logged (once per process).
+static NO_CLIENT_ADDRESS_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Where a request's client address comes from: the socket and the application.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddress {
+    peer: Option<IpAddr>,
+    given: Option<IpAddr>,
+}
+
 impl OtpAuth {
     /// Serves one request to the endpoints of the contract, its path relative to where
     /// they are mounted (`/request-otp`, `/sessions/{id}`, …), from the socket address of
@@ -665,8 +693,9 @@ impl OtpAuth {
     /// refresh cookie, the endpoint, and the request metrics.
     ///
     /// This is all an adapter calls: it hands over the request and writes the response
-    /// back. `/request-otp` refuses to run without `peer` (500: the per-IP limit cannot
-    /// work), so an adapter must find the connection's address.
+    /// back. A [`ClientIp`] in the request's extensions is the client's address ahead of
+    /// `peer`. Without either, `/request-otp` refuses to run (500, a problem document that
+    /// says how to fix the deployment, logged once): the per-IP limit cannot work.
     pub async fn serve<B>(
         &self,
         req: http::Request<B>,
@@ -690,22 +719,23 @@ impl OtpAuth {
         if declared.is_some_and(|n| n > limit as u64) {
             return refused_early(ApiResponse::body_too_large(limit));
         }
-        if peer.is_none() && route.endpoint == Endpoint::RequestOtp {
-            tracing::error!(
-                "no client address on the request: the per-IP limit needs the peer's \
-                 address (otp-axum: serve with into_make_service_with_connect_info::<SocketAddr>(); \
-                 otp-poem: serve on a TCP listener)"
-            );
-            return refused_early(ApiResponse::error(
-                &Error::Internal("client address missing".to_owned()).into(),
-            ));
+        let given = parts.extensions.get::<ClientIp>().map(|c| c.0);
+        if peer.is_none() && given.is_none() && route.endpoint == Endpoint::RequestOtp {
+            if !NO_CLIENT_ADDRESS_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "no client address on a request to /request-otp, answered 500 (logged \
+                     once): {NO_CLIENT_ADDRESS}"
+                );
+            }
+            return refused_early(ApiResponse::error(&Refusal::NoClientAddress));
         }
         // Over the limit while streaming (or the client went away: then nobody reads this).
         let body = match http_body_util::Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return refused_early(ApiResponse::body_too_large(limit)),
         };
-        self.handle_parts(route, &headers, parts.uri.query(), &body, peer)
+        let client = ClientAddress { peer, given };
+        self.handle_parts(route, &headers, parts.uri.query(), &body, client)
             .await
             .into_http()
     }
@@ -731,9 +761,20 @@ impl OtpAuth {
         headers: &RequestHeaders<'_>,
         query: Option<&str>,
         body: &[u8],
-        peer: Option<IpAddr>,
+        client: ClientAddress,
     ) -> ApiResponse {
-        let forwarded_for = join_forwarded_for(headers.forwarded_for.iter().copied());
+        let ip = match client.given {
+            // The application's own answer: no proxy headers are read.
+            Some(ip) => Some(ip.to_canonical()),
+            None => {
+                let forwarded_for = join_forwarded_for(headers.forwarded_for.iter().copied());
+                resolve_client_ip(
+                    client.peer,
+                    forwarded_for.as_deref(),
+                    self.trusted_proxies(),
+                )
+            }
+        };
         let api = ApiRequest {
             content_type: headers.content_type,
             body,
@@ -744,7 +785,7 @@ impl OtpAuth {
             host: headers.host,
             sec_fetch_site: headers.sec_fetch_site,
             client: ClientInfo {
-                ip: resolve_client_ip(peer, forwarded_for.as_deref(), self.trusted_proxies()),
+                ip,
                 user_agent: headers.user_agent.map(str::to_owned),
                 accept_language: headers.accept_language.map(str::to_owned),
             },

@@ -16,7 +16,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let auth = OtpAuth::builder(Config::load()?)
 //!     .stores(MemoryStore::new())
-//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .mailer(ConsoleMailer::new())
 //!     .build()?;
 //! let app = Route::new()
 //!     .at("/protected", get(protected))

@@ -10,7 +10,7 @@
 //! let store = otp_redis::connect(&config).await?;
 //! let auth = OtpAuth::builder(config)
 //!     .stores(store)
-//!     .mailer(Arc::new(ConsoleMailer::new()))
+//!     .mailer(ConsoleMailer::new())
 //!     .build()?;
 //! # Ok(()) }
 //! ```

@@ -10,7 +10,7 @@
 //! let mailer = otp_smtp::SmtpMailer::from_config(&config)?;
 //! let auth = OtpAuth::builder(config)
 //!     .stores(MemoryStore::new())
-//!     .mailer(Arc::new(mailer))
+//!     .mailer(mailer)
 //!     .build()?;
 //! # Ok(()) }
 //! ```

@@ -22,7 +22,7 @@
 //!     )?;
 //!     let auth = OtpAuth::builder(config)
 //!         .stores(otp_core::MemoryStore::new())
-//!         .mailer(Arc::new(mailer))
+//!         .mailer(mailer)
 //!         .build()?;
 //!
 //!     // One `POST http://mail-api.internal:8080/v1/email` with the rendered login mail.
@@ -106,7 +106,7 @@
 //!     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
 //!     let auth = OtpAuth::builder(config)
 //!         .stores(MemoryStore::new())
-//!         .mailer(Arc::new(mailer))
+//!         .mailer(mailer)
 //!         .build()?;
 //!
 //!     let client = ClientInfo::default();

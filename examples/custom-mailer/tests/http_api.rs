@@ -89,7 +89,7 @@ fn config() -> Config {
 fn engine(mailer: impl otp_core::mailer::Mailer) -> OtpAuth {
     OtpAuth::builder(config())
         .stores(MemoryStore::new())
-        .mailer(Arc::new(mailer))
+        .mailer(mailer)
         .build()
         .unwrap()
 }

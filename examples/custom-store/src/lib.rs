@@ -17,7 +17,7 @@
 //!     let mailer = CapturingMailer::new(); // your real mailer here
 //!     let auth = OtpAuth::builder(config)
 //!         .stores(store) // one value serves as both the code store and the blacklist
-//!         .mailer(Arc::new(mailer.clone()))
+//!         .mailer(mailer.clone())
 //!         .build()?;
 //!
 //!     let client = ClientInfo::default();

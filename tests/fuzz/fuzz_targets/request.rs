@@ -4,7 +4,7 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -30,7 +30,7 @@ fn world() -> &'static World {
     c
 })
         .stores(MemoryStore::new())
-        .mailer(Arc::new(CapturingMailer::new()))
+        .mailer(CapturingMailer::new())
         .build()
         .expect("engine");
         let app = axum::Router::new()
