@@ -3,7 +3,6 @@
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
-//! use std::sync::Arc;
 //!
 //! use axum::{Json, Router, routing::get};
 //! use otp_axum::CurrentUser;

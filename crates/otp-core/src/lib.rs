@@ -6,7 +6,6 @@
 //! (`otp-axum` or `otp-poem`), or call it directly:
 //!
 //! ```
-//! use std::sync::Arc;
 //! use otp_core::{CapturingMailer, ClientInfo, Config, MemoryStore, OtpAuth};
 //!
 //! # tokio_test();

@@ -2,7 +2,6 @@
 //! Cluster or a Sentinel-managed primary.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use otp_core::{Config, ConsoleMailer, OtpAuth};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

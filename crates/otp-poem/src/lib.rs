@@ -2,7 +2,6 @@
 //! [`CurrentUser`] extractor for protected handlers.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //!
 //! use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
 //! use otp_poem::CurrentUser;

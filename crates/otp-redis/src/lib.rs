@@ -2,7 +2,6 @@
 //! reconnecting `ConnectionManager`, or a Redis Cluster through the cluster-async client.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use otp_core::{Config, ConsoleMailer, OtpAuth};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,6 @@
 //! rustls, timeouts, and errors sorted into transient (503) and permanent (502).
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use otp_core::{Config, MemoryStore, OtpAuth};
 //!
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
