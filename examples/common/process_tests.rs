@@ -275,3 +275,94 @@ pub(crate) async fn es256_tokens_verify_from_the_jwks_alone(bin: &str) {
     terminate(&child);
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 }
+
+/// With `OTP_AUTH_ALLOWED_ORIGINS`, a front end on that origin gets CORS answers with
+/// credentials (preflight and the request itself); another origin gets none, and its
+/// state-changing request is refused by the Origin check.
+pub(crate) async fn cors_for_the_allowed_origins(bin: &str) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let front = "https://app.example.com";
+    let mut child = example(
+        bin,
+        &[("APP_ADDR", &addr), ("OTP_AUTH_ALLOWED_ORIGINS", front)],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(&mut lines, "listening on").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let preflight = |origin: &'static str, path: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+            .send()
+    };
+    for path in ["/auth/request-otp", "/auth/refresh", "/auth/logout"] {
+        let r = preflight(front, path).await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        };
+        assert_eq!(
+            h("access-control-allow-origin").as_deref(),
+            Some(front),
+            "{path}"
+        );
+        assert_eq!(
+            h("access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        let methods = h("access-control-allow-methods").unwrap();
+        for m in ["get", "post", "delete"] {
+            assert!(methods.contains(m), "{methods}");
+        }
+        let headers = h("access-control-allow-headers").unwrap();
+        for name in ["content-type", "authorization"] {
+            assert!(headers.contains(name), "{headers}");
+        }
+    }
+    // Another origin: no CORS grant on the preflight, and the Origin check refuses the
+    // request itself (403).
+    let r = preflight("https://evil.example", "/auth/request-otp")
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"email": "cors@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The allowed origin's request itself carries the grant and the exposed headers.
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .header("origin", front)
+        .json(&json!({"email": "cors@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let allow = r.headers().get("access-control-allow-origin").unwrap();
+    assert_eq!(allow.to_str().unwrap(), front);
+    let exposed = r.headers().get("access-control-expose-headers").unwrap();
+    assert!(
+        exposed
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("retry-after"),
+        "{exposed:?}"
+    );
+    terminate(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}

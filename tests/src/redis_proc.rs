@@ -4,6 +4,25 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A free loopback port; for a cluster node, one whose bus port (the port + 10000) is free
+/// too and at most 65535, as redis-server requires (ports above 55535 make it refuse to
+/// start, and the ephemeral range reaches 60999).
+fn free_port(cluster: bool) -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !cluster {
+            return port;
+        }
+        if port <= 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A private Redis on a free loopback port.
 #[derive(Debug)]
 pub struct RedisProcess {
@@ -26,11 +45,8 @@ impl RedisProcess {
     pub fn start_with(extra: &[&str]) -> RedisProcess {
         let server_bin = crate::server("OTP_TEST_REDIS_SERVER_BIN");
         let cli_bin = crate::server("OTP_TEST_REDIS_CLI_BIN");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let cluster = extra.contains(&"--cluster-enabled");
+        let port = free_port(cluster);
         let dir =
             std::env::temp_dir().join(format!("otp-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -21,3 +21,8 @@ async fn bad_settings_fail_with_a_clear_message() {
 async fn es256_tokens_verify_from_the_jwks_alone() {
     process_tests::es256_tokens_verify_from_the_jwks_alone(BIN).await;
 }
+
+#[tokio::test]
+async fn cors_for_the_allowed_origins() {
+    process_tests::cors_for_the_allowed_origins(BIN).await;
+}

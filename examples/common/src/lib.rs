@@ -34,6 +34,18 @@ pub fn openapi(auth: &OtpAuth) -> otp_core::openapi::OpenApiDoc {
     doc
 }
 
+/// The methods a cross-origin front end uses on the contract (CORS preflight answers).
+pub const CORS_METHODS: [&str; 3] = ["GET", "POST", "DELETE"];
+
+/// The request headers a cross-origin front end sends (CORS preflight answers).
+pub const CORS_REQUEST_HEADERS: [&str; 3] = ["authorization", "content-type", "accept-language"];
+
+/// The response headers a cross-origin front end may read besides the safelisted ones.
+pub const CORS_EXPOSED_HEADERS: [&str; 2] = ["retry-after", "www-authenticate"];
+
+/// How long a browser may cache a preflight answer, in seconds.
+pub const CORS_MAX_AGE_SECONDS: u64 = 600;
+
 /// The content type of `GET /metrics` (Prometheus text format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
