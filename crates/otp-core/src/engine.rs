@@ -1004,7 +1004,7 @@ impl OtpAuth {
     /// Ends every session of the user of `access_token` (all devices).
     pub async fn logout_all(&self, access_token: &str) -> Result<u32, Error> {
         let user = self.authenticate(access_token).await?;
-        let n = self.end_all_sessions_of(&user.subject).await?;
+        let n = self.revoke_all_of(&user.subject).await?;
         metrics::logout("all");
         tracing::info!(sessions = n, "logged out everywhere");
         Ok(n)
@@ -1048,10 +1048,15 @@ impl OtpAuth {
     /// application's own administration; returns how many were live. Their refresh tokens
     /// stop working at once and their access tokens at their next check.
     pub async fn end_all_sessions_of(&self, subject: &str) -> Result<u32, Error> {
-        let key = self.inner.hasher.subject_key(subject);
-        let n = self.inner.blacklist.revoke_all(&key).await?;
+        let n = self.revoke_all_of(subject).await?;
         tracing::info!(sessions = n, "every session of a subject ended");
         Ok(n)
+    }
+
+    /// Ends every session of `subject`; how many were live. Each caller logs its own event.
+    async fn revoke_all_of(&self, subject: &str) -> Result<u32, Error> {
+        let key = self.inner.hasher.subject_key(subject);
+        Ok(self.inner.blacklist.revoke_all(&key).await?)
     }
 
     /// Ends the session `sid` (the `sid` claim, or [`SessionInfo::sid`]), whoever it belongs
