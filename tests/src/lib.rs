@@ -288,7 +288,8 @@ impl Backends {
     }
 }
 
-/// A running app: the example's shape (auth at `/auth`, `GET /protected`).
+/// A running app: the example's shape (auth at `/auth`, `GET /protected`, and `/app`
+/// behind the adapter's require-user layer: `GET /app/me`, `GET /app/unfit`).
 #[derive(Debug)]
 pub struct TestServer {
     pub base: String,
@@ -330,6 +331,47 @@ fn poem_protected(user: otp_poem::CurrentUser) -> poem::web::Json<Value> {
 #[poem::handler]
 fn poem_maybe_user(user: otp_poem::MaybeUser) -> poem::web::Json<Value> {
     poem::web::Json(json!({ "user": user.0.map(|u| u.email.clone()) }))
+}
+
+/// The application's own claims, as the scenarios' hooks add them
+/// ([`scenarios::RolesHooks`]).
+#[derive(Debug, serde::Deserialize)]
+pub struct TestClaims {
+    pub roles: Vec<String>,
+    pub tier: u8,
+}
+
+/// Claims that the scenarios' hooks never fit (`roles` is a list there).
+#[derive(Debug, serde::Deserialize)]
+pub struct UnfitClaims {
+    pub roles: u64,
+}
+
+fn me_body(user: &otp_core::CurrentUser, claims: &TestClaims) -> Value {
+    json!({
+        "email": user.email,
+        "sid": user.session_id,
+        "roles": claims.roles,
+        "tier": claims.tier,
+    })
+}
+
+async fn app_me(user: CurrentUser<TestClaims>) -> Json<Value> {
+    Json(me_body(&user, &user.extra))
+}
+
+async fn app_unfit(user: CurrentUser<UnfitClaims>) -> Json<Value> {
+    Json(json!({ "roles": user.extra.roles }))
+}
+
+#[poem::handler]
+fn poem_app_me(user: otp_poem::CurrentUser<TestClaims>) -> poem::web::Json<Value> {
+    poem::web::Json(me_body(&user, &user.extra))
+}
+
+#[poem::handler]
+fn poem_app_unfit(user: otp_poem::CurrentUser<UnfitClaims>) -> poem::web::Json<Value> {
+    poem::web::Json(json!({ "roles": user.extra.roles }))
 }
 
 impl TestServer {
@@ -375,10 +417,16 @@ impl TestServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().unwrap().port()));
         let task = match adapter {
             Adapter::Axum => {
+                // `/app`: a sub-router behind the layer, its handlers reading typed claims.
+                let private = axum::Router::new()
+                    .route("/me", get(app_me))
+                    .route("/unfit", get(app_unfit))
+                    .route_layer(otp_axum::RequireUserLayer::new(auth.clone()));
                 let app = axum::Router::new()
                     .route("/protected", get(protected))
                     .route("/maybe-user", get(maybe_user))
                     .route("/metrics", get(metrics))
+                    .nest("/app", private)
                     .nest("/auth", otp_axum::router(auth.clone()))
                     .with_state(auth.clone());
                 tokio::spawn(async move {
@@ -392,10 +440,15 @@ impl TestServer {
             }
             Adapter::Poem => {
                 use poem::EndpointExt;
+                let private = poem::Route::new()
+                    .at("/me", poem::get(poem_app_me))
+                    .at("/unfit", poem::get(poem_app_unfit))
+                    .with(otp_poem::RequireUser::new(auth.clone()));
                 let app = poem::Route::new()
                     .at("/protected", poem::get(poem_protected))
                     .at("/maybe-user", poem::get(poem_maybe_user))
                     .at("/metrics", poem::get(poem_metrics))
+                    .nest("/app", private)
                     .nest("/auth", otp_poem::routes(auth.clone()))
                     .data(auth.clone());
                 let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();

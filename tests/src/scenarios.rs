@@ -2,10 +2,15 @@
 //! [`crate::http_scenarios!`] instantiates them as tests.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use otp_core::config::{JwtAlgorithm, SameSite};
 use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
+use otp_core::store::{
+    AccessStatus, NewSession, Revocation, RotateOutcome, Rotation, SessionInfo, StoreError,
+    TokenBlacklist,
+};
 use otp_core::token::{Claims, TokenCodec, TokenType};
 use otp_core::{BoxError, CapturingMailer, Config, Email, Hooks, OtpAuth, async_trait};
 use serde_json::json;
@@ -831,6 +836,156 @@ pub async fn mail_failures(t: Target) {
     assert_eq!(s.verify_otp("m@example.com", &code).await.status, 200);
 }
 
+/// Hooks adding the application's own claims that [`crate::TestClaims`] reads.
+#[derive(Debug)]
+pub struct RolesHooks;
+
+#[async_trait]
+impl Hooks for RolesHooks {
+    async fn claims(
+        &self,
+        _subject: &str,
+        email: &Email,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, BoxError> {
+        let roles = if email.as_str().starts_with("admin") {
+            json!(["member", "admin"])
+        } else {
+            json!(["member"])
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("roles".into(), roles);
+        m.insert("tier".into(), json!(3));
+        Ok(m)
+    }
+}
+
+/// A blacklist that counts its access checks and can be made to fail them (the store
+/// down), around the real one.
+#[derive(Debug)]
+struct CheckCounter {
+    inner: Arc<dyn TokenBlacklist>,
+    checks: AtomicUsize,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl TokenBlacklist for CheckCounter {
+    async fn create_session(&self, session: &NewSession) -> Result<u32, StoreError> {
+        self.inner.create_session(session).await
+    }
+    async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
+        self.inner.rotate_refresh(rotation).await
+    }
+    async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("the test took the store down"));
+        }
+        self.inner.check_access(sid, jti).await
+    }
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.inner.revoke(revocation).await
+    }
+    async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError> {
+        self.inner.revoke_all(subject_key).await
+    }
+    async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        self.inner.list_sessions(subject_key).await
+    }
+}
+
+/// A sub-router behind the adapter's require-user layer, its handlers reading the
+/// application's claims typed: 401 with `WWW-Authenticate` without a user, the typed
+/// claims with one, exactly one access check per request (the handler's `CurrentUser`
+/// takes the layer's user), 401 for claims that do not fit the type, 503 with the store
+/// down, and 401 once the session is logged out.
+pub async fn layer_protected_sub_router(t: Target) {
+    let backends = Backends::for_store(t.store).await;
+    let counter = Arc::new(CheckCounter {
+        inner: backends.blacklist.clone(),
+        checks: AtomicUsize::new(0),
+        down: AtomicBool::new(false),
+    });
+    let auth = OtpAuth::builder(test_config())
+        .store(backends.store.clone())
+        .blacklist(counter.clone())
+        .mailer(backends.mailer.clone())
+        .hooks(RolesHooks)
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth(t.adapter, auth, backends.mailbox.clone()).await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = s.http.get(s.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    };
+
+    let r = s.send(get("/app/me", None)).await;
+    r.assert_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = s.send(get("/app/me", Some("garbage"))).await;
+    r.assert_problem(401);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|h| h.contains("error=\"invalid_token\"")),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+    assert_eq!(
+        counter.checks.load(Ordering::SeqCst),
+        0,
+        "no token, no store call"
+    );
+
+    let user = s.login("admin-layer@example.com").await;
+    let member = s.login("layer@example.com").await;
+    let before = counter.checks.load(Ordering::SeqCst);
+    let r = s.send(get("/app/me", Some(&user.access))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["email"], "admin-layer@example.com");
+    assert_eq!(v["roles"], json!(["member", "admin"]));
+    assert_eq!(v["tier"], 3);
+    assert_eq!(
+        counter.checks.load(Ordering::SeqCst) - before,
+        1,
+        "the layer checks the token once and the handler's CurrentUser takes its user"
+    );
+    let r = s.send(get("/app/me", Some(&member.access))).await;
+    assert_eq!(r.json()["roles"], json!(["member"]));
+
+    // Claims the type does not fit: a 401 like a bad token, not a panic or a 500.
+    let r = s.send(get("/app/unfit", Some(&user.access))).await;
+    r.assert_problem(401);
+
+    // The store down: the layer fails closed, 503.
+    counter.down.store(true, Ordering::SeqCst);
+    let r = s.send(get("/app/me", Some(&user.access))).await;
+    r.assert_problem(503);
+    counter.down.store(false, Ordering::SeqCst);
+    assert_eq!(s.send(get("/app/me", Some(&user.access))).await.status, 200);
+
+    // Logged out: the layer refuses the revoked token.
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&user.access)
+                .header("cookie", format!("refresh_token={}", user.refresh)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.send(get("/app/me", Some(&user.access)))
+        .await
+        .assert_problem(401);
+    assert_eq!(
+        s.send(get("/app/me", Some(&member.access))).await.status,
+        200
+    );
+}
+
 #[derive(Debug)]
 struct OnlyKnown;
 
@@ -1287,7 +1442,7 @@ macro_rules! http_scenarios {
             ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
             verify_errors, lockout_across_resends, concurrent_verifications,
             refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
-            logout_all, administration_from_code, protected_route_refusals, origin_check, not_found_and_method,
+            logout_all, administration_from_code, layer_protected_sub_router, protected_route_refusals, origin_check, not_found_and_method,
             store_unavailable, mail_failures, no_account_enumeration, magic_code,
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
             racing_tabs, verify_never_strands_a_code, cross_site_requests,

@@ -16,10 +16,13 @@ struct App {
     _task: tokio::task::JoinHandle<()>,
 }
 
+/// The engine the example binaries build, on the memory store and a capturing mailer;
+/// `diff@example.com` is an administrator (`APP_ADMINS`).
 fn engine(mailer: &CapturingMailer) -> OtpAuth {
     OtpAuth::builder(test_config())
         .stores(MemoryStore::new())
         .mailer(mailer.clone())
+        .hooks(example_common::ExampleHooks::new(["Diff@Example.com"]))
         .build()
         .unwrap()
 }
@@ -137,6 +140,25 @@ fn script() -> Vec<Step> {
             &[("authorization", "Bearer {access}")],
             None,
         ),
+        Step("GET", "/app/me", &[], None),
+        Step(
+            "GET",
+            "/app/me",
+            &[("authorization", "Bearer garbage")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/app/me",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/app/me",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
         Step("POST", "/auth/refresh", &[], None),
         Step(
             "POST",
@@ -169,6 +191,12 @@ fn script() -> Vec<Step> {
         Step(
             "GET",
             "/protected",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/app/me",
             &[("authorization", "Bearer {access}")],
             None,
         ),
@@ -278,6 +306,91 @@ async fn axum_and_poem_examples_answer_identically() {
             .any(|s| s.step.starts_with("GET /protected") && s.status == 200),
         "the protected route let the user in"
     );
+    // The sub-router behind the layer: refused without a user, then the typed claims and
+    // the app's own counter, then refused after the logout.
+    let me: Vec<&Seen> = axum
+        .iter()
+        .filter(|s| s.step.starts_with("GET /app/me"))
+        .collect();
+    let me_statuses: Vec<u16> = me.iter().map(|s| s.status).collect();
+    assert_eq!(me_statuses, [401, 401, 200, 200, 401]);
+    let body = |i: usize| serde_json::from_str::<serde_json::Value>(&me[i].body).unwrap();
+    assert_eq!(
+        body(2),
+        json!({"email": "diff@example.com", "subject": "diff@example.com",
+               "roles": ["member", "admin"], "visits": 1})
+    );
+    assert_eq!(
+        body(3)["visits"],
+        2,
+        "the app's own state is shared across requests"
+    );
+}
+
+/// poem-example's `/protected` is a poem-openapi operation taking the user as a security
+/// scheme: its generated document (`/api.json`) shows the bearer requirement, and the
+/// operation answers the contract's 401 without a token and the greeting with one.
+#[tokio::test]
+async fn poem_openapi_operation_requires_the_bearer_scheme() {
+    let app = start_poem().await;
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{}/api.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["paths"]["/protected"]["get"]["security"],
+        json!([{"bearer": []}]),
+        "{doc}"
+    );
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    assert_eq!(scheme["bearerFormat"], "JWT");
+
+    let r = http
+        .get(format!("{}/protected", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", app.base)).json(&body).send()
+    };
+    assert_eq!(
+        post("/auth/request-otp", json!({"email": "api@example.com"}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let code = app.mailer.last_code("api@example.com").unwrap();
+    let login: serde_json::Value = post(
+        "/auth/verify-otp",
+        json!({"email": "api@example.com", "otp": code}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let r = http
+        .get(format!("{}/protected", app.base))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"message": "Hello, api@example.com!"})
+    );
 }
 
 /// The OpenAPI document lists exactly the routes served: every documented operation
@@ -304,6 +417,7 @@ async fn document_matches_routes(app: &App) {
         .map(|e| format!("/auth{}", e.path()))
         .collect();
     want.push("/protected".into());
+    want.push("/app/me".into());
     let mut have: Vec<String> = paths.keys().cloned().collect();
     want.sort();
     have.sort();

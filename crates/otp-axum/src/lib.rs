@@ -33,19 +33,23 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{
-    ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, Request, State,
-};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts, State};
+use axum::http::Request;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use otp_core::adapter::Endpoint;
+use otp_core::adapter::{DeserializeOwned, Endpoint};
 use otp_core::{Error, OtpAuth, TokenRejection};
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
 /// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
@@ -67,7 +71,7 @@ where
     r.fallback(serve).with_state(auth)
 }
 
-async fn serve(State(auth): State<OtpAuth>, req: Request) -> Response {
+async fn serve(State(auth): State<OtpAuth>, req: Request<Body>) -> Response {
     // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
     let peer = req
         .extensions()
@@ -88,18 +92,25 @@ fn rejection(e: Error) -> Response {
 
 otp_core::user_extractor_type! {
     /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
-    /// signature, algorithm, type, expiry, issuer/audience and revocation.
+    /// signature, algorithm, type, expiry, issuer/audience and revocation. Under
+    /// [`RequireUserLayer`], the user the layer checked (no second check).
+    ///
+    /// `CurrentUser<C>` also reads the application's own claims (those its `Hooks::claims`
+    /// added) into `C: DeserializeOwned`, as `user.extra`; claims that do not fit `C` are a
+    /// 401, like a bad token. `CurrentUser` alone is `CurrentUser<()>`.
     ///
     /// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
     /// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
     /// (fail closed). As `Option<CurrentUser>` it yields `None` when no bearer token is
     /// presented and still rejects a presented token that is invalid.
     ///
-    /// The state must give an [`OtpAuth`] (`OtpAuth: FromRef<S>`).
+    /// The state must give an [`OtpAuth`] (`OtpAuth: FromRef<S>`): an application state of
+    /// its own holds one and implements `FromRef` (or derives it with axum's `macros`).
     CurrentUser
 }
 
-/// Why [`CurrentUser`] refused a request; renders as the contract's problem response.
+/// Why [`CurrentUser`] or [`RequireUserLayer`] refused a request; renders as the contract's
+/// problem response.
 #[derive(Debug)]
 pub struct AuthRejection(pub Error);
 
@@ -109,26 +120,31 @@ impl IntoResponse for AuthRejection {
     }
 }
 
-impl<S> FromRequestParts<S> for CurrentUser
+impl<S, C> FromRequestParts<S> for CurrentUser<C>
 where
     S: Send + Sync,
     OtpAuth: FromRef<S>,
+    C: DeserializeOwned + Send,
 {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match OtpAuth::from_ref(state).current_user(&parts.headers).await {
-            Ok(Some(user)) => Ok(CurrentUser(user)),
+        match OtpAuth::from_ref(state)
+            .request_user(&parts.headers, &parts.extensions)
+            .await
+        {
+            Ok(Some(user)) => CurrentUser::from_user(user).map_err(AuthRejection),
             Ok(None) => Err(AuthRejection(Error::Unauthorized(TokenRejection::Missing))),
             Err(e) => Err(AuthRejection(e)),
         }
     }
 }
 
-impl<S> OptionalFromRequestParts<S> for CurrentUser
+impl<S, C> OptionalFromRequestParts<S> for CurrentUser<C>
 where
     S: Send + Sync,
     OtpAuth: FromRef<S>,
+    C: DeserializeOwned + Send,
 {
     type Rejection = AuthRejection;
 
@@ -136,11 +152,99 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        OtpAuth::from_ref(state)
-            .current_user(&parts.headers)
+        match OtpAuth::from_ref(state)
+            .request_user(&parts.headers, &parts.extensions)
             .await
-            .map(|user| user.map(CurrentUser))
-            .map_err(AuthRejection)
+        {
+            Ok(Some(user)) => CurrentUser::from_user(user)
+                .map(Some)
+                .map_err(AuthRejection),
+            Ok(None) => Ok(None),
+            Err(e) => Err(AuthRejection(e)),
+        }
+    }
+}
+
+/// A tower layer that lets through only requests with a signed-in user: every route of the
+/// router it wraps is protected. It answers 401 (with `WWW-Authenticate: Bearer`) without
+/// a valid access token and 503 when the store cannot be asked, as [`CurrentUser`] does,
+/// and leaves the user ([`otp_core::CurrentUser`]) in the request's extensions, where
+/// [`CurrentUser`] finds it without checking the token or asking the store again.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use otp_axum::{CurrentUser, RequireUserLayer};
+/// # fn demo(auth: otp_core::OtpAuth) -> Router {
+/// async fn account(user: CurrentUser) -> String {
+///     user.email.clone()
+/// }
+/// let private = Router::new()
+///     .route("/account", get(account))
+///     .route_layer(RequireUserLayer::new(auth.clone()));
+/// Router::new().nest("/app", private).with_state(auth)
+/// # }
+/// ```
+///
+/// Use `route_layer` so that unknown paths under it still answer 404 rather than 401.
+#[derive(Debug, Clone)]
+pub struct RequireUserLayer {
+    auth: OtpAuth,
+}
+
+impl RequireUserLayer {
+    /// The layer, checking users with `auth`.
+    pub fn new(auth: OtpAuth) -> Self {
+        RequireUserLayer { auth }
+    }
+}
+
+impl<S> Layer<S> for RequireUserLayer {
+    type Service = RequireUser<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireUser {
+            auth: self.auth.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`RequireUserLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireUser<S> {
+    auth: OtpAuth,
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RequireUser<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this request (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            match auth.require_user(req.headers()).await {
+                Ok(user) => {
+                    req.extensions_mut().insert(user);
+                    inner.call(req).await.map(IntoResponse::into_response)
+                }
+                Err(e) => Ok(rejection(e)),
+            }
+        })
     }
 }
 

@@ -9,9 +9,14 @@
 
 pub use crate::web::{Endpoint, Method, error_response};
 
-/// Declares an adapter's current-user type: a newtype around [`CurrentUser`](crate::CurrentUser)
-/// (so the adapter can implement its framework's extractor trait on it) that derefs to it.
-/// The doc comment and attributes written before the name go on the type.
+/// What [`user_extractor_type!`](crate::user_extractor_type)'s types require of their
+/// claims type, re-exported so the macro works in crates that do not name serde.
+pub use serde::de::DeserializeOwned;
+
+/// Declares an adapter's current-user type: `Name<C = ()>`, the [`CurrentUser`](crate::CurrentUser)
+/// (which it derefs to) with the application's own claims typed as `C` (so the adapter can
+/// implement its framework's extractor trait on it). The doc comment and attributes
+/// written before the name go on the type.
 ///
 /// ```
 /// otp_core::user_extractor_type! {
@@ -19,18 +24,35 @@ pub use crate::web::{Endpoint, Method, error_response};
 ///     CurrentUser
 /// }
 /// # fn email(user: &CurrentUser) -> &str { &user.email }
+/// # fn typed(user: otp_core::CurrentUser) -> Result<CurrentUser<serde_json::Value>, otp_core::Error> {
+/// #     CurrentUser::from_user(user)
+/// # }
 /// ```
 #[macro_export]
 macro_rules! user_extractor_type {
     ($(#[$attr:meta])* $name:ident) => {
         $(#[$attr])*
         #[derive(Debug, Clone)]
-        pub struct $name(pub $crate::CurrentUser);
+        pub struct $name<C = ()> {
+            /// The user: subject, address, session id and every claim of the token.
+            pub user: $crate::CurrentUser,
+            /// The application's own claims (those its `Hooks::claims` added), typed.
+            pub extra: C,
+        }
 
-        impl ::std::ops::Deref for $name {
+        impl<C: $crate::adapter::DeserializeOwned> $name<C> {
+            /// `user` with its own claims read as `C`: a 401 error when they do not fit
+            /// ([`CurrentUser::extra_claims`]($crate::CurrentUser::extra_claims)).
+            pub fn from_user(user: $crate::CurrentUser) -> ::std::result::Result<Self, $crate::Error> {
+                let extra = user.extra_claims()?;
+                ::std::result::Result::Ok(Self { user, extra })
+            }
+        }
+
+        impl<C> ::std::ops::Deref for $name<C> {
             type Target = $crate::CurrentUser;
             fn deref(&self) -> &Self::Target {
-                &self.0
+                &self.user
             }
         }
     };

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use rand::Rng;
+use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
 use crate::code::{Code, CodeHasher, CodeMac, IpKey};
@@ -172,6 +173,92 @@ pub struct CurrentUser {
     pub session_id: String,
     /// All claims of the access token.
     pub claims: Claims,
+}
+
+impl CurrentUser {
+    /// The claims the application's [`Hooks::claims`] added, as the application's own type
+    /// (`()` reads none and always succeeds). A token whose claims do not deserialize into
+    /// `C` is refused like a bad token (401), and the reason is logged at warn level: it
+    /// was signed here, so the usual cause is a type that no longer matches the hook.
+    ///
+    /// ```
+    /// # fn demo(user: otp_core::CurrentUser) -> Result<(), otp_core::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Roles {
+    ///     roles: Vec<String>,
+    /// }
+    /// let roles: Roles = user.extra_claims()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn extra_claims<C: DeserializeOwned>(&self) -> Result<C, Error> {
+        C::deserialize(ExtraClaims(&self.claims.extra)).map_err(|e| {
+            tracing::warn!(
+                error = %e,
+                claims_type = std::any::type_name::<C>(),
+                "an access token's own claims do not fit the application's type: refused (401)"
+            );
+            Error::Unauthorized(TokenRejection::Invalid)
+        })
+    }
+}
+
+/// The hooks' claims as a deserializer: the map, except that a unit type (`()`, a unit
+/// struct) reads nothing from it, so `CurrentUser<()>` never fails on any claims.
+struct ExtraClaims<'a>(&'a Map<String, Value>);
+
+impl<'de> serde::Deserializer<'de> for ExtraClaims<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_struct(name, fields, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf seq tuple tuple_struct map identifier ignored_any
+    }
 }
 
 /// The login engine. Cheap to clone (one `Arc`).

@@ -753,6 +753,31 @@ impl OtpAuth {
         }
     }
 
+    /// The user of a request for an adapter's extractor: the one a layer has already
+    /// authenticated (an [`CurrentUser`] in `extensions`, put there by
+    /// [`OtpAuth::require_user`]'s caller), otherwise [`OtpAuth::current_user`] on the
+    /// headers. Under a layer, the token and the store are not asked a second time.
+    pub async fn request_user(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Result<Option<CurrentUser>, Error> {
+        if let Some(user) = extensions.get::<CurrentUser>() {
+            return Ok(Some(user.clone()));
+        }
+        self.current_user(headers).await
+    }
+
+    /// The user a request must have, for an adapter's layer: a missing bearer token is
+    /// 401 ([`TokenRejection::Missing`]), like an invalid one; 503 when the store cannot
+    /// be asked. The layer puts the user in the request's extensions for
+    /// [`OtpAuth::request_user`].
+    pub async fn require_user(&self, headers: &HeaderMap) -> Result<CurrentUser, Error> {
+        self.current_user(headers)
+            .await?
+            .ok_or(Error::Unauthorized(TokenRejection::Missing))
+    }
+
     /// Serves one request from its route, headers, query, body and socket peer: client IP
     /// resolution, the refresh cookie, then the endpoint.
     async fn handle_parts(

@@ -32,10 +32,11 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use bytes::Bytes;
+use otp_core::adapter::DeserializeOwned;
 use otp_core::{Error, OtpAuth, TokenRejection};
 #[cfg(feature = "openapi")]
 use poem::EndpointExt;
-use poem::{Endpoint, FromRequest, Request, RequestBody, Response};
+use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
 /// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
@@ -78,7 +79,12 @@ type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 otp_core::user_extractor_type! {
     /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
-    /// signature, algorithm, type, expiry, issuer/audience and revocation.
+    /// signature, algorithm, type, expiry, issuer/audience and revocation. Under
+    /// [`RequireUser`], the user the middleware checked (no second check).
+    ///
+    /// `CurrentUser<C>` also reads the application's own claims (those its `Hooks::claims`
+    /// added) into `C: DeserializeOwned`, as `user.extra`; claims that do not fit `C` are a
+    /// 401, like a bad token. `CurrentUser` alone is `CurrentUser<()>`.
     ///
     /// Rejections follow the contract: 401 with `WWW-Authenticate: Bearer` (and
     /// `error="invalid_token"` when a token was presented), 503 when the store cannot be asked
@@ -103,12 +109,22 @@ fn rejection(e: Error) -> poem::Error {
     poem::Error::from_response(to_poem(otp_core::adapter::error_response(e)))
 }
 
-impl<'a> FromRequest<'a> for CurrentUser {
+/// The request's user: the one [`RequireUser`] left, else its bearer token checked.
+async fn request_user(req: &Request) -> poem::Result<Option<otp_core::CurrentUser>> {
+    if let Some(user) = req.extensions().get::<otp_core::CurrentUser>() {
+        return Ok(Some(user.clone()));
+    }
+    engine(req)?
+        .current_user(req.headers())
+        .await
+        .map_err(rejection)
+}
+
+impl<'a, C: DeserializeOwned + Send> FromRequest<'a> for CurrentUser<C> {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        match engine(req)?.current_user(req.headers()).await {
-            Ok(Some(user)) => Ok(CurrentUser(user)),
-            Ok(None) => Err(rejection(Error::Unauthorized(TokenRejection::Missing))),
-            Err(e) => Err(rejection(e)),
+        match request_user(req).await? {
+            Some(user) => CurrentUser::from_user(user).map_err(rejection),
+            None => Err(rejection(Error::Unauthorized(TokenRejection::Missing))),
         }
     }
 }
@@ -116,17 +132,85 @@ impl<'a> FromRequest<'a> for CurrentUser {
 /// `Some(user)` with a valid bearer token, `None` without one; a presented token that is
 /// invalid, expired or revoked is rejected (401), as is an unreachable store (503).
 #[derive(Debug, Clone)]
-pub struct MaybeUser(pub Option<CurrentUser>);
+pub struct MaybeUser<C = ()>(pub Option<CurrentUser<C>>);
 
-impl<'a> FromRequest<'a> for MaybeUser {
+impl<'a, C: DeserializeOwned + Send> FromRequest<'a> for MaybeUser<C> {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        engine(req)?
-            .current_user(req.headers())
-            .await
-            .map(|user| MaybeUser(user.map(CurrentUser)))
-            .map_err(rejection)
+        match request_user(req).await? {
+            Some(user) => CurrentUser::from_user(user)
+                .map(|u| MaybeUser(Some(u)))
+                .map_err(rejection),
+            None => Ok(MaybeUser(None)),
+        }
     }
 }
+
+/// A middleware that lets through only requests with a signed-in user: every endpoint it
+/// wraps is protected. It answers 401 (with `WWW-Authenticate: Bearer`) without a valid
+/// access token and 503 when the store cannot be asked, as [`CurrentUser`] does, and
+/// leaves the user ([`otp_core::CurrentUser`]) in the request's extensions, where
+/// [`CurrentUser`] finds it without checking the token or asking the store again.
+///
+/// ```
+/// use otp_poem::{CurrentUser, RequireUser};
+/// use poem::{EndpointExt, Route, get, handler};
+/// # fn demo(auth: otp_core::OtpAuth) -> impl poem::Endpoint {
+/// #[handler]
+/// fn account(user: CurrentUser) -> String {
+///     user.email.clone()
+/// }
+/// let private = Route::new()
+///     .at("/account", get(account))
+///     .with(RequireUser::new(auth.clone()));
+/// Route::new().nest("/app", private).data(auth)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequireUser {
+    auth: OtpAuth,
+}
+
+impl RequireUser {
+    /// The middleware, checking users with `auth`.
+    pub fn new(auth: OtpAuth) -> Self {
+        RequireUser { auth }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for RequireUser {
+    type Output = RequireUserEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        RequireUserEndpoint {
+            auth: self.auth.clone(),
+            inner,
+        }
+    }
+}
+
+/// The endpoint of [`RequireUser`].
+#[derive(Debug, Clone)]
+pub struct RequireUserEndpoint<E> {
+    auth: OtpAuth,
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        match self.auth.require_user(req.headers()).await {
+            Ok(user) => {
+                req.extensions_mut().insert(user);
+                self.inner.call(req).await.map(IntoResponse::into_response)
+            }
+            Err(e) => Ok(to_poem(otp_core::adapter::error_response(e))),
+        }
+    }
+}
+
+#[cfg(feature = "poem-openapi")]
+pub mod api;
 
 /// The endpoint of `GET /openapi.json`: the document as JSON.
 /// Mount it with `.at("/openapi.json", otp_poem::openapi_json(&doc))`.

@@ -1,19 +1,50 @@
 //! The axum example app as a library: [`app`] builds the router the binary serves, so
 //! tests can serve it in process too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
-use otp_axum::CurrentUser;
+use example_common::AppClaims;
+use otp_axum::{CurrentUser, RequireUserLayer};
 use otp_core::OtpAuth;
 use serde_json::Value;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+/// The app's state: the login engine beside something of the app's own.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The login engine, which `CurrentUser` finds through `FromRef`.
+    pub auth: OtpAuth,
+    /// Calls to `GET /app/me` since the start.
+    pub visits: Arc<AtomicU64>,
+}
+
+impl FromRef<AppState> for OtpAuth {
+    fn from_ref(state: &AppState) -> OtpAuth {
+        state.auth.clone()
+    }
+}
+
 async fn protected(user: CurrentUser) -> Json<Value> {
     Json(example_common::protected_body(&user.email))
+}
+
+/// Under the `RequireUserLayer`: the user is already checked, and the token's own claims
+/// arrive typed.
+async fn me(State(state): State<AppState>, user: CurrentUser<AppClaims>) -> Json<Value> {
+    let visits = state.visits.fetch_add(1, Ordering::Relaxed) + 1;
+    Json(example_common::me_body(
+        &user.email,
+        &user.subject,
+        &user.extra,
+        visits,
+    ))
 }
 
 async fn metrics() -> impl axum::response::IntoResponse {
@@ -30,7 +61,8 @@ async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
-/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`,
+/// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, the
+/// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`),
 /// Prometheus metrics at `GET /metrics`, and the OpenAPI document at `/openapi.json` with
 /// its docs page at `/docs`.
 ///
@@ -39,13 +71,21 @@ async fn login_page() -> Html<&'static str> {
 pub fn app(auth: OtpAuth) -> Router {
     let doc = example_common::openapi(&auth);
     let cors = cors(&auth.config().http.allowed_origins);
+    let private = Router::new()
+        .route("/me", get(me))
+        .route_layer(RequireUserLayer::new(auth.clone()));
+    let state = AppState {
+        auth: auth.clone(),
+        visits: Arc::default(),
+    };
     let router = Router::new()
         .route("/", get(login_page))
         .route("/protected", get(protected))
         .route("/metrics", get(metrics))
-        .nest("/auth", otp_axum::router(auth.clone()))
+        .nest("/app", private)
+        .nest("/auth", otp_axum::router(auth))
         .merge(otp_axum::openapi_router(doc))
-        .with_state(auth);
+        .with_state(state);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,

@@ -5,8 +5,9 @@
 //! Settings: `APP_ADDR` (default `127.0.0.1:3000`), `OTP_AUTH_STORE` (`memory`, `redis`,
 //! `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set, else `memory`), `OTP_AUTH_MAILER`
 //! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set, else `console`), `RUST_LOG`,
-//! and every `OTP_AUTH_*` variable of otp-core. With none set: the embedded default
-//! (in-memory store, codes in the log, a random JWT key).
+//! `APP_ADMINS` (addresses, comma-separated, whose tokens carry the `admin` role), and
+//! every `OTP_AUTH_*` variable of otp-core. With none set: the embedded default (in-memory
+//! store, codes in the log, a random JWT key).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,9 +16,60 @@ use std::sync::{Arc, OnceLock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use otp_core::mailer::Mailer;
 use otp_core::scripted::redact_url;
-use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
-use serde_json::{Value, json};
+use otp_core::{BoxError, Config, ConsoleMailer, Email, Hooks, MemoryStore, OtpAuth};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
+
+/// The examples' [`Hooks`]: every access token carries the app's own `roles` claim,
+/// `["member"]`, and `["member", "admin"]` for the addresses of `APP_ADMINS`.
+#[derive(Debug, Clone, Default)]
+pub struct ExampleHooks {
+    admins: Vec<String>,
+}
+
+impl ExampleHooks {
+    /// The hooks, with `admins` (addresses, any case) as administrators.
+    pub fn new<S: AsRef<str>>(admins: impl IntoIterator<Item = S>) -> Self {
+        let admins = admins
+            .into_iter()
+            .map(|a| a.as_ref().trim().to_ascii_lowercase())
+            .filter(|a| !a.is_empty())
+            .collect();
+        ExampleHooks { admins }
+    }
+
+    /// The hooks with the administrators of `APP_ADMINS`.
+    pub fn from_env() -> Self {
+        Self::new(std::env::var("APP_ADMINS").unwrap_or_default().split(','))
+    }
+}
+
+#[async_trait::async_trait]
+impl Hooks for ExampleHooks {
+    async fn claims(&self, _subject: &str, email: &Email) -> Result<Map<String, Value>, BoxError> {
+        let mut roles = vec!["member"];
+        if self.admins.iter().any(|a| a == email.as_str()) {
+            roles.push("admin");
+        }
+        let mut claims = Map::new();
+        claims.insert("roles".into(), json!(roles));
+        Ok(claims)
+    }
+}
+
+/// The app's own claims, as the handlers under `/app` read them (`CurrentUser<AppClaims>`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppClaims {
+    /// `member`, and `admin` for the addresses of `APP_ADMINS`.
+    pub roles: Vec<String>,
+}
+
+/// The answer of `GET /app/me`: who the user is, their roles (typed claims), and the app's
+/// own counter of calls to it.
+pub fn me_body(email: &str, subject: &str, claims: &AppClaims, visits: u64) -> Value {
+    json!({ "email": email, "subject": subject, "roles": claims.roles, "visits": visits })
+}
 
 /// The login page served at `GET /`: a static page, no build step.
 pub const LOGIN_PAGE: &str = include_str!("../static/index.html");
@@ -30,6 +82,12 @@ pub fn openapi(auth: &OtpAuth) -> otp_core::openapi::OpenApiDoc {
         &mut doc,
         "/protected",
         "Greets the authenticated user: {\"message\": \"Hello, <email>!\"}",
+    );
+    otp_core::openapi::add_protected_get(
+        &mut doc,
+        "/app/me",
+        "The signed-in user under the app's protected sub-router: {\"email\", \"subject\", \
+         \"roles\" (the app's own claims), \"visits\" (the app's count of calls)}",
     );
     doc
 }
@@ -167,7 +225,11 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
             ));
         }
     };
-    let auth = builder.mailer(mailer).build().map_err(|e| e.to_string())?;
+    let auth = builder
+        .mailer(mailer)
+        .hooks(ExampleHooks::from_env())
+        .build()
+        .map_err(|e| e.to_string())?;
     let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let addr = addr
         .parse()
