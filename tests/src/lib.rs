@@ -22,6 +22,12 @@ use smtp_server::{Behaviour, SmtpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+/// README's Rust blocks, compiled (and, unless marked `no_run`, run) as doc tests of this
+/// crate, which depends on every crate they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod redis_proc;
 pub mod scenarios;
 pub mod smtp_server;
@@ -547,6 +553,24 @@ impl TestServer {
         Session {
             access: r.json()["access_token"].as_str().unwrap().to_owned(),
             refresh: r.refresh_cookie().expect("refresh cookie set"),
+        }
+    }
+
+    /// [`TestServer::login`] with the refresh token taken from the JSON answer
+    /// (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT` = `body` or `both`).
+    pub async fn login_body(&self, email: &str) -> Session {
+        let r = self.request_otp(email).await;
+        assert_eq!(r.status, 200, "request-otp: {}", r.text());
+        let code = self.mailer.last_code(email).expect("a code was mailed");
+        let r = self.verify_otp(email, &code).await;
+        assert_eq!(r.status, 200, "verify-otp: {}", r.text());
+        let v = r.json();
+        Session {
+            access: v["access_token"].as_str().unwrap().to_owned(),
+            refresh: v["refresh_token"]
+                .as_str()
+                .expect("refresh token in the body")
+                .to_owned(),
         }
     }
 }

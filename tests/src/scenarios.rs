@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use otp_core::config::{JwtAlgorithm, SameSite};
+use otp_core::config::{JwtAlgorithm, RefreshTransport, SameSite};
 use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
 use otp_core::store::{
@@ -986,6 +986,178 @@ pub async fn layer_protected_sub_router(t: Target) {
     );
 }
 
+fn with_transport(transport: RefreshTransport) -> Config {
+    let mut c = strict();
+    c.sessions.refresh_transport = transport;
+    c
+}
+
+/// `OTP_AUTH_REFRESH_TOKEN_TRANSPORT=body`, for native apps: the refresh token in the JSON
+/// of verify-otp and refresh, never a cookie; `/refresh` and `/logout` read it from a JSON
+/// body, not from a cookie; a body token beside a cookie is a 400; bad bodies get the
+/// documented problems; rotation and reuse detection work as with the cookie.
+pub async fn refresh_token_in_body(t: Target) {
+    let s = TestServer::start(t, with_transport(RefreshTransport::Body)).await;
+    assert_eq!(s.request_otp("native@example.com").await.status, 200);
+    let code = s.mailer.last_code("native@example.com").unwrap();
+    let r = s.verify_otp("native@example.com", &code).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.set_cookies().is_empty(),
+        "no cookie in body mode: {:?}",
+        r.set_cookies()
+    );
+    let v = r.json();
+    let first = v["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        v["refresh_expires_in"],
+        s.auth.config().tokens.refresh_expire_days * 86_400
+    );
+    assert_eq!(v["token_type"], "bearer");
+    let access = v["access_token"].as_str().unwrap().to_owned();
+
+    let refresh_with = |body: Option<String>, cookie: Option<&str>, ct: &str| {
+        let mut r = s.http.post(s.url("/auth/refresh"));
+        if let Some(b) = body {
+            r = r.header("content-type", ct).body(b);
+        }
+        if let Some(c) = cookie {
+            r = r.header("cookie", format!("refresh_token={c}"));
+        }
+        r
+    };
+    let token_body = |t: &str| Some(json!({ "refresh_token": t }).to_string());
+    // No body: nothing presented; a cookie is not read in body mode.
+    let r = s.send(refresh_with(None, None, "")).await;
+    r.assert_problem(401);
+    assert!(r.set_cookies().is_empty());
+    s.send(refresh_with(None, Some(&first), ""))
+        .await
+        .assert_problem(401);
+    // Both at once: 400, and nothing is spent.
+    let p = s
+        .send(refresh_with(
+            token_body(&first),
+            Some(&first),
+            "application/json",
+        ))
+        .await
+        .assert_problem(400);
+    assert!(p["detail"].as_str().unwrap().contains("not both"), "{p}");
+    // Bad bodies.
+    s.send(refresh_with(Some("{}".into()), None, "application/json"))
+        .await
+        .assert_problem(422);
+    s.send(refresh_with(token_body(&first), None, "text/plain"))
+        .await
+        .assert_problem(415);
+    s.send(refresh_with(
+        token_body("garbage"),
+        None,
+        "application/json",
+    ))
+    .await
+    .assert_problem(401);
+
+    let r = s
+        .send(refresh_with(token_body(&first), None, "application/json"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.set_cookies().is_empty());
+    let second = r.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert!(r.json().get("message").is_none());
+    // The spent token again: reuse, the session revoked (strict interval).
+    s.send(refresh_with(token_body(&first), None, "application/json"))
+        .await
+        .assert_problem(401);
+    s.send(refresh_with(token_body(&second), None, "application/json"))
+        .await
+        .assert_problem(401);
+
+    // Logout reads the body token and ends its session.
+    let r = s.login_body("native2@example.com").await;
+    let out = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&access)
+                .json(&json!({ "refresh_token": r.refresh })),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert!(out.set_cookies().is_empty());
+    s.send(refresh_with(
+        token_body(&r.refresh),
+        None,
+        "application/json",
+    ))
+    .await
+    .assert_problem(401);
+    s.protected(Some(&r.access)).await.assert_problem(401);
+    // A body token beside a cookie on /logout: 400, and the session lives on.
+    let live = s.login_body("native3@example.com").await;
+    s.send(
+        s.http
+            .post(s.url("/auth/logout"))
+            .header("cookie", format!("refresh_token={}", live.refresh))
+            .json(&json!({ "refresh_token": live.refresh })),
+    )
+    .await
+    .assert_problem(400);
+    assert_eq!(s.protected(Some(&live.access)).await.status, 200);
+}
+
+/// `OTP_AUTH_REFRESH_TOKEN_TRANSPORT=both`: the cookie is set and the JSON carries the
+/// same token; `/refresh` takes either, not both.
+pub async fn refresh_token_in_cookie_and_body(t: Target) {
+    let s = TestServer::start(t, with_transport(RefreshTransport::Both)).await;
+    assert_eq!(s.request_otp("both@example.com").await.status, 200);
+    let code = s.mailer.last_code("both@example.com").unwrap();
+    let r = s.verify_otp("both@example.com", &code).await;
+    assert_eq!(r.status, 200);
+    let cookie = r.refresh_cookie().expect("the cookie is set in both mode");
+    assert_eq!(r.json()["refresh_token"].as_str(), Some(cookie.as_str()));
+    // By cookie.
+    let r = s.refresh(Some(&cookie)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let next = r.refresh_cookie().unwrap();
+    assert_eq!(r.json()["refresh_token"].as_str(), Some(next.as_str()));
+    // By body.
+    let r = s
+        .post_json("/auth/refresh", &json!({ "refresh_token": next }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = r.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(r.refresh_cookie().as_deref(), Some(last.as_str()));
+    // Both: 400.
+    s.send(
+        s.http
+            .post(s.url("/auth/refresh"))
+            .header("cookie", format!("refresh_token={last}"))
+            .json(&json!({ "refresh_token": last })),
+    )
+    .await
+    .assert_problem(400);
+    // Logout by cookie clears it.
+    let out = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .header("cookie", format!("refresh_token={last}")),
+        )
+        .await;
+    assert_eq!(out.status, 200);
+    assert!(
+        out.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("refresh_token=;"))
+    );
+    s.post_json("/auth/refresh", &json!({ "refresh_token": last }))
+        .await
+        .assert_problem(401);
+}
+
 #[derive(Debug)]
 struct OnlyKnown;
 
@@ -1442,7 +1614,8 @@ macro_rules! http_scenarios {
             ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
             verify_errors, lockout_across_resends, concurrent_verifications,
             refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
-            logout_all, administration_from_code, layer_protected_sub_router, protected_route_refusals, origin_check, not_found_and_method,
+            logout_all, administration_from_code, layer_protected_sub_router,
+            refresh_token_in_body, refresh_token_in_cookie_and_body, protected_route_refusals, origin_check, not_found_and_method,
             store_unavailable, mail_failures, no_account_enumeration, magic_code,
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
             racing_tabs, verify_never_strands_a_code, cross_site_requests,

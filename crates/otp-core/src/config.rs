@@ -113,6 +113,56 @@ impl<'de> Deserialize<'de> for SameSite {
     }
 }
 
+/// Where the refresh token travels (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshTransport {
+    /// In the HttpOnly cookie only (browsers): the JSON answers never show it.
+    #[default]
+    Cookie,
+    /// In the JSON only (native and mobile apps): answers carry `refresh_token` and
+    /// `refresh_expires_in` and set no cookie; `/refresh` and `/logout` read
+    /// `{"refresh_token": "…"}` from the body.
+    Body,
+    /// Both: the cookie is set and the JSON carries the token; a request presents one or
+    /// the other (both at once is a 400).
+    Both,
+}
+
+impl RefreshTransport {
+    /// Whether the refresh token is set in (and read from) the cookie.
+    pub fn uses_cookie(self) -> bool {
+        matches!(self, RefreshTransport::Cookie | RefreshTransport::Both)
+    }
+
+    /// Whether the refresh token is given in (and read from) the JSON bodies.
+    pub fn uses_body(self) -> bool {
+        matches!(self, RefreshTransport::Body | RefreshTransport::Both)
+    }
+
+    /// The setting's value: `cookie`, `body` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshTransport::Cookie => "cookie",
+            RefreshTransport::Body => "body",
+            RefreshTransport::Both => "both",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RefreshTransport {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cookie" => Ok(RefreshTransport::Cookie),
+            "body" => Ok(RefreshTransport::Body),
+            "both" => Ok(RefreshTransport::Both),
+            other => Err(serde::de::Error::custom(format!(
+                "expected cookie, body or both, got {other:?}"
+            ))),
+        }
+    }
+}
+
 /// How the SMTP connection is secured (`OTP_AUTH_SMTP_TLS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -412,6 +462,9 @@ settings! {
         /// Absolute session lifetime from login in days, which refreshing never extends
         /// (0: no limit beyond the refresh token's own; at most 3650).
         SESSION_MAX_DAYS => max_days: u64 = 0,
+        /// Where the refresh token travels: `cookie` (the HttpOnly cookie, for browsers),
+        /// `body` (the JSON answers and request bodies, for native apps) or `both`.
+        REFRESH_TOKEN_TRANSPORT => refresh_transport: RefreshTransport = RefreshTransport::Cookie,
         /// Prefix of revocation and session keys.
         BLACKLIST_KEY_PREFIX => key_prefix: String = "blacklist_".to_owned(),
     }

@@ -26,8 +26,8 @@ use utoipa::openapi::{
 
 use crate::engine::OtpAuth;
 use crate::web::{
-    Endpoint, LogoutOthersResponse, MessageResponse, Method, RequestOtpBody, SessionView,
-    SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
+    Endpoint, LogoutOthersResponse, MessageResponse, Method, RefreshBody, RequestOtpBody,
+    SessionView, SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
 };
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
@@ -160,6 +160,51 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
         c.cookie.samesite.as_str()
     );
     let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie.name);
+    // The refresh token's transport decides the cookie headers and the refresh bodies.
+    let transport = c.sessions.refresh_transport;
+    let (cookie_set, cookie_cleared) = if transport.uses_cookie() {
+        (Some(cookie_set), Some(cookie_cleared))
+    } else {
+        (None, None)
+    };
+    let transport_note = match transport {
+        crate::config::RefreshTransport::Cookie => {
+            "The refresh token is in the HttpOnly cookie only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=cookie`)."
+        }
+        crate::config::RefreshTransport::Body => {
+            "The refresh token is in the JSON only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=body`): \
+             `refresh_token` and `refresh_expires_in` in the answer, no cookie."
+        }
+        crate::config::RefreshTransport::Both => {
+            "The refresh token is in the HttpOnly cookie and in the JSON \
+             (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=both`)."
+        }
+    };
+    // How /refresh and /logout take the refresh token: the cookie parameter, the optional
+    // body, and the refusals of a body.
+    let refresh_input = |op: OperationBuilder| {
+        let op = if transport.uses_cookie() {
+            op.parameter(cookie())
+        } else {
+            op
+        };
+        if !transport.uses_body() {
+            return op;
+        }
+        let optional_body = RequestBodyBuilder::new()
+            .content("application/json", json("RefreshBody"))
+            .required(Some(Required::False))
+            .description(Some(if transport.uses_cookie() {
+                "The refresh token, unless the cookie carries it (not both: 400)"
+            } else {
+                "The refresh token (a cookie beside it: 400)"
+            }))
+            .build();
+        json_errors(op.request_body(Some(optional_body))).response(
+            "400",
+            problem("A refresh token in both the body and the cookie"),
+        )
+    };
     let mut paths = Paths::new();
     for endpoint in Endpoint::ALL {
         let op = OperationBuilder::new()
@@ -178,34 +223,32 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
             Endpoint::VerifyOtp => json_errors(common(
                 op.summary(Some("Trade the code for tokens"))
                     .description(Some(format!(
-                        "`otp` is exactly {} ASCII digits. Sets the refresh cookie.",
+                        "`otp` is exactly {} ASCII digits. {transport_note}",
                         c.codes.length
                     )))
                     .request_body(Some(body("VerifyOtpBody")))
-                    .response("200", ok("TokenResponse", "Logged in", Some(&cookie_set)))
+                    .response("200", ok("TokenResponse", "Logged in", cookie_set.as_deref()))
                     .response("400", problem("No code pending, or the code expired, was used, or is wrong"))
                     .response("429", retry_after("Too many failed attempts for this address")),
             )),
-            Endpoint::Refresh => common(
+            Endpoint::Refresh => common(refresh_input(
                 op.summary(Some("Rotate the refresh token"))
-                    .description(Some("The presented refresh token is spent; presenting it again revokes its session."))
-                    .parameter(cookie())
-                    .response("200", ok("TokenResponse", "New tokens", Some(&cookie_set)))
+                    .description(Some(format!("The presented refresh token is spent; presenting it again revokes its session. {transport_note}")))
+                    .response("200", ok("TokenResponse", "New tokens", cookie_set.as_deref()))
                     .response("401", unauthorized()),
-            ),
-            Endpoint::Logout => common(
+            )),
+            Endpoint::Logout => common(refresh_input(
                 op.summary(Some("Log out"))
                     .description(Some("Revokes the access token and the sessions of both tokens; always 200 unless the store is down."))
-                    .parameter(cookie())
                     .security(SecurityRequirement::default())
                     .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
-                    .response("200", ok("MessageResponse", "Logged out", Some(&cookie_cleared))),
-            ),
+                    .response("200", ok("MessageResponse", "Logged out", cookie_cleared.as_deref())),
+            )),
             Endpoint::LogoutAll => common(
                 op.summary(Some("Log out everywhere"))
                     .description(Some("Ends every session of the user."))
                     .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
-                    .response("200", ok("MessageResponse", "Every session ended", Some(&cookie_cleared)))
+                    .response("200", ok("MessageResponse", "Every session ended", cookie_cleared.as_deref()))
                     .response("401", unauthorized()),
             ),
             Endpoint::LogoutOthers => common(
@@ -262,9 +305,9 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 ),
             Endpoint::VerifyLink => json_errors(common(
                 op.summary(Some("Trade a sign-in link's token for tokens"))
-                    .description(Some("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. Sets the refresh cookie."))
+                    .description(Some(format!("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. {transport_note}")))
                     .request_body(Some(body("VerifyLinkBody")))
-                    .response("200", ok("TokenResponse", "Logged in", Some(&cookie_set)))
+                    .response("200", ok("TokenResponse", "Logged in", cookie_set.as_deref()))
                     .response("400", problem("The link is invalid, expired or already used"))
                     .response("429", retry_after("Too many failed attempts for this address")),
             )),
@@ -313,6 +356,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 .schema_from::<MessageResponse>()
                 .schema_from::<TokenResponse>()
                 .schema_from::<VerifyLinkBody>()
+                .schema_from::<RefreshBody>()
                 .schema_from::<LogoutOthersResponse>()
                 .schema_from::<SessionView>()
                 .schema_from::<SessionsResponse>()
@@ -356,4 +400,59 @@ pub fn add_protected_get(doc: &mut OpenApi, path: &str, summary: &str) {
     doc.paths
         .paths
         .insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RefreshTransport;
+
+    fn doc(transport: RefreshTransport) -> serde_json::Value {
+        let mut config = crate::Config::default();
+        config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
+        config.sessions.refresh_transport = transport;
+        let auth = OtpAuth::builder(config)
+            .memory_store()
+            .mailer(crate::CapturingMailer::new())
+            .build()
+            .unwrap();
+        serde_json::to_value(document(&auth, "/auth")).unwrap()
+    }
+
+    /// Each transport is described as served: the cookie parameter and `Set-Cookie` only
+    /// where the cookie is used, the optional `RefreshBody` and its 400 only where the body is.
+    #[test]
+    fn the_document_describes_the_refresh_token_transport() {
+        for (transport, cookie, body) in [
+            (RefreshTransport::Cookie, true, false),
+            (RefreshTransport::Body, false, true),
+            (RefreshTransport::Both, true, true),
+        ] {
+            let d = doc(transport);
+            let refresh = &d["paths"]["/auth/refresh"]["post"];
+            let has_cookie_param = refresh["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "cookie"));
+            assert_eq!(has_cookie_param, cookie, "{transport:?}: cookie parameter");
+            let sets_cookie = refresh["responses"]["200"]["headers"]
+                .get("Set-Cookie")
+                .is_some();
+            assert_eq!(sets_cookie, cookie, "{transport:?}: Set-Cookie");
+            let body_ref = &refresh["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(
+                body_ref == "#/components/schemas/RefreshBody",
+                body,
+                "{transport:?}: request body {body_ref}"
+            );
+            if body {
+                assert_eq!(refresh["requestBody"]["required"], false);
+                assert!(refresh["responses"].get("400").is_some());
+                assert!(d["paths"]["/auth/logout"]["post"]["requestBody"].is_object());
+            }
+            let props = &d["components"]["schemas"]["TokenResponse"]["properties"];
+            assert!(
+                props.get("refresh_token").is_some() && props.get("refresh_expires_in").is_some()
+            );
+        }
+    }
 }

@@ -37,6 +37,10 @@ pub(crate) enum Refusal {
     /// deployment's mistake, not the client's).
     #[error("no client address on the request")]
     NoClientAddress,
+    /// A refresh token both in the body and in the cookie (400): which one the client
+    /// means cannot be told.
+    #[error("a refresh token in both the body and the cookie")]
+    TwoRefreshTokens,
 }
 
 /// The detail of [`Refusal::NoClientAddress`], also logged: what the deployment must fix.
@@ -78,6 +82,7 @@ impl Refusal {
             Refusal::NotFound => 404,
             Refusal::MethodNotAllowed => 405,
             Refusal::NoClientAddress => 500,
+            Refusal::TwoRefreshTokens => 400,
         }
     }
 
@@ -158,6 +163,10 @@ impl Refusal {
                 "An internal error occurred.".to_owned(),
             ),
             Refusal::NoClientAddress => ("Internal Server Error", NO_CLIENT_ADDRESS.to_owned()),
+            Refusal::TwoRefreshTokens => (
+                "Bad Request",
+                "Send the refresh token in the body or in the cookie, not both.".to_owned(),
+            ),
         }
     }
 

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, SameSite};
+use crate::config::{Config, RefreshTransport, SameSite};
 use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
 use crate::error::{Error, TokenRejection};
 use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
@@ -63,6 +63,22 @@ pub(crate) struct TokenResponse {
     pub token_type: String,
     /// The access token's lifetime in seconds.
     pub expires_in: u64,
+    /// The refresh token, with `OTP_AUTH_REFRESH_TOKEN_TRANSPORT` = `body` or `both`
+    /// (otherwise it is only in the HttpOnly cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The refresh token's lifetime in seconds, with `refresh_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<u64>,
+}
+
+/// Body of `POST /refresh` and `POST /logout` with `OTP_AUTH_REFRESH_TOKEN_TRANSPORT` =
+/// `body` or `both` (optional: without it, the cookie is read in `both`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct RefreshBody {
+    /// The refresh token of the last token answer.
+    pub refresh_token: String,
 }
 
 /// The message of a successful `/request-otp`.
@@ -828,9 +844,11 @@ impl OtpAuth {
         let resp = match (endpoint, result) {
             (_, Ok(resp)) => resp,
             // A refresh cookie that no longer works is of no use to the browser.
-            (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => {
-                ApiResponse::error(&e).with_header("set-cookie", cookie.clear())
-            }
+            (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => clearing(
+                ApiResponse::error(&e),
+                cookie,
+                self.config().sessions.refresh_transport,
+            ),
             (_, Err(e)) => ApiResponse::error(&e),
         };
         crate::metrics::request_done(endpoint.name(), resp.status, started.elapsed());
@@ -899,6 +917,7 @@ impl OtpAuth {
             return Err(Refusal::PayloadTooLarge { limit });
         }
         let cookie = CookieSpec::from_config(self.config());
+        let transport = self.config().sessions.refresh_transport;
         match endpoint {
             Endpoint::RequestOtp => {
                 let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
@@ -910,12 +929,22 @@ impl OtpAuth {
                 let pair = self
                     .verify_code(&body.email, &body.otp, &req.client)
                     .await?;
-                Ok(token_response(&pair, Some(MSG_OTP_VERIFIED), cookie))
+                Ok(token_response(
+                    &pair,
+                    Some(MSG_OTP_VERIFIED),
+                    cookie,
+                    transport,
+                ))
             }
             Endpoint::VerifyLink => {
                 let body: VerifyLinkBody = parse_json(req.content_type, req.body, limit)?;
                 let pair = self.verify_link(&body.token, &req.client).await?;
-                Ok(token_response(&pair, Some(MSG_OTP_VERIFIED), cookie))
+                Ok(token_response(
+                    &pair,
+                    Some(MSG_OTP_VERIFIED),
+                    cookie,
+                    transport,
+                ))
             }
             Endpoint::MagicPage => Ok(self.magic_page(req.query)),
             Endpoint::Jwks => {
@@ -924,21 +953,29 @@ impl OtpAuth {
                 Ok(resp)
             }
             Endpoint::Refresh => {
-                let token = req
-                    .refresh_cookie
+                let token = presented_refresh_token(req, transport, limit)?
                     .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
-                let pair = self.refresh(token).await?;
-                Ok(token_response(&pair, None, cookie))
+                let pair = self.refresh(&token).await?;
+                Ok(token_response(&pair, None, cookie, transport))
             }
             Endpoint::Logout => {
+                let refresh = presented_refresh_token(req, transport, limit)?;
                 let access = bearer_token(req.authorization).ok();
-                self.logout(access, req.refresh_cookie).await?;
-                Ok(ApiResponse::message(MSG_LOGGED_OUT).with_header("set-cookie", cookie.clear()))
+                self.logout(access, refresh.as_deref()).await?;
+                Ok(clearing(
+                    ApiResponse::message(MSG_LOGGED_OUT),
+                    cookie,
+                    transport,
+                ))
             }
             Endpoint::LogoutAll => {
                 let token = bearer_token(req.authorization)?;
                 self.logout_all(token).await?;
-                Ok(ApiResponse::message(MSG_LOGGED_OUT).with_header("set-cookie", cookie.clear()))
+                Ok(clearing(
+                    ApiResponse::message(MSG_LOGGED_OUT),
+                    cookie,
+                    transport,
+                ))
             }
             Endpoint::LogoutOthers => {
                 let token = bearer_token(req.authorization)?;
@@ -963,7 +1000,7 @@ impl OtpAuth {
                 let resp = ApiResponse::message(MSG_SESSION_REVOKED);
                 // Ending the session this browser is in also ends its refresh cookie.
                 Ok(if was_current {
-                    resp.with_header("set-cookie", cookie.clear())
+                    clearing(resp, cookie, transport)
                 } else {
                     resp
                 })
@@ -1000,6 +1037,30 @@ impl OtpAuth {
     }
 }
 
+/// The refresh token a request presents where `transport` reads it: the JSON body
+/// (`{"refresh_token": "…"}`, when the transport uses the body and the body is not
+/// empty), else the cookie (when the transport uses it). A body token beside a cookie is
+/// a 400: the client's intent cannot be told.
+fn presented_refresh_token(
+    req: &ApiRequest<'_>,
+    transport: RefreshTransport,
+    limit: usize,
+) -> Result<Option<String>, Refusal> {
+    let in_body = if transport.uses_body() && !req.body.iter().all(u8::is_ascii_whitespace) {
+        let body: RefreshBody = parse_json(req.content_type, req.body, limit)?;
+        Some(body.refresh_token)
+    } else {
+        None
+    };
+    match (in_body, req.refresh_cookie) {
+        (Some(_), Some(_)) => Err(Refusal::TwoRefreshTokens),
+        (Some(token), None) => Ok(Some(token)),
+        (None, cookie) => Ok(cookie
+            .filter(|_| transport.uses_cookie())
+            .map(str::to_owned)),
+    }
+}
+
 /// A response given before any endpoint ran, counted in `otp_refused_requests_total`.
 fn refused_early(resp: ApiResponse) -> http::Response<Bytes> {
     crate::metrics::refused(resp.status);
@@ -1013,14 +1074,36 @@ fn url_origin(url: &str) -> Option<&str> {
     Some(&url[..scheme.len() + 3 + end])
 }
 
-fn token_response(pair: &TokenPair, message: Option<&str>, cookie: CookieSpec<'_>) -> ApiResponse {
-    ApiResponse::json(&TokenResponse {
+/// The token answer: the refresh token in the cookie, the body or both, as the transport says.
+fn token_response(
+    pair: &TokenPair,
+    message: Option<&str>,
+    cookie: CookieSpec<'_>,
+    transport: RefreshTransport,
+) -> ApiResponse {
+    let in_body = transport.uses_body();
+    let resp = ApiResponse::json(&TokenResponse {
         message: message.map(str::to_owned),
         access_token: pair.access_token.clone(),
         token_type: "bearer".to_owned(),
         expires_in: pair.expires_in,
-    })
-    .with_header("set-cookie", cookie.set(&pair.refresh_token))
+        refresh_token: in_body.then(|| pair.refresh_token.clone()),
+        refresh_expires_in: in_body.then_some(pair.refresh_expires_in),
+    });
+    if transport.uses_cookie() {
+        resp.with_header("set-cookie", cookie.set(&pair.refresh_token))
+    } else {
+        resp
+    }
+}
+
+/// `resp` clearing the refresh cookie, when the transport uses one.
+fn clearing(resp: ApiResponse, cookie: CookieSpec<'_>, transport: RefreshTransport) -> ApiResponse {
+    if transport.uses_cookie() {
+        resp.with_header("set-cookie", cookie.clear())
+    } else {
+        resp
+    }
 }
 
 #[cfg(test)]
