@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_core::{BoxError, CapturingMailer, Email, Hooks, MemoryStore, OtpAuth, async_trait};
+use otp_core::{
+    BoxError, CapturingMailer, ClientInfo, Email, Hooks, MemoryStore, OtpAuth, async_trait,
+};
 use otp_tests::{Adapter, Backends, TestServer, test_config};
 
 /// Only addresses at example.org may log in.
@@ -16,7 +18,7 @@ struct OnlyExampleOrg;
 
 #[async_trait]
 impl Hooks for OnlyExampleOrg {
-    async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
+    async fn allow(&self, email: &Email, _client: &ClientInfo) -> Result<bool, BoxError> {
         Ok(email.domain() == "example.org")
     }
 }

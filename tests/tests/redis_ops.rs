@@ -91,10 +91,17 @@ async fn round_trips(backend: Backend) {
         .await
         .unwrap();
     auth.authenticate(&warm.access_token).await.unwrap();
-    let warm2 = auth.refresh(&warm.refresh_token).await.unwrap();
-    auth.logout(Some(&warm2.access_token), Some(&warm2.refresh_token))
+    let warm2 = auth
+        .refresh(&warm.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
+    auth.logout(
+        Some(&warm2.access_token),
+        Some(&warm2.refresh_token),
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
 
     let c = count(&r, async {
         auth.request_code("ops@example.com", &client())
@@ -145,15 +152,23 @@ async fn round_trips(backend: Backend) {
     );
     let mut next = None;
     let c = count(&r, async {
-        next = Some(auth.refresh(&pair.refresh_token).await.unwrap());
+        next = Some(
+            auth.refresh(&pair.refresh_token, &ClientInfo::default())
+                .await
+                .unwrap(),
+        );
     })
     .await;
     assert_eq!(total(&c), 1, "refresh: {c:?}");
     let next = next.unwrap();
     let c = count(&r, async {
-        auth.logout(Some(&next.access_token), Some(&next.refresh_token))
-            .await
-            .unwrap();
+        auth.logout(
+            Some(&next.access_token),
+            Some(&next.refresh_token),
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
     })
     .await;
     assert_eq!(total(&c), 1, "logout: {c:?}");

@@ -12,6 +12,7 @@ use rand::Rng;
 use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
+use crate::audit::{AuditAddress, AuditEvent, AuditKind, LoginMethod};
 use crate::code::{Code, CodeHasher, CodeMac, IpKey};
 use crate::config::{CodeSettings, Config, ConfigError};
 use crate::email::Email;
@@ -38,23 +39,27 @@ use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 /// keeps it as its source for the log.
 ///
 /// ```
-/// use otp_core::{BoxError, Email, Hooks};
+/// use otp_core::{BoxError, ClientInfo, Email, Hooks};
 ///
 /// #[derive(Debug)]
 /// struct CompanyOnly;
 ///
 /// #[async_trait::async_trait]
 /// impl Hooks for CompanyOnly {
-///     async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
+///     async fn allow(&self, email: &Email, _client: &ClientInfo) -> Result<bool, BoxError> {
 ///         Ok(email.domain() == "example.com")
 ///     }
 /// }
 /// ```
 #[async_trait]
 pub trait Hooks: fmt::Debug + Send + Sync + 'static {
-    /// Whether `email` may log in. A refused address gets the same answer as any other at
-    /// `/request-otp` (no account enumeration) but no mail, and can never verify.
-    async fn allow(&self, _email: &Email) -> Result<bool, BoxError> {
+    /// Whether `email` may log in, asked at `/request-otp`, at verification and at every
+    /// refresh, with the client of that request (its IP after trusted-proxy resolution,
+    /// its user agent): an IP policy or a CAPTCHA check (a token the front end sent in a
+    /// header the application's middleware read) fits here. A refused address gets the
+    /// same answer as any other at `/request-otp` (no account enumeration) but no mail, and
+    /// can never verify; at a refresh, its session ends.
+    async fn allow(&self, _email: &Email, _client: &ClientInfo) -> Result<bool, BoxError> {
         Ok(true)
     }
 
@@ -69,7 +74,23 @@ pub trait Hooks: fmt::Debug + Send + Sync + 'static {
     async fn claims(&self, _subject: &str, _email: &Email) -> Result<Map<String, Value>, BoxError> {
         Ok(Map::new())
     }
+
+    /// Every event of consequence, as it happens ([`AuditEvent`]: code sent or refused,
+    /// logins, failed verifications, lockouts, refreshes, reuse, logouts, ended and evicted
+    /// sessions). Called on the request path after the event's own work is done, so it
+    /// must return quickly: hand slow work (a database, a mail) to a channel or a task. An
+    /// error or a panic is logged at warn level and changes nothing for the request.
+    fn audit(&self, _event: &AuditEvent) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
+
+/// The client of the application's own calls (no request).
+const NO_CLIENT: ClientInfo = ClientInfo {
+    ip: None,
+    user_agent: None,
+    accept_language: None,
+};
 
 /// What a builder method takes: a part by value, or an `Arc` of one that is already
 /// shared (`Arc<MyStore>`, `Arc<dyn OtpStore>`). An `Arc` is kept as it is, never wrapped
@@ -547,7 +568,7 @@ impl OtpAuth {
         let email = Self::parse_email(email)?;
         metrics::code_requested();
         let address = i.hasher.address_key(&email);
-        let allowed = i.hooks.allow(&email).await.map_err(Error::Hook)?;
+        let allowed = i.hooks.allow(&email, client).await.map_err(Error::Hook)?;
         let magic = allowed && self.magic_applies(&email);
         let code = if magic {
             Code::magic(i.config.codes.length)
@@ -576,6 +597,13 @@ impl OtpAuth {
             IssueOutcome::Issued => {}
             IssueOutcome::AddressLimited { retry_after, limit } => {
                 metrics::rate_limited(limit.as_str());
+                self.audit_address(
+                    AuditKind::CodeRefused {
+                        limit: limit.as_str(),
+                    },
+                    &email,
+                    client,
+                );
                 tracing::info!(
                     address = %address,
                     limit = limit.as_str(),
@@ -585,11 +613,13 @@ impl OtpAuth {
             }
             IssueOutcome::IpLimited { retry_after } => {
                 metrics::rate_limited("ip");
+                self.audit_address(AuditKind::CodeRefused { limit: "ip" }, &email, client);
                 tracing::info!(ip = ?client.ip, "code request refused: IP limit");
                 return Err(Error::RateLimited { retry_after });
             }
             IssueOutcome::LockedOut { retry_after } => {
                 metrics::rate_limited("lockout");
+                self.audit_address(AuditKind::CodeRefused { limit: "lockout" }, &email, client);
                 tracing::info!(address = %address, "code request refused: locked out");
                 return Err(Error::LockedOut { retry_after });
             }
@@ -625,7 +655,7 @@ impl OtpAuth {
             link: link.as_deref(),
         });
         let message = Message {
-            to: email,
+            to: email.clone(),
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,
@@ -639,6 +669,7 @@ impl OtpAuth {
                 metrics::mail_sent();
                 self.record_mail_latency(started.elapsed());
                 tracing::info!(address = %address, "login code sent");
+                self.audit_address(AuditKind::CodeSent, &email, client);
                 Ok(())
             }
             Err(e) => {
@@ -711,6 +742,14 @@ impl OtpAuth {
             Ok(v) => v,
             Err(outcome) => {
                 metrics::verification("link", outcome);
+                self.audit(
+                    AuditKind::VerificationFailed {
+                        method: LoginMethod::Link,
+                        reason: outcome,
+                    },
+                    client,
+                    |_| {},
+                );
                 tracing::info!(outcome, "sign-in link refused");
                 return Err(Error::InvalidLink);
             }
@@ -770,14 +809,22 @@ impl OtpAuth {
         };
         // The policy may have changed since the code was sent: a refused address is checked
         // like any other (and spends its code), but never opens a session.
-        if !i.hooks.allow(email).await.map_err(Error::Hook)? {
+        if !i.hooks.allow(email, client).await.map_err(Error::Hook)? {
             let outcome = i.store.verify(&req).await?;
             if outcome == VerifyOutcome::Verified {
                 metrics::verification(method, "refused");
+                self.audit_address(
+                    AuditKind::VerificationFailed {
+                        method: LoginMethod::from_name(method),
+                        reason: "refused",
+                    },
+                    email,
+                    client,
+                );
                 tracing::info!(address = %address, "verification refused by the allow hook");
                 return Err(Error::InvalidCode);
             }
-            return Err(self.not_verified(outcome, method, &req));
+            return Err(self.not_verified(outcome, method, &req, email, client));
         }
         if i.custom_hooks {
             // The application's hooks see only verified addresses (a `subject` hook may
@@ -785,7 +832,7 @@ impl OtpAuth {
             // write fail afterwards, the code is given back.
             let outcome = i.store.verify(&req).await?;
             if outcome != VerifyOutcome::Verified {
-                return Err(self.not_verified(outcome, method, &req));
+                return Err(self.not_verified(outcome, method, &req, email, client));
             }
             let opened = async {
                 let (pair, session) = self.prepare_login(email, client).await?;
@@ -794,7 +841,7 @@ impl OtpAuth {
             };
             return match opened.await {
                 Ok((pair, evicted)) => {
-                    self.logged_in(email, method, evicted);
+                    self.logged_in(email, method, evicted, &pair, client);
                     Ok(pair)
                 }
                 Err(e) => {
@@ -817,9 +864,9 @@ impl OtpAuth {
             .verify_and_open(&req, &session, &*i.blacklist)
             .await?;
         if login.outcome != VerifyOutcome::Verified {
-            return Err(self.not_verified(login.outcome, method, &req));
+            return Err(self.not_verified(login.outcome, method, &req, email, client));
         }
-        self.logged_in(email, method, login.evicted);
+        self.logged_in(email, method, login.evicted, &pair, client);
         Ok(pair)
     }
 
@@ -850,8 +897,15 @@ impl OtpAuth {
         Ok((pair, session))
     }
 
-    /// Counts and logs a login that opened its session.
-    fn logged_in(&self, email: &Email, method: &'static str, evicted: u32) {
+    /// Counts, logs and audits a login that opened its session.
+    fn logged_in(
+        &self,
+        email: &Email,
+        method: &'static str,
+        evicted: u32,
+        pair: &TokenPair,
+        client: &ClientInfo,
+    ) {
         let address = self.inner.hasher.address_key(email);
         if self.magic_applies(email) {
             tracing::warn!(
@@ -867,6 +921,60 @@ impl OtpAuth {
             sessions_ended = evicted,
             "login verified, session opened"
         );
+        let of_session = |e: &mut AuditEvent| {
+            e.subject = Some(pair.claims.sub.clone());
+            e.session_id = Some(pair.claims.sid.clone());
+        };
+        self.audit(
+            AuditKind::LoginSucceeded {
+                method: LoginMethod::from_name(method),
+            },
+            client,
+            of_session,
+        );
+        if evicted > 0 {
+            self.audit(
+                AuditKind::SessionsEvicted { count: evicted },
+                client,
+                of_session,
+            );
+        }
+    }
+
+    /// Gives `kind` to the application's [`Hooks::audit`] with the client of the request,
+    /// after `fill` has set the rest. Nothing is built with the built-in hooks. An error
+    /// or a panic of the hook is logged and goes no further.
+    fn audit(&self, kind: AuditKind, client: &ClientInfo, fill: impl FnOnce(&mut AuditEvent)) {
+        let i = &*self.inner;
+        if !i.custom_hooks {
+            return;
+        }
+        let mut event = AuditEvent::new(kind);
+        event.ip = client.ip;
+        event.user_agent = client.user_agent.clone();
+        fill(&mut event);
+        let delivered =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| i.hooks.audit(&event)));
+        match delivered {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                event = event.kind.name(),
+                error = %e,
+                "the audit hook failed; the request goes on"
+            ),
+            Err(_) => tracing::warn!(
+                event = event.kind.name(),
+                "the audit hook panicked; the request goes on"
+            ),
+        }
+    }
+
+    /// [`OtpAuth::audit`] of an event before a login: the address, as a pseudonym.
+    fn audit_address(&self, kind: AuditKind, email: &Email, client: &ClientInfo) {
+        self.audit(kind, client, |e| {
+            let key = self.inner.hasher.address_key(email);
+            e.address = Some(AuditAddress::new(key.to_string(), email.clone()));
+        });
     }
 
     /// The error for a verification that did not succeed, counted and logged.
@@ -875,8 +983,27 @@ impl OtpAuth {
         outcome: VerifyOutcome,
         method: &'static str,
         req: &VerifyRequest,
+        email: &Email,
+        client: &ClientInfo,
     ) -> Error {
         let address = &req.address;
+        let reason = match outcome {
+            VerifyOutcome::Verified => "verified",
+            VerifyOutcome::NoCode => "no_code",
+            VerifyOutcome::Mismatch { .. } => "mismatch",
+            VerifyOutcome::LockedOut { .. } => "locked_out",
+            VerifyOutcome::IpLimited { .. } => "ip_limited",
+        };
+        let failed = AuditKind::VerificationFailed {
+            method: LoginMethod::from_name(method),
+            reason,
+        };
+        if outcome != VerifyOutcome::Verified {
+            self.audit_address(failed, email, client);
+        }
+        if matches!(outcome, VerifyOutcome::Mismatch { attempts_left: 0 }) {
+            self.audit_address(AuditKind::LockedOut, email, client);
+        }
         match outcome {
             VerifyOutcome::Verified => Error::Internal("a verified code was refused".to_owned()),
             VerifyOutcome::NoCode => {
@@ -980,11 +1107,28 @@ impl OtpAuth {
     /// presented again revokes its whole session, except the immediate parent of the
     /// current token within `OTP_AUTH_REFRESH_REUSE_INTERVAL_SECONDS` of the rotation
     /// (racing tabs, a retry after a timeout): that gets the current token re-issued.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
-        let result = self.refresh_inner(refresh_token).await;
+    ///
+    /// `client` is the request's (for [`Hooks::allow`] and the audit events);
+    /// `&ClientInfo::default()` when there is none.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let result = self.refresh_inner(refresh_token, client).await;
         match &result {
-            Ok((_, false)) => metrics::refresh("success"),
-            Ok((_, true)) => metrics::refresh("reissued"),
+            Ok((pair, reissued)) => {
+                metrics::refresh(if *reissued { "reissued" } else { "success" });
+                let kind = if *reissued {
+                    AuditKind::ReuseGranted
+                } else {
+                    AuditKind::Refreshed
+                };
+                self.audit(kind, client, |e| {
+                    e.subject = Some(pair.claims.sub.clone());
+                    e.session_id = Some(pair.claims.sid.clone());
+                });
+            }
             Err(Error::Unauthorized(TokenRejection::Reused)) => metrics::refresh("reused"),
             Err(Error::Unauthorized(_)) => metrics::refresh("rejected"),
             Err(_) => {}
@@ -993,7 +1137,11 @@ impl OtpAuth {
     }
 
     /// The new pair, and whether it re-issued the current token (reuse interval).
-    async fn refresh_inner(&self, refresh_token: &str) -> Result<(TokenPair, bool), Error> {
+    async fn refresh_inner(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<(TokenPair, bool), Error> {
         let i = &*self.inner;
         let claims = i
             .codec
@@ -1001,7 +1149,7 @@ impl OtpAuth {
             .map_err(Error::Unauthorized)?;
         let email = Email::parse(&claims.email)
             .map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
-        if !i.hooks.allow(&email).await.map_err(Error::Hook)? {
+        if !i.hooks.allow(&email, client).await.map_err(Error::Hook)? {
             i.blacklist
                 .revoke(&Revocation {
                     access: None,
@@ -1053,6 +1201,10 @@ impl OtpAuth {
                     sid = %claims.sid,
                     "refresh token reuse detected: session revoked"
                 );
+                self.audit(AuditKind::ReuseDetected, client, |e| {
+                    e.subject = Some(claims.sub.clone());
+                    e.session_id = Some(claims.sid.clone());
+                });
                 Err(Error::Unauthorized(TokenRejection::Reused))
             }
             RotateOutcome::Unknown => Err(Error::Unauthorized(TokenRejection::Revoked)),
@@ -1065,10 +1217,13 @@ impl OtpAuth {
         &self,
         access_token: Option<&str>,
         refresh_token: Option<&str>,
+        client: &ClientInfo,
     ) -> Result<(), Error> {
         let i = &*self.inner;
         let mut revocation = Revocation::default();
+        let mut subjects = Vec::new();
         if let Some(Ok(c)) = access_token.map(|t| i.codec.verify(t, TokenType::Access)) {
+            subjects.push(c.sub.clone());
             revocation.sessions.push(c.sid.clone());
             revocation.access = Some(RevokedAccess {
                 sid: c.sid,
@@ -1079,19 +1234,28 @@ impl OtpAuth {
         if let Some(Ok(c)) = refresh_token.map(|t| i.codec.verify(t, TokenType::Refresh))
             && !revocation.sessions.contains(&c.sid)
         {
+            subjects.push(c.sub);
             revocation.sessions.push(c.sid);
         }
         if revocation != Revocation::default() {
             i.blacklist.revoke(&revocation).await?;
         }
         metrics::logout("session");
+        for (sid, sub) in revocation.sessions.iter().zip(subjects) {
+            self.audit(AuditKind::LoggedOut, client, |e| {
+                e.subject = Some(sub);
+                e.session_id = Some(sid.clone());
+            });
+        }
         Ok(())
     }
 
     /// Ends every session of the user of `access_token` (all devices).
-    pub async fn logout_all(&self, access_token: &str) -> Result<u32, Error> {
+    pub async fn logout_all(&self, access_token: &str, client: &ClientInfo) -> Result<u32, Error> {
         let user = self.authenticate(access_token).await?;
-        let n = self.revoke_all_of(&user.subject).await?;
+        let n = self
+            .revoke_all_of(&user.subject, Some(&user.session_id), client)
+            .await?;
         metrics::logout("all");
         tracing::info!(sessions = n, "logged out everywhere");
         Ok(n)
@@ -1110,7 +1274,12 @@ impl OtpAuth {
     /// Ends one session of the user of `access_token`. A session that is not one of the
     /// user's live sessions is [`Error::NotFound`] (404), whoever it belongs to. Returns
     /// whether it was the token's own session.
-    pub async fn revoke_session(&self, access_token: &str, sid: &str) -> Result<bool, Error> {
+    pub async fn revoke_session(
+        &self,
+        access_token: &str,
+        sid: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, Error> {
         let user = self.authenticate(access_token).await?;
         if session_subject_key(sid) != self.inner.hasher.subject_key(&user.subject) {
             return Err(Error::NotFound);
@@ -1118,6 +1287,10 @@ impl OtpAuth {
         if !self.end_live_session(sid).await? {
             return Err(Error::NotFound);
         }
+        self.audit(AuditKind::SessionEnded, client, |e| {
+            e.subject = Some(user.subject.clone());
+            e.session_id = Some(sid.to_owned());
+        });
         metrics::logout("one");
         tracing::info!("session ended by its user");
         Ok(sid == user.session_id)
@@ -1135,15 +1308,26 @@ impl OtpAuth {
     /// application's own administration; returns how many were live. Their refresh tokens
     /// stop working at once and their access tokens at their next check.
     pub async fn end_all_sessions_of(&self, subject: &str) -> Result<u32, Error> {
-        let n = self.revoke_all_of(subject).await?;
+        let n = self.revoke_all_of(subject, None, &NO_CLIENT).await?;
         tracing::info!(sessions = n, "every session of a subject ended");
         Ok(n)
     }
 
-    /// Ends every session of `subject`; how many were live. Each caller logs its own event.
-    async fn revoke_all_of(&self, subject: &str) -> Result<u32, Error> {
+    /// Ends every session of `subject`; how many were live. Each caller logs its own event;
+    /// the audit event is this one's (with the session of the request, if any).
+    async fn revoke_all_of(
+        &self,
+        subject: &str,
+        sid: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<u32, Error> {
         let key = self.inner.hasher.subject_key(subject);
-        Ok(self.inner.blacklist.revoke_all(&key).await?)
+        let n = self.inner.blacklist.revoke_all(&key).await?;
+        self.audit(AuditKind::LoggedOutAll { sessions: n }, client, |e| {
+            e.subject = Some(subject.to_owned());
+            e.session_id = sid.map(str::to_owned);
+        });
+        Ok(n)
     }
 
     /// Ends the session `sid` (the `sid` claim, or [`SessionInfo::sid`]), whoever it belongs
@@ -1153,6 +1337,9 @@ impl OtpAuth {
         let ended = self.end_live_session(sid).await?;
         if ended {
             tracing::info!("a session ended by the application");
+            self.audit(AuditKind::SessionEnded, &NO_CLIENT, |e| {
+                e.session_id = Some(sid.to_owned());
+            });
         }
         Ok(ended)
     }
@@ -1178,7 +1365,11 @@ impl OtpAuth {
     }
 
     /// Ends every session of the user of `access_token` except its own; returns how many.
-    pub async fn logout_others(&self, access_token: &str) -> Result<u32, Error> {
+    pub async fn logout_others(
+        &self,
+        access_token: &str,
+        client: &ClientInfo,
+    ) -> Result<u32, Error> {
         let (user, sessions) = self.sessions(access_token).await?;
         let others: Vec<String> = sessions
             .into_iter()
@@ -1197,6 +1388,10 @@ impl OtpAuth {
         }
         metrics::logout("others");
         tracing::info!(sessions = n, "logged out other sessions");
+        self.audit(AuditKind::LoggedOutOthers { sessions: n }, client, |e| {
+            e.subject = Some(user.subject.clone());
+            e.session_id = Some(user.session_id.clone());
+        });
         Ok(n)
     }
 

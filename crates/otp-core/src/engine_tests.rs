@@ -170,7 +170,7 @@ struct OnlyExampleOrg;
 
 #[async_trait]
 impl Hooks for OnlyExampleOrg {
-    async fn allow(&self, email: &Email) -> Result<bool, BoxError> {
+    async fn allow(&self, email: &Email, _client: &ClientInfo) -> Result<bool, BoxError> {
         Ok(email.domain() == "example.org")
     }
     async fn subject(&self, email: &Email) -> Result<String, BoxError> {
@@ -408,10 +408,16 @@ async fn revoked_access_is_401_and_refresh_reuse_is_reported() {
             Map::new(),
         ))
         .unwrap();
-    let e = auth.refresh(&refresh.token).await.unwrap_err();
+    let e = auth
+        .refresh(&refresh.token, &ClientInfo::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
     // An access token is not a refresh token; the store is not even asked.
-    let e = auth.refresh(&access.token).await.unwrap_err();
+    let e = auth
+        .refresh(&access.token, &ClientInfo::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::WrongType)));
 }
 
@@ -420,10 +426,16 @@ async fn logout_with_bad_tokens_touches_nothing() {
     let mut bl = MockTokenBlacklist::new();
     bl.expect_revoke().times(0);
     let auth = engine(MockOtpStore::new(), bl, MockMailer::new());
-    auth.logout(None, None).await.unwrap();
-    auth.logout(Some("garbage"), Some("also.garbage.here"))
+    auth.logout(None, None, &ClientInfo::default())
         .await
         .unwrap();
+    auth.logout(
+        Some("garbage"),
+        Some("also.garbage.here"),
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -457,9 +469,13 @@ async fn logout_revokes_the_access_jti_and_both_sessions() {
             Map::new(),
         ))
         .unwrap();
-    auth.logout(Some(&access.token), Some(&refresh.token))
-        .await
-        .unwrap();
+    auth.logout(
+        Some(&access.token),
+        Some(&refresh.token),
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let r = seen.lock().unwrap()[0].clone();
     assert_eq!(r.sessions, vec!["sid-a".to_owned(), "sid-r".to_owned()]);
     let a = r.access.unwrap();
@@ -491,13 +507,22 @@ async fn full_flow_on_the_memory_store() {
         "flow@example.com"
     );
     // Rotation: the new refresh works once, the old one is spent and kills the session.
-    let second = auth.refresh(&pair.refresh_token).await.unwrap();
+    let second = auth
+        .refresh(&pair.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(auth.authenticate(&second.access_token).await.is_ok());
-    let e = auth.refresh(&pair.refresh_token).await.unwrap_err();
+    let e = auth
+        .refresh(&pair.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
     let e = auth.authenticate(&second.access_token).await.unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
-    let e = auth.refresh(&second.refresh_token).await.unwrap_err();
+    let e = auth
+        .refresh(&second.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Revoked)));
 }
 
@@ -513,17 +538,29 @@ async fn the_parent_refreshes_on_the_same_lineage_within_the_interval() {
         .verify_code("tabs@example.com", &code, &client())
         .await
         .unwrap();
-    let second = auth.refresh(&first.refresh_token).await.unwrap();
+    let second = auth
+        .refresh(&first.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     // Another tab with the same cookie: a fresh access token and the current refresh
     // token re-issued (same jti), not a second branch.
-    let again = auth.refresh(&first.refresh_token).await.unwrap();
+    let again = auth
+        .refresh(&first.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(auth.authenticate(&again.access_token).await.is_ok());
     let codec = hs256_codec();
     let jti = |t: &str| codec.verify(t, TokenType::Refresh).unwrap().jti;
     assert_eq!(jti(&again.refresh_token), jti(&second.refresh_token));
-    let third = auth.refresh(&again.refresh_token).await.unwrap();
+    let third = auth
+        .refresh(&again.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     // Now the first token is a grandparent: reuse, the session ends.
-    let e = auth.refresh(&first.refresh_token).await.unwrap_err();
+    let e = auth
+        .refresh(&first.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unauthorized(TokenRejection::Reused)));
     assert!(auth.authenticate(&third.access_token).await.is_err());
 }
@@ -557,7 +594,10 @@ async fn sessions_end_at_the_absolute_lifetime_whatever_the_refreshes() {
     let sxp = sxp.expect("the session end travels in the refresh token");
     assert!(exp <= sxp && sxp <= now_secs() + 86_400, "{exp} {sxp}");
     assert!(pair.refresh_expires_in <= 86_400);
-    let next = auth.refresh(&pair.refresh_token).await.unwrap();
+    let next = auth
+        .refresh(&pair.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(
         end(&next.refresh_token).1,
         Some(sxp),
@@ -590,10 +630,19 @@ async fn logout_all_ends_every_device() {
         .verify_code("other@example.com", &code, &client())
         .await
         .unwrap();
-    assert_eq!(auth.logout_all(&pairs[0].access_token).await.unwrap(), 3);
+    assert_eq!(
+        auth.logout_all(&pairs[0].access_token, &ClientInfo::default())
+            .await
+            .unwrap(),
+        3
+    );
     for p in &pairs {
         assert!(auth.authenticate(&p.access_token).await.is_err());
-        assert!(auth.refresh(&p.refresh_token).await.is_err());
+        assert!(
+            auth.refresh(&p.refresh_token, &ClientInfo::default())
+                .await
+                .is_err()
+        );
     }
     assert!(auth.authenticate(&other.access_token).await.is_ok());
 }
@@ -821,11 +870,20 @@ fn logs_show_neither_codes_nor_addresses_nor_tokens() {
             .verify_code("secret.person@example.com", &code, &client())
             .await
             .unwrap();
-        let second = auth.refresh(&pair.refresh_token).await.unwrap();
-        let _ = auth.refresh(&pair.refresh_token).await;
-        auth.logout(Some(&second.access_token), Some(&second.refresh_token))
+        let second = auth
+            .refresh(&pair.refresh_token, &ClientInfo::default())
             .await
             .unwrap();
+        let _ = auth
+            .refresh(&pair.refresh_token, &ClientInfo::default())
+            .await;
+        auth.logout(
+            Some(&second.access_token),
+            Some(&second.refresh_token),
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
         t.lock().unwrap().extend([
             code,
             pair.access_token,

@@ -54,6 +54,7 @@
 
 // The modules; their layers are in docs/ARCHITECTURE.md.
 pub mod adapter;
+pub mod audit;
 mod code;
 pub mod config;
 #[cfg(any(test, feature = "test-util"))]

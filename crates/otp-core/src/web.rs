@@ -955,13 +955,13 @@ impl OtpAuth {
             Endpoint::Refresh => {
                 let token = presented_refresh_token(req, transport, limit)?
                     .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
-                let pair = self.refresh(&token).await?;
+                let pair = self.refresh(&token, &req.client).await?;
                 Ok(token_response(&pair, None, cookie, transport))
             }
             Endpoint::Logout => {
                 let refresh = presented_refresh_token(req, transport, limit)?;
                 let access = bearer_token(req.authorization).ok();
-                self.logout(access, refresh.as_deref()).await?;
+                self.logout(access, refresh.as_deref(), &req.client).await?;
                 Ok(clearing(
                     ApiResponse::message(MSG_LOGGED_OUT),
                     cookie,
@@ -970,7 +970,7 @@ impl OtpAuth {
             }
             Endpoint::LogoutAll => {
                 let token = bearer_token(req.authorization)?;
-                self.logout_all(token).await?;
+                self.logout_all(token, &req.client).await?;
                 Ok(clearing(
                     ApiResponse::message(MSG_LOGGED_OUT),
                     cookie,
@@ -979,7 +979,7 @@ impl OtpAuth {
             }
             Endpoint::LogoutOthers => {
                 let token = bearer_token(req.authorization)?;
-                let revoked = self.logout_others(token).await?;
+                let revoked = self.logout_others(token, &req.client).await?;
                 Ok(ApiResponse::json(&LogoutOthersResponse {
                     message: MSG_OTHERS_LOGGED_OUT.to_owned(),
                     revoked,
@@ -996,7 +996,7 @@ impl OtpAuth {
             Endpoint::RevokeSession => {
                 let token = bearer_token(req.authorization)?;
                 let sid = req.session_id.ok_or(Refusal::NotFound)?;
-                let was_current = self.revoke_session(token, sid).await?;
+                let was_current = self.revoke_session(token, sid, &req.client).await?;
                 let resp = ApiResponse::message(MSG_SESSION_REVOKED);
                 // Ending the session this browser is in also ends its refresh cookie.
                 Ok(if was_current {
