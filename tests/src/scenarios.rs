@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use otp_core::audit::{AuditEvent, AuditKind, LoginMethod};
-use otp_core::config::{JwtAlgorithm, RefreshTransport, SameSite};
+use otp_core::config::{ForwardedHeader, JwtAlgorithm, RefreshTransport, SameSite};
 use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
 use otp_core::store::{
@@ -288,6 +288,55 @@ pub async fn trusted_proxy_forwarded_for(t: Target) {
     assert_eq!(send("203.0.113.2", 4).await.status, 200);
     // A forged leftmost entry does not help: the proxy appended the real client.
     send("198.51.100.1, 203.0.113.1", 5)
+        .await
+        .assert_problem(429);
+}
+
+/// `OTP_AUTH_FORWARDED_HEADER=forwarded`: behind a trusted proxy the per-IP limit buckets
+/// by the RFC 7239 `for=` the proxy appended (quoted IPv6 with a port included), a forged
+/// leftmost element does not help, and `X-Forwarded-For` is not read at all.
+pub async fn trusted_proxy_rfc7239_forwarded(t: Target) {
+    let s = TestServer::start(t, {
+        let mut c = test_config();
+        c.limits.per_ip_per_minute = 2;
+        c.http.trusted_proxies = vec!["127.0.0.1".into()];
+        c.http.forwarded_header = ForwardedHeader::Forwarded;
+        c
+    })
+    .await;
+    let send = |name: &'static str, value: &'static str, n: u32| {
+        s.send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header(name, value)
+                .json(&json!({"email": format!("f{n}@example.com")})),
+        )
+    };
+    let fwd = "forwarded";
+    assert_eq!(
+        send(fwd, "for=203.0.113.1;proto=https", 1).await.status,
+        200
+    );
+    assert_eq!(send(fwd, "for=\"203.0.113.1:4711\"", 2).await.status, 200);
+    send(fwd, "for=203.0.113.1", 3).await.assert_problem(429);
+    // Another client behind the same proxy has its own bucket, IPv6 too.
+    assert_eq!(send(fwd, "for=\"[2001:db8::7]:443\"", 4).await.status, 200);
+    assert_eq!(send(fwd, "for=203.0.113.2", 5).await.status, 200);
+    // A forged leftmost element does not help: the proxy appended the real client.
+    send(fwd, "for=198.51.100.1, for=203.0.113.1", 6)
+        .await
+        .assert_problem(429);
+    // X-Forwarded-For is not the configured header: every request is the proxy's own
+    // address, whose bucket (127.0.0.1) fills like any other.
+    assert_eq!(
+        send("x-forwarded-for", "198.51.100.50", 7).await.status,
+        200
+    );
+    assert_eq!(
+        send("x-forwarded-for", "198.51.100.51", 8).await.status,
+        200
+    );
+    send("x-forwarded-for", "198.51.100.52", 9)
         .await
         .assert_problem(429);
 }
@@ -1956,6 +2005,7 @@ macro_rules! http_scenarios {
         $crate::http_scenarios!(@each [$(#[$attr])*]
             login_flow, cookie_attributes, request_otp_bad_input, address_rate_limit,
             ip_rate_limit_ignores_spoofed_forwarded_for, trusted_proxy_forwarded_for,
+            trusted_proxy_rfc7239_forwarded,
             verify_errors, lockout_across_resends, concurrent_verifications,
             refresh_rotation_and_reuse, refresh_refusals, concurrent_refreshes, logout,
             logout_all, administration_from_code, layer_protected_sub_router,

@@ -163,6 +163,33 @@ impl<'de> Deserialize<'de> for RefreshTransport {
     }
 }
 
+/// The header the trusted proxies write the client's address in
+/// (`OTP_AUTH_FORWARDED_HEADER`). Only that one is read: a client cannot slip an address
+/// in through the header the proxy does not manage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for="[2001:db8::1]:4711"` (Envoy,
+    /// some CDNs). An element whose `for` is `unknown`, obfuscated or absent ends the
+    /// chain like an address that does not parse.
+    Forwarded,
+}
+
+impl<'de> Deserialize<'de> for ForwardedHeader {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            other => Err(serde::de::Error::custom(format!(
+                "expected x-forwarded-for or forwarded, got {other:?}"
+            ))),
+        }
+    }
+}
+
 /// How the SMTP connection is secured (`OTP_AUTH_SMTP_TLS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -578,9 +605,12 @@ settings! {
     /// The HTTP side: proxies, origins, body size and the public address.
     #[derive(Debug)]
     pub struct HttpSettings, names HttpVars {
-        /// Proxies (IPs or CIDR networks) whose `X-Forwarded-For` is believed.
+        /// Proxies (IPs or CIDR networks) whose `X-Forwarded-For` (or `Forwarded`) is believed.
         #[serde(deserialize_with = "string_list")]
         TRUSTED_PROXIES => trusted_proxies: Vec<String> = Vec::new(),
+        /// The header those proxies write the client's address in: `x-forwarded-for` or
+        /// `forwarded` (RFC 7239).
+        FORWARDED_HEADER => forwarded_header: ForwardedHeader = ForwardedHeader::XForwardedFor,
         /// Origins allowed to call the endpoints; when set, any other `Origin` gets 403.
         #[serde(deserialize_with = "string_list")]
         ALLOWED_ORIGINS => allowed_origins: Vec<String> = Vec::new(),

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, RefreshTransport, SameSite};
+use crate::config::{Config, ForwardedHeader, RefreshTransport, SameSite};
 use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
 use crate::error::{Error, TokenRejection};
 use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
@@ -267,6 +267,37 @@ pub(crate) fn resolve_client_ip(
     Some(last_trusted)
 }
 
+/// The chain of client addresses of every RFC 7239 `Forwarded` header, in order, as
+/// [`resolve_client_ip`] reads it (`a, b, …`): each element's `for` address (quotes,
+/// brackets and port removed), or `unknown` for an element with no usable one (`unknown`,
+/// an obfuscated `_name`, no `for`), which ends the walk like any address that does not
+/// parse.
+pub(crate) fn forwarded_chain<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut chain: Vec<String> = Vec::new();
+    for value in values {
+        for element in value.split(',') {
+            let address = element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                .and_then(|(_, v)| forwarded_node_ip(v.trim().trim_matches('"')));
+            chain.push(address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()));
+        }
+    }
+    (!chain.is_empty()).then(|| chain.join(", "))
+}
+
+/// The IP of an RFC 7239 node (`192.0.2.1`, `192.0.2.1:80`, `[2001:db8::1]`,
+/// `[2001:db8::1]:443`), or `None` (`unknown`, `_obfuscated`, anything else).
+fn forwarded_node_ip(node: &str) -> Option<IpAddr> {
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    node.parse()
+        .ok()
+        .or_else(|| node.rsplit_once(':')?.0.parse().ok())
+}
+
 /// Joins the values of every `X-Forwarded-For` header, in order, into one list (a proxy
 /// chain may send several), for [`resolve_client_ip`].
 pub(crate) fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -488,6 +519,8 @@ pub(crate) struct RequestHeaders<'a> {
     pub(crate) user_agent: Option<&'a str>,
     /// Every `X-Forwarded-For` header, in order.
     pub(crate) forwarded_for: Vec<&'a str>,
+    /// Every RFC 7239 `Forwarded` header, in order.
+    pub(crate) forwarded: Vec<&'a str>,
     /// `Accept-Language`.
     pub(crate) accept_language: Option<&'a str>,
 }
@@ -609,6 +642,7 @@ impl<'a> RequestHeaders<'a> {
             sec_fetch_site: one(HeaderName::from_static("sec-fetch-site")),
             user_agent: one(USER_AGENT),
             forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
+            forwarded: all(HeaderName::from_static("forwarded")),
             accept_language: one(ACCEPT_LANGUAGE),
         }
     }
@@ -808,7 +842,14 @@ impl OtpAuth {
             // The application's own answer: no proxy headers are read.
             Some(ip) => Some(ip.to_canonical()),
             None => {
-                let forwarded_for = join_forwarded_for(headers.forwarded_for.iter().copied());
+                let forwarded_for = match self.config().http.forwarded_header {
+                    ForwardedHeader::XForwardedFor => {
+                        join_forwarded_for(headers.forwarded_for.iter().copied())
+                    }
+                    ForwardedHeader::Forwarded => {
+                        forwarded_chain(headers.forwarded.iter().copied())
+                    }
+                };
                 resolve_client_ip(
                     client.peer,
                     forwarded_for.as_deref(),
@@ -1109,6 +1150,42 @@ fn clearing(resp: ApiResponse, cookie: CookieSpec<'_>, transport: RefreshTranspo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc7239_forwarded_becomes_the_chain_of_for_addresses() {
+        let chain = |values: &[&str]| forwarded_chain(values.iter().copied());
+        assert_eq!(
+            chain(&["for=192.0.2.60;proto=http;by=203.0.113.43"]).as_deref(),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            chain(&[r#"for="[2001:db8:cafe::17]:4711", For=198.51.100.7:80"#]).as_deref(),
+            Some("2001:db8:cafe::17, 198.51.100.7")
+        );
+        // Several headers, in order; an unusable `for` (or none) is a stop sign.
+        assert_eq!(
+            chain(&["for=unknown", "proto=https, for=_hidden", r#"for="[::1]""#]).as_deref(),
+            Some("unknown, unknown, unknown, ::1")
+        );
+        assert_eq!(chain(&[]), None);
+        // Through the resolver: the rightmost address that is not a trusted proxy.
+        let t = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let resolve = |v: &str| resolve_client_ip(Some(proxy), chain(&[v]).as_deref(), &t);
+        assert_eq!(
+            resolve("for=6.6.6.6, for=198.51.100.7;proto=https"),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            resolve("for=198.51.100.7, for=10.0.0.3"),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            resolve("for=198.51.100.7, for=_gateway"),
+            Some(proxy),
+            "an obfuscated hop: the last known-good one"
+        );
+    }
 
     fn nets(s: &[&str]) -> Vec<IpNet> {
         s.iter().map(|n| n.parse().unwrap()).collect()
