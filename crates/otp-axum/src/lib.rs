@@ -1,5 +1,5 @@
-//! axum adapter for [`otp_core`]: a [`Router`] serving the login endpoints and a
-//! [`CurrentUser`] extractor for protected routes.
+//! axum adapter for [`otp_core`]: a [`Router`] serving the login endpoints, a
+//! [`CurrentUser`] extractor (with typed claims) and a [`RequireUserLayer`] for protected routes.
 //!
 //! ```no_run
 //! use std::net::SocketAddr;

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! The app must carry the engine as data (`.data(auth)`), as for
-//! [`CurrentUser`](crate::CurrentUser); under [`RequireUser`](crate::RequireUser), the user
+//! [`CurrentUser`]; under [`RequireUser`](crate::RequireUser), the user
 //! the middleware checked is taken as it is.
 
 use std::ops::Deref;

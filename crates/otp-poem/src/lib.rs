@@ -1,5 +1,6 @@
-//! poem adapter for [`otp_core`]: an endpoint serving the login routes and a
-//! [`CurrentUser`] extractor for protected handlers.
+//! poem adapter for [`otp_core`]: an endpoint serving the login routes, a
+//! [`CurrentUser`] extractor (with typed claims), a [`RequireUser`] middleware, and (feature
+//! `poem-openapi`) the user as a poem-openapi security scheme.
 //!
 //! ```no_run
 //!
