@@ -76,6 +76,34 @@ impl JwtAlgorithm {
     }
 }
 
+/// `Deserialize` for a setting that is one word of a fixed list (any case, surrounding
+/// spaces ignored); the error names every word.
+macro_rules! word_enum {
+    ($ty:ident { $($word:literal => $variant:ident),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($word => Ok($ty::$variant),)+
+                    other => Err(serde::de::Error::custom(format!(
+                        "expected {}, got {other:?}",
+                        one_of(&[$($word),+])
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+/// `a, b or c`.
+fn one_of(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// The cookie's `SameSite` attribute (`OTP_AUTH_COOKIE_SAMESITE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SameSite {
@@ -99,19 +127,7 @@ impl SameSite {
     }
 }
 
-impl<'de> Deserialize<'de> for SameSite {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.to_ascii_lowercase().as_str() {
-            "lax" => Ok(SameSite::Lax),
-            "strict" => Ok(SameSite::Strict),
-            "none" => Ok(SameSite::None),
-            other => Err(serde::de::Error::custom(format!(
-                "expected lax, strict or none, got {other:?}"
-            ))),
-        }
-    }
-}
+word_enum!(SameSite { "lax" => Lax, "strict" => Strict, "none" => None });
 
 /// Where the refresh token travels (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,19 +165,7 @@ impl RefreshTransport {
     }
 }
 
-impl<'de> Deserialize<'de> for RefreshTransport {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.trim().to_ascii_lowercase().as_str() {
-            "cookie" => Ok(RefreshTransport::Cookie),
-            "body" => Ok(RefreshTransport::Body),
-            "both" => Ok(RefreshTransport::Both),
-            other => Err(serde::de::Error::custom(format!(
-                "expected cookie, body or both, got {other:?}"
-            ))),
-        }
-    }
-}
+word_enum!(RefreshTransport { "cookie" => Cookie, "body" => Body, "both" => Both });
 
 /// The header the trusted proxies write the client's address in
 /// (`OTP_AUTH_FORWARDED_HEADER`). Only that one is read: a client cannot slip an address
@@ -177,18 +181,7 @@ pub enum ForwardedHeader {
     Forwarded,
 }
 
-impl<'de> Deserialize<'de> for ForwardedHeader {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.trim().to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
-            "forwarded" => Ok(ForwardedHeader::Forwarded),
-            other => Err(serde::de::Error::custom(format!(
-                "expected x-forwarded-for or forwarded, got {other:?}"
-            ))),
-        }
-    }
-}
+word_enum!(ForwardedHeader { "x-forwarded-for" => XForwardedFor, "forwarded" => Forwarded });
 
 /// How the SMTP connection is secured (`OTP_AUTH_SMTP_TLS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,19 +194,7 @@ pub enum SmtpTls {
     Tls,
 }
 
-impl<'de> Deserialize<'de> for SmtpTls {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(SmtpTls::None),
-            "starttls" => Ok(SmtpTls::Starttls),
-            "tls" => Ok(SmtpTls::Tls),
-            other => Err(serde::de::Error::custom(format!(
-                "expected none, starttls or tls, got {other:?}"
-            ))),
-        }
-    }
-}
+word_enum!(SmtpTls { "none" => None, "starttls" => Starttls, "tls" => Tls });
 
 /// Declares one group of settings: the public struct with its defaults, its flat
 /// environment names, and how it is read. Each line reads
