@@ -13,7 +13,7 @@ use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
 use crate::audit::{AuditAddress, AuditEvent, AuditKind, LoginMethod};
-use crate::code::{Code, CodeHasher, CodeMac, IpKey};
+use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 use crate::config::{CodeSettings, Config, ConfigError};
 use crate::email::Email;
 use crate::error::{BoxError, Error, TokenRejection};
@@ -601,6 +601,7 @@ impl OtpAuth {
                     AuditKind::CodeRefused {
                         limit: limit.as_str(),
                     },
+                    &address,
                     &email,
                     client,
                 );
@@ -613,13 +614,23 @@ impl OtpAuth {
             }
             IssueOutcome::IpLimited { retry_after } => {
                 metrics::rate_limited("ip");
-                self.audit_address(AuditKind::CodeRefused { limit: "ip" }, &email, client);
+                self.audit_address(
+                    AuditKind::CodeRefused { limit: "ip" },
+                    &address,
+                    &email,
+                    client,
+                );
                 tracing::info!(ip = ?client.ip, "code request refused: IP limit");
                 return Err(Error::RateLimited { retry_after });
             }
             IssueOutcome::LockedOut { retry_after } => {
                 metrics::rate_limited("lockout");
-                self.audit_address(AuditKind::CodeRefused { limit: "lockout" }, &email, client);
+                self.audit_address(
+                    AuditKind::CodeRefused { limit: "lockout" },
+                    &address,
+                    &email,
+                    client,
+                );
                 tracing::info!(address = %address, "code request refused: locked out");
                 return Err(Error::LockedOut { retry_after });
             }
@@ -669,7 +680,7 @@ impl OtpAuth {
                 metrics::mail_sent();
                 self.record_mail_latency(started.elapsed());
                 tracing::info!(address = %address, "login code sent");
-                self.audit_address(AuditKind::CodeSent, &email, client);
+                self.audit_address(AuditKind::CodeSent, &address, &email, client);
                 Ok(())
             }
             Err(e) => {
@@ -818,6 +829,7 @@ impl OtpAuth {
                         method: LoginMethod::from_name(method),
                         reason: "refused",
                     },
+                    &address,
                     email,
                     client,
                 );
@@ -969,10 +981,10 @@ impl OtpAuth {
         }
     }
 
-    /// [`OtpAuth::audit`] of an event before a login: the address, as a pseudonym.
-    fn audit_address(&self, kind: AuditKind, email: &Email, client: &ClientInfo) {
+    /// [`OtpAuth::audit`] of an event before a login: the address, as its pseudonym `key`
+    /// (the store's key, which the caller already holds).
+    fn audit_address(&self, kind: AuditKind, key: &AddressKey, email: &Email, client: &ClientInfo) {
         self.audit(kind, client, |e| {
-            let key = self.inner.hasher.address_key(email);
             e.address = Some(AuditAddress::new(key.to_string(), email.clone()));
         });
     }
@@ -988,47 +1000,41 @@ impl OtpAuth {
     ) -> Error {
         let address = &req.address;
         let reason = match outcome {
-            VerifyOutcome::Verified => "verified",
+            VerifyOutcome::Verified => {
+                return Error::Internal("a verified code was refused".to_owned());
+            }
             VerifyOutcome::NoCode => "no_code",
             VerifyOutcome::Mismatch { .. } => "mismatch",
             VerifyOutcome::LockedOut { .. } => "locked_out",
             VerifyOutcome::IpLimited { .. } => "ip_limited",
         };
+        metrics::verification(method, reason);
         let failed = AuditKind::VerificationFailed {
             method: LoginMethod::from_name(method),
             reason,
         };
-        if outcome != VerifyOutcome::Verified {
-            self.audit_address(failed, email, client);
-        }
-        if matches!(outcome, VerifyOutcome::Mismatch { attempts_left: 0 }) {
-            self.audit_address(AuditKind::LockedOut, email, client);
-        }
+        self.audit_address(failed, address, email, client);
         match outcome {
-            VerifyOutcome::Verified => Error::Internal("a verified code was refused".to_owned()),
-            VerifyOutcome::NoCode => {
-                metrics::verification(method, "no_code");
-                tracing::info!(address = %address, "verification failed: no pending code");
-                Error::InvalidCode
-            }
             VerifyOutcome::Mismatch { attempts_left } => {
-                metrics::verification(method, "mismatch");
                 if attempts_left == 0 {
                     metrics::lockout();
+                    self.audit_address(AuditKind::LockedOut, address, email, client);
                 }
                 tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
                 Error::InvalidCode
             }
             VerifyOutcome::LockedOut { retry_after } => {
-                metrics::verification(method, "locked_out");
                 tracing::info!(address = %address, "verification refused: locked out");
                 Error::LockedOut { retry_after }
             }
             VerifyOutcome::IpLimited { retry_after } => {
-                metrics::verification(method, "ip_limited");
                 metrics::rate_limited("ip_failures");
                 tracing::info!(ip = ?req.ip, "verification refused: too many wrong codes from this IP");
                 Error::RateLimited { retry_after }
+            }
+            VerifyOutcome::NoCode | VerifyOutcome::Verified => {
+                tracing::info!(address = %address, "verification failed: no pending code");
+                Error::InvalidCode
             }
         }
     }
