@@ -9,8 +9,8 @@ use otp_core::config::{ForwardedHeader, JwtAlgorithm, RefreshTransport, SameSite
 use otp_core::mailer::MailError;
 use otp_core::primitives::now_secs;
 use otp_core::store::{
-    AccessStatus, NewSession, Revocation, RotateOutcome, Rotation, SessionInfo, StoreError,
-    TokenBlacklist,
+    AccessStatus, NewSession, Renewal, Revocation, RotateOutcome, Rotation, SessionInfo,
+    StoreError, TokenBlacklist,
 };
 use otp_core::token::{Claims, TokenCodec, TokenType};
 use otp_core::{BoxError, CapturingMailer, ClientInfo, Config, Email, Hooks, OtpAuth, async_trait};
@@ -925,6 +925,9 @@ impl TokenBlacklist for CheckCounter {
     }
     async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
         self.inner.rotate_refresh(rotation).await
+    }
+    async fn renew_session(&self, renewal: &Renewal) -> Result<bool, StoreError> {
+        self.inner.renew_session(renewal).await
     }
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {
         self.checks.fetch_add(1, Ordering::SeqCst);

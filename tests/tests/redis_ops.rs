@@ -262,6 +262,10 @@ async fn bytes_per_session(
         KeyLayout::new("otp_", "blacklist_"),
     );
     let exp = otp_core::primitives::now_secs() + 7 * 86_400;
+    let auth = otp_core::store::SessionAuth {
+        at: otp_core::primitives::now_secs(),
+        method: otp_core::store::LoginMethod::Code,
+    };
     for u in 0..subjects {
         // A subject key as the engine makes it: 22 characters of a keyed hash.
         let subject_key = format!("{u:0>22}");
@@ -276,6 +280,7 @@ async fn bytes_per_session(
                 user_agent: user_agent.map(str::to_owned),
                 ip: ip.map(str::to_owned),
                 max_sessions: 1000,
+                auth,
             };
             store.create_session(&s).await.unwrap();
             s.refresh_jti = otp_core::primitives::random_id();
@@ -287,7 +292,7 @@ async fn bytes_per_session(
                 reuse_interval: Duration::from_secs(10),
             };
             let out = store.rotate_refresh(&rot).await.unwrap();
-            assert_eq!(out, otp_core::store::RotateOutcome::Rotated);
+            assert_eq!(out, otp_core::store::RotateOutcome::Rotated { auth });
         }
     }
     let keys: Vec<String> = r.cli(&["--scan"]).lines().map(str::to_owned).collect();

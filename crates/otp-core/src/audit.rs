@@ -45,6 +45,16 @@ impl LoginMethod {
         }
     }
 
+    /// The access token's `amr` (RFC 8176) for a login this way: `["otp"]` for the code,
+    /// `["otp", "link"]` for the link (it carries the same one-time code; `link` is this
+    /// library's own value, outside RFC 8176's registry, saying how the code came back).
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            LoginMethod::Code => &["otp"],
+            LoginMethod::Link => &["otp", "link"],
+        }
+    }
+
     pub(crate) fn from_name(name: &str) -> LoginMethod {
         if name == "link" {
             LoginMethod::Link
@@ -88,6 +98,9 @@ pub enum AuditKind {
     /// The parent of the current refresh token was presented within the reuse interval:
     /// the current one was re-issued (racing tabs, a retry).
     ReuseGranted,
+    /// A signed-in user proved the address again (`/verify-reauthentication`): the
+    /// session's `auth_time` is now.
+    Reauthenticated,
     /// A spent refresh token was presented: its whole session is revoked.
     ReuseDetected,
     /// `/logout`: the event's session ended.
@@ -128,6 +141,7 @@ impl AuditKind {
             AuditKind::LockedOut => "locked_out",
             AuditKind::Refreshed => "refreshed",
             AuditKind::ReuseGranted => "reuse_granted",
+            AuditKind::Reauthenticated => "reauthenticated",
             AuditKind::ReuseDetected => "reuse_detected",
             AuditKind::LoggedOut => "logged_out",
             AuditKind::LoggedOutAll { .. } => "logged_out_all",

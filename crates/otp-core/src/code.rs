@@ -146,6 +146,24 @@ impl fmt::Debug for IpKey {
     }
 }
 
+/// What a code was sent for; part of its MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose<'a> {
+    /// Signing in.
+    Login,
+    /// A signed-in user proving the address again: bound to the user.
+    Reauthentication {
+        /// The user's subject.
+        subject: &'a str,
+    },
+    /// A signed-in user proving a new address: bound to the user.
+    #[allow(dead_code)] // until the email change uses it
+    EmailChange {
+        /// The user's subject.
+        subject: &'a str,
+    },
+}
+
 /// Holds the code secret and derives the keyed hashes from it.
 pub(crate) struct CodeHasher {
     key: SecretSlice<u8>,
@@ -185,12 +203,24 @@ impl CodeHasher {
         AddressKey(URL_SAFE_NO_PAD.encode(&full[..16]))
     }
 
-    /// The MAC of `code` sent to `email`: a code is only good for the address it went to.
-    pub(crate) fn code_mac(&self, email: &Email, code: &Code) -> CodeMac {
-        let full = self.mac(
-            b"otp-auth/code/v1",
-            &[email.as_str().as_bytes(), code.expose().as_bytes()],
-        );
+    /// The MAC of `code` sent to `email` for `purpose`: a code is only good for the
+    /// address it went to and the purpose it was sent for (a login code never passes for a
+    /// re-authentication, nor an email change code for another user).
+    pub(crate) fn code_mac(&self, purpose: Purpose<'_>, email: &Email, code: &Code) -> CodeMac {
+        let (email, code) = (email.as_str().as_bytes(), code.expose().as_bytes());
+        // A login code keeps the two-part form, so codes pending across an upgrade still
+        // verify; the other purposes add parts, which the length prefixes keep apart.
+        let full = match purpose {
+            Purpose::Login => self.mac(b"otp-auth/code/v1", &[email, code]),
+            Purpose::Reauthentication { subject } => self.mac(
+                b"otp-auth/code/v1",
+                &[email, code, b"reauthentication", subject.as_bytes()],
+            ),
+            Purpose::EmailChange { subject } => self.mac(
+                b"otp-auth/code/v1",
+                &[email, code, b"email-change", subject.as_bytes()],
+            ),
+        };
         let mut out = [0u8; CODE_MAC_LEN];
         out.copy_from_slice(&full[..CODE_MAC_LEN]);
         CodeMac(out)
@@ -288,12 +318,46 @@ mod tests {
         let a = Email::parse("a@example.com").unwrap();
         let b = Email::parse("b@example.com").unwrap();
         let code = Code::parse("123456", 6).unwrap();
-        assert!(h.code_mac(&a, &code).ct_eq(&h.code_mac(&a, &code)));
-        assert!(!h.code_mac(&a, &code).ct_eq(&h.code_mac(&b, &code)));
+        assert!(h.code_mac(Purpose::Login, &a, &code).ct_eq(&h.code_mac(
+            Purpose::Login,
+            &a,
+            &code
+        )));
+        assert!(!h.code_mac(Purpose::Login, &a, &code).ct_eq(&h.code_mac(
+            Purpose::Login,
+            &b,
+            &code
+        )));
         let other_key = CodeHasher::new(&[8u8; 32]);
-        assert!(!h.code_mac(&a, &code).ct_eq(&other_key.code_mac(&a, &code)));
+        assert!(
+            !h.code_mac(Purpose::Login, &a, &code)
+                .ct_eq(&other_key.code_mac(Purpose::Login, &a, &code))
+        );
         let other_code = Code::parse("123457", 6).unwrap();
-        assert!(!h.code_mac(&a, &code).ct_eq(&h.code_mac(&a, &other_code)));
+        assert!(!h.code_mac(Purpose::Login, &a, &code).ct_eq(&h.code_mac(
+            Purpose::Login,
+            &a,
+            &other_code
+        )));
+    }
+
+    #[test]
+    fn mac_is_bound_to_purpose_and_user() {
+        let h = hasher();
+        let a = Email::parse("a@example.com").unwrap();
+        let code = Code::parse("123456", 6).unwrap();
+        let macs = [
+            h.code_mac(Purpose::Login, &a, &code),
+            h.code_mac(Purpose::Reauthentication { subject: "u1" }, &a, &code),
+            h.code_mac(Purpose::Reauthentication { subject: "u2" }, &a, &code),
+            h.code_mac(Purpose::EmailChange { subject: "u1" }, &a, &code),
+            h.code_mac(Purpose::EmailChange { subject: "u2" }, &a, &code),
+        ];
+        for (i, x) in macs.iter().enumerate() {
+            for (j, y) in macs.iter().enumerate() {
+                assert_eq!(x.ct_eq(y), i == j, "{i} {j}");
+            }
+        }
     }
 
     #[test]

@@ -34,9 +34,9 @@ use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
 use crate::email::Email;
 use crate::primitives::{now_secs, random_id};
 use crate::store::{
-    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore,
-    Revocation, RevokedAccess, RotateOutcome, Rotation, TokenBlacklist, VerifyOutcome,
-    VerifyRequest, new_session_id,
+    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, Limits, LoginMethod,
+    NewSession, OtpStore, Renewal, Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth,
+    TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
 };
 
 /// The limits the suite runs with unless a test needs others.
@@ -88,7 +88,8 @@ impl Fixture {
     /// The MAC of `code` (six digits) for this address.
     pub fn mac(&self, code: &str) -> CodeMac {
         let code = Code::parse(code, 6).unwrap_or_else(|| panic!("fixture code {code}"));
-        self.hasher.code_mac(&self.email, &code)
+        self.hasher
+            .code_mac(crate::code::Purpose::Login, &self.email, &code)
     }
 
     /// An issue request for `code` with `limits` from `ip`.
@@ -785,7 +786,141 @@ fn session(subject_key: &str, lifetime: u64) -> NewSession {
         user_agent: Some("contract-suite/1.0".to_owned()),
         ip: Some("192.0.2.1".to_owned()),
         max_sessions: 1000,
+        auth: *LOGIN,
     }
+}
+
+/// The login authentication of the suite's sessions: a code, when the process first
+/// asked (a session's creation time is its login's).
+static LOGIN: std::sync::LazyLock<SessionAuth> = std::sync::LazyLock::new(|| SessionAuth {
+    at: now_secs(),
+    method: LoginMethod::Code,
+});
+
+/// A renewal of `sid` with `auth`, perhaps replacing its refresh token.
+fn renewal(sid: &str, auth: SessionAuth, new_jti: Option<&str>) -> Renewal {
+    Renewal {
+        sid: sid.to_owned(),
+        auth,
+        new_refresh_jti: new_jti.map(str::to_owned),
+        expires_at: now_secs() + 60,
+    }
+}
+
+/// A session keeps its login's authentication through rotations; a renewal replaces it
+/// (rotations and reissues then answer the new one), and a renewal with a new refresh
+/// `jti` makes that one current with no grace for the one it replaced. An unknown session
+/// is not renewed.
+pub async fn renewal_records_the_authentication(bl: Arc<dyn TokenBlacklist>) {
+    let s = session(&random_id(), 3600);
+    bl.create_session(&s).await.unwrap();
+    let b = random_id();
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &b, 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { auth: *LOGIN },
+        "the login's authentication"
+    );
+    let again = SessionAuth {
+        at: LOGIN.at + 600,
+        method: LoginMethod::Link,
+    };
+    expect!(
+        bl.renew_session(&renewal(&s.sid, again, None))
+            .await
+            .unwrap(),
+        true,
+        "renew a live session"
+    );
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &random_id(), 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Reissued {
+            current_jti: b.clone(),
+            auth: again,
+        },
+        "a reissue answers the renewed authentication"
+    );
+    let c = random_id();
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &b, &c, 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { auth: again },
+        "a rotation answers the renewed authentication"
+    );
+    let listed = bl.list_sessions(&s.subject_key).await.unwrap();
+    expect!(listed.len(), 1, "one session listed");
+    expect!(
+        listed[0].user_agent.as_deref(),
+        Some("contract-suite/1.0"),
+        "the renewal keeps the user agent"
+    );
+    expect!(
+        listed[0].ip.as_deref(),
+        Some("192.0.2.1"),
+        "the renewal keeps the IP"
+    );
+    expect!(
+        listed[0].created_at,
+        LOGIN.at,
+        "the creation time is the login's, kept by the renewal"
+    );
+
+    // A new refresh token: it is current, and the one it replaced is reuse at once.
+    let third = SessionAuth {
+        at: LOGIN.at + 900,
+        method: LoginMethod::Code,
+    };
+    let d = random_id();
+    expect!(
+        bl.renew_session(&renewal(&s.sid, third, Some(&d)))
+            .await
+            .unwrap(),
+        true,
+        "renew with a new refresh token"
+    );
+    let e = random_id();
+    expect!(
+        bl.rotate_refresh(&rotation(&s.sid, &d, &e, 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { auth: third },
+        "the new refresh token is current"
+    );
+    let t = session(&random_id(), 3600);
+    bl.create_session(&t).await.unwrap();
+    bl.renew_session(&renewal(&t.sid, third, Some(&random_id())))
+        .await
+        .unwrap();
+    expect!(
+        bl.rotate_refresh(&rotation(&t.sid, &t.refresh_jti, &random_id(), 5))
+            .await
+            .unwrap(),
+        RotateOutcome::Reused,
+        "the replaced refresh token gets no reuse interval"
+    );
+    expect!(
+        bl.check_access(&t.sid, &random_id()).await.unwrap(),
+        AccessStatus::Revoked,
+        "and its reuse ends the session"
+    );
+    expect!(
+        bl.renew_session(&renewal(&t.sid, third, None))
+            .await
+            .unwrap(),
+        false,
+        "an ended session is not renewed"
+    );
+    expect!(
+        bl.renew_session(&renewal(&new_session_id(&random_id()), third, None))
+            .await
+            .unwrap(),
+        false,
+        "an unknown session is not renewed"
+    );
 }
 
 /// A rotation of `presented` to `new` in session `sid`, an hour's life, with a reuse
@@ -815,7 +950,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
         bl.rotate_refresh(&rotation(&s.sid, &s.refresh_jti, &second, 0))
             .await
             .unwrap(),
-        RotateOutcome::Rotated,
+        RotateOutcome::Rotated { auth: *LOGIN },
         "rotate"
     );
     let third = random_id();
@@ -823,7 +958,7 @@ pub async fn session_rotation_and_reuse(bl: Arc<dyn TokenBlacklist>) {
         bl.rotate_refresh(&rotation(&s.sid, &second, &third, 0))
             .await
             .unwrap(),
-        RotateOutcome::Rotated,
+        RotateOutcome::Rotated { auth: *LOGIN },
         "rotate again"
     );
     // The first token again: reuse, the session dies.
@@ -936,7 +1071,7 @@ pub async fn revoke_all_and_list(bl: Arc<dyn TokenBlacklist>) {
     let first = &listed[0];
     assert_eq!(first.user_agent.as_deref(), Some("contract-suite/1.0"));
     assert_eq!(first.ip.as_deref(), Some("192.0.2.1"));
-    assert!(first.created_at <= now_secs() && first.created_at + 60 > now_secs());
+    expect!(first.created_at, LOGIN.at, "created at the login's time");
     assert!(first.expires_at > now_secs());
 
     expect!(bl.revoke_all(&alice).await.unwrap(), 2, "sessions ended");
@@ -1021,7 +1156,7 @@ pub async fn concurrent_rotations_at_most_one(bl: Arc<dyn TokenBlacklist>) {
         .collect();
     let mut rotated = 0;
     for t in tasks {
-        if t.await.unwrap() == RotateOutcome::Rotated {
+        if t.await.unwrap() == (RotateOutcome::Rotated { auth: *LOGIN }) {
             rotated += 1;
         }
     }
@@ -1056,8 +1191,10 @@ pub async fn concurrent_rotations_one_lineage(bl: Arc<dyn TokenBlacklist>) {
     let (mut rotated, mut current) = (Vec::new(), Vec::new());
     for t in tasks {
         match t.await.unwrap() {
-            (new, RotateOutcome::Rotated) => rotated.push(new),
-            (_, RotateOutcome::Reissued { current_jti }) => current.push(current_jti),
+            (new, RotateOutcome::Rotated { auth }) if auth == *LOGIN => rotated.push(new),
+            (_, RotateOutcome::Reissued { current_jti, auth }) if auth == *LOGIN => {
+                current.push(current_jti)
+            }
             (_, other) => panic!("a refresh within the interval got {other:?}"),
         }
     }
@@ -1076,7 +1213,7 @@ pub async fn concurrent_rotations_one_lineage(bl: Arc<dyn TokenBlacklist>) {
         bl.rotate_refresh(&rotation(&s.sid, &rotated[0], &random_id(), 10))
             .await
             .unwrap(),
-        RotateOutcome::Rotated,
+        RotateOutcome::Rotated { auth: *LOGIN },
         "the lineage refreshes on"
     );
 }
@@ -1095,7 +1232,8 @@ pub async fn reuse_interval_parent_only(bl: Arc<dyn TokenBlacklist>) {
             .await
             .unwrap(),
         RotateOutcome::Reissued {
-            current_jti: b.clone()
+            current_jti: b.clone(),
+            auth: *LOGIN,
         },
         "the parent within the interval"
     );
@@ -1103,7 +1241,7 @@ pub async fn reuse_interval_parent_only(bl: Arc<dyn TokenBlacklist>) {
         bl.rotate_refresh(&rotation(&s.sid, &b, &c, 5))
             .await
             .unwrap(),
-        RotateOutcome::Rotated,
+        RotateOutcome::Rotated { auth: *LOGIN },
         "the current token rotates"
     );
     expect!(
@@ -1149,7 +1287,7 @@ pub async fn resent_session_calls_change_nothing(bl: Arc<dyn TokenBlacklist>) {
     for what in ["rotate", "rotate resent"] {
         expect!(
             bl.rotate_refresh(&r).await.unwrap(),
-            RotateOutcome::Rotated,
+            RotateOutcome::Rotated { auth: *LOGIN },
             what
         );
     }
@@ -1157,7 +1295,7 @@ pub async fn resent_session_calls_change_nothing(bl: Arc<dyn TokenBlacklist>) {
         bl.rotate_refresh(&rotation(&s.sid, &r.new_jti, &random_id(), 0))
             .await
             .unwrap(),
-        RotateOutcome::Rotated,
+        RotateOutcome::Rotated { auth: *LOGIN },
         "the new token is current"
     );
 }
@@ -1281,7 +1419,8 @@ macro_rules! blacklist_contract {
                 session_rotation_and_reuse, unknown_session, revoke_access_and_session,
                 revoke_all_and_list, sessions_expire, concurrent_rotations_at_most_one,
                 concurrent_rotations_one_lineage, reuse_interval_parent_only,
-                resent_session_calls_change_nothing, session_cap_ends_least_recently_refreshed);
+                resent_session_calls_change_nothing, session_cap_ends_least_recently_refreshed,
+                renewal_records_the_authentication);
         }
     };
     (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
@@ -1326,6 +1465,9 @@ impl TokenBlacklist for DownStore {
         &self,
         _: &Rotation,
     ) -> Result<RotateOutcome, crate::store::StoreError> {
+        Err(unavailable())
+    }
+    async fn renew_session(&self, _: &Renewal) -> Result<bool, crate::store::StoreError> {
         Err(unavailable())
     }
     async fn check_access(

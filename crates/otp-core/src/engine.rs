@@ -13,7 +13,7 @@ use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
 use crate::audit::{AuditAddress, AuditEvent, AuditKind, LoginMethod};
-use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
+use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey, Purpose};
 use crate::config::{CodeSettings, Config, ConfigError};
 use crate::email::Email;
 use crate::error::{BoxError, Error, TokenRejection};
@@ -25,9 +25,9 @@ use crate::memory::MemoryStore;
 use crate::metrics;
 use crate::primitives::now_secs;
 use crate::store::{
-    AccessStatus, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Revocation,
-    RevokedAccess, RotateOutcome, Rotation, SessionInfo, TokenBlacklist, VerifyOutcome,
-    VerifyRequest, new_session_id, session_subject_key,
+    AccessStatus, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Renewal,
+    Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth, SessionInfo, TokenBlacklist,
+    VerifyOutcome, VerifyRequest, new_session_id, session_subject_key,
 };
 use crate::template::{MailTemplates, TemplateValues, Templates};
 use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
@@ -183,6 +183,27 @@ impl fmt::Debug for TokenPair {
     }
 }
 
+/// An access token issued alone, on a session that keeps its refresh token (a
+/// re-authentication).
+#[derive(Clone)]
+pub struct AccessToken {
+    /// The access token (bearer).
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("expires_in", &self.expires_in)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An authenticated user, as a protected route sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurrentUser {
@@ -197,6 +218,45 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// When the user last proved the address (`auth_time`, seconds since the epoch): the
+    /// login or the session's last re-authentication. `None` for a token from before
+    /// tokens carried it.
+    pub fn auth_time(&self) -> Option<u64> {
+        self.claims.auth_time
+    }
+
+    /// How (`amr`, RFC 8176): `["otp"]` for a code, `["otp", "link"]` for a sign-in link;
+    /// empty for a token from before tokens carried it.
+    pub fn amr(&self) -> &[String] {
+        self.claims.amr.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the user proved the address within the last `max_age_secs` seconds.
+    pub fn authenticated_within(&self, max_age_secs: u64) -> bool {
+        self.auth_time()
+            .is_some_and(|at| now_secs().saturating_sub(at) <= max_age_secs)
+    }
+
+    /// `Ok` when the user proved the address within the last `max_age_secs` seconds, else
+    /// [`Error::InsufficientAuthentication`]: 401 with RFC 9470's
+    /// `insufficient_user_authentication` challenge and `max_age`. The guard of a
+    /// sensitive action; the adapters wrap it in an extractor.
+    ///
+    /// ```
+    /// # fn demo(user: otp_core::CurrentUser) -> Result<(), otp_core::Error> {
+    /// user.require_recent(300)?; // signed in or re-authenticated in the last 5 minutes
+    /// # Ok(()) }
+    /// ```
+    pub fn require_recent(&self, max_age_secs: u64) -> Result<(), Error> {
+        if self.authenticated_within(max_age_secs) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientAuthentication {
+                max_age: max_age_secs,
+            })
+        }
+    }
+
     /// The claims the application's [`Hooks::claims`] added, as the application's own type
     /// (`()` reads none and always succeeds). A token whose claims do not deserialize into
     /// `C` is refused like a bad token (401), and the reason is logged at warn level: it
@@ -564,12 +624,134 @@ impl OtpAuth {
     /// [`Error::RateLimited`] or [`Error::LockedOut`] (429), [`Error::StoreUnavailable`] or
     /// [`Error::MailUnavailable`] (503), [`Error::MailRejected`] (502).
     pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
-        let i = &*self.inner;
         let email = Self::parse_email(email)?;
-        metrics::code_requested();
-        let address = i.hasher.address_key(&email);
+        self.send_code(&email, Purpose::Login, client).await
+    }
+
+    /// Sends a fresh code for a re-authentication to the address of the signed-in user of
+    /// `access_token`, under the same limits as [`OtpAuth::request_code`] (one budget per
+    /// address, whatever the purpose). A new code of any purpose replaces the address's
+    /// pending one. Fails like `request_code`, and with [`Error::Unauthorized`] (401)
+    /// without a valid access token.
+    pub async fn request_reauthentication(
+        &self,
+        access_token: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let user = self.authenticate(access_token).await?;
+        let email =
+            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let purpose = Purpose::Reauthentication {
+            subject: &user.subject,
+        };
+        self.send_code(&email, purpose, client).await
+    }
+
+    /// Checks a re-authentication code of the signed-in user of `access_token` and, on
+    /// success, records the authentication on the session (its `auth_time` is now) and
+    /// signs a new access token on the same session that carries it. The refresh token is
+    /// unchanged, and later refreshes keep the new `auth_time`.
+    ///
+    /// A login code (or one sent for another user) never passes. Fails with
+    /// [`Error::InvalidCode`] (400), [`Error::LockedOut`] (429), [`Error::InvalidRequest`]
+    /// (422) for a malformed code, [`Error::Unauthorized`] (401) without a valid access
+    /// token.
+    pub async fn verify_reauthentication(
+        &self,
+        access_token: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<AccessToken, Error> {
+        let i = &*self.inner;
+        let user = self.authenticate(access_token).await?;
+        let code = self.parse_code(code)?;
+        let email =
+            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let method = "reauthentication";
+        let req = VerifyRequest {
+            address: i.hasher.address_key(&email),
+            code_mac: i.hasher.code_mac(
+                Purpose::Reauthentication {
+                    subject: &user.subject,
+                },
+                &email,
+                &code,
+            ),
+            ip: client.ip.map(IpKey::new),
+            limits: i.limits,
+            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
+            call: CallId::random(),
+        };
         let allowed = i.hooks.allow(&email, client).await.map_err(Error::Hook)?;
-        let magic = allowed && self.magic_applies(&email);
+        let outcome = i.store.verify(&req).await?;
+        if outcome != VerifyOutcome::Verified {
+            return Err(self.not_verified(outcome, method, &req, &email, client));
+        }
+        if !allowed {
+            metrics::verification(method, "refused");
+            tracing::info!(address = %req.address, "re-authentication refused by the allow hook");
+            return Err(Error::InvalidCode);
+        }
+        let auth = SessionAuth {
+            at: now_secs(),
+            method: LoginMethod::Code,
+        };
+        let renewed = async {
+            let renewed = i
+                .blacklist
+                .renew_session(&Renewal {
+                    sid: user.session_id.clone(),
+                    auth,
+                    new_refresh_jti: None,
+                    expires_at: 0,
+                })
+                .await?;
+            if !renewed {
+                return Err(Error::Unauthorized(TokenRejection::Revoked));
+            }
+            // With an absolute session end the new token may not outlive the old one: the
+            // end is not known here (only refresh tokens carry it).
+            let cap = (i.config.sessions.max_days > 0).then_some(user.claims.exp);
+            self.sign_access(&user.subject, &email, &user.session_id, cap, auth)
+                .await
+        };
+        match renewed.await {
+            Ok(access) => {
+                metrics::verification(method, "success");
+                tracing::info!(address = %req.address, "re-authentication verified");
+                self.audit(AuditKind::Reauthenticated, client, |e| {
+                    e.subject = Some(user.subject.clone());
+                    e.session_id = Some(user.session_id.clone());
+                });
+                Ok(access)
+            }
+            Err(e) => {
+                if !matches!(e, Error::Unauthorized(_)) {
+                    if let Err(r) = i.store.restore(&req).await {
+                        tracing::error!(
+                            address = %req.address,
+                            error = %r,
+                            "a verified code could not be restored after its re-authentication failed"
+                        );
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends a code for `purpose` to `email`, within its limits.
+    async fn send_code(
+        &self,
+        email: &Email,
+        purpose: Purpose<'_>,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let i = &*self.inner;
+        metrics::code_requested();
+        let address = i.hasher.address_key(email);
+        let allowed = i.hooks.allow(email, client).await.map_err(Error::Hook)?;
+        let magic = allowed && self.magic_applies(email);
         let code = if magic {
             Code::magic(i.config.codes.length)
         } else {
@@ -578,7 +760,7 @@ impl OtpAuth {
         // A refused address still goes through the limits, with a code nobody knows, so it
         // costs and answers like any other.
         let code_mac = if allowed {
-            i.hasher.code_mac(&email, &code)
+            i.hasher.code_mac(purpose, email, &code)
         } else {
             CodeMac::unguessable()
         };
@@ -602,7 +784,7 @@ impl OtpAuth {
                         limit: limit.as_str(),
                     },
                     &address,
-                    &email,
+                    email,
                     client,
                 );
                 tracing::info!(
@@ -617,7 +799,7 @@ impl OtpAuth {
                 self.audit_address(
                     AuditKind::CodeRefused { limit: "ip" },
                     &address,
-                    &email,
+                    email,
                     client,
                 );
                 tracing::info!(ip = ?client.ip, "code request refused: IP limit");
@@ -628,7 +810,7 @@ impl OtpAuth {
                 self.audit_address(
                     AuditKind::CodeRefused { limit: "lockout" },
                     &address,
-                    &email,
+                    email,
                     client,
                 );
                 tracing::info!(address = %address, "code request refused: locked out");
@@ -654,7 +836,8 @@ impl OtpAuth {
             .http
             .public_url
             .as_deref()
-            .map(|url| link_url(url, &i.link.seal(&email, &code, now_secs())));
+            .filter(|_| purpose == Purpose::Login)
+            .map(|url| link_url(url, &i.link.seal(email, &code, now_secs())));
         #[cfg(not(feature = "links"))]
         let link: Option<String> = None;
         let (language, templates) = i.templates.select(client.accept_language.as_deref());
@@ -680,7 +863,7 @@ impl OtpAuth {
                 metrics::mail_sent();
                 self.record_mail_latency(started.elapsed());
                 tracing::info!(address = %address, "login code sent");
-                self.audit_address(AuditKind::CodeSent, &address, &email, client);
+                self.audit_address(AuditKind::CodeSent, &address, email, client);
                 Ok(())
             }
             Err(e) => {
@@ -733,15 +916,16 @@ impl OtpAuth {
         code: &str,
         client: &ClientInfo,
     ) -> Result<TokenPair, Error> {
-        let i = &*self.inner;
         let email = Self::parse_email(email)?;
-        let code = Code::parse(code, i.config.codes.length).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "The OTP must be exactly {} digits.",
-                i.config.codes.length
-            ))
-        })?;
+        let code = self.parse_code(code)?;
         self.verify_pending(&email, &code, client, "code").await
+    }
+
+    fn parse_code(&self, code: &str) -> Result<Code, Error> {
+        let length = self.inner.config.codes.length;
+        Code::parse(code, length).ok_or_else(|| {
+            Error::InvalidRequest(format!("The OTP must be exactly {length} digits."))
+        })
     }
 
     /// Signs in with the token of a sign-in link: the code it carries is checked exactly
@@ -812,7 +996,7 @@ impl OtpAuth {
         let address = i.hasher.address_key(email);
         let req = VerifyRequest {
             address: address.clone(),
-            code_mac: i.hasher.code_mac(email, code),
+            code_mac: i.hasher.code_mac(Purpose::Login, email, code),
             ip: client.ip.map(IpKey::new),
             limits: i.limits,
             code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
@@ -847,7 +1031,7 @@ impl OtpAuth {
                 return Err(self.not_verified(outcome, method, &req, email, client));
             }
             let opened = async {
-                let (pair, session) = self.prepare_login(email, client).await?;
+                let (pair, session) = self.prepare_login(email, client, method).await?;
                 let evicted = i.blacklist.create_session(&session).await?;
                 Ok::<_, Error>((pair, evicted))
             };
@@ -870,7 +1054,7 @@ impl OtpAuth {
         }
         // The built-in hooks are pure: the tokens are signed first, and the store checks the
         // code and records the session in one operation.
-        let (pair, session) = self.prepare_login(email, client).await?;
+        let (pair, session) = self.prepare_login(email, client, method).await?;
         let login = i
             .store
             .verify_and_open(&req, &session, &*i.blacklist)
@@ -887,13 +1071,21 @@ impl OtpAuth {
         &self,
         email: &Email,
         client: &ClientInfo,
+        method: &'static str,
     ) -> Result<(TokenPair, NewSession), Error> {
         let i = &*self.inner;
         let subject = i.hooks.subject(email).await.map_err(Error::Hook)?;
         let subject_key = i.hasher.subject_key(&subject);
         let sid = new_session_id(&subject_key);
-        let session_end = i.config.sessions.end_from(now_secs());
-        let (pair, refresh) = self.issue_pair(&subject, email, &sid, session_end).await?;
+        let now = now_secs();
+        let session_end = i.config.sessions.end_from(now);
+        let auth = SessionAuth {
+            at: now,
+            method: LoginMethod::from_name(method),
+        };
+        let (pair, refresh) = self
+            .issue_pair(&subject, email, &sid, session_end, auth)
+            .await?;
         let session = NewSession {
             sid,
             subject_key,
@@ -905,6 +1097,7 @@ impl OtpAuth {
                 .map(|ua| truncate(ua, 256).to_owned()),
             ip: client.ip.map(|ip| ip.to_canonical().to_string()),
             max_sessions: i.config.sessions.max_per_user,
+            auth,
         };
         Ok((pair, session))
     }
@@ -1047,10 +1240,61 @@ impl OtpAuth {
         email: &Email,
         sid: &str,
         session_end: Option<u64>,
+        auth: SessionAuth,
     ) -> Result<(TokenPair, Claims), Error> {
-        let i = &*self.inner;
-        let mut extra = i.hooks.claims(subject, email).await.map_err(Error::Hook)?;
+        let access = self
+            .sign_access(subject, email, sid, session_end, auth)
+            .await?;
+        let refresh = self.sign_refresh(subject, email, sid, None, session_end)?;
+        Ok((Self::pair(access, &refresh), refresh.claims))
+    }
+
+    fn pair(access: AccessToken, refresh: &crate::token::SignedToken) -> TokenPair {
+        TokenPair {
+            access_token: access.access_token,
+            expires_in: access.expires_in,
+            refresh_token: refresh.token.clone(),
+            refresh_expires_in: refresh.claims.exp.saturating_sub(refresh.claims.iat),
+            claims: access.claims,
+        }
+    }
+
+    /// The application's claims for a new access token ([`Hooks::claims`]), the library's
+    /// own dropped.
+    async fn hook_claims(&self, subject: &str, email: &Email) -> Result<Map<String, Value>, Error> {
+        let mut extra = self
+            .inner
+            .hooks
+            .claims(subject, email)
+            .await
+            .map_err(Error::Hook)?;
         extra.retain(|k, _| !RESERVED_CLAIMS.contains(&k.as_str()));
+        Ok(extra)
+    }
+
+    /// Signs an access token for `sid` carrying `auth`, ending by `end` when there is one.
+    async fn sign_access(
+        &self,
+        subject: &str,
+        email: &Email,
+        sid: &str,
+        end: Option<u64>,
+        auth: SessionAuth,
+    ) -> Result<AccessToken, Error> {
+        let extra = self.hook_claims(subject, email).await?;
+        self.sign_access_with(subject, email, sid, end, auth, extra)
+    }
+
+    fn sign_access_with(
+        &self,
+        subject: &str,
+        email: &Email,
+        sid: &str,
+        end: Option<u64>,
+        auth: SessionAuth,
+        extra: Map<String, Value>,
+    ) -> Result<AccessToken, Error> {
+        let i = &*self.inner;
         let access_secs = i.config.tokens.access_expire_minutes * 60;
         let mut claims = i.codec.claims(
             TokenType::Access,
@@ -1060,22 +1304,18 @@ impl OtpAuth {
             access_secs,
             extra,
         );
-        if let Some(end) = session_end {
+        if let Some(end) = end {
             claims.exp = claims.exp.min(end);
         }
+        claims.auth_time = Some(auth.at);
+        claims.amr = Some(auth.method.amr().iter().map(|m| (*m).to_owned()).collect());
         let expires_in = claims.exp.saturating_sub(claims.iat);
         let access = i.codec.sign(claims)?;
-        let refresh = self.sign_refresh(subject, email, sid, None, session_end)?;
-        Ok((
-            TokenPair {
-                access_token: access.token,
-                expires_in,
-                refresh_token: refresh.token,
-                refresh_expires_in: refresh.claims.exp.saturating_sub(refresh.claims.iat),
-                claims: access.claims,
-            },
-            refresh.claims,
-        ))
+        Ok(AccessToken {
+            access_token: access.token,
+            expires_in,
+            claims: access.claims,
+        })
     }
 
     /// Signs a refresh token for `sid`: a new `jti`, or `jti` (the current token of the
@@ -1173,22 +1413,30 @@ impl OtpAuth {
         if session_end.is_some_and(|end| end <= now_secs()) {
             return Err(Error::Unauthorized(TokenRejection::Revoked));
         }
-        let (mut pair, new_refresh) = self
-            .issue_pair(&claims.sub, &email, &claims.sid, session_end)
-            .await?;
+        // The application's claims first (a failing hook spends nothing), then the
+        // rotation, which answers the session's last authentication for the access token.
+        let extra = self.hook_claims(&claims.sub, &email).await?;
+        let new_refresh = self.sign_refresh(&claims.sub, &email, &claims.sid, None, session_end)?;
+        let access_secs = i.config.tokens.access_expire_minutes * 60;
+        let access_end = session_end.map_or(now_secs() + access_secs, |end| {
+            end.min(now_secs() + access_secs)
+        });
         let outcome = i
             .blacklist
             .rotate_refresh(&Rotation {
                 sid: claims.sid.clone(),
                 presented_jti: claims.jti.clone(),
-                new_jti: new_refresh.jti.clone(),
-                new_expires_at: new_refresh.exp.max(pair.claims.exp),
+                new_jti: new_refresh.claims.jti.clone(),
+                new_expires_at: new_refresh.claims.exp.max(access_end),
                 reuse_interval: Duration::from_secs(i.config.sessions.reuse_interval_seconds),
             })
             .await?;
+        let access = |auth| {
+            self.sign_access_with(&claims.sub, &email, &claims.sid, session_end, auth, extra)
+        };
         match outcome {
-            RotateOutcome::Rotated => Ok((pair, false)),
-            RotateOutcome::Reissued { current_jti } => {
+            RotateOutcome::Rotated { auth } => Ok((Self::pair(access(auth)?, &new_refresh), false)),
+            RotateOutcome::Reissued { current_jti, auth } => {
                 // The same lineage: the current token again, never a second branch.
                 let current = self.sign_refresh(
                     &claims.sub,
@@ -1197,10 +1445,8 @@ impl OtpAuth {
                     Some(&current_jti),
                     session_end,
                 )?;
-                pair.refresh_expires_in = current.claims.exp.saturating_sub(current.claims.iat);
-                pair.refresh_token = current.token;
                 tracing::info!("refresh within the reuse interval: current token re-issued");
-                Ok((pair, true))
+                Ok((Self::pair(access(auth)?, &current), true))
             }
             RotateOutcome::Reused => {
                 tracing::warn!(

@@ -87,10 +87,11 @@ async fn request_stores_only_a_keyed_mac_and_mails_the_code() {
     let hasher = CodeHasher::new(&derive_code_secret(SECRET.as_bytes()));
     let email = Email::parse("alice@example.com").unwrap();
     assert_eq!(req.address, hasher.address_key(&email));
-    assert!(
-        req.code_mac
-            .ct_eq(&hasher.code_mac(&email, &Code::parse(&code, 6).unwrap()))
-    );
+    assert!(req.code_mac.ct_eq(&hasher.code_mac(
+        crate::code::Purpose::Login,
+        &email,
+        &Code::parse(&code, 6).unwrap()
+    )));
     assert_eq!(req.code_ttl, Duration::from_secs(300));
     assert_eq!(req.ip, Some(IpKey::new("198.51.100.4".parse().unwrap())));
     assert_eq!(req.limits.per_address, 5);

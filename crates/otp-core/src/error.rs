@@ -59,6 +59,14 @@ pub enum Error {
     /// Authentication failed (401, with `WWW-Authenticate: Bearer`).
     #[error("unauthorized: {0:?}")]
     Unauthorized(TokenRejection),
+    /// The access token is valid, but its `auth_time` is older than the route demands (or
+    /// absent): 401 with RFC 9470's `insufficient_user_authentication` challenge and
+    /// `max_age`. The client re-authenticates (`/reauthenticate`) and retries.
+    #[error("a more recent authentication is required (within {max_age} seconds)")]
+    InsufficientAuthentication {
+        /// The most seconds since the last authentication the route accepts.
+        max_age: u64,
+    },
     /// The session asked for is not one of the caller's live sessions (404).
     #[error("not found")]
     NotFound,
@@ -97,7 +105,7 @@ impl Error {
             Error::InvalidRequest(_) => 422,
             Error::RateLimited { .. } | Error::LockedOut { .. } => 429,
             Error::InvalidCode | Error::InvalidLink => 400,
-            Error::Unauthorized(_) => 401,
+            Error::Unauthorized(_) | Error::InsufficientAuthentication { .. } => 401,
             Error::NotFound => 404,
             Error::StoreUnavailable(_) | Error::MailUnavailable(_) => 503,
             Error::MailRejected(_) => 502,

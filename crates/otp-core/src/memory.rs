@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use crate::code::{AddressKey, CodeMac};
 use crate::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
-    AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Revocation,
-    RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest,
-    same_store, verify_then_open,
+    AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Renewal,
+    Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
+    VerifyRequest, same_store, verify_then_open,
 };
 
 /// Expired entries each call drops at most, beyond those it touches itself.
@@ -319,9 +319,9 @@ impl Sessions {
     fn create(&mut self, s: &NewSession, now: u64, capacity: usize) -> Result<u32, StoreError> {
         let fresh = Session {
             subject_key: s.subject_key.clone(),
-            refresh: RefreshState::new(&s.refresh_jti),
-            created_at: now / 1000,
-            refreshed_at: now / 1000,
+            refresh: RefreshState::new(&s.refresh_jti, s.auth),
+            created_at: s.auth.at,
+            refreshed_at: s.auth.at,
             touched_ms: now,
             expires_at_ms: s.expires_at.saturating_mul(1000),
             user_agent: s.user_agent.clone(),
@@ -630,7 +630,7 @@ impl TokenBlacklist for MemoryStore {
         let new_end = r.new_expires_at.saturating_mul(1000);
         let outcome = sess.refresh.rotate(r, now);
         match &outcome {
-            RotateOutcome::Rotated => {
+            RotateOutcome::Rotated { .. } => {
                 sess.refreshed_at = now / 1000;
                 sess.touched_ms = now;
                 sess.expires_at_ms = new_end;
@@ -646,6 +646,21 @@ impl TokenBlacklist for MemoryStore {
             s.sessions.schedule(&r.sid, now);
         }
         Ok(outcome)
+    }
+
+    async fn renew_session(&self, r: &Renewal) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut s = self.sessions(now)?;
+        if s.live(&r.sid, now).is_none() {
+            return Ok(false);
+        }
+        let Some(sess) = s.sessions.get_mut(&r.sid) else {
+            return Ok(false);
+        };
+        sess.refresh.renew(r);
+        sess.expires_at_ms = sess.expires_at_ms.max(r.expires_at.saturating_mul(1000));
+        s.sessions.schedule(&r.sid, now);
+        Ok(true)
     }
 
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {

@@ -26,8 +26,8 @@ use utoipa::openapi::{
 
 use crate::engine::OtpAuth;
 use crate::web::{
-    Endpoint, LogoutOthersResponse, MessageResponse, Method, RefreshBody, RequestOtpBody,
-    SessionView, SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
+    Endpoint, LogoutOthersResponse, MessageResponse, Method, ReauthenticationBody, RefreshBody,
+    RequestOtpBody, SessionView, SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
 };
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
@@ -311,6 +311,28 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                     .response("400", problem("The link is invalid, expired or already used"))
                     .response("429", retry_after("Too many failed attempts for this address")),
             )),
+            Endpoint::Reauthenticate => common(
+                op.summary(Some("Mail the signed-in user a code to confirm it is them"))
+                    .description(Some("Step-up authentication (RFC 9470): a fresh code to the address of the access token's user, under the limits of `/request-otp` (one budget per address). It replaces any pending code of the address; a login code never passes for it, nor it for a login."))
+                    .security(bearer())
+                    .response("200", ok("MessageResponse", "Code sent", None))
+                    .response("401", unauthorized())
+                    .response("429", retry_after("Too many requests for this address or client IP, or the address is locked out"))
+                    .response("502", problem("The mail server refused the message")),
+            ),
+            Endpoint::VerifyReauthentication => json_errors(common(
+                op.summary(Some("Trade the re-authentication code for a fresh access token"))
+                    .description(Some(format!(
+                        "`otp` is exactly {} ASCII digits. A new access token on the same session with `auth_time` now; the session keeps it through refreshes. The refresh token is unchanged (no cookie).",
+                        c.codes.length
+                    )))
+                    .security(bearer())
+                    .request_body(Some(body("ReauthenticationBody")))
+                    .response("200", ok("TokenResponse", "Re-authenticated", None))
+                    .response("400", problem("No re-authentication code pending, or the code expired, was used, or is wrong"))
+                    .response("401", unauthorized())
+                    .response("429", retry_after("Too many failed attempts for this address")),
+            )),
             Endpoint::Jwks => op
                 .summary(Some("The public keys that verify access tokens"))
                 .description(Some("A JSON Web Key Set (RFC 7517); empty with an HMAC algorithm."))
@@ -356,6 +378,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 .schema_from::<MessageResponse>()
                 .schema_from::<TokenResponse>()
                 .schema_from::<VerifyLinkBody>()
+                .schema_from::<ReauthenticationBody>()
                 .schema_from::<RefreshBody>()
                 .schema_from::<LogoutOthersResponse>()
                 .schema_from::<SessionView>()

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::code::CodeMac;
 use crate::store::{
-    AddressLimit, CallId, DAY, HOUR, IssueOutcome, IssueRequest, Limits, RotateOutcome, Rotation,
-    VerifyOutcome, VerifyRequest,
+    AddressLimit, CallId, DAY, HOUR, IssueOutcome, IssueRequest, Limits, Renewal, RotateOutcome,
+    Rotation, SessionAuth, VerifyOutcome, VerifyRequest,
 };
 
 fn ms(d: Duration) -> u64 {
@@ -269,14 +269,28 @@ pub struct RefreshState {
     /// The `jti` the current one replaced, and when (ms): the only token the reuse
     /// interval accepts besides the current one.
     pub parent: Option<(String, u64)>,
+    /// The session's last authentication.
+    pub auth: SessionAuth,
 }
 
 impl RefreshState {
     /// The state of a new session.
-    pub fn new(jti: &str) -> RefreshState {
+    pub fn new(jti: &str, auth: SessionAuth) -> RefreshState {
         RefreshState {
             current_jti: jti.to_owned(),
             parent: None,
+            auth,
+        }
+    }
+
+    /// A fresh authentication ([`crate::store::TokenBlacklist::renew_session`]): recorded,
+    /// and the new refresh `jti`, if any, made current with no parent (the replaced token
+    /// gets no reuse interval).
+    pub fn renew(&mut self, r: &Renewal) {
+        self.auth = r.auth;
+        if let Some(jti) = &r.new_refresh_jti {
+            self.current_jti = jti.clone();
+            self.parent = None;
         }
     }
 
@@ -289,11 +303,11 @@ impl RefreshState {
         if self.current_jti == r.presented_jti {
             let parent = std::mem::replace(&mut self.current_jti, r.new_jti.clone());
             self.parent = Some((parent, now));
-            return RotateOutcome::Rotated;
+            return RotateOutcome::Rotated { auth: self.auth };
         }
         match &self.parent {
             Some((parent, _)) if *parent == r.presented_jti && self.current_jti == r.new_jti => {
-                RotateOutcome::Rotated
+                RotateOutcome::Rotated { auth: self.auth }
             }
             Some((parent, at))
                 if *parent == r.presented_jti
@@ -302,6 +316,7 @@ impl RefreshState {
             {
                 RotateOutcome::Reissued {
                     current_jti: self.current_jti.clone(),
+                    auth: self.auth,
                 }
             }
             _ => RotateOutcome::Reused,

@@ -133,6 +133,13 @@ impl Refusal {
                 }
                 .to_owned(),
             ),
+            Refusal::Engine(Error::InsufficientAuthentication { max_age }) => (
+                "Unauthorized",
+                format!(
+                    "A more recent authentication is required: confirm it is you with a new \
+                     code (within the last {max_age} seconds)."
+                ),
+            ),
             Refusal::ForbiddenOrigin => (
                 "Forbidden",
                 "Cross-site request refused: its origin is neither this site nor an allowed \
@@ -185,6 +192,16 @@ impl Refusal {
             }
             Refusal::Engine(Error::Unauthorized(TokenRejection::Missing)) => {
                 headers.push(("www-authenticate", "Bearer".to_owned()));
+            }
+            Refusal::Engine(Error::InsufficientAuthentication { max_age }) => {
+                headers.push((
+                    "www-authenticate",
+                    format!(
+                        "Bearer error=\"insufficient_user_authentication\", \
+                         error_description=\"A more recent authentication is required\", \
+                         max_age={max_age}"
+                    ),
+                ));
             }
             Refusal::Engine(Error::Unauthorized(_)) => {
                 headers.push((

@@ -20,7 +20,7 @@
 //! | `otp_ip:{<ip bucket>}` | string | requests in the current minute | with the window |
 //! | `otp_vf:{<ip bucket>}` | string | failed verifications in the current hour | with the window |
 //! | `<first key>:fence` | string | written after a durable script when replicas must acknowledge | a second |
-//! | `blacklist_{<subject key>}:s:<member>` | string | session: `<current refresh jti> <parent jti, first 11 characters> <created, s> <IP> <user agent>` (one string: a small one stays in one allocation) | with the session |
+//! | `blacklist_{<subject key>}:s:<member>` | string | session: `<current refresh jti> <parent jti, first 11 characters> <created, s>,<last authentication> <IP> <user agent>` (one string: a small one stays in one allocation) | with the session |
 //! | `blacklist_{<subject key>}:j:<jti>` | string | a revoked access token | with the token |
 //! | `blacklist_{<subject key>}:u` | sorted set | the subject's session members (a session id is `<subject key>.<member>`), scored by the last refresh or rotation (ms) | with its longest session |
 //!
@@ -48,8 +48,9 @@ use crate::code::{AddressKey, CodeMac};
 use crate::config::RedisSettings;
 use crate::store::{
     AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,
-    Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
-    VerifyRequest, same_store, session_subject_key, verify_then_open,
+    Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
+    TokenBlacklist, VerifyOutcome, VerifyRequest, same_store, session_subject_key,
+    verify_then_open,
 };
 
 /// One Lua script of the store.
@@ -265,6 +266,8 @@ scripts! {
     IP_FAILURES_FULL = 14, "ip_failures_full", lua!("ip_failures_full");
     /// Count a failed verification against an IP (a cluster).
     IP_FAILURE_COUNT = 15, "ip_failure_count", lua!("ip_failure_count");
+    /// Record a fresh authentication on a session, perhaps replacing its refresh token.
+    RENEW = 16, "renew", lua!("renew");
 }
 
 impl Script {
@@ -280,7 +283,15 @@ impl Script {
     /// lockout, a rotation, a revocation): with `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` set, it
     /// runs through [`ScriptRunner::run_replicated`].
     pub fn durable(&self) -> bool {
-        [VERIFY.id, VERIFY_OPEN.id, ROTATE.id, END.id, END_ALL.id].contains(&self.id)
+        [
+            VERIFY.id,
+            VERIFY_OPEN.id,
+            ROTATE.id,
+            END.id,
+            END_ALL.id,
+            RENEW.id,
+        ]
+        .contains(&self.id)
     }
 }
 
@@ -612,6 +623,7 @@ impl VerifyArgs {
 struct SessionArgs {
     exp: String,
     most: String,
+    auth: String,
 }
 
 impl SessionArgs {
@@ -619,10 +631,11 @@ impl SessionArgs {
         SessionArgs {
             exp: s.expires_at.to_string(),
             most: s.max_sessions.max(1).to_string(),
+            auth: s.auth.encode(),
         }
     }
 
-    fn argv<'a>(&'a self, s: &'a NewSession) -> [&'a [u8]; 6] {
+    fn argv<'a>(&'a self, s: &'a NewSession) -> [&'a [u8]; 7] {
         [
             s.refresh_jti.as_bytes(),
             self.exp.as_bytes(),
@@ -630,6 +643,7 @@ impl SessionArgs {
             s.ip.as_deref().unwrap_or("").as_bytes(),
             member(&s.sid).as_bytes(),
             self.most.as_bytes(),
+            self.auth.as_bytes(),
         ]
     }
 }
@@ -813,7 +827,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let ip_key = req.ip.as_ref().map(|ip| self.keys.ip_failures(ip));
         let va = VerifyArgs::new(req);
         let sa = SessionArgs::new(session);
-        let mut argv: Vec<&[u8]> = Vec::with_capacity(12);
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(13);
         argv.extend_from_slice(&va.argv(req));
         argv.extend_from_slice(&sa.argv(session));
         let mut keys: Vec<&str> = vec![&key, &skey, &index];
@@ -859,8 +873,15 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
             )
             .await?;
         let a = r.array()?;
+        let auth = |i: usize| {
+            a.get(i)
+                .and_then(Reply::string)
+                .as_deref()
+                .and_then(SessionAuth::decode)
+                .ok_or_else(|| unexpected(&r))
+        };
         Ok(match a.first().map(Reply::int).transpose()? {
-            Some(0) => RotateOutcome::Rotated,
+            Some(0) => RotateOutcome::Rotated { auth: auth(1)? },
             Some(1) => RotateOutcome::Reused,
             Some(2) => RotateOutcome::Unknown,
             Some(3) => RotateOutcome::Reissued {
@@ -868,9 +889,28 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
                     .get(1)
                     .and_then(Reply::string)
                     .ok_or_else(|| unexpected(&r))?,
+                auth: auth(2)?,
             },
             _ => return Err(unexpected(&r)),
         })
+    }
+
+    async fn renew_session(&self, renewal: &Renewal) -> Result<bool, StoreError> {
+        let session = self.keys.session(&renewal.sid);
+        let index = self.keys.index_of(&renewal.sid);
+        let r = self
+            .call(
+                &RENEW,
+                &[&session, &index],
+                &[
+                    renewal.auth.encode().as_bytes(),
+                    renewal.new_refresh_jti.as_deref().unwrap_or("").as_bytes(),
+                    renewal.expires_at.to_string().as_bytes(),
+                    member(&renewal.sid).as_bytes(),
+                ],
+            )
+            .await?;
+        Ok(r.int()? == 1)
     }
 
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {

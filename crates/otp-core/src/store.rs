@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::audit::LoginMethod;
 pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, IpKey};
 pub use crate::error::StoreError;
 
@@ -319,6 +320,63 @@ pub struct NewSession {
     /// The most live sessions the subject may have: creating this one ends the least
     /// recently refreshed others beyond it, in the same operation (1 to 1000).
     pub max_sessions: u32,
+    /// The login's authentication; its time is the session's creation time
+    /// ([`SessionInfo::created_at`]).
+    pub auth: SessionAuth,
+}
+
+/// The last time the user of a session proved their address, and how: what access tokens
+/// carry as `auth_time` and `amr`. A session keeps it from login, a re-authentication
+/// replaces it ([`TokenBlacklist::renew_session`]), and every rotation returns it, so
+/// that a refreshed access token keeps the session's `auth_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAuth {
+    /// When (seconds since the epoch).
+    pub at: u64,
+    /// By the code typed in or by the sign-in link.
+    pub method: LoginMethod,
+}
+
+impl SessionAuth {
+    /// The compact form a text store keeps: `<at>` for a code, `<at>l` for a link.
+    pub fn encode(self) -> String {
+        match self.method {
+            LoginMethod::Code => self.at.to_string(),
+            LoginMethod::Link => format!("{}l", self.at),
+        }
+    }
+
+    /// Reads [`SessionAuth::encode`]'s form back; `None` when it is not one.
+    pub fn decode(s: &str) -> Option<SessionAuth> {
+        let (digits, method) = match s.strip_suffix('l') {
+            Some(d) => (d, LoginMethod::Link),
+            None => (s, LoginMethod::Code),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(SessionAuth {
+            at: digits.parse().ok()?,
+            method,
+        })
+    }
+}
+
+/// A fresh authentication recorded on a live session ([`TokenBlacklist::renew_session`]):
+/// a re-authentication, or an email change, which also replaces the session's refresh
+/// token (its tokens carry the old address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// The session.
+    pub sid: String,
+    /// The new authentication.
+    pub auth: SessionAuth,
+    /// A refresh `jti` to make current in place of the current one, with no reuse interval
+    /// for the one it replaces (presenting that one is reuse and ends the session); `None`
+    /// keeps the current token.
+    pub new_refresh_jti: Option<String>,
+    /// The session's end is extended to this if later (seconds since the epoch).
+    pub expires_at: u64,
 }
 
 /// A refresh token presented for rotation.
@@ -342,13 +400,18 @@ pub struct Rotation {
 pub enum RotateOutcome {
     /// The presented token was current; it is spent and the new `jti` is current. Also the
     /// answer to the same rotation resent (same presented and new `jti`).
-    Rotated,
+    Rotated {
+        /// The session's authentication, for the new access token.
+        auth: SessionAuth,
+    },
     /// The presented token is the immediate parent of the current one and the last
     /// rotation is within the reuse interval: nothing changed, and the caller re-issues
     /// the current token (`current_jti`) instead of starting a second lineage.
     Reissued {
         /// The `jti` of the session's current refresh token.
         current_jti: String,
+        /// The session's authentication, for the new access token.
+        auth: SessionAuth,
     },
     /// The presented token was spent (an older ancestor, or the parent after the
     /// interval): the whole session is now revoked.
@@ -423,6 +486,12 @@ pub trait TokenBlacklist: Debug + Send + Sync + 'static {
     /// Any other `jti` revokes the session. One atomic operation; the session's end
     /// becomes [`Rotation::new_expires_at`] (on a reissue it is only ever extended).
     async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError>;
+
+    /// Records a fresh authentication on a live session and, when
+    /// [`Renewal::new_refresh_jti`] is set, makes that `jti` current with no reuse interval
+    /// for the one it replaces. `false` when there is no such session. One atomic
+    /// operation.
+    async fn renew_session(&self, renewal: &Renewal) -> Result<bool, StoreError>;
 
     /// Whether the access token `jti` of session `sid` is usable: the `jti` is not revoked
     /// and the session exists. One operation.

@@ -75,6 +75,15 @@ pub struct Claims {
     /// Audience, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// When the user last proved the address (seconds since the epoch; OpenID Connect's
+    /// `auth_time`): the login, or the last re-authentication of the session. Access tokens
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// How (RFC 8176 `amr`): `["otp"]` for a code, `["otp", "link"]` for a sign-in link
+    /// (which carries the same code). Access tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     /// Claims added by the application's hooks.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -97,6 +106,8 @@ enum ClaimName {
     Exp,
     Iss,
     Aud,
+    AuthTime,
+    Amr,
     Other(String),
 }
 
@@ -119,6 +130,8 @@ impl<'de> Deserialize<'de> for ClaimName {
                     "exp" => ClaimName::Exp,
                     "iss" => ClaimName::Iss,
                     "aud" => ClaimName::Aud,
+                    "auth_time" => ClaimName::AuthTime,
+                    "amr" => ClaimName::Amr,
                     other => ClaimName::Other(other.to_owned()),
                 })
             }
@@ -146,6 +159,8 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
         let (mut sub, mut email, mut token_type, mut jti, mut sid) = (None, None, None, None, None);
         let (mut iat, mut exp) = (None, None);
         let (mut iss, mut aud): (Option<Option<String>>, Option<Option<String>>) = (None, None);
+        let mut auth_time: Option<Option<u64>> = None;
+        let mut amr: Option<Option<Vec<String>>> = None;
         let mut extra = serde_json::Map::new();
         while let Some(name) = map.next_key::<ClaimName>()? {
             match name {
@@ -158,6 +173,8 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
                 ClaimName::Exp => once(&mut exp, map.next_value()?, "exp")?,
                 ClaimName::Iss => once(&mut iss, map.next_value()?, "iss")?,
                 ClaimName::Aud => once(&mut aud, map.next_value()?, "aud")?,
+                ClaimName::AuthTime => once(&mut auth_time, map.next_value()?, "auth_time")?,
+                ClaimName::Amr => once(&mut amr, map.next_value()?, "amr")?,
                 ClaimName::Other(name) => {
                     let value: serde_json::Value = map.next_value()?;
                     if extra.insert(name, value).is_some() {
@@ -177,6 +194,8 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
             exp: exp.ok_or_else(|| missing("exp"))?,
             iss: iss.flatten(),
             aud: aud.flatten(),
+            auth_time: auth_time.flatten(),
+            amr: amr.flatten(),
             extra,
         })
     }
@@ -184,7 +203,18 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
 
 /// Claim names the hooks may not set: the library owns them.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "sub", "email", "type", "jti", "sid", "iat", "exp", "nbf", "iss", "aud",
+    "sub",
+    "email",
+    "type",
+    "jti",
+    "sid",
+    "iat",
+    "exp",
+    "nbf",
+    "iss",
+    "aud",
+    "auth_time",
+    "amr",
 ];
 
 /// A signed token with the claims it was made from.
@@ -500,6 +530,8 @@ impl TokenCodec {
             exp: iat + lifetime_secs,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            auth_time: None,
+            amr: None,
             extra,
         }
     }

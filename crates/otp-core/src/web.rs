@@ -42,6 +42,15 @@ pub(crate) struct VerifyOtpBody {
     pub otp: String,
 }
 
+/// Body of `POST /verify-reauthentication`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ReauthenticationBody {
+    /// The code sent by `/reauthenticate`.
+    #[cfg_attr(feature = "openapi", schema(example = "123456"))]
+    pub otp: String,
+}
+
 /// A response with only a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -335,6 +344,10 @@ pub enum Endpoint {
     VerifyLink,
     /// `GET /jwks.json`: the public keys that verify access tokens.
     Jwks,
+    /// `POST /reauthenticate`: mails the signed-in user a fresh code.
+    Reauthenticate,
+    /// `POST /verify-reauthentication`: checks it; a new access token with `auth_time` now.
+    VerifyReauthentication,
 }
 
 /// HTTP methods the endpoints use.
@@ -361,7 +374,7 @@ impl Method {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::RequestOtp,
         Endpoint::VerifyOtp,
         Endpoint::Refresh,
@@ -373,6 +386,8 @@ impl Endpoint {
         Endpoint::MagicPage,
         Endpoint::VerifyLink,
         Endpoint::Jwks,
+        Endpoint::Reauthenticate,
+        Endpoint::VerifyReauthentication,
     ];
 
     /// The path pattern under the mount point.
@@ -389,6 +404,8 @@ impl Endpoint {
             Endpoint::MagicPage => "/magic",
             Endpoint::VerifyLink => "/verify-link",
             Endpoint::Jwks => "/jwks.json",
+            Endpoint::Reauthenticate => "/reauthenticate",
+            Endpoint::VerifyReauthentication => "/verify-reauthentication",
         }
     }
 
@@ -415,6 +432,8 @@ impl Endpoint {
             Endpoint::MagicPage => "magic_page",
             Endpoint::VerifyLink => "verify_link",
             Endpoint::Jwks => "jwks",
+            Endpoint::Reauthenticate => "reauthenticate",
+            Endpoint::VerifyReauthentication => "verify_reauthentication",
         }
     }
 }
@@ -1024,6 +1043,26 @@ impl OtpAuth {
                 Ok(ApiResponse::json(&LogoutOthersResponse {
                     message: MSG_OTHERS_LOGGED_OUT.to_owned(),
                     revoked,
+                }))
+            }
+            Endpoint::Reauthenticate => {
+                let token = bearer_token(req.authorization)?;
+                self.request_reauthentication(token, &req.client).await?;
+                Ok(ApiResponse::message(MSG_OTP_SENT))
+            }
+            Endpoint::VerifyReauthentication => {
+                let token = bearer_token(req.authorization)?;
+                let body: ReauthenticationBody = parse_json(req.content_type, req.body, limit)?;
+                let access = self
+                    .verify_reauthentication(token, &body.otp, &req.client)
+                    .await?;
+                Ok(ApiResponse::json(&TokenResponse {
+                    message: Some(MSG_OTP_VERIFIED.to_owned()),
+                    access_token: access.access_token,
+                    token_type: "bearer".to_owned(),
+                    expires_in: access.expires_in,
+                    refresh_token: None,
+                    refresh_expires_in: None,
                 }))
             }
             Endpoint::Sessions => {

@@ -97,9 +97,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use otp_core::policy::{AddressState, Recorded, RefreshState, Window};
 use otp_core::store::CODE_MAC_LEN;
 use otp_core::store::{
-    AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Revocation,
-    RotateOutcome, Rotation, SessionInfo, VerifyOutcome, VerifyRequest, same_store,
-    verify_then_open,
+    AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Renewal,
+    Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, VerifyOutcome, VerifyRequest,
+    same_store, verify_then_open,
 };
 use otp_core::store::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
@@ -153,7 +153,8 @@ CREATE TABLE IF NOT EXISTS otp_session (
     refreshed_at_s INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     user_agent     TEXT,
-    ip             TEXT
+    ip             TEXT,
+    auth           TEXT    NOT NULL                    -- the last authentication (SessionAuth)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS otp_session_subject ON otp_session (subject_key);
 CREATE INDEX IF NOT EXISTS otp_session_expires_at ON otp_session (expires_at);
@@ -330,6 +331,12 @@ fn is_busy(e: &dyn DatabaseError) -> bool {
 fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.try_get(col).map_err(store_error)?;
     u64::try_from(v).map_err(|_| StoreError::backend(format!("negative {col} in the store: {v}")))
+}
+
+fn get_auth(row: &SqliteRow) -> Result<SessionAuth, StoreError> {
+    let v: String = row.try_get("auth").map_err(store_error)?;
+    SessionAuth::decode(&v)
+        .ok_or_else(|| StoreError::backend(format!("bad auth in the store: {v}")))
 }
 
 fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
@@ -650,18 +657,19 @@ impl OtpStore for SqliteStore {
 async fn create_session_in(tx: &mut Tx, s: &NewSession, now: u64) -> Result<u32, StoreError> {
     sqlx::query(
         "INSERT INTO otp_session (sid, subject_key, refresh_jti, parent_jti, rotated_at,
-             touched_at, created_at_s, refreshed_at_s, expires_at, user_agent, ip)
-         VALUES (?1, ?2, ?3, NULL, 0, ?8, ?4, ?4, ?5, ?6, ?7)
+             touched_at, created_at_s, refreshed_at_s, expires_at, user_agent, ip, auth)
+         VALUES (?1, ?2, ?3, NULL, 0, ?8, ?4, ?4, ?5, ?6, ?7, ?9)
          ON CONFLICT (sid) DO NOTHING",
     )
     .bind(&s.sid)
     .bind(&s.subject_key)
     .bind(&s.refresh_jti)
-    .bind(db(now / 1000))
+    .bind(db(s.auth.at))
     .bind(db(s.expires_at.saturating_mul(1000)))
     .bind(s.user_agent.as_deref())
     .bind(s.ip.as_deref())
     .bind(db(now))
+    .bind(s.auth.encode())
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
@@ -705,7 +713,7 @@ impl TokenBlacklist for SqliteStore {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let row = sqlx::query(
-            "SELECT refresh_jti, parent_jti, rotated_at FROM otp_session
+            "SELECT refresh_jti, parent_jti, rotated_at, auth FROM otp_session
              WHERE sid = ?1 AND expires_at > ?2",
         )
         .bind(&r.sid)
@@ -724,6 +732,7 @@ impl TokenBlacklist for SqliteStore {
                 Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
                 None => None,
             },
+            auth: get_auth(&row)?,
         };
         let outcome = state.rotate(r, now);
         let new_end = db(r.new_expires_at.saturating_mul(1000));
@@ -735,7 +744,7 @@ impl TokenBlacklist for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(store_error)?,
-            RotateOutcome::Rotated => sqlx::query(
+            RotateOutcome::Rotated { .. } => sqlx::query(
                 "UPDATE otp_session SET refresh_jti = ?2, parent_jti = ?3, rotated_at = ?4,
                      touched_at = ?4, refreshed_at_s = ?5, expires_at = ?6
                  WHERE sid = ?1",
@@ -760,6 +769,49 @@ impl TokenBlacklist for SqliteStore {
         };
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
+    }
+
+    async fn renew_session(&self, r: &Renewal) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT refresh_jti, parent_jti, rotated_at, auth FROM otp_session
+             WHERE sid = ?1 AND expires_at > ?2",
+        )
+        .bind(&r.sid)
+        .bind(db(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(false);
+        };
+        let parent: Option<String> = row.try_get("parent_jti").map_err(store_error)?;
+        let mut state = RefreshState {
+            current_jti: row.try_get("refresh_jti").map_err(store_error)?,
+            parent: match parent {
+                Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
+                None => None,
+            },
+            auth: get_auth(&row)?,
+        };
+        state.renew(r);
+        sqlx::query(
+            "UPDATE otp_session SET refresh_jti = ?2, parent_jti = ?3, auth = ?4,
+                 expires_at = MAX(expires_at, ?5)
+             WHERE sid = ?1",
+        )
+        .bind(&r.sid)
+        .bind(&state.current_jti)
+        .bind(state.parent.as_ref().map(|(p, _)| p.as_str()))
+        .bind(state.auth.encode())
+        .bind(db(r.expires_at.saturating_mul(1000)))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(true)
     }
 
     async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError> {

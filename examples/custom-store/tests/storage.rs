@@ -9,7 +9,8 @@ use custom_store_example::SqliteStore;
 use otp_core::contract::{Fixture, limits, random_ip};
 use otp_core::primitives::{now_secs, random_id};
 use otp_core::store::{
-    IssueOutcome, Limits, NewSession, Revocation, RevokedAccess, new_session_id,
+    IssueOutcome, Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth,
+    new_session_id,
 };
 use otp_core::store::{OtpStore, TokenBlacklist};
 
@@ -50,6 +51,10 @@ async fn expired_rows_are_deleted() {
             user_agent: None,
             ip: None,
             max_sessions: 20,
+            auth: SessionAuth {
+                at: now_secs(),
+                method: LoginMethod::Code,
+            },
         })
         .await
         .unwrap();

@@ -1,13 +1,17 @@
 -- Session creation, as a function: the session `sess` (one string, `<current jti>
--- <parent jti prefix> <created s> <ip> <user agent>`, the parent empty until the first
--- rotation), its subject's index `idx` (a sorted set of the subject's session members
--- scored by their last refresh in ms, same slot), first refresh jti, expiry (s), user
--- agent, IP, member, most sessions. Ends the least recently refreshed sessions beyond
--- the most; returns how many. The same session again changes nothing.
-local function create_session(sess, idx, jti, exp, ua, ip, member, most)
+-- <parent jti prefix> <created s>[,<auth>] <ip> <user agent>`, the parent empty until the
+-- first rotation, `auth` the last authentication as `SessionAuth::encode` writes it, left
+-- out while it is a code at the creation time), its subject's index `idx` (a sorted set
+-- of the subject's session members scored by their last refresh in ms, same slot), first
+-- refresh jti, expiry (s), user agent, IP, member, most sessions, the login's
+-- authentication, whose time is the creation time. Ends the least recently refreshed
+-- sessions beyond the most; returns how many. The same session again changes nothing.
+local function create_session(sess, idx, jti, exp, ua, ip, member, most, auth)
   if redis.call('EXISTS', sess) == 1 then return 0 end
-  local secs = string.format('%d', math.floor(now / 1000))
-  redis.call('SET', sess, jti .. '  ' .. secs .. ' ' .. ip .. ' ' .. ua, 'EXAT', exp)
+  local at = string.match(auth, '^%d+')
+  local field = at
+  if at ~= auth then field = at .. ',' .. auth end
+  redis.call('SET', sess, jti .. '  ' .. field .. ' ' .. ip .. ' ' .. ua, 'EXAT', exp)
   redis.call('ZADD', idx, string.format('%d', now), member)
   if redis.call('TTL', idx) == -1 then
     redis.call('EXPIREAT', idx, exp)
