@@ -316,6 +316,30 @@ async fn protected(user: CurrentUser) -> Json<Value> {
     Json(json!({ "message": format!("Hello, {}!", user.email) }))
 }
 
+/// The age limit of the test server's step-up routes (`/recent`, `/app-recent/me`), in
+/// seconds: short, so that a test can outwait it.
+pub const RECENT_SECS: u64 = 2;
+
+async fn recent(user: otp_axum::RecentUser<RECENT_SECS>) -> Json<Value> {
+    Json(json!({ "email": user.email, "auth_time": user.auth_time(), "amr": user.amr() }))
+}
+
+async fn recent_me(user: CurrentUser) -> Json<Value> {
+    Json(json!({ "email": user.email, "auth_time": user.auth_time() }))
+}
+
+#[poem::handler]
+fn poem_recent(user: otp_poem::RecentUser<RECENT_SECS>) -> poem::web::Json<Value> {
+    poem::web::Json(
+        json!({ "email": user.email, "auth_time": user.auth_time(), "amr": user.amr() }),
+    )
+}
+
+#[poem::handler]
+fn poem_recent_me(user: otp_poem::CurrentUser) -> poem::web::Json<Value> {
+    poem::web::Json(json!({ "email": user.email, "auth_time": user.auth_time() }))
+}
+
 async fn metrics() -> String {
     example_common::metrics_text()
 }
@@ -428,8 +452,17 @@ impl TestServer {
                     .route("/me", get(app_me))
                     .route("/unfit", get(app_unfit))
                     .route_layer(otp_axum::RequireUserLayer::new(auth.clone()));
+                // `/app-recent`: the layer demanding a recent authentication.
+                let recent_router = axum::Router::new()
+                    .route("/me", get(recent_me))
+                    .route_layer(
+                        otp_axum::RequireUserLayer::new(auth.clone())
+                            .max_age(Duration::from_secs(RECENT_SECS)),
+                    );
                 let app = axum::Router::new()
                     .route("/protected", get(protected))
+                    .route("/recent", get(recent))
+                    .nest("/app-recent", recent_router)
                     .route("/maybe-user", get(maybe_user))
                     .route("/metrics", get(metrics))
                     .nest("/app", private)
@@ -450,8 +483,16 @@ impl TestServer {
                     .at("/me", poem::get(poem_app_me))
                     .at("/unfit", poem::get(poem_app_unfit))
                     .with(otp_poem::RequireUser::new(auth.clone()));
+                let recent_route = poem::Route::new()
+                    .at("/me", poem::get(poem_recent_me))
+                    .with(
+                        otp_poem::RequireUser::new(auth.clone())
+                            .max_age(Duration::from_secs(RECENT_SECS)),
+                    );
                 let app = poem::Route::new()
                     .at("/protected", poem::get(poem_protected))
+                    .at("/recent", poem::get(poem_recent))
+                    .nest("/app-recent", recent_route)
                     .at("/maybe-user", poem::get(poem_maybe_user))
                     .at("/metrics", poem::get(poem_metrics))
                     .nest("/app", private)

@@ -165,6 +165,49 @@ where
     }
 }
 
+/// [`CurrentUser`] who proved the address within the last `MAX_AGE_SECS` seconds (signed in
+/// or re-authenticated: the token's `auth_time`): the guard of a sensitive action.
+///
+/// An older (or absent) `auth_time` is refused with RFC 9470's challenge: 401 with
+/// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+/// error_description="…", max_age=MAX_AGE_SECS`. The client then calls
+/// `/reauthenticate` and `/verify-reauthentication`, and retries with the new access
+/// token. Other refusals are [`CurrentUser`]'s.
+///
+/// ```
+/// use otp_axum::RecentUser;
+///
+/// // Authenticated within the last 5 minutes.
+/// async fn delete_account(user: RecentUser<300>) -> String {
+///     format!("deleting {}", user.email)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RecentUser<const MAX_AGE_SECS: u64, C = ()>(pub CurrentUser<C>);
+
+impl<const MAX_AGE_SECS: u64, C> std::ops::Deref for RecentUser<MAX_AGE_SECS, C> {
+    type Target = CurrentUser<C>;
+    fn deref(&self) -> &CurrentUser<C> {
+        &self.0
+    }
+}
+
+impl<S, C, const MAX_AGE_SECS: u64> FromRequestParts<S> for RecentUser<MAX_AGE_SECS, C>
+where
+    S: Send + Sync,
+    OtpAuth: FromRef<S>,
+    C: DeserializeOwned + Send,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user =
+            <CurrentUser<C> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        user.require_recent(MAX_AGE_SECS).map_err(AuthRejection)?;
+        Ok(RecentUser(user))
+    }
+}
+
 /// A tower layer that lets through only requests with a signed-in user: every route of the
 /// router it wraps is protected. It answers 401 (with `WWW-Authenticate: Bearer`) without
 /// a valid access token and 503 when the store cannot be asked, as [`CurrentUser`] does,
@@ -186,15 +229,29 @@ where
 /// ```
 ///
 /// Use `route_layer` so that unknown paths under it still answer 404 rather than 401.
+/// [`RequireUserLayer::max_age`] also demands a recent authentication, as [`RecentUser`]
+/// does.
 #[derive(Debug, Clone)]
 pub struct RequireUserLayer {
     auth: OtpAuth,
+    max_age: Option<u64>,
 }
 
 impl RequireUserLayer {
     /// The layer, checking users with `auth`.
     pub fn new(auth: OtpAuth) -> Self {
-        RequireUserLayer { auth }
+        RequireUserLayer {
+            auth,
+            max_age: None,
+        }
+    }
+
+    /// Lets through only users who proved the address within the last `max_age` (signed
+    /// in or re-authenticated); others get RFC 9470's `insufficient_user_authentication`
+    /// challenge (401), as [`RecentUser`] answers.
+    pub fn max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age = Some(max_age.as_secs());
+        self
     }
 }
 
@@ -204,6 +261,7 @@ impl<S> Layer<S> for RequireUserLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequireUser {
             auth: self.auth.clone(),
+            max_age: self.max_age,
             inner,
         }
     }
@@ -213,6 +271,7 @@ impl<S> Layer<S> for RequireUserLayer {
 #[derive(Debug, Clone)]
 pub struct RequireUser<S> {
     auth: OtpAuth,
+    max_age: Option<u64>,
     inner: S,
 }
 
@@ -236,8 +295,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let max_age = self.max_age;
         Box::pin(async move {
-            match auth.require_user(req.headers()).await {
+            let checked = auth.require_user(req.headers()).await.and_then(|user| {
+                if let Some(max_age) = max_age {
+                    user.require_recent(max_age)?;
+                }
+                Ok(user)
+            });
+            match checked {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     inner.call(req).await.map(IntoResponse::into_response)

@@ -1027,7 +1027,7 @@ mod tests {
             .collect();
         assert_eq!(
             durable,
-            ["verify", "rotate", "end", "end_all", "verify_open"]
+            ["verify", "rotate", "end", "end_all", "verify_open", "renew"]
         );
     }
 }

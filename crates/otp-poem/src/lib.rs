@@ -146,6 +146,45 @@ impl<'a, C: DeserializeOwned + Send> FromRequest<'a> for MaybeUser<C> {
     }
 }
 
+/// [`CurrentUser`] who proved the address within the last `MAX_AGE_SECS` seconds (signed in
+/// or re-authenticated: the token's `auth_time`): the guard of a sensitive action.
+///
+/// An older (or absent) `auth_time` is refused with RFC 9470's challenge: 401 with
+/// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+/// error_description="…", max_age=MAX_AGE_SECS`. The client then calls
+/// `/reauthenticate` and `/verify-reauthentication`, and retries with the new access
+/// token. Other refusals are [`CurrentUser`]'s.
+///
+/// ```
+/// use otp_poem::RecentUser;
+/// use poem::handler;
+///
+/// // Authenticated within the last 5 minutes.
+/// #[handler]
+/// fn delete_account(user: RecentUser<300>) -> String {
+///     format!("deleting {}", user.email)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RecentUser<const MAX_AGE_SECS: u64, C = ()>(pub CurrentUser<C>);
+
+impl<const MAX_AGE_SECS: u64, C> std::ops::Deref for RecentUser<MAX_AGE_SECS, C> {
+    type Target = CurrentUser<C>;
+    fn deref(&self) -> &CurrentUser<C> {
+        &self.0
+    }
+}
+
+impl<'a, C: DeserializeOwned + Send, const MAX_AGE_SECS: u64> FromRequest<'a>
+    for RecentUser<MAX_AGE_SECS, C>
+{
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let user = CurrentUser::<C>::from_request(req, body).await?;
+        user.require_recent(MAX_AGE_SECS).map_err(rejection)?;
+        Ok(RecentUser(user))
+    }
+}
+
 /// A middleware that lets through only requests with a signed-in user: every endpoint it
 /// wraps is protected. It answers 401 (with `WWW-Authenticate: Bearer`) without a valid
 /// access token and 503 when the store cannot be asked, as [`CurrentUser`] does, and
@@ -166,15 +205,29 @@ impl<'a, C: DeserializeOwned + Send> FromRequest<'a> for MaybeUser<C> {
 /// Route::new().nest("/app", private).data(auth)
 /// # }
 /// ```
+///
+/// [`RequireUser::max_age`] also demands a recent authentication, as [`RecentUser`] does.
 #[derive(Debug, Clone)]
 pub struct RequireUser {
     auth: OtpAuth,
+    max_age: Option<u64>,
 }
 
 impl RequireUser {
     /// The middleware, checking users with `auth`.
     pub fn new(auth: OtpAuth) -> Self {
-        RequireUser { auth }
+        RequireUser {
+            auth,
+            max_age: None,
+        }
+    }
+
+    /// Lets through only users who proved the address within the last `max_age` (signed
+    /// in or re-authenticated); others get RFC 9470's `insufficient_user_authentication`
+    /// challenge (401), as [`RecentUser`] answers.
+    pub fn max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age = Some(max_age.as_secs());
+        self
     }
 }
 
@@ -184,6 +237,7 @@ impl<E: Endpoint> Middleware<E> for RequireUser {
     fn transform(&self, inner: E) -> Self::Output {
         RequireUserEndpoint {
             auth: self.auth.clone(),
+            max_age: self.max_age,
             inner,
         }
     }
@@ -193,6 +247,7 @@ impl<E: Endpoint> Middleware<E> for RequireUser {
 #[derive(Debug, Clone)]
 pub struct RequireUserEndpoint<E> {
     auth: OtpAuth,
+    max_age: Option<u64>,
     inner: E,
 }
 
@@ -200,7 +255,17 @@ impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        match self.auth.require_user(req.headers()).await {
+        let checked = self
+            .auth
+            .require_user(req.headers())
+            .await
+            .and_then(|user| {
+                if let Some(max_age) = self.max_age {
+                    user.require_recent(max_age)?;
+                }
+                Ok(user)
+            });
+        match checked {
             Ok(user) => {
                 req.extensions_mut().insert(user);
                 self.inner.call(req).await.map(IntoResponse::into_response)
