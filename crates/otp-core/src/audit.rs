@@ -129,7 +129,7 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// A fixed name for logs and metrics: `code_sent`, `code_refused`, `login_succeeded`,
-    /// `verification_failed`, `locked_out`, `refreshed`, `reuse_granted`, `reuse_detected`,
+    /// `verification_failed`, `locked_out`, `refreshed`, `reuse_granted`, `reauthenticated`, `reuse_detected`,
     /// `logged_out`, `logged_out_all`, `logged_out_others`, `session_ended`,
     /// `sessions_evicted`.
     pub fn name(&self) -> &'static str {
