@@ -1371,6 +1371,41 @@ pub async fn audit_events(t: Target) {
     assert_eq!(e.session_id, Some(sid_of(&access)));
     assert!(e.address.is_none());
 
+    // A step-up: its code sent (the pseudonym), a wrong one, then the re-authentication.
+    let r = s
+        .send(post("/auth/reauthenticate", json!({})).bearer_auth(&access))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = hooks.last();
+    assert_eq!(e.kind, AuditKind::CodeSent);
+    assert_eq!(e.address.unwrap().pseudonym(), address.pseudonym());
+    let code = s.mailer.last_code("ada@example.com").unwrap();
+    s.send(
+        post(
+            "/auth/verify-reauthentication",
+            json!({ "otp": other_code(&code) }),
+        )
+        .bearer_auth(&access),
+    )
+    .await
+    .assert_problem(400);
+    assert_eq!(
+        hooks.last().kind,
+        AuditKind::VerificationFailed {
+            method: LoginMethod::Code,
+            reason: "mismatch"
+        }
+    );
+    let r = s
+        .send(post("/auth/verify-reauthentication", json!({ "otp": code })).bearer_auth(&access))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = hooks.last();
+    assert_eq!(e.kind, AuditKind::Reauthenticated);
+    assert_eq!(e.subject.as_deref(), Some("ada@example.com"));
+    assert_eq!(e.session_id, Some(sid_of(&access)));
+    assert_eq!(e.user_agent.as_deref(), Some(UA));
+
     // Refresh, the reuse grant, reuse detected.
     let refresh = |token: &str| {
         s.http
@@ -1757,7 +1792,7 @@ pub async fn step_up_reauthentication(t: Target) {
     let (stepped, stepped_claims) = access_claims(&r);
     let reauth_time = stepped_claims.auth_time.unwrap();
     assert!(
-        reauth_time >= login_time + crate::RECENT_SECS + 1,
+        reauth_time > login_time + crate::RECENT_SECS,
         "{reauth_time}"
     );
     assert_eq!(stepped_claims.sid, claims.sid, "the same session");

@@ -91,6 +91,13 @@ async fn round_trips(backend: Backend) {
         .await
         .unwrap();
     auth.authenticate(&warm.access_token).await.unwrap();
+    auth.request_reauthentication(&warm.access_token, &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("warm@example.com").unwrap();
+    auth.verify_reauthentication(&warm.access_token, &code, &client())
+        .await
+        .unwrap();
     let warm2 = auth
         .refresh(&warm.refresh_token, &ClientInfo::default())
         .await
@@ -161,6 +168,35 @@ async fn round_trips(backend: Backend) {
     .await;
     assert_eq!(total(&c), 1, "refresh: {c:?}");
     let next = next.unwrap();
+    let plain = |c: &[(String, u64)]| {
+        c.iter()
+            .filter(|(n, _)| n == "exists")
+            .map(|(_, k)| k)
+            .sum::<u64>()
+    };
+    let c = count(&r, async {
+        auth.request_reauthentication(&next.access_token, &client())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        (plain(&c), total(&c)),
+        (1, 1),
+        "reauthenticate: the access check, then the code in one script: {c:?}"
+    );
+    let code = mailer.last_code("ops@example.com").unwrap();
+    let c = count(&r, async {
+        auth.verify_reauthentication(&next.access_token, &code, &client())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        (plain(&c), total(&c)),
+        (1, 2),
+        "verify-reauthentication: the access check, the code, the session's renewal: {c:?}"
+    );
     let c = count(&r, async {
         auth.logout(
             Some(&next.access_token),

@@ -726,14 +726,15 @@ impl OtpAuth {
                 Ok(access)
             }
             Err(e) => {
-                if !matches!(e, Error::Unauthorized(_)) {
-                    if let Err(r) = i.store.restore(&req).await {
-                        tracing::error!(
-                            address = %req.address,
-                            error = %r,
-                            "a verified code could not be restored after its re-authentication failed"
-                        );
-                    }
+                // A session that ended meanwhile keeps nothing to give back to.
+                if !matches!(e, Error::Unauthorized(_))
+                    && let Err(r) = i.store.restore(&req).await
+                {
+                    tracing::error!(
+                        address = %req.address,
+                        error = %r,
+                        "a verified code could not be restored after its re-authentication failed"
+                    );
                 }
                 Err(e)
             }
