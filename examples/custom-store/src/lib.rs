@@ -333,6 +333,35 @@ fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::backend(format!("negative {col} in the store: {v}")))
 }
 
+/// The refresh state of the live session `sid`, read in `tx`; `None` when there is none.
+async fn refresh_state(
+    tx: &mut Tx,
+    sid: &str,
+    now: u64,
+) -> Result<Option<RefreshState>, StoreError> {
+    let row = sqlx::query(
+        "SELECT refresh_jti, parent_jti, rotated_at, auth FROM otp_session
+         WHERE sid = ?1 AND expires_at > ?2",
+    )
+    .bind(sid)
+    .bind(db(now))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let parent: Option<String> = row.try_get("parent_jti").map_err(store_error)?;
+    Ok(Some(RefreshState {
+        current_jti: row.try_get("refresh_jti").map_err(store_error)?,
+        parent: match parent {
+            Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
+            None => None,
+        },
+        auth: get_auth(&row)?,
+    }))
+}
+
 fn get_auth(row: &SqliteRow) -> Result<SessionAuth, StoreError> {
     let v: String = row.try_get("auth").map_err(store_error)?;
     SessionAuth::decode(&v)
@@ -712,27 +741,9 @@ impl TokenBlacklist for SqliteStore {
     async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "SELECT refresh_jti, parent_jti, rotated_at, auth FROM otp_session
-             WHERE sid = ?1 AND expires_at > ?2",
-        )
-        .bind(&r.sid)
-        .bind(db(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+        let Some(mut state) = refresh_state(&mut tx, &r.sid, now).await? else {
             tx.commit().await.map_err(store_error)?;
             return Ok(RotateOutcome::Unknown);
-        };
-        let parent: Option<String> = row.try_get("parent_jti").map_err(store_error)?;
-        let mut state = RefreshState {
-            current_jti: row.try_get("refresh_jti").map_err(store_error)?,
-            parent: match parent {
-                Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
-                None => None,
-            },
-            auth: get_auth(&row)?,
         };
         let outcome = state.rotate(r, now);
         let new_end = db(r.new_expires_at.saturating_mul(1000));
@@ -774,27 +785,9 @@ impl TokenBlacklist for SqliteStore {
     async fn renew_session(&self, r: &Renewal) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "SELECT refresh_jti, parent_jti, rotated_at, auth FROM otp_session
-             WHERE sid = ?1 AND expires_at > ?2",
-        )
-        .bind(&r.sid)
-        .bind(db(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+        let Some(mut state) = refresh_state(&mut tx, &r.sid, now).await? else {
             tx.commit().await.map_err(store_error)?;
             return Ok(false);
-        };
-        let parent: Option<String> = row.try_get("parent_jti").map_err(store_error)?;
-        let mut state = RefreshState {
-            current_jti: row.try_get("refresh_jti").map_err(store_error)?,
-            parent: match parent {
-                Some(p) => Some((p, get_u64(&row, "rotated_at")?)),
-                None => None,
-            },
-            auth: get_auth(&row)?,
         };
         state.renew(r);
         sqlx::query(
