@@ -196,7 +196,8 @@ async fn the_pool_reuses_connections() {
             subject: "s".into(),
             text: "t".into(),
             html: "<p>h</p>".into(),
-            code: otp_core::mailer::Code::generate(6),
+            kind: otp_core::mailer::MessageKind::Login,
+            code: Some(otp_core::mailer::Code::generate(6)),
             link: None,
             language: "en".into(),
         };

@@ -101,6 +101,10 @@ pub enum AuditKind {
     /// A signed-in user proved the address again (`/verify-reauthentication`): the
     /// session's `auth_time` is now.
     Reauthenticated,
+    /// A signed-in user changed their address (`/verify-email-change`): the event's
+    /// address is the new one, its session the one that changed it (every other session
+    /// of the subject ended).
+    EmailChanged,
     /// A spent refresh token was presented: its whole session is revoked.
     ReuseDetected,
     /// `/logout`: the event's session ended.
@@ -129,8 +133,8 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// A fixed name for logs and metrics: `code_sent`, `code_refused`, `login_succeeded`,
-    /// `verification_failed`, `locked_out`, `refreshed`, `reuse_granted`, `reauthenticated`, `reuse_detected`,
-    /// `logged_out`, `logged_out_all`, `logged_out_others`, `session_ended`,
+    /// `verification_failed`, `locked_out`, `refreshed`, `reuse_granted`, `reauthenticated`, `email_changed`,
+    /// `reuse_detected`, `logged_out`, `logged_out_all`, `logged_out_others`, `session_ended`,
     /// `sessions_evicted`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -142,6 +146,7 @@ impl AuditKind {
             AuditKind::Refreshed => "refreshed",
             AuditKind::ReuseGranted => "reuse_granted",
             AuditKind::Reauthenticated => "reauthenticated",
+            AuditKind::EmailChanged => "email_changed",
             AuditKind::ReuseDetected => "reuse_detected",
             AuditKind::LoggedOut => "logged_out",
             AuditKind::LoggedOutAll { .. } => "logged_out_all",

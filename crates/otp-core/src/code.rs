@@ -157,7 +157,6 @@ pub(crate) enum Purpose<'a> {
         subject: &'a str,
     },
     /// A signed-in user proving a new address: bound to the user.
-    #[allow(dead_code)] // until the email change uses it
     EmailChange {
         /// The user's subject.
         subject: &'a str,

@@ -473,6 +473,9 @@ settings! {
         /// Where the refresh token travels: `cookie` (the HttpOnly cookie, for browsers),
         /// `body` (the JSON answers and request bodies, for native apps) or `both`.
         REFRESH_TOKEN_TRANSPORT => refresh_transport: RefreshTransport = RefreshTransport::Cookie,
+        /// How recent the last authentication must be, in seconds, to start an email change
+        /// at `/change-email` (1 to 86400); an older one gets RFC 9470's challenge.
+        EMAIL_CHANGE_MAX_AGE_SECONDS => email_change_max_age_seconds: u64 = 600,
         /// Prefix of revocation and session keys.
         BLACKLIST_KEY_PREFIX => key_prefix: String = "blacklist_".to_owned(),
     }
@@ -490,6 +493,13 @@ impl SessionSettings {
         at_most(p, v.reuse_interval_seconds, self.reuse_interval_seconds, 60);
         in_range(p, v.max_per_user, self.max_per_user, 1, 1000);
         at_most(p, v.max_days, self.max_days, 3650);
+        in_range(
+            p,
+            v.email_change_max_age_seconds,
+            self.email_change_max_age_seconds,
+            1,
+            86_400,
+        );
         key_prefix(p, v.key_prefix, &self.key_prefix);
     }
 }

@@ -33,12 +33,22 @@ impl ConsoleMailer {
 #[async_trait]
 impl Mailer for ConsoleMailer {
     async fn send(&self, message: &Message) -> Result<(), MailError> {
-        tracing::info!(
-            target: "otp_core::console_mailer",
-            "login code for {}: {}",
-            message.to,
-            message.code.expose()
-        );
+        match &message.code {
+            Some(code) => tracing::info!(
+                target: "otp_core::console_mailer",
+                "{} code for {}: {}",
+                message.kind.as_str(),
+                message.to,
+                code.expose()
+            ),
+            None => tracing::info!(
+                target: "otp_core::console_mailer",
+                "{} mail for {}: {}",
+                message.kind.as_str(),
+                message.to,
+                message.subject
+            ),
+        }
         if let Some(link) = &message.link {
             tracing::info!(
                 target: "otp_core::console_mailer",
@@ -69,9 +79,16 @@ impl CapturingMailer {
         CapturingMailer::default()
     }
 
-    /// The code of the last message sent to `email` (any spelling of it).
+    /// The code of the last message with a code sent to `email` (any spelling of it).
     pub fn last_code(&self, email: &str) -> Option<String> {
-        self.last_message(email).map(|m| m.code.expose().to_owned())
+        let email = Email::parse(email).ok()?;
+        let c = self.inner.lock().ok()?;
+        c.all
+            .iter()
+            .rev()
+            .filter(|m| m.to == email)
+            .find_map(|m| m.code.as_ref())
+            .map(|code| code.expose().to_owned())
     }
 
     /// The last message sent to `email` (any spelling of it).

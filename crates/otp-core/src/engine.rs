@@ -20,7 +20,7 @@ use crate::error::{BoxError, Error, TokenRejection};
 use crate::glob::glob_match;
 #[cfg(feature = "links")]
 use crate::link::{LinkError, LinkSealer, link_url};
-use crate::mailer::{Mailer, Message};
+use crate::mailer::{Mailer, Message, MessageKind};
 use crate::memory::MemoryStore;
 use crate::metrics;
 use crate::primitives::now_secs;
@@ -29,7 +29,7 @@ use crate::store::{
     Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth, SessionInfo, TokenBlacklist,
     VerifyOutcome, VerifyRequest, new_session_id, session_subject_key,
 };
-use crate::template::{MailTemplates, TemplateValues, Templates};
+use crate::template::{MailTemplates, NoticeValues, TemplateValues, Templates};
 use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
 
 /// Application policy around logins, all optional.
@@ -75,6 +75,28 @@ pub trait Hooks: fmt::Debug + Send + Sync + 'static {
         Ok(Map::new())
     }
 
+    /// Moves the user `subject` from address `old` to `new`, asked at
+    /// `/verify-email-change` once the code sent to `new` has been checked: update the
+    /// user record (so that [`Hooks::subject`] gives `subject` for `new` from now on) and
+    /// answer [`EmailChange::Changed`].
+    ///
+    /// Answer [`EmailChange::Refused`] for an address the application will not take
+    /// (another user's, or not allowed): the client gets one 403 whatever the reason, and
+    /// only after proving it holds `new`, so nobody learns which addresses are taken. The
+    /// default answers [`EmailChange::Unsupported`] (403 too): with the default
+    /// [`Hooks::subject`] the subject *is* the address, and it cannot change.
+    ///
+    /// A store failure after this hook answered gives the code back, so the same change
+    /// may be asked again: answer `Changed` when the record already has it.
+    async fn change_email(
+        &self,
+        _subject: &str,
+        _old: &Email,
+        _new: &Email,
+    ) -> Result<EmailChange, BoxError> {
+        Ok(EmailChange::Unsupported)
+    }
+
     /// Every event of consequence, as it happens ([`AuditEvent`]: code sent or refused,
     /// logins, failed verifications, lockouts, refreshes, reuse, logouts, ended and evicted
     /// sessions). Called on the request path after the event's own work is done, so it
@@ -83,6 +105,18 @@ pub trait Hooks: fmt::Debug + Send + Sync + 'static {
     fn audit(&self, _event: &AuditEvent) -> Result<(), BoxError> {
         Ok(())
     }
+}
+
+/// The answer of [`Hooks::change_email`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailChange {
+    /// The user record now has the new address.
+    Changed,
+    /// The application will not take the new address: [`Error::EmailChangeRefused`] (403).
+    Refused,
+    /// The application does not offer email changes: [`Error::EmailChangeUnsupported`]
+    /// (403). The default.
+    Unsupported,
 }
 
 /// The client of the application's own calls (no request).
@@ -741,6 +775,240 @@ impl OtpAuth {
         }
     }
 
+    /// Starts an email change for the signed-in user of `access_token`: sends a code to
+    /// `new_email` (under that address's limits, like [`OtpAuth::request_code`]). The
+    /// user must have authenticated within `OTP_AUTH_EMAIL_CHANGE_MAX_AGE_SECONDS`
+    /// ([`Error::InsufficientAuthentication`], 401 with RFC 9470's challenge, otherwise:
+    /// re-authenticate first).
+    ///
+    /// Succeeds the same way whether or not the new address is another user's: only
+    /// [`OtpAuth::verify_email_change`] asks the application. Fails with
+    /// [`Error::InvalidRequest`] (422) for a malformed address or the current one,
+    /// [`Error::Unauthorized`] (401) without a valid access token, and like `request_code`.
+    pub async fn request_email_change(
+        &self,
+        access_token: &str,
+        new_email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let user = self.authenticate(access_token).await?;
+        user.require_recent(self.inner.config.sessions.email_change_max_age_seconds)?;
+        let new = Self::parse_email(new_email)?;
+        if new.as_str() == user.email {
+            return Err(Error::InvalidRequest(
+                "The new address is the current one.".to_owned(),
+            ));
+        }
+        let purpose = Purpose::EmailChange {
+            subject: &user.subject,
+        };
+        self.send_code(&new, purpose, client).await
+    }
+
+    /// Completes an email change: checks the code [`OtpAuth::request_email_change`] sent to
+    /// `new_email`, lets the application move its user ([`Hooks::change_email`]), and
+    /// answers new tokens on the same session with the new `email` and the same `sub`
+    /// (`auth_time` now: the code proved the new address). The presented access token is
+    /// revoked, the session's refresh token replaced (the old one, carrying the old
+    /// address, no longer refreshes), and every other session of the user ends: their
+    /// tokens carry the old address. The old address is then mailed a notice (no code,
+    /// no link); a failure to send it is logged and changes nothing for the request.
+    ///
+    /// A code of another purpose, or one sent for another user, never passes. Fails with
+    /// [`Error::InvalidCode`] (400), [`Error::LockedOut`] (429), [`Error::InvalidRequest`]
+    /// (422) for a malformed address or code, [`Error::Unauthorized`] (401) without a
+    /// valid access token, [`Error::EmailChangeRefused`] or
+    /// [`Error::EmailChangeUnsupported`] (403) as the hook answers.
+    pub async fn verify_email_change(
+        &self,
+        access_token: &str,
+        new_email: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        let user = self.authenticate(access_token).await?;
+        let new = Self::parse_email(new_email)?;
+        let code = self.parse_code(code)?;
+        let old =
+            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let method = "email_change";
+        let req = VerifyRequest {
+            address: i.hasher.address_key(&new),
+            code_mac: i.hasher.code_mac(
+                Purpose::EmailChange {
+                    subject: &user.subject,
+                },
+                &new,
+                &code,
+            ),
+            ip: client.ip.map(IpKey::new),
+            limits: i.limits,
+            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
+            call: CallId::random(),
+        };
+        let allowed = i.hooks.allow(&new, client).await.map_err(Error::Hook)?;
+        let outcome = i.store.verify(&req).await?;
+        if outcome != VerifyOutcome::Verified {
+            return Err(self.not_verified(outcome, method, &req, &new, client));
+        }
+        if !allowed {
+            metrics::verification(method, "refused");
+            tracing::info!(address = %req.address, "email change refused by the allow hook");
+            return Err(Error::InvalidCode);
+        }
+        let changed = self.change_verified_email(&user, &old, &new, client).await;
+        match &changed {
+            Ok(_) => metrics::verification(method, "success"),
+            Err(Error::EmailChangeRefused | Error::EmailChangeUnsupported) => {
+                metrics::verification(method, "refused");
+                self.audit_address(
+                    AuditKind::VerificationFailed {
+                        method: LoginMethod::Code,
+                        reason: "refused",
+                    },
+                    &req.address,
+                    &new,
+                    client,
+                );
+                tracing::info!(address = %req.address, "email change refused by the application");
+            }
+            // A session that ended meanwhile keeps nothing to give back to.
+            Err(Error::Unauthorized(_)) => {}
+            Err(_) => {
+                if let Err(r) = i.store.restore(&req).await {
+                    tracing::error!(
+                        address = %req.address,
+                        error = %r,
+                        "a verified code could not be restored after its email change failed"
+                    );
+                }
+            }
+        }
+        let pair = changed?;
+        tracing::info!(address = %req.address, "email changed");
+        self.audit(AuditKind::EmailChanged, client, |e| {
+            e.subject = Some(user.subject.clone());
+            e.session_id = Some(user.session_id.clone());
+            e.address = Some(AuditAddress::new(req.address.to_string(), new.clone()));
+        });
+        self.send_email_changed_notice(&old, &new, client).await;
+        Ok(pair)
+    }
+
+    /// The part of an email change after its code was checked: the application's record,
+    /// then the session's new tokens, then the ends of the old tokens and other sessions.
+    async fn change_verified_email(
+        &self,
+        user: &CurrentUser,
+        old: &Email,
+        new: &Email,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let i = &*self.inner;
+        // The session must be live (and the store reachable) before the application
+        // changes its record; its start gives the absolute end of its new tokens.
+        let sessions = self.sessions_of(&user.subject).await?;
+        let Some(current) = sessions.iter().find(|s| s.sid == user.session_id) else {
+            return Err(Error::Unauthorized(TokenRejection::Revoked));
+        };
+        let session_end = i.config.sessions.end_from(current.created_at);
+        let others: Vec<String> = sessions
+            .iter()
+            .map(|s| s.sid.clone())
+            .filter(|sid| *sid != user.session_id)
+            .collect();
+        match i
+            .hooks
+            .change_email(&user.subject, old, new)
+            .await
+            .map_err(Error::Hook)?
+        {
+            EmailChange::Changed => {}
+            EmailChange::Refused => return Err(Error::EmailChangeRefused),
+            EmailChange::Unsupported => return Err(Error::EmailChangeUnsupported),
+        }
+        let auth = SessionAuth {
+            at: now_secs(),
+            method: LoginMethod::Code,
+        };
+        let (pair, refresh) = self
+            .issue_pair(&user.subject, new, &user.session_id, session_end, auth)
+            .await?;
+        let renewed = i
+            .blacklist
+            .renew_session(&Renewal {
+                sid: user.session_id.clone(),
+                auth,
+                new_refresh_jti: Some(refresh.jti),
+                expires_at: refresh.exp.max(pair.claims.exp),
+            })
+            .await?;
+        if !renewed {
+            return Err(Error::Unauthorized(TokenRejection::Revoked));
+        }
+        let ended = others.len() as u32;
+        i.blacklist
+            .revoke(&Revocation {
+                access: Some(RevokedAccess {
+                    sid: user.session_id.clone(),
+                    jti: user.claims.jti.clone(),
+                    expires_at: user.claims.exp,
+                }),
+                sessions: others,
+            })
+            .await?;
+        if ended > 0 {
+            metrics::logout("others");
+            self.audit(AuditKind::LoggedOutOthers { sessions: ended }, client, |e| {
+                e.subject = Some(user.subject.clone());
+                e.session_id = Some(user.session_id.clone());
+            });
+        }
+        Ok(pair)
+    }
+
+    /// Mails `old` that the account moved to `new` (masked), in the request's language.
+    /// A failure is logged: the change is done.
+    async fn send_email_changed_notice(&self, old: &Email, new: &Email, client: &ClientInfo) {
+        let i = &*self.inner;
+        let (language, templates) = i.templates.select(client.accept_language.as_deref());
+        let masked = new.masked();
+        let rendered = templates.render_email_changed(&NoticeValues {
+            app_name: &i.config.mail.from_name,
+            email: old.as_str(),
+            new_email: &masked,
+        });
+        let message = Message {
+            to: old.clone(),
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            kind: MessageKind::EmailChanged,
+            code: None,
+            link: None,
+            language: language.to_owned(),
+        };
+        let started = Instant::now();
+        match i.mailer.send(&message).await {
+            Ok(()) => {
+                metrics::mail_sent();
+                self.record_mail_latency(started.elapsed());
+            }
+            Err(e) => {
+                metrics::mail_failed(match e {
+                    crate::mailer::MailError::Permanent(_) => "rejected",
+                    _ => "unavailable",
+                });
+                tracing::warn!(
+                    address = %i.hasher.address_key(old),
+                    error = %e.redacted(),
+                    "the notice of an email change could not be sent to the old address"
+                );
+            }
+        }
+    }
+
     /// Sends a code for `purpose` to `email`, within its limits.
     async fn send_code(
         &self,
@@ -854,7 +1122,12 @@ impl OtpAuth {
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,
-            code,
+            kind: match purpose {
+                Purpose::Login => MessageKind::Login,
+                Purpose::Reauthentication { .. } => MessageKind::Reauthentication,
+                Purpose::EmailChange { .. } => MessageKind::EmailChange,
+            },
+            code: Some(code),
             link,
             language: language.to_owned(),
         };

@@ -67,6 +67,15 @@ pub enum Error {
         /// The most seconds since the last authentication the route accepts.
         max_age: u64,
     },
+    /// The application's [`Hooks::change_email`](crate::Hooks::change_email) refused the
+    /// new address: another user's, or not allowed (403). One answer whatever the reason,
+    /// so nobody learns which addresses are taken.
+    #[error("the email change was refused")]
+    EmailChangeRefused,
+    /// The application does not offer email changes: its hooks keep the default
+    /// [`Hooks::change_email`](crate::Hooks::change_email) (403).
+    #[error("email change is not enabled")]
+    EmailChangeUnsupported,
     /// The session asked for is not one of the caller's live sessions (404).
     #[error("not found")]
     NotFound,
@@ -106,6 +115,7 @@ impl Error {
             Error::RateLimited { .. } | Error::LockedOut { .. } => 429,
             Error::InvalidCode | Error::InvalidLink => 400,
             Error::Unauthorized(_) | Error::InsufficientAuthentication { .. } => 401,
+            Error::EmailChangeRefused | Error::EmailChangeUnsupported => 403,
             Error::NotFound => 404,
             Error::StoreUnavailable(_) | Error::MailUnavailable(_) => 503,
             Error::MailRejected(_) => 502,

@@ -97,7 +97,7 @@ pub use dev_mailers::{CapturingMailer, ConsoleMailer};
 pub use email::{Email, EmailError};
 #[doc(inline)]
 pub use engine::{
-    AccessToken, ClientInfo, CurrentUser, DefaultHooks, Hooks, IntoShared, IntoSharedStores,
+    AccessToken, ClientInfo, CurrentUser, DefaultHooks, EmailChange, Hooks, IntoShared, IntoSharedStores,
     OtpAuth, OtpAuthBuilder, TokenPair,
 };
 #[doc(inline)]

@@ -11,7 +11,34 @@ pub use crate::code::Code;
 use crate::email::Email;
 pub use crate::error::{MailError, redact_addresses};
 
-/// A rendered login mail.
+/// What a [`Message`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A login code (and the sign-in link, when links are on): `/request-otp`.
+    Login,
+    /// A code for a signed-in user's re-authentication: `/reauthenticate`.
+    Reauthentication,
+    /// A code to the new address of an email change: `/change-email`.
+    EmailChange,
+    /// The notice to the old address once an email change is done: no code, no link.
+    EmailChanged,
+}
+
+impl MessageKind {
+    /// `login`, `reauthentication`, `email_change` or `email_changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Login => "login",
+            MessageKind::Reauthentication => "reauthentication",
+            MessageKind::EmailChange => "email_change",
+            MessageKind::EmailChanged => "email_changed",
+        }
+    }
+}
+
+/// A rendered mail: a code (for a login, a re-authentication or a new address) or the
+/// notice of an email change.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     /// The normalized recipient.
@@ -22,9 +49,11 @@ pub struct Message {
     pub text: String,
     /// The HTML part.
     pub html: String,
+    /// What the message is for.
+    pub kind: MessageKind,
     /// The code the message carries, for mailers that need it apart (the console and
-    /// capturing mailers). Never logged by the library itself.
-    pub code: Code,
+    /// capturing mailers); `None` for a notice. Never logged by the library itself.
+    pub code: Option<Code>,
     /// The sign-in link the message carries, when `OTP_AUTH_PUBLIC_URL` is set (a
     /// credential like the code: never logged by the library itself).
     pub link: Option<String>,
@@ -38,6 +67,7 @@ impl Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("to", &self.to)
+            .field("kind", &self.kind)
             .field("language", &self.language)
             .field("has_link", &self.link.is_some())
             .finish_non_exhaustive()
@@ -135,7 +165,8 @@ mod tests {
             subject: "Your code is 123456".into(),
             text: "123456 https://app/magic?token=secret".into(),
             html: "<b>123456</b>".into(),
-            code,
+            kind: MessageKind::Login,
+            code: Some(code),
             link: Some("https://app/magic?token=secret".into()),
             language: "en".into(),
         };

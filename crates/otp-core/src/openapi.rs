@@ -26,8 +26,9 @@ use utoipa::openapi::{
 
 use crate::engine::OtpAuth;
 use crate::web::{
-    Endpoint, LogoutOthersResponse, MessageResponse, Method, ReauthenticationBody, RefreshBody,
-    RequestOtpBody, SessionView, SessionsResponse, TokenResponse, VerifyLinkBody, VerifyOtpBody,
+    ChangeEmailBody, Endpoint, LogoutOthersResponse, MessageResponse, Method,
+    ReauthenticationBody, RefreshBody, RequestOtpBody, SessionView, SessionsResponse,
+    TokenResponse, VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody,
 };
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
@@ -333,6 +334,33 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                     .response("401", unauthorized())
                     .response("429", retry_after("Too many failed attempts for this address")),
             )),
+            Endpoint::ChangeEmail => json_errors(common(
+                op.summary(Some("Mail a code to the address the user moves to"))
+                    .description(Some(format!(
+                        "Needs an authentication within the last {} seconds (`OTP_AUTH_EMAIL_CHANGE_MAX_AGE_SECONDS`); an older one gets 401 with RFC 9470's `insufficient_user_authentication` challenge (re-authenticate first). The same answer whether or not the new address is another user's, under the limits of `/request-otp` for the new address.",
+                        c.sessions.email_change_max_age_seconds
+                    )))
+                    .security(bearer())
+                    .request_body(Some(body("ChangeEmailBody")))
+                    .response("200", ok("MessageResponse", "Code sent to the new address", None))
+                    .response("401", unauthorized())
+                    .response("429", retry_after("Too many requests for the new address or client IP, or it is locked out"))
+                    .response("502", problem("The mail server refused the message")),
+            )),
+            Endpoint::VerifyEmailChange => json_errors(common(
+                op.summary(Some("Trade the new address's code for tokens that carry it"))
+                    .description(Some(format!(
+                        "`otp` is exactly {} ASCII digits. The application moves its user (a hook); the answer has new tokens on the same session with the new `email` and the same `sub`. The presented access token is revoked, the old refresh token no longer refreshes, every other session of the user ends, and the old address gets a notice. {transport_note}",
+                        c.codes.length
+                    )))
+                    .security(bearer())
+                    .request_body(Some(body("VerifyEmailChangeBody")))
+                    .response("200", ok("TokenResponse", "Address changed", cookie_set.as_deref()))
+                    .response("400", problem("No email-change code pending for this address, or the code expired, was used, or is wrong"))
+                    .response("401", unauthorized())
+                    .response("403", problem("The application refused the address, or offers no email change (one answer whatever the reason)"))
+                    .response("429", retry_after("Too many failed attempts for this address")),
+            )),
             Endpoint::Jwks => op
                 .summary(Some("The public keys that verify access tokens"))
                 .description(Some("A JSON Web Key Set (RFC 7517); empty with an HMAC algorithm."))
@@ -379,6 +407,8 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 .schema_from::<TokenResponse>()
                 .schema_from::<VerifyLinkBody>()
                 .schema_from::<ReauthenticationBody>()
+                .schema_from::<ChangeEmailBody>()
+                .schema_from::<VerifyEmailChangeBody>()
                 .schema_from::<RefreshBody>()
                 .schema_from::<LogoutOthersResponse>()
                 .schema_from::<SessionView>()

@@ -140,6 +140,14 @@ impl Refusal {
                      code (within the last {max_age} seconds)."
                 ),
             ),
+            Refusal::Engine(Error::EmailChangeRefused) => (
+                "Forbidden",
+                "This address cannot be used for this account.".to_owned(),
+            ),
+            Refusal::Engine(Error::EmailChangeUnsupported) => (
+                "Forbidden",
+                "Changing the email address is not enabled on this service.".to_owned(),
+            ),
             Refusal::ForbiddenOrigin => (
                 "Forbidden",
                 "Cross-site request refused: its origin is neither this site nor an allowed \
@@ -255,6 +263,8 @@ mod tests {
             Error::InvalidLink.into(),
             Error::Unauthorized(TokenRejection::Missing).into(),
             Refusal::ForbiddenOrigin,
+            Error::EmailChangeRefused.into(),
+            Error::EmailChangeUnsupported.into(),
             Refusal::NotFound,
             Error::NotFound.into(),
             Refusal::MethodNotAllowed,

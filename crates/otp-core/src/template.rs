@@ -1,5 +1,7 @@
-//! The login mail's templates: subject, plain text and HTML, with placeholders, in one or
-//! more languages.
+//! The mails' templates: subject, plain text and HTML, with placeholders, in one or more
+//! languages. Each set holds two mails: the code mail (logins, re-authentications and the
+//! code sent to a new address) and the notice that tells the old address of an email
+//! change.
 //!
 //! # Placeholders
 //!
@@ -11,6 +13,11 @@
 //! | `{email}`      | the normalized recipient                                     |
 //! | `{link}`       | the sign-in link, or nothing when the mail carries none      |
 //! | `{link_block}` | the rendered link snippet, or nothing when there is no link  |
+//!
+//! The email-change notice ([`Templates::email_changed_subject`] and the two after it)
+//! carries no code and no link: its placeholders are `{app_name}`, `{email}` (the old
+//! address, its recipient) and `{new_email}` (the new address, masked as `a•••@example.com`
+//! so that a mailbox the user no longer controls does not learn it whole).
 //!
 //! The link snippets, [`Templates::text_link`] and [`Templates::html_link`], offer the
 //! sign-in link; the main text and HTML templates place them with `{link_block}`, so one set
@@ -49,6 +56,23 @@ pub struct Templates {
     /// HTML snippet offering the sign-in link, rendered in place of `{link_block}` in
     /// [`Templates::html`] when the mail carries a link.
     pub html_link: String,
+    /// Subject of the notice mailed to the old address after an email change.
+    pub email_changed_subject: String,
+    /// Plain-text body of that notice.
+    pub email_changed_text: String,
+    /// HTML body of that notice.
+    pub email_changed_html: String,
+}
+
+/// The values the email-change notice is rendered with.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeValues<'a> {
+    /// The application name (`MAIL_FROM_NAME`).
+    pub app_name: &'a str,
+    /// The old address: the notice's recipient.
+    pub email: &'a str,
+    /// The new address, masked (`a•••@example.com`).
+    pub new_email: &'a str,
 }
 
 /// The values a template is rendered with.
@@ -116,6 +140,23 @@ fn english() -> Templates {
                     <p style=\"color: #666; font-size: 12px; word-break: break-all;\">If the \
                     button does not work, open this address in your browser:<br>{link}</p>\n"
             .to_owned(),
+        email_changed_subject: "Your {app_name} address was changed".to_owned(),
+        email_changed_text: "The address of your {app_name} account was changed from {email} \
+                             to {new_email}. This address no longer signs in to it.\n\n\
+                             If you made this change, there is nothing to do. If you did not, \
+                             contact {app_name} at once: someone else may control your \
+                             account.\n"
+            .to_owned(),
+        email_changed_html: "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                             </head>\n<body style=\"font-family: sans-serif; color: #222;\">\n\
+                             <p>The address of your {app_name} account was changed from \
+                             {email} to <b>{new_email}</b>. This address no longer signs in to \
+                             it.</p>\n\
+                             <p>If you made this change, there is nothing to do. If you did \
+                             not, contact {app_name} at once: someone else may control your \
+                             account.</p>\n\
+                             </body></html>\n"
+            .to_owned(),
     }
 }
 
@@ -151,6 +192,24 @@ fn german() -> Templates {
                     <p style=\"color: #666; font-size: 12px; word-break: break-all;\">Falls \
                     die Schaltfläche nicht funktioniert, öffnen Sie diese Adresse in Ihrem \
                     Browser:<br>{link}</p>\n"
+            .to_owned(),
+        email_changed_subject: "Ihre Adresse bei {app_name} wurde geändert".to_owned(),
+        email_changed_text: "Die Adresse Ihres Kontos bei {app_name} wurde von {email} in \
+                             {new_email} geändert. Mit dieser Adresse können Sie sich nicht \
+                             mehr anmelden.\n\n\
+                             Wenn Sie das selbst waren, ist nichts weiter zu tun. Wenn nicht, \
+                             wenden Sie sich sofort an {app_name}: Jemand anderes könnte Ihr \
+                             Konto kontrollieren.\n"
+            .to_owned(),
+        email_changed_html: "<!doctype html>\n<html lang=\"de\"><head><meta charset=\"utf-8\">\
+                             </head>\n<body style=\"font-family: sans-serif; color: #222;\">\n\
+                             <p>Die Adresse Ihres Kontos bei {app_name} wurde von {email} in \
+                             <b>{new_email}</b> geändert. Mit dieser Adresse können Sie sich \
+                             nicht mehr anmelden.</p>\n\
+                             <p>Wenn Sie das selbst waren, ist nichts weiter zu tun. Wenn \
+                             nicht, wenden Sie sich sofort an {app_name}: Jemand anderes könnte \
+                             Ihr Konto kontrollieren.</p>\n\
+                             </body></html>\n"
             .to_owned(),
     }
 }
@@ -207,6 +266,34 @@ impl Templates {
                     ..html
                 },
             ),
+        }
+    }
+}
+
+impl Templates {
+    /// Renders the email-change notice (placeholders `{app_name}`, `{email}` and
+    /// `{new_email}`; see the [module documentation](crate::template)).
+    pub fn render_email_changed(&self, v: &NoticeValues<'_>) -> Rendered {
+        let plain = [
+            ("{app_name}", v.app_name),
+            ("{email}", v.email),
+            ("{new_email}", v.new_email),
+        ];
+        let (app_name, email, new_email) = (
+            escape_html(v.app_name),
+            escape_html(v.email),
+            escape_html(v.new_email),
+        );
+        let html = [
+            ("{app_name}", app_name.as_str()),
+            ("{email}", email.as_str()),
+            ("{new_email}", new_email.as_str()),
+        ];
+        Rendered {
+            subject: replace_placeholders(&self.email_changed_subject, &plain)
+                .replace(['\r', '\n'], " "),
+            text: replace_placeholders(&self.email_changed_text, &plain),
+            html: replace_placeholders(&self.email_changed_html, &html),
         }
     }
 }
@@ -577,6 +664,7 @@ mod tests {
             html: "H[{link_block}]".into(),
             text_link: text_link.into(),
             html_link: html_link.into(),
+            ..Templates::default()
         }
     }
 
@@ -600,6 +688,7 @@ mod tests {
             html: "<b>{app_name}</b> {email} {unknown} {".into(),
             text_link: String::new(),
             html_link: String::new(),
+            ..Templates::default()
         };
         let r = t.render(&values("<script>{code}</script>", "o'neil@example.com"));
         assert_eq!(
@@ -608,6 +697,36 @@ mod tests {
         );
         assert_eq!(r.text, "<script>{code}</script> 012345");
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+    }
+
+    #[test]
+    fn the_email_change_notice_names_both_addresses_and_carries_no_code() {
+        let v = NoticeValues {
+            app_name: "Acme <Corp>",
+            email: "old@example.com",
+            new_email: "n\u{2022}\u{2022}\u{2022}@example.org",
+        };
+        for (lang, t) in MailTemplates::builtin().sets {
+            let r = t.render_email_changed(&v);
+            for part in [&r.subject, &r.text, &r.html] {
+                assert!(!part.contains('{'), "{lang}: placeholder left in {part}");
+                assert!(part.contains("Acme"), "{lang}: {part}");
+            }
+            for part in [&r.text, &r.html] {
+                assert!(part.contains("old@example.com"), "{lang}: {part}");
+                assert!(part.contains(v.new_email), "{lang}: {part}");
+            }
+            assert!(r.html.contains("Acme &lt;Corp&gt;"), "{lang}: unescaped");
+            assert!(!r.html.contains("<Corp>"), "{lang}: unescaped");
+        }
+        let custom = Templates {
+            email_changed_subject: "{app_name}\r\n{code}".into(),
+            email_changed_text: "{email} -> {new_email} {code}".into(),
+            ..Templates::default()
+        };
+        let r = custom.render_email_changed(&v);
+        assert_eq!(r.subject, "Acme <Corp>  {code}");
+        assert_eq!(r.text, format!("old@example.com -> {} {{code}}", v.new_email));
     }
 
     #[test]

@@ -51,6 +51,27 @@ pub(crate) struct ReauthenticationBody {
     pub otp: String,
 }
 
+/// Body of `POST /change-email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ChangeEmailBody {
+    /// The address to move the account to: the code goes there.
+    #[cfg_attr(feature = "openapi", schema(example = "new@example.com"))]
+    pub new_email: String,
+}
+
+/// Body of `POST /verify-email-change`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct VerifyEmailChangeBody {
+    /// The new address, as sent to `/change-email`.
+    #[cfg_attr(feature = "openapi", schema(example = "new@example.com"))]
+    pub new_email: String,
+    /// The code sent to it.
+    #[cfg_attr(feature = "openapi", schema(example = "123456"))]
+    pub otp: String,
+}
+
 /// A response with only a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,6 +121,8 @@ pub(crate) const MSG_LOGGED_OUT: &str = "Successfully logged out";
 pub(crate) const MSG_OTHERS_LOGGED_OUT: &str = "Other sessions logged out";
 /// The message of a successful `DELETE /sessions/{id}`.
 pub(crate) const MSG_SESSION_REVOKED: &str = "Session revoked";
+/// The message of a completed email change.
+pub(crate) const MSG_EMAIL_CHANGED: &str = "Email address changed successfully!";
 
 /// Body of `POST /verify-link`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +371,10 @@ pub enum Endpoint {
     Reauthenticate,
     /// `POST /verify-reauthentication`: checks it; a new access token with `auth_time` now.
     VerifyReauthentication,
+    /// `POST /change-email`: mails a code to the signed-in user's new address.
+    ChangeEmail,
+    /// `POST /verify-email-change`: checks it; the account moves, new tokens.
+    VerifyEmailChange,
 }
 
 /// HTTP methods the endpoints use.
@@ -374,7 +401,7 @@ impl Method {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::RequestOtp,
         Endpoint::VerifyOtp,
         Endpoint::Refresh,
@@ -388,6 +415,8 @@ impl Endpoint {
         Endpoint::Jwks,
         Endpoint::Reauthenticate,
         Endpoint::VerifyReauthentication,
+        Endpoint::ChangeEmail,
+        Endpoint::VerifyEmailChange,
     ];
 
     /// The path pattern under the mount point.
@@ -406,6 +435,8 @@ impl Endpoint {
             Endpoint::Jwks => "/jwks.json",
             Endpoint::Reauthenticate => "/reauthenticate",
             Endpoint::VerifyReauthentication => "/verify-reauthentication",
+            Endpoint::ChangeEmail => "/change-email",
+            Endpoint::VerifyEmailChange => "/verify-email-change",
         }
     }
 
@@ -434,6 +465,8 @@ impl Endpoint {
             Endpoint::Jwks => "jwks",
             Endpoint::Reauthenticate => "reauthenticate",
             Endpoint::VerifyReauthentication => "verify_reauthentication",
+            Endpoint::ChangeEmail => "change_email",
+            Endpoint::VerifyEmailChange => "verify_email_change",
         }
     }
 }
@@ -1064,6 +1097,26 @@ impl OtpAuth {
                     refresh_token: None,
                     refresh_expires_in: None,
                 }))
+            }
+            Endpoint::ChangeEmail => {
+                let token = bearer_token(req.authorization)?;
+                let body: ChangeEmailBody = parse_json(req.content_type, req.body, limit)?;
+                self.request_email_change(token, &body.new_email, &req.client)
+                    .await?;
+                Ok(ApiResponse::message(MSG_OTP_SENT))
+            }
+            Endpoint::VerifyEmailChange => {
+                let token = bearer_token(req.authorization)?;
+                let body: VerifyEmailChangeBody = parse_json(req.content_type, req.body, limit)?;
+                let pair = self
+                    .verify_email_change(token, &body.new_email, &body.otp, &req.client)
+                    .await?;
+                Ok(token_response(
+                    &pair,
+                    Some(MSG_EMAIL_CHANGED),
+                    cookie,
+                    transport,
+                ))
             }
             Endpoint::Sessions => {
                 let token = bearer_token(req.authorization)?;

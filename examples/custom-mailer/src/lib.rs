@@ -33,12 +33,14 @@
 //!
 //! # Writing a mailer
 //!
-//! [`Mailer`] has one method, `send(&Message)`, called by `request_code` once the code is
-//! stored. The [`Message`] is ready to go: the normalized recipient (`to`), and the
-//! subject, plain text and HTML rendered from the [`Templates`](otp_core::template::Templates). It
-//! also carries the code apart (`code`), for transports that need it alone (the code is in
-//! the subject and bodies already). The subject and bodies hold a live code: never log
-//! them. Return `Ok` only once the transport has accepted the message.
+//! [`Mailer`] has one method, `send(&Message)`, called once a code is stored (or, for the
+//! notice of an email change, once the change is done). The [`Message`] is ready to go:
+//! the normalized recipient (`to`), what it is for (`kind`: a login, a re-authentication,
+//! a code to a new address, the notice to the old one), and the subject, plain text and
+//! HTML rendered from the [`Templates`](otp_core::template::Templates). It also carries the
+//! code apart (`code`, `None` for the notice), for transports that need it alone (the code
+//! is in the subject and bodies already). The subject and bodies hold a live code: never
+//! log them. Return `Ok` only once the transport has accepted the message.
 //!
 //! The error is the client's answer. [`MailError::Transient`] (a retry later may work)
 //! becomes 503 with `Retry-After`; [`MailError::Permanent`] (retrying will not help)
@@ -116,7 +118,8 @@
 //!     // `while let Some(message) = outbox.recv().await { deliver(&message).await }`.
 //!     let message = outbox.recv().await.ok_or("the queue is closed")?;
 //!     assert_eq!(message.to.as_str(), "ada@example.com");
-//!     auth.verify_code("ada@example.com", message.code.expose(), &client).await?;
+//!     let code = message.code.as_ref().ok_or("a login mail carries its code")?;
+//!     auth.verify_code("ada@example.com", code.expose(), &client).await?;
 //!     Ok(())
 //! }
 //! ```

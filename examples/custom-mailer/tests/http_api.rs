@@ -311,7 +311,7 @@ async fn the_closure_mailer_queues_messages_on_a_channel() {
 
     let message = outbox.recv().await.unwrap();
     assert_eq!(message.to.as_str(), "user@example.com");
-    let code = message.code.expose();
+    let code = message.code.as_ref().unwrap().expose();
     assert!(message.subject.contains(code));
     assert!(message.text.contains(code));
     assert!(message.html.contains(code));
