@@ -960,10 +960,14 @@ impl OtpAuth {
             .await?;
         if ended > 0 {
             metrics::logout("others");
-            self.audit(AuditKind::LoggedOutOthers { sessions: ended }, client, |e| {
-                e.subject = Some(user.subject.clone());
-                e.session_id = Some(user.session_id.clone());
-            });
+            self.audit(
+                AuditKind::LoggedOutOthers { sessions: ended },
+                client,
+                |e| {
+                    e.subject = Some(user.subject.clone());
+                    e.session_id = Some(user.session_id.clone());
+                },
+            );
         }
         Ok(pair)
     }

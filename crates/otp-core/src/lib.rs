@@ -97,8 +97,8 @@ pub use dev_mailers::{CapturingMailer, ConsoleMailer};
 pub use email::{Email, EmailError};
 #[doc(inline)]
 pub use engine::{
-    AccessToken, ClientInfo, CurrentUser, DefaultHooks, EmailChange, Hooks, IntoShared, IntoSharedStores,
-    OtpAuth, OtpAuthBuilder, TokenPair,
+    AccessToken, ClientInfo, CurrentUser, DefaultHooks, EmailChange, Hooks, IntoShared,
+    IntoSharedStores, OtpAuth, OtpAuthBuilder, TokenPair,
 };
 #[doc(inline)]
 pub use error::{BoxError, Error, TokenRejection};

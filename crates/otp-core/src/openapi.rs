@@ -26,9 +26,9 @@ use utoipa::openapi::{
 
 use crate::engine::OtpAuth;
 use crate::web::{
-    ChangeEmailBody, Endpoint, LogoutOthersResponse, MessageResponse, Method,
-    ReauthenticationBody, RefreshBody, RequestOtpBody, SessionView, SessionsResponse,
-    TokenResponse, VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody,
+    ChangeEmailBody, Endpoint, LogoutOthersResponse, MessageResponse, Method, ReauthenticationBody,
+    RefreshBody, RequestOtpBody, SessionView, SessionsResponse, TokenResponse,
+    VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody,
 };
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.

@@ -726,7 +726,10 @@ mod tests {
         };
         let r = custom.render_email_changed(&v);
         assert_eq!(r.subject, "Acme <Corp>  {code}");
-        assert_eq!(r.text, format!("old@example.com -> {} {{code}}", v.new_email));
+        assert_eq!(
+            r.text,
+            format!("old@example.com -> {} {{code}}", v.new_email)
+        );
     }
 
     #[test]

@@ -9,23 +9,31 @@
 //! every `OTP_AUTH_*` variable of otp-core. With none set: the embedded default (in-memory
 //! store, codes in the log, a random JWT key).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use otp_core::mailer::Mailer;
 use otp_core::scripted::redact_url;
-use otp_core::{BoxError, Config, ConsoleMailer, Email, Hooks, MemoryStore, OtpAuth};
+use otp_core::{BoxError, Config, ConsoleMailer, Email, EmailChange, Hooks, MemoryStore, OtpAuth};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
 
-/// The examples' [`Hooks`]: every access token carries the app's own `roles` claim,
-/// `["member"]`, and `["member", "admin"]` for the addresses of `APP_ADMINS`.
+/// The examples' [`Hooks`]: a small user directory and the app's own claims.
+///
+/// - **Users.** Each address that signs in gets a stable random user id (`user_…`), the
+///   token subject, kept in memory (an application keeps it in its database). An email
+///   change moves the id to the new address; an address that is another user's is
+///   refused, with the same answer as any refusal.
+/// - **Claims.** Every access token carries the app's own `roles` claim, `["member"]`,
+///   and `["member", "admin"]` for the addresses of `APP_ADMINS`.
 #[derive(Debug, Clone, Default)]
 pub struct ExampleHooks {
     admins: Vec<String>,
+    users: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl ExampleHooks {
@@ -36,7 +44,16 @@ impl ExampleHooks {
             .map(|a| a.as_ref().trim().to_ascii_lowercase())
             .filter(|a| !a.is_empty())
             .collect();
-        ExampleHooks { admins }
+        ExampleHooks {
+            admins,
+            users: Arc::default(),
+        }
+    }
+
+    /// The user id of `email`, if it has one.
+    pub fn user_of(&self, email: &str) -> Option<String> {
+        let email = Email::parse(email).ok()?;
+        self.users.lock().ok()?.get(email.as_str()).cloned()
     }
 
     /// The hooks with the administrators of `APP_ADMINS`.
@@ -47,6 +64,37 @@ impl ExampleHooks {
 
 #[async_trait::async_trait]
 impl Hooks for ExampleHooks {
+    async fn subject(&self, email: &Email) -> Result<String, BoxError> {
+        let mut users = self.users.lock().map_err(|_| "user directory poisoned")?;
+        let id = users
+            .entry(email.as_str().to_owned())
+            .or_insert_with(|| format!("user_{:016x}", rand::random::<u64>()));
+        Ok(id.clone())
+    }
+
+    async fn change_email(
+        &self,
+        subject: &str,
+        old: &Email,
+        new: &Email,
+    ) -> Result<EmailChange, BoxError> {
+        let mut users = self.users.lock().map_err(|_| "user directory poisoned")?;
+        match users.get(new.as_str()) {
+            // Asked again after a store failure: already done.
+            Some(owner) if owner == subject => return Ok(EmailChange::Changed),
+            Some(_) => return Ok(EmailChange::Refused),
+            None => {}
+        }
+        if users
+            .get(old.as_str())
+            .is_some_and(|owner| owner == subject)
+        {
+            users.remove(old.as_str());
+        }
+        users.insert(new.as_str().to_owned(), subject.to_owned());
+        Ok(EmailChange::Changed)
+    }
+
     async fn claims(&self, _subject: &str, email: &Email) -> Result<Map<String, Value>, BoxError> {
         let mut roles = vec!["member"];
         if self.admins.iter().any(|a| a == email.as_str()) {
