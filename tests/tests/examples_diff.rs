@@ -13,23 +13,29 @@ use serde_json::json;
 struct App {
     base: String,
     mailer: CapturingMailer,
+    hooks: example_common::ExampleHooks,
     _task: tokio::task::JoinHandle<()>,
 }
 
 /// The engine the example binaries build, on the memory store and a capturing mailer;
 /// `diff@example.com` is an administrator (`APP_ADMINS`).
-fn engine(mailer: &CapturingMailer) -> OtpAuth {
+fn engine(mailer: &CapturingMailer, hooks: &example_common::ExampleHooks) -> OtpAuth {
     OtpAuth::builder(test_config())
         .stores(MemoryStore::new())
         .mailer(mailer.clone())
-        .hooks(example_common::ExampleHooks::new(["Diff@Example.com"]))
+        .hooks(hooks.clone())
         .build()
         .unwrap()
 }
 
+fn admin_hooks() -> example_common::ExampleHooks {
+    example_common::ExampleHooks::new(["Diff@Example.com"])
+}
+
 async fn start_axum() -> App {
     let mailer = CapturingMailer::new();
-    let app = axum_example::app(engine(&mailer));
+    let hooks = admin_hooks();
+    let app = axum_example::app(engine(&mailer, &hooks));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -43,13 +49,15 @@ async fn start_axum() -> App {
     App {
         base,
         mailer,
+        hooks,
         _task: task,
     }
 }
 
 async fn start_poem() -> App {
     let mailer = CapturingMailer::new();
-    let app = poem_example::app(engine(&mailer));
+    let hooks = admin_hooks();
+    let app = poem_example::app(engine(&mailer, &hooks));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
@@ -62,6 +70,7 @@ async fn start_poem() -> App {
     App {
         base,
         mailer,
+        hooks,
         _task: task,
     }
 }
@@ -267,10 +276,13 @@ async fn run(app: &App) -> Vec<Seen> {
         if let Some(c) = app.mailer.last_code("diff@example.com") {
             code = c;
         }
+        // The user id is random too (the examples' user directory).
+        let user = app.hooks.user_of("diff@example.com").unwrap_or_default();
         let secrets = [
             (access.as_str(), "<access>"),
             (refresh.as_str(), "<refresh>"),
             (code.as_str(), "<code>"),
+            (user.as_str(), "<user>"),
         ];
         out.push(Seen {
             step: format!(
@@ -317,7 +329,7 @@ async fn axum_and_poem_examples_answer_identically() {
     let body = |i: usize| serde_json::from_str::<serde_json::Value>(&me[i].body).unwrap();
     assert_eq!(
         body(2),
-        json!({"email": "diff@example.com", "subject": "diff@example.com",
+        json!({"email": "diff@example.com", "subject": "<user>",
                "roles": ["member", "admin"], "visits": 1})
     );
     assert_eq!(
