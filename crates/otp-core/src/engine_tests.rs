@@ -1134,3 +1134,126 @@ async fn an_async_closure_serves_as_mailer() {
         .unwrap_err();
     assert_eq!(e.status(), 502);
 }
+
+/// Hooks whose `change_email` fails while `fail` is set, and moves the user otherwise.
+#[derive(Debug, Default)]
+struct MovingHooks {
+    fail: std::sync::atomic::AtomicBool,
+    changes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Hooks for MovingHooks {
+    async fn subject(&self, _email: &Email) -> Result<String, BoxError> {
+        Ok("user-1".to_owned())
+    }
+
+    async fn change_email(
+        &self,
+        subject: &str,
+        old: &Email,
+        new: &Email,
+    ) -> Result<EmailChange, BoxError> {
+        assert_eq!(subject, "user-1");
+        assert_ne!(old, new);
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the user directory is down".into());
+        }
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(EmailChange::Changed)
+    }
+}
+
+#[tokio::test]
+async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_failed_notice() {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let mailer = CapturingMailer::new();
+    let hooks = Arc::new(MovingHooks::default());
+    let mut config = config();
+    config.http.public_url = Some("https://app.example.com/auth".into());
+    let auth = OtpAuth::builder(config)
+        .stores(MemoryStore::new())
+        .mailer(mailer.clone())
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let de = ClientInfo {
+        accept_language: Some("de-DE".into()),
+        ..client()
+    };
+    auth.request_code("old@example.com", &client())
+        .await
+        .unwrap();
+    let code = mailer.last_code("old@example.com").unwrap();
+    let pair = auth
+        .verify_code("old@example.com", &code, &client())
+        .await
+        .unwrap();
+    auth.request_email_change(&pair.access_token, "New@Example.com", &de)
+        .await
+        .unwrap();
+    let sent = mailer.last_message("new@example.com").unwrap();
+    assert_eq!(sent.kind, crate::mailer::MessageKind::EmailChange);
+    assert_eq!(
+        sent.link, None,
+        "an email-change mail carries no sign-in link"
+    );
+    assert_eq!(sent.language, "de");
+    let code = sent.code.unwrap().expose().to_owned();
+
+    // The hook fails: 500, nothing changed, and the code is given back.
+    hooks.fail.store(true, SeqCst);
+    let e = auth
+        .verify_email_change(&pair.access_token, "new@example.com", &code, &de)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 500, "{e}");
+    assert!(auth.authenticate(&pair.access_token).await.is_ok());
+
+    // Again, with the notice failing to go out: the change is done all the same.
+    hooks.fail.store(false, SeqCst);
+    mailer.fail_next(MailError::Transient("451 try later".into()));
+    let mails = mailer.count();
+    let moved = auth
+        .verify_email_change(&pair.access_token, "new@example.com", &code, &de)
+        .await
+        .unwrap();
+    assert_eq!(hooks.changes.load(SeqCst), 1);
+    assert_eq!(mailer.count(), mails, "the notice failed");
+    assert_eq!(moved.claims.email, "new@example.com");
+    assert_eq!(moved.claims.sub, "user-1");
+    assert_eq!(moved.claims.sid, pair.claims.sid);
+    assert!(auth.authenticate(&pair.access_token).await.is_err());
+    assert!(auth.authenticate(&moved.access_token).await.is_ok());
+
+    // The current address cannot be the new one.
+    let e = auth
+        .request_email_change(&moved.access_token, "new@example.com", &de)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 422, "the current address: {e}");
+
+    // A second change mails the notice, in the request's language, without code or link.
+    auth.request_email_change(&moved.access_token, "third@example.com", &de)
+        .await
+        .unwrap();
+    let code = mailer.last_code("third@example.com").unwrap();
+    auth.verify_email_change(&moved.access_token, "third@example.com", &code, &de)
+        .await
+        .unwrap();
+    let notice = mailer.last_message("new@example.com").unwrap();
+    assert_eq!(notice.kind, crate::mailer::MessageKind::EmailChanged);
+    assert_eq!((notice.code, notice.link), (None, None));
+    assert_eq!(notice.language, "de");
+    assert!(notice.subject.contains("geändert"), "{}", notice.subject);
+    assert!(
+        notice
+            .text
+            .contains("t\u{2022}\u{2022}\u{2022}@example.com"),
+        "{}",
+        notice.text
+    );
+    assert!(!notice.text.contains("third@"), "{}", notice.text);
+}
