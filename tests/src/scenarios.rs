@@ -1253,6 +1253,21 @@ impl Hooks for RecordingHooks {
             .is_some_and(|ua| ua.contains("blocked-bot")))
     }
 
+    // The subject is the address here, so it says nothing of who owns an address: any
+    // change is taken but to a `taken…` address.
+    async fn change_email(
+        &self,
+        _subject: &str,
+        _old: &Email,
+        new: &Email,
+    ) -> Result<otp_core::EmailChange, BoxError> {
+        Ok(if new.as_str().starts_with("taken") {
+            otp_core::EmailChange::Refused
+        } else {
+            otp_core::EmailChange::Changed
+        })
+    }
+
     fn audit(&self, event: &AuditEvent) -> Result<(), BoxError> {
         self.events.lock().unwrap().push(event.clone());
         let address = event
@@ -1278,7 +1293,8 @@ fn other_code(code: &str) -> String {
 
 /// Every audit event through the real router: code sent (with a pseudonym, the address on
 /// request, the client's IP and user agent), code refused, verification failed, lockout,
-/// logins by code and by link, refresh, the reuse grant, reuse detected, logout,
+/// logins by code and by link, a step-up, an email change (refused, then done), refresh,
+/// the reuse grant, reuse detected, logout,
 /// logout-all, logout-others, a session ended, sessions evicted, and the application's own
 /// calls (no client). `allow` sees the request's client. A failing or panicking audit hook
 /// does not fail the login.
@@ -1405,6 +1421,57 @@ pub async fn audit_events(t: Target) {
     assert_eq!(e.subject.as_deref(), Some("ada@example.com"));
     assert_eq!(e.session_id, Some(sid_of(&access)));
     assert_eq!(e.user_agent.as_deref(), Some(UA));
+
+    // An email change: its code sent to the new address, a refusal, then the change, which
+    // ends the user's other session.
+    let zoe = login_as(&s, "zoe@example.com", UA).await;
+    let zoe_other = login_as(&s, "zoe@example.com", UA).await;
+    let change =
+        |to: &str| post("/auth/change-email", json!({ "new_email": to })).bearer_auth(&zoe.access);
+    let verify = |to: &str, otp: &str| {
+        post(
+            "/auth/verify-email-change",
+            json!({ "new_email": to, "otp": otp }),
+        )
+        .bearer_auth(&zoe.access)
+    };
+    assert_eq!(s.send(change("taken@example.com")).await.status, 200);
+    let e = hooks.last();
+    assert_eq!(e.kind, AuditKind::CodeSent);
+    assert_eq!(e.address.unwrap().email().as_str(), "taken@example.com");
+    let code = s.mailer.last_code("taken@example.com").unwrap();
+    s.send(verify("taken@example.com", &code))
+        .await
+        .assert_problem(403);
+    let e = hooks.last();
+    assert_eq!(
+        e.kind,
+        AuditKind::VerificationFailed {
+            method: LoginMethod::Code,
+            reason: "refused"
+        }
+    );
+    assert_eq!(e.address.unwrap().email().as_str(), "taken@example.com");
+    assert_eq!(s.send(change("zoe.new@example.com")).await.status, 200);
+    let code = s.mailer.last_code("zoe.new@example.com").unwrap();
+    hooks.clear();
+    let r = s.send(verify("zoe.new@example.com", &code)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        hooks.kinds(),
+        [
+            AuditKind::LoggedOutOthers { sessions: 1 },
+            AuditKind::EmailChanged
+        ]
+    );
+    let e = hooks.last();
+    assert_eq!(e.subject.as_deref(), Some("zoe@example.com"));
+    assert_eq!(e.session_id, Some(sid_of(&zoe.access)));
+    assert_eq!(e.address.unwrap().email().as_str(), "zoe.new@example.com");
+    assert_eq!(e.user_agent.as_deref(), Some(UA));
+    s.protected(Some(&zoe_other.access))
+        .await
+        .assert_problem(401);
 
     // Refresh, the reuse grant, reuse detected.
     let refresh = |token: &str| {
