@@ -20,6 +20,16 @@ enum Backend {
 }
 
 async fn engine(backend: Backend, url: &str, mailer: &CapturingMailer) -> OtpAuth {
+    engine_with(backend, url, mailer, None).await
+}
+
+/// [`engine`] with the examples' user directory as hooks, when given.
+async fn engine_with(
+    backend: Backend,
+    url: &str,
+    mailer: &CapturingMailer,
+    hooks: Option<example_common::ExampleHooks>,
+) -> OtpAuth {
     let timeout = Duration::from_millis(500);
     let keys = KeyLayout::new("otp_", "blacklist_");
     fn both<R: ScriptRunner>(s: ScriptedStore<R>) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
@@ -38,12 +48,95 @@ async fn engine(backend: Backend, url: &str, mailer: &CapturingMailer) -> OtpAut
             keys,
         )),
     };
-    OtpAuth::builder(test_config())
+    let builder = OtpAuth::builder(test_config())
         .store(store)
         .blacklist(blacklist)
-        .mailer(mailer.clone())
-        .build()
-        .unwrap()
+        .mailer(mailer.clone());
+    match hooks {
+        Some(h) => builder.hooks(h),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+/// The access checks (plain `EXISTS`) among `calls`.
+fn plain(calls: &[(String, u64)]) -> u64 {
+    calls
+        .iter()
+        .filter(|(n, _)| n == "exists")
+        .map(|(_, k)| k)
+        .sum()
+}
+
+/// Round trips of an email change, the second one (the first loads the scripts).
+async fn email_change_round_trips(backend: Backend) {
+    let r = RedisProcess::start();
+    let mailer = CapturingMailer::new();
+    let hooks = example_common::ExampleHooks::new::<&str>([]);
+    let auth = engine_with(backend, &r.url(), &mailer, Some(hooks)).await;
+    let mut access = {
+        auth.request_code("a@example.com", &client()).await.unwrap();
+        let code = mailer.last_code("a@example.com").unwrap();
+        let pair = auth
+            .verify_code("a@example.com", &code, &client())
+            .await
+            .unwrap();
+        pair.access_token
+    };
+    for (round, to) in ["b@example.com", "c@example.com"].into_iter().enumerate() {
+        let c = count(&r, async {
+            auth.request_email_change(&access, to, &client())
+                .await
+                .unwrap();
+        })
+        .await;
+        if round == 1 {
+            assert_eq!(
+                (plain(&c), total(&c)),
+                (1, 1),
+                "change-email: the access check, then the code in one script: {c:?}"
+            );
+        }
+        let code = mailer.last_code(to).unwrap();
+        let mut moved = None;
+        let c = count(&r, async {
+            moved = Some(
+                auth.verify_email_change(&access, to, &code, &client())
+                    .await
+                    .unwrap(),
+            );
+        })
+        .await;
+        if round == 1 {
+            assert_eq!(
+                (plain(&c), total(&c)),
+                (1, 5),
+                "verify-email-change: the access check, the code, the user's sessions (their \
+                 index, then the sessions), the session's renewal, the revocation of the old \
+                 token (one call per other session besides): {c:?}"
+            );
+        }
+        access = moved.unwrap().access_token;
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn round_trips_per_email_change_redis() {
+    email_change_round_trips(Backend::Redis).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn round_trips_per_email_change_fred() {
+    email_change_round_trips(Backend::Fred).await;
 }
 
 fn client() -> ClientInfo {
@@ -168,12 +261,6 @@ async fn round_trips(backend: Backend) {
     .await;
     assert_eq!(total(&c), 1, "refresh: {c:?}");
     let next = next.unwrap();
-    let plain = |c: &[(String, u64)]| {
-        c.iter()
-            .filter(|(n, _)| n == "exists")
-            .map(|(_, k)| k)
-            .sum::<u64>()
-    };
     let c = count(&r, async {
         auth.request_reauthentication(&next.access_token, &client())
             .await
