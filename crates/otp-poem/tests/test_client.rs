@@ -62,3 +62,57 @@ async fn without_a_client_address_the_answer_says_how_to_fix_it() {
     assert!(detail.contains("TestClient"), "{detail}");
     assert_eq!(mailer.count(), 0);
 }
+
+/// `RecentBearerUser` as a poem-openapi operation's security scheme: a fresh sign-in passes,
+/// an older one gets RFC 9470's challenge.
+#[cfg(feature = "poem-openapi")]
+#[tokio::test]
+async fn recent_bearer_user_demands_a_recent_sign_in() {
+    use otp_poem::api::RecentBearerUser;
+    use poem::EndpointExt;
+    use poem_openapi::{OpenApi, OpenApiService, payload::PlainText};
+
+    struct Api;
+
+    #[OpenApi]
+    impl Api {
+        #[oai(path = "/sensitive", method = "post")]
+        async fn sensitive(&self, user: RecentBearerUser<1>) -> PlainText<String> {
+            PlainText(user.email.clone())
+        }
+    }
+
+    let mailer = CapturingMailer::new();
+    let auth = auth(&mailer);
+    let client = otp_core::ClientInfo {
+        ip: Some([192, 0, 2, 9].into()),
+        ..Default::default()
+    };
+    auth.request_code("recent@example.com", &client)
+        .await
+        .unwrap();
+    let code = mailer.last_code("recent@example.com").unwrap();
+    let pair = auth
+        .verify_code("recent@example.com", &code, &client)
+        .await
+        .unwrap();
+    let service = OpenApiService::new(Api, "test", "1");
+    assert!(service.spec().contains("\"bearer\""));
+    let cli = TestClient::new(Route::new().nest("/", service).data(auth));
+    let call = || {
+        cli.post("/sensitive")
+            .header("authorization", format!("Bearer {}", pair.access_token))
+            .send()
+    };
+    let r = call().await;
+    r.assert_status_is_ok();
+    r.assert_text("recent@example.com").await;
+    // `auth_time` is in whole seconds: 2.1 s is more than 1 s whatever the rounding.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = call().await;
+    r.assert_status(poem::http::StatusCode::UNAUTHORIZED);
+    r.assert_header(
+        "www-authenticate",
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"A more recent authentication is required\", max_age=1",
+    );
+}
