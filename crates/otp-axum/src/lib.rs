@@ -53,8 +53,8 @@ use tower_service::Service;
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
 /// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
-/// `/logout-all`, `/logout-others`, `/reauthenticate`, `/verify-reauthentication`;
-/// `GET /sessions`, `DELETE /sessions/{id}`;
+/// `/logout-all`, `/logout-others`, `/reauthenticate`, `/verify-reauthentication`,
+/// `/change-email`, `/verify-email-change`; `GET /sessions`, `DELETE /sessions/{id}`;
 /// `GET /magic` (the sign-in link's page) and `GET /jwks.json`.
 ///
 /// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
