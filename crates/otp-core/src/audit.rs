@@ -102,8 +102,8 @@ pub enum AuditKind {
     /// session's `auth_time` is now.
     Reauthenticated,
     /// A signed-in user changed their address (`/verify-email-change`): the event's
-    /// address is the new one, its session the one that changed it (every other session
-    /// of the subject ended).
+    /// address is the new one, its session the one the change opened (the subject's
+    /// sessions of the old address then end: a [`AuditKind::LoggedOutAll`] event).
     EmailChanged,
     /// A spent refresh token was presented: its whole session is revoked.
     ReuseDetected,

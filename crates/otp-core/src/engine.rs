@@ -109,6 +109,7 @@ pub trait Hooks: fmt::Debug + Send + Sync + 'static {
 
 /// The answer of [`Hooks::change_email`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EmailChange {
     /// The user record now has the new address.
     Changed,
@@ -736,7 +737,6 @@ impl OtpAuth {
                 .renew_session(&Renewal {
                     sid: user.session_id.clone(),
                     auth,
-                    new_refresh_jti: None,
                     expires_at: 0,
                 })
                 .await?;
@@ -806,19 +806,22 @@ impl OtpAuth {
     }
 
     /// Completes an email change: checks the code [`OtpAuth::request_email_change`] sent to
-    /// `new_email`, lets the application move its user ([`Hooks::change_email`]), and
-    /// answers new tokens on the same session with the new `email` and the same `sub`
-    /// (`auth_time` now: the code proved the new address). The presented access token is
-    /// revoked, the session's refresh token replaced (the old one, carrying the old
-    /// address, no longer refreshes), and every other session of the user ends: their
-    /// tokens carry the old address. The old address is then mailed a notice (no code,
-    /// no link); a failure to send it is logged and changes nothing for the request.
+    /// `new_email`, lets the application move its user ([`Hooks::change_email`]), mails the
+    /// old address a notice (no code, no link; a failure to send it is logged and changes
+    /// nothing for the request), and answers new tokens with the new `email` and the same
+    /// `sub` (`auth_time` now: the code proved the new address).
+    ///
+    /// Every session of the user ends, the one of `access_token` included: all their
+    /// tokens carry the old address. The new tokens open a session in its place, with the
+    /// same absolute end under `OTP_AUTH_SESSION_MAX_DAYS`.
     ///
     /// A code of another purpose, or one sent for another user, never passes. Fails with
     /// [`Error::InvalidCode`] (400), [`Error::LockedOut`] (429), [`Error::InvalidRequest`]
     /// (422) for a malformed address or code, [`Error::Unauthorized`] (401) without a
     /// valid access token, [`Error::EmailChangeRefused`] or
-    /// [`Error::EmailChangeUnsupported`] (403) as the hook answers.
+    /// [`Error::EmailChangeUnsupported`] (403) as the hook answers. When the store fails
+    /// (503) the code is given back, so the client can retry: the hook is then asked the
+    /// same change again, and the old address told again.
     pub async fn verify_email_change(
         &self,
         access_token: &str,
@@ -857,119 +860,129 @@ impl OtpAuth {
             tracing::info!(address = %req.address, "email change refused by the allow hook");
             return Err(Error::InvalidCode);
         }
-        let changed = self.change_verified_email(&user, &old, &new, client).await;
-        match &changed {
-            Ok(_) => metrics::verification(method, "success"),
-            Err(Error::EmailChangeRefused | Error::EmailChangeUnsupported) => {
-                metrics::verification(method, "refused");
-                self.audit_address(
-                    AuditKind::VerificationFailed {
-                        method: LoginMethod::Code,
-                        reason: "refused",
-                    },
-                    &req.address,
-                    &new,
-                    client,
-                );
-                tracing::info!(address = %req.address, "email change refused by the application");
-            }
+        let req = &req;
+        let restore = |e: Error| async move {
             // A session that ended meanwhile keeps nothing to give back to.
-            Err(Error::Unauthorized(_)) => {}
-            Err(_) => {
-                if let Err(r) = i.store.restore(&req).await {
-                    tracing::error!(
-                        address = %req.address,
-                        error = %r,
-                        "a verified code could not be restored after its email change failed"
-                    );
-                }
+            if !matches!(e, Error::Unauthorized(_))
+                && let Err(r) = i.store.restore(req).await
+            {
+                tracing::error!(
+                    address = %req.address,
+                    error = %r,
+                    "a verified code could not be restored after its email change failed"
+                );
             }
+            e
+        };
+        let session_end = match self.session_end_of(&user).await {
+            Ok(end) => end,
+            Err(e) => return Err(restore(e).await),
+        };
+        let decision = i
+            .hooks
+            .change_email(&user.subject, &old, &new)
+            .await
+            .map_err(Error::Hook);
+        let refused = match decision {
+            Ok(EmailChange::Changed) => None,
+            Ok(EmailChange::Refused) => Some(Error::EmailChangeRefused),
+            Ok(EmailChange::Unsupported) => Some(Error::EmailChangeUnsupported),
+            Err(e) => return Err(restore(e).await),
+        };
+        if let Some(e) = refused {
+            metrics::verification(method, "refused");
+            self.audit_address(
+                AuditKind::VerificationFailed {
+                    method: LoginMethod::Code,
+                    reason: "refused",
+                },
+                &req.address,
+                &new,
+                client,
+            );
+            tracing::info!(address = %req.address, "email change refused by the application");
+            return Err(e);
         }
-        let pair = changed?;
+        // The application's record has moved: the old address is told and the event
+        // recorded whatever happens to the tokens.
+        metrics::verification(method, "success");
         tracing::info!(address = %req.address, "email changed");
-        self.audit(AuditKind::EmailChanged, client, |e| {
-            e.subject = Some(user.subject.clone());
-            e.session_id = Some(user.session_id.clone());
-            e.address = Some(AuditAddress::new(req.address.to_string(), new.clone()));
-        });
         self.send_email_changed_notice(&old, &new, client).await;
-        Ok(pair)
+        match self
+            .reopen_for_new_address(&user, &new, session_end, client)
+            .await
+        {
+            Ok((pair, ended)) => {
+                self.audit(AuditKind::EmailChanged, client, |e| {
+                    e.subject = Some(user.subject.clone());
+                    e.session_id = Some(pair.claims.sid.clone());
+                    e.address = Some(AuditAddress::new(req.address.to_string(), new.clone()));
+                });
+                if ended > 0 {
+                    metrics::logout("all");
+                    self.audit(AuditKind::LoggedOutAll { sessions: ended }, client, |e| {
+                        e.subject = Some(user.subject.clone());
+                        e.session_id = Some(user.session_id.clone());
+                    });
+                }
+                Ok(pair)
+            }
+            Err(e) => Err(restore(e).await),
+        }
     }
 
-    /// The part of an email change after its code was checked: the application's record,
-    /// then the session's new tokens, then the ends of the old tokens and other sessions.
-    async fn change_verified_email(
+    /// The absolute end of `user`'s session under `OTP_AUTH_SESSION_MAX_DAYS` (counted
+    /// from its login), or `None` without one. Asks the store only when there is one; a
+    /// session that is no longer live is a 401.
+    async fn session_end_of(&self, user: &CurrentUser) -> Result<Option<u64>, Error> {
+        let sessions = &self.inner.config.sessions;
+        if sessions.max_days == 0 {
+            return Ok(None);
+        }
+        let live = self.sessions_of(&user.subject).await?;
+        let current = live
+            .iter()
+            .find(|s| s.sid == user.session_id)
+            .ok_or(Error::Unauthorized(TokenRejection::Revoked))?;
+        Ok(sessions.end_from(current.created_at))
+    }
+
+    /// Ends every session of `user` (all their tokens carry the old address) and opens one
+    /// for `new`, ending by `session_end`; the new tokens, and how many sessions ended.
+    async fn reopen_for_new_address(
         &self,
         user: &CurrentUser,
-        old: &Email,
         new: &Email,
+        session_end: Option<u64>,
         client: &ClientInfo,
-    ) -> Result<TokenPair, Error> {
+    ) -> Result<(TokenPair, u32), Error> {
         let i = &*self.inner;
-        // The session must be live (and the store reachable) before the application
-        // changes its record; its start gives the absolute end of its new tokens.
-        let sessions = self.sessions_of(&user.subject).await?;
-        let Some(current) = sessions.iter().find(|s| s.sid == user.session_id) else {
-            return Err(Error::Unauthorized(TokenRejection::Revoked));
-        };
-        let session_end = i.config.sessions.end_from(current.created_at);
-        let others: Vec<String> = sessions
-            .iter()
-            .map(|s| s.sid.clone())
-            .filter(|sid| *sid != user.session_id)
-            .collect();
-        match i
-            .hooks
-            .change_email(&user.subject, old, new)
-            .await
-            .map_err(Error::Hook)?
-        {
-            EmailChange::Changed => {}
-            EmailChange::Refused => return Err(Error::EmailChangeRefused),
-            EmailChange::Unsupported => return Err(Error::EmailChangeUnsupported),
-        }
+        let subject_key = i.hasher.subject_key(&user.subject);
+        let sid = new_session_id(&subject_key);
         let auth = SessionAuth {
             at: now_secs(),
             method: LoginMethod::Code,
         };
         let (pair, refresh) = self
-            .issue_pair(&user.subject, new, &user.session_id, session_end, auth)
+            .issue_pair(&user.subject, new, &sid, session_end, auth)
             .await?;
-        let renewed = i
-            .blacklist
-            .renew_session(&Renewal {
-                sid: user.session_id.clone(),
-                auth,
-                new_refresh_jti: Some(refresh.jti),
-                expires_at: refresh.exp.max(pair.claims.exp),
-            })
-            .await?;
-        if !renewed {
-            return Err(Error::Unauthorized(TokenRejection::Revoked));
-        }
-        let ended = others.len() as u32;
+        let ended = i.blacklist.revoke_all(&subject_key).await?;
         i.blacklist
-            .revoke(&Revocation {
-                access: Some(RevokedAccess {
-                    sid: user.session_id.clone(),
-                    jti: user.claims.jti.clone(),
-                    expires_at: user.claims.exp,
-                }),
-                sessions: others,
+            .create_session(&NewSession {
+                sid,
+                subject_key,
+                refresh_jti: refresh.jti,
+                expires_at: refresh.exp.max(pair.claims.exp),
+                user_agent: client
+                    .user_agent
+                    .as_deref()
+                    .map(|ua| truncate(ua, 256).to_owned()),
+                ip: client.ip.map(|ip| ip.to_canonical().to_string()),
+                max_sessions: i.config.sessions.max_per_user,
+                auth,
             })
             .await?;
-        if ended > 0 {
-            metrics::logout("others");
-            self.audit(
-                AuditKind::LoggedOutOthers { sessions: ended },
-                client,
-                |e| {
-                    e.subject = Some(user.subject.clone());
-                    e.session_id = Some(user.session_id.clone());
-                },
-            );
-        }
-        Ok(pair)
+        Ok((pair, ended))
     }
 
     /// Mails `old` that the account moved to `new` (masked), in the request's language.
@@ -1114,13 +1127,17 @@ impl OtpAuth {
         #[cfg(not(feature = "links"))]
         let link: Option<String> = None;
         let (language, templates) = i.templates.select(client.accept_language.as_deref());
-        let rendered = templates.render(&TemplateValues {
+        let values = TemplateValues {
             code: code.expose(),
             minutes: i.config.codes.expiry_seconds.div_ceil(60),
             app_name: &i.config.mail.from_name,
             email: email.as_str(),
             link: link.as_deref(),
-        });
+        };
+        let rendered = match purpose {
+            Purpose::EmailChange { .. } => templates.render_email_change(&values),
+            _ => templates.render(&values),
+        };
         let message = Message {
             to: email.clone(),
             subject: rendered.subject,

@@ -350,7 +350,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
             Endpoint::VerifyEmailChange => json_errors(common(
                 op.summary(Some("Trade the new address's code for tokens that carry it"))
                     .description(Some(format!(
-                        "`otp` is exactly {} ASCII digits. The application moves its user (a hook); the answer has new tokens on the same session with the new `email` and the same `sub`. The presented access token is revoked, the old refresh token no longer refreshes, every other session of the user ends, and the old address gets a notice. {transport_note}",
+                        "`otp` is exactly {} ASCII digits. The application moves its user (a hook) and the old address gets a notice. Every session of the user ends (all their tokens carry the old address); the answer has new tokens on a new session with the new `email` and the same `sub`. {transport_note}",
                         c.codes.length
                     )))
                     .security(bearer())

@@ -283,15 +283,9 @@ impl RefreshState {
         }
     }
 
-    /// A fresh authentication ([`crate::store::TokenBlacklist::renew_session`]): recorded,
-    /// and the new refresh `jti`, if any, made current with no parent (the replaced token
-    /// gets no reuse interval).
+    /// A fresh authentication ([`crate::store::TokenBlacklist::renew_session`]): recorded.
     pub fn renew(&mut self, r: &Renewal) {
         self.auth = r.auth;
-        if let Some(jti) = &r.new_refresh_jti {
-            self.current_jti = jti.clone();
-            self.parent = None;
-        }
     }
 
     /// A rotation: the current token rotates (the same rotation resent answers the same);

@@ -904,7 +904,6 @@ impl<R: ScriptRunner> TokenBlacklist for ScriptedStore<R> {
                 &[&session, &index],
                 &[
                     renewal.auth.encode().as_bytes(),
-                    renewal.new_refresh_jti.as_deref().unwrap_or("").as_bytes(),
                     renewal.expires_at.to_string().as_bytes(),
                     member(&renewal.sid).as_bytes(),
                 ],

@@ -363,18 +363,13 @@ impl SessionAuth {
 }
 
 /// A fresh authentication recorded on a live session ([`TokenBlacklist::renew_session`]):
-/// a re-authentication, or an email change, which also replaces the session's refresh
-/// token (its tokens carry the old address).
+/// a re-authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Renewal {
     /// The session.
     pub sid: String,
     /// The new authentication.
     pub auth: SessionAuth,
-    /// A refresh `jti` to make current in place of the current one, with no reuse interval
-    /// for the one it replaces (presenting that one is reuse and ends the session); `None`
-    /// keeps the current token.
-    pub new_refresh_jti: Option<String>,
     /// The session's end is extended to this if later (seconds since the epoch).
     pub expires_at: u64,
 }
@@ -487,10 +482,9 @@ pub trait TokenBlacklist: Debug + Send + Sync + 'static {
     /// becomes [`Rotation::new_expires_at`] (on a reissue it is only ever extended).
     async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError>;
 
-    /// Records a fresh authentication on a live session and, when
-    /// [`Renewal::new_refresh_jti`] is set, makes that `jti` current with no reuse interval
-    /// for the one it replaces. `false` when there is no such session. One atomic
-    /// operation.
+    /// Records a fresh authentication on a live session, changing nothing else of it but
+    /// its end ([`Renewal::expires_at`], only ever extended). `false` when there is no such
+    /// session. One atomic operation.
     async fn renew_session(&self, renewal: &Renewal) -> Result<bool, StoreError>;
 
     /// Whether the access token `jti` of session `sid` is usable: the `jti` is not revoked

@@ -1,7 +1,8 @@
 //! The mails' templates: subject, plain text and HTML, with placeholders, in one or more
-//! languages. Each set holds two mails: the code mail (logins, re-authentications and the
-//! code sent to a new address) and the notice that tells the old address of an email
-//! change.
+//! languages. Each set holds three mails: the code mail (logins and re-authentications),
+//! the code mail of an email change (to the new address: it says what the code does, so
+//! that nobody reads it out to someone who "needs a login code"), and the notice that tells
+//! the old address of an email change.
 //!
 //! # Placeholders
 //!
@@ -13,6 +14,10 @@
 //! | `{email}`      | the normalized recipient                                     |
 //! | `{link}`       | the sign-in link, or nothing when the mail carries none      |
 //! | `{link_block}` | the rendered link snippet, or nothing when there is no link  |
+//!
+//! The email-change code mail ([`Templates::email_change_subject`] and the two after it)
+//! takes `{code}`, `{minutes}`, `{app_name}` and `{email}` (the new address, its
+//! recipient), and never carries a link.
 //!
 //! The email-change notice ([`Templates::email_changed_subject`] and the two after it)
 //! carries no code and no link: its placeholders are `{app_name}`, `{email}` (the old
@@ -56,6 +61,12 @@ pub struct Templates {
     /// HTML snippet offering the sign-in link, rendered in place of `{link_block}` in
     /// [`Templates::html`] when the mail carries a link.
     pub html_link: String,
+    /// Subject of the code mailed to the new address of an email change.
+    pub email_change_subject: String,
+    /// Plain-text body of that mail.
+    pub email_change_text: String,
+    /// HTML body of that mail.
+    pub email_change_html: String,
     /// Subject of the notice mailed to the old address after an email change.
     pub email_changed_subject: String,
     /// Plain-text body of that notice.
@@ -140,6 +151,26 @@ fn english() -> Templates {
                     <p style=\"color: #666; font-size: 12px; word-break: break-all;\">If the \
                     button does not work, open this address in your browser:<br>{link}</p>\n"
             .to_owned(),
+        email_change_subject: "Confirm your new {app_name} address: {code}".to_owned(),
+        email_change_text: "To move your {app_name} account to this address ({email}), enter \
+                            this code:\n\n    {code}\n\n\
+                            It expires in {minutes} minutes and can be used once. Never give \
+                            it to anyone: it moves an account to your address.\n\n\
+                            If you did not ask for this, ignore this mail: nothing changes \
+                            without the code.\n"
+            .to_owned(),
+        email_change_html: "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                            </head>\n<body style=\"font-family: sans-serif; color: #222;\">\n\
+                            <p>To move your {app_name} account to this address ({email}), \
+                            enter this code:</p>\n\
+                            <p style=\"font-size: 28px; font-weight: bold; letter-spacing: \
+                            4px;\">{code}</p>\n\
+                            <p>It expires in {minutes} minutes and can be used once. Never \
+                            give it to anyone: it moves an account to your address.</p>\n\
+                            <p style=\"color: #666; font-size: 13px;\">If you did not ask for \
+                            this, ignore this mail: nothing changes without the code.</p>\n\
+                            </body></html>\n"
+            .to_owned(),
         email_changed_subject: "Your {app_name} address was changed".to_owned(),
         email_changed_text: "The address of your {app_name} account was changed from {email} \
                              to {new_email}. This address no longer signs in to it.\n\n\
@@ -192,6 +223,29 @@ fn german() -> Templates {
                     <p style=\"color: #666; font-size: 12px; word-break: break-all;\">Falls \
                     die Schaltfläche nicht funktioniert, öffnen Sie diese Adresse in Ihrem \
                     Browser:<br>{link}</p>\n"
+            .to_owned(),
+        email_change_subject: "Bestätigen Sie Ihre neue Adresse bei {app_name}: {code}".to_owned(),
+        email_change_text: "Um Ihr Konto bei {app_name} auf diese Adresse ({email}) umzustellen, \
+                            geben Sie diesen Code ein:\n\n    {code}\n\n\
+                            Er ist {minutes} Minuten lang gültig und kann nur einmal verwendet \
+                            werden. Geben Sie ihn niemandem weiter: Er stellt ein Konto auf \
+                            Ihre Adresse um.\n\n\
+                            Falls Sie das nicht angefordert haben, ignorieren Sie diese \
+                            E-Mail: Ohne den Code ändert sich nichts.\n"
+            .to_owned(),
+        email_change_html: "<!doctype html>\n<html lang=\"de\"><head><meta charset=\"utf-8\">\
+                            </head>\n<body style=\"font-family: sans-serif; color: #222;\">\n\
+                            <p>Um Ihr Konto bei {app_name} auf diese Adresse ({email}) \
+                            umzustellen, geben Sie diesen Code ein:</p>\n\
+                            <p style=\"font-size: 28px; font-weight: bold; letter-spacing: \
+                            4px;\">{code}</p>\n\
+                            <p>Er ist {minutes} Minuten lang gültig und kann nur einmal \
+                            verwendet werden. Geben Sie ihn niemandem weiter: Er stellt ein \
+                            Konto auf Ihre Adresse um.</p>\n\
+                            <p style=\"color: #666; font-size: 13px;\">Falls Sie das nicht \
+                            angefordert haben, ignorieren Sie diese E-Mail: Ohne den Code \
+                            ändert sich nichts.</p>\n\
+                            </body></html>\n"
             .to_owned(),
         email_changed_subject: "Ihre Adresse bei {app_name} wurde geändert".to_owned(),
         email_changed_text: "Die Adresse Ihres Kontos bei {app_name} wurde von {email} in \
@@ -271,6 +325,18 @@ impl Templates {
 }
 
 impl Templates {
+    /// Renders the code mail of an email change (placeholders `{code}`, `{minutes}`,
+    /// `{app_name}` and `{email}`, the new address; no link).
+    pub fn render_email_change(&self, v: &TemplateValues<'_>) -> Rendered {
+        let mail = Templates {
+            subject: self.email_change_subject.clone(),
+            text: self.email_change_text.clone(),
+            html: self.email_change_html.clone(),
+            ..self.clone()
+        };
+        mail.render(&TemplateValues { link: None, ..*v })
+    }
+
     /// Renders the email-change notice (placeholders `{app_name}`, `{email}` and
     /// `{new_email}`; see the [module documentation](crate::template)).
     pub fn render_email_changed(&self, v: &NoticeValues<'_>) -> Rendered {
@@ -697,6 +763,29 @@ mod tests {
         );
         assert_eq!(r.text, "<script>{code}</script> 012345");
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+    }
+
+    #[test]
+    fn the_email_change_code_mail_says_what_the_code_does() {
+        for (lang, t) in MailTemplates::builtin().sets {
+            let r = t.render_email_change(&TemplateValues {
+                link: Some(LINK),
+                ..values("Acme", "new@example.com")
+            });
+            for part in [&r.subject, &r.text, &r.html] {
+                assert!(part.contains("012345"), "{lang}: {part}");
+                assert!(!part.contains('{'), "{lang}: placeholder left in {part}");
+                assert!(!part.contains("token="), "{lang}: a link in {part}");
+            }
+            for part in [&r.text, &r.html] {
+                assert!(part.contains("new@example.com"), "{lang}: {part}");
+                assert!(part.contains("5 Minuten") || part.contains("5 minutes"));
+            }
+            assert_ne!(
+                r.subject,
+                t.render(&values("Acme", "new@example.com")).subject
+            );
+        }
     }
 
     #[test]
