@@ -2013,6 +2013,50 @@ pub async fn email_change(t: Target) {
     assert_eq!(s.refresh(Some(&latest_cookie)).await.status, 200);
 }
 
+/// Two email changes of one user at once, to two addresses, with the same token: one
+/// moves the account, the other is refused (its `old` is no longer the user's: 403) or
+/// finds the session ended (401); the user ends with exactly one address.
+pub async fn concurrent_email_changes(t: Target) {
+    let backends = Backends::for_store(t.store).await;
+    let hooks = example_common::ExampleHooks::new::<&str>([]);
+    let auth = OtpAuth::builder(test_config())
+        .store(backends.store)
+        .blacklist(backends.blacklist)
+        .mailer(backends.mailer)
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth(t.adapter, auth, backends.mailbox.clone()).await;
+    let user = s.login("racer@example.com").await;
+    let subject = hooks.user_of("racer@example.com").unwrap();
+    let targets = ["racer.a@example.com", "racer.b@example.com"];
+    let mut codes = Vec::new();
+    for to in targets {
+        let body = Some(json!({ "new_email": to }));
+        let r = bearer_post(&s, "/auth/change-email", Some(&user.access), body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        codes.push(s.mailer.last_code(to).unwrap());
+    }
+    let verify = |i: usize| {
+        let body = Some(json!({ "new_email": targets[i], "otp": codes[i] }));
+        bearer_post(&s, "/auth/verify-email-change", Some(&user.access), body)
+    };
+    let (a, b) = tokio::join!(verify(0), verify(1));
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert!(
+        statuses == [200, 401] || statuses == [200, 403],
+        "{statuses:?}: {} / {}",
+        a.text(),
+        b.text()
+    );
+    let owners: Vec<Option<String>> = targets.iter().map(|t| hooks.user_of(t)).collect();
+    let moved = usize::from(a.status != 200);
+    assert_eq!(owners[moved].as_deref(), Some(subject.as_str()));
+    assert_eq!(owners[1 - moved], None, "one address only: {owners:?}");
+    assert_eq!(hooks.user_of("racer@example.com"), None);
+}
+
 /// The default hooks offer no email change: the subject is the address. The code is
 /// checked first, then refused with 403 and a clear sentence.
 pub async fn email_change_needs_the_hook(t: Target) {
@@ -2645,7 +2689,7 @@ macro_rules! http_scenarios {
             sessions_list_and_revoke, logout_others, magic_link, localized_mail, jwks,
             racing_tabs, verify_never_strands_a_code, cross_site_requests,
             ipv4_mapped_clients, magic_page_names_the_account, step_up_reauthentication,
-            email_change, email_change_needs_the_hook);
+            email_change, email_change_needs_the_hook, concurrent_email_changes);
     };
     (@each [$($attr:tt)*] $name:ident $(, $rest:ident)*) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,8 @@ use tracing_subscriber::EnvFilter;
 /// - **Users.** Each address that signs in gets a stable random user id (`user_…`), the
 ///   token subject, kept in memory (an application keeps it in its database). An email
 ///   change moves the id to the new address; an address that is another user's is
-///   refused, with the same answer as any refusal.
+///   refused, with the same answer as any refusal, and so is a change from an address the
+///   user no longer has (two changes racing).
 /// - **Claims.** Every access token carries the app's own `roles` claim, `["member"]`,
 ///   and `["member", "admin"]` for the addresses of `APP_ADMINS`.
 #[derive(Debug, Clone, Default)]
@@ -85,12 +86,12 @@ impl Hooks for ExampleHooks {
             Some(_) => return Ok(EmailChange::Refused),
             None => {}
         }
-        if users
-            .get(old.as_str())
-            .is_some_and(|owner| owner == subject)
-        {
-            users.remove(old.as_str());
+        // A token of an address the user no longer has (a change made meanwhile through
+        // another of their tokens) moves nothing.
+        if users.get(old.as_str()).is_none_or(|owner| owner != subject) {
+            return Ok(EmailChange::Refused);
         }
+        users.remove(old.as_str());
         users.insert(new.as_str().to_owned(), subject.to_owned());
         Ok(EmailChange::Changed)
     }
