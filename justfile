@@ -19,9 +19,13 @@ test *args:
 servers:
     cargo xtask servers
 
-# What CI runs: fmt check, clippy, rustdoc, the lean build, the tests, then the fuzz targets
+# What CI runs: fmt check, clippy, rustdoc, the lean build, the packages, the tests, then the fuzz targets
 ci:
     cargo xtask ci
+
+# What each published crate ships, then `cargo package` of them all
+package:
+    cargo xtask package
 
 # Format every crate
 fmt:

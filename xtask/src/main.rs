@@ -11,7 +11,8 @@
 //! * `servers`: starts the same servers, prints the `export` lines for a
 //!   shell and keeps them running until Ctrl-C or end of standard input.
 //! * `ci`: formatting check, clippy, rustdoc (warnings denied), the lean build (no
-//!   default features), then `test`, then a short run of every fuzz target.
+//!   default features), `package`, then `test`, then a short run of every fuzz target.
+//! * `package`: what each published crate ships, then `cargo package` of them all.
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
 //! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
 //!   watching 5xx and memory.
@@ -31,6 +32,7 @@
 mod bench;
 mod cmd;
 mod fuzz;
+mod package;
 mod servers;
 mod soak;
 mod tools;
@@ -60,8 +62,12 @@ Commands:
   ci              cargo fmt --check, clippy -D warnings, rustdoc -D warnings,
                   the lean build (otp-core and the adapters without default
                   features: clippy, otp-core's unit tests, and a `cargo tree`
-                  free of rsa, p256, p384 and ed25519-dalek), then `test`, then
-                  15 s of each fuzz target; stops at the first failure.
+                  free of rsa, p256, p384 and ed25519-dalek), `package`, then
+                  `test`, then 15 s of each fuzz target; stops at the first
+                  failure.
+  package         The published crates' file lists (sources, README and
+                  licences only), then `cargo package` of them all, which
+                  builds each crate from its packaged files alone.
   fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
                   (default 300), seeded with tests/fuzz/regressions.
   bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
         Some("servers") => no_args("servers", &rest).and_then(|()| servers()),
         Some("ci") => no_args("ci", &rest).and_then(|()| ci()),
         Some("fuzz") => fuzz_command(&rest),
+        Some("package") => no_args("package", &rest).and_then(|()| package::check()),
         Some("soak") => soak::soak(&rest),
         Some("bench") => bench::bench(&rest),
         Some("help" | "-h" | "--help") => {
@@ -273,6 +280,11 @@ fn ci() -> Outcome {
         }
     }
     lean_tree()?;
+    let code = package::check()?;
+    if code != 0 {
+        eprintln!("xtask: ci failed in `package`");
+        return Ok(code);
+    }
     let code = test(&[])?;
     if code != 0 {
         eprintln!("xtask: ci failed in the tests");

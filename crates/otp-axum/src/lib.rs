@@ -31,6 +31,7 @@
 //! which takes and gives the `http` crate's types, as axum does), so statuses, bodies,
 //! headers and cookies are those of the contract, identical in every adapter.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::future::Future;
@@ -346,3 +347,8 @@ where
             }),
         )
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

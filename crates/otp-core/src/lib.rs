@@ -50,6 +50,7 @@
 //! mocks of the traits), `test-util` and `redis-scripts` are off. Without default features
 //! the crate is an HS256 engine that compiles none of rsa, p256, p384 and ed25519-dalek.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 // The modules; their layers are in docs/ARCHITECTURE.md.
@@ -111,3 +112,8 @@ pub use web::ClientIp;
 
 /// Re-exported for implementing the traits without a direct dependency.
 pub use async_trait::async_trait;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

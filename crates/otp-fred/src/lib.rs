@@ -23,6 +23,7 @@
 //!
 //! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-redis`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::time::Duration;
@@ -266,3 +267,8 @@ impl FredRunner {
         bounded(self.timeout, what, call, is_backend).await
     }
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -30,6 +30,7 @@
 //! response to the `http` crate's lives in `otp-core` ([`OtpAuth::serve`]), so statuses,
 //! bodies, headers and cookies are those of the contract, identical to `otp-axum`'s.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use bytes::Bytes;
@@ -302,3 +303,8 @@ pub fn docs_page() -> impl Endpoint<Output = Response> + use<> {
     }))
     .map_to_response()
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -20,6 +20,7 @@
 //! [`otp_core::Email`] before they get here, and lettre encodes every header, so no header
 //! can be injected.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::time::Duration;
@@ -336,3 +337,8 @@ impl Mailer for SmtpMailer {
         }
     }
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
