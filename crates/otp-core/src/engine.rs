@@ -703,30 +703,12 @@ impl OtpAuth {
         let email =
             Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
         let method = "reauthentication";
-        let req = VerifyRequest {
-            address: i.hasher.address_key(&email),
-            code_mac: i.hasher.code_mac(
-                Purpose::Reauthentication {
-                    subject: &user.subject,
-                },
-                &email,
-                &code,
-            ),
-            ip: client.ip.map(IpKey::new),
-            limits: i.limits,
-            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
-            call: CallId::random(),
+        let purpose = Purpose::Reauthentication {
+            subject: &user.subject,
         };
-        let allowed = i.hooks.allow(&email, client).await.map_err(Error::Hook)?;
-        let outcome = i.store.verify(&req).await?;
-        if outcome != VerifyOutcome::Verified {
-            return Err(self.not_verified(outcome, method, &req, &email, client));
-        }
-        if !allowed {
-            metrics::verification(method, "refused");
-            tracing::info!(address = %req.address, "re-authentication refused by the allow hook");
-            return Err(Error::InvalidCode);
-        }
+        let req = self
+            .verify_signed_in(&email, purpose, &code, client, method)
+            .await?;
         let auth = SessionAuth {
             at: now_secs(),
             method: LoginMethod::Code,
@@ -836,30 +818,12 @@ impl OtpAuth {
         let old =
             Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
         let method = "email_change";
-        let req = VerifyRequest {
-            address: i.hasher.address_key(&new),
-            code_mac: i.hasher.code_mac(
-                Purpose::EmailChange {
-                    subject: &user.subject,
-                },
-                &new,
-                &code,
-            ),
-            ip: client.ip.map(IpKey::new),
-            limits: i.limits,
-            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
-            call: CallId::random(),
+        let purpose = Purpose::EmailChange {
+            subject: &user.subject,
         };
-        let allowed = i.hooks.allow(&new, client).await.map_err(Error::Hook)?;
-        let outcome = i.store.verify(&req).await?;
-        if outcome != VerifyOutcome::Verified {
-            return Err(self.not_verified(outcome, method, &req, &new, client));
-        }
-        if !allowed {
-            metrics::verification(method, "refused");
-            tracing::info!(address = %req.address, "email change refused by the allow hook");
-            return Err(Error::InvalidCode);
-        }
+        let req = self
+            .verify_signed_in(&new, purpose, &code, client, method)
+            .await?;
         let req = &req;
         let restore = |e: Error| async move {
             // A session that ended meanwhile keeps nothing to give back to.
@@ -929,6 +893,51 @@ impl OtpAuth {
             }
             Err(e) => Err(restore(e).await),
         }
+    }
+
+    /// The store's request to check `code` of `purpose` for `email`.
+    fn verify_request(
+        &self,
+        email: &Email,
+        purpose: Purpose<'_>,
+        code: &Code,
+        client: &ClientInfo,
+    ) -> VerifyRequest {
+        let i = &*self.inner;
+        VerifyRequest {
+            address: i.hasher.address_key(email),
+            code_mac: i.hasher.code_mac(purpose, email, code),
+            ip: client.ip.map(IpKey::new),
+            limits: i.limits,
+            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
+            call: CallId::random(),
+        }
+    }
+
+    /// Checks a signed-in user's `code` of `purpose` for `email` (a re-authentication or an
+    /// email change), counted and audited under `method`; the spent request on success. An
+    /// address the allow hook refuses spends its code and gets [`Error::InvalidCode`].
+    async fn verify_signed_in(
+        &self,
+        email: &Email,
+        purpose: Purpose<'_>,
+        code: &Code,
+        client: &ClientInfo,
+        method: &'static str,
+    ) -> Result<VerifyRequest, Error> {
+        let i = &*self.inner;
+        let req = self.verify_request(email, purpose, code, client);
+        let allowed = i.hooks.allow(email, client).await.map_err(Error::Hook)?;
+        let outcome = i.store.verify(&req).await?;
+        if outcome != VerifyOutcome::Verified {
+            return Err(self.not_verified(outcome, method, &req, email, client));
+        }
+        if !allowed {
+            metrics::verification(method, "refused");
+            tracing::info!(address = %req.address, method, "refused by the allow hook");
+            return Err(Error::InvalidCode);
+        }
+        Ok(req)
     }
 
     /// The absolute end of `user`'s session under `OTP_AUTH_SESSION_MAX_DAYS` (counted
@@ -1289,14 +1298,7 @@ impl OtpAuth {
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
         let address = i.hasher.address_key(email);
-        let req = VerifyRequest {
-            address: address.clone(),
-            code_mac: i.hasher.code_mac(Purpose::Login, email, code),
-            ip: client.ip.map(IpKey::new),
-            limits: i.limits,
-            code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
-            call: CallId::random(),
-        };
+        let req = self.verify_request(email, Purpose::Login, code, client);
         // The policy may have changed since the code was sent: a refused address is checked
         // like any other (and spends its code), but never opens a session.
         if !i.hooks.allow(email, client).await.map_err(Error::Hook)? {
