@@ -23,6 +23,10 @@ servers:
 ci:
     cargo xtask ci
 
+# Licences, banned crates and sources of the dependency tree (deny.toml)
+deny:
+    cargo xtask deny
+
 # What each published crate ships, then `cargo package` of them all
 package:
     cargo xtask package

@@ -81,3 +81,21 @@ pub(crate) fn shell_quote(value: &str) -> String {
         format!("'{}'", value.replace('\'', r"'\''"))
     }
 }
+
+/// Installs the cargo subcommand `subcommand` (crate `krate`, `cargo install --locked`)
+/// when `cargo <subcommand> --version` does not run.
+pub(crate) fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {
+    let mut probe = cargo()?;
+    probe.args([subcommand, "--version"]);
+    let found = probe.output().map(|o| o.status.success()).unwrap_or(false);
+    if found {
+        return Ok(());
+    }
+    eprintln!("xtask: {krate} missing, installing it with cargo install");
+    let mut install = cargo()?;
+    install.args(["install", krate, "--locked"]);
+    match exit_code(run(&mut install)?) {
+        0 => Ok(()),
+        code => Err(format!("cargo install {krate} failed ({code})")),
+    }
+}

@@ -14,26 +14,9 @@ pub(crate) const DEFAULT_SECONDS: u64 = 300;
 /// Seconds per target inside `cargo xtask ci`.
 pub(crate) const CI_SECONDS: u64 = 15;
 
-/// Installs cargo-fuzz when it is missing.
-fn ensure_cargo_fuzz() -> Result<(), String> {
-    let mut probe = cargo()?;
-    probe.args(["fuzz", "--version"]);
-    let found = probe.output().map(|o| o.status.success()).unwrap_or(false);
-    if found {
-        return Ok(());
-    }
-    eprintln!("xtask: cargo-fuzz missing, installing it with cargo install");
-    let mut install = cargo()?;
-    install.args(["install", "cargo-fuzz", "--locked"]);
-    match exit_code(run(&mut install)?) {
-        0 => Ok(()),
-        code => Err(format!("cargo install cargo-fuzz failed ({code})")),
-    }
-}
-
 /// Runs every target for `seconds`; returns the first failing exit code, or 0.
 pub(crate) fn fuzz(seconds: u64) -> Result<u8, String> {
-    ensure_cargo_fuzz()?;
+    crate::cmd::ensure_cargo_tool("fuzz", "cargo-fuzz")?;
     let root = workspace_root()?;
     let fuzz_dir = root.join("tests/fuzz");
     for target in TARGETS {

@@ -11,8 +11,10 @@
 //! * `servers`: starts the same servers, prints the `export` lines for a
 //!   shell and keeps them running until Ctrl-C or end of standard input.
 //! * `ci`: formatting check, clippy, rustdoc (warnings denied), the lean build (no
-//!   default features), `package`, then `test`, then a short run of every fuzz target.
+//!   default features), `package`, `deny`, then `test`, then a short run of every fuzz
+//!   target.
 //! * `package`: what each published crate ships, then `cargo package` of them all.
+//! * `deny`: `cargo deny check licenses bans sources` (deny.toml).
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
 //! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
 //!   watching 5xx and memory.
@@ -62,12 +64,14 @@ Commands:
   ci              cargo fmt --check, clippy -D warnings, rustdoc -D warnings,
                   the lean build (otp-core and the adapters without default
                   features: clippy, otp-core's unit tests, and a `cargo tree`
-                  free of rsa, p256, p384 and ed25519-dalek), `package`, then
-                  `test`, then 15 s of each fuzz target; stops at the first
-                  failure.
+                  free of rsa, p256, p384 and ed25519-dalek), `package`, `deny`,
+                  then `test`, then 15 s of each fuzz target; stops at the
+                  first failure.
   package         The published crates' file lists (sources, README and
                   licences only), then `cargo package` of them all, which
                   builds each crate from its packaged files alone.
+  deny            cargo deny check licenses bans sources (deny.toml; installs
+                  cargo-deny when missing): the checks that need no network.
   fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
                   (default 300), seeded with tests/fuzz/regressions.
   bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Some("ci") => no_args("ci", &rest).and_then(|()| ci()),
         Some("fuzz") => fuzz_command(&rest),
         Some("package") => no_args("package", &rest).and_then(|()| package::check()),
+        Some("deny") => no_args("deny", &rest).and_then(|()| deny()),
         Some("soak") => soak::soak(&rest),
         Some("bench") => bench::bench(&rest),
         Some("help" | "-h" | "--help") => {
@@ -285,6 +290,11 @@ fn ci() -> Outcome {
         eprintln!("xtask: ci failed in `package`");
         return Ok(code);
     }
+    let code = deny()?;
+    if code != 0 {
+        eprintln!("xtask: ci failed in `deny`");
+        return Ok(code);
+    }
     let code = test(&[])?;
     if code != 0 {
         eprintln!("xtask: ci failed in the tests");
@@ -295,6 +305,15 @@ fn ci() -> Outcome {
         eprintln!("xtask: ci failed in the fuzz runs");
     }
     Ok(code)
+}
+
+/// `cargo deny check licenses bans sources` (deny.toml): the checks that need no network.
+/// Installs cargo-deny when it is missing.
+fn deny() -> Outcome {
+    cmd::ensure_cargo_tool("deny", "cargo-deny")?;
+    let mut check = cargo()?;
+    check.args(["deny", "check", "licenses", "bans", "sources"]);
+    Ok(exit_code(run(&mut check)?))
 }
 
 /// The crates an HS256 build of otp-core must not compile.
