@@ -2663,6 +2663,13 @@ pub async fn magic_page_names_the_account(t: Target) {
         .await
         .text();
     assert!(forged.contains("invalid or has expired"));
+    // No token, or an empty one: the same page, with 400.
+    for path in ["/auth/magic", "/auth/magic?token=", "/auth/magic?other=1"] {
+        let r = s.send(s.http.get(s.url(path))).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(r.text().contains("invalid or has expired"), "{path}");
+    }
 }
 
 /// Every scenario as a test against one adapter and store (`http_scenarios!(Axum,

@@ -206,6 +206,17 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
             problem("A refresh token in both the body and the cookie"),
         )
     };
+    let html_page = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "text/html; charset=utf-8",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            )
+            .build()
+    };
     let mut paths = Paths::new();
     for endpoint in Endpoint::ALL {
         let op = OperationBuilder::new()
@@ -290,20 +301,12 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                         .name("token")
                         .parameter_in(ParameterIn::Query)
                         .required(Required::True)
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                        .schema(Some(
+                            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)),
+                        )),
                 )
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("The page")
-                        .content(
-                            "text/html; charset=utf-8",
-                            ContentBuilder::new()
-                                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                                .build(),
-                        )
-                        .build(),
-                ),
+                .response("200", html_page("The page (for a forged or expired token, one that says so)"))
+                .response("400", html_page("No token: the page says the link is invalid")),
             Endpoint::VerifyLink => json_errors(common(
                 op.summary(Some("Trade a sign-in link's token for tokens"))
                     .description(Some(format!("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. {transport_note}")))
@@ -387,7 +390,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
             PathItem::new(method, op.build()),
         );
     }
-    OpenApiBuilder::new()
+    let mut doc = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("Passwordless login")
@@ -425,7 +428,41 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 )
                 .build(),
         ))
-        .build()
+        .build();
+    // The codes' exact shape, from the configured length: anything else is a 422.
+    let digits = usize::from(c.codes.length);
+    for body in [
+        "VerifyOtpBody",
+        "ReauthenticationBody",
+        "VerifyEmailChangeBody",
+    ] {
+        constrain_string(&mut doc, body, "otp", |o| {
+            o.pattern = Some(format!("^[0-9]{{{digits}}}$"));
+            o.min_length = Some(digits);
+            o.max_length = Some(digits);
+        });
+    }
+    doc
+}
+
+/// Applies `f` to the string property `property` of the component schema `schema`.
+fn constrain_string(
+    doc: &mut OpenApi,
+    schema: &str,
+    property: &str,
+    f: impl Fn(&mut utoipa::openapi::schema::Object),
+) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let component = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(schema));
+    if let Some(RefOr::T(Schema::Object(object))) = component
+        && let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property)
+    {
+        f(field);
+    }
 }
 
 /// Adds a `GET` route protected by the `CurrentUser` extractor: bearer security, 200 with
@@ -461,9 +498,14 @@ mod tests {
     use crate::config::RefreshTransport;
 
     fn doc(transport: RefreshTransport) -> serde_json::Value {
+        doc_with(transport, 6)
+    }
+
+    fn doc_with(transport: RefreshTransport, code_length: u8) -> serde_json::Value {
         let mut config = crate::Config::default();
         config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
         config.sessions.refresh_transport = transport;
+        config.codes.length = code_length;
         let auth = OtpAuth::builder(config)
             .memory_store()
             .mailer(crate::CapturingMailer::new())
@@ -506,6 +548,29 @@ mod tests {
             assert!(
                 props.get("refresh_token").is_some() && props.get("refresh_expires_in").is_some()
             );
+        }
+    }
+
+    /// Every `otp` field states the configured code's exact shape, and `/magic` its
+    /// required, non-empty token and the 400 without one.
+    #[test]
+    fn the_document_states_the_code_shape_and_the_magic_token() {
+        for length in [6u8, 8] {
+            let d = doc_with(RefreshTransport::Cookie, length);
+            for body in [
+                "VerifyOtpBody",
+                "ReauthenticationBody",
+                "VerifyEmailChangeBody",
+            ] {
+                let otp = &d["components"]["schemas"][body]["properties"]["otp"];
+                assert_eq!(otp["pattern"], format!("^[0-9]{{{length}}}$"), "{body}");
+                assert_eq!(otp["minLength"], length, "{body}");
+                assert_eq!(otp["maxLength"], length, "{body}");
+            }
+            let magic = &d["paths"]["/auth/magic"]["get"];
+            assert_eq!(magic["parameters"][0]["required"], true);
+            assert_eq!(magic["parameters"][0]["schema"]["minLength"], 1);
+            assert!(magic["responses"].get("400").is_some());
         }
     }
 }

@@ -1148,7 +1148,9 @@ impl OtpAuth {
             .find_map(|kv| kv.strip_prefix("token="))
             .unwrap_or("");
         ApiResponse {
-            status: 200,
+            // Without a token (a link cut short) the page says the link is invalid, as for
+            // a forged one, but the status says the request lacked what it needs.
+            status: if token.is_empty() { 400 } else { 200 },
             content_type: "text/html; charset=utf-8",
             headers: vec![
                 ("cache-control", "no-store".to_owned()),
