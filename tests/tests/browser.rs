@@ -323,3 +323,80 @@ async fn sign_in_link_in_chromium_axum() {
 async fn sign_in_link_in_chromium_poem() {
     link_journey("poem").await;
 }
+
+/// The API docs page (`/docs`) of each example: the operations in the order of a login,
+/// Markdown code spans rendered, example requests and answers, and "Try it" sending a
+/// real request.
+async fn docs_page(serve: impl AsyncFnOnce(OtpAuth) -> String, screenshot: Option<&str>) {
+    let (driver, chromium) = binaries();
+    let smtp = SmtpServer::start(Behaviour::Accept).await;
+    let base = serve(engine(smtp.port)).await;
+    let b = Browser::start(&driver, &chromium).await;
+    b.goto(&format!("{base}/docs")).await;
+    b.wait_text(".op .path", "/auth/request-otp").await;
+    let order = b
+        .eval("return [...document.querySelectorAll('.op .path')].map(e => e.textContent)")
+        .await;
+    let order: Vec<String> = serde_json::from_value(order).unwrap();
+    let at = |p: &str| order.iter().position(|o| o == p).unwrap_or(usize::MAX);
+    assert_eq!(at("/auth/request-otp"), 0, "{order:?}");
+    assert!(
+        at("/auth/verify-otp") < at("/auth/refresh")
+            && at("/auth/refresh") < at("/auth/logout")
+            && at("/auth/logout") < order.len(),
+        "{order:?}"
+    );
+    // Code spans are rendered, never shown as backticks.
+    let shown = b
+        .eval("return document.getElementById('ops').innerText")
+        .await;
+    assert!(!shown.as_str().unwrap().contains('`'), "raw backticks");
+    let spans = b
+        .eval("return document.querySelectorAll('.op .desc code').length")
+        .await;
+    assert!(spans.as_u64().unwrap() > 5, "{spans}");
+    // Example requests and answers, from the schemas.
+    let verify = b
+        .eval(
+            "const op = [...document.querySelectorAll('.op')].find(o => \
+             o.querySelector('.path').textContent === '/auth/verify-otp'); \
+             return [op.querySelector('pre.request').textContent, \
+             op.querySelector('pre.answer').textContent]",
+        )
+        .await;
+    let (request, reply) = (verify[0].as_str().unwrap(), verify[1].as_str().unwrap());
+    assert!(request.contains("\"otp\": \"123456\""), "{request}");
+    assert!(reply.contains("\"access_token\""), "{reply}");
+    if let Some(path) = screenshot {
+        std::fs::write(path, b.screenshot().await).unwrap();
+    }
+    // Try it: the first operation sends its example to the server.
+    b.eval(
+        "const op = document.querySelector('.op'); op.querySelector('details').open = true; \
+         op.querySelector('textarea').value = '{\"email\": \"docs.page@example.com\"}'; \
+         op.querySelector('button').click(); return null",
+    )
+    .await;
+    b.wait_text(".op pre.result", "200").await;
+    let code = next_code(&smtp, "docs.page@example.com", 0).await;
+    assert_eq!(code.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
+async fn docs_page_in_chromium_axum() {
+    let shot = std::env::var("OTP_TEST_DOCS_SCREENSHOT").ok();
+    docs_page(serve_axum, shot.as_deref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_browser),
+    ignore = "needs chromium and chromedriver (OTP_TEST_CHROMIUM, OTP_TEST_CHROMEDRIVER): run `cargo xtask test`"
+)]
+async fn docs_page_in_chromium_poem() {
+    docs_page(serve_poem, None).await;
+}
