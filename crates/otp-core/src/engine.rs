@@ -120,6 +120,11 @@ pub enum EmailChange {
     Unsupported,
 }
 
+/// The address a verified token carries; one that no longer parses is an invalid token.
+fn token_email(email: &str) -> Result<Email, Error> {
+    Email::parse(email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))
+}
+
 /// The client of the application's own calls (no request).
 const NO_CLIENT: ClientInfo = ClientInfo {
     ip: None,
@@ -674,8 +679,7 @@ impl OtpAuth {
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let user = self.authenticate(access_token).await?;
-        let email =
-            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let email = token_email(&user.email)?;
         let purpose = Purpose::Reauthentication {
             subject: &user.subject,
         };
@@ -700,8 +704,7 @@ impl OtpAuth {
         let i = &*self.inner;
         let user = self.authenticate(access_token).await?;
         let code = self.parse_code(code)?;
-        let email =
-            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let email = token_email(&user.email)?;
         let method = "reauthentication";
         let purpose = Purpose::Reauthentication {
             subject: &user.subject,
@@ -815,8 +818,7 @@ impl OtpAuth {
         let user = self.authenticate(access_token).await?;
         let new = Self::parse_email(new_email)?;
         let code = self.parse_code(code)?;
-        let old =
-            Email::parse(&user.email).map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let old = token_email(&user.email)?;
         let method = "email_change";
         let purpose = Purpose::EmailChange {
             subject: &user.subject,
@@ -966,31 +968,15 @@ impl OtpAuth {
         client: &ClientInfo,
     ) -> Result<(TokenPair, u32), Error> {
         let i = &*self.inner;
-        let subject_key = i.hasher.subject_key(&user.subject);
-        let sid = new_session_id(&subject_key);
         let auth = SessionAuth {
             at: now_secs(),
             method: LoginMethod::Code,
         };
-        let (pair, refresh) = self
-            .issue_pair(&user.subject, new, &sid, session_end, auth)
+        let (pair, session) = self
+            .new_session(&user.subject, new, session_end, auth, client)
             .await?;
-        let ended = i.blacklist.revoke_all(&subject_key).await?;
-        i.blacklist
-            .create_session(&NewSession {
-                sid,
-                subject_key,
-                refresh_jti: refresh.jti,
-                expires_at: refresh.exp.max(pair.claims.exp),
-                user_agent: client
-                    .user_agent
-                    .as_deref()
-                    .map(|ua| truncate(ua, 256).to_owned()),
-                ip: client.ip.map(|ip| ip.to_canonical().to_string()),
-                max_sessions: i.config.sessions.max_per_user,
-                auth,
-            })
-            .await?;
+        let ended = i.blacklist.revoke_all(&session.subject_key).await?;
+        i.blacklist.create_session(&session).await?;
         Ok((pair, ended))
     }
 
@@ -1372,16 +1358,31 @@ impl OtpAuth {
     ) -> Result<(TokenPair, NewSession), Error> {
         let i = &*self.inner;
         let subject = i.hooks.subject(email).await.map_err(Error::Hook)?;
-        let subject_key = i.hasher.subject_key(&subject);
-        let sid = new_session_id(&subject_key);
         let now = now_secs();
-        let session_end = i.config.sessions.end_from(now);
         let auth = SessionAuth {
             at: now,
             method: LoginMethod::from_name(method),
         };
+        let session_end = i.config.sessions.end_from(now);
+        self.new_session(&subject, email, session_end, auth, client)
+            .await
+    }
+
+    /// A new session of `subject` for `email`, authenticated by `auth` and ending by
+    /// `session_end`: its tokens and the record the store keeps.
+    async fn new_session(
+        &self,
+        subject: &str,
+        email: &Email,
+        session_end: Option<u64>,
+        auth: SessionAuth,
+        client: &ClientInfo,
+    ) -> Result<(TokenPair, NewSession), Error> {
+        let i = &*self.inner;
+        let subject_key = i.hasher.subject_key(subject);
+        let sid = new_session_id(&subject_key);
         let (pair, refresh) = self
-            .issue_pair(&subject, email, &sid, session_end, auth)
+            .issue_pair(subject, email, &sid, session_end, auth)
             .await?;
         let session = NewSession {
             sid,
@@ -1690,8 +1691,7 @@ impl OtpAuth {
             .codec
             .verify(refresh_token, TokenType::Refresh)
             .map_err(Error::Unauthorized)?;
-        let email = Email::parse(&claims.email)
-            .map_err(|_| Error::Unauthorized(TokenRejection::Invalid))?;
+        let email = token_email(&claims.email)?;
         if !i.hooks.allow(&email, client).await.map_err(Error::Hook)? {
             i.blacklist
                 .revoke(&Revocation {
