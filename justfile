@@ -19,13 +19,17 @@ test *args:
 servers:
     cargo xtask servers
 
-# What CI runs: fmt check, clippy, rustdoc, the lean build, the packages, the tests, then the fuzz targets
+# What CI runs: fmt check, clippy, rustdoc, the lean build, the packages, the tests, Schemathesis, then the fuzz targets
 ci:
     cargo xtask ci
 
 # Licences, banned crates and sources of the dependency tree (deny.toml)
 deny:
     cargo xtask deny
+
+# Schemathesis (PyPI, pinned, in a venv under target/) against both examples, every check, signed in
+schemathesis:
+    cargo xtask schemathesis
 
 # What each published crate ships, then `cargo package` of them all
 package:

@@ -11,10 +11,12 @@
 //! * `servers`: starts the same servers, prints the `export` lines for a
 //!   shell and keeps them running until Ctrl-C or end of standard input.
 //! * `ci`: formatting check, clippy, rustdoc (warnings denied), the lean build (no
-//!   default features), `package`, `deny`, then `test`, then a short run of every fuzz
-//!   target.
+//!   default features), `package`, `deny`, then `test`, then `schemathesis`, then a short
+//!   run of every fuzz target.
 //! * `package`: what each published crate ships, then `cargo package` of them all.
 //! * `deny`: `cargo deny check licenses bans sources` (deny.toml).
+//! * `schemathesis`: Schemathesis (PyPI, pinned, in a venv under `target/`) against both
+//!   example apps with every check, signed in; any finding or warning fails.
 //! * `fuzz [SECONDS]`: every fuzz target for a bounded time.
 //! * `soak [--minutes N] [--rate R]`: the login flow at a steady rate for a long time,
 //!   watching 5xx and memory.
@@ -35,6 +37,7 @@ mod bench;
 mod cmd;
 mod fuzz;
 mod package;
+mod schemathesis;
 mod servers;
 mod soak;
 mod tools;
@@ -65,13 +68,18 @@ Commands:
                   the lean build (otp-core and the adapters without default
                   features: clippy, otp-core's unit tests, and a `cargo tree`
                   free of rsa, p256, p384 and ed25519-dalek), `package`, `deny`,
-                  then `test`, then 15 s of each fuzz target; stops at the
-                  first failure.
+                  then `test`, then `schemathesis`, then 15 s of each fuzz
+                  target; stops at the first failure.
   package         The published crates' file lists (sources, README and
                   licences only), then `cargo package` of them all, which
                   builds each crate from its packaged files alone.
   deny            cargo deny check licenses bans sources (deny.toml; installs
                   cargo-deny when missing): the checks that need no network.
+  schemathesis    Schemathesis (from PyPI, pinned, in a venv under target/)
+                  against /openapi.json of both examples (axum: cookie and
+                  body transports; poem: cookie and both), every check,
+                  each case signed in by the magic code; any finding or
+                  warning fails (tests/schemathesis/).
   fuzz [SECONDS]  Run each cargo-fuzz target in tests/fuzz for SECONDS
                   (default 300), seeded with tests/fuzz/regressions.
   bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
@@ -111,6 +119,9 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz_command(&rest),
         Some("package") => no_args("package", &rest).and_then(|()| package::check()),
         Some("deny") => no_args("deny", &rest).and_then(|()| deny()),
+        Some("schemathesis") => {
+            no_args("schemathesis", &rest).and_then(|()| schemathesis::schemathesis())
+        }
         Some("soak") => soak::soak(&rest),
         Some("bench") => bench::bench(&rest),
         Some("help" | "-h" | "--help") => {
@@ -298,6 +309,11 @@ fn ci() -> Outcome {
     let code = test(&[])?;
     if code != 0 {
         eprintln!("xtask: ci failed in the tests");
+        return Ok(code);
+    }
+    let code = schemathesis::schemathesis()?;
+    if code != 0 {
+        eprintln!("xtask: ci failed in the schemathesis runs");
         return Ok(code);
     }
     let code = fuzz::fuzz(fuzz::CI_SECONDS)?;

@@ -131,6 +131,21 @@ fn can_install() -> bool {
     is_root() && find_program("apt-get").is_some() && Path::new("/etc/debian_version").exists()
 }
 
+/// Installs Debian `packages` with apt-get, or says which to install when not root on
+/// Debian.
+pub(crate) fn install_packages(packages: &[&str]) -> Result<(), String> {
+    if !can_install() {
+        let packages = packages.join(" ");
+        return Err(format!(
+            "install the Debian packages {packages} \
+             (`sudo apt-get install --no-install-recommends {packages}`) \
+             or run as root on Debian to let xtask install them"
+        ));
+    }
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    install(packages)
+}
+
 /// `apt-get update` and `apt-get install` of the packages, non-interactively
 /// and without starting their system services.
 fn install(packages: &[&str]) -> Result<(), String> {

@@ -13,6 +13,8 @@ use std::fmt;
 
 /// The longest address accepted, in bytes (RFC 5321's path limit less the angle brackets).
 pub(crate) const MAX_EMAIL_LEN: usize = 254;
+/// The shortest address accepted, in characters: `a@b.c`.
+pub(crate) const MIN_EMAIL_CHARS: usize = 5;
 const MAX_LOCAL_LEN: usize = 64;
 const MAX_LABEL_LEN: usize = 63;
 
@@ -34,7 +36,8 @@ pub enum EmailError {
     /// Empty after trimming.
     #[error("the email address is empty")]
     Empty,
-    /// Longer than 254 bytes (RFC 5321).
+    /// More than 254 characters as sent, or longer than 254 bytes once normalized
+    /// (RFC 5321).
     #[error("the email address is longer than 254 bytes")]
     TooLong,
     /// Contains a control character (CR, LF, NUL, ...) or inner whitespace.
@@ -54,8 +57,10 @@ pub enum EmailError {
 impl Email {
     /// Validates and normalizes `input`.
     pub fn parse(input: &str) -> Result<Email, EmailError> {
-        // Bound the work before any Unicode processing.
-        if input.len() > 4 * MAX_EMAIL_LEN {
+        // Bound the work before any Unicode processing; then no more characters than the
+        // normalized form may have bytes, so `maxLength` in the OpenAPI document holds for
+        // every accepted input (padding and ignored characters included).
+        if input.len() > 4 * MAX_EMAIL_LEN || input.chars().count() > MAX_EMAIL_LEN {
             return Err(EmailError::TooLong);
         }
         // Control characters are refused anywhere, also at the ends: a trailing CR/LF is
@@ -256,6 +261,7 @@ mod tests {
         let local = "a".repeat(64);
         let domain = format!("{}.com", "b".repeat(63));
         assert!(Email::parse(&format!("{local}@{domain}")).is_ok());
+        assert!(Email::parse("a@b.c").is_ok(), "the shortest address");
         assert_eq!(
             Email::parse(&format!("{}@example.com", "a".repeat(65))),
             Err(EmailError::LocalPart)
@@ -266,6 +272,18 @@ mod tests {
             Err(EmailError::TooLong)
         );
         assert_eq!(Email::parse(&"x".repeat(5000)), Err(EmailError::TooLong));
+        // 254 characters as sent is the bound, whatever trimming would leave: the OpenAPI
+        // document's `maxLength` is true of every accepted input.
+        let full = format!("{local}@{0}.{0}.{1}.com", "b".repeat(63), "c".repeat(57));
+        assert_eq!(full.len(), MAX_EMAIL_LEN);
+        assert!(Email::parse(&full).is_ok());
+        assert_eq!(Email::parse(&format!(" {full}")), Err(EmailError::TooLong));
+        let padded = format!("{:>254}", "user@example.com");
+        assert!(Email::parse(&padded).is_ok());
+        assert_eq!(
+            Email::parse(&format!(" {padded}")),
+            Err(EmailError::TooLong)
+        );
     }
 
     #[test]
@@ -295,6 +313,18 @@ mod tests {
                 prop_assert_eq!(&once, &twice);
                 prop_assert!(once.as_str().len() <= MAX_EMAIL_LEN);
                 prop_assert!(!once.as_str().chars().any(|c| c.is_control() || c.is_uppercase()));
+            }
+        }
+
+        /// The bounds the OpenAPI document states (`minLength` 5, `maxLength` 254, in
+        /// characters) hold for every accepted input.
+        #[test]
+        fn accepted_inputs_are_within_the_documented_lengths(
+            input in "\\PC{0,3}[A-Za-z0-9.]{0,3}@?\\PC{0,3}[.．。]?\\PC{0,2}|\\PC{250,260}"
+        ) {
+            if Email::parse(&input).is_ok() {
+                let chars = input.chars().count();
+                prop_assert!((MIN_EMAIL_CHARS..=MAX_EMAIL_LEN).contains(&chars), "{input:?}");
             }
         }
 

@@ -442,8 +442,32 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
             o.max_length = Some(digits);
         });
     }
+    // Every address field: what `Email::parse` can accept, bounded as it is bounded.
+    for (body, field) in [
+        ("RequestOtpBody", "email"),
+        ("VerifyOtpBody", "email"),
+        ("ChangeEmailBody", "new_email"),
+        ("VerifyEmailChangeBody", "new_email"),
+    ] {
+        constrain_string(&mut doc, body, field, |o| {
+            use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+            o.format = Some(SchemaFormat::KnownFormat(KnownFormat::Email));
+            o.min_length = Some(crate::email::MIN_EMAIL_CHARS);
+            o.max_length = Some(crate::email::MAX_EMAIL_LEN);
+            let described = o.description.take().unwrap_or_default();
+            o.description = Some(format!("{described} {EMAIL_RULES}").trim().to_owned());
+        });
+    }
     doc
 }
+
+/// What an address field accepts beyond `format: email` and its lengths.
+const EMAIL_RULES: &str = "An address of at most 254 characters as sent and 254 bytes once \
+    normalized: surrounding spaces are trimmed; the local part is an ASCII dot-atom of at most \
+    64 bytes (no quoted local parts, no comments); the domain is a host name of at least two \
+    labels, internationalized names allowed (mapped to IDNA ASCII), with a top-level label \
+    that is not all digits (no IP literals); no control, invisible or inner space characters. \
+    The local part is lowercased. Anything else is a 422.";
 
 /// Applies `f` to the string property `property` of the component schema `schema`.
 fn constrain_string(
@@ -551,8 +575,8 @@ mod tests {
         }
     }
 
-    /// Every `otp` field states the configured code's exact shape, and `/magic` its
-    /// required, non-empty token and the 400 without one.
+    /// Every `otp` field states the configured code's exact shape, every address field its
+    /// format and lengths, and `/magic` its required, non-empty token and the 400 without one.
     #[test]
     fn the_document_states_the_code_shape_and_the_magic_token() {
         for length in [6u8, 8] {
@@ -566,6 +590,21 @@ mod tests {
                 assert_eq!(otp["pattern"], format!("^[0-9]{{{length}}}$"), "{body}");
                 assert_eq!(otp["minLength"], length, "{body}");
                 assert_eq!(otp["maxLength"], length, "{body}");
+            }
+            for (body, field) in [
+                ("RequestOtpBody", "email"),
+                ("VerifyOtpBody", "email"),
+                ("ChangeEmailBody", "new_email"),
+                ("VerifyEmailChangeBody", "new_email"),
+            ] {
+                let email = &d["components"]["schemas"][body]["properties"][field];
+                assert_eq!(email["format"], "email", "{body}");
+                assert_eq!(email["minLength"], 5, "{body}");
+                assert_eq!(email["maxLength"], 254, "{body}");
+                assert!(
+                    email["description"].as_str().unwrap().contains("dot-atom"),
+                    "{body}"
+                );
             }
             let magic = &d["paths"]["/auth/magic"]["get"];
             assert_eq!(magic["parameters"][0]["required"], true);

@@ -285,23 +285,61 @@ pub mod api;
 #[cfg(feature = "openapi")]
 pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> impl Endpoint<Output = Response> + use<> {
     let json = serde_json::to_vec(doc).unwrap_or_default();
-    poem::get(poem::endpoint::make_sync(move |_| {
+    let ep = poem::get(poem::endpoint::make_sync(move |_| {
         Response::builder()
             .content_type("application/json")
             .body(json.clone())
-    }))
-    .map_to_response()
+    }));
+    with_allow(ep, "GET, HEAD")
+}
+
+/// `ep` with `Allow: <allow>` on its 405 answers that lack one.
+///
+/// poem answers a method a route does not take with 405 and no `Allow`, which RFC 9110
+/// requires; the auth routes of [`routes`] set it themselves, and this sets it on an
+/// application's own routes:
+///
+/// ```
+/// use poem::{Route, get, handler};
+///
+/// #[handler]
+/// fn hello() -> &'static str {
+///     "hello"
+/// }
+///
+/// let app = Route::new().at("/hello", otp_poem::with_allow(get(hello), "GET, HEAD"));
+/// # let _ = app;
+/// ```
+pub fn with_allow<E: Endpoint + 'static>(
+    ep: E,
+    allow: &'static str,
+) -> impl Endpoint<Output = Response> {
+    ep.after(move |res| async move {
+        let mut resp = match res {
+            Ok(resp) => resp.into_response(),
+            Err(e) => e.into_response(),
+        };
+        if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+            && !resp.headers().contains_key(poem::http::header::ALLOW)
+        {
+            resp.headers_mut().insert(
+                poem::http::header::ALLOW,
+                poem::http::HeaderValue::from_static(allow),
+            );
+        }
+        Ok::<_, poem::Error>(resp)
+    })
 }
 
 /// The endpoint of `GET /docs`: the interactive docs page, which reads `./openapi.json`.
 #[cfg(feature = "openapi")]
 pub fn docs_page() -> impl Endpoint<Output = Response> + use<> {
-    poem::get(poem::endpoint::make_sync(|_| {
+    let ep = poem::get(poem::endpoint::make_sync(|_| {
         Response::builder()
             .content_type("text/html; charset=utf-8")
             .body(otp_core::openapi::DOCS_PAGE)
-    }))
-    .map_to_response()
+    }));
+    with_allow(ep, "GET, HEAD")
 }
 
 /// The README's examples, compiled as doc tests.

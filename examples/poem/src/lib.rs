@@ -11,7 +11,7 @@ use otp_poem::{CurrentUser, RequireUser};
 use poem::http::Method;
 use poem::middleware::Cors;
 use poem::web::{Data, Html};
-use poem::{EndpointExt, Response, Route, get, handler};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route, get, handler};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 use serde_json::Value;
@@ -65,6 +65,12 @@ fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
+/// The app's own routes all take `GET` (and, through poem, `HEAD`): their 405 answers say
+/// so in `Allow`, as RFC 9110 requires (poem's router leaves it out).
+fn get_only<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    otp_poem::with_allow(ep, "GET, HEAD")
+}
+
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected` (a
 /// poem-openapi operation, its own document at `GET /api.json`), the routes under `/app`
 /// (every one requires a signed-in user: `GET /app/me`), Prometheus metrics at
@@ -78,13 +84,13 @@ pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
     let origins = auth.config().http.allowed_origins.clone();
     let api = OpenApiService::new(AppApi, "poem-example", env!("CARGO_PKG_VERSION"));
     let private = Route::new()
-        .at("/me", get(me))
+        .at("/me", get_only(get(me)))
         .with(RequireUser::new(auth.clone()));
     let route = Route::new()
-        .at("/", get(login_page))
-        .at("/api.json", api.spec_endpoint())
-        .at("/protected", api)
-        .at("/metrics", get(metrics))
+        .at("/", get_only(get(login_page)))
+        .at("/api.json", get_only(api.spec_endpoint()))
+        .at("/protected", get_only(api.into_endpoint()))
+        .at("/metrics", get_only(get(metrics)))
         .at("/openapi.json", otp_poem::openapi_json(&doc))
         .at("/docs", otp_poem::docs_page())
         .nest("/app", private)

@@ -69,7 +69,7 @@ impl App {
         });
         match (exited, up) {
             (None, true) => {
-                eprintln!("xtask: bench: {name} listening on {addr}");
+                eprintln!("xtask: {name} listening on {addr}");
                 Ok(app)
             }
             (Some(status), _) => {
