@@ -36,8 +36,6 @@
 use bytes::Bytes;
 use otp_core::adapter::DeserializeOwned;
 use otp_core::{Error, OtpAuth, TokenRejection};
-#[cfg(feature = "openapi")]
-use poem::EndpointExt;
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
@@ -314,7 +312,7 @@ pub fn with_allow<E: Endpoint + 'static>(
     ep: E,
     allow: &'static str,
 ) -> impl Endpoint<Output = Response> {
-    ep.after(move |res| async move {
+    poem::EndpointExt::after(ep, move |res| async move {
         let mut resp = match res {
             Ok(resp) => resp.into_response(),
             Err(e) => e.into_response(),
