@@ -166,31 +166,60 @@ pub async fn issue_then_verify_once(store: Arc<dyn OtpStore>) {
     );
     expect!(
         store.verify(&f.verify("123456", limits())).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 2 },
         "second verify"
     );
 }
 
-/// An address with no code: `NoCode`, and no failure is counted.
+/// An address with no code: `NoCode`, counted as a failure exactly like a wrong code
+/// (down to a lockout), so the answers to wrong codes do not tell whether a code is pending.
 pub async fn verify_without_code(store: Arc<dyn OtpStore>) {
-    let f = Fixture::new();
-    for _ in 0..5 {
-        expect!(
-            store.verify(&f.verify("123456", limits())).await.unwrap(),
-            VerifyOutcome::NoCode,
-            "verify"
-        );
-    }
-    // Had those counted, the address would be locked out now.
+    let (idle, pending) = (Fixture::new(), Fixture::new());
     store
-        .issue(&f.issue("111111", None, limits()))
+        .issue(&pending.issue("111111", None, limits()))
         .await
         .unwrap();
-    expect!(
-        store.verify(&f.verify("111111", limits())).await.unwrap(),
-        VerifyOutcome::Verified,
-        "verify after issue"
-    );
+    for left in [2, 1, 0] {
+        expect!(
+            store
+                .verify(&idle.verify("123456", limits()))
+                .await
+                .unwrap(),
+            VerifyOutcome::NoCode {
+                attempts_left: left
+            },
+            "no code"
+        );
+        expect!(
+            store
+                .verify(&pending.verify("123456", limits()))
+                .await
+                .unwrap(),
+            VerifyOutcome::Mismatch {
+                attempts_left: left
+            },
+            "wrong code"
+        );
+    }
+    for f in [&idle, &pending] {
+        assert!(
+            matches!(
+                store.verify(&f.verify("111111", limits())).await.unwrap(),
+                VerifyOutcome::LockedOut { .. }
+            ),
+            "both addresses are locked out alike"
+        );
+        assert!(
+            matches!(
+                store
+                    .issue(&f.issue("222222", None, limits()))
+                    .await
+                    .unwrap(),
+                IssueOutcome::LockedOut { .. }
+            ),
+            "a locked address gets no code"
+        );
+    }
 }
 
 /// Wrong codes count down to a lockout that kills the pending code and refuses new ones.
@@ -389,7 +418,7 @@ pub async fn ip_limit(store: Arc<dyn OtpStore>) {
     }
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 2 },
         "refused request stored nothing"
     );
     expect!(
@@ -451,7 +480,7 @@ pub async fn windows_and_codes_expire(store: Arc<dyn OtpStore>) {
     );
     expect!(
         store.verify(&g.verify("222222", short)).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 0 },
         "expired code"
     );
     store.issue(&h.issue("555555", None, short)).await.unwrap();
@@ -482,7 +511,7 @@ pub async fn discard_only_matching(store: Arc<dyn OtpStore>) {
     store.discard(&f.address, &f.mac("222222")).await.unwrap();
     expect!(
         store.verify(&f.verify("222222", limits())).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 2 },
         "discarded"
     );
     // Discarding does not give the request back.
@@ -516,7 +545,8 @@ pub async fn concurrent_verifications_one_success(store: Arc<dyn OtpStore>) {
     for t in tasks {
         match t.await.unwrap() {
             VerifyOutcome::Verified => wins += 1,
-            VerifyOutcome::NoCode => {}
+            // The code is spent: the others count as failures, then meet the lockout.
+            VerifyOutcome::NoCode { .. } | VerifyOutcome::LockedOut { .. } => {}
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -681,46 +711,61 @@ pub async fn resent_calls_count_once(store: Arc<dyn OtpStore>) {
     }
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 2 },
         "a new call finds the code spent"
     );
 }
 
-/// Wrong codes count against the client's IP across addresses; past the limit the IP gets
-/// `IpLimited` and nothing is compared, while other IPs go on.
+/// Wrong codes count against the client's IP across addresses, whether or not a code is
+/// pending; past the limit the IP gets `IpLimited` for every address (pending code or not)
+/// and nothing is compared or counted, while other IPs go on.
 pub async fn ip_failures_span_addresses(store: Arc<dyn OtpStore>) {
     let ip = random_ip();
     let l = Limits {
         ip_failures: 2,
         ..limits()
     };
-    let (a, b, c) = (Fixture::new(), Fixture::new(), Fixture::new());
-    for f in [&a, &b, &c] {
+    let (a, b, c, idle) = (
+        Fixture::new(),
+        Fixture::new(),
+        Fixture::new(),
+        Fixture::new(),
+    );
+    for f in [&a, &c] {
         store.issue(&f.issue("111111", None, l)).await.unwrap();
     }
+    // `b` has no code: its guess counts against the IP all the same.
     for (f, what) in [(&a, "a"), (&b, "b")] {
         assert!(
-            matches!(
-                store
-                    .verify(&f.verify_from("000000", &ip, l))
-                    .await
-                    .unwrap(),
-                VerifyOutcome::Mismatch { .. }
-            ),
+            store
+                .verify(&f.verify_from("000000", &ip, l))
+                .await
+                .unwrap()
+                .is_failure(),
             "wrong code for {what}"
         );
     }
-    match store
-        .verify(&c.verify_from("111111", &ip, l))
-        .await
-        .unwrap()
-    {
-        VerifyOutcome::IpLimited { retry_after } => assert!(
-            retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600),
-            "{retry_after:?}"
-        ),
-        other => panic!("third address from the IP: {other:?}"),
+    for (f, what) in [(&c, "pending"), (&idle, "idle")] {
+        match store
+            .verify(&f.verify_from("111111", &ip, l))
+            .await
+            .unwrap()
+        {
+            VerifyOutcome::IpLimited { retry_after } => assert!(
+                retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600),
+                "{retry_after:?}"
+            ),
+            other => panic!("{what} address from the limited IP: {other:?}"),
+        }
     }
+    expect!(
+        store
+            .verify(&idle.verify_from("000000", &random_ip(), l))
+            .await
+            .unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 2 },
+        "the limited IP's guess at the idle address was not counted"
+    );
     expect!(
         store
             .verify(&c.verify_from("111111", &random_ip(), l))
@@ -1505,7 +1550,7 @@ pub async fn login_opens_the_session_with_the_code(
     );
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
-        VerifyOutcome::NoCode,
+        VerifyOutcome::NoCode { attempts_left: 2 },
         "the code is spent"
     );
 }

@@ -1494,7 +1494,7 @@ impl OtpAuth {
             VerifyOutcome::Verified => {
                 return Error::Internal("a verified code was refused".to_owned());
             }
-            VerifyOutcome::NoCode => "no_code",
+            VerifyOutcome::NoCode { .. } => "no_code",
             VerifyOutcome::Mismatch { .. } => "mismatch",
             VerifyOutcome::LockedOut { .. } => "locked_out",
             VerifyOutcome::IpLimited { .. } => "ip_limited",
@@ -1506,12 +1506,12 @@ impl OtpAuth {
         };
         self.audit_address(failed, address, email, client);
         match outcome {
-            VerifyOutcome::Mismatch { attempts_left } => {
+            VerifyOutcome::Mismatch { attempts_left } | VerifyOutcome::NoCode { attempts_left } => {
                 if attempts_left == 0 {
                     metrics::lockout();
                     self.audit_address(AuditKind::LockedOut, address, email, client);
                 }
-                tracing::info!(address = %address, attempts_left, "verification failed: wrong code");
+                tracing::info!(address = %address, reason, attempts_left, "verification failed");
                 Error::InvalidCode
             }
             VerifyOutcome::LockedOut { retry_after } => {
@@ -1523,10 +1523,7 @@ impl OtpAuth {
                 tracing::info!(ip = ?req.ip, "verification refused: too many wrong codes from this IP");
                 Error::RateLimited { retry_after }
             }
-            VerifyOutcome::NoCode | VerifyOutcome::Verified => {
-                tracing::info!(address = %address, "verification failed: no pending code");
-                Error::InvalidCode
-            }
+            VerifyOutcome::Verified => Error::Internal("a verified code was refused".to_owned()),
         }
     }
 

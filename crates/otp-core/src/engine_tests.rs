@@ -263,7 +263,7 @@ async fn malformed_codes_never_reach_the_store() {
 #[tokio::test]
 async fn verify_outcomes_map_to_the_contract() {
     for (outcome, status) in [
-        (VerifyOutcome::NoCode, 400),
+        (VerifyOutcome::NoCode { attempts_left: 2 }, 400),
         (VerifyOutcome::Mismatch { attempts_left: 2 }, 400),
         (VerifyOutcome::Mismatch { attempts_left: 0 }, 400),
         (

@@ -508,14 +508,26 @@ impl Codes {
                 .get(ip.as_str(), now)
                 .and_then(|b| b.window.full(now, ms(HOUR), l.ip_failures))
         });
-        let Some(a) = self.addresses.get_mut(key) else {
-            return Ok(VerifyOutcome::NoCode);
-        };
+        if let Some(wait) = ip_full {
+            // Nothing of the address is looked at for a client past its budget.
+            let resent = self
+                .addresses
+                .get(key, now)
+                .is_some_and(|a| a.state.last_call.is_some_and(|(c, _)| c == req.call));
+            if !resent {
+                return Ok(VerifyOutcome::IpLimited {
+                    retry_after: Duration::from_millis(wait),
+                });
+            }
+        }
+        let a = self
+            .addresses
+            .get_or_insert(key, now, capacity, Address::default)?;
         let resent = a.state.last_call.is_some_and(|(c, _)| c == req.call);
         let outcome = a.state.verify(req, now, ip_full);
         a.forget_at = a.state.forget_at(l);
         self.addresses.schedule(key, now);
-        if let (VerifyOutcome::Mismatch { .. }, Some(ip), false) = (outcome, &req.ip, resent) {
+        if let (true, Some(ip), false) = (outcome.is_failure(), &req.ip, resent) {
             let b = self
                 .ip_failures
                 .get_or_insert(ip.as_str(), now, capacity, Bucket::default)?;

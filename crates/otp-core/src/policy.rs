@@ -77,6 +77,8 @@ pub enum Recorded {
     Verified,
     /// A wrong code was counted.
     Mismatch,
+    /// A code was presented while none was pending, and counted as a failure.
+    NoCode,
 }
 
 /// Everything about one address, as one Redis hash holds it.
@@ -192,12 +194,16 @@ impl AddressState {
         IssueOutcome::Issued
     }
 
-    /// A verification: checks the lockout, whether a code is pending, the client IP's
-    /// failures (`ip_full`: the wait when its window is full, as [`Window::full`] says),
-    /// then compares in constant time and consumes the code or counts the failure.
+    /// A verification: checks the client IP's failures first (`ip_full`: the wait when its
+    /// window is full, as [`Window::full`] says), so that a limited client learns nothing
+    /// of the address; then the lockout; then compares in constant time and consumes the
+    /// code, or counts the failure.
     ///
-    /// The caller counts a [`VerifyOutcome::Mismatch`] against the IP's window, unless the
-    /// call was a resend (`self.last_call` was already this call).
+    /// A wrong code counts the same whether or not a code is pending
+    /// ([`VerifyOutcome::NoCode`] is a failure like [`VerifyOutcome::Mismatch`]), so the
+    /// answers to N wrong codes are the same for every address. The caller counts both
+    /// against the IP's window, unless the call was a resend (`self.last_call` was
+    /// already this call).
     pub fn verify(&mut self, req: &VerifyRequest, now: u64, ip_full: Option<u64>) -> VerifyOutcome {
         let l = &req.limits;
         match self.last_call {
@@ -205,11 +211,19 @@ impl AddressState {
                 return VerifyOutcome::Verified;
             }
             Some((call, Recorded::Mismatch)) if call == req.call => {
-                return VerifyOutcome::Mismatch {
-                    attempts_left: l.max_attempts.saturating_sub(self.failures),
-                };
+                let attempts_left = l.max_attempts.saturating_sub(self.failures);
+                return VerifyOutcome::Mismatch { attempts_left };
+            }
+            Some((call, Recorded::NoCode)) if call == req.call => {
+                let attempts_left = l.max_attempts.saturating_sub(self.failures);
+                return VerifyOutcome::NoCode { attempts_left };
             }
             _ => {}
+        }
+        if let Some(wait) = ip_full {
+            return VerifyOutcome::IpLimited {
+                retry_after: Duration::from_millis(wait),
+            };
         }
         let lockout = ms(l.lockout);
         self.expire(now, lockout);
@@ -218,15 +232,8 @@ impl AddressState {
                 retry_after: Duration::from_millis(self.locked_until - now),
             };
         }
-        let Some((mac, _)) = self.code else {
-            return VerifyOutcome::NoCode;
-        };
-        if let Some(wait) = ip_full {
-            return VerifyOutcome::IpLimited {
-                retry_after: Duration::from_millis(wait),
-            };
-        }
-        if mac.ct_eq(&req.code_mac) {
+        let pending = self.code.map(|(mac, _)| mac);
+        if pending.is_some_and(|mac| mac.ct_eq(&req.code_mac)) {
             self.code = None;
             self.failures = 0;
             self.last_call = Some((req.call, Recorded::Verified));
@@ -236,13 +243,18 @@ impl AddressState {
             self.failure_window_start = now;
         }
         self.failures = self.failures.saturating_add(1);
-        self.last_call = Some((req.call, Recorded::Mismatch));
         let attempts_left = l.max_attempts.saturating_sub(self.failures);
         if attempts_left == 0 {
             self.code = None;
             self.locked_until = now.saturating_add(lockout);
         }
-        VerifyOutcome::Mismatch { attempts_left }
+        if pending.is_some() {
+            self.last_call = Some((req.call, Recorded::Mismatch));
+            VerifyOutcome::Mismatch { attempts_left }
+        } else {
+            self.last_call = Some((req.call, Recorded::NoCode));
+            VerifyOutcome::NoCode { attempts_left }
+        }
     }
 
     /// Deletes the pending code if it is `code_mac`.

@@ -574,7 +574,9 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
 fn verify_outcome(r: &Reply) -> Result<VerifyOutcome, StoreError> {
     Ok(match pair(r)? {
         (0, _) => VerifyOutcome::Verified,
-        (1, _) => VerifyOutcome::NoCode,
+        (1, left) => VerifyOutcome::NoCode {
+            attempts_left: u32::try_from(left).unwrap_or(0),
+        },
         (2, left) => VerifyOutcome::Mismatch {
             attempts_left: u32::try_from(left).unwrap_or(0),
         },
@@ -786,7 +788,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
                     });
                 }
                 let outcome = verify_outcome(&self.call(&VERIFY, &[&key], &argv).await?)?;
-                if let VerifyOutcome::Mismatch { .. } = outcome {
+                if outcome.is_failure() {
                     self.call(&IP_FAILURE_COUNT, &[ipk], &[ms(HOUR).as_bytes()])
                         .await?;
                 }

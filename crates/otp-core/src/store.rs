@@ -168,8 +168,14 @@ pub struct VerifyRequest {
 pub enum VerifyOutcome {
     /// The code matched; it is consumed and the failure count reset.
     Verified,
-    /// No code is pending (never sent, expired, or used). Not counted as a failure.
-    NoCode,
+    /// No code is pending (never sent, expired, or used). Counted as a failure exactly like
+    /// [`VerifyOutcome::Mismatch`] (against the address and the IP), so that nobody learns
+    /// from the answers whether an address has a login in progress. At zero attempts left
+    /// the address is locked out.
+    NoCode {
+        /// Failures left before the lockout.
+        attempts_left: u32,
+    },
     /// The code did not match; the failure was counted. At zero attempts left the pending
     /// code is deleted and the address locked out.
     Mismatch {
@@ -187,6 +193,27 @@ pub enum VerifyOutcome {
         /// Until the IP's window ends.
         retry_after: Duration,
     },
+}
+
+impl VerifyOutcome {
+    /// Whether this outcome counted a failed verification ([`VerifyOutcome::NoCode`] or
+    /// [`VerifyOutcome::Mismatch`]): the caller also counts it against the client IP.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            VerifyOutcome::NoCode { .. } | VerifyOutcome::Mismatch { .. }
+        )
+    }
+
+    /// The failures left before the lockout, for a counted failure.
+    pub fn attempts_left(&self) -> Option<u32> {
+        match *self {
+            VerifyOutcome::NoCode { attempts_left } | VerifyOutcome::Mismatch { attempts_left } => {
+                Some(attempts_left)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What [`OtpStore::verify_and_open`] did.
@@ -214,8 +241,10 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     /// its expiry, replacing any pending code; the failure count is kept.
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError>;
 
-    /// Checks the lockout, compares the MAC (in constant time where the store can), then
-    /// consumes the code or counts the failure.
+    /// Checks the client IP's failures (before anything of the address: a limited client
+    /// gets the same answer for every address), then the lockout, compares the MAC (in
+    /// constant time where the store can), then consumes the code or counts the failure,
+    /// also when no code is pending ([`VerifyOutcome::NoCode`]).
     async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError>;
 
     /// Deletes the pending code of `address` if it is still the one with `code_mac` (used

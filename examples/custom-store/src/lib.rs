@@ -377,7 +377,7 @@ fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
 // Codes: one row per address holding `otp_core::policy::AddressState`, whose functions make
 // every decision (the same ones the in-memory store makes).
 
-/// `last_call` as stored: the call id, then `i`, `v` or `m`.
+/// `last_call` as stored: the call id, then `i`, `v`, `m` or `x`.
 fn encode_call(c: Option<(CallId, Recorded)>) -> Option<Vec<u8>> {
     c.map(|(id, what)| {
         let mut v = id.0.to_vec();
@@ -385,6 +385,7 @@ fn encode_call(c: Option<(CallId, Recorded)>) -> Option<Vec<u8>> {
             Recorded::Issued => b'i',
             Recorded::Verified => b'v',
             Recorded::Mismatch => b'm',
+            Recorded::NoCode => b'x',
         });
         v
     })
@@ -397,6 +398,7 @@ fn decode_call(v: Option<Vec<u8>>) -> Option<(CallId, Recorded)> {
         b"i" => Recorded::Issued,
         b"v" => Recorded::Verified,
         b"m" => Recorded::Mismatch,
+        b"x" => Recorded::NoCode,
         _ => return None,
     };
     Some((CallId(id.try_into().ok()?), what))
@@ -551,21 +553,27 @@ async fn verify_in(
     now: u64,
 ) -> Result<VerifyOutcome, StoreError> {
     let l = &req.limits;
-    // An unknown address: no code, and nothing is written (a guess leaves no row).
-    let Some(mut e) = load_address(tx, &req.address).await? else {
-        return Ok(VerifyOutcome::NoCode);
-    };
     let ip_window = match &req.ip {
         Some(ip) => Some(load_ip(tx, ip.as_str(), IpKind::Failures).await?),
         None => None,
     };
     let hour = ms(HOUR);
     let ip_full = ip_window.and_then(|w| w.full(now, hour, l.ip_failures));
-    let resent = e.last_call.is_some_and(|(c, _)| c == req.call);
+    let loaded = load_address(tx, &req.address).await?;
+    let resent = loaded
+        .as_ref()
+        .is_some_and(|e| e.last_call.is_some_and(|(c, _)| c == req.call));
+    if let (Some(wait), false) = (ip_full, resent) {
+        // A client past its budget: nothing of the address is written.
+        return Ok(VerifyOutcome::IpLimited {
+            retry_after: Duration::from_millis(wait),
+        });
+    }
+    // An address never seen gets a row: a guess counts whether or not a code is pending.
+    let mut e = loaded.unwrap_or_default();
     let outcome = e.verify(req, now, ip_full);
     save_address(tx, &req.address, &e, l).await?;
-    if let (VerifyOutcome::Mismatch { .. }, Some(ip), Some(mut w), false) =
-        (outcome, &req.ip, ip_window, resent)
+    if let (true, Some(ip), Some(mut w), false) = (outcome.is_failure(), &req.ip, ip_window, resent)
     {
         w.count(now, hour);
         save_ip(tx, ip.as_str(), IpKind::Failures, &w, hour).await?;

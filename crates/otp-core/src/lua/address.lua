@@ -3,9 +3,9 @@
 -- Fields: code MAC `m` and its expiry `e` (ms); `w`, the minute, hour and day request
 -- windows packed as little-endian (start ms as a double, count as a u32) × 3, which keeps
 -- a pending login small; failures `fc` since `fs`; lockout end `lu`; `n`, the last call
--- that changed the hash (its 8-byte id and `i`, `v` or `m` for issued, verified,
--- mismatch), so that the same call resent is answered again without counting twice. Zero
--- fields are not stored.
+-- that changed the hash (its 8-byte id and `i`, `v`, `m` or `x` for issued, verified,
+-- mismatch, no code), so that the same call resent is answered again without counting
+-- twice. Zero fields are not stored.
 local HOUR, DAY = 3600000, 86400000
 local F = {'m', 'e', 'w', 'fc', 'fs', 'lu', 'n'}
 local h = redis.call('HMGET', KEYS[1], unpack(F))
