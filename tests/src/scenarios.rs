@@ -293,6 +293,64 @@ pub async fn trusted_proxy_forwarded_for(t: Target) {
         .assert_problem(429);
 }
 
+/// Forwarded entries as proxies write them (`IP:port` as Azure Application Gateway does,
+/// `[IPv6]:port`, a trailing comma, blanks) name their client, in both header modes: each
+/// client keeps its own bucket instead of all sharing the proxy's.
+pub async fn forwarded_entries_with_ports(t: Target) {
+    for mode in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
+        let s = TestServer::start(t, {
+            let mut c = test_config();
+            c.limits.per_ip_per_minute = 1;
+            c.http.trusted_proxies = vec!["127.0.0.1".into()];
+            c.http.forwarded_header = mode;
+            c
+        })
+        .await;
+        let (name, wrap): (&str, fn(&str) -> String) = match mode {
+            ForwardedHeader::XForwardedFor => ("x-forwarded-for", |v| v.to_owned()),
+            ForwardedHeader::Forwarded => ("forwarded", |v| {
+                v.split(',')
+                    .map(|e| {
+                        let e = e.trim();
+                        if e.is_empty() {
+                            String::new()
+                        } else {
+                            format!("for=\"{e}\"")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+        };
+        let mut n = 0;
+        let mut send = |entry: &'static str| {
+            n += 1;
+            let value = wrap(entry);
+            let email = format!("port{n}@example.com");
+            let r = s
+                .http
+                .post(s.url("/auth/request-otp"))
+                .header(name, value)
+                .json(&json!({ "email": email }));
+            s.send(r)
+        };
+        // Four clients with a port each: four buckets of one request.
+        for entry in [
+            "198.51.100.10:1234",
+            "198.51.100.11:1234,",
+            "[2001:db8::5]:443",
+            " 198.51.100.12:80 , ",
+        ] {
+            let r = send(entry).await;
+            assert_eq!(r.status, 200, "{mode:?} {entry}: {}", r.text());
+        }
+        // The same clients again, written another way: their buckets are full.
+        for entry in ["198.51.100.10", "[2001:db8::5]", "198.51.100.11:9"] {
+            send(entry).await.assert_problem(429);
+        }
+    }
+}
+
 /// `OTP_AUTH_FORWARDED_HEADER=forwarded`: behind a trusted proxy the per-IP limit buckets
 /// by the RFC 7239 `for=` the proxy appended (quoted IPv6 with a port included), a forged
 /// leftmost element does not help, and `X-Forwarded-For` is not read at all.
@@ -2792,10 +2850,30 @@ pub async fn magic_page_names_the_account(t: Target) {
         .await
         .text();
     assert!(
-        page.contains("signs in as <strong>l\u{2022}\u{2022}\u{2022}@example.com</strong>"),
+        page.contains("signs in as <strong>li\u{2022}\u{2022}\u{2022}e@example.com</strong>"),
         "{page}"
     );
     assert!(!page.contains("linda.page"), "the address in full");
+    // An attacker's look-alike address is told apart from the victim's.
+    let hint = |email: &'static str| {
+        let s = &s;
+        async move {
+            s.request_otp(email).await;
+            let link = s.mailer.last_link(email).unwrap();
+            let query = link.split_once('?').unwrap().1.to_owned();
+            let page = s
+                .send(s.http.get(s.url(&format!("/auth/magic?{query}"))))
+                .await
+                .text();
+            let at = page.find("signs in as <strong>").unwrap() + "signs in as <strong>".len();
+            page[at..at + page[at..].find("</strong>").unwrap()].to_owned()
+        }
+    };
+    assert_eq!(hint("bob@gmail.com").await, "bob@gmail.com");
+    assert_eq!(
+        hint("b.attacker.2024@gmail.com").await,
+        "b.\u{2022}\u{2022}\u{2022}4@gmail.com"
+    );
     let forged = s
         .send(s.http.get(s.url("/auth/magic?token=AAAA")))
         .await
@@ -2835,7 +2913,8 @@ macro_rules! http_scenarios {
             racing_tabs, verify_never_strands_a_code, cross_site_requests,
             ipv4_mapped_clients, magic_page_names_the_account, step_up_reauthentication,
             email_change, email_change_needs_the_hook, concurrent_email_changes,
-            wrong_codes_answer_alike_for_every_address, ip_limited_client_gets_one_answer);
+            wrong_codes_answer_alike_for_every_address, ip_limited_client_gets_one_answer,
+            forwarded_entries_with_ports);
     };
     (@each [$($attr:tt)*] $name:ident $(, $rest:ident)*) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,7 +188,7 @@ impl fmt::Debug for AuditAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditAddress")
             .field("pseudonym", &self.pseudonym)
-            .field("email", &self.email.masked())
+            .field("email", &self.email)
             .finish()
     }
 }

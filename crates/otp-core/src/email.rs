@@ -50,6 +50,10 @@ pub enum EmailError {
     /// The part before `@` is not a valid dot-atom of ASCII characters.
     #[error("the part before @ is not valid")]
     LocalPart,
+    /// The part before `@` holds MIME encoded-word syntax (`=?…?=`, RFC 2047), which a
+    /// mail system may decode into another address.
+    #[error("the part before @ holds an encoded word (=?...?=)")]
+    EncodedWord,
     /// The domain is not a valid host name.
     #[error("the domain of the email address is not valid")]
     Domain,
@@ -102,12 +106,19 @@ impl Email {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
     }
 
-    /// The address with its local part hidden but for its first character, as a page may
-    /// show it to let a user recognize their account: `a•••@example.com`.
+    /// The address as a page may show it to let a user recognize their account: the first
+    /// two and the last character of the local part and the whole domain
+    /// (`bo•••b@gmail.com`); a local part of four characters or fewer is shown whole. An
+    /// attacker's address rarely shares all three characters and the domain with the
+    /// victim's, so a link to another account does not pass for one's own.
     pub fn masked(&self) -> String {
         let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
-        let first: String = local.chars().take(1).collect();
-        format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+        // The local part is ASCII (dot-atom), so byte slicing is character slicing.
+        if local.len() <= 4 {
+            return format!("{local}@{domain}");
+        }
+        let (head, last) = (&local[..2], &local[local.len() - 1..]);
+        format!("{head}\u{2022}\u{2022}\u{2022}{last}@{domain}")
     }
 }
 
@@ -126,6 +137,11 @@ fn normalize_local(local: &str) -> Result<String, EmailError> {
     }
     if !local.bytes().all(is_atext_or_dot) {
         return Err(EmailError::LocalPart);
+    }
+    // `=?utf-8?q?attacker=40evil.example?=@example.com` is valid dot-atom, but a system
+    // that decodes encoded words sees `attacker@evil.example`: refuse the syntax outright.
+    if local.contains("=?") || local.contains("?=") {
+        return Err(EmailError::EncodedWord);
     }
     Ok(local.to_ascii_lowercase())
 }
@@ -174,7 +190,10 @@ impl fmt::Display for Email {
 // line does not spill it.
 impl fmt::Debug for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Email({})", self.masked())
+        // Less than `masked` (one character): `Debug` output lands in logs.
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let first = local.get(..1).unwrap_or_default();
+        write!(f, "Email({first}\u{2022}\u{2022}\u{2022}@{domain})")
     }
 }
 
@@ -189,14 +208,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masked_shows_one_character_and_the_domain() {
+    fn masked_shows_two_first_and_the_last_character_and_the_domain() {
         let e = Email::parse("Ada.Lovelace@Example.com").unwrap();
-        assert_eq!(e.masked(), "a\u{2022}\u{2022}\u{2022}@example.com");
+        assert_eq!(e.masked(), "ad\u{2022}\u{2022}\u{2022}e@example.com");
         let e = Email::parse("x@b\u{fc}cher.example").unwrap();
         assert_eq!(
             e.masked(),
-            "x\u{2022}\u{2022}\u{2022}@xn--bcher-kva.example"
+            "x@xn--bcher-kva.example",
+            "four or fewer: whole"
         );
+        let e = Email::parse("abcd@example.com").unwrap();
+        assert_eq!(e.masked(), "abcd@example.com");
+        // The look-alike of the attack no longer looks alike.
+        let victim = Email::parse("bob@gmail.com").unwrap().masked();
+        let attacker = Email::parse("b.attacker.2024@gmail.com").unwrap().masked();
+        assert_eq!(victim, "bob@gmail.com");
+        assert_eq!(attacker, "b.\u{2022}\u{2022}\u{2022}4@gmail.com");
+        assert_ne!(victim, attacker);
+    }
+
+    #[test]
+    fn encoded_words_are_refused() {
+        for a in [
+            "=?utf-8?q?attacker=40evil.example?=@example.com",
+            "=?utf-8?b?YXR0YWNrZXJAZXZpbC5leGFtcGxl?=@example.com",
+            "x=?y@example.com",
+            "x?=y@example.com",
+        ] {
+            assert_eq!(Email::parse(a), Err(EmailError::EncodedWord), "{a}");
+        }
+        // `=` and `?` alone stay valid dot-atom characters.
+        assert!(Email::parse("a=b?c@example.com").is_ok());
     }
     use proptest::prelude::*;
 
@@ -292,6 +334,10 @@ mod tests {
         let e = Email::parse("secret.person@example.com").unwrap();
         let shown = format!("{e:?}");
         assert!(!shown.contains("secret.person"), "{shown}");
+        // One character only, less than the page's hint.
+        assert_eq!(shown, "Email(s\u{2022}\u{2022}\u{2022}@example.com)");
+        let short = format!("{:?}", Email::parse("bob@example.com").unwrap());
+        assert_eq!(short, "Email(b\u{2022}\u{2022}\u{2022}@example.com)");
     }
 
     proptest! {

@@ -289,14 +289,47 @@ pub(crate) fn resolve_client_ip(
     };
     let mut last_trusted = peer;
     for entry in xff.rsplit(',') {
-        match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-            Ok(ip) if is_trusted(&ip) => last_trusted = ip,
-            Ok(ip) => return Some(ip),
+        let entry = entry.trim();
+        if entry.is_empty() {
+            // `a, , b` or a trailing comma: an empty element, not a hop.
+            continue;
+        }
+        match node_ip(entry).map(|ip| ip.to_canonical()) {
+            Some(ip) if is_trusted(&ip) => last_trusted = ip,
+            Some(ip) => return Some(ip),
             // Garbage in the chain: stop at the last hop that is known good.
-            Err(_) => return Some(last_trusted),
+            None => return Some(last_trusted),
         }
     }
     Some(last_trusted)
+}
+
+/// The IP of one forwarded entry as proxies write it: `192.0.2.1`, `192.0.2.1:80`,
+/// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443` (quotes allowed, as RFC 7239
+/// writes them); `None` for anything else (`unknown`, an obfuscated `_name`, garbage).
+/// A port is digits, or an obfuscated `_port` (RFC 7239 6.3); an IPv6 address with a
+/// port must be bracketed.
+fn node_ip(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    let is_port = |p: &str| {
+        (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+            || p.starts_with('_')
+    };
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    let (ip, port) = node.rsplit_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The chain of client addresses of every RFC 7239 `Forwarded` header, in order, as
@@ -307,27 +340,17 @@ pub(crate) fn resolve_client_ip(
 pub(crate) fn forwarded_chain<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut chain: Vec<String> = Vec::new();
     for value in values {
-        for element in value.split(',') {
+        // Empty elements (`a, , b`, a trailing comma) are no hops.
+        for element in value.split(',').filter(|e| !e.trim().is_empty()) {
             let address = element
                 .split(';')
                 .filter_map(|pair| pair.split_once('='))
                 .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
-                .and_then(|(_, v)| forwarded_node_ip(v.trim().trim_matches('"')));
+                .and_then(|(_, v)| node_ip(v));
             chain.push(address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()));
         }
     }
     (!chain.is_empty()).then(|| chain.join(", "))
-}
-
-/// The IP of an RFC 7239 node (`192.0.2.1`, `192.0.2.1:80`, `[2001:db8::1]`,
-/// `[2001:db8::1]:443`), or `None` (`unknown`, `_obfuscated`, anything else).
-fn forwarded_node_ip(node: &str) -> Option<IpAddr> {
-    if let Some(rest) = node.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
-    }
-    node.parse()
-        .ok()
-        .or_else(|| node.rsplit_once(':')?.0.parse().ok())
 }
 
 /// Joins the values of every `X-Forwarded-For` header, in order, into one list (a proxy
@@ -1278,6 +1301,52 @@ mod tests {
             resolve("for=198.51.100.7, for=_gateway"),
             Some(proxy),
             "an obfuscated hop: the last known-good one"
+        );
+    }
+
+    #[test]
+    fn forwarded_entries_are_read_as_proxies_write_them() {
+        let t = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let resolve = |xff: &str| resolve_client_ip(Some(proxy), Some(xff), &t);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // One test per form: IPv4 with a port (Azure Application Gateway), bracketed IPv6
+        // with and without a port, bare IPv6, quotes, whitespace, empty elements.
+        assert_eq!(resolve("198.51.100.10:1234"), ip("198.51.100.10"));
+        assert_eq!(resolve("[2001:db8::5]:443"), ip("2001:db8::5"));
+        assert_eq!(resolve("[2001:db8::5]"), ip("2001:db8::5"));
+        assert_eq!(resolve("2001:db8::5"), ip("2001:db8::5"));
+        assert_eq!(resolve("\"198.51.100.10:80\""), ip("198.51.100.10"));
+        assert_eq!(resolve("  198.51.100.10  "), ip("198.51.100.10"));
+        assert_eq!(
+            resolve("198.51.100.10,"),
+            ip("198.51.100.10"),
+            "trailing comma"
+        );
+        assert_eq!(resolve("198.51.100.10, ,10.0.0.7"), ip("198.51.100.10"));
+        assert_eq!(
+            resolve(",, 198.51.100.10:9, 10.0.0.7:80 ,"),
+            ip("198.51.100.10")
+        );
+        assert_eq!(resolve("::ffff:198.51.100.10"), ip("198.51.100.10"));
+        // Garbage still stops the walk at the last known-good hop.
+        for bad in [
+            "198.51.100.10:port",
+            "[2001:db8::5]x",
+            "2001:db8::5]:443",
+            "unknown",
+        ] {
+            assert_eq!(resolve(bad), Some(proxy), "{bad}");
+        }
+        // RFC 7239 `Forwarded`: the same forms, and empty elements.
+        let chain = |v: &str| forwarded_chain([v]);
+        assert_eq!(
+            chain("for=198.51.100.10:1234, ,for=\"[2001:db8::5]:443\",").as_deref(),
+            Some("198.51.100.10, 2001:db8::5")
+        );
+        assert_eq!(
+            chain(" for = 198.51.100.10 ").as_deref(),
+            Some("198.51.100.10")
         );
     }
 
