@@ -772,6 +772,17 @@ pub async fn protected_route_refusals(t: Target) {
         );
     }
     assert_eq!(s.protected(Some(&session.access)).await.status, 200);
+    // RFC 7519: a token is not accepted on or after its `exp`, also within that second.
+    // The live session's own token, re-signed to expire now, at the start of a second.
+    let mut claims = codec().verify(&session.access, TokenType::Access).unwrap();
+    let start = now_secs();
+    while now_secs() == start {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    claims.exp = now_secs();
+    let at_exp = codec().sign(claims).unwrap().token;
+    let r = s.protected(Some(&at_exp)).await;
+    r.assert_problem(401);
     // Option<CurrentUser>: None without a token, the user with one, 401 with a bad one.
     let r = s.send(s.http.get(s.url("/maybe-user"))).await;
     assert_eq!(r.json(), json!({"user": null}));
@@ -3378,9 +3389,38 @@ pub async fn jwks(t: Target) {
             .claims;
         assert_eq!(claims.email, "keys@example.com");
         assert_eq!(s.protected(Some(&session.access)).await.status, 200);
+        if alg == JwtAlgorithm::ES256 {
+            // The mirror of a valid signature (`s` → `n − s`) is valid ECDSA too, and
+            // refused: one token, one encoding.
+            let mirrored = mirror_es256_signature(&session.access);
+            assert_ne!(mirrored, session.access);
+            let r = s.protected(Some(&mirrored)).await;
+            r.assert_problem(401);
+        }
         let r = s.refresh(Some(&session.refresh)).await;
         assert_eq!(r.status, 200, "{alg:?}: {}", r.text());
     }
+}
+
+/// `token` with its ES256 signature's `s` replaced by `n − s` (P-256's order `n`).
+fn mirror_es256_signature(token: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    assert_eq!(sig.len(), 64);
+    let mut borrow = 0_i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = u8::try_from(d + 256 * borrow).unwrap();
+    }
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 /// The `otp_*` metrics count what happened, with no address or token in them.

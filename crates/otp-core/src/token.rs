@@ -555,8 +555,16 @@ impl TokenCodec {
             VerificationKeys::Hmac(key) => URL_SAFE_NO_PAD.encode(key.sign(token.as_bytes())),
             #[cfg(feature = "asymmetric")]
             VerificationKeys::Public(_) => {
-                jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, self.algorithm)
-                    .map_err(|e| failed(&e))?
+                let signature =
+                    jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, self.algorithm)
+                        .map_err(|e| failed(&e))?;
+                if self.algorithm == Algorithm::ES256 {
+                    // RustCrypto's P-256 signer leaves `s` as it comes: make it low, the
+                    // only form `verify` accepts.
+                    low_s_p256_signature(&signature).ok_or_else(|| failed(&"ES256 signature"))?
+                } else {
+                    signature
+                }
             }
         };
         token.push('.');
@@ -600,6 +608,9 @@ impl TokenCodec {
                     .iter()
                     .find(|k| k.kid == kid)
                     .ok_or(TokenRejection::Invalid)?;
+                if self.algorithm == Algorithm::ES256 && !low_s_p256(signature) {
+                    return Err(TokenRejection::Invalid);
+                }
                 jsonwebtoken::crypto::verify(
                     signature,
                     signing_input.as_bytes(),
@@ -653,7 +664,8 @@ impl TokenCodec {
         if claims.iat > now + self.leeway {
             return Err(TokenRejection::Invalid);
         }
-        if claims.exp.saturating_add(self.leeway) < now {
+        // RFC 7519 4.1.4: not accepted on or after `exp`.
+        if claims.exp.saturating_add(self.leeway) <= now {
             return Err(TokenRejection::Expired);
         }
         if claims.token_type != expected {
@@ -661,6 +673,54 @@ impl TokenCodec {
         }
         Ok(())
     }
+}
+
+/// Half the order of P-256, big-endian: an ECDSA signature whose `s` is above it is the
+/// mirror (`n − s`) of a valid one.
+#[cfg(feature = "asymmetric")]
+const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether an ES256 signature (base64url of `r ‖ s`, 32 bytes each) has a low `s`.
+/// ECDSA verifies both `s` and `n − s`; accepting only the low one (as most JOSE libraries
+/// and every signature this library makes) keeps a token from having a second valid
+/// encoding. Anything that is not 64 bytes is left to the verifier, which refuses it.
+#[cfg(feature = "asymmetric")]
+fn low_s_p256(signature: &str) -> bool {
+    match URL_SAFE_NO_PAD.decode(signature) {
+        Ok(bytes) if bytes.len() == 64 => bytes[32..] <= P256_HALF_ORDER[..],
+        _ => true,
+    }
+}
+
+/// The order of P-256, big-endian.
+#[cfg(feature = "asymmetric")]
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// An ES256 signature (base64url of `r ‖ s`) with `s` replaced by `n − s` when it is high:
+/// the same signature in its low-S form. `None` for anything but 64 bytes.
+#[cfg(feature = "asymmetric")]
+fn low_s_p256_signature(signature: &str) -> Option<String> {
+    let mut bytes = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    if bytes.len() != 64 {
+        return None;
+    }
+    if bytes[32..] <= P256_HALF_ORDER[..] {
+        return Some(signature.to_owned());
+    }
+    // n − s, big-endian, with borrow (s < n for any valid signature).
+    let mut borrow = 0_i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_ORDER[i]) - i16::from(bytes[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        bytes[32 + i] = (d + 256 * borrow) as u8;
+    }
+    Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The encoded headers of both token kinds.
@@ -978,6 +1038,15 @@ mod tests {
             Err(TokenRejection::Expired)
         );
 
+        // RFC 7519 4.1.4: on `exp` itself the token is expired.
+        let mut at_exp = good_claims("access");
+        at_exp["exp"] = json!(now_secs());
+        let t = forge(json!({"alg": "HS256", "typ": ACCESS_TYP}), at_exp, SECRET);
+        assert_eq!(
+            c.verify(&t, TokenType::Access),
+            Err(TokenRejection::Expired)
+        );
+
         let mut no_exp = good_claims("access");
         no_exp.as_object_mut().unwrap().remove("exp");
         let t = forge(json!({"alg": "HS256", "typ": ACCESS_TYP}), no_exp, SECRET);
@@ -1159,6 +1228,51 @@ mod tests {
                 Default::default(),
             ))
             .unwrap()
+        }
+
+        #[test]
+        fn es256_signatures_are_low_s_and_high_s_is_refused() {
+            let c = asym(JwtAlgorithm::ES256, "ec-a.pem", &[]);
+            let VerificationKeys::Public(keys) = &c.keys else {
+                panic!("an ES256 codec has public keys")
+            };
+            let public = &keys[0].decoding;
+            let mut mirrored_seen = 0;
+            for _ in 0..32 {
+                let t = access(&c).token;
+                let (input, sig) = t.rsplit_once('.').unwrap();
+                assert!(low_s_p256(sig), "every signature made is low-S");
+                assert!(c.verify(&t, TokenType::Access).is_ok());
+                // Mirror it: s -> n - s. Still valid ECDSA, as the other library says...
+                let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+                let mut borrow = 0_i16;
+                for i in (0..32).rev() {
+                    let d = i16::from(P256_ORDER[i]) - i16::from(bytes[32 + i]) - borrow;
+                    borrow = i16::from(d < 0);
+                    bytes[32 + i] = u8::try_from(d + 256 * borrow).unwrap();
+                }
+                let mirrored = URL_SAFE_NO_PAD.encode(&bytes);
+                assert!(!low_s_p256(&mirrored));
+                assert!(
+                    jsonwebtoken::crypto::verify(
+                        &mirrored,
+                        input.as_bytes(),
+                        public,
+                        Algorithm::ES256
+                    )
+                    .unwrap()
+                );
+                // ... and refused here.
+                let forged = format!("{input}.{mirrored}");
+                assert_eq!(
+                    c.verify(&forged, TokenType::Access),
+                    Err(TokenRejection::Invalid)
+                );
+                mirrored_seen += 1;
+                // Normalizing the mirror gives the original back.
+                assert_eq!(low_s_p256_signature(&mirrored).as_deref(), Some(sig));
+            }
+            assert_eq!(mirrored_seen, 32);
         }
 
         fn jose_alg(alg: JwtAlgorithm) -> Algorithm {
