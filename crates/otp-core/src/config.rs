@@ -47,6 +47,9 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 /// The minimum length of an HMAC key in bytes.
 pub(crate) const MIN_SECRET_LEN: usize = 32;
 
+/// `OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS` above this starts with a warning ([`Config::warnings`]).
+const MAX_ATTEMPTS_WITHOUT_WARNING: u32 = 10;
+
 /// JWT signing algorithm (`OTP_AUTH_JWT_ALGORITHM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[non_exhaustive]
@@ -929,6 +932,55 @@ impl Config {
         self
     }
 
+    /// The settings that start but put users at risk, one sentence each naming its
+    /// variable: trusted proxies that cover (nearly) every address, an insecure refresh
+    /// cookie next to an `https` public URL, far more verification attempts than the
+    /// default. The engine logs each as a warning when it is built.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let h = HttpSettings::VARS;
+        if let Ok(nets) = self.http.trusted_proxy_networks() {
+            for net in nets {
+                let broad = match net {
+                    IpNet::V4(n) => n.prefix_len() < 8,
+                    // fc00::/7 (unique local) is a private range like 10.0.0.0/8.
+                    IpNet::V6(n) => n.prefix_len() < 7,
+                };
+                if broad {
+                    w.push(format!(
+                        "{}: {net} covers a large part of the internet: a client in it can \
+                         write its own X-Forwarded-For and escape the per-IP limits. List \
+                         only your proxies' addresses.",
+                        h.trusted_proxies
+                    ));
+                }
+            }
+        }
+        if !self.cookie.secure
+            && self
+                .http
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"))
+        {
+            w.push(format!(
+                "{} is false while {} is https: browsers get the refresh cookie without \
+                 Secure, so it may travel over plain HTTP.",
+                CookieSettings::VARS.secure,
+                h.public_url
+            ));
+        }
+        let attempts = self.limits.max_verify_attempts;
+        if attempts > MAX_ATTEMPTS_WITHOUT_WARNING {
+            w.push(format!(
+                "{} is {attempts}, far above the default 5: each pending code may be guessed \
+                 {attempts} times per lockout window.",
+                LimitSettings::VARS.max_verify_attempts
+            ));
+        }
+        w
+    }
+
     /// Checks every bound and secret; the error lists every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Vec::new();
@@ -1068,6 +1120,25 @@ fn weak_secret(s: &str) -> Option<String> {
     distinct.dedup();
     if distinct.len() < 8 {
         return Some("has too little variety to be a random key".to_owned());
+    }
+    if let Some(pattern) = patterned(s.as_bytes()) {
+        return Some(format!("is {pattern}, not a random key"));
+    }
+    None
+}
+
+/// Whether a secret is made by a rule rather than at random: a unit repeated
+/// (`0123456789abcdef0123456789abcdef`) or a run of consecutive characters
+/// (`abcdefghijklmnopqrstuvwxyz012345`, mostly).
+fn patterned(b: &[u8]) -> Option<&'static str> {
+    // The smallest period: the unit that, repeated, makes the whole.
+    let period = (1..b.len()).find(|&p| b[p..].iter().zip(b).all(|(x, y)| x == y));
+    if period.is_some_and(|p| p * 2 <= b.len()) {
+        return Some("a short unit repeated");
+    }
+    let steps = b.windows(2).filter(|w| w[1].abs_diff(w[0]) == 1).count();
+    if steps * 4 >= (b.len() - 1) * 3 {
+        return Some("a run of consecutive characters");
     }
     None
 }
@@ -1225,7 +1296,7 @@ mod tests {
             jail.set_env("OTP_AUTH_SESSION_MAX_DAYS", "90");
             jail.set_env("OTP_AUTH_REDIS_MIN_REPLICAS_ACK", "1");
             // All digits with a leading zero: must stay the exact string.
-            jail.set_env("OTP_AUTH_JWT_SECRET", "01234567890123456789012345678901234");
+            jail.set_env("OTP_AUTH_JWT_SECRET", "07394185260736918245093817462051837");
             jail.set_env("OTP_AUTH_CODE_SECRET", GOOD);
             jail.set_env("OTP_AUTH_JWT_ALGORITHM", "HS512");
             jail.set_env("OTP_AUTH_JWT_ISSUER", "https://auth.example.com");
@@ -1295,7 +1366,7 @@ mod tests {
             assert_eq!(c.redis.min_replicas_ack, 1);
             assert_eq!(
                 c.tokens.secret.as_ref().map(|s| s.expose_secret()),
-                Some("01234567890123456789012345678901234")
+                Some("07394185260736918245093817462051837")
             );
             assert_eq!(c.tokens.algorithm, JwtAlgorithm::HS512);
             assert_eq!(c.tokens.issuer.as_deref(), Some("https://auth.example.com"));
@@ -1521,6 +1592,46 @@ mod tests {
     }
 
     #[test]
+    fn random_looking_secrets_pass_the_pattern_check() {
+        for good in [
+            "c2f6e0a9b8d74e1f9a3b5c7d9e1f2a4b6c8d0e2f",
+            "8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f",
+            "q7W!x2Lp9#Zr4Tn8Vb1Mc6Hs3Jd5Kf0G",
+        ] {
+            assert_eq!(weak_secret(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn risky_settings_warn_by_name() {
+        assert!(Config::default().warnings().is_empty());
+        let c = with(|c| {
+            c.http.trusted_proxies = vec!["10.0.0.0/8".into(), "fc00::/7".into()];
+            c.cookie.secure = false;
+            c.limits.max_verify_attempts = 10;
+        });
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let c = with(|c| {
+            c.http.trusted_proxies = vec!["0.0.0.0/0".into(), "::/0".into(), "10.0.0.1".into()];
+            c.cookie.secure = false;
+            c.http.public_url = Some("HTTPS://app.example.com/auth".into());
+            c.limits.max_verify_attempts = 50;
+        });
+        let w = c.warnings();
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(
+            w[0].starts_with("OTP_AUTH_TRUSTED_PROXIES: 0.0.0.0/0"),
+            "{w:?}"
+        );
+        assert!(w[1].starts_with("OTP_AUTH_TRUSTED_PROXIES: ::/0"), "{w:?}");
+        assert!(w[2].starts_with("OTP_AUTH_COOKIE_SECURE is false"), "{w:?}");
+        assert!(
+            w[3].starts_with("OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS is 50"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn weak_and_placeholder_secrets_refuse_to_start() {
         for bad in [
             "short",
@@ -1528,6 +1639,12 @@ mod tests {
             "your-secret-key-here-change-it-please!!",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "abababababababababababababababababababab",
+            // Patterned: a unit repeated, a run of consecutive characters.
+            "0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef0123",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            "zyxwvutsrqponmlkjihgfedcba9876543210",
+            "Secret-Key-2024!Secret-Key-2024!",
         ] {
             let c = {
                 let mut c = Config::default();

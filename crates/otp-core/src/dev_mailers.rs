@@ -32,6 +32,12 @@ impl ConsoleMailer {
 
 #[async_trait]
 impl Mailer for ConsoleMailer {
+    /// A development mailer: it writes to the log (or keeps the messages), nobody's
+    /// mailbox.
+    fn delivers_mail(&self) -> bool {
+        false
+    }
+
     async fn send(&self, message: &Message) -> Result<(), MailError> {
         match &message.code {
             Some(code) => tracing::info!(
@@ -121,6 +127,12 @@ impl CapturingMailer {
 
 #[async_trait]
 impl Mailer for CapturingMailer {
+    /// A development mailer: it writes to the log (or keeps the messages), nobody's
+    /// mailbox.
+    fn delivers_mail(&self) -> bool {
+        false
+    }
+
     async fn send(&self, message: &Message) -> Result<(), MailError> {
         let mut c = self
             .inner

@@ -511,6 +511,9 @@ impl OtpAuthBuilder {
     pub fn build(self) -> Result<OtpAuth, ConfigError> {
         let config = self.config;
         config.validate()?;
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let code_secret = config.code_key()?;
         let codec = TokenCodec::from_config(&config)?;
         #[cfg(not(feature = "links"))]
@@ -560,6 +563,9 @@ impl OtpAuthBuilder {
                 ));
             }
         };
+        if config.codes.disable_local_auth && mailer.delivers_mail() {
+            refuse_magic_code_for_everyone(&config)?;
+        }
         if config.codes.disable_local_auth {
             let v = CodeSettings::VARS;
             tracing::warn!(
@@ -605,6 +611,35 @@ impl OtpAuthBuilder {
             }),
         })
     }
+}
+
+/// Next to a mailer that delivers mail, the magic code must be narrowed to test addresses
+/// (patterns of a literal domain): otherwise anyone could sign in as anyone.
+fn refuse_magic_code_for_everyone(config: &Config) -> Result<(), ConfigError> {
+    let v = CodeSettings::VARS;
+    let patterns = &config.codes.magic_emails;
+    let broad: Vec<&String> = patterns
+        .iter()
+        .filter(|p| crate::glob::admits_every_domain(p))
+        .collect();
+    if !patterns.is_empty() && broad.is_empty() {
+        return Ok(());
+    }
+    let why = if patterns.is_empty() {
+        format!("{} is empty", v.magic_emails)
+    } else {
+        format!(
+            "{} holds {broad:?}, which admits addresses of any domain",
+            v.magic_emails
+        )
+    };
+    Err(ConfigError::one(format!(
+        "{} is on next to a mailer that delivers mail, and {why}: the code {} would sign          anyone in as anyone. Set {} to the test addresses it is for (patterns with a literal          domain, such as *@test.example.com), or turn {} off",
+        v.disable_local_auth,
+        Code::magic(config.codes.length).expose(),
+        v.magic_emails,
+        v.disable_local_auth,
+    )))
 }
 
 impl OtpAuth {

@@ -912,6 +912,48 @@ fn logs_show_neither_codes_nor_addresses_nor_tokens() {
 }
 
 #[test]
+fn magic_code_next_to_a_delivering_mailer_needs_a_narrow_allow_list() {
+    let build = |patterns: &[&str], mailer: Arc<dyn Mailer>| {
+        let mut c = config();
+        c.codes.disable_local_auth = true;
+        c.codes.magic_emails = patterns.iter().map(|p| (*p).to_owned()).collect();
+        OtpAuth::builder(c)
+            .stores(MemoryStore::new())
+            .mailer(mailer)
+            .build()
+    };
+    let real: Arc<dyn Mailer> = Arc::new(crate::mailer::mailer_fn(
+        |_m: crate::mailer::Message| async { Ok(()) },
+    ));
+    for patterns in [
+        &[][..],
+        &["*"],
+        &["*@*"],
+        &["*@test.example.com", "*@*.com"],
+    ] {
+        let e = build(patterns, real.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("OTP_AUTH_MAGIC_OTP_EMAILS") && e.contains("OTP_AUTH_DISABLE_LOCAL_AUTH"),
+            "{patterns:?}: {e}"
+        );
+    }
+    assert!(build(&["*@test.example.com"], real.clone()).is_ok());
+    // A development mailer delivers nothing: the seed's local set-up starts as before.
+    for dev in [
+        Arc::new(crate::ConsoleMailer::new()) as Arc<dyn Mailer>,
+        Arc::new(CapturingMailer::new()),
+    ] {
+        assert!(!dev.delivers_mail());
+        assert!(build(&[], dev.clone()).is_ok());
+        assert!(build(&["*"], dev).is_ok());
+    }
+    assert!(
+        real.delivers_mail(),
+        "a mailer delivers unless it says otherwise"
+    );
+}
+
+#[test]
 fn magic_mode_warns_at_start_and_on_every_use() {
     let mailer = CapturingMailer::new();
     let logs = capture_logs(|| async move {
@@ -1251,7 +1293,7 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     assert!(
         notice
             .text
-            .contains("t\u{2022}\u{2022}\u{2022}@example.com"),
+            .contains("th\u{2022}\u{2022}\u{2022}d@example.com"),
         "{}",
         notice.text
     );

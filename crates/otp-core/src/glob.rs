@@ -25,9 +25,65 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Whether an address pattern admits addresses of any domain (or of a whole top-level
+/// domain): `*`, `*@*`, `?*@*.com`, `*@example.*`. A narrow pattern ends in a literal
+/// domain of at least two labels (`*@example.com`, `*@*.test.example.com`,
+/// `qa+*@example.com`) or names one whole literal domain (`dev@localhost`).
+pub(crate) fn admits_every_domain(pattern: &str) -> bool {
+    let pattern = pattern.trim().to_ascii_lowercase();
+    // The literal text after the last wildcard.
+    let tail = match pattern.rfind(['*', '?']) {
+        Some(i) => &pattern[i + 1..],
+        None => return false, // one literal address
+    };
+    if tail.contains('@') {
+        return false; // the whole domain is literal
+    }
+    // Two non-empty labels at the end: `example.com` of `.example.com`.
+    let labels: Vec<&str> = tail.split('.').collect();
+    let whole = labels.iter().rev().take_while(|l| !l.is_empty()).count();
+    // Only labels fully inside the tail count: the first may be the end of a wildcard run.
+    let complete = if tail.starts_with('.') || labels.len() > whole {
+        whole
+    } else {
+        whole.saturating_sub(1)
+    };
+    complete < 2
+}
+
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{admits_every_domain, glob_match};
+
+    #[test]
+    fn broad_patterns_are_told_from_narrow_ones() {
+        for broad in [
+            "*",
+            "**",
+            "*@*",
+            "?*@*",
+            "*@*.com",
+            "*@example.*",
+            "*com",
+            "*.com",
+            "*@*m",
+            "*example.com",
+            "*@*example.com",
+        ] {
+            assert!(admits_every_domain(broad), "{broad}");
+        }
+        for narrow in [
+            "dev@localhost",
+            "*@example.com",
+            "*@*.example.com",
+            "qa+*@example.com",
+            "schemathesis-*@example.com",
+            "*@magic.bench",
+            "*@test.example.co.uk",
+        ] {
+            assert!(!admits_every_domain(narrow), "{narrow}");
+        }
+    }
 
     #[test]
     fn matches() {

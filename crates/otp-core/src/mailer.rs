@@ -84,6 +84,16 @@ impl Debug for Message {
 pub trait Mailer: Debug + Send + Sync + 'static {
     /// Sends `message`; returns once the transport has accepted it.
     async fn send(&self, message: &Message) -> Result<(), MailError>;
+
+    /// Whether this mailer delivers mail to real mailboxes. `true` unless the mailer says
+    /// otherwise: the development mailers ([`crate::ConsoleMailer`],
+    /// [`crate::CapturingMailer`]) answer `false`. Next to a mailer that delivers, the
+    /// development magic code (`OTP_AUTH_DISABLE_LOCAL_AUTH`) refuses to start unless
+    /// `OTP_AUTH_MAGIC_OTP_EMAILS` narrows it to some addresses: a mailer of your own for
+    /// development only may answer `false`.
+    fn delivers_mail(&self) -> bool {
+        true
+    }
 }
 
 /// A [`Mailer`] made from an async function or closure: see [`mailer_fn`].

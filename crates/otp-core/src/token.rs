@@ -1294,7 +1294,13 @@ mod tests {
             let pem = std::fs::read(key_path(private)).unwrap();
             let key = jwk::load_private_key(jose_alg(alg), &pem).unwrap();
             let header: Header = serde_json::from_value(header).unwrap();
-            jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+            let token = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+            if alg != JwtAlgorithm::ES256 {
+                return token;
+            }
+            // As this library signs: low-S (jsonwebtoken leaves `s` as it comes).
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            format!("{input}.{}", low_s_p256_signature(sig).unwrap())
         }
 
         fn kid_of(alg: JwtAlgorithm, public: &str) -> String {
