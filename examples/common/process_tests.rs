@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -18,7 +18,7 @@ fn free_port() -> u16 {
 }
 
 /// The example with a clean environment (no `OTP_AUTH_*`), plus `extra`.
-fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
+pub(crate) fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("OTP_AUTH_") || k == "APP_ADDR" || k == "RUST_LOG" {
@@ -33,7 +33,7 @@ fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
 }
 
 /// Reads log lines until one contains `needle`; returns it.
-async fn wait_for_line(
+pub(crate) async fn wait_for_line(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     needle: &str,
 ) -> String {

@@ -634,7 +634,9 @@ fn refuse_magic_code_for_everyone(config: &Config) -> Result<(), ConfigError> {
         )
     };
     Err(ConfigError::one(format!(
-        "{} is on next to a mailer that delivers mail, and {why}: the code {} would sign          anyone in as anyone. Set {} to the test addresses it is for (patterns with a literal          domain, such as *@test.example.com), or turn {} off",
+        "{} is on next to a mailer that delivers mail, and {why}: the code {} would sign \
+         anyone in as anyone. Set {} to the test addresses it is for (patterns with a literal \
+         domain, such as *@test.example.com), or turn {} off",
         v.disable_local_auth,
         Code::magic(config.codes.length).expose(),
         v.magic_emails,

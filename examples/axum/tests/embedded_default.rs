@@ -4,6 +4,8 @@
 
 #[path = "../../common/process_tests.rs"]
 mod process_tests;
+#[path = "../../common/startup_tests.rs"]
+mod startup_tests;
 
 const BIN: &str = env!("CARGO_BIN_EXE_axum-example");
 
@@ -25,4 +27,14 @@ async fn es256_tokens_verify_from_the_jwks_alone() {
 #[tokio::test]
 async fn cors_for_the_allowed_origins() {
     process_tests::cors_for_the_allowed_origins(BIN).await;
+}
+
+#[tokio::test]
+async fn magic_code_refuses_a_real_mailer() {
+    startup_tests::magic_code_refuses_a_real_mailer(BIN).await;
+}
+
+#[tokio::test]
+async fn risky_settings_warn_at_start() {
+    startup_tests::risky_settings_warn_at_start(BIN).await;
 }
