@@ -1,6 +1,6 @@
-//! Point 10 of the deployment hardening, through the real routers: a refused address is
-//! paced like a mail from the first request after a start, and the embedded in-memory
-//! store answers 503 past its capacity instead of growing without bound.
+//! Through the real routers: a refused address is paced like a mail from the first request
+//! after a start, and the embedded in-memory store stays bounded without keeping new
+//! addresses out for long (it evicts what holds no pending code and no lockout).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -55,29 +55,90 @@ async fn a_refused_address_is_paced_from_the_first_request_poem() {
     paced_from_the_first_request(Adapter::Poem).await;
 }
 
+/// A flood of code requests from many client IPs fills a small store: while every entry
+/// holds a live code, a new address gets 503 with the true wait (the oldest code's
+/// lifetime); once those codes have expired, the entries that only hold request windows
+/// make room and new addresses are served, while a lockout survives the flood.
 async fn memory_store_full(adapter: Adapter) {
-    let store = MemoryStore::with_capacity(3);
+    const CAPACITY: usize = 20;
+    let store = MemoryStore::with_capacity(CAPACITY);
     let backends = Backends::with_capture(Arc::new(store.clone()), Arc::new(store));
-    let s = TestServer::start_with(adapter, test_config(), backends).await;
-    // Three addresses fit (the client IP's bucket is a table of its own).
-    for i in 0..3 {
-        let r = s.request_otp(&format!("fits{i}@example.com")).await;
+    let mut config = test_config();
+    config.codes.expiry_seconds = 2;
+    config.http.trusted_proxies = vec!["127.0.0.1".into()];
+    let s = TestServer::start_with(adapter, config, backends).await;
+    let _only_test_counting = otp_tests::metrics_lock().await;
+    let before = s.metrics().await;
+    let request = |email: String, client: String| {
+        s.send(
+            s.http
+                .post(s.url("/auth/request-otp"))
+                .header("x-forwarded-for", client)
+                .json(&serde_json::json!({ "email": email })),
+        )
+    };
+    // The victim's address is locked out before the flood.
+    request("locked@example.com".into(), "198.51.100.1".into()).await;
+    for _ in 0..5 {
+        s.verify_otp("locked@example.com", "999999").await;
+    }
+    s.verify_otp("locked@example.com", "999999")
+        .await
+        .assert_problem(429);
+    // The flood: one new address from each of many client IPs, until the table is full.
+    let mut refused = None;
+    for i in 0..CAPACITY {
+        let r = request(format!("flood{i}@example.com"), format!("203.0.113.{i}")).await;
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let r = s.request_otp("fourth@example.com").await;
+    let r = refused.expect("the table filled up");
     let p = r.assert_problem(503);
-    assert!(r.header("retry-after").is_some(), "{p}");
-    // The addresses already in keep working.
-    let code = s.mailer.last_code("fits0@example.com").unwrap();
-    assert_eq!(s.verify_otp("fits0@example.com", &code).await.status, 200);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=2).contains(&wait),
+        "the oldest code's lifetime, not 5: {wait} {p}"
+    );
+    // The codes expire: the new address is served, and so are the next ones.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for i in 0..5 {
+        let r = request(format!("newcomer{i}@example.com"), format!("192.0.2.{i}")).await;
+        assert_eq!(r.status, 200, "newcomer {i}: {}", r.text());
+    }
+    // The lockout was kept.
+    s.verify_otp("locked@example.com", "999999")
+        .await
+        .assert_problem(429);
+    request("locked@example.com".into(), "192.0.2.200".into())
+        .await
+        .assert_problem(429);
+    let evicted = s
+        .metric_since(
+            &before,
+            "otp_memory_store_full_total",
+            "table=\"addresses\",outcome=\"evicted\"",
+        )
+        .await;
+    assert!(evicted >= 5.0, "{evicted}");
+    let refusals = s
+        .metric_since(
+            &before,
+            "otp_memory_store_full_total",
+            "table=\"addresses\",outcome=\"refused\"",
+        )
+        .await;
+    assert_eq!(refusals, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_memory_store_answers_503_past_its_capacity_axum() {
+async fn a_flood_does_not_keep_new_addresses_out_of_the_memory_store_axum() {
     memory_store_full(Adapter::Axum).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_memory_store_answers_503_past_its_capacity_poem() {
+async fn a_flood_does_not_keep_new_addresses_out_of_the_memory_store_poem() {
     memory_store_full(Adapter::Poem).await;
 }

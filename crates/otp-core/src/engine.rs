@@ -2049,4 +2049,4 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -824,7 +824,7 @@ async fn builder_calls_in_any_order_give_the_same_engine() {
 }
 
 /// Collects everything logged while `f` runs on a current-thread runtime.
-fn capture_logs<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
+pub(crate) fn capture_logs<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {

@@ -140,6 +140,16 @@ pub enum StoreError {
     /// The store answered something this library cannot use (a bug or foreign data; 500).
     #[error("store error: {0}")]
     Backend(#[source] BoxError),
+    /// The store has no room for a new entry until `retry_after` has passed (the in-memory
+    /// store, full of entries it must keep): 503 with that `Retry-After`.
+    #[error("store full for {}s: {source}", retry_after_secs(*retry_after))]
+    Full {
+        /// Until an entry frees its place.
+        retry_after: Duration,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl StoreError {
@@ -157,7 +167,9 @@ impl StoreError {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            e @ StoreError::Unavailable(_) => Error::StoreUnavailable(e),
+            e @ (StoreError::Unavailable(_) | StoreError::Full { .. }) => {
+                Error::StoreUnavailable(e)
+            }
             e => Error::StoreFailed(e),
         }
     }

@@ -75,20 +75,50 @@ impl std::fmt::Debug for MemoryStore {
 /// Something with a time after which it can be forgotten (milliseconds since the epoch).
 trait Expires {
     fn forget_at(&self) -> u64;
+
+    /// From when the entry may be dropped early to make room in a full table (0: now),
+    /// or `None` if never: it holds something an attacker must not be able to flush
+    /// (a pending code, a lockout) or something a user holds (a session).
+    fn evictable_from(&self) -> Option<u64> {
+        None
+    }
 }
+
+/// Entries looked at, least recently used first, to find one to evict from a full table.
+const EVICTION_SCAN: usize = 64;
+
+/// Least time between two warnings that a table is full (ms).
+const FULL_WARNING_EVERY_MS: u64 = 60_000;
+
+/// The `Retry-After` of a full table when no entry says when it frees its place.
+const FULL_RETRY_MS: u64 = 5_000;
 
 /// A map whose entries are dropped once their [`Expires::forget_at`] has passed, through a
 /// queue of expiry times: finding what has expired never walks the map.
+///
+/// A table that may evict (`name` set) also keeps its entries' order of use, so that when
+/// it is full the least recently used entry that [`Expires::evictable_from`] allows makes
+/// room, and a new address is served instead of refused.
 struct Expiring<V> {
     map: HashMap<String, Slot<V>>,
     /// (time, key): the time an entry is next looked at. An entry has one element that
     /// counts, the one at its `Slot::due`; others are stale and skipped.
     queue: BinaryHeap<Reverse<(u64, String)>>,
+    /// The table's name in metrics and logs, for a table that evicts.
+    name: Option<&'static str>,
+    /// (use, key): least recently used first. An entry has one element that counts, the
+    /// one at its `Slot::used`; others are stale and skipped.
+    lru: BinaryHeap<Reverse<(u64, String)>>,
+    /// The last use handed out.
+    uses: u64,
+    /// When the last warning that the table is full was logged (ms).
+    warned_at: Option<u64>,
 }
 
 struct Slot<V> {
     value: V,
     due: u64,
+    used: u64,
 }
 
 impl<V> Default for Expiring<V> {
@@ -96,11 +126,121 @@ impl<V> Default for Expiring<V> {
         Expiring {
             map: HashMap::new(),
             queue: BinaryHeap::new(),
+            name: None,
+            lru: BinaryHeap::new(),
+            uses: 0,
+            warned_at: None,
         }
     }
 }
 
 impl<V: Expires> Expiring<V> {
+    /// A table that evicts when full, named `name` in metrics and logs.
+    fn evicting(name: &'static str) -> Self {
+        Expiring {
+            name: Some(name),
+            ..Expiring::default()
+        }
+    }
+
+    /// Marks `key` as used now (tables that evict only).
+    fn touch(&mut self, key: &str) {
+        if self.name.is_none() {
+            return;
+        }
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        self.uses += 1;
+        slot.used = self.uses;
+        self.lru.push(Reverse((self.uses, key.to_owned())));
+        // Stale elements pile up with every use: rebuild once they outnumber the live ones.
+        if self.lru.len() > 2 * self.map.len() + 1024 {
+            self.lru = self
+                .map
+                .iter()
+                .map(|(k, s)| Reverse((s.used, k.clone())))
+                .collect();
+        }
+    }
+
+    /// Makes room for one entry in a full table: drops the least recently used entry that
+    /// may be evicted, among the [`EVICTION_SCAN`] least recently used. Those that may not
+    /// go yet count as used now, so the next scan looks further. Otherwise returns the
+    /// wait until something frees its place (ms).
+    fn evict_one(&mut self, now: u64) -> Result<(), u64> {
+        let mut pinned = Vec::new();
+        let mut soonest = u64::MAX;
+        let mut evicted = false;
+        let mut looked = 0;
+        while looked < EVICTION_SCAN {
+            let Some(Reverse((used, key))) = self.lru.pop() else {
+                break;
+            };
+            let Some(slot) = self.map.get(&key) else {
+                continue;
+            };
+            if slot.used != used {
+                continue; // stale element
+            }
+            looked += 1;
+            match slot.value.evictable_from() {
+                Some(at) if at <= now => {
+                    self.map.remove(&key);
+                    evicted = true;
+                    break;
+                }
+                Some(at) => {
+                    soonest = soonest.min(at);
+                    pinned.push(key);
+                }
+                None => pinned.push(key),
+            }
+        }
+        for key in pinned {
+            self.touch(&key);
+        }
+        if evicted {
+            return Ok(());
+        }
+        // The next expiry frees a place too.
+        if let Some(Reverse((at, _))) = self.queue.peek() {
+            soonest = soonest.min(*at);
+        }
+        Err(if soonest == u64::MAX {
+            FULL_RETRY_MS
+        } else {
+            soonest.saturating_sub(now).max(1)
+        })
+    }
+
+    /// Logs that the table is full, at most once a minute.
+    fn warn_full(&mut self, now: u64, capacity: usize, evicting: bool) {
+        if self
+            .warned_at
+            .is_some_and(|at| now < at.saturating_add(FULL_WARNING_EVERY_MS))
+        {
+            return;
+        }
+        self.warned_at = Some(now);
+        let table = self.name.unwrap_or("sessions");
+        if evicting {
+            tracing::warn!(
+                table,
+                capacity,
+                "the in-memory store is full: new entries replace the least recently used \
+                 ones that hold no pending code and no lockout (a flood of requests, or too \
+                 small a capacity; a Redis store has no such limit)"
+            );
+        } else {
+            tracing::warn!(
+                table,
+                capacity,
+                "the in-memory store is full of pending codes, lockouts or sessions: new \
+                 entries are refused (503) until some expire"
+            );
+        }
+    }
     fn len(&self) -> usize {
         self.map.len()
     }
@@ -132,21 +272,46 @@ impl<V: Expires> Expiring<V> {
                 self.sweep(now, usize::MAX);
             }
             if self.map.len() >= capacity {
-                return Err(full(capacity));
+                self.make_room(now, capacity)?;
             }
             self.map.insert(
                 key.to_owned(),
                 Slot {
                     value: make(),
                     due: u64::MAX,
+                    used: 0,
                 },
             );
         }
+        self.touch(key);
         Ok(self
             .map
             .get_mut(key)
             .map(|s| &mut s.value)
             .unwrap_or_else(|| unreachable!("inserted above")))
+    }
+
+    /// In a full table: evicts one entry, or fails with the wait until one can go.
+    fn make_room(&mut self, now: u64, capacity: usize) -> Result<(), StoreError> {
+        let table = self.name.unwrap_or("sessions");
+        let outcome = match self.name {
+            Some(_) => self.evict_one(now),
+            None => Err(self.queue.peek().map_or(FULL_RETRY_MS, |Reverse((at, _))| {
+                at.saturating_sub(now).max(1)
+            })),
+        };
+        match outcome {
+            Ok(()) => {
+                crate::metrics::memory_store_full(table, "evicted");
+                self.warn_full(now, capacity, true);
+                Ok(())
+            }
+            Err(wait) => {
+                crate::metrics::memory_store_full(table, "refused");
+                self.warn_full(now, capacity, false);
+                Err(full(capacity, Duration::from_millis(wait)))
+            }
+        }
     }
 
     /// Call after changing an entry: queues it for its (new) expiry time, or drops it when
@@ -203,18 +368,31 @@ impl<V: Expires> Expiring<V> {
     }
 }
 
-fn full(capacity: usize) -> StoreError {
-    StoreError::unavailable(format!(
-        "the in-memory store is full ({capacity} live entries in one table); use a Redis \
-         store, or a larger MemoryStore::with_capacity"
-    ))
+fn full(capacity: usize, retry_after: Duration) -> StoreError {
+    StoreError::Full {
+        retry_after,
+        source: format!(
+            "the in-memory store is full ({capacity} live entries in one table that cannot \
+             be evicted); use a Redis store, or a larger MemoryStore::with_capacity"
+        )
+        .into(),
+    }
 }
 
-#[derive(Default)]
 struct Codes {
     addresses: Expiring<Address>,
     ips: Expiring<Bucket>,
     ip_failures: Expiring<Bucket>,
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Codes {
+            addresses: Expiring::evicting("addresses"),
+            ips: Expiring::evicting("ip_requests"),
+            ip_failures: Expiring::evicting("ip_failures"),
+        }
+    }
 }
 
 /// One address's state with the time it can be forgotten.
@@ -228,6 +406,13 @@ impl Expires for Address {
     fn forget_at(&self) -> u64 {
         self.forget_at
     }
+
+    /// Once no code is pending and no lockout runs: request windows and failure counts
+    /// may go first, a pending code or a lockout never.
+    fn evictable_from(&self) -> Option<u64> {
+        let code = self.state.code.map_or(0, |(_, expires)| expires);
+        Some(code.max(self.state.locked_until))
+    }
 }
 
 /// An IP's window, with its length for its expiry.
@@ -240,6 +425,11 @@ struct Bucket {
 impl Expires for Bucket {
     fn forget_at(&self) -> u64 {
         self.window.live_until(self.length)
+    }
+
+    /// An IP's window may go (the per-address limits and lockouts still hold).
+    fn evictable_from(&self) -> Option<u64> {
+        Some(0)
     }
 }
 
@@ -768,27 +958,103 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_table_is_a_503_until_entries_expire() {
+    async fn a_table_full_of_pending_codes_is_a_503_for_as_long_as_the_oldest_code() {
         let (store, t) = clocked();
         let l = limits();
-        for _ in 0..4 {
+        let mut first = None;
+        for i in 0..4 {
             let f = Fixture::new();
             let out = store.issue(&f.issue("123456", None, l)).await.unwrap();
             assert_eq!(out, IssueOutcome::Issued);
+            if i == 0 {
+                first = Some(f);
+            }
+            t.fetch_add(1000, Ordering::SeqCst);
         }
         let f = Fixture::new();
         let err = store.issue(&f.issue("123456", None, l)).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Unavailable(m) if m.to_string().contains("full")),
-            "{err:?}"
-        );
-        // A day later every window has passed: the expired entries make room.
-        t.fetch_add(ms(DAY) + 1, Ordering::SeqCst);
+        // The first code (issued 4 s ago, 300 s lifetime) frees its place in 296 s.
+        match &err {
+            StoreError::Full { retry_after, .. } => {
+                assert_eq!(*retry_after, Duration::from_secs(296), "{err:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once that code has expired, its entry (request windows only) makes room.
+        t.fetch_add(296_000, Ordering::SeqCst);
         assert_eq!(
             store.issue(&f.issue("123456", None, l)).await.unwrap(),
             IssueOutcome::Issued
         );
-        assert_eq!(store.len(), 1, "expired entries were dropped");
+        assert_eq!(store.len(), 4, "one entry was evicted for the new one");
+        // The evicted one was the least recently used: the first address, whose request
+        // windows are forgotten (a new code for it fits in the minute window again).
+        let first = first.unwrap();
+        let again = store.issue(&first.issue("654321", None, l)).await;
+        assert!(
+            matches!(again, Err(StoreError::Full { .. })),
+            "the table is full of live codes again: {again:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_table_evicts_request_windows_and_keeps_codes_and_lockouts() {
+        let (store, t) = clocked();
+        let l = limits();
+        // A lockout, a pending code, and two addresses whose codes were used.
+        let locked = Fixture::new();
+        store.issue(&locked.issue("111111", None, l)).await.unwrap();
+        for _ in 0..l.max_attempts {
+            store.verify(&locked.verify("000000", l)).await.unwrap();
+        }
+        let pending = Fixture::new();
+        store
+            .issue(&pending.issue("222222", None, l))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let used = Fixture::new();
+            store.issue(&used.issue("333333", None, l)).await.unwrap();
+            store.verify(&used.verify("333333", l)).await.unwrap();
+        }
+        t.fetch_add(1000, Ordering::SeqCst);
+        // New addresses keep coming: each replaces a used one, never the others.
+        for _ in 0..10 {
+            let f = Fixture::new();
+            let out = store.issue(&f.issue("444444", None, l)).await.unwrap();
+            assert_eq!(out, IssueOutcome::Issued);
+            store.verify(&f.verify("444444", l)).await.unwrap();
+        }
+        assert!(matches!(
+            store.verify(&locked.verify("111111", l)).await.unwrap(),
+            VerifyOutcome::LockedOut { .. }
+        ));
+        assert_eq!(
+            store.verify(&pending.verify("222222", l)).await.unwrap(),
+            VerifyOutcome::Verified
+        );
+    }
+
+    #[test]
+    fn a_full_table_warns_once_a_minute() {
+        let (store, t) = clocked();
+        let logs = crate::engine::tests::capture_logs(|| async move {
+            let l = limits();
+            for _ in 0..10 {
+                let f = Fixture::new();
+                store.issue(&f.issue("123456", None, l)).await.unwrap();
+                store.verify(&f.verify("123456", l)).await.unwrap();
+            }
+            t.fetch_add(61_000, Ordering::SeqCst);
+            // Four evictions, then a table full of pending codes refuses: one warning.
+            for _ in 0..10 {
+                let f = Fixture::new();
+                let _ = store.issue(&f.issue("123456", None, l)).await;
+            }
+        });
+        let warnings = logs.matches("the in-memory store is full").count();
+        assert_eq!(warnings, 2, "{logs}");
+        assert!(logs.contains("table=\"addresses\""), "{logs}");
     }
 
     #[tokio::test]

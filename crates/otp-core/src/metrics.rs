@@ -20,6 +20,7 @@
 //! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
+//! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
 
 use std::time::Duration;
 
@@ -74,9 +75,11 @@ pub const SESSIONS_EVICTED: &str = "otp_sessions_evicted_total";
 pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
 /// `otp_refused_requests_total`
 pub const REFUSED: &str = "otp_refused_requests_total";
+/// `otp_memory_store_full_total`
+pub const MEMORY_STORE_FULL: &str = "otp_memory_store_full_total";
 
 /// Every metric name this crate records.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     CODES_REQUESTED,
     MAILS_SENT,
     MAILS_FAILED,
@@ -89,6 +92,7 @@ pub const ALL: [&str; 12] = [
     SESSIONS_EVICTED,
     REQUEST_DURATION,
     REFUSED,
+    MEMORY_STORE_FULL,
 ];
 
 pub(crate) fn code_requested() {
@@ -139,6 +143,10 @@ pub(crate) fn request_done(endpoint: &'static str, status: u16, elapsed: Duratio
         "status" => status_label(status),
     )
     .record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn memory_store_full(table: &'static str, outcome: &'static str) {
+    counter!(MEMORY_STORE_FULL, "table" => table, "outcome" => outcome).increment(1);
 }
 
 pub(crate) fn refused(status: u16) {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::error::{Error, TokenRejection, retry_after_secs};
+use crate::error::{Error, StoreError, TokenRejection, retry_after_secs};
 
 /// The media type of every error body.
 pub(crate) const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -216,6 +216,9 @@ impl Refusal {
                     "www-authenticate",
                     "Bearer error=\"invalid_token\"".to_owned(),
                 ));
+            }
+            Refusal::Engine(Error::StoreUnavailable(StoreError::Full { retry_after, .. })) => {
+                headers.push(("retry-after", retry_after_secs(*retry_after).to_string()));
             }
             Refusal::Engine(Error::StoreUnavailable(_) | Error::MailUnavailable(_)) => {
                 headers.push(("retry-after", "5".to_owned()));
