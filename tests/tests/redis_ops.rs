@@ -578,3 +578,134 @@ async fn every_script_compiles_in_redis() {
         assert_eq!(sha.trim().len(), 40, "{}: {sha}", script.name);
     }
 }
+
+/// Log lines written while `f` runs on this thread.
+async fn logged<F: std::future::Future<Output = T>, T>(f: F) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+    let out = f.await;
+    drop(guard);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+/// Connects `backend` to `url` with `require_noeviction`; the error message, if it
+/// refused, and the log.
+async fn connect_logged(backend: Backend, url: &str, require: bool) -> (Option<String>, String) {
+    let mut config = test_config();
+    config.redis.url = url.to_owned();
+    config.redis.require_noeviction = require;
+    logged(async {
+        match backend {
+            Backend::Redis => otp_redis::connect(&config)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Backend::Fred => otp_fred::connect(&config)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+        }
+    })
+    .await
+}
+
+/// A Redis that may evict (`maxmemory` with `volatile-lru`, a managed Redis's usual
+/// default) is named at start: an error line naming `noeviction`, or a refusal with
+/// `OTP_AUTH_REDIS_REQUIRE_NOEVICTION=true`; `noeviction`, or no `maxmemory`, is silent.
+async fn evicting_redis_is_named_at_start(backend: Backend) {
+    let redis =
+        RedisProcess::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"]);
+    let (refused, log) = connect_logged(backend, &redis.url(), false).await;
+    assert_eq!(refused, None, "{backend:?}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("Redis may evict keys"))
+        .unwrap_or_else(|| panic!("{backend:?}: no eviction error in {log}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains("volatile-lru") && line.contains("noeviction"),
+        "{line}"
+    );
+    assert!(line.contains("OTP_AUTH_REDIS_REQUIRE_NOEVICTION"), "{line}");
+
+    let (refused, _) = connect_logged(backend, &redis.url(), true).await;
+    let refused = refused.unwrap_or_else(|| panic!("{backend:?}: started anyway"));
+    assert!(
+        refused.contains("OTP_AUTH_REDIS_REQUIRE_NOEVICTION") && refused.contains("noeviction"),
+        "{refused}"
+    );
+
+    for settings in [["maxmemory-policy", "noeviction"], ["maxmemory", "0"]] {
+        if settings[0] == "maxmemory" {
+            redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        }
+        redis.cli(&["CONFIG", "SET", settings[0], settings[1]]);
+        let (refused, log) = connect_logged(backend, &redis.url(), true).await;
+        assert_eq!(refused, None, "{backend:?} {settings:?}");
+        assert!(!log.contains("evict"), "{backend:?} {settings:?}: {log}");
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn evicting_redis_is_named_at_start_redis() {
+    evicting_redis_is_named_at_start(Backend::Redis).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn evicting_redis_is_named_at_start_fred() {
+    evicting_redis_is_named_at_start(Backend::Fred).await;
+}
+
+/// On a cluster every master is asked: one evicting master of three is found by both
+/// backends, every time.
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn one_evicting_master_of_a_cluster_is_named_at_start() {
+    let cluster = otp_tests::redis_proc::RedisCluster::create(0);
+    cluster.wait_ok();
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    for port in masters {
+        let node = cluster.nodes.iter().find(|n| n.port == port).unwrap();
+        node.cli(&["CONFIG", "SET", "maxmemory", "64mb"]);
+        node.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        for backend in [Backend::Redis, Backend::Fred] {
+            let (refused, _) = connect_logged(backend, &cluster.url(), true).await;
+            let refused = refused.unwrap_or_else(|| panic!("{backend:?}: master {port} missed"));
+            assert!(refused.contains("allkeys-lru"), "{refused}");
+        }
+        node.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    }
+    for backend in [Backend::Redis, Backend::Fred] {
+        let (refused, log) = connect_logged(backend, &cluster.url(), true).await;
+        assert_eq!(refused, None, "{backend:?}: {log}");
+    }
+}

@@ -689,6 +689,10 @@ settings! {
         /// same round trip); fewer within half the store timeout answer 503. 0: off (at
         /// most 16).
         REDIS_MIN_REPLICAS_ACK => min_replicas_ack: u32 = 0,
+        /// Refuse to start when Redis may evict keys (`maxmemory` set and a
+        /// `maxmemory-policy` other than `noeviction`); otherwise that is logged as an
+        /// error.
+        REDIS_REQUIRE_NOEVICTION => require_noeviction: bool = false,
     }
 }
 
@@ -699,6 +703,7 @@ impl fmt::Debug for RedisSettings {
             .field("url", &redact_url(&self.url))
             .field("timeout_ms", &self.timeout_ms)
             .field("min_replicas_ack", &self.min_replicas_ack)
+            .field("require_noeviction", &self.require_noeviction)
             .finish()
     }
 }

@@ -195,6 +195,15 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
         )))
     }
 
+    /// `CONFIG GET parameter` on every server that holds keys (each master of a cluster):
+    /// one value per server, for the start-up check of [`check_eviction`]. The default
+    /// answers an error: a runner that cannot send it (the check then warns).
+    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::backend(format!(
+            "this store runner cannot read CONFIG {parameter}"
+        )))
+    }
+
     /// `EXISTS keys…` (all in one slot): how many of `keys` exist, a key named twice
     /// counted twice. The access check of every protected request is this one command.
     /// The default runs it as a script; backends send the plain command, which is cheaper
@@ -295,10 +304,75 @@ impl Script {
     }
 }
 
+/// Checks at start-up that Redis never evicts our keys: every key has a TTL, so under
+/// `maxmemory` with an evicting policy (`volatile-lru`, a managed Redis's usual default, or
+/// any `allkeys-*`/`volatile-*`) a flood of requests makes Redis drop lockouts, failure
+/// counters and sessions, and guesses start counting from zero again.
+///
+/// With an evicting policy and `maxmemory` set it logs an error naming `noeviction`, or,
+/// with `OTP_AUTH_REDIS_REQUIRE_NOEVICTION=true`, refuses
+/// ([`SetupError::Eviction`]). A policy it cannot read (`CONFIG` renamed or refused, as
+/// managed services do, or Redis not reachable yet) is a warning. Both backends' `connect`
+/// call it.
+pub async fn check_eviction<R: ScriptRunner + ?Sized>(
+    runner: &R,
+    settings: &RedisSettings,
+) -> Result<(), SetupError> {
+    let read = async {
+        let policies = runner.config_get("maxmemory-policy").await?;
+        let limits = runner.config_get("maxmemory").await?;
+        Ok::<_, StoreError>((policies, limits))
+    };
+    let (policies, limits) = match read.await {
+        Ok((p, l)) if !p.is_empty() => (p, l),
+        Ok(_) => (Vec::new(), Vec::new()),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "could not read Redis' maxmemory-policy: make sure it is noeviction, or \
+                 Redis may drop lockouts, failure counters and sessions under memory pressure"
+            );
+            return Ok(());
+        }
+    };
+    // Without maxmemory (0) nothing is evicted, whatever the policy.
+    let limited = limits.iter().any(|l| l.trim() != "0");
+    let evicting: Vec<&String> = policies
+        .iter()
+        .filter(|p| !p.eq_ignore_ascii_case("noeviction"))
+        .collect();
+    if evicting.is_empty() || !limited {
+        return Ok(());
+    }
+    let message = format!(
+        "Redis may evict keys (maxmemory-policy {}, maxmemory {}): under memory pressure it \
+         drops lockouts, failure counters and sessions, and an attacker can flood it to get \
+         more guesses. Set maxmemory-policy noeviction (a full Redis then refuses writes and \
+         the service answers 503 instead of forgetting)",
+        evicting[0],
+        limits.join(", ")
+    );
+    if settings.require_noeviction {
+        return Err(SetupError::Eviction(format!(
+            "{}=true: {message}",
+            RedisSettings::VARS.require_noeviction
+        )));
+    }
+    tracing::error!(
+        "{message}; {}=true refuses to start instead",
+        RedisSettings::VARS.require_noeviction
+    );
+    Ok(())
+}
+
 /// Why a Redis backend could not be set up: shared by `otp-redis` and `otp-fred`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
+    /// Redis may evict keys and `OTP_AUTH_REDIS_REQUIRE_NOEVICTION` is set
+    /// ([`check_eviction`]).
+    #[error("{0}")]
+    Eviction(String),
     /// The address cannot be used (the message never holds a password).
     #[error("{var}: {0}", var = RedisSettings::VARS.url)]
     Url(String),

@@ -149,6 +149,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreEr
         DEFAULT_POOL_SIZE,
     )
     .await?;
+    otp_core::scripted::check_eviction(&runner, &config.redis).await?;
     Ok(ScriptedStore::from_config(runner, config))
 }
 
@@ -242,6 +243,46 @@ impl ScriptRunner for FredRunner {
 
     fn single_node(&self) -> bool {
         !self.pool.next().is_clustered()
+    }
+
+    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.next_connected();
+        let get = |target: Option<fred::types::config::Server>| {
+            let args = vec![Value::from("GET"), Value::from(parameter.to_owned())];
+            let command = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+            async move {
+                match target {
+                    Some(server) => {
+                        client
+                            .with_cluster_node(server)
+                            .custom::<Value, Value>(command, args)
+                            .await
+                    }
+                    None => client.custom::<Value, Value>(command, args).await,
+                }
+            }
+        };
+        let mut replies = Vec::new();
+        if client.is_clustered() {
+            // Every master: each holds keys, each has its own policy.
+            for server in client.active_connections() {
+                replies.push(self.bounded("config_get", get(Some(server))).await?);
+            }
+        } else {
+            replies.push(self.bounded("config_get", get(None)).await?);
+        }
+        let mut values = Vec::new();
+        for reply in replies {
+            match reply {
+                // `[name, value]` (RESP2) or `{name: value}` (RESP3).
+                Value::Array(items) if items.len() == 2 => {
+                    values.extend(items[1].as_string());
+                }
+                Value::Map(map) => values.extend(map.inner().values().filter_map(Value::as_string)),
+                other => return Err(Reply::unexpected_type(other.kind())),
+            }
+        }
+        Ok(values)
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {

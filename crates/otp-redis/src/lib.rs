@@ -38,7 +38,9 @@ use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 /// The store: [`otp_core::store::OtpStore`] and [`otp_core::store::TokenBlacklist`] on Redis.
@@ -176,6 +178,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStore
         Duration::from_millis(config.redis.timeout_ms),
     )
     .await?;
+    otp_core::scripted::check_eviction(&runner, &config.redis).await?;
     Ok(ScriptedStore::from_config(runner, config))
 }
 
@@ -273,6 +276,25 @@ impl ScriptRunner for RedisRunner {
         matches!(self.conn, Conn::Single(_))
     }
 
+    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(parameter);
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => cmd.query_async::<Value>(&mut c.clone()).await,
+                // Every master: each holds keys, each has its own policy.
+                Conn::Cluster(c) => {
+                    let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                    c.clone().route_command(cmd, all).await
+                }
+            }
+        };
+        let reply = self.bounded("config_get", call).await?;
+        let mut values = Vec::new();
+        config_values(reply, &mut values);
+        Ok(values)
+    }
+
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
         let mut cmd = redis::cmd("EXISTS");
         for k in keys {
@@ -285,6 +307,37 @@ impl ScriptRunner for RedisRunner {
             }
         };
         self.bounded("exists", call).await
+    }
+}
+
+/// The values of a `CONFIG GET` reply: `[name, value]` (RESP2), `{name: value}` (RESP3),
+/// or, from every master of a cluster, a map of node address to either.
+fn config_values(reply: Value, out: &mut Vec<String>) {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match reply {
+        Value::Array(items) if items.len() == 2 && items.iter().all(|i| text(i).is_some()) => {
+            out.extend(text(&items[1]));
+        }
+        Value::Array(items) | Value::Set(items) => {
+            for item in items {
+                config_values(item, out);
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                match text(&v) {
+                    // `{name: value}` of one server.
+                    Some(value) if text(&k).is_some_and(|k| !k.contains(':')) => out.push(value),
+                    // `{address: reply}` of a cluster.
+                    _ => config_values(v, out),
+                }
+            }
+        }
+        _ => {}
     }
 }
 
