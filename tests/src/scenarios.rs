@@ -1980,7 +1980,7 @@ pub async fn email_change(t: Target) {
         "{subject_line}"
     );
     assert!(
-        text.contains(old) && text.contains("m\u{2022}\u{2022}\u{2022}@example.org"),
+        text.contains(old) && text.contains("mo\u{2022}\u{2022}\u{2022}d@example.org"),
         "{text}"
     );
     assert!(

@@ -164,7 +164,7 @@ async fn journey(serve: impl AsyncFnOnce(OtpAuth) -> String, screenshot: Option<
         .expect("a notice to the old address");
     assert!(subject.contains("address was changed"), "{subject}");
     assert!(
-        text.contains("b\u{2022}\u{2022}\u{2022}@example.com"),
+        text.contains("br\u{2022}\u{2022}\u{2022}w@example.com"),
         "{text}"
     );
     assert!(
