@@ -26,3 +26,23 @@ async fn es256_tokens_verify_from_the_jwks_alone() {
 async fn cors_for_the_allowed_origins() {
     process_tests::cors_for_the_allowed_origins(BIN).await;
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    process_tests::slow_headers_are_cut_off(BIN).await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    process_tests::idle_keep_alive_connections_are_closed(BIN).await;
+}
+
+#[tokio::test]
+async fn metrics_are_not_on_the_public_port() {
+    process_tests::metrics_are_not_on_the_public_port(BIN).await;
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_by_a_stalled_client() {
+    process_tests::shutdown_is_not_held_by_a_stalled_client(BIN).await;
+}
