@@ -1,12 +1,15 @@
 //! The example binaries as a new user runs them: no settings at all, then the login of
-//! the README with the code read from the log; and bad settings. Shared by the tests of
-//! `axum-example` and `poem-example` (each passes its own binary).
+//! the README with the code read from the log; bad settings; the connections' deadlines
+//! and the metrics listener. Shared by the tests of `axum-example` and `poem-example` (each
+//! passes its own binary).
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 pub(crate) fn free_port() -> u16 {
@@ -17,15 +20,17 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// The example with a clean environment (no `OTP_AUTH_*`), plus `extra`.
+/// The example with a clean environment (no `OTP_AUTH_*`, no `APP_*`), its metrics on a
+/// free port (tests run side by side; `extra` may say otherwise), plus `extra`.
 pub(crate) fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
-        if k.starts_with("OTP_AUTH_") || k == "APP_ADDR" || k == "RUST_LOG" {
+        if k.starts_with("OTP_AUTH_") || k.starts_with("APP_") || k == "RUST_LOG" {
             cmd.env_remove(k);
         }
     }
-    cmd.envs(extra.iter().copied())
+    cmd.env("APP_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -140,6 +145,18 @@ pub(crate) async fn bad_settings_fail_with_a_clear_message(bin: &str) {
             "OTP_AUTH_JWT_SECRET is 5 bytes long",
         ),
         (&[("APP_ADDR", "nowhere")], "APP_ADDR"),
+        (
+            &[("APP_METRICS_ADDR", "9464")],
+            "APP_METRICS_ADDR=\"9464\" is not a socket address",
+        ),
+        (
+            &[("APP_HEADER_READ_TIMEOUT_SECONDS", "31")],
+            "APP_HEADER_READ_TIMEOUT_SECONDS=\"31\" is not a whole number of seconds from 1 to 30",
+        ),
+        (
+            &[("APP_IDLE_TIMEOUT_SECONDS", "0")],
+            "APP_IDLE_TIMEOUT_SECONDS=\"0\" is not a whole number of seconds from 1 to 3600",
+        ),
     ];
     for (vars, expect) in cases {
         let addr = format!("127.0.0.1:{}", free_port());
@@ -168,10 +185,12 @@ pub(crate) async fn es256_tokens_verify_from_the_jwks_alone(bin: &str) {
         "/../../crates/otp-core/testdata/keys/ec-a.pem"
     );
     let public_url = format!("{base}/auth");
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut child = example(
         bin,
         &[
             ("APP_ADDR", &addr),
+            ("APP_METRICS_ADDR", &metrics_addr),
             ("OTP_AUTH_JWT_ALGORITHM", "ES256"),
             ("OTP_AUTH_JWT_PRIVATE_KEY_FILE", key),
             (
@@ -259,7 +278,7 @@ pub(crate) async fn es256_tokens_verify_from_the_jwks_alone(bin: &str) {
     );
 
     let metrics = http
-        .get(format!("{base}/metrics"))
+        .get(format!("http://{metrics_addr}/metrics"))
         .send()
         .await
         .unwrap()
@@ -365,4 +384,489 @@ pub(crate) async fn cors_for_the_allowed_origins(bin: &str) {
     );
     terminate(&child);
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}
+
+/// A started example: the process, its log, its address.
+struct Started {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    addr: String,
+}
+
+/// Starts `bin` on a free port with `extra` and waits until it listens.
+async fn start(bin: &str, extra: &[(&str, &str)]) -> Started {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = example(bin, &[("APP_ADDR", &addr)])
+        .envs(extra.iter().copied())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(&mut lines, "listening on").await;
+    Started { child, lines, addr }
+}
+
+/// Reads until the server closes the connection (end of stream, or reset), at most
+/// `within`; returns when that was, measured from `since`, and what was read.
+async fn closed_after(
+    mut stream: TcpStream,
+    since: Instant,
+    within: Duration,
+) -> (Duration, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return since.elapsed(),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .map(|at| (at, got.clone()))
+    .unwrap_or_else(|_| {
+        panic!(
+            "still open after {within:?}; read {:?}",
+            String::from_utf8_lossy(&got)
+        )
+    })
+}
+
+/// Whether the server still holds `stream` open: nothing to read within 100 ms, and no end.
+async fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf))
+        .await
+        .is_err()
+}
+
+/// Sends `request` on `stream` and reads one whole answer (head and a `Content-Length`
+/// body); returns the head.
+async fn exchange(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while got.len() < head_end + length {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed mid-body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.len(), head_end + length, "more than one answer");
+    head
+}
+
+/// The TCP ports the process `pid` listens on (Linux: its socket descriptors matched
+/// against /proc/net/tcp and tcp6).
+fn listening_ports(pid: u32) -> BTreeSet<u16> {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A: LISTEN), inode.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.insert(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A request head cut off before its end: the server waits for the rest.
+const HALF_HEAD: &str = "POST /auth/request-otp HTTP/1.1\r\nHost: x\r\n";
+
+/// With `APP_HEADER_READ_TIMEOUT_SECONDS=2`: connections that send half a request head (51
+/// of them, and one that trickles its head a byte every 200 ms) hold no resources for long.
+/// While they hang, a normal client is served; each is closed by the server after the
+/// timeout (not before 1.5 s: the timeout closed it, nothing else), within 6 s. A
+/// kept-alive connection that sends nothing after its answer is closed after it too.
+pub(crate) async fn slow_headers_are_cut_off(bin: &str) {
+    let timeout = Duration::from_secs(2);
+    let mut app = start(bin, &[("APP_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
+    let addr = app.addr.clone();
+
+    let mut halves = Vec::new();
+    for _ in 0..51 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(HALF_HEAD.as_bytes()).await.unwrap();
+        halves.push((s, Instant::now()));
+    }
+    // A head that keeps coming, too slowly: the timeout is for the whole head, not between
+    // bytes.
+    let trickle = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let s = TcpStream::connect(&addr).await.unwrap();
+            let since = Instant::now();
+            let (mut read, mut write) = s.into_split();
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let writing = tokio::spawn({
+                let sent = sent.clone();
+                async move {
+                    let head = format!(
+                        "GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+                        "a".repeat(200)
+                    );
+                    for b in head.bytes() {
+                        if write.write_all(&[b]).await.is_err() {
+                            break;
+                        }
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            });
+            let mut buf = [0u8; 1024];
+            let closed = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return since.elapsed(),
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+            .expect("the trickling connection is still open after 10 s");
+            writing.abort();
+            (closed, sent.load(std::sync::atomic::Ordering::Relaxed))
+        }
+    });
+
+    // Meanwhile, a normal client is served, and the first half-sent connection is still
+    // open (so it was waiting while the server answered).
+    let http = reqwest::Client::new();
+    let served_at = halves[0].1.elapsed();
+    let r = http
+        .get(format!("http://{addr}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(still_open(&mut halves[0].0).await);
+    assert!(
+        halves[0].1.elapsed() < Duration::from_millis(1500),
+        "too slow to show anything"
+    );
+
+    // Each connection watched from now on, side by side.
+    let watched: Vec<_> = halves
+        .into_iter()
+        .map(|(s, since)| tokio::spawn(closed_after(s, since, Duration::from_secs(8))))
+        .collect();
+
+    // A kept-alive connection, quiet after its answer.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    let head = exchange(&mut kept, "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let kept = tokio::spawn(closed_after(kept, Instant::now(), Duration::from_secs(8)));
+
+    let mut closes = Vec::new();
+    for watch in watched {
+        let (at, got) = watch.await.unwrap();
+        let got = String::from_utf8_lossy(&got).into_owned();
+        assert!(!got.starts_with("HTTP/1.1 2"), "{got}");
+        closes.push((at, got));
+    }
+    let (first, last) = (
+        closes.iter().map(|c| c.0).min().unwrap(),
+        closes.iter().map(|c| c.0).max().unwrap(),
+    );
+    assert!(
+        first >= Duration::from_millis(1500),
+        "closed too early: {first:?}"
+    );
+    assert!(
+        last <= timeout + Duration::from_secs(4),
+        "closed too late: {last:?}"
+    );
+    let (trickled, trickled_bytes) = trickle.await.unwrap();
+    assert!(trickled_bytes >= 5, "{trickled_bytes} bytes trickled");
+    assert!(
+        trickled >= Duration::from_millis(1500) && trickled <= timeout + Duration::from_secs(4),
+        "trickling head closed after {trickled:?}"
+    );
+    let (kept_closed, _) = kept.await.unwrap();
+    assert!(
+        kept_closed >= Duration::from_millis(1500)
+            && kept_closed <= timeout + Duration::from_secs(4),
+        "kept-alive connection closed after {kept_closed:?}"
+    );
+    eprintln!(
+        "slow headers: {} half heads closed after {first:?} to {last:?} (what they read: {:?}); \
+         the normal request was sent {served_at:?} after the first; the trickling head closed \
+         after {trickled:?} ({trickled_bytes} bytes sent); the quiet kept-alive connection after {kept_closed:?}",
+        closes.len(),
+        closes.iter().map(|c| c.1.clone()).collect::<BTreeSet<_>>(),
+    );
+
+    // Still serving.
+    let r = http
+        .get(format!("http://{addr}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    terminate(&app.child);
+    let status = tokio::time::timeout(Duration::from_secs(10), app.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(app.lines);
+}
+
+/// With `APP_IDLE_TIMEOUT_SECONDS=2` (and the header timeout at its default, 10 s): a
+/// kept-alive connection quiet after its answer, and a request whose body stops coming,
+/// are closed by the server after about 2 s; a connection that keeps asking, a request a
+/// second, stays open past it.
+pub(crate) async fn idle_keep_alive_connections_are_closed(bin: &str) {
+    let idle = Duration::from_secs(2);
+    let mut app = start(bin, &[("APP_IDLE_TIMEOUT_SECONDS", "2")]).await;
+    let addr = app.addr.clone();
+    let get = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    let mut quiet = TcpStream::connect(&addr).await.unwrap();
+    let head = exchange(&mut quiet, get).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let quiet = tokio::spawn(closed_after(quiet, Instant::now(), Duration::from_secs(8)));
+
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /auth/request-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 60\r\n\r\n{\"email\": ",
+        )
+        .await
+        .unwrap();
+    let stalled = tokio::spawn(closed_after(
+        stalled,
+        Instant::now(),
+        Duration::from_secs(8),
+    ));
+
+    // A busy connection: four requests a second apart, each on the same connection.
+    let mut busy = TcpStream::connect(&addr).await.unwrap();
+    let busy_since = Instant::now();
+    for _ in 0..4 {
+        let head = exchange(&mut busy, get).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let head = exchange(&mut busy, get).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let busy_for = busy_since.elapsed();
+    assert!(busy_for > idle + Duration::from_secs(1), "{busy_for:?}");
+
+    let (quiet_closed, _) = quiet.await.unwrap();
+    let (stalled_closed, got) = stalled.await.unwrap();
+    for (what, at) in [("quiet", quiet_closed), ("stalled body", stalled_closed)] {
+        assert!(
+            at >= Duration::from_millis(1500) && at <= idle + Duration::from_secs(3),
+            "{what}: closed after {at:?}"
+        );
+    }
+    eprintln!(
+        "idle: quiet kept-alive connection closed after {quiet_closed:?}; stalled body after \
+         {stalled_closed:?} (read {:?}); a busy connection served 5 requests over {busy_for:?}",
+        String::from_utf8_lossy(&got)
+    );
+    terminate(&app.child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), app.child.wait()).await;
+    drop(app.lines);
+}
+
+/// `GET /metrics` is not on the public port (404); the metrics listener of
+/// `APP_METRICS_ADDR` serves it (and nothing else), and counts a code request there;
+/// `APP_METRICS_ADDR=off` starts no second listener; a metrics address in use stops the
+/// start with a message naming it.
+pub(crate) async fn metrics_are_not_on_the_public_port(bin: &str) {
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = example(
+        bin,
+        &[("APP_ADDR", &addr), ("APP_METRICS_ADDR", &metrics_addr)],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(
+        &mut lines,
+        &format!("metrics on http://{metrics_addr}/metrics"),
+    )
+    .await;
+    wait_for_line(&mut lines, "listening on").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .json(&json!({"email": "metrics@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        example_common::METRICS_CONTENT_TYPE
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.contains("otp_codes_requested_total"), "{text}");
+    assert!(
+        text.contains(
+            "otp_request_duration_seconds_count{endpoint=\"request_otp\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("metrics@example.com"));
+    // Nothing else there.
+    let r = http
+        .get(format!("http://{metrics_addr}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .post(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    if cfg!(target_os = "linux") {
+        let ports = listening_ports(child.id().unwrap());
+        assert_eq!(
+            ports,
+            BTreeSet::from([port_of(&addr), port_of(&metrics_addr)])
+        );
+    }
+    terminate(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+
+    // Off: the app alone.
+    let mut app = start(bin, &[("APP_METRICS_ADDR", "off")]).await;
+    let r = http
+        .get(format!("http://{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    if cfg!(target_os = "linux") {
+        let ports = listening_ports(app.child.id().unwrap());
+        assert_eq!(ports, BTreeSet::from([port_of(&app.addr)]));
+    }
+    terminate(&app.child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), app.child.wait()).await;
+    drop(app.lines);
+
+    // Taken: exit status 1, the setting named.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let out = example(
+        bin,
+        &[
+            ("APP_ADDR", &format!("127.0.0.1:{}", free_port())),
+            ("APP_METRICS_ADDR", &taken_addr),
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken_addr} (APP_METRICS_ADDR)")),
+        "{stderr}"
+    );
+}
+
+/// SIGTERM with a request whose body stops coming (the idle limit at its default, 60 s):
+/// the example waits for it no longer than `example_common::SHUTDOWN_GRACE` (10 s), then
+/// closes it and exits 0; a quiet kept-alive connection does not hold it at all.
+pub(crate) async fn shutdown_is_not_held_by_a_stalled_client(bin: &str) {
+    let grace = example_common::SHUTDOWN_GRACE;
+    let mut app = start(bin, &[]).await;
+    let mut kept = TcpStream::connect(&app.addr).await.unwrap();
+    let head = exchange(&mut kept, "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut stalled = TcpStream::connect(&app.addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /auth/request-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 60\r\n\r\n{\"email\": ",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let since = Instant::now();
+    terminate(&app.child);
+    let kept = tokio::spawn(closed_after(kept, since, Duration::from_secs(5)));
+    let stalled = tokio::spawn(closed_after(stalled, since, grace + Duration::from_secs(5)));
+    let status = tokio::time::timeout(grace + Duration::from_secs(5), app.child.wait())
+        .await
+        .expect("still running 5 s after the grace")
+        .unwrap();
+    let exited = since.elapsed();
+    assert!(status.success(), "{status:?}");
+    let (kept_closed, _) = kept.await.unwrap();
+    let (stalled_closed, _) = stalled.await.unwrap();
+    assert!(kept_closed < Duration::from_secs(1), "{kept_closed:?}");
+    assert!(
+        stalled_closed >= grace - Duration::from_secs(1)
+            && stalled_closed <= grace + Duration::from_secs(3),
+        "{stalled_closed:?}"
+    );
+    eprintln!(
+        "shutdown: the quiet kept-alive connection closed after {kept_closed:?}, the stalled \
+         request after {stalled_closed:?}; exit 0 after {exited:?}"
+    );
+    drop(app.lines);
 }

@@ -84,6 +84,8 @@ pub(crate) fn schemathesis() -> Outcome {
             .env("OTP_AUTH_REFRESH_TOKEN_TRANSPORT", transport)
             .env("OTP_AUTH_PUBLIC_URL", format!("{base}/auth"))
             .env("APP_ADDR", addr.to_string())
+            // The public port is what is fuzzed; no metrics listener to collide with another.
+            .env("APP_METRICS_ADDR", "off")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
         let server = App::start(&name, command, addr, &logs)?;

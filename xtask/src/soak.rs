@@ -124,6 +124,8 @@ pub(crate) fn soak(args: &[String]) -> Outcome {
     // Short lifetimes, so that every entry of the run expires soon after it.
     command
         .env("APP_ADDR", addr.to_string())
+        // Metrics recorded and served, as in production, on a loopback port of their own.
+        .env("APP_METRICS_ADDR", free_addr()?.to_string())
         .env("OTP_AUTH_STORE", "redis")
         .env("OTP_AUTH_REDIS_URL", &redis_url)
         .env("OTP_AUTH_JWT_SECRET", JWT_SECRET)

@@ -47,24 +47,17 @@ async fn me(State(state): State<AppState>, user: CurrentUser<AppClaims>) -> Json
     ))
 }
 
-async fn metrics() -> impl axum::response::IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            example_common::METRICS_CONTENT_TYPE,
-        )],
-        example_common::metrics_text(),
-    )
-}
-
 async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, the
-/// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`),
-/// Prometheus metrics at `GET /metrics`, and the OpenAPI document at `/openapi.json` with
-/// its docs page at `/docs`.
+/// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`), and the
+/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
+///
+/// No `/metrics` here: the counters by outcome would tell anyone who is signing in. The
+/// binary serves them on a listener of their own (`APP_METRICS_ADDR`, loopback by default;
+/// `example_common::start_metrics`).
 ///
 /// With `OTP_AUTH_ALLOWED_ORIGINS` set, those origins (and only those) also get CORS answers
 /// with credentials: the same setting feeds otp-core's Origin check.
@@ -81,7 +74,6 @@ pub fn app(auth: OtpAuth) -> Router {
     let router = Router::new()
         .route("/", get(login_page))
         .route("/protected", get(protected))
-        .route("/metrics", get(metrics))
         .nest("/app", private)
         .nest("/auth", otp_axum::router(auth))
         .merge(otp_axum::openapi_router(doc))

@@ -1,15 +1,23 @@
 //! The axum example app: passwordless login mounted at `/auth`, `GET /protected`, and the
-//! login page at `GET /`.
+//! login page at `GET /`; its metrics on a listener of their own.
 //!
 //! With no settings it runs on the embedded default: 127.0.0.1:3000, the in-memory store,
-//! codes written to the log, a random JWT key. Settings (shared with `poem-example`, see
-//! `example-common`): `APP_ADDR`, `OTP_AUTH_STORE` (`memory`, `redis`, `fred`),
-//! `OTP_AUTH_MAILER` (`console`, `smtp`) and every `OTP_AUTH_*` variable of otp-core.
+//! codes written to the log, a random JWT key, metrics at 127.0.0.1:9464. Settings (shared
+//! with `poem-example`, see `example-common`): `APP_ADDR`, `APP_METRICS_ADDR`,
+//! `APP_HEADER_READ_TIMEOUT_SECONDS`, `APP_IDLE_TIMEOUT_SECONDS`, `OTP_AUTH_STORE`
+//! (`memory`, `redis`, `fred`), `OTP_AUTH_MAILER` (`console`, `smtp`) and every
+//! `OTP_AUTH_*` variable of otp-core.
+//!
+//! It is not served by `axum::serve`, which has no header-read timeout (a client sending
+//! half a header holds its connection for good): `example_common::serve` runs hyper's
+//! connection with the deadlines, and hands the router each connection's peer address as
+//! `ConnectInfo<SocketAddr>`, where otp-axum finds the client IP.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use axum::extract::ConnectInfo;
 use axum_example::app;
+use tower_service::Service;
 
 /// mimalloc instead of the system allocator: allocation is about a fifth of the
 /// server's CPU under load with glibc's (`cargo xtask bench`).
@@ -19,6 +27,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     example_common::init_tracing();
+    let settings = match example_common::ServeSettings::from_env() {
+        Ok(s) => s,
+        Err(e) => return example_common::start_failed("axum-example", &e),
+    };
     let (auth, addr) = match example_common::build().await {
         Ok(v) => v,
         Err(e) => return example_common::start_failed("axum-example", &e),
@@ -30,18 +42,27 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!("listening on http://{addr}");
-    let served = axum::serve(
-        listener,
-        app(auth).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(example_common::shutdown_signal())
-    .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("axum-example: server error: {e}");
-            ExitCode::from(1)
-        }
+    if let Err(e) = example_common::start_metrics(settings.metrics_addr, settings.limits).await {
+        eprintln!("axum-example: {e}");
+        return ExitCode::from(1);
     }
+    let limits = settings.limits;
+    tracing::info!(
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "listening on http://{addr}"
+    );
+    let router = app(auth);
+    example_common::serve(
+        listener,
+        limits,
+        move |mut req, peer| {
+            // What `into_make_service_with_connect_info::<SocketAddr>()` provides.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().call(req)
+        },
+        example_common::shutdown_signal(),
+    )
+    .await;
+    ExitCode::SUCCESS
 }

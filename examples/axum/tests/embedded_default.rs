@@ -38,3 +38,23 @@ async fn magic_code_refuses_a_real_mailer() {
 async fn risky_settings_warn_at_start() {
     startup_tests::risky_settings_warn_at_start(BIN).await;
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    process_tests::slow_headers_are_cut_off(BIN).await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    process_tests::idle_keep_alive_connections_are_closed(BIN).await;
+}
+
+#[tokio::test]
+async fn metrics_are_not_on_the_public_port() {
+    process_tests::metrics_are_not_on_the_public_port(BIN).await;
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_by_a_stalled_client() {
+    process_tests::shutdown_is_not_held_by_a_stalled_client(BIN).await;
+}

@@ -1,8 +1,14 @@
 //! What the example apps (`axum-example`, `poem-example`) share, so they read the same
-//! settings and answer the same: store and mailer selection, the listen address, logging,
-//! graceful shutdown, the login page, the API docs page and the Prometheus metrics.
+//! settings and answer the same: store and mailer selection, the listen address, serving
+//! with deadlines ([`serve`]), logging, graceful shutdown, the login page, the API docs page
+//! and the Prometheus metrics on a listener of their own.
 //!
-//! Settings: `APP_ADDR` (default `127.0.0.1:3000`), `OTP_AUTH_STORE` (`memory`, `redis`,
+//! Settings: `APP_ADDR` (default `127.0.0.1:3000`), `APP_METRICS_ADDR` (where `GET /metrics`
+//! is served, default `127.0.0.1:9464`; an address other than loopback is logged as a
+//! warning; `off`: no metrics listener), `APP_HEADER_READ_TIMEOUT_SECONDS` (the time a
+//! client has to send a whole request head, default 10, 1 to 30), `APP_IDLE_TIMEOUT_SECONDS`
+//! (a connection on which no byte moves for that long is closed, default 60, 1 to 3600),
+//! `OTP_AUTH_STORE` (`memory`, `redis`,
 //! `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set, else `memory`), `OTP_AUTH_MAILER`
 //! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set, else `console`), `RUST_LOG`,
 //! `APP_ADMINS` (addresses, comma-separated, whose tokens carry the `admin` role), and
@@ -13,6 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use otp_core::mailer::Mailer;
@@ -21,6 +28,10 @@ use otp_core::{BoxError, Config, ConsoleMailer, Email, EmailChange, Hooks, Memor
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
+
+mod serve;
+
+pub use serve::{SHUTDOWN_GRACE, ServeLimits, metrics_answer, serve, start_metrics};
 
 /// The examples' [`Hooks`]: a small user directory and the app's own claims.
 ///
@@ -153,7 +164,7 @@ pub const CORS_EXPOSED_HEADERS: [&str; 2] = ["retry-after", "www-authenticate"];
 /// How long a browser may cache a preflight answer, in seconds.
 pub const CORS_MAX_AGE_SECONDS: u64 = 600;
 
-/// The content type of `GET /metrics` (Prometheus text format 0.0.4).
+/// The content type of `GET /metrics` on the metrics listener (Prometheus text format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Installs the process's Prometheus recorder on first use (the `otp_*` metrics of
@@ -194,7 +205,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// The body of `GET /metrics`: every metric in the Prometheus text format. Expose it only
-/// where your monitoring can reach it, not to the public.
+/// where your monitoring can reach it, not to the public: the counters by outcome tell an
+/// observer who is signing in and which addresses have no pending code. The examples serve
+/// it on a listener of its own ([`start_metrics`], `APP_METRICS_ADDR`).
 pub fn metrics_text() -> String {
     prometheus().render()
 }
@@ -221,6 +234,85 @@ fn choice(var: &str, trigger: &str, when_set: &str, default: &str) -> String {
         Ok(v) if !v.trim().is_empty() => v.trim().to_ascii_lowercase(),
         _ if std::env::var_os(trigger).is_some() => when_set.to_owned(),
         _ => default.to_owned(),
+    }
+}
+
+/// The default of `APP_METRICS_ADDR`: loopback, the port commonly used for a Prometheus
+/// exporter beside an app (9464).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// The default of `APP_HEADER_READ_TIMEOUT_SECONDS`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+
+/// The largest `APP_HEADER_READ_TIMEOUT_SECONDS`.
+pub const MAX_HEADER_READ_TIMEOUT_SECONDS: u64 = 30;
+
+/// The default of `APP_IDLE_TIMEOUT_SECONDS`.
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
+
+/// The largest `APP_IDLE_TIMEOUT_SECONDS`.
+pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 3600;
+
+/// How the examples serve, beside the listen address of [`build`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// The connections' deadlines: `APP_HEADER_READ_TIMEOUT_SECONDS`,
+    /// `APP_IDLE_TIMEOUT_SECONDS`.
+    pub limits: ServeLimits,
+    /// Where `GET /metrics` is served (`APP_METRICS_ADDR`); `None` for `off`.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl ServeSettings {
+    /// Reads `APP_METRICS_ADDR`, `APP_HEADER_READ_TIMEOUT_SECONDS` and
+    /// `APP_IDLE_TIMEOUT_SECONDS`; unset or blank means the default. The error names the
+    /// setting and what it accepts.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`ServeSettings::from_env`] with the variables looked up by `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let value = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let metrics_addr = match value("APP_METRICS_ADDR") {
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            v => {
+                let v = v.unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_owned());
+                Some(v.parse().map_err(|e| {
+                    format!("APP_METRICS_ADDR={v:?} is not a socket address (or off): {e}")
+                })?)
+            }
+        };
+        let seconds = |name: &str, default: u64, max: u64| -> Result<Duration, String> {
+            let Some(v) = value(name) else {
+                return Ok(Duration::from_secs(default));
+            };
+            match v.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
+                _ => Err(format!(
+                    "{name}={v:?} is not a whole number of seconds from 1 to {max}"
+                )),
+            }
+        };
+        Ok(ServeSettings {
+            limits: ServeLimits {
+                header_read_timeout: seconds(
+                    "APP_HEADER_READ_TIMEOUT_SECONDS",
+                    DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
+                    MAX_HEADER_READ_TIMEOUT_SECONDS,
+                )?,
+                idle_timeout: seconds(
+                    "APP_IDLE_TIMEOUT_SECONDS",
+                    DEFAULT_IDLE_TIMEOUT_SECONDS,
+                    MAX_IDLE_TIMEOUT_SECONDS,
+                )?,
+            },
+            metrics_addr,
+        })
     }
 }
 
@@ -314,4 +406,84 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::Method;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<ServeSettings, String> {
+        ServeSettings::from_vars(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn serve_settings_default_to_loopback_metrics_and_10_and_60_seconds() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.limits, ServeLimits::default());
+        assert_eq!(s.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
+        // Blank is unset.
+        assert_eq!(settings(&[("APP_IDLE_TIMEOUT_SECONDS", " ")]).unwrap(), s);
+    }
+
+    #[test]
+    fn serve_settings_read_their_variables() {
+        let s = settings(&[
+            ("APP_METRICS_ADDR", "[::1]:9000"),
+            ("APP_HEADER_READ_TIMEOUT_SECONDS", "30"),
+            ("APP_IDLE_TIMEOUT_SECONDS", " 5 "),
+        ])
+        .unwrap();
+        assert_eq!(s.metrics_addr, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(s.limits.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(5));
+        for off in ["off", "OFF"] {
+            let s = settings(&[("APP_METRICS_ADDR", off)]).unwrap();
+            assert_eq!(s.metrics_addr, None);
+        }
+    }
+
+    #[test]
+    fn serve_settings_refuse_bad_values_by_name() {
+        for (name, value, expect) in [
+            ("APP_METRICS_ADDR", "9464", "is not a socket address"),
+            ("APP_HEADER_READ_TIMEOUT_SECONDS", "31", "from 1 to 30"),
+            ("APP_HEADER_READ_TIMEOUT_SECONDS", "0", "from 1 to 30"),
+            ("APP_HEADER_READ_TIMEOUT_SECONDS", "2.5", "whole number"),
+            ("APP_IDLE_TIMEOUT_SECONDS", "0", "from 1 to 3600"),
+            ("APP_IDLE_TIMEOUT_SECONDS", "-1", "from 1 to 3600"),
+        ] {
+            let e = settings(&[(name, value)]).unwrap_err();
+            assert!(e.starts_with(&format!("{name}=")), "{e}");
+            assert!(e.contains(expect), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_metrics_listener_serves_only_get_metrics() {
+        let req = |method: Method, path: &str| {
+            let mut req = hyper::Request::new(());
+            *req.method_mut() = method;
+            *req.uri_mut() = path.parse().unwrap();
+            metrics_answer(&req)
+        };
+        let ok = req(Method::GET, "/metrics");
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            ok.headers()[hyper::header::CONTENT_TYPE],
+            METRICS_CONTENT_TYPE
+        );
+        assert_eq!(req(Method::HEAD, "/metrics").status(), 200);
+        let post = req(Method::POST, "/metrics");
+        assert_eq!(post.status(), 405);
+        assert_eq!(post.headers()[hyper::header::ALLOW], "GET, HEAD");
+        assert_eq!(req(Method::GET, "/").status(), 404);
+        assert_eq!(req(Method::GET, "/metrics/x").status(), 404);
+    }
 }

@@ -54,13 +54,6 @@ fn me(user: CurrentUser<AppClaims>, visits: Data<&Visits>) -> Response {
 }
 
 #[handler]
-fn metrics() -> Response {
-    Response::builder()
-        .content_type(example_common::METRICS_CONTENT_TYPE)
-        .body(example_common::metrics_text())
-}
-
-#[handler]
 fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
@@ -73,9 +66,12 @@ fn get_only<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
 
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected` (a
 /// poem-openapi operation, its own document at `GET /api.json`), the routes under `/app`
-/// (every one requires a signed-in user: `GET /app/me`), Prometheus metrics at
-/// `GET /metrics`, and the OpenAPI document at `/openapi.json` with its docs page at
-/// `/docs`.
+/// (every one requires a signed-in user: `GET /app/me`), and the OpenAPI document at
+/// `/openapi.json` with its docs page at `/docs`.
+///
+/// No `/metrics` here: the counters by outcome would tell anyone who is signing in. The
+/// binary serves them on a listener of their own (`APP_METRICS_ADDR`, loopback by default;
+/// `example_common::start_metrics`).
 ///
 /// With `OTP_AUTH_ALLOWED_ORIGINS` set, those origins (and only those) also get CORS answers
 /// with credentials: the same setting feeds otp-core's Origin check.
@@ -90,7 +86,6 @@ pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
         .at("/", get_only(get(login_page)))
         .at("/api.json", get_only(api.spec_endpoint()))
         .at("/protected", get_only(api.into_endpoint()))
-        .at("/metrics", get_only(get(metrics)))
         .at("/openapi.json", otp_poem::openapi_json(&doc))
         .at("/docs", otp_poem::docs_page())
         .nest("/app", private)

@@ -1,10 +1,20 @@
 //! The poem example app: the same app as `axum-example` (login at `/auth`,
-//! `GET /protected`, the login page at `GET /`), the same settings, the same answers.
+//! `GET /protected`, the login page at `GET /`, the metrics on a listener of their own),
+//! the same settings, the same answers.
+//!
+//! It is not served by `poem::Server`, which has no header-read timeout (its idle timeout
+//! starts over at every byte received, so a header sent a byte at a time holds the
+//! connection for good): `example_common::serve` runs hyper's connection with the
+//! deadlines, and each request reaches the endpoint with its connection's addresses, as
+//! `poem::Server` would pass them.
 
+use std::convert::Infallible;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use poem::Server;
-use poem::listener::{Listener, TcpListener};
+use poem::http::uri::Scheme;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Endpoint, EndpointExt, IntoEndpoint};
 use poem_example::app;
 
 /// mimalloc instead of the system allocator: allocation is about a fifth of the
@@ -15,26 +25,48 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     example_common::init_tracing();
+    let settings = match example_common::ServeSettings::from_env() {
+        Ok(s) => s,
+        Err(e) => return example_common::start_failed("poem-example", &e),
+    };
     let (auth, addr) = match example_common::build().await {
         Ok(v) => v,
         Err(e) => return example_common::start_failed("poem-example", &e),
     };
-    let acceptor = match TcpListener::bind(addr).into_acceptor().await {
-        Ok(a) => a,
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("poem-example: cannot listen on {addr}: {e}");
             return ExitCode::from(1);
         }
     };
-    tracing::info!("listening on http://{addr}");
-    let served = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(auth), example_common::shutdown_signal(), None)
-        .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("poem-example: server error: {e}");
-            ExitCode::from(1)
-        }
+    if let Err(e) = example_common::start_metrics(settings.metrics_addr, settings.limits).await {
+        eprintln!("poem-example: {e}");
+        return ExitCode::from(1);
     }
+    let limits = settings.limits;
+    tracing::info!(
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "listening on http://{addr}"
+    );
+    let local = LocalAddr(listener.local_addr().unwrap_or(addr).into());
+    let endpoint = Arc::new(app(auth).into_endpoint().map_to_response());
+    example_common::serve(
+        listener,
+        limits,
+        move |req, peer| {
+            let endpoint = endpoint.clone();
+            let req =
+                poem::Request::from((req, local.clone(), RemoteAddr(peer.into()), Scheme::HTTP));
+            async move {
+                // poem's answer as hyper's, its body boxed.
+                let answer = poem::http::Response::from(endpoint.get_response(req).await);
+                Ok::<_, Infallible>(answer)
+            }
+        },
+        example_common::shutdown_signal(),
+    )
+    .await;
+    ExitCode::SUCCESS
 }

@@ -252,6 +252,8 @@ impl Bench<'_> {
         }
         command
             .env("APP_ADDR", addr.to_string())
+            // The metrics are recorded all the same; no listener to collide with another.
+            .env("APP_METRICS_ADDR", "off")
             .env("OTP_AUTH_STORE", store)
             .env("OTP_AUTH_REDIS_URL", &self.redis_url)
             .env("OTP_AUTH_JWT_SECRET", JWT_SECRET)
