@@ -23,6 +23,8 @@
 //!     .with_state(auth);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! // The client IP (for the per-IP limit) comes from the connection: serve with connect info.
+//! // `axum::serve` sets no deadline for a slow client's request head: facing clients
+//! // directly, serve through hyper with a header-read timeout (as the example app does).
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```

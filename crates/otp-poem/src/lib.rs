@@ -22,6 +22,8 @@
 //!     .at("/protected", get(protected))
 //!     .nest("/auth", otp_poem::routes(auth.clone()))
 //!     .data(auth);
+//! // `Server` sets no deadline for a slow client's request head: facing clients directly,
+//! // serve through hyper with a header-read timeout (as the example app does).
 //! Server::new(TcpListener::bind("127.0.0.1:3000")).run(app).await?;
 //! # Ok(()) }
 //! ```
