@@ -144,6 +144,10 @@ pub(crate) async fn bad_settings_fail_with_a_clear_message(bin: &str) {
             &[("OTP_AUTH_JWT_SECRET", "short")],
             "OTP_AUTH_JWT_SECRET is 5 bytes long",
         ),
+        (
+            &[("OTP_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
+            "OTP_AUTH_JWT_SECRET is a short unit repeated",
+        ),
         (&[("APP_ADDR", "nowhere")], "APP_ADDR"),
         (
             &[("APP_METRICS_ADDR", "9464")],

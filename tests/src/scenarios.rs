@@ -141,10 +141,14 @@ pub async fn request_otp_bad_input(t: Target) {
         json!({"email": "a\u{0000}@example.com"}),
         json!({"email": format!("{}@example.com", "a".repeat(250))}),
         json!(["a@example.com"]),
+        // RFC 2047 encoded words: decoded, these name another mailbox.
+        json!({"email": "=?utf-8?q?attacker=40evil.example?=@example.com"}),
+        json!({"email": "=?utf-8?b?YXR0YWNrZXJAZXZpbC5leGFtcGxl?=@example.com"}),
     ] {
         let r = s.post_json("/auth/request-otp", &body).await;
         r.assert_problem(422);
     }
+    assert_eq!(s.mailer.count(), 0, "no mail for a refused address");
     let nested = format!(
         "{{\"email\": {}\"a@example.com\"{}}}",
         "[".repeat(5000),

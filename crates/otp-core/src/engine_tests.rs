@@ -824,32 +824,49 @@ async fn builder_calls_in_any_order_give_the_same_engine() {
 }
 
 /// Collects everything logged while `f` runs on a current-thread runtime.
+/// What `f` logs (every level), run on this thread.
+///
+/// One global subscriber writes into the buffer of the thread's capture, if any: with
+/// per-test `set_default` subscribers, tracing's global cache of callsite interest races
+/// between test threads (a callsite first hit on a thread without a subscriber can stay
+/// disabled), and lines went missing now and then.
 pub(crate) fn capture_logs<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
+    use std::cell::RefCell;
+    thread_local! {
+        static CAPTURE: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+    struct ThreadBuf;
+    impl std::io::Write for ThreadBuf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            CAPTURE.with(|c| {
+                if let Some(buf) = c.borrow_mut().as_mut() {
+                    buf.extend_from_slice(b);
+                }
+            });
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buf = Buf::default();
-    let w = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || w.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| ThreadBuf)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in otp-core's tests");
+    });
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(f());
-    String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    let out = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    String::from_utf8(out).unwrap()
 }
 
 #[test]
