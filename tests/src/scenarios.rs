@@ -14,7 +14,7 @@ use otp_core::store::{
     StoreError, TokenBlacklist,
 };
 use otp_core::token::{Claims, TokenCodec, TokenType};
-use otp_core::{BoxError, CapturingMailer, ClientInfo, Config, Email, Hooks, OtpAuth, async_trait};
+use otp_core::{BoxError, ClientInfo, Config, Email, Hooks, OtpAuth, async_trait};
 use serde_json::{Value, json};
 
 use crate::{Backends, TEST_SECRET, Target, TestServer, test_config};
@@ -579,21 +579,30 @@ pub async fn concurrent_refreshes(t: Target) {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (s, t) = (s.clone(), session.refresh.clone());
-            tokio::spawn(async move { s.refresh(Some(&t)).await.status })
+            tokio::spawn(async move { s.refresh(Some(&t)).await })
         })
         .collect();
-    let mut statuses = Vec::new();
+    let mut replies = Vec::new();
     for t in tasks {
-        statuses.push(t.await.unwrap());
+        replies.push(t.await.unwrap());
     }
-    assert!(
-        statuses.iter().filter(|s| **s == 200).count() <= 1,
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    // The first to reach the store rotates; every other presents a spent token.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
         "{statuses:?}"
     );
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 401),
         "{statuses:?}"
     );
+    // ... which is reuse: the whole session is revoked, the winner's new token too.
+    let winner = replies.iter().find(|r| r.status == 200).unwrap();
+    let next = winner.refresh_cookie().expect("a new refresh cookie");
+    s.refresh(Some(&next)).await.assert_problem(401);
+    let access = winner.json()["access_token"].as_str().unwrap().to_owned();
+    s.protected(Some(&access)).await.assert_problem(401);
 }
 
 /// Logout revokes both tokens, clears the cookie, and is idempotent.
@@ -1746,14 +1755,16 @@ impl Hooks for OnlyKnown {
 
 /// Known and unknown addresses get the same status, headers and body.
 pub async fn no_account_enumeration(t: Target) {
-    let mailer = CapturingMailer::new();
+    // The target's own store and mailer (SMTP on the Redis targets).
+    let backends = crate::Backends::for_store(t.store).await;
     let auth = OtpAuth::builder(test_config())
-        .stores(otp_core::MemoryStore::new())
-        .mailer(mailer.clone())
+        .store(backends.store)
+        .blacklist(backends.blacklist)
+        .mailer(backends.mailer)
         .hooks(OnlyKnown)
         .build()
         .unwrap();
-    let s = TestServer::start_auth(t.adapter, auth, mailer).await;
+    let s = TestServer::start_auth(t.adapter, auth, backends.mailbox).await;
     let known = s.request_otp("known@example.com").await;
     let unknown = s.request_otp("stranger@example.com").await;
     assert_eq!(known.status, unknown.status);

@@ -672,6 +672,34 @@ async fn replica_acks_required(store: Store) {
         .assert_problem(503);
     // The protected route reads only: it works.
     assert_eq!(acked.protected(Some(&session.access)).await.status, 200);
+    // Logout revokes: 503 too (the revocation reached the master; nobody was told).
+    let r = acked
+        .send(
+            acked
+                .http
+                .post(acked.url("/auth/logout"))
+                .bearer_auth(&session.access)
+                .header("cookie", format!("refresh_token={}", session.refresh)),
+        )
+        .await;
+    r.assert_problem(503);
+    // With 0 every one of those writes works.
+    let other = plain.login("acks3@example.com").await;
+    let r = plain.refresh(Some(&other.refresh)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = plain
+        .send(
+            plain
+                .http
+                .post(plain.url("/auth/logout"))
+                .bearer_auth(&other.access),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    plain
+        .protected(Some(&other.access))
+        .await
+        .assert_problem(401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,8 @@ async fn the_log_of_a_full_run_holds_no_address_code_or_token() {
     let s = TestServer::start(target, {
         let mut c = test_config();
         c.limits.max_verify_attempts = 2;
+        // Strict rotation: presenting a spent refresh token is reuse.
+        c.sessions.reuse_interval_seconds = 0;
         c.http.public_url = Some("http://127.0.0.1:9/auth".into());
         c
     })
@@ -61,21 +63,32 @@ async fn the_log_of_a_full_run_holds_no_address_code_or_token() {
     let r = s.refresh(Some(&alice.refresh)).await;
     assert_eq!(r.status, 200);
     secrets.push(r.refresh_cookie().unwrap());
+    secrets.push(r.json()["access_token"].as_str().unwrap().to_owned());
+    // The spent token again: reuse, the session is revoked.
+    s.refresh(Some(&alice.refresh)).await.assert_problem(401);
+    s.protected(Some(&alice.access)).await.assert_problem(401);
+    let alice = s.login("alice.secret@example.com").await;
+    secrets.extend([alice.access.clone(), alice.refresh.clone()]);
     // Wrong codes up to the lockout.
     s.request_otp("alice.secret@example.com").await;
     let code = s.mailer.last_code("alice.secret@example.com").unwrap();
     secrets.push(code.clone());
     let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut statuses = Vec::new();
     for _ in 0..3 {
-        s.verify_otp("alice.secret@example.com", wrong).await;
+        statuses.push(s.verify_otp("alice.secret@example.com", wrong).await.status);
     }
-    s.send(
-        s.http
-            .post(s.url("/auth/logout"))
-            .bearer_auth(&alice.access)
-            .json(&json!({})),
-    )
-    .await;
+    assert_eq!(statuses, [400, 400, 429], "two failures lock the address");
+    let r = s
+        .send(
+            s.http
+                .post(s.url("/auth/logout"))
+                .bearer_auth(&alice.access)
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.protected(Some(&alice.access)).await.assert_problem(401);
     // The mail server refuses the recipient, quoting it.
     smtp.fail_next(Behaviour::Reject);
     s.request_otp("victim.secret@example.com")
@@ -83,10 +96,16 @@ async fn the_log_of_a_full_run_holds_no_address_code_or_token() {
         .assert_problem(502);
 
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        text.contains("login code could not be sent"),
-        "the refusal was logged: {text}"
-    );
+    // Every step above was logged (so the check below covers them).
+    for step in [
+        "login verified",
+        "refresh token reuse detected",
+        "verification failed",
+        "locked out",
+        "login code could not be sent",
+    ] {
+        assert!(text.contains(step), "{step:?} was not logged: {text}");
+    }
     assert!(text.contains("[address]"), "the reply was logged redacted");
     for secret in &secrets {
         assert!(

@@ -398,9 +398,25 @@ mod tests {
             prop_assert_eq!(c.expose(), digits.as_str());
         }
 
+        /// Six bytes, all digits but one: the length check passes, so the digit check is
+        /// what refuses (any ASCII non-digit, control bytes included, at any position).
         #[test]
-        fn non_digit_codes_are_refused(s in "\\PC{6}") {
-            prop_assume!(!s.bytes().all(|b| b.is_ascii_digit()));
+        fn non_digit_codes_are_refused(
+            digits in "[0-9]{5}",
+            bad in "[\\x00-\\x2f\\x3a-\\x7f]",
+            at in 0_usize..6,
+        ) {
+            let mut s = digits.clone();
+            s.insert_str(at, &bad);
+            prop_assert_eq!(s.len(), 6);
+            prop_assert!(Code::parse(&s, 6).is_none(), "{:?}", s);
+        }
+
+        /// Digits of other scripts (two bytes each in UTF-8: Arabic-Indic, Extended Arabic-Indic)
+        /// whose byte length matches are refused too.
+        #[test]
+        fn non_ascii_digits_are_refused(s in "[٠-٩۰-۹]{3}") {
+            prop_assert_eq!(s.len(), 6);
             prop_assert!(Code::parse(&s, 6).is_none());
         }
     }

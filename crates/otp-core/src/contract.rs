@@ -1381,7 +1381,8 @@ pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
     concurrent_rotations_one_lineage(bl.clone()).await;
     reuse_interval_parent_only(bl.clone()).await;
     resent_session_calls_change_nothing(bl.clone()).await;
-    session_cap_ends_least_recently_refreshed(bl).await;
+    session_cap_ends_least_recently_refreshed(bl.clone()).await;
+    renewal_records_the_authentication(bl).await;
 }
 
 /// Instantiates the [`OtpStore`] contract as one test per case, in a module named `$name`.

@@ -1089,8 +1089,10 @@ mod tests {
         // Only the hash tag counts; an empty tag does not make one.
         assert_eq!(key_slot("otp_{foo}"), 12182);
         assert_eq!(key_slot("{foo}:s:x"), key_slot("blacklist_{foo}:u"));
-        assert_eq!(key_slot("{}foo"), key_slot("{}foo"));
-        assert_ne!(key_slot("{}foo"), key_slot("foo"));
+        // An empty tag hashes the whole key; only the first tag counts.
+        assert_eq!(key_slot("{}foo"), 9500);
+        assert_eq!(key_slot("a{}{b}"), 15033);
+        assert_eq!(key_slot("{a}{b}"), 15495);
     }
 
     #[test]

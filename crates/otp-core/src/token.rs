@@ -1179,25 +1179,6 @@ mod tests {
     mod asymmetric {
         use super::*;
 
-        #[test]
-        #[cfg(not(feature = "asymmetric"))]
-        fn asymmetric_algorithms_need_the_feature() {
-            for alg in [
-                JwtAlgorithm::RS256,
-                JwtAlgorithm::ES256,
-                JwtAlgorithm::EdDSA,
-            ] {
-                let e = TokenCodec::from_config(&{
-                    let mut c = Config::default();
-                    c.tokens.algorithm = alg;
-                    c.tokens.private_key_file = Some("key.pem".into());
-                    c
-                })
-                .unwrap_err();
-                assert!(e.to_string().contains("`asymmetric` feature"), "{e}");
-            }
-        }
-
         // --- Asymmetric keys (fixtures in testdata/keys, test-only) ---
 
         const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/keys/");
