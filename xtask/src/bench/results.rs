@@ -1,11 +1,13 @@
 //! What the runs measure: the result of each load run, the pairs of ceiling and app runs,
 //! the rows of the table, and the memory of a pending login.
 
+use serde_json::Value;
+
 /// The JSON line printed by `otp-bench load`, and the numbers read from it.
 #[derive(Debug, Clone)]
 pub(super) struct Load {
     /// The line itself, copied into `bench.json`.
-    pub(super) json: String,
+    pub(super) json: Value,
     /// Operations per second.
     pub(super) ops_per_sec: f64,
     /// Median latency, in milliseconds.
@@ -21,19 +23,29 @@ pub(super) struct Load {
 }
 
 impl Load {
-    /// Reads the numbers of a result line of `otp-bench load`; an error if one is missing.
-    pub(super) fn parse(json: &str) -> Result<Self, String> {
-        let number =
-            |key: &str| json_number(json, key).ok_or_else(|| format!("no `{key}` in `{json}`"));
-        // Counts are whole numbers in the JSON; the casts only drop a `.0`.
+    /// Reads a result line of `otp-bench load`; an error if it is not JSON or a number is
+    /// missing.
+    pub(super) fn parse(line: &str) -> Result<Self, String> {
+        let json: Value =
+            serde_json::from_str(line).map_err(|e| format!("`{line}` is not JSON: {e}"))?;
+        let number = |key: &str| {
+            json.get(key)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| format!("no number `{key}` in `{line}`"))
+        };
+        let count = |key: &str| {
+            json.get(key)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("no count `{key}` in `{line}`"))
+        };
         Ok(Self {
-            json: json.to_owned(),
             ops_per_sec: number("ops_per_sec")?,
             p50_ms: number("p50_ms")?,
             p99_ms: number("p99_ms")?,
             p999_ms: number("p999_ms")?,
-            errors: number("errors")? as u64,
-            server_errors: number("server_errors")? as u64,
+            errors: count("errors")?,
+            server_errors: count("server_errors")?,
+            json,
         })
     }
 }
@@ -140,29 +152,31 @@ pub(super) struct Memory {
     pub(super) bytes: u64,
 }
 
-/// The number after `"key":` in a flat JSON object.
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = json.get(start..)?.trim_start();
-    let end = rest
-        .find(|c: char| c == ',' || c == '}' || c.is_whitespace())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// Unit tests.
 #[cfg(test)]
 mod tests {
-    use super::json_number;
+    use super::Load;
 
-    /// Numbers are read by key; a missing key or a string gives `None`.
+    /// Numbers are read by key; a missing key, a string or a line that is not JSON is an
+    /// error naming it.
     #[test]
-    fn numbers_of_a_json_line() {
-        let line = r#"{"errors":3,"ops_per_sec":1234.5,"p50_ms":0.25,"scenario":"flow"}"#;
-        assert_eq!(json_number(line, "errors"), Some(3.0));
-        assert_eq!(json_number(line, "ops_per_sec"), Some(1234.5));
-        assert_eq!(json_number(line, "p50_ms"), Some(0.25));
-        assert_eq!(json_number(line, "p99_ms"), None);
-        assert_eq!(json_number(line, "scenario"), None);
+    fn a_result_line() {
+        let line = r#"{"errors":3,"ops_per_sec":1234.5,"p50_ms":0.25,"p99_ms":1,"p999_ms":2,"server_errors":0,"scenario":"flow"}"#;
+        let load = Load::parse(line).unwrap();
+        assert_eq!((load.errors, load.server_errors), (3, 0));
+        assert_eq!(
+            (load.ops_per_sec, load.p50_ms, load.p99_ms),
+            (1234.5, 0.25, 1.0)
+        );
+        assert_eq!(load.json["scenario"], "flow");
+        let missing = line.replace("\"p50_ms\":0.25,", "");
+        assert!(Load::parse(&missing).unwrap_err().contains("p50_ms"));
+        let string = line.replace("\"p50_ms\":0.25", "\"p50_ms\":\"x\"");
+        assert!(Load::parse(&string).unwrap_err().contains("p50_ms"));
+        assert!(
+            Load::parse("ops_per_sec: 1")
+                .unwrap_err()
+                .contains("not JSON")
+        );
     }
 }
