@@ -203,13 +203,55 @@ pub struct Backends {
     pub mailer: Arc<dyn Mailer>,
     /// Where the test reads what it sent.
     pub mailbox: Mailbox,
+    /// When both stores are one value: gives it to a builder as one
+    /// (`OtpAuthBuilder::stores`), as an application does.
+    one: Option<OneValue>,
+}
+
+/// Gives a builder one value as both stores.
+#[derive(Clone)]
+struct OneValue(Arc<dyn Fn(otp_core::OtpAuthBuilder) -> otp_core::OtpAuthBuilder + Send + Sync>);
+
+impl std::fmt::Debug for OneValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneValue")
+    }
+}
+
+impl OneValue {
+    fn of<S: OtpStore + TokenBlacklist>(store: Arc<S>) -> Option<OneValue> {
+        Some(OneValue(Arc::new(move |b| b.stores(store.clone()))))
+    }
 }
 
 impl Backends {
     /// The in-memory store and a capturing mailer.
     pub fn memory() -> Backends {
-        let m = MemoryStore::new();
-        Backends::with_capture(Arc::new(m.clone()), Arc::new(m))
+        let m = Arc::new(MemoryStore::new());
+        Backends {
+            one: OneValue::of(m.clone()),
+            ..Backends::with_capture(m.clone(), m)
+        }
+    }
+
+    /// These backends with `blacklist` as the session store: two stores from now on.
+    pub fn with_blacklist(self, blacklist: Arc<dyn TokenBlacklist>) -> Backends {
+        Backends {
+            blacklist,
+            one: None,
+            ..self
+        }
+    }
+
+    /// `builder` with these stores: as one value when they are one (a login is then one
+    /// store operation where the store can), else as two.
+    pub fn stores(&self, builder: otp_core::OtpAuthBuilder) -> otp_core::OtpAuthBuilder {
+        match &self.one {
+            Some(one) => (one.0)(builder),
+            None => builder
+                .store(self.store.clone())
+                .blacklist(self.blacklist.clone()),
+        }
     }
 
     /// The given stores and a capturing mailer.
@@ -220,6 +262,7 @@ impl Backends {
             blacklist,
             mailer: Arc::new(captured.clone()),
             mailbox: Mailbox::Captured(captured),
+            one: None,
         }
     }
 
@@ -252,7 +295,7 @@ impl Backends {
         replicas: u32,
     ) -> Backends {
         let url = url.to_owned();
-        let (store, blacklist): (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) = match store {
+        let (store, blacklist, one): (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>, _) = match store {
             Store::Redis | Store::RedisCluster => {
                 let s = Arc::new(
                     ScriptedStore::new(
@@ -263,7 +306,7 @@ impl Backends {
                     )
                     .with_min_replicas_ack(replicas, timeout / 2),
                 );
-                (s.clone(), s)
+                (s.clone(), s.clone(), OneValue::of(s))
             }
             _ => {
                 let s = Arc::new(
@@ -275,7 +318,7 @@ impl Backends {
                     )
                     .with_min_replicas_ack(replicas, timeout / 2),
                 );
-                (s.clone(), s)
+                (s.clone(), s.clone(), OneValue::of(s))
             }
         };
         let smtp = Arc::new(SmtpServer::start(Behaviour::Accept).await);
@@ -290,6 +333,7 @@ impl Backends {
             blacklist,
             mailer: Arc::new(otp_smtp::SmtpMailer::from_config(&smtp_config).unwrap()),
             mailbox: Mailbox::Smtp(smtp),
+            one,
         }
     }
 }
@@ -413,9 +457,8 @@ impl TestServer {
 
     /// Starts `adapter` with `config` on `backends`.
     pub async fn start_with(adapter: Adapter, config: Config, backends: Backends) -> TestServer {
-        let auth = OtpAuth::builder(config)
-            .store(backends.store)
-            .blacklist(backends.blacklist)
+        let auth = backends
+            .stores(OtpAuth::builder(config))
             .mailer(backends.mailer)
             .build()
             .expect("test configuration builds");

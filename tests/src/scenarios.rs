@@ -1757,9 +1757,8 @@ impl Hooks for OnlyKnown {
 pub async fn no_account_enumeration(t: Target) {
     // The target's own store and mailer (SMTP on the Redis targets).
     let backends = crate::Backends::for_store(t.store).await;
-    let auth = OtpAuth::builder(test_config())
-        .store(backends.store)
-        .blacklist(backends.blacklist)
+    let auth = backends
+        .stores(OtpAuth::builder(test_config()))
         .mailer(backends.mailer)
         .hooks(OnlyKnown)
         .build()
@@ -1853,9 +1852,8 @@ pub async fn email_change(t: Target) {
     let hooks = example_common::ExampleHooks::new::<&str>([]);
     let mut config = test_config();
     config.sessions.email_change_max_age_seconds = crate::RECENT_SECS;
-    let auth = OtpAuth::builder(config)
-        .store(backends.store)
-        .blacklist(backends.blacklist)
+    let auth = backends
+        .stores(OtpAuth::builder(config))
         .mailer(backends.mailer)
         .hooks(hooks.clone())
         .build()
@@ -2107,9 +2105,8 @@ pub async fn email_change(t: Target) {
 pub async fn concurrent_email_changes(t: Target) {
     let backends = Backends::for_store(t.store).await;
     let hooks = example_common::ExampleHooks::new::<&str>([]);
-    let auth = OtpAuth::builder(test_config())
-        .store(backends.store)
-        .blacklist(backends.blacklist)
+    let auth = backends
+        .stores(OtpAuth::builder(test_config()))
         .mailer(backends.mailer)
         .hooks(hooks.clone())
         .build()
@@ -2417,10 +2414,7 @@ pub async fn racing_tabs(t: Target) {
 /// then signs in (a second app on the same store, whose session store works).
 pub async fn verify_never_strands_a_code(t: Target) {
     let working = crate::Backends::for_store(t.store).await;
-    let broken = crate::Backends {
-        blacklist: Arc::new(DownStore),
-        ..working.clone()
-    };
+    let broken = working.clone().with_blacklist(Arc::new(DownStore));
     let good = TestServer::start_with(t.adapter, test_config(), working).await;
     let bad = TestServer::start_with(t.adapter, test_config(), broken).await;
     let email = "strand@example.com";
@@ -2821,9 +2815,8 @@ pub async fn ipv4_mapped_clients(t: Target) {
         c.http.trusted_proxies = vec!["127.0.0.0/8".into()];
         c
     };
-    let auth = OtpAuth::builder(config)
-        .store(backends.store)
-        .blacklist(backends.blacklist)
+    let auth = backends
+        .stores(OtpAuth::builder(config))
         .mailer(backends.mailer)
         .build()
         .unwrap();

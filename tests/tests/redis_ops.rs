@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_core::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
-use otp_core::store::{OtpStore, TokenBlacklist};
+use otp_core::scripted::{KeyLayout, ScriptedStore};
+use otp_core::store::TokenBlacklist;
 use otp_core::{CapturingMailer, ClientInfo, Error, OtpAuth};
 use otp_tests::redis_proc::RedisProcess;
 use otp_tests::test_config;
@@ -32,26 +32,21 @@ async fn engine_with(
 ) -> OtpAuth {
     let timeout = Duration::from_millis(500);
     let keys = KeyLayout::new("otp_", "blacklist_");
-    fn both<R: ScriptRunner>(s: ScriptedStore<R>) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
-        let s = Arc::new(s);
-        (s.clone(), s)
-    }
-    let (store, blacklist) = match backend {
-        Backend::Redis => both(ScriptedStore::new(
+    // One value for both stores, as an application gives it: verify-otp is then one
+    // script on a single server.
+    let builder = OtpAuth::builder(test_config()).mailer(mailer.clone());
+    let builder = match backend {
+        Backend::Redis => builder.stores(ScriptedStore::new(
             otp_redis::RedisRunner::connect(url, timeout).await.unwrap(),
             keys,
         )),
-        Backend::Fred => both(ScriptedStore::new(
+        Backend::Fred => builder.stores(ScriptedStore::new(
             otp_fred::FredRunner::connect(url, timeout, 2)
                 .await
                 .unwrap(),
             keys,
         )),
     };
-    let builder = OtpAuth::builder(test_config())
-        .store(store)
-        .blacklist(blacklist)
-        .mailer(mailer.clone());
     match hooks {
         Some(h) => builder.hooks(h),
         None => builder,

@@ -305,9 +305,8 @@ async fn login_end_to_end_over_smtp_and_redis() {
     let smtp = SmtpServer::start(Behaviour::Accept).await;
     let config = smtp_config(smtp.port);
     let backends = Backends::for_store(Store::Redis).await;
-    let auth = OtpAuth::builder(config.clone())
-        .store(backends.store)
-        .blacklist(backends.blacklist)
+    let auth = backends
+        .stores(OtpAuth::builder(config.clone()))
         .mailer(SmtpMailer::from_config(&config).unwrap())
         .build()
         .unwrap();

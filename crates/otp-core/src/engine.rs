@@ -27,7 +27,7 @@ use crate::primitives::now_secs;
 use crate::store::{
     AccessStatus, CallId, IssueOutcome, IssueRequest, Limits, NewSession, OtpStore, Renewal,
     Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth, SessionInfo, TokenBlacklist,
-    VerifyOutcome, VerifyRequest, new_session_id, session_subject_key,
+    VerifyOutcome, VerifyRequest, new_session_id, session_subject_key, verify_then_open,
 };
 use crate::template::{MailTemplates, NoticeValues, TemplateValues, Templates};
 use crate::token::{Claims, RESERVED_CLAIMS, TokenCodec, TokenType};
@@ -134,8 +134,8 @@ const NO_CLIENT: ClientInfo = ClientInfo {
 
 /// What a builder method takes: a part by value, or an `Arc` of one that is already
 /// shared (`Arc<MyStore>`, `Arc<dyn OtpStore>`). An `Arc` is kept as it is, never wrapped
-/// again, so one store given as both halves is still recognized as one
-/// ([`crate::store::same_store`]) and verify-otp stays a single store call.
+/// again. One value for both stores goes to [`OtpAuthBuilder::stores`], which lets a store
+/// that can ([`OtpStore::opens_sessions`]) make verify-otp a single store call.
 pub trait IntoShared<T: ?Sized> {
     /// The part, shared.
     fn into_shared(self) -> Arc<T>;
@@ -406,6 +406,9 @@ struct Inner {
     /// Whether the application gave its own hooks (which may have side effects, so they
     /// only ever see verified addresses).
     custom_hooks: bool,
+    /// One value is both stores and says it opens a session with the code it consumes
+    /// ([`OtpStore::opens_sessions`]): a login is one store operation.
+    one_step_login: bool,
 }
 
 /// How long the answer for a refused address takes before any mail has been timed: about
@@ -446,6 +449,8 @@ pub struct OtpAuthBuilder {
     hooks: Option<Arc<dyn Hooks>>,
     templates: Option<MailTemplates>,
     english: Option<Templates>,
+    /// Both stores came from one value ([`OtpAuthBuilder::stores`]).
+    one_value: bool,
 }
 
 impl OtpAuthBuilder {
@@ -457,20 +462,25 @@ impl OtpAuthBuilder {
     /// The code store (with [`OtpAuthBuilder::blacklist`], for stores kept apart).
     pub fn store(mut self, store: impl IntoShared<dyn OtpStore>) -> Self {
         self.store = Some(store.into_shared());
+        self.one_value = false;
         self
     }
 
     /// The session store (with [`OtpAuthBuilder::store`], for stores kept apart).
     pub fn blacklist(mut self, blacklist: impl IntoShared<dyn TokenBlacklist>) -> Self {
         self.blacklist = Some(blacklist.into_shared());
+        self.one_value = false;
         self
     }
 
-    /// One value serving as both stores, as the in-memory and Redis stores do.
+    /// One value serving as both stores, as the in-memory and Redis stores do. A login
+    /// is then one store operation when the store says it can
+    /// ([`OtpStore::opens_sessions`]).
     pub fn stores(mut self, store: impl IntoSharedStores) -> Self {
         let (store, blacklist) = store.into_shared_stores();
         self.store = Some(store);
         self.blacklist = Some(blacklist);
+        self.one_value = true;
         self
     }
 
@@ -592,6 +602,7 @@ impl OtpAuthBuilder {
             lockout: Duration::from_secs(config.limits.lockout_seconds),
             ip_failures: config.limits.verify_failures_per_ip_per_hour,
         };
+        let one_step_login = self.one_value && store.opens_sessions();
         Ok(OtpAuth {
             inner: Arc::new(Inner {
                 trusted_proxies: config.http.trusted_proxy_networks()?,
@@ -602,6 +613,7 @@ impl OtpAuthBuilder {
                 blacklist,
                 mailer,
                 custom_hooks: self.hooks.is_some(),
+                one_step_login,
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(DefaultHooks)),
                 templates,
                 #[cfg(feature = "links")]
@@ -668,6 +680,7 @@ impl OtpAuth {
             hooks: None,
             templates: None,
             english: None,
+            one_value: false,
         }
     }
 
@@ -1375,10 +1388,11 @@ impl OtpAuth {
         // The built-in hooks are pure: the tokens are signed first, and the store checks the
         // code and records the session in one operation.
         let (pair, session) = self.prepare_login(email, client, method).await?;
-        let login = i
-            .store
-            .verify_and_open(&req, &session, &*i.blacklist)
-            .await?;
+        let login = if i.one_step_login {
+            i.store.verify_and_open(&req, &session).await?
+        } else {
+            verify_then_open(&*i.store, &req, &session, &*i.blacklist).await?
+        };
         if login.outcome != VerifyOutcome::Verified {
             return Err(self.not_verified(login.outcome, method, &req, email, client));
         }

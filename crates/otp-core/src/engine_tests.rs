@@ -280,12 +280,7 @@ async fn verify_outcomes_map_to_the_contract() {
         ),
     ] {
         let mut store = MockOtpStore::new();
-        store.expect_verify_and_open().returning(move |_, _, _| {
-            Ok(crate::store::Login {
-                outcome,
-                evicted: 0,
-            })
-        });
+        store.expect_verify().returning(move |_| Ok(outcome));
         let mut bl = MockTokenBlacklist::new();
         bl.expect_create_session().times(0);
         let auth = engine(store, bl, MockMailer::new());
@@ -299,20 +294,21 @@ async fn verify_outcomes_map_to_the_contract() {
 
 #[tokio::test]
 async fn verified_code_opens_one_session_matching_the_tokens() {
+    // Two stores kept apart: the code is checked, then the session recorded.
     let mut store = MockOtpStore::new();
+    store
+        .expect_verify()
+        .times(1)
+        .returning(|_| Ok(VerifyOutcome::Verified));
+    store.expect_verify_and_open().times(0);
     let created: Arc<Mutex<Vec<NewSession>>> = Arc::default();
     let c = created.clone();
-    store
-        .expect_verify_and_open()
-        .times(1)
-        .returning(move |_, s, _| {
-            c.lock().unwrap().push(s.clone());
-            Ok(crate::store::Login {
-                outcome: VerifyOutcome::Verified,
-                evicted: 0,
-            })
-        });
-    let auth = engine(store, MockTokenBlacklist::new(), MockMailer::new());
+    let mut bl = MockTokenBlacklist::new();
+    bl.expect_create_session().times(1).returning(move |s| {
+        c.lock().unwrap().push(s.clone());
+        Ok(0)
+    });
+    let auth = engine(store, bl, MockMailer::new());
     let pair = auth
         .verify_code("A@Example.com", "123456", &client())
         .await
@@ -345,8 +341,8 @@ async fn store_failures_are_503_and_protected_routes_fail_closed() {
         .expect_issue()
         .returning(|_| Err(StoreError::unavailable("connection refused")));
     store
-        .expect_verify_and_open()
-        .returning(|_, _, _| Err(StoreError::unavailable("timeout")));
+        .expect_verify()
+        .returning(|_| Err(StoreError::unavailable("timeout")));
     let mut bl = MockTokenBlacklist::new();
     bl.expect_check_access()
         .returning(|_, _| Err(StoreError::unavailable("timeout")));

@@ -12,7 +12,7 @@ use crate::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
     AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Renewal,
     Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
-    VerifyRequest, same_store, verify_then_open,
+    VerifyRequest,
 };
 
 /// Expired entries each call drops at most, beyond those it touches itself.
@@ -779,16 +779,16 @@ impl OtpStore for MemoryStore {
         )
     }
 
+    /// Codes and sessions live in this one value: a login is one operation.
+    fn opens_sessions(&self) -> bool {
+        true
+    }
+
     async fn verify_and_open(
         &self,
         req: &VerifyRequest,
         session: &NewSession,
-        sessions: &dyn TokenBlacklist,
     ) -> Result<Login, StoreError> {
-        if !same_store(self, sessions) {
-            // Sessions kept elsewhere: verify, then open there, restoring on failure.
-            return verify_then_open(self, req, session, sessions).await;
-        }
         let now = self.now();
         let capacity = self.inner.capacity;
         // Both locks, codes first (the only place that takes two), so the code is consumed

@@ -49,8 +49,7 @@ use crate::config::RedisSettings;
 use crate::store::{
     AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,
     Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
-    TokenBlacklist, VerifyOutcome, VerifyRequest, same_store, session_subject_key,
-    verify_then_open,
+    TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key, verify_then_open,
 };
 
 /// One Lua script of the store.
@@ -886,16 +885,21 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         Ok(())
     }
 
+    /// On a single server one script consumes the code and records the session; on a
+    /// cluster the two live in different slots.
+    fn opens_sessions(&self) -> bool {
+        self.runner.single_node()
+    }
+
     async fn verify_and_open(
         &self,
         req: &VerifyRequest,
         session: &NewSession,
-        sessions: &dyn TokenBlacklist,
     ) -> Result<Login, StoreError> {
-        if !(self.runner.single_node() && same_store(self, sessions)) {
-            // A cluster (the code and the session live in two slots) or sessions kept
-            // elsewhere: two steps, the code restored if the second fails.
-            return verify_then_open(self, req, session, sessions).await;
+        if !self.runner.single_node() {
+            // A cluster: two steps in this store's own sessions, the code restored if the
+            // second fails.
+            return verify_then_open(self, req, session, self).await;
         }
         let key = self.keys.address(&req.address);
         let skey = self.keys.session(&session.sid);

@@ -232,9 +232,6 @@ pub struct Login {
 /// Implementations must make each method atomic: N concurrent `verify` calls with the right
 /// code give exactly one [`VerifyOutcome::Verified`], and concurrent wrong guesses never
 /// count past the cap. The contract is tested by the same suite for every backend.
-// `unused_parens`: the `'static` bound below needs its parentheses, which the lint flags.
-#[allow(unused_parens)]
-#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait OtpStore: Debug + Send + Sync + 'static {
     /// Checks the IP and address limits and the lockout, then stores the code's MAC with
@@ -253,30 +250,65 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
 
     /// Gives the code that `req` consumed back: makes `req.code_mac` the pending code of
     /// `req.address` again for `req.code_ttl`, unless another code is pending (a newer
-    /// request wins). Limits and counts are kept. The compensating step of
-    /// [`OtpStore::verify_and_open`] when the session could not be recorded.
+    /// request wins). Limits and counts are kept. The compensating step of a two-step
+    /// login ([`verify_then_open`]) when the session could not be recorded.
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
 
-    /// [`OtpStore::verify`], and on success records `session` in `sessions`: both happen or
-    /// neither, so a consumed code always has its session.
-    ///
-    /// The default verifies, then creates the session, and when that fails restores the
-    /// code ([`OtpStore::restore`]) before returning the error. A store that also keeps the
-    /// sessions (the same value is `sessions`) should do both in one atomic operation, as
-    /// the in-memory store and the Redis stores on a single server do.
+    /// Whether this store also keeps the sessions (it is a [`TokenBlacklist`] on the same
+    /// data) and consumes a code and records its session in one atomic operation
+    /// ([`OtpStore::verify_and_open`]), as the in-memory store, the Redis stores on a
+    /// single server and the SQLite example do. The engine asks only when one value was
+    /// given for both halves (`OtpAuthBuilder::stores`); otherwise, or when this answers
+    /// `false` (the default), a login takes two steps ([`verify_then_open`]).
+    fn opens_sessions(&self) -> bool {
+        false
+    }
+
+    /// [`OtpStore::verify`], and on success records `session` among this store's own
+    /// sessions: both happen or neither, so a consumed code always has its session. Called
+    /// only when [`OtpStore::opens_sessions`] answers `true`; the default refuses.
     async fn verify_and_open(
         &self,
         req: &VerifyRequest,
         session: &NewSession,
-        // `'static` spelled out for mockall's generated impl (the trait is 'static anyway).
-        sessions: &(dyn TokenBlacklist + 'static),
     ) -> Result<Login, StoreError> {
-        verify_then_open(self, req, session, sessions).await
+        let _ = (req, session);
+        Err(StoreError::backend(
+            "this store does not open sessions (OtpStore::opens_sessions is false)",
+        ))
     }
 }
 
-/// The two-step [`OtpStore::verify_and_open`], for stores whose sessions live elsewhere:
-/// verifies with `codes`, then creates the session in `sessions`; when that fails,
+#[cfg(any(test, feature = "mock"))]
+mockall::mock! {
+    /// A mockall mock of [`OtpStore`] (the `mock` feature), for unit tests of code that
+    /// calls a store.
+    pub OtpStore {}
+    #[async_trait]
+    impl OtpStore for OtpStore {
+        async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError>;
+        async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError>;
+        async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
+        async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
+        fn opens_sessions(&self) -> bool;
+        async fn verify_and_open(
+            &self,
+            req: &VerifyRequest,
+            session: &NewSession,
+        ) -> Result<Login, StoreError>;
+    }
+}
+
+// A trait bound of the trait; mockall's mocks do not derive it.
+#[cfg(any(test, feature = "mock"))]
+impl Debug for MockOtpStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockOtpStore")
+    }
+}
+
+/// A login in two steps, for stores whose sessions live elsewhere (or that cannot do both
+/// in one operation): verifies with `codes`, then creates the session in `sessions`; when that fails,
 /// restores the code ([`OtpStore::restore`]) and returns the error.
 pub async fn verify_then_open<S: OtpStore + ?Sized>(
     codes: &S,
@@ -306,12 +338,6 @@ pub async fn verify_then_open<S: OtpStore + ?Sized>(
             Err(e)
         }
     }
-}
-
-/// Whether `a` and `b` are the same value (one store serving as both traits), so that an
-/// implementation of [`OtpStore::verify_and_open`] may do both steps in one operation.
-pub fn same_store<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
-    std::ptr::addr_eq(a as *const A, b as *const B)
 }
 
 /// A new session id for a subject: `<subject key>.<72 random bits>` (12 base64url
@@ -494,7 +520,6 @@ pub struct SessionInfo {
 ///
 /// Every entry expires: a session when its last refresh token would, a revoked `jti` when
 /// its token would.
-#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Debug + Send + Sync + 'static {
     /// Records a new session with its first refresh `jti` (the same session again, as a
@@ -528,4 +553,28 @@ pub trait TokenBlacklist: Debug + Send + Sync + 'static {
 
     /// Lists the live sessions of a subject.
     async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError>;
+}
+
+#[cfg(any(test, feature = "mock"))]
+mockall::mock! {
+    /// A mockall mock of [`TokenBlacklist`] (the `mock` feature).
+    pub TokenBlacklist {}
+    #[async_trait]
+    impl TokenBlacklist for TokenBlacklist {
+        async fn create_session(&self, session: &NewSession) -> Result<u32, StoreError>;
+        async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError>;
+        async fn renew_session(&self, renewal: &Renewal) -> Result<bool, StoreError>;
+        async fn check_access(&self, sid: &str, jti: &str) -> Result<AccessStatus, StoreError>;
+        async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+        async fn revoke_all(&self, subject_key: &str) -> Result<u32, StoreError>;
+        async fn list_sessions(&self, subject_key: &str) -> Result<Vec<SessionInfo>, StoreError>;
+    }
+}
+
+// A trait bound of the trait; mockall's mocks do not derive it.
+#[cfg(any(test, feature = "mock"))]
+impl Debug for MockTokenBlacklist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockTokenBlacklist")
+    }
 }

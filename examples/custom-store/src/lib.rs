@@ -99,7 +99,6 @@ use otp_core::store::CODE_MAC_LEN;
 use otp_core::store::{
     AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Renewal,
     Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, VerifyOutcome, VerifyRequest,
-    same_store, verify_then_open,
 };
 use otp_core::store::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
@@ -666,15 +665,16 @@ impl OtpStore for SqliteStore {
         tx.commit().await.map_err(store_error)
     }
 
+    /// Codes and sessions are tables of one database: a login is one transaction.
+    fn opens_sessions(&self) -> bool {
+        true
+    }
+
     async fn verify_and_open(
         &self,
         req: &VerifyRequest,
         session: &NewSession,
-        sessions: &(dyn TokenBlacklist + 'static),
     ) -> Result<Login, StoreError> {
-        if !same_store(self, sessions) {
-            return verify_then_open(self, req, session, sessions).await;
-        }
         // One transaction: the code is consumed exactly when the session is recorded.
         let now = now_ms();
         let mut tx = self.begin().await?;
