@@ -699,8 +699,15 @@ async fn one_evicting_master_of_a_cluster_is_named_at_start() {
         }
         node.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     }
+    // Each server decides for its own keys: a policy that would evict on a master without
+    // a limit, beside masters with a limit that never evict, evicts nothing.
+    let first = cluster.masters()[0];
+    let node = cluster.nodes.iter().find(|n| n.port == first).unwrap();
+    node.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    node.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
     for backend in [Backend::Redis, Backend::Fred] {
         let (refused, log) = connect_logged(backend, &cluster.url(), true).await;
         assert_eq!(refused, None, "{backend:?}: {log}");
+        assert!(!log.contains("evict"), "{backend:?}: {log}");
     }
 }

@@ -194,12 +194,13 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
         )))
     }
 
-    /// `CONFIG GET parameter` on every server that holds keys (each master of a cluster):
-    /// one value per server, for the start-up check of [`check_eviction`]. The default
-    /// answers an error: a runner that cannot send it (the check then warns).
-    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+    /// `CONFIG GET pattern` on every server that holds keys (each master of a cluster):
+    /// one list of `(name, value)` per server, for the start-up check of
+    /// [`check_eviction`]. The default answers an error: a runner that cannot send it (the
+    /// check then warns).
+    async fn config_get(&self, pattern: &str) -> Result<Vec<Vec<(String, String)>>, StoreError> {
         Err(StoreError::backend(format!(
-            "this store runner cannot read CONFIG {parameter}"
+            "this store runner cannot read CONFIG {pattern}"
         )))
     }
 
@@ -317,39 +318,45 @@ pub async fn check_eviction<R: ScriptRunner + ?Sized>(
     runner: &R,
     settings: &RedisSettings,
 ) -> Result<(), SetupError> {
-    let read = async {
-        let policies = runner.config_get("maxmemory-policy").await?;
-        let limits = runner.config_get("maxmemory").await?;
-        Ok::<_, StoreError>((policies, limits))
+    // One round trip per server: `maxmemory*` holds both settings.
+    let read = match runner.config_get("maxmemory*").await {
+        Ok(servers) if servers.is_empty() => Err("no server answered".to_owned()),
+        Ok(servers) => Ok(servers),
+        Err(e) => Err(e.to_string()),
     };
-    let (policies, limits) = match read.await {
-        Ok((p, l)) if !p.is_empty() => (p, l),
-        Ok(_) => (Vec::new(), Vec::new()),
-        Err(e) => {
+    let servers = match read {
+        Ok(servers) => servers,
+        Err(why) => {
             tracing::warn!(
-                error = %e,
+                error = %why,
                 "could not read Redis' maxmemory-policy: make sure it is noeviction, or \
                  Redis may drop lockouts, failure counters and sessions under memory pressure"
             );
             return Ok(());
         }
     };
-    // Without maxmemory (0) nothing is evicted, whatever the policy.
-    let limited = limits.iter().any(|l| l.trim() != "0");
-    let evicting: Vec<&String> = policies
-        .iter()
-        .filter(|p| !p.eq_ignore_ascii_case("noeviction"))
-        .collect();
-    if evicting.is_empty() || !limited {
+    // A server evicts when it has a limit (maxmemory 0 means none) and a policy other
+    // than noeviction; each server of a cluster decides for its own keys.
+    let evicting = servers.iter().find_map(|settings| {
+        let get = |name: &str| {
+            settings
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        let policy = get("maxmemory-policy")?;
+        let limit = get("maxmemory")?;
+        (limit != "0" && !policy.eq_ignore_ascii_case("noeviction"))
+            .then(|| (policy.to_owned(), limit.to_owned()))
+    });
+    let Some((policy, limit)) = evicting else {
         return Ok(());
-    }
+    };
     let message = format!(
-        "Redis may evict keys (maxmemory-policy {}, maxmemory {}): under memory pressure it \
-         drops lockouts, failure counters and sessions, and an attacker can flood it to get \
-         more guesses. Set maxmemory-policy noeviction (a full Redis then refuses writes and \
-         the service answers 503 instead of forgetting)",
-        evicting[0],
-        limits.join(", ")
+        "Redis may evict keys (maxmemory-policy {policy}, maxmemory {limit}): under memory \
+         pressure it drops lockouts, failure counters and sessions, and an attacker can flood \
+         it to get more guesses. Set maxmemory-policy noeviction (a full Redis then refuses \
+         writes and the service answers 503 instead of forgetting)"
     );
     if settings.require_noeviction {
         return Err(SetupError::Eviction(format!(

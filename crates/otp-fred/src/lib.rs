@@ -245,10 +245,10 @@ impl ScriptRunner for FredRunner {
         !self.pool.next().is_clustered()
     }
 
-    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+    async fn config_get(&self, pattern: &str) -> Result<Vec<Vec<(String, String)>>, StoreError> {
         let client = self.pool.next_connected();
         let get = |target: Option<fred::types::config::Server>| {
-            let args = vec![Value::from("GET"), Value::from(parameter.to_owned())];
+            let args = vec![Value::from("GET"), Value::from(pattern.to_owned())];
             let command = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
             async move {
                 match target {
@@ -262,27 +262,35 @@ impl ScriptRunner for FredRunner {
                 }
             }
         };
-        let mut replies = Vec::new();
-        if client.is_clustered() {
-            // Every master: each holds keys, each has its own policy.
-            for server in client.active_connections() {
-                replies.push(self.bounded("config_get", get(Some(server))).await?);
-            }
+        let mut servers = Vec::new();
+        let targets: Vec<Option<_>> = if client.is_clustered() {
+            // Every master: each holds keys, each has its own settings.
+            client.active_connections().into_iter().map(Some).collect()
         } else {
-            replies.push(self.bounded("config_get", get(None)).await?);
-        }
-        let mut values = Vec::new();
-        for reply in replies {
-            match reply {
-                // `[name, value]` (RESP2) or `{name: value}` (RESP3).
-                Value::Array(items) if items.len() == 2 => {
-                    values.extend(items[1].as_string());
-                }
-                Value::Map(map) => values.extend(map.inner().values().filter_map(Value::as_string)),
+            vec![None]
+        };
+        for target in targets {
+            let reply = self.bounded("config_get", get(target)).await?;
+            // A flat array of names and values (RESP2) or a map (RESP3).
+            let text = |v: &Value| {
+                v.as_string()
+                    .ok_or_else(|| Reply::unexpected_type(v.kind()))
+            };
+            let pairs = match reply {
+                Value::Array(flat) => flat
+                    .chunks_exact(2)
+                    .map(|p| Ok((text(&p[0])?, text(&p[1])?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?,
+                Value::Map(map) => map
+                    .inner()
+                    .into_iter()
+                    .map(|(k, v)| Ok((k.as_str().unwrap_or_default().to_owned(), text(&v)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?,
                 other => return Err(Reply::unexpected_type(other.kind())),
-            }
+            };
+            servers.push(pairs);
         }
-        Ok(values)
+        Ok(servers)
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {

@@ -276,23 +276,32 @@ impl ScriptRunner for RedisRunner {
         matches!(self.conn, Conn::Single(_))
     }
 
-    async fn config_get(&self, parameter: &str) -> Result<Vec<String>, StoreError> {
+    async fn config_get(&self, pattern: &str) -> Result<Vec<Vec<(String, String)>>, StoreError> {
         let mut cmd = redis::cmd("CONFIG");
-        cmd.arg("GET").arg(parameter);
-        let call = async {
-            match &self.conn {
-                Conn::Single(c) => cmd.query_async::<Value>(&mut c.clone()).await,
-                // Every master: each holds keys, each has its own policy.
-                Conn::Cluster(c) => {
-                    let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                    c.clone().route_command(cmd, all).await
+        cmd.arg("GET").arg(pattern);
+        let reply = match &self.conn {
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                vec![
+                    self.bounded("config_get", cmd.query_async::<Value>(&mut c))
+                        .await?,
+                ]
+            }
+            // Every master: each holds keys, each has its own settings. Without a response
+            // policy the answers come as a map of node address to answer.
+            Conn::Cluster(c) => {
+                let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let mut c = c.clone();
+                match self
+                    .bounded("config_get", c.route_command(cmd, all))
+                    .await?
+                {
+                    Value::Map(by_node) => by_node.into_iter().map(|(_, v)| v).collect(),
+                    other => return Err(Reply::unexpected_type(other)),
                 }
             }
         };
-        let reply = self.bounded("config_get", call).await?;
-        let mut values = Vec::new();
-        config_values(reply, &mut values);
-        Ok(values)
+        reply.into_iter().map(config_pairs).collect()
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
@@ -310,34 +319,28 @@ impl ScriptRunner for RedisRunner {
     }
 }
 
-/// The values of a `CONFIG GET` reply: `[name, value]` (RESP2), `{name: value}` (RESP3),
-/// or, from every master of a cluster, a map of node address to either.
-fn config_values(reply: Value, out: &mut Vec<String>) {
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
+/// The `(name, value)` pairs of one server's `CONFIG GET` answer: a flat array (RESP2) or
+/// a map (RESP3).
+fn config_pairs(reply: Value) -> Result<Vec<(String, String)>, StoreError> {
+    let text = |v: Value| match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Value::SimpleString(s) => Ok(s),
+        other => Err(Reply::unexpected_type(other)),
     };
     match reply {
-        Value::Array(items) if items.len() == 2 && items.iter().all(|i| text(i).is_some()) => {
-            out.extend(text(&items[1]));
-        }
-        Value::Array(items) | Value::Set(items) => {
-            for item in items {
-                config_values(item, out);
+        Value::Array(flat) => {
+            let mut items = flat.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                pairs.push((text(name)?, text(value)?));
             }
+            Ok(pairs)
         }
-        Value::Map(pairs) => {
-            for (k, v) in pairs {
-                match text(&v) {
-                    // `{name: value}` of one server.
-                    Some(value) if text(&k).is_some_and(|k| !k.contains(':')) => out.push(value),
-                    // `{address: reply}` of a cluster.
-                    _ => config_values(v, out),
-                }
-            }
-        }
-        _ => {}
+        Value::Map(map) => map
+            .into_iter()
+            .map(|(k, v)| Ok((text(k)?, text(v)?)))
+            .collect(),
+        other => Err(Reply::unexpected_type(other)),
     }
 }
 
