@@ -26,32 +26,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    example_common::init_tracing();
-    let settings = match example_common::ServeSettings::from_env() {
-        Ok(s) => s,
-        Err(e) => return example_common::start_failed("axum-example", &e),
+    let example_common::Started {
+        auth,
+        listener,
+        limits,
+        ..
+    } = match example_common::start("axum-example").await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let (auth, addr) = match example_common::build().await {
-        Ok(v) => v,
-        Err(e) => return example_common::start_failed("axum-example", &e),
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("axum-example: cannot listen on {addr}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Err(e) = example_common::start_metrics(settings.metrics_addr, settings.limits).await {
-        eprintln!("axum-example: {e}");
-        return ExitCode::from(1);
-    }
-    let limits = settings.limits;
-    tracing::info!(
-        header_read_timeout = ?limits.header_read_timeout,
-        idle_timeout = ?limits.idle_timeout,
-        "listening on http://{addr}"
-    );
     let router = app(auth);
     example_common::serve(
         listener,

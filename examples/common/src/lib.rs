@@ -378,6 +378,53 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     Ok((auth, addr))
 }
 
+/// What both binaries have once started: the engine, the bound public listener and the
+/// connection deadlines (the metrics listener already runs).
+#[derive(Debug)]
+pub struct Started {
+    /// The engine, built from the environment.
+    pub auth: OtpAuth,
+    /// The public listener, at `APP_ADDR`.
+    pub listener: tokio::net::TcpListener,
+    /// The address it is bound to.
+    pub addr: SocketAddr,
+    /// The deadlines to serve it with.
+    pub limits: ServeLimits,
+}
+
+/// Everything a binary does before serving: logging, the settings, the engine, the public
+/// listener and the metrics listener, then the "listening on" line. On failure it says why
+/// (naming `app`) and gives the exit status: 2 for bad settings, 1 for a port it cannot
+/// bind.
+pub async fn start(app: &str) -> Result<Started, ExitCode> {
+    init_tracing();
+    let settings = ServeSettings::from_env().map_err(|e| start_failed(app, &e))?;
+    let (auth, addr) = build().await.map_err(|e| start_failed(app, &e))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("{app}: cannot listen on {addr}: {e}");
+        ExitCode::from(1)
+    })?;
+    start_metrics(settings.metrics_addr, settings.limits)
+        .await
+        .map_err(|e| {
+            eprintln!("{app}: {e}");
+            ExitCode::from(1)
+        })?;
+    let limits = settings.limits;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "listening on http://{addr}"
+    );
+    Ok(Started {
+        auth,
+        listener,
+        addr,
+        limits,
+    })
+}
+
 /// Reports a start-up failure on stderr and the log; exit status 2.
 pub fn start_failed(app: &str, e: &str) -> ExitCode {
     tracing::error!("{e}");

@@ -24,33 +24,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    example_common::init_tracing();
-    let settings = match example_common::ServeSettings::from_env() {
-        Ok(s) => s,
-        Err(e) => return example_common::start_failed("poem-example", &e),
+    let example_common::Started {
+        auth,
+        listener,
+        addr,
+        limits,
+    } = match example_common::start("poem-example").await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let (auth, addr) = match example_common::build().await {
-        Ok(v) => v,
-        Err(e) => return example_common::start_failed("poem-example", &e),
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("poem-example: cannot listen on {addr}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Err(e) = example_common::start_metrics(settings.metrics_addr, settings.limits).await {
-        eprintln!("poem-example: {e}");
-        return ExitCode::from(1);
-    }
-    let limits = settings.limits;
-    tracing::info!(
-        header_read_timeout = ?limits.header_read_timeout,
-        idle_timeout = ?limits.idle_timeout,
-        "listening on http://{addr}"
-    );
-    let local = LocalAddr(listener.local_addr().unwrap_or(addr).into());
+    let local = LocalAddr(addr.into());
     let endpoint = Arc::new(app(auth).into_endpoint().map_to_response());
     example_common::serve(
         listener,
