@@ -96,7 +96,7 @@ const FULL_RETRY_MS: u64 = 5_000;
 /// A map whose entries are dropped once their [`Expires::forget_at`] has passed, through a
 /// queue of expiry times: finding what has expired never walks the map.
 ///
-/// A table that may evict (`name` set) also keeps its entries' order of use, so that when
+/// A table that evicts (`evicts`) also keeps its entries' order of use, so that when
 /// it is full the least recently used entry that [`Expires::evictable_from`] allows makes
 /// room, and a new address is served instead of refused.
 struct Expiring<V> {
@@ -104,8 +104,10 @@ struct Expiring<V> {
     /// (time, key): the time an entry is next looked at. An entry has one element that
     /// counts, the one at its `Slot::due`; others are stale and skipped.
     queue: BinaryHeap<Reverse<(u64, String)>>,
-    /// The table's name in metrics and logs, for a table that evicts.
-    name: Option<&'static str>,
+    /// The table's name in metrics and logs.
+    name: &'static str,
+    /// Whether a full table evicts (by [`Expires::evictable_from`]) rather than refuses.
+    evicts: bool,
     /// (use, key): least recently used first. An entry has one element that counts, the
     /// one at its `Slot::used`; others are stale and skipped.
     lru: BinaryHeap<Reverse<(u64, String)>>,
@@ -121,12 +123,14 @@ struct Slot<V> {
     used: u64,
 }
 
-impl<V> Default for Expiring<V> {
-    fn default() -> Self {
+impl<V> Expiring<V> {
+    /// A table that refuses new entries when full, named `name` in metrics and logs.
+    fn named(name: &'static str) -> Self {
         Expiring {
             map: HashMap::new(),
             queue: BinaryHeap::new(),
-            name: None,
+            name,
+            evicts: false,
             lru: BinaryHeap::new(),
             uses: 0,
             warned_at: None,
@@ -138,14 +142,14 @@ impl<V: Expires> Expiring<V> {
     /// A table that evicts when full, named `name` in metrics and logs.
     fn evicting(name: &'static str) -> Self {
         Expiring {
-            name: Some(name),
-            ..Expiring::default()
+            evicts: true,
+            ..Expiring::named(name)
         }
     }
 
     /// Marks `key` as used now (tables that evict only).
     fn touch(&mut self, key: &str) {
-        if self.name.is_none() {
+        if !self.evicts {
             return;
         }
         let Some(slot) = self.map.get_mut(key) else {
@@ -223,7 +227,7 @@ impl<V: Expires> Expiring<V> {
             return;
         }
         self.warned_at = Some(now);
-        let table = self.name.unwrap_or("sessions");
+        let table = self.name;
         if evicting {
             tracing::warn!(
                 table,
@@ -293,12 +297,14 @@ impl<V: Expires> Expiring<V> {
 
     /// In a full table: evicts one entry, or fails with the wait until one can go.
     fn make_room(&mut self, now: u64, capacity: usize) -> Result<(), StoreError> {
-        let table = self.name.unwrap_or("sessions");
-        let outcome = match self.name {
-            Some(_) => self.evict_one(now),
-            None => Err(self.queue.peek().map_or(FULL_RETRY_MS, |Reverse((at, _))| {
+        let table = self.name;
+        let outcome = if self.evicts {
+            self.evict_one(now)
+        } else {
+            // The next expiry frees a place.
+            Err(self.queue.peek().map_or(FULL_RETRY_MS, |Reverse((at, _))| {
                 at.saturating_sub(now).max(1)
-            })),
+            }))
         };
         match outcome {
             Ok(()) => {
@@ -466,12 +472,21 @@ impl Expires for Revoked {
     }
 }
 
-#[derive(Default)]
 struct Sessions {
     sessions: Expiring<Session>,
     /// "sid jti" → expiry in ms.
     revoked: Expiring<Revoked>,
     by_subject: HashMap<String, HashSet<String>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            sessions: Expiring::named("sessions"),
+            revoked: Expiring::named("revoked"),
+            by_subject: HashMap::new(),
+        }
+    }
 }
 
 impl Sessions {

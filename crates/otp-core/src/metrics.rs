@@ -20,7 +20,7 @@
 //! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
-//! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
+//! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`, `revoked`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
 
 use std::time::Duration;
 
