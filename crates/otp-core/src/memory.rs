@@ -208,14 +208,17 @@ impl<V: Expires> Expiring<V> {
             return Ok(());
         }
         // The next expiry frees a place too.
-        if let Some(Reverse((at, _))) = self.queue.peek() {
-            soonest = soonest.min(*at);
+        Err(self.wait_for_room(soonest, now))
+    }
+
+    /// The wait (ms, at least 1) until `soonest` or the next expiry, whichever comes first;
+    /// [`FULL_RETRY_MS`] when neither is known.
+    fn wait_for_room(&self, soonest: u64, now: u64) -> u64 {
+        let next_expiry = self.queue.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
+        match soonest.min(next_expiry) {
+            u64::MAX => FULL_RETRY_MS,
+            at => at.saturating_sub(now).max(1),
         }
-        Err(if soonest == u64::MAX {
-            FULL_RETRY_MS
-        } else {
-            soonest.saturating_sub(now).max(1)
-        })
     }
 
     /// Logs that the table is full, at most once a minute.
@@ -301,10 +304,7 @@ impl<V: Expires> Expiring<V> {
         let outcome = if self.evicts {
             self.evict_one(now)
         } else {
-            // The next expiry frees a place.
-            Err(self.queue.peek().map_or(FULL_RETRY_MS, |Reverse((at, _))| {
-                at.saturating_sub(now).max(1)
-            }))
+            Err(self.wait_for_room(u64::MAX, now))
         };
         match outcome {
             Ok(()) => {
