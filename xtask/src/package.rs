@@ -89,6 +89,7 @@ pub(crate) fn check() -> Outcome {
         }
         return Ok(1);
     }
+    forget_unpacked_packages()?;
     // `--workspace` would take the unpublished members too; the published ones, named,
     // are packaged together (each one's workspace dependencies from their packages).
     let mut package = cargo()?;
@@ -96,7 +97,53 @@ pub(crate) fn check() -> Outcome {
     for name in PUBLISHED {
         package.args(["-p", name]);
     }
-    Ok(exit_code(run(&mut package)?))
+    let code = exit_code(run(&mut package)?);
+    if code != 0 {
+        // The other way an earlier package of the same version comes back: its build in
+        // this target directory, which cargo does not check against the sources of a
+        // registry package.
+        eprintln!(
+            "xtask: if a package fails on a workspace crate's item that has since changed, \
+             an earlier build of that package is still in target/: `cargo clean -p otp-core` \
+             (or the crate named) and run again"
+        );
+    }
+    Ok(code)
+}
+
+/// Deletes the sources of this workspace's packages that an earlier `cargo package`
+/// unpacked from its temporary local registry (`$CARGO_HOME/registry/src/-<hash>/`).
+/// Cargo unpacks a `.crate` only when its directory is missing, so a package of the same
+/// version built after a change would otherwise verify its dependents against the old
+/// sources, and fail on a signature that has since changed (seen: a second `cargo xtask
+/// ci` on one machine, whose `CARGO_HOME` outlives the checkout).
+fn forget_unpacked_packages() -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        // Local registries are named `-<hash>`; crates.io's `index.crates.io-<hash>`.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+                std::fs::remove_dir_all(dir.path())
+                    .map_err(|e| format!("removing {}: {e}", dir.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
