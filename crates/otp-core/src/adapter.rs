@@ -1,13 +1,19 @@
 //! What a web-framework adapter uses. An adapter hands each request under its mount
-//! point to [`OtpAuth::serve`](crate::OtpAuth::serve) with the client's socket address and
-//! writes the `http::Response` back; its current-user extractor calls
-//! [`OtpAuth::current_user`](crate::OtpAuth::current_user) and answers a refusal with
-//! [`error_response`]. Routers that register paths one by one take them from
+//! point to [`serve`] with the client's socket address and writes the `http::Response`
+//! back; its current-user extractor calls [`request_user`] (or [`current_user`]), its
+//! layer [`require_user`], and both answer a refusal with [`error_response`]. Routers that register paths one by one take them from
 //! [`Endpoint::ALL`]; [`user_extractor_type!`](crate::user_extractor_type) declares the
 //! extractor's type. Nothing else: routing, limits, cookies and problem documents are the
 //! engine's, so every adapter answers byte for byte alike.
 
-pub use crate::web::{Endpoint, Method, error_response};
+pub use crate::web::{
+    ClientIp, Endpoint, Method, bearer_token, current_user, error_response, request_user,
+    require_user, serve,
+};
+
+#[cfg(feature = "openapi")]
+#[path = "openapi.rs"]
+pub mod openapi;
 
 /// What [`user_extractor_type!`](crate::user_extractor_type)'s types require of their
 /// claims type, re-exported so the macro works in crates that do not name serde.

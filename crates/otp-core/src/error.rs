@@ -28,7 +28,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every failure an operation of the engine can end in.
 ///
 /// Each variant maps to exactly one HTTP status of the contract (see [`Error::status`]).
-/// Start-up failures are [`ConfigError`](crate::ConfigError)s, and the refusals of the
+/// Start-up failures are [`ConfigError`](crate::config::ConfigError)s, and the refusals of the
 /// HTTP layer alone (unknown path, wrong method, body too large, not JSON, cross-site)
 /// never reach the engine, so they are not here.
 #[derive(Debug, thiserror::Error)]

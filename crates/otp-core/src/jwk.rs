@@ -434,10 +434,10 @@ fn p256_public(key: &p256::PublicKey) -> Result<PublicJwk, String> {
 pub(crate) fn read_key_file(
     var: &str,
     path: &str,
-) -> Result<Zeroizing<Vec<u8>>, crate::ConfigError> {
+) -> Result<Zeroizing<Vec<u8>>, crate::config::ConfigError> {
     std::fs::read(path)
         .map(Zeroizing::new)
-        .map_err(|e| crate::ConfigError::one(format!("{var} {path:?} cannot be read: {e}")))
+        .map_err(|e| crate::config::ConfigError::one(format!("{var} {path:?} cannot be read: {e}")))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! (`otp-axum` or `otp-poem`), or call it directly:
 //!
 //! ```
-//! use otp_core::{CapturingMailer, ClientInfo, Config, MemoryStore, OtpAuth};
+//! use otp_core::mailer::CapturingMailer;
+//! use otp_core::store::MemoryStore;
+//! use otp_core::{ClientInfo, Config, OtpAuth};
 //!
 //! # tokio_test();
 //! # fn tokio_test() {
@@ -31,17 +33,25 @@
 //! # }
 //! ```
 //!
-//! Application policy (who may log in, the token subject, extra claims) goes in [`Hooks`];
-//! the login mail's wording and languages in [`template::MailTemplates`].
+//! [`OtpAuth`] holds the login itself (request a code, verify it or its link, refresh,
+//! log out, authenticate); the other flows hang off it: [`OtpAuth::sessions`] (a user's
+//! own sessions), [`OtpAuth::step_up`], [`OtpAuth::email_change`] and
+//! [`OtpAuth::admin`]. Application policy (who may log in, the token subject, extra
+//! claims, email changes) goes in [`Hooks`]; every outcome is an [`event::Event`], from
+//! which the metrics and the log lines come and which [`Hooks::on_event`] receives.
+//!
+//! "Magic" names two things, kept apart: the **magic code**, a fixed development code
+//! (`OTP_AUTH_DISABLE_LOCAL_AUTH`, never in production), and the **sign-in link** of the
+//! login mail, whose confirmation page is `GET /magic` (the path is the contract's).
 //!
 //! # For implementers
 //!
 //! | you write | you use |
 //! |---|---|
-//! | a store | [`store`] (the traits, their requests and outcomes), [`policy`] (the limits and lockout arithmetic), [`contract`] (the suite your store must pass, feature `test-util`) |
-//! | a mailer | [`mailer`] |
-//! | a web-framework adapter | [`adapter`] and [`OtpAuth::serve`] |
-//! | a Redis client backend | [`scripted`] (feature `redis-scripts`) |
+//! | a store | [`store`] (the traits, their requests and outcomes, [`store::policy`] for the limits and lockout arithmetic), `contract` (the suite your store must pass, feature `test-util`) |
+//! | a mailer | [`mailer`] (and [`mailer::template`] for the wording) |
+//! | a web-framework adapter | [`adapter`] |
+//! | a Redis client backend | `store::scripted` (feature `redis-scripts`) |
 //!
 //! # Features
 //!
@@ -53,13 +63,24 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-// The modules; their layers are in docs/ARCHITECTURE.md.
+// What an application uses: the modules below and the items re-exported at the end. The
+// layers are in docs/ARCHITECTURE.md.
 pub mod adapter;
-pub mod audit;
-mod code;
 pub mod config;
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
+pub mod event;
+pub mod mailer;
+pub mod store;
+
+// The engine's own parts.
+mod code;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod codec;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+mod codec;
 mod dev_mailers;
 mod email;
 mod engine;
@@ -69,49 +90,42 @@ mod glob;
 mod jwk;
 #[cfg(feature = "links")]
 mod link;
-pub mod mailer;
 mod memory;
-pub mod metrics;
-#[cfg(feature = "openapi")]
-pub mod openapi;
 mod pages;
-pub mod policy;
-pub mod primitives;
+mod primitives;
 mod problem;
-#[cfg(feature = "redis-scripts")]
-pub mod scripted;
-pub mod store;
-pub mod template;
-#[cfg(feature = "test-util")]
-#[doc(hidden)]
-pub mod token;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-mod token;
 mod web;
 
-#[doc(inline)]
-pub use config::{Config, ConfigError};
-#[doc(inline)]
-pub use dev_mailers::{CapturingMailer, ConsoleMailer};
-#[doc(inline)]
-pub use email::{Email, EmailError};
-#[doc(inline)]
-pub use engine::{
-    AccessToken, ClientInfo, CurrentUser, DefaultHooks, EmailChange, Hooks, IntoShared,
-    IntoSharedStores, OtpAuth, OtpAuthBuilder, TokenPair,
-};
-#[doc(inline)]
-pub use error::{BoxError, Error, TokenRejection};
-#[doc(inline)]
-pub use memory::MemoryStore;
-#[doc(inline)]
-pub use token::{Claims, TokenType};
-#[doc(inline)]
-pub use web::ClientIp;
+/// What the application's policy code uses: [`Hooks`] and the values it is given (the
+/// normalized [`Email`]).
+pub mod hooks {
+    pub use crate::email::{Email, EmailError};
+    pub use crate::engine::{DefaultHooks, EmailChange, Hooks};
+    pub use crate::error::BoxError;
+    /// Re-exported for implementing [`Hooks`] without a direct dependency.
+    pub use async_trait::async_trait;
+}
 
-/// Re-exported for implementing the traits without a direct dependency.
-pub use async_trait::async_trait;
+/// The flows beside the login itself, each reached from [`OtpAuth`]: a user's own
+/// sessions ([`OtpAuth::sessions`]), step-up ([`OtpAuth::step_up`]), email change
+/// ([`OtpAuth::email_change`]) and administration ([`OtpAuth::admin`]).
+pub mod flow {
+    pub use crate::engine::{Admin, ChangeEmail, Sessions, StepUp};
+}
+
+/// The tokens the engine issues, their claims, and why one is refused.
+pub mod token {
+    pub use crate::codec::{Claims, TokenType};
+    pub use crate::engine::{AccessToken, TokenPair};
+    pub use crate::error::TokenRejection;
+}
+
+#[doc(inline)]
+pub use config::Config;
+#[doc(inline)]
+pub use engine::{ClientInfo, CurrentUser, Hooks, OtpAuth, OtpAuthBuilder};
+#[doc(inline)]
+pub use error::Error;
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

@@ -1,13 +1,19 @@
 //! Sending the login mail: what a mailer implements ([`Mailer`], with [`Message`] and
 //! [`MailError`]), and [`mailer_fn`] to make one of an async function. The development
-//! mailers are [`ConsoleMailer`](crate::ConsoleMailer) and
-//! [`CapturingMailer`](crate::CapturingMailer).
+//! mailers are [`ConsoleMailer`](crate::mailer::ConsoleMailer) and
+//! [`CapturingMailer`](crate::mailer::CapturingMailer).
 
 use std::fmt::Debug;
 
-use async_trait::async_trait;
 
 pub use crate::code::Code;
+pub use crate::dev_mailers::{CapturingMailer, ConsoleMailer};
+/// Re-exported for implementing [`Mailer`] without a direct dependency.
+pub use async_trait::async_trait;
+
+#[path = "template.rs"]
+pub mod template;
+
 use crate::email::Email;
 pub use crate::error::{MailError, redact_addresses};
 
@@ -85,8 +91,8 @@ pub trait Mailer: Debug + Send + Sync + 'static {
     async fn send(&self, message: &Message) -> Result<(), MailError>;
 
     /// Whether this mailer delivers mail to real mailboxes. `true` unless the mailer says
-    /// otherwise: the development mailers ([`crate::ConsoleMailer`],
-    /// [`crate::CapturingMailer`]) answer `false`. Next to a mailer that delivers, the
+    /// otherwise: the development mailers ([`crate::mailer::ConsoleMailer`],
+    /// [`crate::mailer::CapturingMailer`]) answer `false`. Next to a mailer that delivers, the
     /// development magic code (`OTP_AUTH_DISABLE_LOCAL_AUTH`) refuses to start unless
     /// `OTP_AUTH_MAGIC_OTP_EMAILS` narrows it to some addresses: a mailer of your own for
     /// development only may answer `false`.

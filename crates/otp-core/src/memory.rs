@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::code::{AddressKey, CodeMac};
-use crate::policy::{AddressState, Recorded, RefreshState, Window};
+use crate::store::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
     AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Renewal,
     Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
@@ -308,12 +308,12 @@ impl<V: Expires> Expiring<V> {
         };
         match outcome {
             Ok(()) => {
-                crate::metrics::memory_store_full(table, "evicted");
+                crate::event::metrics::memory_store_full(table, true);
                 self.warn_full(now, capacity, true);
                 Ok(())
             }
             Err(wait) => {
-                crate::metrics::memory_store_full(table, "refused");
+                crate::event::metrics::memory_store_full(table, false);
                 self.warn_full(now, capacity, false);
                 Err(full(capacity, Duration::from_millis(wait)))
             }

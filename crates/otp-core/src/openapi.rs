@@ -532,7 +532,7 @@ mod tests {
         config.codes.length = code_length;
         let auth = OtpAuth::builder(config)
             .memory_store()
-            .mailer(crate::CapturingMailer::new())
+            .mailer(crate::mailer::CapturingMailer::new())
             .build()
             .unwrap();
         serde_json::to_value(document(&auth, "/auth")).unwrap()

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-use crate::template::{escape_html, replace_placeholders};
+use crate::mailer::template::{escape_html, replace_placeholders};
 
 /// The confirmation page template. Its `<script>` and `<style>` are static: the values go
 /// only into the markup, so the CSP hashes below are fixed.

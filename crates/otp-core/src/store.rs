@@ -19,9 +19,20 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use async_trait::async_trait;
 
-pub use crate::audit::LoginMethod;
+pub use crate::event::LoginMethod;
+pub use crate::engine::{IntoShared, IntoSharedStores};
+pub use crate::memory::MemoryStore;
+pub use crate::primitives::{now_secs, random_id};
+/// Re-exported for implementing the traits without a direct dependency.
+pub use async_trait::async_trait;
+
+#[path = "policy.rs"]
+pub mod policy;
+#[cfg(feature = "redis-scripts")]
+#[path = "scripted.rs"]
+pub mod scripted;
+
 pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, IpKey};
 pub use crate::error::StoreError;
 

@@ -270,7 +270,7 @@ fn german() -> Templates {
 
 impl Templates {
     /// Renders the subject, text and HTML (the placeholders are listed in the
-    /// [module documentation](crate::template)).
+    /// [module documentation](crate::mailer::template)).
     pub fn render(&self, v: &TemplateValues<'_>) -> Rendered {
         let minutes = v.minutes.to_string();
         let link = v.link.unwrap_or("");
@@ -338,7 +338,7 @@ impl Templates {
     }
 
     /// Renders the email-change notice (placeholders `{app_name}`, `{email}` and
-    /// `{new_email}`; see the [module documentation](crate::template)).
+    /// `{new_email}`; see the [module documentation](crate::mailer::template)).
     pub fn render_email_changed(&self, v: &NoticeValues<'_>) -> Rendered {
         let plain = [
             ("{app_name}", v.app_name),
@@ -503,9 +503,9 @@ impl MailTemplates {
     ///
     /// # Errors
     ///
-    /// A [`crate::ConfigError`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
+    /// A [`crate::config::ConfigError`] naming `OTP_AUTH_MAIL_DEFAULT_LANGUAGE` when no set matches
     /// `tag`.
-    pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::ConfigError> {
+    pub fn with_default_language(mut self, tag: &str) -> Result<Self, crate::config::ConfigError> {
         let wanted = normalize_tag(tag);
         let found = lookup_candidates(&wanted)
             .find(|t| self.sets.contains_key(*t))
@@ -515,7 +515,7 @@ impl MailTemplates {
                 self.default = lang;
                 Ok(self)
             }
-            None => Err(crate::ConfigError::one(format!(
+            None => Err(crate::config::ConfigError::one(format!(
                 "{} is {tag:?}, but there are mail templates only for: {}",
                 MailSettings::VARS.default_language,
                 self.languages().collect::<Vec<_>>().join(", ")

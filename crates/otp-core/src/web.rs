@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ForwardedHeader, RefreshTransport, SameSite};
-use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair, bearer_token};
+use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair};
 use crate::error::{Error, TokenRejection};
 use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
 
@@ -810,388 +810,388 @@ struct ClientAddress {
     given: Option<IpAddr>,
 }
 
-impl OtpAuth {
-    /// Serves one request to the endpoints of the contract, its path relative to where
-    /// they are mounted (`/request-otp`, `/sessions/{id}`, …), from the socket address of
-    /// the client `peer`: routing (404, 405 with `Allow`), the body limit (413, from the
-    /// declared length before reading and while reading), client IP resolution, the
-    /// refresh cookie, the endpoint, and the request metrics.
-    ///
-    /// This is all an adapter calls: it hands over the request and writes the response
-    /// back. A [`ClientIp`] in the request's extensions is the client's address ahead of
-    /// `peer`. Without either, `/request-otp` refuses to run (500, a problem document that
-    /// says how to fix the deployment, logged once): the per-IP limit cannot work.
-    pub async fn serve<B>(
-        &self,
-        req: http::Request<B>,
-        peer: Option<IpAddr>,
-    ) -> http::Response<Bytes>
-    where
-        B: http_body::Body,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let (parts, body) = req.into_parts();
-        let route = match Route::resolve(parts.method.as_str(), parts.uri.path()) {
-            Ok(route) => route,
-            Err(refused) => return refused_early(refused),
-        };
-        let headers =
-            RequestHeaders::from_map(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
-        let limit = self.config().http.body_limit_bytes;
-        let declared = headers
-            .content_length
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return refused_early(ApiResponse::body_too_large(limit));
+/// Serves one request to the endpoints of the contract, its path relative to where
+/// they are mounted (`/request-otp`, `/sessions/{id}`, …), from the socket address of
+/// the client `peer`: routing (404, 405 with `Allow`), the body limit (413, from the
+/// declared length before reading and while reading), client IP resolution, the
+/// refresh cookie, the endpoint, and the request metrics.
+///
+/// This is all an adapter calls: it hands over the request and writes the response
+/// back. A [`ClientIp`] in the request's extensions is the client's address ahead of
+/// `peer`. Without either, `/request-otp` refuses to run (500, a problem document that
+/// says how to fix the deployment, logged once): the per-IP limit cannot work.
+pub async fn serve<B>(
+    auth: &OtpAuth,
+    req: http::Request<B>,
+    peer: Option<IpAddr>,
+) -> http::Response<Bytes>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let route = match Route::resolve(parts.method.as_str(), parts.uri.path()) {
+        Ok(route) => route,
+        Err(refused) => return refused_early(refused),
+    };
+    let headers =
+        RequestHeaders::from_map(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
+    let limit = auth.config().http.body_limit_bytes;
+    let declared = headers
+        .content_length
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refused_early(ApiResponse::body_too_large(limit));
+    }
+    let given = parts.extensions.get::<ClientIp>().map(|c| c.0);
+    if peer.is_none() && given.is_none() && route.endpoint == Endpoint::RequestOtp {
+        if !NO_CLIENT_ADDRESS_LOGGED.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "no client address on a request to /request-otp, answered 500 (logged \
+                 once): {NO_CLIENT_ADDRESS}"
+            );
         }
-        let given = parts.extensions.get::<ClientIp>().map(|c| c.0);
-        if peer.is_none() && given.is_none() && route.endpoint == Endpoint::RequestOtp {
-            if !NO_CLIENT_ADDRESS_LOGGED.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    "no client address on a request to /request-otp, answered 500 (logged \
-                     once): {NO_CLIENT_ADDRESS}"
-                );
-            }
-            return refused_early(ApiResponse::error(&Refusal::NoClientAddress));
-        }
-        // Over the limit while streaming (or the client went away: then nobody reads this).
-        let body = match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return refused_early(ApiResponse::body_too_large(limit)),
-        };
-        let client = ClientAddress { peer, given };
-        self.handle_parts(route, &headers, parts.uri.query(), &body, client)
-            .await
-            .into_http()
+        return refused_early(ApiResponse::error(&Refusal::NoClientAddress));
     }
+    // Over the limit while streaming (or the client went away: then nobody reads this).
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return refused_early(ApiResponse::body_too_large(limit)),
+    };
+    let client = ClientAddress { peer, given };
+    handle_parts(auth, route, &headers, parts.uri.query(), &body, client)
+        .await
+        .into_http()
+}
 
-    /// The user of a request's `Authorization: Bearer` header, for an adapter's
-    /// current-user extractor: `Ok(None)` when the request presents no bearer token; a
-    /// presented token is checked like [`OtpAuth::authenticate`] does (401 when invalid,
-    /// expired or revoked; 503 when the store cannot be asked).
-    pub async fn current_user(&self, headers: &HeaderMap) -> Result<Option<CurrentUser>, Error> {
-        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        match bearer_token(authorization) {
-            Err(Error::Unauthorized(TokenRejection::Missing)) => Ok(None),
-            Err(e) => Err(e),
-            Ok(token) => self.authenticate(token).await.map(Some),
-        }
+/// The user of a request's `Authorization: Bearer` header, for an adapter's
+/// current-user extractor: `Ok(None)` when the request presents no bearer token; a
+/// presented token is checked like [`OtpAuth::authenticate`] does (401 when invalid,
+/// expired or revoked; 503 when the store cannot be asked).
+pub async fn current_user(auth: &OtpAuth, headers: &HeaderMap) -> Result<Option<CurrentUser>, Error> {
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match bearer_token(authorization) {
+        Err(Error::Unauthorized(TokenRejection::Missing)) => Ok(None),
+        Err(e) => Err(e),
+        Ok(token) => auth.authenticate(token).await.map(Some),
     }
+}
 
-    /// The user of a request for an adapter's extractor: the one a layer has already
-    /// authenticated (an [`CurrentUser`] in `extensions`, put there by
-    /// [`OtpAuth::require_user`]'s caller), otherwise [`OtpAuth::current_user`] on the
-    /// headers. Under a layer, the token and the store are not asked a second time.
-    pub async fn request_user(
-        &self,
-        headers: &HeaderMap,
-        extensions: &http::Extensions,
-    ) -> Result<Option<CurrentUser>, Error> {
-        if let Some(user) = extensions.get::<CurrentUser>() {
-            return Ok(Some(user.clone()));
-        }
-        self.current_user(headers).await
+/// The user of a request for an adapter's extractor: the one a layer has already
+/// authenticated (an [`CurrentUser`] in `extensions`, put there by
+/// [`require_user`]'s caller), otherwise [`current_user`] on the
+/// headers. Under a layer, the token and the store are not asked a second time.
+pub async fn request_user(
+    auth: &OtpAuth,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<Option<CurrentUser>, Error> {
+    if let Some(user) = extensions.get::<CurrentUser>() {
+        return Ok(Some(user.clone()));
     }
+    current_user(auth, headers).await
+}
 
-    /// The user a request must have, for an adapter's layer: a missing bearer token is
-    /// 401 ([`TokenRejection::Missing`]), like an invalid one; 503 when the store cannot
-    /// be asked. The layer puts the user in the request's extensions for
-    /// [`OtpAuth::request_user`].
-    pub async fn require_user(&self, headers: &HeaderMap) -> Result<CurrentUser, Error> {
-        self.current_user(headers)
-            .await?
-            .ok_or(Error::Unauthorized(TokenRejection::Missing))
-    }
+/// The user a request must have, for an adapter's layer: a missing bearer token is
+/// 401 ([`TokenRejection::Missing`]), like an invalid one; 503 when the store cannot
+/// be asked. The layer puts the user in the request's extensions for
+/// [`request_user`].
+pub async fn require_user(auth: &OtpAuth, headers: &HeaderMap) -> Result<CurrentUser, Error> {
+    current_user(auth, headers)
+        .await?
+        .ok_or(Error::Unauthorized(TokenRejection::Missing))
+}
 
-    /// Serves one request from its route, headers, query, body and socket peer: client IP
-    /// resolution, the refresh cookie, then the endpoint.
-    async fn handle_parts(
-        &self,
-        route: Route<'_>,
-        headers: &RequestHeaders<'_>,
-        query: Option<&str>,
-        body: &[u8],
-        client: ClientAddress,
-    ) -> ApiResponse {
-        let ip = match client.given {
-            // The application's own answer: no proxy headers are read.
-            Some(ip) => Some(ip.to_canonical()),
-            None => {
-                let forwarded_for = match self.config().http.forwarded_header {
-                    ForwardedHeader::XForwardedFor => {
-                        join_forwarded_for(headers.forwarded_for.iter().copied())
-                    }
-                    ForwardedHeader::Forwarded => {
-                        forwarded_chain(headers.forwarded.iter().copied())
-                    }
-                };
-                resolve_client_ip(
-                    client.peer,
-                    forwarded_for.as_deref(),
-                    self.trusted_proxies(),
-                )
-            }
-        };
-        let api = ApiRequest {
-            content_type: headers.content_type,
-            body,
-            authorization: headers.authorization,
-            refresh_cookie: CookieSpec::from_config(self.config())
-                .find(headers.cookies.iter().copied()),
-            origin: headers.origin,
-            host: headers.host,
-            sec_fetch_site: headers.sec_fetch_site,
-            client: ClientInfo {
-                ip,
-                user_agent: headers.user_agent.map(str::to_owned),
-                accept_language: headers.accept_language.map(str::to_owned),
-            },
-            session_id: route.session_id,
-            query,
-        };
-        self.handle(route.endpoint, api).await
-    }
-
-    /// Serves one endpoint of the contract from plain request parts.
-    pub(crate) async fn handle(&self, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
-        let started = std::time::Instant::now();
-        let cookie = CookieSpec::from_config(self.config());
-        let result = self.dispatch(endpoint, &req).await;
-        let resp = match (endpoint, result) {
-            (_, Ok(resp)) => resp,
-            // A refresh cookie that no longer works is of no use to the browser.
-            (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => clearing(
-                ApiResponse::error(&e),
-                cookie,
-                self.config().sessions.refresh_transport,
-            ),
-            (_, Err(e)) => ApiResponse::error(&e),
-        };
-        crate::metrics::request_done(endpoint.name(), resp.status, started.elapsed());
-        resp
-    }
-
-    /// Cross-site protection of the state-changing endpoints (the algorithm of Go's
-    /// `net/http.CrossOriginProtection`): an origin in `OTP_AUTH_ALLOWED_ORIGINS` passes;
-    /// else a browser's `Sec-Fetch-Site` must say `same-origin` or `none`; without it, an
-    /// `Origin` must name the request's own host or `OTP_AUTH_PUBLIC_URL`'s origin.
-    /// Requests with neither header (curl, servers, native apps) pass: they carry no
-    /// ambient browser credentials to abuse.
-    fn check_cross_site(&self, req: &ApiRequest<'_>) -> Result<(), Refusal> {
-        let config = self.config();
-        if let Some(o) = req.origin
-            && config
-                .http
-                .allowed_origins
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(o))
-        {
-            return Ok(());
-        }
-        if let Some(site) = req.sec_fetch_site {
-            let site = site.trim();
-            return if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")
-            {
-                Ok(())
-            } else {
-                Err(Refusal::ForbiddenOrigin)
+/// Serves one request from its route, headers, query, body and socket peer: client IP
+/// resolution, the refresh cookie, then the endpoint.
+async fn handle_parts(
+    auth: &OtpAuth,
+    route: Route<'_>,
+    headers: &RequestHeaders<'_>,
+    query: Option<&str>,
+    body: &[u8],
+    client: ClientAddress,
+) -> ApiResponse {
+    let ip = match client.given {
+        // The application's own answer: no proxy headers are read.
+        Some(ip) => Some(ip.to_canonical()),
+        None => {
+            let forwarded_for = match auth.config().http.forwarded_header {
+                ForwardedHeader::XForwardedFor => {
+                    join_forwarded_for(headers.forwarded_for.iter().copied())
+                }
+                ForwardedHeader::Forwarded => {
+                    forwarded_chain(headers.forwarded.iter().copied())
+                }
             };
+            resolve_client_ip(
+                client.peer,
+                forwarded_for.as_deref(),
+                auth.trusted_proxies(),
+            )
         }
-        let Some(origin) = req.origin else {
-            return Ok(());
-        };
-        let own_host = origin
-            .split_once("://")
-            .map(|(_, host)| host)
-            .zip(req.host)
-            .is_some_and(|(o, h)| o.eq_ignore_ascii_case(h.trim()));
-        let public = config
+    };
+    let api = ApiRequest {
+        content_type: headers.content_type,
+        body,
+        authorization: headers.authorization,
+        refresh_cookie: CookieSpec::from_config(auth.config())
+            .find(headers.cookies.iter().copied()),
+        origin: headers.origin,
+        host: headers.host,
+        sec_fetch_site: headers.sec_fetch_site,
+        client: ClientInfo {
+            ip,
+            user_agent: headers.user_agent.map(str::to_owned),
+            accept_language: headers.accept_language.map(str::to_owned),
+        },
+        session_id: route.session_id,
+        query,
+    };
+    handle(auth, route.endpoint, api).await
+}
+
+/// Serves one endpoint of the contract from plain request parts.
+pub(crate) async fn handle(auth: &OtpAuth, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
+    let started = std::time::Instant::now();
+    let cookie = CookieSpec::from_config(auth.config());
+    let result = dispatch(auth, endpoint, &req).await;
+    let resp = match (endpoint, result) {
+        (_, Ok(resp)) => resp,
+        // A refresh cookie that no longer works is of no use to the browser.
+        (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => clearing(
+            ApiResponse::error(&e),
+            cookie,
+            auth.config().sessions.refresh_transport,
+        ),
+        (_, Err(e)) => ApiResponse::error(&e),
+    };
+    crate::event::metrics::request_done(endpoint, resp.status, started.elapsed());
+    resp
+}
+
+/// Cross-site protection of the state-changing endpoints (the algorithm of Go's
+/// `net/http.CrossOriginProtection`): an origin in `OTP_AUTH_ALLOWED_ORIGINS` passes;
+/// else a browser's `Sec-Fetch-Site` must say `same-origin` or `none`; without it, an
+/// `Origin` must name the request's own host or `OTP_AUTH_PUBLIC_URL`'s origin.
+/// Requests with neither header (curl, servers, native apps) pass: they carry no
+/// ambient browser credentials to abuse.
+fn check_cross_site(auth: &OtpAuth, req: &ApiRequest<'_>) -> Result<(), Refusal> {
+    let config = auth.config();
+    if let Some(o) = req.origin
+        && config
             .http
-            .public_url
-            .as_deref()
-            .and_then(url_origin)
-            .is_some_and(|p| p.eq_ignore_ascii_case(origin));
-        if own_host || public {
+            .allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(o))
+    {
+        return Ok(());
+    }
+    if let Some(site) = req.sec_fetch_site {
+        let site = site.trim();
+        return if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")
+        {
             Ok(())
         } else {
             Err(Refusal::ForbiddenOrigin)
+        };
+    }
+    let Some(origin) = req.origin else {
+        return Ok(());
+    };
+    let own_host = origin
+        .split_once("://")
+        .map(|(_, host)| host)
+        .zip(req.host)
+        .is_some_and(|(o, h)| o.eq_ignore_ascii_case(h.trim()));
+    let public = config
+        .http
+        .public_url
+        .as_deref()
+        .and_then(url_origin)
+        .is_some_and(|p| p.eq_ignore_ascii_case(origin));
+    if own_host || public {
+        Ok(())
+    } else {
+        Err(Refusal::ForbiddenOrigin)
+    }
+}
+
+async fn dispatch(
+    auth: &OtpAuth,
+    endpoint: Endpoint,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, Refusal> {
+    // Reading the keys or the confirmation page changes nothing, and other services
+    // fetch the keys from anywhere.
+    if endpoint.method() != Method::Get {
+        check_cross_site(auth, req)?;
+    }
+    let limit = auth.config().http.body_limit_bytes;
+    if req.body.len() > limit {
+        return Err(Refusal::PayloadTooLarge { limit });
+    }
+    let cookie = CookieSpec::from_config(auth.config());
+    let transport = auth.config().sessions.refresh_transport;
+    match endpoint {
+        Endpoint::RequestOtp => {
+            let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
+            auth.request_code(&body.email, &req.client).await?;
+            Ok(ApiResponse::message(MSG_OTP_SENT))
+        }
+        Endpoint::VerifyOtp => {
+            let body: VerifyOtpBody = parse_json(req.content_type, req.body, limit)?;
+            let pair = auth
+                .verify_code(&body.email, &body.otp, &req.client)
+                .await?;
+            Ok(token_response(
+                &pair,
+                Some(MSG_OTP_VERIFIED),
+                cookie,
+                transport,
+            ))
+        }
+        Endpoint::VerifyLink => {
+            let body: VerifyLinkBody = parse_json(req.content_type, req.body, limit)?;
+            let pair = auth.verify_link(&body.token, &req.client).await?;
+            Ok(token_response(
+                &pair,
+                Some(MSG_OTP_VERIFIED),
+                cookie,
+                transport,
+            ))
+        }
+        Endpoint::MagicPage => Ok(magic_page(auth, req.query)),
+        Endpoint::Jwks => {
+            let mut resp = ApiResponse::json(&auth.jwks());
+            resp.headers = vec![("cache-control", "public, max-age=300".to_owned())];
+            Ok(resp)
+        }
+        Endpoint::Refresh => {
+            let token = presented_refresh_token(req, transport, limit)?
+                .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
+            let pair = auth.refresh(&token, &req.client).await?;
+            Ok(token_response(&pair, None, cookie, transport))
+        }
+        Endpoint::Logout => {
+            let refresh = presented_refresh_token(req, transport, limit)?;
+            let access = bearer_token(req.authorization).ok();
+            auth.logout(access, refresh.as_deref(), &req.client).await?;
+            Ok(clearing(
+                ApiResponse::message(MSG_LOGGED_OUT),
+                cookie,
+                transport,
+            ))
+        }
+        Endpoint::LogoutAll => {
+            let token = bearer_token(req.authorization)?;
+            auth.sessions().end_all(token, &req.client).await?;
+            Ok(clearing(
+                ApiResponse::message(MSG_LOGGED_OUT),
+                cookie,
+                transport,
+            ))
+        }
+        Endpoint::LogoutOthers => {
+            let token = bearer_token(req.authorization)?;
+            let revoked = auth.sessions().end_others(token, &req.client).await?;
+            Ok(ApiResponse::json(&LogoutOthersResponse {
+                message: MSG_OTHERS_LOGGED_OUT.to_owned(),
+                revoked,
+            }))
+        }
+        Endpoint::Reauthenticate => {
+            let token = bearer_token(req.authorization)?;
+            auth.step_up().request(token, &req.client).await?;
+            Ok(ApiResponse::message(MSG_OTP_SENT))
+        }
+        Endpoint::VerifyReauthentication => {
+            let token = bearer_token(req.authorization)?;
+            let body: ReauthenticationBody = parse_json(req.content_type, req.body, limit)?;
+            let access = auth
+                .step_up()
+                .verify(token, &body.otp, &req.client)
+                .await?;
+            Ok(ApiResponse::json(&TokenResponse {
+                message: Some(MSG_OTP_VERIFIED.to_owned()),
+                access_token: access.access_token,
+                token_type: "bearer".to_owned(),
+                expires_in: access.expires_in,
+                refresh_token: None,
+                refresh_expires_in: None,
+            }))
+        }
+        Endpoint::ChangeEmail => {
+            let token = bearer_token(req.authorization)?;
+            let body: ChangeEmailBody = parse_json(req.content_type, req.body, limit)?;
+            auth.email_change().request(token, &body.new_email, &req.client)
+                .await?;
+            Ok(ApiResponse::message(MSG_OTP_SENT))
+        }
+        Endpoint::VerifyEmailChange => {
+            let token = bearer_token(req.authorization)?;
+            let body: VerifyEmailChangeBody = parse_json(req.content_type, req.body, limit)?;
+            let pair = auth
+                .email_change()
+                .verify(token, &body.new_email, &body.otp, &req.client)
+                .await?;
+            Ok(token_response(
+                &pair,
+                Some(MSG_EMAIL_CHANGED),
+                cookie,
+                transport,
+            ))
+        }
+        Endpoint::Sessions => {
+            let token = bearer_token(req.authorization)?;
+            let (user, sessions) = auth.sessions().list(token).await?;
+            Ok(ApiResponse::json(&SessionsResponse::new(
+                sessions,
+                &user.session_id,
+            )))
+        }
+        Endpoint::RevokeSession => {
+            let token = bearer_token(req.authorization)?;
+            let sid = req.session_id.ok_or(Refusal::NotFound)?;
+            let was_current = auth.sessions().end(token, sid, &req.client).await?;
+            let resp = ApiResponse::message(MSG_SESSION_REVOKED);
+            // Ending the session this browser is in also ends its refresh cookie.
+            Ok(if was_current {
+                clearing(resp, cookie, transport)
+            } else {
+                resp
+            })
         }
     }
+}
 
-    async fn dispatch(
-        &self,
-        endpoint: Endpoint,
-        req: &ApiRequest<'_>,
-    ) -> Result<ApiResponse, Refusal> {
-        // Reading the keys or the confirmation page changes nothing, and other services
-        // fetch the keys from anywhere.
-        if endpoint.method() != Method::Get {
-            self.check_cross_site(req)?;
-        }
-        let limit = self.config().http.body_limit_bytes;
-        if req.body.len() > limit {
-            return Err(Refusal::PayloadTooLarge { limit });
-        }
-        let cookie = CookieSpec::from_config(self.config());
-        let transport = self.config().sessions.refresh_transport;
-        match endpoint {
-            Endpoint::RequestOtp => {
-                let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
-                self.request_code(&body.email, &req.client).await?;
-                Ok(ApiResponse::message(MSG_OTP_SENT))
-            }
-            Endpoint::VerifyOtp => {
-                let body: VerifyOtpBody = parse_json(req.content_type, req.body, limit)?;
-                let pair = self
-                    .verify_code(&body.email, &body.otp, &req.client)
-                    .await?;
-                Ok(token_response(
-                    &pair,
-                    Some(MSG_OTP_VERIFIED),
-                    cookie,
-                    transport,
-                ))
-            }
-            Endpoint::VerifyLink => {
-                let body: VerifyLinkBody = parse_json(req.content_type, req.body, limit)?;
-                let pair = self.verify_link(&body.token, &req.client).await?;
-                Ok(token_response(
-                    &pair,
-                    Some(MSG_OTP_VERIFIED),
-                    cookie,
-                    transport,
-                ))
-            }
-            Endpoint::MagicPage => Ok(self.magic_page(req.query)),
-            Endpoint::Jwks => {
-                let mut resp = ApiResponse::json(&self.jwks());
-                resp.headers = vec![("cache-control", "public, max-age=300".to_owned())];
-                Ok(resp)
-            }
-            Endpoint::Refresh => {
-                let token = presented_refresh_token(req, transport, limit)?
-                    .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
-                let pair = self.refresh(&token, &req.client).await?;
-                Ok(token_response(&pair, None, cookie, transport))
-            }
-            Endpoint::Logout => {
-                let refresh = presented_refresh_token(req, transport, limit)?;
-                let access = bearer_token(req.authorization).ok();
-                self.logout(access, refresh.as_deref(), &req.client).await?;
-                Ok(clearing(
-                    ApiResponse::message(MSG_LOGGED_OUT),
-                    cookie,
-                    transport,
-                ))
-            }
-            Endpoint::LogoutAll => {
-                let token = bearer_token(req.authorization)?;
-                self.logout_all(token, &req.client).await?;
-                Ok(clearing(
-                    ApiResponse::message(MSG_LOGGED_OUT),
-                    cookie,
-                    transport,
-                ))
-            }
-            Endpoint::LogoutOthers => {
-                let token = bearer_token(req.authorization)?;
-                let revoked = self.logout_others(token, &req.client).await?;
-                Ok(ApiResponse::json(&LogoutOthersResponse {
-                    message: MSG_OTHERS_LOGGED_OUT.to_owned(),
-                    revoked,
-                }))
-            }
-            Endpoint::Reauthenticate => {
-                let token = bearer_token(req.authorization)?;
-                self.request_reauthentication(token, &req.client).await?;
-                Ok(ApiResponse::message(MSG_OTP_SENT))
-            }
-            Endpoint::VerifyReauthentication => {
-                let token = bearer_token(req.authorization)?;
-                let body: ReauthenticationBody = parse_json(req.content_type, req.body, limit)?;
-                let access = self
-                    .verify_reauthentication(token, &body.otp, &req.client)
-                    .await?;
-                Ok(ApiResponse::json(&TokenResponse {
-                    message: Some(MSG_OTP_VERIFIED.to_owned()),
-                    access_token: access.access_token,
-                    token_type: "bearer".to_owned(),
-                    expires_in: access.expires_in,
-                    refresh_token: None,
-                    refresh_expires_in: None,
-                }))
-            }
-            Endpoint::ChangeEmail => {
-                let token = bearer_token(req.authorization)?;
-                let body: ChangeEmailBody = parse_json(req.content_type, req.body, limit)?;
-                self.request_email_change(token, &body.new_email, &req.client)
-                    .await?;
-                Ok(ApiResponse::message(MSG_OTP_SENT))
-            }
-            Endpoint::VerifyEmailChange => {
-                let token = bearer_token(req.authorization)?;
-                let body: VerifyEmailChangeBody = parse_json(req.content_type, req.body, limit)?;
-                let pair = self
-                    .verify_email_change(token, &body.new_email, &body.otp, &req.client)
-                    .await?;
-                Ok(token_response(
-                    &pair,
-                    Some(MSG_EMAIL_CHANGED),
-                    cookie,
-                    transport,
-                ))
-            }
-            Endpoint::Sessions => {
-                let token = bearer_token(req.authorization)?;
-                let (user, sessions) = self.sessions(token).await?;
-                Ok(ApiResponse::json(&SessionsResponse::new(
-                    sessions,
-                    &user.session_id,
-                )))
-            }
-            Endpoint::RevokeSession => {
-                let token = bearer_token(req.authorization)?;
-                let sid = req.session_id.ok_or(Refusal::NotFound)?;
-                let was_current = self.revoke_session(token, sid, &req.client).await?;
-                let resp = ApiResponse::message(MSG_SESSION_REVOKED);
-                // Ending the session this browser is in also ends its refresh cookie.
-                Ok(if was_current {
-                    clearing(resp, cookie, transport)
-                } else {
-                    resp
-                })
-            }
-        }
-    }
-
-    fn magic_page(&self, query: Option<&str>) -> ApiResponse {
-        let token = query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|kv| kv.strip_prefix("token="))
-            .unwrap_or("");
-        ApiResponse {
-            // Without a token (a link cut short) the page says the link is invalid, as for
-            // a forged one, but the status says the request lacked what it needs.
-            status: if token.is_empty() { 400 } else { 200 },
-            content_type: "text/html; charset=utf-8",
-            headers: vec![
-                ("cache-control", "no-store".to_owned()),
-                (
-                    "content-security-policy",
-                    crate::pages::confirmation_page_csp().to_owned(),
-                ),
-                ("referrer-policy", "no-referrer".to_owned()),
-                ("x-frame-options", "DENY".to_owned()),
-                ("x-content-type-options", "nosniff".to_owned()),
-            ],
-            body: crate::pages::confirmation_page(
-                token,
-                &self.config().mail.from_name,
-                self.link_account(token).as_deref(),
-            )
-            .into_bytes(),
-        }
+fn magic_page(auth: &OtpAuth, query: Option<&str>) -> ApiResponse {
+    let token = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or("");
+    ApiResponse {
+        // Without a token (a link cut short) the page says the link is invalid, as for
+        // a forged one, but the status says the request lacked what it needs.
+        status: if token.is_empty() { 400 } else { 200 },
+        content_type: "text/html; charset=utf-8",
+        headers: vec![
+            ("cache-control", "no-store".to_owned()),
+            (
+                "content-security-policy",
+                crate::pages::confirmation_page_csp().to_owned(),
+            ),
+            ("referrer-policy", "no-referrer".to_owned()),
+            ("x-frame-options", "DENY".to_owned()),
+            ("x-content-type-options", "nosniff".to_owned()),
+        ],
+        body: crate::pages::confirmation_page(
+            token,
+            &auth.config().mail.from_name,
+            auth.link_account(token).as_deref(),
+        )
+        .into_bytes(),
     }
 }
 
@@ -1219,9 +1219,27 @@ fn presented_refresh_token(
     }
 }
 
+/// Extracts the token of an `Authorization: Bearer <token>` header (scheme
+/// case-insensitive). No header or another scheme → [`TokenRejection::Missing`] (no bearer
+/// token was presented, RFC 6750 3.1); an empty token → [`TokenRejection::Invalid`].
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Error> {
+    let h = authorization
+        .ok_or(Error::Unauthorized(TokenRejection::Missing))?
+        .trim();
+    let (scheme, token) = h.split_once(' ').unwrap_or((h, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::Unauthorized(TokenRejection::Missing));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::Unauthorized(TokenRejection::Invalid));
+    }
+    Ok(token)
+}
+
 /// A response given before any endpoint ran, counted in `otp_refused_requests_total`.
 fn refused_early(resp: ApiResponse) -> http::Response<Bytes> {
-    crate::metrics::refused(resp.status);
+    crate::event::metrics::refused(resp.status);
     resp.into_http()
 }
 

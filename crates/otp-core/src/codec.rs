@@ -262,8 +262,8 @@ enum HmacKey {
 }
 
 impl HmacKey {
-    fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::ConfigError> {
-        let bad = |_| crate::ConfigError::one(format!("{SECRET_VAR} cannot key an HMAC"));
+    fn new(algorithm: Algorithm, secret: &[u8]) -> Result<HmacKey, crate::config::ConfigError> {
+        let bad = |_| crate::config::ConfigError::one(format!("{SECRET_VAR} cannot key an HMAC"));
         Ok(match algorithm {
             Algorithm::HS384 => HmacKey::S384(Hmac::new_from_slice(secret).map_err(bad)?),
             Algorithm::HS512 => HmacKey::S512(Hmac::new_from_slice(secret).map_err(bad)?),
@@ -348,9 +348,9 @@ impl TokenCodec {
     /// in `previous_public_key_files`. Empty `issuer`/`audience` mean none.
     ///
     /// Unreadable files and keys of the wrong type or size for the algorithm (RSA keys need
-    /// 2048 to 4096 bits) are [`crate::ConfigError`]s naming the setting and the
+    /// 2048 to 4096 bits) are [`crate::config::ConfigError`]s naming the setting and the
     /// path, never the key.
-    pub fn from_config(config: &Config) -> Result<TokenCodec, crate::ConfigError> {
+    pub fn from_config(config: &Config) -> Result<TokenCodec, crate::config::ConfigError> {
         let issuer = config.tokens.issuer.clone().filter(|s| !s.is_empty());
         let audience = config.tokens.audience.clone().filter(|s| !s.is_empty());
         let leeway = config.tokens.leeway_seconds;
@@ -359,7 +359,7 @@ impl TokenCodec {
                 .tokens
                 .secret
                 .as_ref()
-                .ok_or_else(|| crate::ConfigError::one(format!("{SECRET_VAR} is not set")))?;
+                .ok_or_else(|| crate::config::ConfigError::one(format!("{SECRET_VAR} is not set")))?;
             return TokenCodec::hmac(
                 config.tokens.algorithm,
                 secret.expose_secret().as_bytes(),
@@ -371,7 +371,7 @@ impl TokenCodec {
         #[cfg(feature = "asymmetric")]
         return TokenCodec::asymmetric(config, issuer, audience, leeway);
         #[cfg(not(feature = "asymmetric"))]
-        Err(crate::ConfigError::one(format!(
+        Err(crate::config::ConfigError::one(format!(
             "{ALGORITHM_VAR} {:?} needs otp-core's `asymmetric` feature",
             config.tokens.algorithm
         )))
@@ -384,13 +384,13 @@ impl TokenCodec {
         issuer: Option<String>,
         audience: Option<String>,
         leeway: u64,
-    ) -> Result<TokenCodec, crate::ConfigError> {
+    ) -> Result<TokenCodec, crate::config::ConfigError> {
         let algorithm = match config.tokens.algorithm {
             JwtAlgorithm::RS256 => Algorithm::RS256,
             JwtAlgorithm::ES256 => Algorithm::ES256,
             JwtAlgorithm::EdDSA => Algorithm::EdDSA,
             other => {
-                return Err(crate::ConfigError::one(format!(
+                return Err(crate::config::ConfigError::one(format!(
                     "{ALGORITHM_VAR} {other:?} is not supported"
                 )));
             }
@@ -401,13 +401,13 @@ impl TokenCodec {
             .as_deref()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
-                crate::ConfigError::one(format!(
+                crate::config::ConfigError::one(format!(
                     "{PRIVATE_KEY_VAR} is required with {ALGORITHM_VAR} {algorithm:?}"
                 ))
             })?;
         let pem = jwk::read_key_file(PRIVATE_KEY_VAR, path)?;
         let current = jwk::load_private_key(algorithm, &pem)
-            .map_err(|why| crate::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
+            .map_err(|why| crate::config::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
         let mut keys = vec![PublicKey::new(current.public)];
         for path in config
             .tokens
@@ -418,7 +418,7 @@ impl TokenCodec {
         {
             let pem = jwk::read_key_file(PREVIOUS_KEYS_VAR, path)?;
             let public = jwk::load_public_key(algorithm, &pem).map_err(|why| {
-                crate::ConfigError::one(format!("{PREVIOUS_KEYS_VAR} {path:?} {why}"))
+                crate::config::ConfigError::one(format!("{PREVIOUS_KEYS_VAR} {path:?} {why}"))
             })?;
             let key = PublicKey::new(public);
             // Listing the current key (or one key twice) during a rotation is harmless.
@@ -445,13 +445,13 @@ impl TokenCodec {
         issuer: Option<String>,
         audience: Option<String>,
         leeway: u64,
-    ) -> Result<TokenCodec, crate::ConfigError> {
+    ) -> Result<TokenCodec, crate::config::ConfigError> {
         let algorithm = match algorithm {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::HS384 => Algorithm::HS384,
             JwtAlgorithm::HS512 => Algorithm::HS512,
             other => {
-                return Err(crate::ConfigError::one(format!(
+                return Err(crate::config::ConfigError::one(format!(
                     "{ALGORITHM_VAR} {other:?} takes a key file, not a secret"
                 )));
             }

@@ -1,4 +1,4 @@
-//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade (the `metrics`
+//! Metrics, derived from the [events](super) (and the requests), through the [`metrics`](https://docs.rs/metrics) facade (the `metrics`
 //! feature, on by default): install any recorder (for example
 //! `metrics-exporter-prometheus`) and these appear; without one they cost next to nothing,
 //! and without the feature nothing is recorded.
@@ -8,21 +8,26 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `otp_codes_requested_total` | counter | |
+//! | `otp_codes_requested_total` | counter | code requests that passed the address check: sent, withheld (a refused address, the magic code), refused by a limit, or failed to mail |
 //! | `otp_mails_sent_total` | counter | |
 //! | `otp_mails_failed_total` | counter | `reason`: `unavailable`, `rejected` |
-//! | `otp_verifications_total` | counter | `method`: `code`, `link`; `outcome`: `success`, `mismatch`, `no_code`, `locked_out`, `ip_limited`, `refused`, `invalid_link`, `expired_link` |
+//! | `otp_verifications_total` | counter | `method`: `code`, `link`, `reauthentication`, `email_change`; `outcome`: `success`, `mismatch`, `no_code`, `locked_out`, `ip_limited`, `refused`, `invalid_link`, `expired_link` |
 //! | `otp_lockouts_total` | counter | |
 //! | `otp_rate_limited_total` | counter | `scope`: `address` (per minute), `address_hour`, `address_day`, `cooldown`, `ip` (code requests), `ip_failures` (wrong codes from one IP), `lockout` |
 //! | `otp_refreshes_total` | counter | `outcome`: `success`, `reissued` (the parent within the reuse interval), `rejected`, `reused` |
 //! | `otp_refresh_reuse_detected_total` | counter | |
-//! | `otp_logouts_total` | counter | `scope`: `session`, `all`, `others`, `one` |
+//! | `otp_logouts_total` | counter | `scope`: `session` (each session `/logout` ended), `all` (`/logout-all`, an email change, or the application), `others`, `one` (by its user or the application) |
 //! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
 //! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`, `revoked`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
 
 use std::time::Duration;
+
+use super::{EventKind, Failure, Verification};
+use crate::adapter::Endpoint;
+use crate::error::MailError;
+use crate::mailer::MessageKind;
 
 #[cfg(feature = "metrics")]
 use metrics::{counter, histogram};
@@ -42,7 +47,7 @@ mod off {
     macro_rules! counter {
         ($name:expr $(, $k:literal => $v:expr)* $(,)?) => {{
             let _ = ($name, $($v),*);
-            $crate::metrics::off::Noop
+            $crate::event::metrics::off::Noop
         }};
     }
     pub(crate) use counter;
@@ -95,60 +100,81 @@ pub const ALL: [&str; 13] = [
     MEMORY_STORE_FULL,
 ];
 
-pub(crate) fn code_requested() {
-    counter!(CODES_REQUESTED).increment(1);
-}
-
-pub(crate) fn mail_sent() {
-    counter!(MAILS_SENT).increment(1);
-}
-
-pub(crate) fn mail_failed(reason: &'static str) {
-    counter!(MAILS_FAILED, "reason" => reason).increment(1);
-}
-
-pub(crate) fn verification(method: &'static str, outcome: &'static str) {
-    counter!(VERIFICATIONS, "method" => method, "outcome" => outcome).increment(1);
-}
-
-pub(crate) fn lockout() {
-    counter!(LOCKOUTS).increment(1);
-}
-
-pub(crate) fn rate_limited(scope: &'static str) {
-    counter!(RATE_LIMITED, "scope" => scope).increment(1);
-}
-
-pub(crate) fn refresh(outcome: &'static str) {
-    counter!(REFRESHES, "outcome" => outcome).increment(1);
-    if outcome == "reused" {
-        counter!(REUSE_DETECTED).increment(1);
+/// Counts an event: every counter but the request ones is derived from events here.
+pub(crate) fn count(kind: &EventKind) {
+    match kind {
+        EventKind::CodeSent => {
+            counter!(CODES_REQUESTED).increment(1);
+            counter!(MAILS_SENT).increment(1);
+        }
+        EventKind::CodeWithheld { .. } => counter!(CODES_REQUESTED).increment(1),
+        EventKind::CodeRefused { limit } => {
+            counter!(CODES_REQUESTED).increment(1);
+            counter!(RATE_LIMITED, "scope" => limit.as_str()).increment(1);
+        }
+        EventKind::MailFailed { mail, error } => {
+            if *mail != MessageKind::EmailChanged {
+                counter!(CODES_REQUESTED).increment(1);
+            }
+            let reason = match error {
+                MailError::Permanent(_) => "rejected",
+                _ => "unavailable",
+            };
+            counter!(MAILS_FAILED, "reason" => reason).increment(1);
+        }
+        EventKind::NoticeSent => counter!(MAILS_SENT).increment(1),
+        EventKind::LoginSucceeded { method } => verified(method.verification(), "success"),
+        EventKind::Reauthenticated => verified(Verification::Reauthentication, "success"),
+        EventKind::EmailChanged => verified(Verification::EmailChange, "success"),
+        EventKind::VerificationFailed { method, reason, .. } => {
+            verified(*method, reason.as_str());
+            if *reason == Failure::IpLimited {
+                counter!(RATE_LIMITED, "scope" => "ip_failures").increment(1);
+            }
+        }
+        EventKind::LockedOut => counter!(LOCKOUTS).increment(1),
+        EventKind::Refreshed => counter!(REFRESHES, "outcome" => "success").increment(1),
+        EventKind::ReuseGranted => counter!(REFRESHES, "outcome" => "reissued").increment(1),
+        EventKind::RefreshRefused => counter!(REFRESHES, "outcome" => "rejected").increment(1),
+        EventKind::ReuseDetected => {
+            counter!(REFRESHES, "outcome" => "reused").increment(1);
+            counter!(REUSE_DETECTED).increment(1);
+        }
+        EventKind::LoggedOut => logout("session"),
+        EventKind::LoggedOutAll { .. } => logout("all"),
+        EventKind::LoggedOutOthers { .. } => logout("others"),
+        EventKind::SessionEnded => logout("one"),
+        EventKind::SessionsEvicted { count } => {
+            counter!(SESSIONS_EVICTED).increment(u64::from(*count));
+        }
     }
 }
 
-pub(crate) fn sessions_evicted(n: u32) {
-    if n > 0 {
-        counter!(SESSIONS_EVICTED).increment(u64::from(n));
-    }
+fn verified(method: Verification, outcome: &'static str) {
+    counter!(VERIFICATIONS, "method" => method.as_str(), "outcome" => outcome).increment(1);
 }
 
-pub(crate) fn logout(scope: &'static str) {
+fn logout(scope: &'static str) {
     counter!(LOGOUTS, "scope" => scope).increment(1);
 }
 
-pub(crate) fn request_done(endpoint: &'static str, status: u16, elapsed: Duration) {
+/// One request served by an endpoint.
+pub(crate) fn request_done(endpoint: Endpoint, status: u16, elapsed: Duration) {
     histogram!(
         REQUEST_DURATION,
-        "endpoint" => endpoint,
+        "endpoint" => endpoint.name(),
         "status" => status_label(status),
     )
     .record(elapsed.as_secs_f64());
 }
 
-pub(crate) fn memory_store_full(table: &'static str, outcome: &'static str) {
+/// A full table of the in-memory store made room (`evicted`) or refused (503).
+pub(crate) fn memory_store_full(table: &'static str, evicted: bool) {
+    let outcome = if evicted { "evicted" } else { "refused" };
     counter!(MEMORY_STORE_FULL, "table" => table, "outcome" => outcome).increment(1);
 }
 
+/// A request answered before any endpoint ran.
 pub(crate) fn refused(status: u16) {
     counter!(REFUSED, "status" => status_label(status)).increment(1);
 }

@@ -3,7 +3,22 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
 use super::*;
+use crate::code::{CodeMac, IpKey};
+use crate::error::BoxError;
+use crate::mailer::Message;
+use crate::mailer::template::Templates;
+use crate::memory::MemoryStore;
+use crate::primitives::now_secs;
+use crate::store::{
+    IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, VerifyOutcome,
+};
+use crate::web::bearer_token;
 use crate::code::derive_code_secret;
 use crate::dev_mailers::CapturingMailer;
 use crate::error::TokenRejection;
@@ -632,7 +647,7 @@ async fn logout_all_ends_every_device() {
         .await
         .unwrap();
     assert_eq!(
-        auth.logout_all(&pairs[0].access_token, &ClientInfo::default())
+        auth.sessions().end_all(&pairs[0].access_token, &ClientInfo::default())
             .await
             .unwrap(),
         3
@@ -976,7 +991,7 @@ fn magic_code_next_to_a_delivering_mailer_needs_a_narrow_allow_list() {
     assert!(build(&["*@test.example.com"], real.clone()).is_ok());
     // A development mailer delivers nothing: the seed's local set-up starts as before.
     for dev in [
-        Arc::new(crate::ConsoleMailer::new()) as Arc<dyn Mailer>,
+        Arc::new(crate::mailer::ConsoleMailer::new()) as Arc<dyn Mailer>,
         Arc::new(CapturingMailer::new()),
     ] {
         assert!(!dev.delivers_mail());
@@ -1041,7 +1056,7 @@ fn console_mailer_warns_at_start_and_logs_one_line_per_mail() {
     let logs = capture_logs(|| async {
         let auth = OtpAuth::builder(config())
             .stores(MemoryStore::new())
-            .mailer(crate::ConsoleMailer::new())
+            .mailer(crate::mailer::ConsoleMailer::new())
             .build()
             .unwrap();
         auth.request_code("dev@example.com", &client())
@@ -1268,7 +1283,7 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
         .verify_code("old@example.com", &code, &client())
         .await
         .unwrap();
-    auth.request_email_change(&pair.access_token, "New@Example.com", &de)
+    auth.email_change().request(&pair.access_token, "New@Example.com", &de)
         .await
         .unwrap();
     let sent = mailer.last_message("new@example.com").unwrap();
@@ -1283,7 +1298,7 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     // The hook fails: 500, nothing changed, and the code is given back.
     hooks.fail.store(true, SeqCst);
     let e = auth
-        .verify_email_change(&pair.access_token, "new@example.com", &code, &de)
+        .email_change().verify(&pair.access_token, "new@example.com", &code, &de)
         .await
         .unwrap_err();
     assert_eq!(e.status(), 500, "{e}");
@@ -1294,7 +1309,7 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     mailer.fail_next(MailError::Transient("451 try later".into()));
     let mails = mailer.count();
     let moved = auth
-        .verify_email_change(&pair.access_token, "new@example.com", &code, &de)
+        .email_change().verify(&pair.access_token, "new@example.com", &code, &de)
         .await
         .unwrap();
     assert_eq!(hooks.changes.load(SeqCst), 1);
@@ -1310,17 +1325,17 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
 
     // The current address cannot be the new one.
     let e = auth
-        .request_email_change(&moved.access_token, "new@example.com", &de)
+        .email_change().request(&moved.access_token, "new@example.com", &de)
         .await
         .unwrap_err();
     assert_eq!(e.status(), 422, "the current address: {e}");
 
     // A second change mails the notice, in the request's language, without code or link.
-    auth.request_email_change(&moved.access_token, "third@example.com", &de)
+    auth.email_change().request(&moved.access_token, "third@example.com", &de)
         .await
         .unwrap();
     let code = mailer.last_code("third@example.com").unwrap();
-    auth.verify_email_change(&moved.access_token, "third@example.com", &code, &de)
+    auth.email_change().verify(&moved.access_token, "third@example.com", &code, &de)
         .await
         .unwrap();
     let notice = mailer.last_message("new@example.com").unwrap();
