@@ -6,7 +6,7 @@
 //!
 //! use axum::{Json, Router, routing::get};
 //! use otp_axum::CurrentUser;
-//! use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
+//! use otp_core::{Config, OtpAuth, mailer::ConsoleMailer, store::MemoryStore};
 //!
 //! async fn protected(user: CurrentUser) -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({ "message": format!("Hello, {}!", user.email) }))
@@ -50,7 +50,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use otp_core::adapter::{DeserializeOwned, Endpoint};
-use otp_core::{Error, OtpAuth, TokenRejection};
+use otp_core::{Error, OtpAuth, token::TokenRejection};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -87,7 +87,9 @@ async fn serve(State(auth): State<OtpAuth>, req: Request<Body>) -> Response {
                 .map(|m| m.0.ip())
         });
     // Nested routers see the path without the mount point, as otp-core expects.
-    auth.serve(req, peer).await.map(Body::from)
+    otp_core::adapter::serve(&auth, req, peer)
+        .await
+        .map(Body::from)
 }
 
 fn rejection(e: Error) -> Response {
@@ -133,10 +135,8 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match OtpAuth::from_ref(state)
-            .request_user(&parts.headers, &parts.extensions)
-            .await
-        {
+        let auth = OtpAuth::from_ref(state);
+        match otp_core::adapter::request_user(&auth, &parts.headers, &parts.extensions).await {
             Ok(Some(user)) => CurrentUser::from_user(user).map_err(AuthRejection),
             Ok(None) => Err(AuthRejection(Error::Unauthorized(TokenRejection::Missing))),
             Err(e) => Err(AuthRejection(e)),
@@ -156,10 +156,8 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match OtpAuth::from_ref(state)
-            .request_user(&parts.headers, &parts.extensions)
-            .await
-        {
+        let auth = OtpAuth::from_ref(state);
+        match otp_core::adapter::request_user(&auth, &parts.headers, &parts.extensions).await {
             Ok(Some(user)) => CurrentUser::from_user(user)
                 .map(Some)
                 .map_err(AuthRejection),
@@ -301,12 +299,14 @@ where
         let auth = self.auth.clone();
         let max_age = self.max_age;
         Box::pin(async move {
-            let checked = auth.require_user(req.headers()).await.and_then(|user| {
-                if let Some(max_age) = max_age {
-                    user.require_recent(max_age)?;
-                }
-                Ok(user)
-            });
+            let checked = otp_core::adapter::require_user(&auth, req.headers())
+                .await
+                .and_then(|user| {
+                    if let Some(max_age) = max_age {
+                        user.require_recent(max_age)?;
+                    }
+                    Ok(user)
+                });
             match checked {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
@@ -344,7 +344,7 @@ where
             axum::routing::get(|| async {
                 (
                     [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    otp_core::openapi::DOCS_PAGE,
+                    otp_core::adapter::openapi::DOCS_PAGE,
                 )
             }),
         )

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::Request;
-use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
+use otp_core::{Config, OtpAuth, mailer::CapturingMailer, store::MemoryStore};
 use tower::ServiceExt;
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn without_any_connect_info_request_otp_refuses_to_guess() {
     for fix in [
         "into_make_service_with_connect_info",
         "MockConnectInfo",
-        "otp_core::ClientIp",
+        "otp_core::adapter::ClientIp",
     ] {
         assert!(detail.contains(fix), "{detail}");
     }
@@ -102,7 +102,8 @@ async fn client_ip_in_the_extensions_gives_the_client_address() {
             .header("content-type", "application/json")
             .body(Body::from(format!("{{\"email\":\"{email}\"}}")))
             .unwrap();
-        r.extensions_mut().insert(otp_core::ClientIp(ip.into()));
+        r.extensions_mut()
+            .insert(otp_core::adapter::ClientIp(ip.into()));
         r
     };
     let r = app

@@ -355,11 +355,9 @@ impl TokenCodec {
         let audience = config.tokens.audience.clone().filter(|s| !s.is_empty());
         let leeway = config.tokens.leeway_seconds;
         if config.tokens.algorithm.is_hmac() {
-            let secret = config
-                .tokens
-                .secret
-                .as_ref()
-                .ok_or_else(|| crate::config::ConfigError::one(format!("{SECRET_VAR} is not set")))?;
+            let secret = config.tokens.secret.as_ref().ok_or_else(|| {
+                crate::config::ConfigError::one(format!("{SECRET_VAR} is not set"))
+            })?;
             return TokenCodec::hmac(
                 config.tokens.algorithm,
                 secret.expose_secret().as_bytes(),
@@ -406,8 +404,9 @@ impl TokenCodec {
                 ))
             })?;
         let pem = jwk::read_key_file(PRIVATE_KEY_VAR, path)?;
-        let current = jwk::load_private_key(algorithm, &pem)
-            .map_err(|why| crate::config::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}")))?;
+        let current = jwk::load_private_key(algorithm, &pem).map_err(|why| {
+            crate::config::ConfigError::one(format!("{PRIVATE_KEY_VAR} {path:?} {why}"))
+        })?;
         let mut keys = vec![PublicKey::new(current.public)];
         for path in config
             .tokens

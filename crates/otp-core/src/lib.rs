@@ -97,7 +97,7 @@ mod problem;
 mod web;
 
 /// What the application's policy code uses: [`Hooks`] and the values it is given (the
-/// normalized [`Email`]).
+/// normalized [`Email`](crate::hooks::Email)).
 pub mod hooks {
     pub use crate::email::{Email, EmailError};
     pub use crate::engine::{DefaultHooks, EmailChange, Hooks};

@@ -1,10 +1,9 @@
 //! Sending the login mail: what a mailer implements ([`Mailer`], with [`Message`] and
 //! [`MailError`]), and [`mailer_fn`] to make one of an async function. The development
-//! mailers are [`ConsoleMailer`](crate::mailer::ConsoleMailer) and
-//! [`CapturingMailer`](crate::mailer::CapturingMailer).
+//! mailers are [`ConsoleMailer`] and
+//! [`CapturingMailer`].
 
 use std::fmt::Debug;
-
 
 pub use crate::code::Code;
 pub use crate::dev_mailers::{CapturingMailer, ConsoleMailer};

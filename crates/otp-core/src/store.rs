@@ -19,9 +19,8 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-
-pub use crate::event::LoginMethod;
 pub use crate::engine::{IntoShared, IntoSharedStores};
+pub use crate::event::LoginMethod;
 pub use crate::memory::MemoryStore;
 pub use crate::primitives::{now_secs, random_id};
 /// Re-exported for implementing the traits without a direct dependency.

@@ -784,7 +784,7 @@ pub(crate) fn is_json_content_type(content_type: Option<&str>) -> bool {
 }
 
 /// The client's address as the application determined it, in a request's extensions:
-/// [`OtpAuth::serve`] (and so both adapters) takes it as the client IP as it is, ahead of
+/// [`serve`](crate::adapter::serve) (and so both adapters) takes it as the client IP as it is, ahead of
 /// the socket peer and without reading `X-Forwarded-For`.
 ///
 /// For a server without a TCP peer (a Unix socket, AWS Lambda), a client-IP crate such as
@@ -868,7 +868,10 @@ where
 /// current-user extractor: `Ok(None)` when the request presents no bearer token; a
 /// presented token is checked like [`OtpAuth::authenticate`] does (401 when invalid,
 /// expired or revoked; 503 when the store cannot be asked).
-pub async fn current_user(auth: &OtpAuth, headers: &HeaderMap) -> Result<Option<CurrentUser>, Error> {
+pub async fn current_user(
+    auth: &OtpAuth,
+    headers: &HeaderMap,
+) -> Result<Option<CurrentUser>, Error> {
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     match bearer_token(authorization) {
         Err(Error::Unauthorized(TokenRejection::Missing)) => Ok(None),
@@ -920,9 +923,7 @@ async fn handle_parts(
                 ForwardedHeader::XForwardedFor => {
                     join_forwarded_for(headers.forwarded_for.iter().copied())
                 }
-                ForwardedHeader::Forwarded => {
-                    forwarded_chain(headers.forwarded.iter().copied())
-                }
+                ForwardedHeader::Forwarded => forwarded_chain(headers.forwarded.iter().copied()),
             };
             resolve_client_ip(
                 client.peer,
@@ -989,8 +990,7 @@ fn check_cross_site(auth: &OtpAuth, req: &ApiRequest<'_>) -> Result<(), Refusal>
     }
     if let Some(site) = req.sec_fetch_site {
         let site = site.trim();
-        return if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")
-        {
+        return if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none") {
             Ok(())
         } else {
             Err(Refusal::ForbiddenOrigin)
@@ -1108,10 +1108,7 @@ async fn dispatch(
         Endpoint::VerifyReauthentication => {
             let token = bearer_token(req.authorization)?;
             let body: ReauthenticationBody = parse_json(req.content_type, req.body, limit)?;
-            let access = auth
-                .step_up()
-                .verify(token, &body.otp, &req.client)
-                .await?;
+            let access = auth.step_up().verify(token, &body.otp, &req.client).await?;
             Ok(ApiResponse::json(&TokenResponse {
                 message: Some(MSG_OTP_VERIFIED.to_owned()),
                 access_token: access.access_token,
@@ -1124,7 +1121,8 @@ async fn dispatch(
         Endpoint::ChangeEmail => {
             let token = bearer_token(req.authorization)?;
             let body: ChangeEmailBody = parse_json(req.content_type, req.body, limit)?;
-            auth.email_change().request(token, &body.new_email, &req.client)
+            auth.email_change()
+                .request(token, &body.new_email, &req.client)
                 .await?;
             Ok(ApiResponse::message(MSG_OTP_SENT))
         }

@@ -2,7 +2,7 @@
 //! Cluster or a Sentinel-managed primary.
 //!
 //! ```no_run
-//! use otp_core::{Config, ConsoleMailer, OtpAuth};
+//! use otp_core::{Config, OtpAuth, mailer::ConsoleMailer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::load()?;
@@ -21,7 +21,7 @@
 //! [`StoreError::Unavailable`] (503 at the HTTP layer)
 //! and the pool reconnects by itself, forever, with a capped backoff.
 //!
-//! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-redis`.
+//! The store logic (scripts, key layout) is [`otp_core::store::scripted`], shared with `otp-redis`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -36,11 +36,11 @@ use fred::prelude::{
 };
 use fred::types::scripts::Script as FredScript;
 use fred::types::{ClusterHash, CustomCommand, Key, Value};
-use otp_core::scripted::{
+use otp_core::store::StoreError;
+use otp_core::store::scripted::{
     ReplicaAck, Reply, SCRIPTS, ScriptCall, ScriptRunner, ScriptedStore, SetupError, bounded,
     fence_key, key_slot,
 };
-use otp_core::store::StoreError;
 
 /// The store: [`otp_core::store::OtpStore`] and [`otp_core::store::TokenBlacklist`] on Redis via fred.
 pub type FredStore = ScriptedStore<FredRunner>;
@@ -81,7 +81,7 @@ impl FredRunner {
         size: usize,
     ) -> Result<FredRunner, FredStoreError> {
         let mut config = FredConfig::from_url(url)
-            .map_err(|e| SetupError::Url(otp_core::scripted::redact_url(e.details())))?;
+            .map_err(|e| SetupError::Url(otp_core::store::scripted::redact_url(e.details())))?;
         // With fred's default (`fail_fast`), a first connection that fails is never tried
         // again: the router task ends and every later command waits out its timeout,
         // forever. That is what a cluster still converging gives (nodes answering
@@ -149,7 +149,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<FredStore, FredStoreEr
         DEFAULT_POOL_SIZE,
     )
     .await?;
-    otp_core::scripted::check_eviction(&runner, &config.redis).await?;
+    otp_core::store::scripted::check_eviction(&runner, &config.redis).await?;
     Ok(ScriptedStore::from_config(runner, config))
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //!
-//! use otp_core::{Config, ConsoleMailer, MemoryStore, OtpAuth};
+//! use otp_core::{Config, OtpAuth, mailer::ConsoleMailer, store::MemoryStore};
 //! use otp_poem::CurrentUser;
 //! use poem::{EndpointExt, Route, Server, get, handler, listener::TcpListener, web::Json};
 //!
@@ -37,7 +37,7 @@
 
 use bytes::Bytes;
 use otp_core::adapter::DeserializeOwned;
-use otp_core::{Error, OtpAuth, TokenRejection};
+use otp_core::{Error, OtpAuth, token::TokenRejection};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
@@ -73,7 +73,9 @@ impl Endpoint for AuthRoutes {
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
         // Nested endpoints see the path without the mount point, as otp-core expects.
         let req: http::Request<BoxBody> = req.into();
-        Ok(to_poem(self.auth.serve(req, peer).await))
+        Ok(to_poem(
+            otp_core::adapter::serve(&self.auth, req, peer).await,
+        ))
     }
 }
 
@@ -117,8 +119,7 @@ async fn request_user(req: &Request) -> poem::Result<Option<otp_core::CurrentUse
     if let Some(user) = req.extensions().get::<otp_core::CurrentUser>() {
         return Ok(Some(user.clone()));
     }
-    engine(req)?
-        .current_user(req.headers())
+    otp_core::adapter::current_user(engine(req)?, req.headers())
         .await
         .map_err(rejection)
 }
@@ -257,9 +258,7 @@ impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let checked = self
-            .auth
-            .require_user(req.headers())
+        let checked = otp_core::adapter::require_user(&self.auth, req.headers())
             .await
             .and_then(|user| {
                 if let Some(max_age) = self.max_age {
@@ -337,7 +336,7 @@ pub fn docs_page() -> impl Endpoint<Output = Response> + use<> {
     let ep = poem::get(poem::endpoint::make_sync(|_| {
         Response::builder()
             .content_type("text/html; charset=utf-8")
-            .body(otp_core::openapi::DOCS_PAGE)
+            .body(otp_core::adapter::openapi::DOCS_PAGE)
     }));
     with_allow(ep, "GET, HEAD")
 }

@@ -1,9 +1,9 @@
 //! The routes under poem's own testing tool, `poem::test::TestClient`, which has no
-//! connection: the client address comes from an [`otp_core::ClientIp`] given as request data.
+//! connection: the client address comes from an [`otp_core::adapter::ClientIp`] given as request data.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use otp_core::{CapturingMailer, ClientIp, Config, OtpAuth};
+use otp_core::{Config, OtpAuth, adapter::ClientIp, mailer::CapturingMailer};
 use poem::Route;
 use poem::test::TestClient;
 
@@ -58,7 +58,7 @@ async fn without_a_client_address_the_answer_says_how_to_fix_it() {
     r.assert_content_type("application/problem+json");
     let body: serde_json::Value = r.0.into_body().into_json().await.unwrap();
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("otp_core::ClientIp"), "{detail}");
+    assert!(detail.contains("otp_core::adapter::ClientIp"), "{detail}");
     assert!(detail.contains("TestClient"), "{detail}");
     assert_eq!(mailer.count(), 0);
 }

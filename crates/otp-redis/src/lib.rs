@@ -2,7 +2,7 @@
 //! reconnecting `ConnectionManager`, or a Redis Cluster through the cluster-async client.
 //!
 //! ```no_run
-//! use otp_core::{Config, ConsoleMailer, OtpAuth};
+//! use otp_core::{Config, OtpAuth, mailer::ConsoleMailer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::load()?;
@@ -21,7 +21,7 @@
 //! [`StoreError::Unavailable`] (503 at the HTTP layer)
 //! and the client reconnects by itself.
 //!
-//! The store logic (scripts, key layout) is [`otp_core::scripted`], shared with `otp-fred`.
+//! The store logic (scripts, key layout) is [`otp_core::store::scripted`], shared with `otp-fred`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -29,11 +29,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_core::scripted::{
+use otp_core::store::StoreError;
+use otp_core::store::scripted::{
     ReplicaAck, Reply, SCRIPTS, ScriptCall, ScriptRunner, ScriptedStore, SetupError, bounded,
     fence_key, key_slot,
 };
-use otp_core::store::StoreError;
 use redis::aio::ConnectionManager;
 use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClient;
@@ -168,7 +168,7 @@ impl RedisRunner {
 }
 
 fn redact(s: &str) -> String {
-    otp_core::scripted::redact_url(s)
+    otp_core::store::scripted::redact_url(s)
 }
 
 /// Connects with the configuration's `OTP_AUTH_REDIS_URL`, timeout and key prefixes.
@@ -178,7 +178,7 @@ pub async fn connect(config: &otp_core::Config) -> Result<RedisStore, RedisStore
         Duration::from_millis(config.redis.timeout_ms),
     )
     .await?;
-    otp_core::scripted::check_eviction(&runner, &config.redis).await?;
+    otp_core::store::scripted::check_eviction(&runner, &config.redis).await?;
     Ok(ScriptedStore::from_config(runner, config))
 }
 

@@ -2,7 +2,7 @@
 //! rustls, timeouts, and errors sorted into transient (503) and permanent (502).
 //!
 //! ```no_run
-//! use otp_core::{Config, MemoryStore, OtpAuth};
+//! use otp_core::{Config, OtpAuth, store::MemoryStore};
 //!
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::load()?; // OTP_AUTH_SMTP_SERVER, _PORT, _USERNAME, _PASSWORD, _TLS, MAIL_FROM...
@@ -15,9 +15,9 @@
 //! ```
 //!
 //! The message is `multipart/alternative` (plain text and HTML, both from
-//! [`otp_core::template::Templates`]), `From: MAIL_FROM_NAME <MAIL_FROM>`, `To:` the normalized
+//! [`otp_core::mailer::template::Templates`]), `From: MAIL_FROM_NAME <MAIL_FROM>`, `To:` the normalized
 //! address, with `Subject`, `Date` and `Message-ID`. Addresses are validated by
-//! [`otp_core::Email`] before they get here, and lettre encodes every header, so no header
+//! [`otp_core::hooks::Email`] before they get here, and lettre encodes every header, so no header
 //! can be injected.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -72,9 +72,9 @@ impl std::fmt::Display for SmtpConfigError {
 
 impl std::error::Error for SmtpConfigError {}
 
-impl From<SmtpConfigError> for otp_core::ConfigError {
+impl From<SmtpConfigError> for otp_core::config::ConfigError {
     fn from(e: SmtpConfigError) -> Self {
-        otp_core::ConfigError::new(e.0)
+        otp_core::config::ConfigError::new(e.0)
     }
 }
 
@@ -294,7 +294,7 @@ impl SmtpMailer {
             .subject(message.subject.clone())
             .message_id(Some(format!(
                 "<{}@{}>",
-                otp_core::primitives::random_id(),
+                otp_core::store::random_id(),
                 self.message_id_domain
             )))
             .multipart(MultiPart::alternative_plain_html(

@@ -23,8 +23,13 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use otp_core::mailer::Mailer;
-use otp_core::scripted::redact_url;
-use otp_core::{BoxError, Config, ConsoleMailer, Email, EmailChange, Hooks, MemoryStore, OtpAuth};
+use otp_core::store::scripted::redact_url;
+use otp_core::{
+    Config, Hooks, OtpAuth,
+    hooks::{BoxError, Email, EmailChange},
+    mailer::ConsoleMailer,
+    store::MemoryStore,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
@@ -136,14 +141,14 @@ pub const LOGIN_PAGE: &str = include_str!("../static/index.html");
 
 /// The OpenAPI document of the example app: the auth routes at `/auth` and
 /// `GET /protected`.
-pub fn openapi(auth: &OtpAuth) -> otp_core::openapi::OpenApiDoc {
-    let mut doc = otp_core::openapi::document(auth, "/auth");
-    otp_core::openapi::add_protected_get(
+pub fn openapi(auth: &OtpAuth) -> otp_core::adapter::openapi::OpenApiDoc {
+    let mut doc = otp_core::adapter::openapi::document(auth, "/auth");
+    otp_core::adapter::openapi::add_protected_get(
         &mut doc,
         "/protected",
         "Greets the authenticated user: {\"message\": \"Hello, <email>!\"}",
     );
-    otp_core::openapi::add_protected_get(
+    otp_core::adapter::openapi::add_protected_get(
         &mut doc,
         "/app/me",
         "The signed-in user under the app's protected sub-router: {\"email\", \"subject\", \

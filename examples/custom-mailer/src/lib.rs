@@ -21,7 +21,7 @@
 //!         Duration::from_secs(10), // per request: connecting, sending, the answer
 //!     )?;
 //!     let auth = OtpAuth::builder(config)
-//!         .stores(otp_core::MemoryStore::new())
+//!         .stores(otp_core::store::MemoryStore::new())
 //!         .mailer(mailer)
 //!         .build()?;
 //!
@@ -37,7 +37,7 @@
 //! notice of an email change, once the change is done). The [`Message`] is ready to go:
 //! the normalized recipient (`to`), what it is for (`kind`: a login, a re-authentication,
 //! a code to a new address, the notice to the old one), and the subject, plain text and
-//! HTML rendered from the [`Templates`](otp_core::template::Templates). It also carries the
+//! HTML rendered from the [`Templates`](otp_core::mailer::template::Templates). It also carries the
 //! code apart (`code`, `None` for the notice), for transports that need it alone (the code
 //! is in the subject and bodies already). The subject and bodies hold a live code: never
 //! log them. Return `Ok` only once the transport has accepted the message.
@@ -84,7 +84,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use otp_core::{ClientInfo, Config, MemoryStore, OtpAuth};
+//! use otp_core::{ClientInfo, Config, OtpAuth, store::MemoryStore};
 //! use otp_core::mailer::{MailError, Message, mailer_fn};
 //! use tokio::sync::mpsc;
 //! use tokio::sync::mpsc::error::TrySendError;

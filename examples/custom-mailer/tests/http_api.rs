@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use custom_mailer_example::HttpApiMailer;
 use otp_core::mailer::{MailError, Message, mailer_fn};
-use otp_core::{ClientInfo, Config, MemoryStore, OtpAuth};
+use otp_core::{ClientInfo, Config, OtpAuth, store::MemoryStore};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

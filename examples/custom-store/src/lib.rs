@@ -5,7 +5,7 @@
 //! use std::sync::Arc;
 //!
 //! use custom_store_example::SqliteStore;
-//! use otp_core::{CapturingMailer, ClientInfo, Config, OtpAuth};
+//! use otp_core::{ClientInfo, Config, OtpAuth, mailer::CapturingMailer};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,7 +40,7 @@
 //! /64 as text, and a session keeps the user agent and IP it is listed with.)
 //!
 //! Every method here follows one pattern: open a transaction, load the row(s) into
-//! [`otp_core::policy`]'s types, let their functions decide (the same ones the in-memory
+//! [`otp_core::store::policy`]'s types, let their functions decide (the same ones the in-memory
 //! store calls: the reference semantics), write the row(s) back, commit. Verifying a code
 //! and opening its session happen in one transaction ([`OtpStore::verify_and_open`]). Times are milliseconds since the epoch from
 //! the system clock; each row carries the instant after which nothing in it matters any
@@ -94,8 +94,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use otp_core::policy::{AddressState, Recorded, RefreshState, Window};
 use otp_core::store::CODE_MAC_LEN;
+use otp_core::store::policy::{AddressState, Recorded, RefreshState, Window};
 use otp_core::store::{
     AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Renewal,
     Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, VerifyOutcome, VerifyRequest,
@@ -373,7 +373,7 @@ fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Codes: one row per address holding `otp_core::policy::AddressState`, whose functions make
+// Codes: one row per address holding `otp_core::store::policy::AddressState`, whose functions make
 // every decision (the same ones the in-memory store makes).
 
 /// `last_call` as stored: the call id, then `i`, `v`, `m` or `x`.

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use custom_store_example::SqliteStore;
 use otp_core::contract::{Fixture, limits, random_ip};
-use otp_core::primitives::{now_secs, random_id};
 use otp_core::store::{
     IssueOutcome, Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth,
     new_session_id,
 };
 use otp_core::store::{OtpStore, TokenBlacklist};
+use otp_core::store::{now_secs, random_id};
 
 async fn rows(store: &SqliteStore) -> i64 {
     let mut n = 0;

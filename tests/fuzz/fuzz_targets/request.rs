@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
-use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
+use otp_core::{Config, OtpAuth, mailer::CapturingMailer, store::MemoryStore};
 use tower::ServiceExt;
 
 struct World {

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use super::{DefaultHooks, Hooks, Inner, OtpAuth};
 use crate::code::{Code, CodeHasher};
+use crate::codec::TokenCodec;
 use crate::config::{CodeSettings, Config, ConfigError};
 #[cfg(feature = "links")]
 use crate::link::LinkSealer;
 use crate::mailer::Mailer;
+use crate::mailer::template::{MailTemplates, Templates};
 use crate::memory::MemoryStore;
 use crate::store::{Limits, OtpStore, TokenBlacklist};
-use crate::mailer::template::{MailTemplates, Templates};
-use crate::codec::TokenCodec;
-
 
 /// What a builder method takes: a part by value, or an `Arc` of one that is already
 /// shared (`Arc<MyStore>`, `Arc<dyn OtpStore>`). An `Arc` is kept as it is, never wrapped
@@ -222,37 +221,34 @@ impl OtpAuthBuilder {
     }
 }
 
+/// The code store and the session store.
+type StorePair = (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>);
+
 /// Both halves of the store, or the error that says which is missing.
 fn both_stores(
     store: Option<Arc<dyn OtpStore>>,
     blacklist: Option<Arc<dyn TokenBlacklist>>,
-) -> Result<(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>), ConfigError> {
+) -> Result<StorePair, ConfigError> {
     match (store, blacklist) {
         (Some(s), Some(b)) => Ok((s, b)),
-        (None, None) => {
-            Err(ConfigError::one(
-                "no store given to OtpAuth::builder: add .stores(...) with a Redis store \
+        (None, None) => Err(ConfigError::one(
+            "no store given to OtpAuth::builder: add .stores(...) with a Redis store \
                  (otp_redis::connect, otp_fred::connect) or your own, or choose the \
                  in-memory store explicitly with .memory_store() or \
                  .stores(MemoryStore::new()) (sessions are lost at restart and not shared \
                  between instances)"
-                    .to_owned(),
-            ))
-        }
-        (Some(_), None) => {
-            Err(ConfigError::one(
-                "OtpAuth::builder has a code store but no session store: add \
+                .to_owned(),
+        )),
+        (Some(_), None) => Err(ConfigError::one(
+            "OtpAuth::builder has a code store but no session store: add \
                  .blacklist(...), or give one value for both with .stores(...)"
-                    .to_owned(),
-            ))
-        }
-        (None, Some(_)) => {
-            Err(ConfigError::one(
-                "OtpAuth::builder has a session store but no code store: add \
+                .to_owned(),
+        )),
+        (None, Some(_)) => Err(ConfigError::one(
+            "OtpAuth::builder has a session store but no code store: add \
                  .store(...), or give one value for both with .stores(...)"
-                    .to_owned(),
-            ))
-        }
+                .to_owned(),
+        )),
     }
 }
 
@@ -265,19 +261,19 @@ fn check_magic_code(config: &Config, mailer: &dyn Mailer) -> Result<(), ConfigEr
     if mailer.delivers_mail() {
         refuse_magic_code_for_everyone(config)?;
     }
-        let v = CodeSettings::VARS;
-        tracing::warn!(
-            patterns = ?config.codes.magic_emails,
-            "{} is on: the code {} is accepted {} and no mail is sent for them. Never \
-             enable this in production.",
-            v.disable_local_auth,
-            Code::magic(config.codes.length).expose(),
-            if config.codes.magic_emails.is_empty() {
-                "for every address".to_owned()
-            } else {
-                format!("for the addresses matching {}", v.magic_emails)
-            }
-        );
+    let v = CodeSettings::VARS;
+    tracing::warn!(
+        patterns = ?config.codes.magic_emails,
+        "{} is on: the code {} is accepted {} and no mail is sent for them. Never \
+         enable this in production.",
+        v.disable_local_auth,
+        Code::magic(config.codes.length).expose(),
+        if config.codes.magic_emails.is_empty() {
+            "for every address".to_owned()
+        } else {
+            format!("for the addresses matching {}", v.magic_emails)
+        }
+    );
     Ok(())
 }
 

@@ -8,10 +8,10 @@ use crate::code::Purpose;
 use crate::email::Email;
 use crate::error::{Error, TokenRejection};
 use crate::event::{Event, EventKind, LoginMethod, Verification};
+use crate::mailer::template::NoticeValues;
 use crate::mailer::{Message, MessageKind};
 use crate::primitives::now_secs;
 use crate::store::SessionAuth;
-use crate::mailer::template::NoticeValues;
 
 /// A signed-in user's change of address: [`OtpAuth::email_change`].
 #[derive(Debug, Clone, Copy)]

@@ -100,7 +100,6 @@ pub enum EmailChange {
     Unsupported,
 }
 
-
 /// The hooks of an application that gave none: every address allowed, the address as
 /// subject, no extra claims, no email changes, events only counted and logged.
 #[derive(Debug, Default, Clone, Copy)]

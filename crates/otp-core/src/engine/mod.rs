@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::code::{Code, CodeHasher};
+use crate::codec::{TokenCodec, TokenType};
 use crate::config::Config;
 use crate::email::Email;
 use crate::error::{Error, TokenRejection};
@@ -19,9 +20,8 @@ use crate::glob::glob_match;
 #[cfg(feature = "links")]
 use crate::link::LinkSealer;
 use crate::mailer::Mailer;
-use crate::store::{AccessStatus, Limits, OtpStore, TokenBlacklist};
 use crate::mailer::template::MailTemplates;
-use crate::codec::{TokenCodec, TokenType};
+use crate::store::{AccessStatus, Limits, OtpStore, TokenBlacklist};
 
 mod admin;
 mod builder;
@@ -126,7 +126,6 @@ impl OtpAuth {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
-
 
     /// The live sessions of the user of an access token: list them, end one, all, or all
     /// but the token's own.

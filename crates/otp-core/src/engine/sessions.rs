@@ -5,13 +5,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{ClientInfo, CurrentUser, OtpAuth, SESSION_END_CLAIM, TokenPair, token_email};
+use crate::codec::TokenType;
 use crate::error::{Error, TokenRejection};
 use crate::event::{Event, EventKind};
 use crate::primitives::now_secs;
 use crate::store::{
     Revocation, RevokedAccess, RotateOutcome, Rotation, SessionInfo, session_subject_key,
 };
-use crate::codec::TokenType;
 
 impl OtpAuth {
     /// Exchanges a refresh token for a new pair, spending it (rotation). A spent token
@@ -207,10 +207,7 @@ pub struct Sessions<'a> {
 
 impl Sessions<'_> {
     /// The live sessions of the user of `access_token`, with that user.
-    pub async fn list(
-        &self,
-        access_token: &str,
-    ) -> Result<(CurrentUser, Vec<SessionInfo>), Error> {
+    pub async fn list(&self, access_token: &str) -> Result<(CurrentUser, Vec<SessionInfo>), Error> {
         let user = self.auth.authenticate(access_token).await?;
         let sessions = self.auth.sessions_of(&user.subject).await?;
         Ok((user, sessions))
@@ -247,11 +244,7 @@ impl Sessions<'_> {
     }
 
     /// Ends every session of the user of `access_token` except its own; how many.
-    pub async fn end_others(
-        &self,
-        access_token: &str,
-        client: &ClientInfo,
-    ) -> Result<u32, Error> {
+    pub async fn end_others(&self, access_token: &str, client: &ClientInfo) -> Result<u32, Error> {
         let (user, sessions) = self.list(access_token).await?;
         let others: Vec<String> = sessions
             .into_iter()

@@ -52,7 +52,13 @@ impl StepUp<'_> {
             subject: &user.subject,
         };
         let req = auth
-            .verify_signed_in(&email, purpose, &code, client, Verification::Reauthentication)
+            .verify_signed_in(
+                &email,
+                purpose,
+                &code,
+                client,
+                Verification::Reauthentication,
+            )
             .await?;
         let proof = SessionAuth {
             at: now_secs(),

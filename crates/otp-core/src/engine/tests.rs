@@ -9,21 +9,21 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::*;
+use crate::code::derive_code_secret;
 use crate::code::{CodeMac, IpKey};
+use crate::dev_mailers::CapturingMailer;
 use crate::error::BoxError;
+use crate::error::TokenRejection;
 use crate::mailer::Message;
 use crate::mailer::template::Templates;
+use crate::mailer::{MailError, MockMailer};
 use crate::memory::MemoryStore;
 use crate::primitives::now_secs;
 use crate::store::{
     IssueOutcome, IssueRequest, NewSession, Revocation, RotateOutcome, VerifyOutcome,
 };
-use crate::web::bearer_token;
-use crate::code::derive_code_secret;
-use crate::dev_mailers::CapturingMailer;
-use crate::error::TokenRejection;
-use crate::mailer::{MailError, MockMailer};
 use crate::store::{MockOtpStore, MockTokenBlacklist, StoreError};
+use crate::web::bearer_token;
 
 const SECRET: &str = "5b1f0c9e7d3a4b6c8e2f1a0d9c7b5e3f2a1d0c9b";
 
@@ -647,7 +647,8 @@ async fn logout_all_ends_every_device() {
         .await
         .unwrap();
     assert_eq!(
-        auth.sessions().end_all(&pairs[0].access_token, &ClientInfo::default())
+        auth.sessions()
+            .end_all(&pairs[0].access_token, &ClientInfo::default())
             .await
             .unwrap(),
         3
@@ -1283,7 +1284,8 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
         .verify_code("old@example.com", &code, &client())
         .await
         .unwrap();
-    auth.email_change().request(&pair.access_token, "New@Example.com", &de)
+    auth.email_change()
+        .request(&pair.access_token, "New@Example.com", &de)
         .await
         .unwrap();
     let sent = mailer.last_message("new@example.com").unwrap();
@@ -1298,7 +1300,8 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     // The hook fails: 500, nothing changed, and the code is given back.
     hooks.fail.store(true, SeqCst);
     let e = auth
-        .email_change().verify(&pair.access_token, "new@example.com", &code, &de)
+        .email_change()
+        .verify(&pair.access_token, "new@example.com", &code, &de)
         .await
         .unwrap_err();
     assert_eq!(e.status(), 500, "{e}");
@@ -1309,7 +1312,8 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     mailer.fail_next(MailError::Transient("451 try later".into()));
     let mails = mailer.count();
     let moved = auth
-        .email_change().verify(&pair.access_token, "new@example.com", &code, &de)
+        .email_change()
+        .verify(&pair.access_token, "new@example.com", &code, &de)
         .await
         .unwrap();
     assert_eq!(hooks.changes.load(SeqCst), 1);
@@ -1325,17 +1329,20 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
 
     // The current address cannot be the new one.
     let e = auth
-        .email_change().request(&moved.access_token, "new@example.com", &de)
+        .email_change()
+        .request(&moved.access_token, "new@example.com", &de)
         .await
         .unwrap_err();
     assert_eq!(e.status(), 422, "the current address: {e}");
 
     // A second change mails the notice, in the request's language, without code or link.
-    auth.email_change().request(&moved.access_token, "third@example.com", &de)
+    auth.email_change()
+        .request(&moved.access_token, "third@example.com", &de)
         .await
         .unwrap();
     let code = mailer.last_code("third@example.com").unwrap();
-    auth.email_change().verify(&moved.access_token, "third@example.com", &code, &de)
+    auth.email_change()
+        .verify(&moved.access_token, "third@example.com", &code, &de)
         .await
         .unwrap();
     let notice = mailer.last_message("new@example.com").unwrap();

@@ -4,10 +4,10 @@
 use serde_json::{Map, Value};
 
 use super::{AccessToken, ClientInfo, OtpAuth, SESSION_END_CLAIM, TokenPair};
+use crate::codec::{Claims, RESERVED_CLAIMS, SignedToken, TokenType};
 use crate::email::Email;
 use crate::error::Error;
 use crate::store::{NewSession, SessionAuth, new_session_id};
-use crate::codec::{Claims, RESERVED_CLAIMS, SignedToken, TokenType};
 
 impl OtpAuth {
     /// A new session of `subject` for `email`, authenticated by `auth` and ending by
@@ -71,7 +71,11 @@ impl OtpAuth {
 
     /// The application's claims for a new access token ([`Hooks::claims`]), the library's
     /// own dropped.
-    pub(super) async fn hook_claims(&self, subject: &str, email: &Email) -> Result<Map<String, Value>, Error> {
+    pub(super) async fn hook_claims(
+        &self,
+        subject: &str,
+        email: &Email,
+    ) -> Result<Map<String, Value>, Error> {
         let mut extra = self
             .inner
             .hooks
@@ -158,7 +162,6 @@ impl OtpAuth {
         }
         i.codec.sign(claims)
     }
-
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -171,4 +174,3 @@ fn truncate(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
-

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::primitives::now_secs;
 
-use crate::error::{Error, TokenRejection};
 use crate::codec::Claims;
+use crate::error::{Error, TokenRejection};
 
 /// What the engine knows about the client making a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl CurrentUser {
         }
     }
 
-    /// The claims the application's [`Hooks::claims`] added, as the application's own type
+    /// The claims the application's [`Hooks::claims`](crate::Hooks::claims) added, as the application's own type
     /// (`()` reads none and always succeeds). A token whose claims do not deserialize into
     /// `C` is refused like a bad token (401), and the reason is logged at warn level: it
     /// was signed here, so the usual cause is a type that no longer matches the hook.

@@ -3,7 +3,7 @@
 //!
 //! Each event is emitted once, and everything else is derived from it in this module: the
 //! counters of [`metrics`], the log line, and the application's
-//! [`Hooks::on_event`](crate::Hooks::on_event) (a security log, notifications, a SIEM).
+//! [`Hooks::on_event`] (a security log, notifications, a SIEM).
 //!
 //! ```
 //! use otp_core::event::{Event, EventKind};
@@ -324,17 +324,13 @@ impl EventKind {
             EventKind::VerificationFailed { reason, .. } => match reason {
                 Failure::NoCode | Failure::Mismatch => "verification failed",
                 Failure::LockedOut => "verification refused: locked out",
-                Failure::IpLimited => {
-                    "verification refused: too many wrong codes from this IP"
-                }
+                Failure::IpLimited => "verification refused: too many wrong codes from this IP",
                 Failure::Refused => "verification refused by the application",
                 Failure::InvalidLink | Failure::ExpiredLink => "sign-in link refused",
             },
             EventKind::LockedOut => "address locked out",
             EventKind::Refreshed => "refresh token rotated",
-            EventKind::ReuseGranted => {
-                "refresh within the reuse interval: current token re-issued"
-            }
+            EventKind::ReuseGranted => "refresh within the reuse interval: current token re-issued",
             EventKind::ReuseDetected => "refresh token reuse detected: session revoked",
             EventKind::RefreshRefused => "refresh token refused",
             EventKind::Reauthenticated => "re-authentication verified",
