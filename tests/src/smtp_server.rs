@@ -103,7 +103,7 @@ impl SmtpServer {
 
     /// Subject, plain text and HTML of the last message to `to` (any spelling), decoded.
     pub fn last_mail(&self, to: &str) -> Option<(String, String, String)> {
-        let to = otp_core::Email::parse(to).ok()?;
+        let to = otp_core::hooks::Email::parse(to).ok()?;
         let to = to.as_str();
         let msgs = self.received();
         let m = msgs.iter().rev().find(|m| m.to.iter().any(|t| t == to))?;
@@ -120,7 +120,7 @@ impl SmtpServer {
 
     /// The code in the plain-text part of the last message to `to` (any spelling).
     pub fn last_code(&self, to: &str) -> Option<String> {
-        let to = otp_core::Email::parse(to).ok()?;
+        let to = otp_core::hooks::Email::parse(to).ok()?;
         let to = to.as_str();
         let msgs = self.received();
         let m = msgs.iter().rev().find(|m| m.to.iter().any(|t| t == to))?;

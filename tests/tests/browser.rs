@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use otp_core::{MemoryStore, OtpAuth};
+use otp_core::{OtpAuth, store::MemoryStore};
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
 use otp_tests::test_config;
 use otp_tests::webdriver::{Browser, binaries};

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use otp_core::{CapturingMailer, MemoryStore, OtpAuth};
+use otp_core::{OtpAuth, mailer::CapturingMailer, store::MemoryStore};
 use otp_tests::test_config;
 use serde_json::json;
 

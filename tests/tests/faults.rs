@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use otp_core::Config;
-use otp_core::scripted::KeyLayout;
+use otp_core::store::scripted::KeyLayout;
 use otp_tests::redis_proc::RedisProcess;
 use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_core::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
+use otp_core::store::scripted::{KeyLayout, ScriptRunner, ScriptedStore};
 use otp_core::store::{OtpStore, TokenBlacklist};
 
 /// The store of `runner`, with the default key layout.

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_core::scripted::{KeyLayout, ScriptedStore};
+use otp_core::store::scripted::{KeyLayout, ScriptedStore};
 use otp_core::store::TokenBlacklist;
-use otp_core::{CapturingMailer, ClientInfo, Error, OtpAuth};
+use otp_core::{ClientInfo, Error, OtpAuth, mailer::CapturingMailer};
 use otp_tests::redis_proc::RedisProcess;
 use otp_tests::test_config;
 
@@ -380,9 +380,9 @@ async fn bytes_per_session(
             .unwrap(),
         KeyLayout::new("otp_", "blacklist_"),
     );
-    let exp = otp_core::primitives::now_secs() + 7 * 86_400;
+    let exp = otp_core::store::now_secs() + 7 * 86_400;
     let auth = otp_core::store::SessionAuth {
-        at: otp_core::primitives::now_secs(),
+        at: otp_core::store::now_secs(),
         method: otp_core::store::LoginMethod::Code,
     };
     for u in 0..subjects {
@@ -390,7 +390,7 @@ async fn bytes_per_session(
         let subject_key = format!("{u:0>22}");
         for _ in 0..each {
             let sid = otp_core::store::new_session_id(&subject_key);
-            let first = otp_core::primitives::random_id();
+            let first = otp_core::store::random_id();
             let mut s = otp_core::store::NewSession {
                 sid: sid.clone(),
                 subject_key: subject_key.clone(),
@@ -402,7 +402,7 @@ async fn bytes_per_session(
                 auth,
             };
             store.create_session(&s).await.unwrap();
-            s.refresh_jti = otp_core::primitives::random_id();
+            s.refresh_jti = otp_core::store::random_id();
             let rot = otp_core::store::Rotation {
                 sid,
                 presented_jti: first,
@@ -568,7 +568,7 @@ async fn redis_restart_gives_503_then_recovers_fred() {
 )]
 async fn every_script_compiles_in_redis() {
     let r = RedisProcess::start();
-    for script in otp_core::scripted::SCRIPTS {
+    for script in otp_core::store::scripted::SCRIPTS {
         let sha = r.cli(&["script", "load", script.source]);
         assert_eq!(sha.trim().len(), 40, "{}: {sha}", script.name);
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use mail_parser::{MessageParser, MimeHeaders};
 use otp_core::mailer::{Mailer, Message};
-use otp_core::template::Templates;
-use otp_core::{CapturingMailer, ClientInfo, Config, Email, Error, MemoryStore, OtpAuth};
+use otp_core::mailer::template::Templates;
+use otp_core::{ClientInfo, Config, Error, OtpAuth, mailer::CapturingMailer, hooks::Email, store::MemoryStore};
 use otp_smtp::SmtpMailer;
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
 use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
@@ -251,7 +251,7 @@ async fn every_mail_reaches_smtp_sink_under_concurrent_requests() {
     /// The SMTP mailer, counting the messages the server accepted.
     #[derive(Debug)]
     struct Counting(SmtpMailer, Arc<std::sync::atomic::AtomicU32>);
-    #[otp_core::async_trait]
+    #[otp_core::hooks::async_trait]
     impl Mailer for Counting {
         async fn send(&self, message: &Message) -> Result<(), otp_core::mailer::MailError> {
             self.0.send(message).await?;
