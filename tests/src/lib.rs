@@ -14,9 +14,9 @@ use axum::Json;
 use axum::routing::get;
 use otp_axum::CurrentUser;
 use otp_core::mailer::{MailError, Mailer};
-use otp_core::scripted::{KeyLayout, ScriptedStore};
+use otp_core::store::scripted::{KeyLayout, ScriptedStore};
 use otp_core::store::{OtpStore, TokenBlacklist};
-use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
+use otp_core::{Config, OtpAuth, mailer::CapturingMailer, store::MemoryStore};
 use serde_json::{Value, json};
 use smtp_server::{Behaviour, SmtpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -274,7 +274,7 @@ impl Backends {
             return Backends::memory();
         };
         let url = server(var);
-        let tag = otp_core::primitives::random_id().replace(['-', '_'], "x");
+        let tag = otp_core::store::random_id().replace(['-', '_'], "x");
         let keys = KeyLayout::new(&format!("t{tag}_otp_"), &format!("t{tag}_bl_"));
         Self::for_url(store, &url, Duration::from_secs(2), keys).await
     }

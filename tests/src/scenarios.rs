@@ -5,16 +5,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use otp_core::audit::{AuditEvent, AuditKind, LoginMethod};
+use otp_core::codec::TokenCodec;
 use otp_core::config::{ForwardedHeader, JwtAlgorithm, RefreshTransport, SameSite};
+use otp_core::event::{
+    Event as AuditEvent, EventKind as AuditKind, Failure, Limit, LoginMethod, Verification,
+};
 use otp_core::mailer::MailError;
-use otp_core::primitives::now_secs;
+use otp_core::store::now_secs;
 use otp_core::store::{
     AccessStatus, NewSession, Renewal, Revocation, RotateOutcome, Rotation, SessionInfo,
     StoreError, TokenBlacklist,
 };
-use otp_core::token::{Claims, TokenCodec, TokenType};
-use otp_core::{BoxError, ClientInfo, Config, Email, Hooks, OtpAuth, async_trait};
+use otp_core::token::{Claims, TokenType};
+use otp_core::{
+    ClientInfo, Config, Hooks, OtpAuth,
+    hooks::{BoxError, Email, async_trait},
+};
 use serde_json::{Value, json};
 
 use crate::{Backends, TEST_SECRET, Target, TestServer, test_config};
@@ -700,7 +706,7 @@ pub async fn administration_from_code(t: Target) {
     let b = s.login("admin-b@example.com").await;
     let subject = "admin-a@example.com";
     let sid_of = |access: &str| codec().verify(access, TokenType::Access).unwrap().sid;
-    let listed = s.auth.sessions_of(subject).await.unwrap();
+    let listed = s.auth.admin().sessions_of(subject).await.unwrap();
     let mut sids: Vec<String> = listed.iter().map(|x| x.sid.clone()).collect();
     sids.sort();
     let mut expected = vec![sid_of(&a1.access), sid_of(&a2.access)];
@@ -708,25 +714,51 @@ pub async fn administration_from_code(t: Target) {
     assert_eq!(sids, expected);
 
     // One session by id: its tokens stop working, the other session lives on.
-    assert!(s.auth.end_session(&sid_of(&a1.access)).await.unwrap());
+    assert!(
+        s.auth
+            .admin()
+            .end_session(&sid_of(&a1.access))
+            .await
+            .unwrap()
+    );
     s.protected(Some(&a1.access)).await.assert_problem(401);
     s.refresh(Some(&a1.refresh)).await.assert_problem(401);
     assert_eq!(s.protected(Some(&a2.access)).await.status, 200);
     // Again, or an id that names nothing: no change, and no error.
-    assert!(!s.auth.end_session(&sid_of(&a1.access)).await.unwrap());
-    assert!(!s.auth.end_session("not-a-session").await.unwrap());
-    assert!(!s.auth.end_session("").await.unwrap());
-    assert_eq!(s.auth.sessions_of(subject).await.unwrap().len(), 1);
+    assert!(
+        !s.auth
+            .admin()
+            .end_session(&sid_of(&a1.access))
+            .await
+            .unwrap()
+    );
+    assert!(!s.auth.admin().end_session("not-a-session").await.unwrap());
+    assert!(!s.auth.admin().end_session("").await.unwrap());
+    assert_eq!(s.auth.admin().sessions_of(subject).await.unwrap().len(), 1);
 
     // Every session of the subject; the bystander keeps hers.
-    assert_eq!(s.auth.end_all_sessions_of(subject).await.unwrap(), 1);
+    assert_eq!(
+        s.auth.admin().end_all_sessions_of(subject).await.unwrap(),
+        1
+    );
     s.protected(Some(&a2.access)).await.assert_problem(401);
     s.refresh(Some(&a2.refresh)).await.assert_problem(401);
-    assert!(s.auth.sessions_of(subject).await.unwrap().is_empty());
-    assert_eq!(s.auth.end_all_sessions_of(subject).await.unwrap(), 0);
+    assert!(
+        s.auth
+            .admin()
+            .sessions_of(subject)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.auth.admin().end_all_sessions_of(subject).await.unwrap(),
+        0
+    );
     assert_eq!(s.protected(Some(&b.access)).await.status, 200);
     assert_eq!(
         s.auth
+            .admin()
             .sessions_of("admin-b@example.com")
             .await
             .unwrap()
@@ -1343,15 +1375,15 @@ impl Hooks for RecordingHooks {
         _subject: &str,
         _old: &Email,
         new: &Email,
-    ) -> Result<otp_core::EmailChange, BoxError> {
+    ) -> Result<otp_core::hooks::EmailChange, BoxError> {
         Ok(if new.as_str().starts_with("taken") {
-            otp_core::EmailChange::Refused
+            otp_core::hooks::EmailChange::Refused
         } else {
-            otp_core::EmailChange::Changed
+            otp_core::hooks::EmailChange::Changed
         })
     }
 
-    fn audit(&self, event: &AuditEvent) -> Result<(), BoxError> {
+    fn on_event(&self, event: &AuditEvent) -> Result<(), BoxError> {
         self.events.lock().unwrap().push(event.clone());
         let address = event
             .address
@@ -1442,8 +1474,9 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         hooks.last().kind,
         AuditKind::VerificationFailed {
-            method: LoginMethod::Code,
-            reason: "mismatch"
+            method: Verification::Code,
+            reason: Failure::Mismatch,
+            attempts_left: Some(4)
         }
     );
     assert_eq!(
@@ -1491,8 +1524,9 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         hooks.last().kind,
         AuditKind::VerificationFailed {
-            method: LoginMethod::Code,
-            reason: "mismatch"
+            method: Verification::Reauthentication,
+            reason: Failure::Mismatch,
+            attempts_left: Some(4)
         }
     );
     let r = s
@@ -1530,8 +1564,9 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         e.kind,
         AuditKind::VerificationFailed {
-            method: LoginMethod::Code,
-            reason: "refused"
+            method: Verification::EmailChange,
+            reason: Failure::Refused,
+            attempts_left: None
         }
     );
     assert_eq!(e.address.unwrap().email().as_str(), "taken@example.com");
@@ -1543,12 +1578,13 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         hooks.kinds(),
         [
+            AuditKind::NoticeSent,
             AuditKind::EmailChanged,
             AuditKind::LoggedOutAll { sessions: 2 }
         ]
     );
     let events = hooks.events.lock().unwrap().clone();
-    let (e, ended) = (events[0].clone(), events[1].clone());
+    let (e, ended) = (events[1].clone(), events[2].clone());
     assert_eq!(ended.session_id, Some(sid_of(&zoe.access)));
     assert_eq!(e.subject.as_deref(), Some("zoe@example.com"));
     let moved = r.json()["access_token"].as_str().unwrap().to_owned();
@@ -1648,12 +1684,19 @@ pub async fn audit_events(t: Target) {
 
     // The application's own calls: no client.
     hooks.clear();
-    assert!(s.auth.end_session(&sid_of(&newest.access)).await.unwrap());
+    assert!(
+        s.auth
+            .admin()
+            .end_session(&sid_of(&newest.access))
+            .await
+            .unwrap()
+    );
     let e = hooks.last();
     assert_eq!(e.kind, AuditKind::SessionEnded);
     assert!(e.ip.is_none() && e.user_agent.is_none());
     assert_eq!(
         s.auth
+            .admin()
             .end_all_sessions_of("carol@example.com")
             .await
             .unwrap(),
@@ -1688,8 +1731,9 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         hooks.last().kind,
         AuditKind::VerificationFailed {
-            method: LoginMethod::Link,
-            reason: "invalid_link"
+            method: Verification::Link,
+            reason: Failure::InvalidLink,
+            attempts_left: None
         }
     );
 
@@ -1720,7 +1764,9 @@ pub async fn audit_events(t: Target) {
     .assert_problem(429);
     assert_eq!(
         hooks.last().kind,
-        AuditKind::CodeRefused { limit: "lockout" }
+        AuditKind::CodeRefused {
+            limit: Limit::Lockout
+        }
     );
 
     // `allow` sees the client: a refused client gets the same 200, no mail, no event.

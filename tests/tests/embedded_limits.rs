@@ -7,7 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_core::{ClientInfo, Hooks, OtpAuth, hooks::{BoxError, Email, async_trait}, mailer::CapturingMailer, store::MemoryStore};
+use otp_core::{
+    ClientInfo, Hooks, OtpAuth,
+    hooks::{BoxError, Email, async_trait},
+    mailer::CapturingMailer,
+    store::MemoryStore,
+};
 use otp_tests::{Adapter, Backends, TestServer, test_config};
 
 /// Only addresses at example.org may log in.

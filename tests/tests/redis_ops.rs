@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_core::store::scripted::{KeyLayout, ScriptedStore};
 use otp_core::store::TokenBlacklist;
+use otp_core::store::scripted::{KeyLayout, ScriptedStore};
 use otp_core::{ClientInfo, Error, OtpAuth, mailer::CapturingMailer};
 use otp_tests::redis_proc::RedisProcess;
 use otp_tests::test_config;
@@ -81,7 +81,8 @@ async fn email_change_round_trips(backend: Backend) {
     };
     for (round, to) in ["b@example.com", "c@example.com"].into_iter().enumerate() {
         let c = count(&r, async {
-            auth.request_email_change(&access, to, &client())
+            auth.email_change()
+                .request(&access, to, &client())
                 .await
                 .unwrap();
         })
@@ -97,7 +98,8 @@ async fn email_change_round_trips(backend: Backend) {
         let mut moved = None;
         let c = count(&r, async {
             moved = Some(
-                auth.verify_email_change(&access, to, &code, &client())
+                auth.email_change()
+                    .verify(&access, to, &code, &client())
                     .await
                     .unwrap(),
             );
@@ -180,11 +182,13 @@ async fn round_trips(backend: Backend) {
         .await
         .unwrap();
     auth.authenticate(&warm.access_token).await.unwrap();
-    auth.request_reauthentication(&warm.access_token, &client())
+    auth.step_up()
+        .request(&warm.access_token, &client())
         .await
         .unwrap();
     let code = mailer.last_code("warm@example.com").unwrap();
-    auth.verify_reauthentication(&warm.access_token, &code, &client())
+    auth.step_up()
+        .verify(&warm.access_token, &code, &client())
         .await
         .unwrap();
     let warm2 = auth
@@ -258,7 +262,8 @@ async fn round_trips(backend: Backend) {
     assert_eq!(total(&c), 1, "refresh: {c:?}");
     let next = next.unwrap();
     let c = count(&r, async {
-        auth.request_reauthentication(&next.access_token, &client())
+        auth.step_up()
+            .request(&next.access_token, &client())
             .await
             .unwrap();
     })
@@ -270,7 +275,8 @@ async fn round_trips(backend: Backend) {
     );
     let code = mailer.last_code("ops@example.com").unwrap();
     let c = count(&r, async {
-        auth.verify_reauthentication(&next.access_token, &code, &client())
+        auth.step_up()
+            .verify(&next.access_token, &code, &client())
             .await
             .unwrap();
     })

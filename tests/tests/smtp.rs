@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mail_parser::{MessageParser, MimeHeaders};
-use otp_core::mailer::{Mailer, Message};
 use otp_core::mailer::template::Templates;
-use otp_core::{ClientInfo, Config, Error, OtpAuth, mailer::CapturingMailer, hooks::Email, store::MemoryStore};
+use otp_core::mailer::{Mailer, Message};
+use otp_core::{
+    ClientInfo, Config, Error, OtpAuth, hooks::Email, mailer::CapturingMailer, store::MemoryStore,
+};
 use otp_smtp::SmtpMailer;
 use otp_tests::smtp_server::{Behaviour, SmtpServer};
 use otp_tests::{Adapter, Backends, Store, TestServer, test_config};
