@@ -29,7 +29,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything but finding the client's address lives in `otp-core` ([`OtpAuth::serve`],
+//! Everything but finding the client's address lives in `otp-core` ([`otp_core::adapter::serve`],
 //! which takes and gives the `http` crate's types, as axum does), so statuses, bodies,
 //! headers and cookies are those of the contract, identical in every adapter.
 

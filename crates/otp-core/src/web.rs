@@ -1,5 +1,5 @@
 //! The HTTP contract in the vocabulary of the [`http`] crate: request and response bodies,
-//! the refresh cookie, client IP resolution, and [`OtpAuth::serve`], which answers every
+//! the refresh cookie, client IP resolution, and [`serve`], which answers every
 //! endpoint from an `http::Request` with an `http::Response`. Adapters hand their
 //! framework's request over and write the response back, and do nothing else, so every
 //! adapter answers byte for byte the same.

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Everything but finding the client's address and converting poem's request and
-//! response to the `http` crate's lives in `otp-core` ([`OtpAuth::serve`]), so statuses,
+//! response to the `http` crate's lives in `otp-core` ([`otp_core::adapter::serve`]), so statuses,
 //! bodies, headers and cookies are those of the contract, identical to `otp-axum`'s.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
