@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use otp_core::config::JwtAlgorithm;
-use otp_core::token::{TokenCodec, TokenType};
+use otp_core::codec::TokenCodec;
+use otp_core::token::TokenType;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
