@@ -778,7 +778,7 @@ impl SmtpSettings {
 /// config.tokens.secret = Some("3f9a1c77e0b24d5e8a6b9c0d1e2f3a4b5c6d7e8f".into());
 /// config.limits.per_minute = 3;
 /// config.validate()?;
-/// # Ok::<(), otp_core::ConfigError>(())
+/// # Ok::<(), otp_core::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Config {

@@ -22,7 +22,7 @@ const MAX_LABEL_LEN: usize = 63;
 /// A validated, normalized email address.
 ///
 /// ```
-/// use otp_core::Email;
+/// use otp_core::hooks::Email;
 /// let a = Email::parse(" User@Example.COM ").unwrap();
 /// assert_eq!(a.as_str(), "user@example.com");
 /// assert!(Email::parse("user@example.com\r\nBcc: x@evil.test").is_err());

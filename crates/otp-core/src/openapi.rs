@@ -5,10 +5,10 @@
 //! # fn auth() -> otp_core::OtpAuth {
 //! #     let mut config = otp_core::Config::default();
 //! #     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
-//! #     otp_core::OtpAuth::builder(config).memory_store().mailer(otp_core::CapturingMailer::new()).build().unwrap()
+//! #     otp_core::OtpAuth::builder(config).memory_store().mailer(otp_core::mailer::CapturingMailer::new()).build().unwrap()
 //! # }
-//! let mut doc = otp_core::openapi::document(&auth(), "/auth");
-//! otp_core::openapi::add_protected_get(&mut doc, "/protected", "A route behind the extractor");
+//! let mut doc = otp_core::adapter::openapi::document(&auth(), "/auth");
+//! otp_core::adapter::openapi::add_protected_get(&mut doc, "/protected", "A route behind the extractor");
 //! assert!(doc.paths.paths.contains_key("/auth/verify-otp"));
 //! ```
 //!

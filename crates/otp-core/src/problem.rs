@@ -48,8 +48,8 @@ pub(crate) const NO_CLIENT_ADDRESS: &str = "The server cannot tell this client's
     the per-IP limit needs. This is a server configuration error: with otp-axum, serve with \
     into_make_service_with_connect_info::<SocketAddr>() (under tower's oneshot, add the \
     MockConnectInfo layer); with otp-poem, serve on a TCP listener (under TestClient, give \
-    each request .data(otp_core::ClientIp(ip))); behind a Unix socket, on AWS Lambda or \
-    anywhere else, put an otp_core::ClientIp in the request's extensions.";
+    each request .data(otp_core::adapter::ClientIp(ip))); behind a Unix socket, on AWS Lambda or \
+    anywhere else, put an otp_core::adapter::ClientIp in the request's extensions.";
 
 /// An error rendered for HTTP: status, extra headers and an `application/problem+json` body.
 #[derive(Debug, Clone, PartialEq, Eq)]

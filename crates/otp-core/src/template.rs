@@ -442,7 +442,7 @@ static FALLBACK: LazyLock<Templates> = LazyLock::new(english);
 /// The default language always has a set.
 ///
 /// ```
-/// use otp_core::template::{MailTemplates, TemplateValues};
+/// use otp_core::mailer::template::{MailTemplates, TemplateValues};
 ///
 /// let templates = MailTemplates::builtin().with_default_language("de")?;
 /// let values = TemplateValues {
@@ -458,7 +458,7 @@ static FALLBACK: LazyLock<Templates> = LazyLock::new(english);
 /// let (lang, mail) = templates.render(Some("fr-FR"), &values);
 /// assert_eq!(lang, "de");
 /// assert_eq!(mail.subject, "Ihr Anmeldecode für Acme: 123456");
-/// # Ok::<(), otp_core::ConfigError>(())
+/// # Ok::<(), otp_core::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailTemplates {

@@ -793,7 +793,7 @@ pub(crate) fn is_json_content_type(content_type: Option<&str>) -> bool {
 /// ```
 /// # let mut req = http::Request::new(());
 /// req.extensions_mut()
-///     .insert(otp_core::ClientIp("203.0.113.7".parse().unwrap()));
+///     .insert(otp_core::adapter::ClientIp("203.0.113.7".parse().unwrap()));
 /// ```
 ///
 /// Only put an address here that the client cannot choose: the per-IP limits count by it.

@@ -17,8 +17,8 @@ use crate::event::Event;
 /// keeps it as its source for the log.
 ///
 /// ```
-/// use otp_core::{ClientInfo, Email, Hooks};
-/// use otp_core::error::BoxError;
+/// use otp_core::{ClientInfo, Hooks, hooks::Email};
+/// use otp_core::hooks::BoxError;
 ///
 /// #[derive(Debug)]
 /// struct CompanyOnly;

@@ -108,7 +108,7 @@ impl OtpAuth {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use otp_core::{CapturingMailer, Config, MemoryStore, OtpAuth};
+    /// use otp_core::{Config, OtpAuth, mailer::CapturingMailer, store::MemoryStore};
     ///
     /// let mut config = Config::default();
     /// config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
@@ -116,7 +116,7 @@ impl OtpAuth {
     ///     .stores(MemoryStore::new())
     ///     .mailer(CapturingMailer::new())
     ///     .build()?;
-    /// # Ok::<(), otp_core::ConfigError>(())
+    /// # Ok::<(), otp_core::config::ConfigError>(())
     /// ```
     pub fn builder(config: Config) -> OtpAuthBuilder {
         OtpAuthBuilder::new(config)

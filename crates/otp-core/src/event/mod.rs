@@ -8,7 +8,7 @@
 //! ```
 //! use otp_core::event::{Event, EventKind};
 //! use otp_core::Hooks;
-//! use otp_core::error::BoxError;
+//! use otp_core::hooks::BoxError;
 //!
 //! #[derive(Debug)]
 //! struct SecurityLog(std::sync::mpsc::SyncSender<Event>);
