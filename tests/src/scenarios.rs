@@ -1769,7 +1769,7 @@ pub async fn audit_events(t: Target) {
         }
     );
 
-    // `allow` sees the client: a refused client gets the same 200, no mail, no event.
+    // `allow` sees the client: a refused client gets the same 200 and no mail; the application hears of it.
     hooks.clear();
     let mails = s.mailer.count();
     let r = s
@@ -1782,7 +1782,13 @@ pub async fn audit_events(t: Target) {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(s.mailer.count(), mails, "no mail for a refused client");
-    assert!(hooks.kinds().is_empty(), "{:?}", hooks.kinds());
+    assert_eq!(
+        hooks.kinds(),
+        [AuditKind::CodeWithheld {
+            reason: otp_core::event::Withheld::Refused
+        }],
+        "the application hears of the withheld code"
+    );
 
     // A failing and a panicking audit hook: the logins go through.
     login_as(&s, "fail@example.com", UA).await;
