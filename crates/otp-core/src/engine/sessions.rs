@@ -149,6 +149,10 @@ impl OtpAuth {
         if revocation != Revocation::default() {
             i.blacklist.revoke(&revocation).await?;
         }
+        if revocation.sessions.is_empty() {
+            // Nothing to end (no valid token): the call is still a logout.
+            self.emit(&Event::new(EventKind::LoggedOut, client));
+        }
         for (sid, sub) in revocation.sessions.iter().zip(subjects) {
             self.emit(&Event::new(EventKind::LoggedOut, client).of_session(&sub, sid));
         }
