@@ -116,18 +116,6 @@ pub enum AddressLimit {
     Cooldown,
 }
 
-impl AddressLimit {
-    /// A fixed word for logs and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AddressLimit::Minute => "address",
-            AddressLimit::Hour => "address_hour",
-            AddressLimit::Day => "address_day",
-            AddressLimit::Cooldown => "cooldown",
-        }
-    }
-}
-
 /// What [`OtpStore::issue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueOutcome {
