@@ -55,10 +55,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
-/// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
-/// `/logout-all`, `/logout-others`, `/reauthenticate`, `/verify-reauthentication`,
-/// `/change-email`, `/verify-email-change`; `GET /sessions`, `DELETE /sessions/{id}`;
-/// `GET /magic` (the sign-in link's page) and `GET /jwks.json`.
+/// `/auth`): every [`Endpoint`](otp_core::adapter::Endpoint) of the route table, at its
+/// method and path.
 ///
 /// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
 /// problem+json. Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`:
@@ -68,8 +66,11 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let mut r = Router::new();
-    for endpoint in Endpoint::ALL {
-        r = r.route(endpoint.path(), any(serve));
+    let mut paths: Vec<&str> = Endpoint::ALL.iter().map(|e| e.path()).collect();
+    paths.sort_unstable();
+    paths.dedup(); // one route per path: otp-core tells the methods apart (405)
+    for path in paths {
+        r = r.route(path, any(serve));
     }
     // Unknown paths too: otp-core answers them (404).
     r.fallback(serve).with_state(auth)

@@ -6,9 +6,9 @@
 //! extractor's type. Nothing else: routing, limits, cookies and problem documents are the
 //! engine's, so every adapter answers byte for byte alike.
 
+pub use crate::routes::{Endpoint, Method};
 pub use crate::web::{
-    ClientIp, Endpoint, Method, bearer_token, current_user, error_response, request_user,
-    require_user, serve,
+    ClientIp, bearer_token, current_user, error_response, request_user, require_user, serve,
 };
 
 #[cfg(feature = "openapi")]

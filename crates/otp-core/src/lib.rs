@@ -94,6 +94,7 @@ mod memory;
 mod pages;
 mod primitives;
 mod problem;
+mod routes;
 mod web;
 
 /// What the application's policy code uses: [`Hooks`] and the values it is given (the

@@ -15,21 +15,22 @@
 //! The adapters serve it (`otp_axum::openapi_router`; `otp_poem::openapi_json` and `otp_poem::docs_page`) at
 //! `/openapi.json`, with [`DOCS_PAGE`] at `/docs`.
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
-use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, Header, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
-    Paths, Ref, Required, ResponseBuilder,
+    Paths, Ref, RefOr, Required, Response, ResponseBuilder,
 };
+use utoipa::{PartialSchema, ToSchema};
 
+use crate::config::{Config, RefreshTransport};
 use crate::engine::OtpAuth;
-use crate::web::{
-    ChangeEmailBody, Endpoint, LogoutOthersResponse, MessageResponse, Method, ReauthenticationBody,
-    RefreshBody, RequestOtpBody, SessionView, SessionsResponse, TokenResponse,
-    VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody,
-};
+use crate::routes::{Endpoint, Method};
+use crate::web::RefreshBody;
 
 /// The document type (utoipa's), re-exported so users need no direct utoipa dependency.
 pub type OpenApiDoc = OpenApi;
@@ -58,337 +59,28 @@ pub struct ProblemDetails {
 
 const BEARER: &str = "bearer";
 
-fn json(schema: &str) -> utoipa::openapi::Content {
-    ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name(schema)))
-        .build()
-}
-
-fn problem(description: &str) -> utoipa::openapi::Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(crate::problem::PROBLEM_CONTENT_TYPE, json("ProblemDetails"))
-        .build()
-}
-
-fn retry_after(description: &str) -> utoipa::openapi::Response {
-    let mut r = problem(description);
-    r.headers.insert(
-        "Retry-After".to_owned(),
-        seconds_header("Seconds until a request may succeed"),
-    );
-    r
-}
-
-fn seconds_header(description: &str) -> Header {
-    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
-    h.description = Some(description.to_owned());
-    h
-}
-
-fn unauthorized() -> utoipa::openapi::Response {
-    let mut r = problem(
-        "No valid token; `WWW-Authenticate: Bearer` (with `error=\"invalid_token\"` when one was presented)",
-    );
-    r.headers.insert(
-        "WWW-Authenticate".to_owned(),
-        Header::new(ObjectBuilder::new().schema_type(Type::String)),
-    );
-    r
-}
-
-fn ok(schema: &str, description: &str, sets_cookie: Option<&str>) -> utoipa::openapi::Response {
-    let mut r = ResponseBuilder::new()
-        .description(description)
-        .content("application/json", json(schema))
-        .build();
-    if let Some(what) = sets_cookie {
-        let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
-        h.description = Some(what.to_owned());
-        r.headers.insert("Set-Cookie".to_owned(), h);
-    }
-    r
-}
-
-fn body(schema: &str) -> utoipa::openapi::request_body::RequestBody {
-    RequestBodyBuilder::new()
-        .content("application/json", json(schema))
-        .required(Some(Required::True))
-        .build()
-}
-
 /// The document for the auth routes mounted at `mount` (e.g. `/auth`), with the cookie
-/// name, code length and body limit of `auth`'s configuration.
+/// name, code length and body limit of `auth`'s configuration: one operation per row of
+/// the route table, in its order.
 pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
-    let c = auth.config();
     let mount = mount.trim_end_matches('/');
-    let cookie = || {
-        ParameterBuilder::new()
-            .name(&c.cookie.name)
-            .parameter_in(ParameterIn::Cookie)
-            .required(Required::False)
-            .description(Some("The refresh token (HttpOnly cookie set at login)"))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-            .build()
+    let mut spec = Spec {
+        config: auth.config(),
+        schemas: Vec::new(),
     };
-    let common = |op: OperationBuilder| {
-        op.response(
-            "403",
-            problem("`Origin` not among `OTP_AUTH_ALLOWED_ORIGINS`"),
-        )
-        .response(
-            "503",
-            retry_after("The store or the mail server is unavailable"),
-        )
-    };
-    let json_errors = |op: OperationBuilder| {
-        op.response(
-            "413",
-            problem(&format!("Body over {} bytes", c.http.body_limit_bytes)),
-        )
-        .response("415", problem("Content type not JSON"))
-        .response(
-            "422",
-            problem("Body not a JSON object of the expected shape, or an invalid address or code"),
-        )
-    };
-    let cookie_set = format!(
-        "`{}=<refresh token>; Max-Age={}; Path={}; HttpOnly{}; SameSite={}`",
-        c.cookie.name,
-        c.tokens.refresh_expire_days * 86_400,
-        c.cookie.path,
-        if c.cookie.secure { "; Secure" } else { "" },
-        c.cookie.samesite.as_str()
-    );
-    let cookie_cleared = format!("`{}=; Max-Age=0; ...` (the cookie cleared)", c.cookie.name);
-    // The refresh token's transport decides the cookie headers and the refresh bodies.
-    let transport = c.sessions.refresh_transport;
-    let (cookie_set, cookie_cleared) = if transport.uses_cookie() {
-        (Some(cookie_set), Some(cookie_cleared))
-    } else {
-        (None, None)
-    };
-    let transport_note = match transport {
-        crate::config::RefreshTransport::Cookie => {
-            "The refresh token is in the HttpOnly cookie only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=cookie`)."
-        }
-        crate::config::RefreshTransport::Body => {
-            "The refresh token is in the JSON only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=body`): \
-             `refresh_token` and `refresh_expires_in` in the answer, no cookie."
-        }
-        crate::config::RefreshTransport::Both => {
-            "The refresh token is in the HttpOnly cookie and in the JSON \
-             (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=both`)."
-        }
-    };
-    // How /refresh and /logout take the refresh token: the cookie parameter, the optional
-    // body, and the refusals of a body.
-    let refresh_input = |op: OperationBuilder| {
-        let op = if transport.uses_cookie() {
-            op.parameter(cookie())
-        } else {
-            op
-        };
-        if !transport.uses_body() {
-            return op;
-        }
-        let optional_body = RequestBodyBuilder::new()
-            .content("application/json", json("RefreshBody"))
-            .required(Some(Required::False))
-            .description(Some(if transport.uses_cookie() {
-                "The refresh token, unless the cookie carries it (not both: 400)"
-            } else {
-                "The refresh token (a cookie beside it: 400)"
-            }))
-            .build();
-        json_errors(op.request_body(Some(optional_body))).response(
-            "400",
-            problem("A refresh token in both the body and the cookie"),
-        )
-    };
-    let html_page = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "text/html; charset=utf-8",
-                ContentBuilder::new()
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                    .build(),
-            )
-            .build()
-    };
+    spec.register::<ProblemDetails>();
     let mut paths = Paths::new();
     for endpoint in Endpoint::ALL {
         let op = OperationBuilder::new()
             .tag("auth")
             .operation_id(Some(endpoint.name()));
-        let bearer = || SecurityRequirement::new(BEARER, Vec::<String>::new());
-        let op = match endpoint {
-            Endpoint::RequestOtp => json_errors(common(
-                op.summary(Some("Send a login code by mail"))
-                    .description(Some("The same answer for every address (no account enumeration)."))
-                    .request_body(Some(body("RequestOtpBody")))
-                    .response("200", ok("MessageResponse", "Code sent (or silently not, for a refused address)", None))
-                    .response("429", retry_after("Too many requests for this address or client IP, or the address is locked out"))
-                    .response("502", problem("The mail server refused the message")),
-            )),
-            Endpoint::VerifyOtp => json_errors(common(
-                op.summary(Some("Trade the code for tokens"))
-                    .description(Some(format!(
-                        "`otp` is exactly {} ASCII digits. {transport_note}",
-                        c.codes.length
-                    )))
-                    .request_body(Some(body("VerifyOtpBody")))
-                    .response("200", ok("TokenResponse", "Logged in", cookie_set.as_deref()))
-                    .response("400", problem("No code pending, or the code expired, was used, or is wrong"))
-                    .response("429", retry_after("Too many failed attempts for this address")),
-            )),
-            Endpoint::Refresh => common(refresh_input(
-                op.summary(Some("Rotate the refresh token"))
-                    .description(Some(format!("The presented refresh token is spent; presenting it again revokes its session. {transport_note}")))
-                    .response("200", ok("TokenResponse", "New tokens", cookie_set.as_deref()))
-                    .response("401", unauthorized()),
-            )),
-            Endpoint::Logout => common(refresh_input(
-                op.summary(Some("Log out"))
-                    .description(Some("Revokes the access token and the sessions of both tokens; always 200 unless the store is down."))
-                    .security(SecurityRequirement::default())
-                    .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
-                    .response("200", ok("MessageResponse", "Logged out", cookie_cleared.as_deref())),
-            )),
-            Endpoint::LogoutAll => common(
-                op.summary(Some("Log out everywhere"))
-                    .description(Some("Ends every session of the user."))
-                    .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
-                    .response("200", ok("MessageResponse", "Every session ended", cookie_cleared.as_deref()))
-                    .response("401", unauthorized()),
-            ),
-            Endpoint::LogoutOthers => common(
-                op.summary(Some("Log out every other session"))
-                    .description(Some("Ends every session of the user but the one of this access token."))
-                    .security(bearer())
-                    .response("200", ok("LogoutOthersResponse", "The other sessions ended", None))
-                    .response("401", unauthorized()),
-            ),
-            Endpoint::Sessions => common(
-                op.summary(Some("List the user's sessions"))
-                    .description(Some("Each live session with its login time, last refresh, and the user agent and IP seen at login; the current one first."))
-                    .security(bearer())
-                    .response("200", ok("SessionsResponse", "The sessions", None))
-                    .response("401", unauthorized()),
-            ),
-            Endpoint::RevokeSession => common(
-                op.summary(Some("End one of the user's sessions"))
-                    .description(Some("Ending the current session also clears the refresh cookie."))
-                    .security(bearer())
-                    .parameter(
-                        ParameterBuilder::new()
-                            .name("id")
-                            .parameter_in(ParameterIn::Path)
-                            .required(Required::True)
-                            .description(Some("A session id from `GET /sessions`"))
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-                    )
-                    .response("200", ok("MessageResponse", "The session ended", None))
-                    .response("401", unauthorized())
-                    .response("404", problem("Not one of the user's live sessions")),
-            ),
-            Endpoint::MagicPage => op
-                .summary(Some("The sign-in link's confirmation page"))
-                .description(Some("An HTML page whose button posts the token to `/verify-link`. Opening it changes nothing, so mail scanners that follow links spend nothing."))
-                .parameter(
-                    ParameterBuilder::new()
-                        .name("token")
-                        .parameter_in(ParameterIn::Query)
-                        .required(Required::True)
-                        .schema(Some(
-                            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)),
-                        )),
-                )
-                .response("200", html_page("The page (for a forged or expired token, one that says so)"))
-                .response("400", html_page("No token: the page says the link is invalid")),
-            Endpoint::VerifyLink => json_errors(common(
-                op.summary(Some("Trade a sign-in link's token for tokens"))
-                    .description(Some(format!("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. {transport_note}")))
-                    .request_body(Some(body("VerifyLinkBody")))
-                    .response("200", ok("TokenResponse", "Logged in", cookie_set.as_deref()))
-                    .response("400", problem("The link is invalid, expired or already used"))
-                    .response("429", retry_after("Too many failed attempts for this address")),
-            )),
-            Endpoint::Reauthenticate => common(
-                op.summary(Some("Mail the signed-in user a code to confirm it is them"))
-                    .description(Some("Step-up authentication (RFC 9470): a fresh code to the address of the access token's user, under the limits of `/request-otp` (one budget per address). It replaces any pending code of the address; a login code never passes for it, nor it for a login."))
-                    .security(bearer())
-                    .response("200", ok("MessageResponse", "Code sent", None))
-                    .response("401", unauthorized())
-                    .response("429", retry_after("Too many requests for this address or client IP, or the address is locked out"))
-                    .response("502", problem("The mail server refused the message")),
-            ),
-            Endpoint::VerifyReauthentication => json_errors(common(
-                op.summary(Some("Trade the re-authentication code for a fresh access token"))
-                    .description(Some(format!(
-                        "`otp` is exactly {} ASCII digits. A new access token on the same session with `auth_time` now; the session keeps it through refreshes. The refresh token is unchanged (no cookie).",
-                        c.codes.length
-                    )))
-                    .security(bearer())
-                    .request_body(Some(body("ReauthenticationBody")))
-                    .response("200", ok("TokenResponse", "Re-authenticated", None))
-                    .response("400", problem("No re-authentication code pending, or the code expired, was used, or is wrong"))
-                    .response("401", unauthorized())
-                    .response("429", retry_after("Too many failed attempts for this address")),
-            )),
-            Endpoint::ChangeEmail => json_errors(common(
-                op.summary(Some("Mail a code to the address the user moves to"))
-                    .description(Some(format!(
-                        "Needs an authentication within the last {} seconds (`OTP_AUTH_EMAIL_CHANGE_MAX_AGE_SECONDS`); an older one gets 401 with RFC 9470's `insufficient_user_authentication` challenge (re-authenticate first). The same answer whether or not the new address is another user's, under the limits of `/request-otp` for the new address.",
-                        c.sessions.email_change_max_age_seconds
-                    )))
-                    .security(bearer())
-                    .request_body(Some(body("ChangeEmailBody")))
-                    .response("200", ok("MessageResponse", "Code sent to the new address", None))
-                    .response("401", unauthorized())
-                    .response("429", retry_after("Too many requests for the new address or client IP, or it is locked out"))
-                    .response("502", problem("The mail server refused the message")),
-            )),
-            Endpoint::VerifyEmailChange => json_errors(common(
-                op.summary(Some("Trade the new address's code for tokens that carry it"))
-                    .description(Some(format!(
-                        "`otp` is exactly {} ASCII digits. The application moves its user (a hook) and the old address gets a notice. Every session of the user ends (all their tokens carry the old address); the answer has new tokens on a new session with the new `email` and the same `sub`. {transport_note}",
-                        c.codes.length
-                    )))
-                    .security(bearer())
-                    .request_body(Some(body("VerifyEmailChangeBody")))
-                    .response("200", ok("TokenResponse", "Address changed", cookie_set.as_deref()))
-                    .response("400", problem("No email-change code pending for this address, or the code expired, was used, or is wrong"))
-                    .response("401", unauthorized())
-                    .response("403", problem("The application refused the address, or offers no email change (one answer whatever the reason)"))
-                    .response("429", retry_after("Too many failed attempts for this address")),
-            )),
-            Endpoint::Jwks => op
-                .summary(Some("The public keys that verify access tokens"))
-                .description(Some("A JSON Web Key Set (RFC 7517); empty with an HMAC algorithm."))
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("The key set")
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                                .build(),
-                        )
-                        .build(),
-                ),
-        };
+        let op = crate::routes::operation(endpoint, &mut spec, op);
         let method = match endpoint.method() {
             Method::Get => HttpMethod::Get,
             Method::Post => HttpMethod::Post,
             Method::Delete => HttpMethod::Delete,
         };
-        paths.paths.insert(
-            format!("{mount}{}", endpoint.path()),
-            PathItem::new(method, op.build()),
-        );
+        paths.add_path_operation(format!("{mount}{}", endpoint.path()), vec![method], op);
     }
     let mut doc = OpenApiBuilder::new()
         .info(
@@ -404,19 +96,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
         .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
-                .schema_from::<RequestOtpBody>()
-                .schema_from::<VerifyOtpBody>()
-                .schema_from::<MessageResponse>()
-                .schema_from::<TokenResponse>()
-                .schema_from::<VerifyLinkBody>()
-                .schema_from::<ReauthenticationBody>()
-                .schema_from::<ChangeEmailBody>()
-                .schema_from::<VerifyEmailChangeBody>()
-                .schema_from::<RefreshBody>()
-                .schema_from::<LogoutOthersResponse>()
-                .schema_from::<SessionView>()
-                .schema_from::<SessionsResponse>()
-                .schema_from::<ProblemDetails>()
+                .schemas_from_iter(spec.schemas)
                 .security_scheme(
                     BEARER,
                     SecurityScheme::Http(
@@ -429,36 +109,43 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
                 .build(),
         ))
         .build();
-    // The codes' exact shape, from the configured length: anything else is a 422.
-    let digits = usize::from(c.codes.length);
-    for body in [
-        "VerifyOtpBody",
-        "ReauthenticationBody",
-        "VerifyEmailChangeBody",
-    ] {
-        constrain_string(&mut doc, body, "otp", |o| {
-            o.pattern = Some(format!("^[0-9]{{{digits}}}$"));
-            o.min_length = Some(digits);
-            o.max_length = Some(digits);
-        });
-    }
-    // Every address field: what `Email::parse` can accept, bounded as it is bounded.
-    for (body, field) in [
-        ("RequestOtpBody", "email"),
-        ("VerifyOtpBody", "email"),
-        ("ChangeEmailBody", "new_email"),
-        ("VerifyEmailChangeBody", "new_email"),
-    ] {
-        constrain_string(&mut doc, body, field, |o| {
-            use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
-            o.format = Some(SchemaFormat::KnownFormat(KnownFormat::Email));
-            o.min_length = Some(crate::email::MIN_EMAIL_CHARS);
-            o.max_length = Some(crate::email::MAX_EMAIL_LEN);
-            let described = o.description.take().unwrap_or_default();
-            o.description = Some(format!("{described} {EMAIL_RULES}").trim().to_owned());
-        });
-    }
+    constrain_fields(&mut doc, auth.config().codes.length);
     doc
+}
+
+/// The exact shape of the bodies' codes and addresses, which the derived schemas cannot
+/// state: every `otp` property is the configured number of digits, every `email` or
+/// `*_email` property an address as `Email::parse` accepts it. Anything else is a 422.
+fn constrain_fields(doc: &mut OpenApi, code_length: u8) {
+    let digits = usize::from(code_length);
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::Object(object)) = schema else {
+            continue;
+        };
+        for (name, property) in object.properties.iter_mut() {
+            let RefOr::T(Schema::Object(field)) = property else {
+                continue;
+            };
+            if name == "otp" {
+                field.pattern = Some(format!("^[0-9]{{{digits}}}$"));
+                field.min_length = Some(digits);
+                field.max_length = Some(digits);
+            } else if name == "email" || name.ends_with("_email") {
+                constrain_email(field);
+            }
+        }
+    }
+}
+
+fn constrain_email(field: &mut Object) {
+    field.format = Some(SchemaFormat::KnownFormat(KnownFormat::Email));
+    field.min_length = Some(crate::email::MIN_EMAIL_CHARS);
+    field.max_length = Some(crate::email::MAX_EMAIL_LEN);
+    let described = field.description.take().unwrap_or_default();
+    field.description = Some(format!("{described} {EMAIL_RULES}").trim().to_owned());
 }
 
 /// What an address field accepts beyond `format: email` and its lengths.
@@ -469,24 +156,272 @@ const EMAIL_RULES: &str = "An address of at most 254 characters as sent and 254 
     that is not all digits (no IP literals); no control, invisible or inner space characters. \
     The local part is lowercased. Anything else is a 422.";
 
-/// Applies `f` to the string property `property` of the component schema `schema`.
-fn constrain_string(
-    doc: &mut OpenApi,
-    schema: &str,
-    property: &str,
-    f: impl Fn(&mut utoipa::openapi::schema::Object),
-) {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::Schema;
-    let component = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut(schema));
-    if let Some(RefOr::T(Schema::Object(object))) = component
-        && let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property)
-    {
-        f(field);
+/// What the route table's operations are written with: the configuration they describe,
+/// the parts they share, and the schemas they use (collected as the document's
+/// components).
+pub(crate) struct Spec<'c> {
+    config: &'c Config,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+impl Spec<'_> {
+    /// The configuration described.
+    pub(crate) fn config(&self) -> &Config {
+        self.config
     }
+
+    /// Adds `T`'s schema (and those it refers to) to the components; its `$ref`.
+    fn register<T: ToSchema>(&mut self) -> Ref {
+        let name = T::name().into_owned();
+        if !self.schemas.iter().any(|(n, _)| *n == name) {
+            self.schemas.push((name.clone(), <T as PartialSchema>::schema()));
+            let mut nested = Vec::new();
+            T::schemas(&mut nested);
+            for (n, schema) in nested {
+                if !self.schemas.iter().any(|(m, _)| *m == n) {
+                    self.schemas.push((n, schema));
+                }
+            }
+        }
+        Ref::from_schema_name(name)
+    }
+
+    /// A required JSON body of type `T`.
+    pub(crate) fn body<T: ToSchema>(&mut self) -> RequestBody {
+        let schema = self.register::<T>();
+        RequestBodyBuilder::new()
+            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .required(Some(Required::True))
+            .build()
+    }
+
+    /// A 200 with a JSON `T`.
+    pub(crate) fn ok<T: ToSchema>(&mut self, description: &str) -> Response {
+        let schema = self.register::<T>();
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .build()
+    }
+
+    /// A 200 with a JSON `T` that sets the refresh cookie (when the transport uses it).
+    pub(crate) fn ok_setting_cookie<T: ToSchema>(&mut self, description: &str) -> Response {
+        let c = self.config;
+        let set = format!(
+            "`{}=<refresh token>; Max-Age={}; Path={}; HttpOnly{}; SameSite={}`",
+            c.cookie.name,
+            c.tokens.refresh_expire_days * 86_400,
+            c.cookie.path,
+            if c.cookie.secure { "; Secure" } else { "" },
+            c.cookie.samesite.as_str()
+        );
+        let response = self.ok::<T>(description);
+        self.with_cookie(response, set)
+    }
+
+    /// A 200 with a JSON `T` that clears the refresh cookie (when the transport uses it).
+    pub(crate) fn ok_clearing_cookie<T: ToSchema>(&mut self, description: &str) -> Response {
+        let cleared = format!(
+            "`{}=; Max-Age=0; ...` (the cookie cleared)",
+            self.config.cookie.name
+        );
+        let response = self.ok::<T>(description);
+        self.with_cookie(response, cleared)
+    }
+
+    fn with_cookie(&self, mut response: Response, what: String) -> Response {
+        if self.config.sessions.refresh_transport.uses_cookie() {
+            let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
+            h.description = Some(what);
+            response.headers.insert("Set-Cookie".to_owned(), h);
+        }
+        response
+    }
+
+    /// A 200 with any JSON object.
+    pub(crate) fn json_object(&self, description: &str) -> Response {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build()
+    }
+
+    /// An HTML page.
+    pub(crate) fn html_page(&self, description: &str) -> Response {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "text/html; charset=utf-8",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            )
+            .build()
+    }
+
+    /// A problem document.
+    pub(crate) fn problem(&self, description: &str) -> Response {
+        problem(description)
+    }
+
+    /// A problem document with `Retry-After`.
+    pub(crate) fn retry_after(&self, description: &str) -> Response {
+        retry_after(description)
+    }
+
+    /// The 401 with `WWW-Authenticate`.
+    pub(crate) fn unauthorized(&self) -> Response {
+        unauthorized()
+    }
+
+    /// The bearer token requirement.
+    pub(crate) fn bearer(&self) -> SecurityRequirement {
+        SecurityRequirement::new(BEARER, Vec::<String>::new())
+    }
+
+    /// A required string segment of the path.
+    pub(crate) fn path_parameter(&self, name: &str, description: &str) -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    }
+
+    /// A required, non-empty query parameter.
+    pub(crate) fn query_parameter(&self, name: &str) -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::True)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            ))
+            .build()
+    }
+
+    /// The answers of every endpoint but the pages: 403 (cross-site) and 503.
+    pub(crate) fn common(&self, op: OperationBuilder) -> OperationBuilder {
+        op.response(
+            "403",
+            problem("`Origin` not among `OTP_AUTH_ALLOWED_ORIGINS`"),
+        )
+        .response(
+            "503",
+            retry_after("The store or the mail server is unavailable"),
+        )
+    }
+
+    /// The refusals of a JSON body: 413, 415, 422.
+    pub(crate) fn json_errors(&self, op: OperationBuilder) -> OperationBuilder {
+        op.response(
+            "413",
+            problem(&format!(
+                "Body over {} bytes",
+                self.config.http.body_limit_bytes
+            )),
+        )
+        .response("415", problem("Content type not JSON"))
+        .response(
+            "422",
+            problem("Body not a JSON object of the expected shape, or an invalid address or code"),
+        )
+    }
+
+    /// How `/refresh` and `/logout` take the refresh token, as the transport says: the
+    /// cookie parameter, the optional body, and the refusals of a body.
+    pub(crate) fn refresh_input(&mut self, op: OperationBuilder) -> OperationBuilder {
+        let transport = self.config.sessions.refresh_transport;
+        let op = if transport.uses_cookie() {
+            op.parameter(
+                ParameterBuilder::new()
+                    .name(&self.config.cookie.name)
+                    .parameter_in(ParameterIn::Cookie)
+                    .required(Required::False)
+                    .description(Some("The refresh token (HttpOnly cookie set at login)"))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            )
+        } else {
+            op
+        };
+        if !transport.uses_body() {
+            return op;
+        }
+        let schema = self.register::<RefreshBody>();
+        let optional_body = RequestBodyBuilder::new()
+            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .required(Some(Required::False))
+            .description(Some(if transport.uses_cookie() {
+                "The refresh token, unless the cookie carries it (not both: 400)"
+            } else {
+                "The refresh token (a cookie beside it: 400)"
+            }))
+            .build();
+        self.json_errors(op.request_body(Some(optional_body)))
+            .response("400", problem("A refresh token in both the body and the cookie"))
+    }
+
+    /// `otp is exactly N ASCII digits.`
+    pub(crate) fn code_shape(&self) -> String {
+        format!("`otp` is exactly {} ASCII digits.", self.config.codes.length)
+    }
+
+    /// Where the token answers put the refresh token.
+    pub(crate) fn transport_note(&self) -> &'static str {
+        match self.config.sessions.refresh_transport {
+            RefreshTransport::Cookie => {
+                "The refresh token is in the HttpOnly cookie only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=cookie`)."
+            }
+            RefreshTransport::Body => {
+                "The refresh token is in the JSON only (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=body`): \
+                 `refresh_token` and `refresh_expires_in` in the answer, no cookie."
+            }
+            RefreshTransport::Both => {
+                "The refresh token is in the HttpOnly cookie and in the JSON \
+                 (`OTP_AUTH_REFRESH_TOKEN_TRANSPORT=both`)."
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::problem::PROBLEM_CONTENT_TYPE,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ProblemDetails")))
+                .build(),
+        )
+        .build()
+}
+
+fn retry_after(description: &str) -> Response {
+    let mut r = problem(description);
+    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+    h.description = Some("Seconds until a request may succeed".to_owned());
+    r.headers.insert("Retry-After".to_owned(), h);
+    r
+}
+
+fn unauthorized() -> Response {
+    let mut r = problem(
+        "No valid token; `WWW-Authenticate: Bearer` (with `error=\"invalid_token\"` when one was presented)",
+    );
+    r.headers.insert(
+        "WWW-Authenticate".to_owned(),
+        Header::new(ObjectBuilder::new().schema_type(Type::String)),
+    );
+    r
 }
 
 /// Adds a `GET` route protected by the `CurrentUser` extractor: bearer security, 200 with

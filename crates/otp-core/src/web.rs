@@ -16,10 +16,11 @@ use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ForwardedHeader, RefreshTransport, SameSite};
-use crate::engine::{ClientInfo, CurrentUser, OtpAuth, TokenPair};
+use crate::config::{Config, ForwardedHeader, SameSite};
+use crate::engine::{ClientInfo, CurrentUser, OtpAuth};
 use crate::error::{Error, TokenRejection};
 use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
+use crate::routes::{Call, Endpoint, Method, Route};
 
 /// Body of `POST /request-otp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,19 +111,6 @@ pub(crate) struct RefreshBody {
     /// The refresh token of the last token answer.
     pub refresh_token: String,
 }
-
-/// The message of a successful `/request-otp`.
-pub(crate) const MSG_OTP_SENT: &str = "OTP sent successfully";
-/// The message of a successful `/verify-otp`.
-pub(crate) const MSG_OTP_VERIFIED: &str = "OTP verified successfully!";
-/// The message of a successful `/logout` and `/logout-all`.
-pub(crate) const MSG_LOGGED_OUT: &str = "Successfully logged out";
-/// The message of a successful `/logout-others`.
-pub(crate) const MSG_OTHERS_LOGGED_OUT: &str = "Other sessions logged out";
-/// The message of a successful `DELETE /sessions/{id}`.
-pub(crate) const MSG_SESSION_REVOKED: &str = "Session revoked";
-/// The message of a completed email change.
-pub(crate) const MSG_EMAIL_CHANGED: &str = "Email address changed successfully!";
 
 /// Body of `POST /verify-link`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,189 +353,6 @@ pub(crate) fn join_forwarded_for<'a>(values: impl IntoIterator<Item = &'a str>) 
     }))
 }
 
-/// The endpoints of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `POST /request-otp`
-    RequestOtp,
-    /// `POST /verify-otp`
-    VerifyOtp,
-    /// `POST /refresh`
-    Refresh,
-    /// `POST /logout`
-    Logout,
-    /// `POST /logout-all`
-    LogoutAll,
-    /// `POST /logout-others`: ends every session of the user but the current one.
-    LogoutOthers,
-    /// `GET /sessions`: the user's live sessions.
-    Sessions,
-    /// `DELETE /sessions/{id}`: ends one of the user's sessions.
-    RevokeSession,
-    /// `GET /magic?token=…`: the sign-in link's confirmation page (changes nothing).
-    MagicPage,
-    /// `POST /verify-link`: signs in with a sign-in link's token, like `/verify-otp`.
-    VerifyLink,
-    /// `GET /jwks.json`: the public keys that verify access tokens.
-    Jwks,
-    /// `POST /reauthenticate`: mails the signed-in user a fresh code.
-    Reauthenticate,
-    /// `POST /verify-reauthentication`: checks it; a new access token with `auth_time` now.
-    VerifyReauthentication,
-    /// `POST /change-email`: mails a code to the signed-in user's new address.
-    ChangeEmail,
-    /// `POST /verify-email-change`: checks it; the account moves, new tokens.
-    VerifyEmailChange,
-}
-
-/// HTTP methods the endpoints use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// `GET` (and `HEAD`).
-    Get,
-    /// `POST`.
-    Post,
-    /// `DELETE`.
-    Delete,
-}
-
-impl Method {
-    /// The method's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-impl Endpoint {
-    /// Every endpoint.
-    pub const ALL: [Endpoint; 15] = [
-        Endpoint::RequestOtp,
-        Endpoint::VerifyOtp,
-        Endpoint::Refresh,
-        Endpoint::Logout,
-        Endpoint::LogoutAll,
-        Endpoint::LogoutOthers,
-        Endpoint::Sessions,
-        Endpoint::RevokeSession,
-        Endpoint::MagicPage,
-        Endpoint::VerifyLink,
-        Endpoint::Jwks,
-        Endpoint::Reauthenticate,
-        Endpoint::VerifyReauthentication,
-        Endpoint::ChangeEmail,
-        Endpoint::VerifyEmailChange,
-    ];
-
-    /// The path pattern under the mount point.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::RequestOtp => "/request-otp",
-            Endpoint::VerifyOtp => "/verify-otp",
-            Endpoint::Refresh => "/refresh",
-            Endpoint::Logout => "/logout",
-            Endpoint::LogoutAll => "/logout-all",
-            Endpoint::LogoutOthers => "/logout-others",
-            Endpoint::Sessions => "/sessions",
-            Endpoint::RevokeSession => "/sessions/{id}",
-            Endpoint::MagicPage => "/magic",
-            Endpoint::VerifyLink => "/verify-link",
-            Endpoint::Jwks => "/jwks.json",
-            Endpoint::Reauthenticate => "/reauthenticate",
-            Endpoint::VerifyReauthentication => "/verify-reauthentication",
-            Endpoint::ChangeEmail => "/change-email",
-            Endpoint::VerifyEmailChange => "/verify-email-change",
-        }
-    }
-
-    /// The method the endpoint answers.
-    pub fn method(self) -> Method {
-        match self {
-            Endpoint::Sessions | Endpoint::MagicPage | Endpoint::Jwks => Method::Get,
-            Endpoint::RevokeSession => Method::Delete,
-            _ => Method::Post,
-        }
-    }
-
-    /// A short name for logs and metric labels (`request_otp`, `jwks`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::RequestOtp => "request_otp",
-            Endpoint::VerifyOtp => "verify_otp",
-            Endpoint::Refresh => "refresh",
-            Endpoint::Logout => "logout",
-            Endpoint::LogoutAll => "logout_all",
-            Endpoint::LogoutOthers => "logout_others",
-            Endpoint::Sessions => "sessions",
-            Endpoint::RevokeSession => "revoke_session",
-            Endpoint::MagicPage => "magic_page",
-            Endpoint::VerifyLink => "verify_link",
-            Endpoint::Jwks => "jwks",
-            Endpoint::Reauthenticate => "reauthenticate",
-            Endpoint::VerifyReauthentication => "verify_reauthentication",
-            Endpoint::ChangeEmail => "change_email",
-            Endpoint::VerifyEmailChange => "verify_email_change",
-        }
-    }
-}
-
-/// A request matched to an endpoint, with its path parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Route<'a> {
-    /// The endpoint.
-    pub endpoint: Endpoint,
-    /// The `{id}` of `/sessions/{id}`.
-    pub session_id: Option<&'a str>,
-}
-
-impl<'a> Route<'a> {
-    /// Matches a method and a path under the mount point. An unknown path is a 404 and a
-    /// known path with another method a 405 with `Allow`, both as problem+json. `HEAD` is
-    /// answered like `GET`.
-    pub(crate) fn resolve(method: &str, path: &'a str) -> Result<Route<'a>, ApiResponse> {
-        let (candidates, session_id): (&[Endpoint], _) = match path {
-            "/sessions" => (&[Endpoint::Sessions], None),
-            p => match p.strip_prefix("/sessions/") {
-                Some(id) if !id.is_empty() && !id.contains('/') => {
-                    (&[Endpoint::RevokeSession], Some(id))
-                }
-                _ => match Endpoint::ALL.iter().position(|e| e.path() == p) {
-                    Some(i) => (&Endpoint::ALL[i..=i], None),
-                    None => return Err(ApiResponse::not_found()),
-                },
-            },
-        };
-        let wanted = if method.eq_ignore_ascii_case("HEAD") {
-            "GET"
-        } else {
-            method
-        };
-        match candidates
-            .iter()
-            .find(|e| e.method().as_str().eq_ignore_ascii_case(wanted))
-        {
-            Some(&endpoint) => Ok(Route {
-                endpoint,
-                session_id,
-            }),
-            None => {
-                let allow = candidates
-                    .iter()
-                    .map(|e| match e.method() {
-                        Method::Get => "GET, HEAD",
-                        m => m.as_str(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Err(ApiResponse::error(&Refusal::MethodNotAllowed).with_header("allow", allow))
-            }
-        }
-    }
-}
-
 /// The parts of an HTTP request the endpoints read.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ApiRequest<'a> {
@@ -567,8 +372,9 @@ pub(crate) struct ApiRequest<'a> {
     pub(crate) sec_fetch_site: Option<&'a str>,
     /// The client, with its IP resolved by [`resolve_client_ip`].
     pub(crate) client: ClientInfo,
-    /// The `{id}` of `DELETE /sessions/{id}`.
-    pub(crate) session_id: Option<&'a str>,
+    /// The segment of the path that matched its pattern's `{…}` (the `{id}` of
+    /// `/sessions/{id}`).
+    pub(crate) param: Option<&'a str>,
     /// The query string (without `?`), read by `GET /magic`.
     pub(crate) query: Option<&'a str>,
 }
@@ -615,7 +421,7 @@ pub(crate) struct ApiResponse {
 }
 
 impl ApiResponse {
-    fn json<T: Serialize>(value: &T) -> ApiResponse {
+    pub(crate) fn json<T: Serialize>(value: &T) -> ApiResponse {
         match serde_json::to_vec(value) {
             Ok(body) => ApiResponse {
                 status: 200,
@@ -627,15 +433,10 @@ impl ApiResponse {
         }
     }
 
-    fn message(msg: &str) -> ApiResponse {
+    pub(crate) fn message(msg: &str) -> ApiResponse {
         Self::json(&MessageResponse {
             message: msg.to_owned(),
         })
-    }
-
-    /// The 404 of a path that is no endpoint.
-    fn not_found() -> ApiResponse {
-        Self::error(&Refusal::NotFound)
     }
 
     /// The 413 of a body over `limit`.
@@ -663,7 +464,7 @@ impl ApiResponse {
         }
     }
 
-    fn with_header(mut self, name: &'static str, value: String) -> ApiResponse {
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> ApiResponse {
         self.headers.push((name, value));
         self
     }
@@ -946,7 +747,7 @@ async fn handle_parts(
             user_agent: headers.user_agent.map(str::to_owned),
             accept_language: headers.accept_language.map(str::to_owned),
         },
-        session_id: route.session_id,
+        param: route.param,
         query,
     };
     handle(auth, route.endpoint, api).await
@@ -955,20 +756,36 @@ async fn handle_parts(
 /// Serves one endpoint of the contract from plain request parts.
 pub(crate) async fn handle(auth: &OtpAuth, endpoint: Endpoint, req: ApiRequest<'_>) -> ApiResponse {
     let started = std::time::Instant::now();
-    let cookie = CookieSpec::from_config(auth.config());
-    let result = dispatch(auth, endpoint, &req).await;
+    let call = Call { auth, req: &req };
+    let result = match check(auth, endpoint, &req) {
+        Ok(()) => crate::routes::dispatch(endpoint, &call).await,
+        Err(refused) => Err(refused),
+    };
     let resp = match (endpoint, result) {
         (_, Ok(resp)) => resp,
         // A refresh cookie that no longer works is of no use to the browser.
-        (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => clearing(
-            ApiResponse::error(&e),
-            cookie,
-            auth.config().sessions.refresh_transport,
-        ),
+        (Endpoint::Refresh, Err(e @ Refusal::Engine(Error::Unauthorized(_)))) => {
+            call.clearing(ApiResponse::error(&e))
+        }
         (_, Err(e)) => ApiResponse::error(&e),
     };
     crate::event::metrics::request_done(endpoint, resp.status, started.elapsed());
     resp
+}
+
+/// What every endpoint checks first: a state-changing request's origin, and the body's
+/// size (an adapter may have read it without the limit).
+fn check(auth: &OtpAuth, endpoint: Endpoint, req: &ApiRequest<'_>) -> Result<(), Refusal> {
+    // Reading the keys or the confirmation page changes nothing, and other services
+    // fetch the keys from anywhere.
+    if endpoint.method() != Method::Get {
+        check_cross_site(auth, req)?;
+    }
+    let limit = auth.config().http.body_limit_bytes;
+    if req.body.len() > limit {
+        return Err(Refusal::PayloadTooLarge { limit });
+    }
+    Ok(())
 }
 
 /// Cross-site protection of the state-changing endpoints (the algorithm of Go's
@@ -1017,206 +834,6 @@ fn check_cross_site(auth: &OtpAuth, req: &ApiRequest<'_>) -> Result<(), Refusal>
     }
 }
 
-async fn dispatch(
-    auth: &OtpAuth,
-    endpoint: Endpoint,
-    req: &ApiRequest<'_>,
-) -> Result<ApiResponse, Refusal> {
-    // Reading the keys or the confirmation page changes nothing, and other services
-    // fetch the keys from anywhere.
-    if endpoint.method() != Method::Get {
-        check_cross_site(auth, req)?;
-    }
-    let limit = auth.config().http.body_limit_bytes;
-    if req.body.len() > limit {
-        return Err(Refusal::PayloadTooLarge { limit });
-    }
-    let cookie = CookieSpec::from_config(auth.config());
-    let transport = auth.config().sessions.refresh_transport;
-    match endpoint {
-        Endpoint::RequestOtp => {
-            let body: RequestOtpBody = parse_json(req.content_type, req.body, limit)?;
-            auth.request_code(&body.email, &req.client).await?;
-            Ok(ApiResponse::message(MSG_OTP_SENT))
-        }
-        Endpoint::VerifyOtp => {
-            let body: VerifyOtpBody = parse_json(req.content_type, req.body, limit)?;
-            let pair = auth
-                .verify_code(&body.email, &body.otp, &req.client)
-                .await?;
-            Ok(token_response(
-                &pair,
-                Some(MSG_OTP_VERIFIED),
-                cookie,
-                transport,
-            ))
-        }
-        Endpoint::VerifyLink => {
-            let body: VerifyLinkBody = parse_json(req.content_type, req.body, limit)?;
-            let pair = auth.verify_link(&body.token, &req.client).await?;
-            Ok(token_response(
-                &pair,
-                Some(MSG_OTP_VERIFIED),
-                cookie,
-                transport,
-            ))
-        }
-        Endpoint::MagicPage => Ok(magic_page(auth, req.query)),
-        Endpoint::Jwks => {
-            let mut resp = ApiResponse::json(&auth.jwks());
-            resp.headers = vec![("cache-control", "public, max-age=300".to_owned())];
-            Ok(resp)
-        }
-        Endpoint::Refresh => {
-            let token = presented_refresh_token(req, transport, limit)?
-                .ok_or(Error::Unauthorized(TokenRejection::Missing))?;
-            let pair = auth.refresh(&token, &req.client).await?;
-            Ok(token_response(&pair, None, cookie, transport))
-        }
-        Endpoint::Logout => {
-            let refresh = presented_refresh_token(req, transport, limit)?;
-            let access = bearer_token(req.authorization).ok();
-            auth.logout(access, refresh.as_deref(), &req.client).await?;
-            Ok(clearing(
-                ApiResponse::message(MSG_LOGGED_OUT),
-                cookie,
-                transport,
-            ))
-        }
-        Endpoint::LogoutAll => {
-            let token = bearer_token(req.authorization)?;
-            auth.sessions().end_all(token, &req.client).await?;
-            Ok(clearing(
-                ApiResponse::message(MSG_LOGGED_OUT),
-                cookie,
-                transport,
-            ))
-        }
-        Endpoint::LogoutOthers => {
-            let token = bearer_token(req.authorization)?;
-            let revoked = auth.sessions().end_others(token, &req.client).await?;
-            Ok(ApiResponse::json(&LogoutOthersResponse {
-                message: MSG_OTHERS_LOGGED_OUT.to_owned(),
-                revoked,
-            }))
-        }
-        Endpoint::Reauthenticate => {
-            let token = bearer_token(req.authorization)?;
-            auth.step_up().request(token, &req.client).await?;
-            Ok(ApiResponse::message(MSG_OTP_SENT))
-        }
-        Endpoint::VerifyReauthentication => {
-            let token = bearer_token(req.authorization)?;
-            let body: ReauthenticationBody = parse_json(req.content_type, req.body, limit)?;
-            let access = auth.step_up().verify(token, &body.otp, &req.client).await?;
-            Ok(ApiResponse::json(&TokenResponse {
-                message: Some(MSG_OTP_VERIFIED.to_owned()),
-                access_token: access.access_token,
-                token_type: "bearer".to_owned(),
-                expires_in: access.expires_in,
-                refresh_token: None,
-                refresh_expires_in: None,
-            }))
-        }
-        Endpoint::ChangeEmail => {
-            let token = bearer_token(req.authorization)?;
-            let body: ChangeEmailBody = parse_json(req.content_type, req.body, limit)?;
-            auth.email_change()
-                .request(token, &body.new_email, &req.client)
-                .await?;
-            Ok(ApiResponse::message(MSG_OTP_SENT))
-        }
-        Endpoint::VerifyEmailChange => {
-            let token = bearer_token(req.authorization)?;
-            let body: VerifyEmailChangeBody = parse_json(req.content_type, req.body, limit)?;
-            let pair = auth
-                .email_change()
-                .verify(token, &body.new_email, &body.otp, &req.client)
-                .await?;
-            Ok(token_response(
-                &pair,
-                Some(MSG_EMAIL_CHANGED),
-                cookie,
-                transport,
-            ))
-        }
-        Endpoint::Sessions => {
-            let token = bearer_token(req.authorization)?;
-            let (user, sessions) = auth.sessions().list(token).await?;
-            Ok(ApiResponse::json(&SessionsResponse::new(
-                sessions,
-                &user.session_id,
-            )))
-        }
-        Endpoint::RevokeSession => {
-            let token = bearer_token(req.authorization)?;
-            let sid = req.session_id.ok_or(Refusal::NotFound)?;
-            let was_current = auth.sessions().end(token, sid, &req.client).await?;
-            let resp = ApiResponse::message(MSG_SESSION_REVOKED);
-            // Ending the session this browser is in also ends its refresh cookie.
-            Ok(if was_current {
-                clearing(resp, cookie, transport)
-            } else {
-                resp
-            })
-        }
-    }
-}
-
-fn magic_page(auth: &OtpAuth, query: Option<&str>) -> ApiResponse {
-    let token = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("token="))
-        .unwrap_or("");
-    ApiResponse {
-        // Without a token (a link cut short) the page says the link is invalid, as for
-        // a forged one, but the status says the request lacked what it needs.
-        status: if token.is_empty() { 400 } else { 200 },
-        content_type: "text/html; charset=utf-8",
-        headers: vec![
-            ("cache-control", "no-store".to_owned()),
-            (
-                "content-security-policy",
-                crate::pages::confirmation_page_csp().to_owned(),
-            ),
-            ("referrer-policy", "no-referrer".to_owned()),
-            ("x-frame-options", "DENY".to_owned()),
-            ("x-content-type-options", "nosniff".to_owned()),
-        ],
-        body: crate::pages::confirmation_page(
-            token,
-            &auth.config().mail.from_name,
-            auth.link_account(token).as_deref(),
-        )
-        .into_bytes(),
-    }
-}
-
-/// The refresh token a request presents where `transport` reads it: the JSON body
-/// (`{"refresh_token": "…"}`, when the transport uses the body and the body is not
-/// empty), else the cookie (when the transport uses it). A body token beside a cookie is
-/// a 400: the client's intent cannot be told.
-fn presented_refresh_token(
-    req: &ApiRequest<'_>,
-    transport: RefreshTransport,
-    limit: usize,
-) -> Result<Option<String>, Refusal> {
-    let in_body = if transport.uses_body() && !req.body.iter().all(u8::is_ascii_whitespace) {
-        let body: RefreshBody = parse_json(req.content_type, req.body, limit)?;
-        Some(body.refresh_token)
-    } else {
-        None
-    };
-    match (in_body, req.refresh_cookie) {
-        (Some(_), Some(_)) => Err(Refusal::TwoRefreshTokens),
-        (Some(token), None) => Ok(Some(token)),
-        (None, cookie) => Ok(cookie
-            .filter(|_| transport.uses_cookie())
-            .map(str::to_owned)),
-    }
-}
-
 /// Extracts the token of an `Authorization: Bearer <token>` header (scheme
 /// case-insensitive). No header or another scheme → [`TokenRejection::Missing`] (no bearer
 /// token was presented, RFC 6750 3.1); an empty token → [`TokenRejection::Invalid`].
@@ -1246,38 +863,6 @@ fn url_origin(url: &str) -> Option<&str> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find('/').unwrap_or(rest.len());
     Some(&url[..scheme.len() + 3 + end])
-}
-
-/// The token answer: the refresh token in the cookie, the body or both, as the transport says.
-fn token_response(
-    pair: &TokenPair,
-    message: Option<&str>,
-    cookie: CookieSpec<'_>,
-    transport: RefreshTransport,
-) -> ApiResponse {
-    let in_body = transport.uses_body();
-    let resp = ApiResponse::json(&TokenResponse {
-        message: message.map(str::to_owned),
-        access_token: pair.access_token.clone(),
-        token_type: "bearer".to_owned(),
-        expires_in: pair.expires_in,
-        refresh_token: in_body.then(|| pair.refresh_token.clone()),
-        refresh_expires_in: in_body.then_some(pair.refresh_expires_in),
-    });
-    if transport.uses_cookie() {
-        resp.with_header("set-cookie", cookie.set(&pair.refresh_token))
-    } else {
-        resp
-    }
-}
-
-/// `resp` clearing the refresh cookie, when the transport uses one.
-fn clearing(resp: ApiResponse, cookie: CookieSpec<'_>, transport: RefreshTransport) -> ApiResponse {
-    if transport.uses_cookie() {
-        resp.with_header("set-cookie", cookie.clear())
-    } else {
-        resp
-    }
 }
 
 #[cfg(test)]

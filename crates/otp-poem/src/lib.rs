@@ -41,10 +41,8 @@ use otp_core::{Error, OtpAuth, token::TokenRejection};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
-/// `/auth`): `POST /request-otp`, `/verify-otp`, `/verify-link`, `/refresh`, `/logout`,
-/// `/logout-all`, `/logout-others`, `/reauthenticate`, `/verify-reauthentication`,
-/// `/change-email`, `/verify-email-change`; `GET /sessions`, `DELETE /sessions/{id}`;
-/// `GET /magic` (the sign-in link's page) and `GET /jwks.json`.
+/// `/auth`): every [`Endpoint`](otp_core::adapter::Endpoint) of the route table, at its
+/// method and path.
 ///
 /// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
 /// problem+json, exactly like `otp-axum`.
