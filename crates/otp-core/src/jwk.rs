@@ -268,16 +268,27 @@ pub(crate) fn load_private_key(alg: Algorithm, pem: &[u8]) -> Result<LoadedPriva
         other => other?,
     };
     let der: &[u8] = &block.der;
-    match block.label.as_str() {
-        "ENCRYPTED PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
-            return Err(format!(
-                "holds an {}, which is not supported; convert it to an unencrypted PKCS#8 \
-                 PEM key (`openssl pkey -in old.pem -out new.pem`)",
-                block.label.to_lowercase()
-            ));
-        }
-        "RSA PRIVATE KEY" if alg != Algorithm::RS256 => return Err(mismatch(alg, "an RSA key")),
-        "EC PRIVATE KEY" if alg != Algorithm::ES256 => return Err(mismatch(alg, "an EC key")),
+    check_private_label(alg, &block.label, der)?;
+    let pkcs8 = block.label == "PRIVATE KEY";
+    match alg {
+        Algorithm::RS256 => rsa_private(der, pkcs8),
+        Algorithm::ES256 => p256_private(der, pkcs8),
+        Algorithm::EdDSA => ed25519_private(der),
+        other => Err(format!("{other:?} is not an asymmetric algorithm")),
+    }
+}
+
+/// Refuses a private key block whose kind does not fit `alg`: encrypted and OpenSSH keys,
+/// an RSA or EC block for another algorithm, a PKCS#8 key of another algorithm or curve.
+fn check_private_label(alg: Algorithm, label: &str, der: &[u8]) -> Result<(), String> {
+    match label {
+        "ENCRYPTED PRIVATE KEY" | "OPENSSH PRIVATE KEY" => Err(format!(
+            "holds an {}, which is not supported; convert it to an unencrypted PKCS#8 \
+             PEM key (`openssl pkey -in old.pem -out new.pem`)",
+            label.to_lowercase()
+        )),
+        "RSA PRIVATE KEY" if alg != Algorithm::RS256 => Err(mismatch(alg, "an RSA key")),
+        "EC PRIVATE KEY" if alg != Algorithm::ES256 => Err(mismatch(alg, "an EC key")),
         "PRIVATE KEY" => {
             let info = rsa::pkcs8::PrivateKeyInfo::try_from(der)
                 .map_err(|e| format!("is not a valid PKCS#8 private key ({e})"))?;
@@ -289,71 +300,75 @@ pub(crate) fn load_private_key(alg: Algorithm, pem: &[u8]) -> Result<LoadedPriva
                 Algorithm::EdDSA => oid == OID_ED25519,
                 _ => false,
             };
-            if !expected {
-                return Err(mismatch(alg, describe(&oid, curve.as_deref())));
+            if expected {
+                Ok(())
+            } else {
+                Err(mismatch(alg, describe(&oid, curve.as_deref())))
             }
         }
-        _ => {}
+        _ => Ok(()),
     }
-    let pkcs8 = block.label == "PRIVATE KEY";
-    match alg {
-        Algorithm::RS256 => {
-            let key = if pkcs8 {
-                rsa::RsaPrivateKey::from_pkcs8_der(der)
-                    .map_err(|e| format!("is not a valid RSA private key ({e})"))?
-            } else {
-                rsa::RsaPrivateKey::from_pkcs1_der(der)
-                    .map_err(|e| format!("is not a valid PKCS#1 RSA private key ({e})"))?
-            };
-            key.validate()
-                .map_err(|_| "is not a consistent RSA private key".to_owned())?;
-            let public = rsa_public(key.n(), key.e())?;
-            let pkcs1 = key
-                .to_pkcs1_der()
-                .map_err(|e| format!("could not be re-encoded as PKCS#1 ({e})"))?;
-            Ok(LoadedPrivateKey {
-                encoding: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
-                public,
-            })
-        }
-        Algorithm::ES256 => {
-            let key = if pkcs8 {
-                p256::SecretKey::from_pkcs8_der(der)
-                    .map_err(|e| format!("is not a valid P-256 private key ({e})"))?
-            } else {
-                p256::SecretKey::from_sec1_der(der).map_err(|_| {
-                    format!(
-                        "is not a valid SEC1 private key on the P-256 curve ({} ES256 needs \
-                         a P-256 key)",
-                        TokenSettings::VARS.algorithm
-                    )
-                })?
-            };
-            let public = p256_public(&key.public_key())?;
-            let pkcs8_der = key
-                .to_pkcs8_der()
-                .map_err(|e| format!("could not be re-encoded as PKCS#8 ({e})"))?;
-            Ok(LoadedPrivateKey {
-                encoding: EncodingKey::from_ec_der(pkcs8_der.as_bytes()),
-                public,
-            })
-        }
-        Algorithm::EdDSA => {
-            let key = ed25519_dalek::SigningKey::from_pkcs8_der(der)
-                .map_err(|e| format!("is not a valid Ed25519 private key ({e})"))?;
-            let public = PublicJwk::Ed25519 {
-                x: key.verifying_key().to_bytes(),
-            };
-            let pkcs8_der = key
-                .to_pkcs8_der()
-                .map_err(|e| format!("could not be re-encoded as PKCS#8 ({e})"))?;
-            Ok(LoadedPrivateKey {
-                encoding: EncodingKey::from_ed_der(pkcs8_der.as_bytes()),
-                public,
-            })
-        }
-        other => Err(format!("{other:?} is not an asymmetric algorithm")),
-    }
+}
+
+/// An RSA private key from PKCS#8 or PKCS#1 DER, checked for consistency.
+fn rsa_private(der: &[u8], pkcs8: bool) -> Result<LoadedPrivateKey, String> {
+    let key = if pkcs8 {
+        rsa::RsaPrivateKey::from_pkcs8_der(der)
+            .map_err(|e| format!("is not a valid RSA private key ({e})"))?
+    } else {
+        rsa::RsaPrivateKey::from_pkcs1_der(der)
+            .map_err(|e| format!("is not a valid PKCS#1 RSA private key ({e})"))?
+    };
+    key.validate()
+        .map_err(|_| "is not a consistent RSA private key".to_owned())?;
+    let public = rsa_public(key.n(), key.e())?;
+    let pkcs1 = key
+        .to_pkcs1_der()
+        .map_err(|e| format!("could not be re-encoded as PKCS#1 ({e})"))?;
+    Ok(LoadedPrivateKey {
+        encoding: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
+        public,
+    })
+}
+
+/// A P-256 private key from PKCS#8 or SEC1 DER.
+fn p256_private(der: &[u8], pkcs8: bool) -> Result<LoadedPrivateKey, String> {
+    let key = if pkcs8 {
+        p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|e| format!("is not a valid P-256 private key ({e})"))?
+    } else {
+        p256::SecretKey::from_sec1_der(der).map_err(|_| {
+            format!(
+                "is not a valid SEC1 private key on the P-256 curve ({} ES256 needs \
+                 a P-256 key)",
+                TokenSettings::VARS.algorithm
+            )
+        })?
+    };
+    let public = p256_public(&key.public_key())?;
+    let pkcs8_der = key
+        .to_pkcs8_der()
+        .map_err(|e| format!("could not be re-encoded as PKCS#8 ({e})"))?;
+    Ok(LoadedPrivateKey {
+        encoding: EncodingKey::from_ec_der(pkcs8_der.as_bytes()),
+        public,
+    })
+}
+
+/// An Ed25519 private key from PKCS#8 DER.
+fn ed25519_private(der: &[u8]) -> Result<LoadedPrivateKey, String> {
+    let key = ed25519_dalek::SigningKey::from_pkcs8_der(der)
+        .map_err(|e| format!("is not a valid Ed25519 private key ({e})"))?;
+    let public = PublicJwk::Ed25519 {
+        x: key.verifying_key().to_bytes(),
+    };
+    let pkcs8_der = key
+        .to_pkcs8_der()
+        .map_err(|e| format!("could not be re-encoded as PKCS#8 ({e})"))?;
+    Ok(LoadedPrivateKey {
+        encoding: EncodingKey::from_ed_der(pkcs8_der.as_bytes()),
+        public,
+    })
 }
 
 /// Loads the public key of `alg` from PEM: SPKI (`BEGIN PUBLIC KEY`) for all three, PKCS#1

@@ -54,20 +54,8 @@ impl OtpAuth {
                 call: CallId::random(),
             })
             .await?;
-        let refusal = match outcome {
-            IssueOutcome::Issued => None,
-            IssueOutcome::AddressLimited { retry_after, limit } => {
-                Some((limit.into(), Error::RateLimited { retry_after }))
-            }
-            IssueOutcome::IpLimited { retry_after } => {
-                Some((Limit::Ip, Error::RateLimited { retry_after }))
-            }
-            IssueOutcome::LockedOut { retry_after } => {
-                Some((Limit::Lockout, Error::LockedOut { retry_after }))
-            }
-        };
         let event = |kind| Event::new(kind, client).of_address(&address, email);
-        if let Some((limit, error)) = refusal {
+        if let Some((limit, error)) = refusal(outcome) {
             self.emit(&event(EventKind::CodeRefused { limit }));
             return Err(error);
         }
@@ -283,5 +271,21 @@ impl OtpAuth {
             "{}: {what}",
             CodeSettings::VARS.disable_local_auth
         );
+    }
+}
+
+/// The limit that refused an issue, and the error the client gets; `None` when issued.
+fn refusal(outcome: IssueOutcome) -> Option<(Limit, Error)> {
+    match outcome {
+        IssueOutcome::Issued => None,
+        IssueOutcome::AddressLimited { retry_after, limit } => {
+            Some((limit.into(), Error::RateLimited { retry_after }))
+        }
+        IssueOutcome::IpLimited { retry_after } => {
+            Some((Limit::Ip, Error::RateLimited { retry_after }))
+        }
+        IssueOutcome::LockedOut { retry_after } => {
+            Some((Limit::Lockout, Error::LockedOut { retry_after }))
+        }
     }
 }
