@@ -174,7 +174,8 @@ impl Spec<'_> {
     fn register<T: ToSchema>(&mut self) -> Ref {
         let name = T::name().into_owned();
         if !self.schemas.iter().any(|(n, _)| *n == name) {
-            self.schemas.push((name.clone(), <T as PartialSchema>::schema()));
+            self.schemas
+                .push((name.clone(), <T as PartialSchema>::schema()));
             let mut nested = Vec::new();
             T::schemas(&mut nested);
             for (n, schema) in nested {
@@ -190,7 +191,10 @@ impl Spec<'_> {
     pub(crate) fn body<T: ToSchema>(&mut self) -> RequestBody {
         let schema = self.register::<T>();
         RequestBodyBuilder::new()
-            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema)).build(),
+            )
             .required(Some(Required::True))
             .build()
     }
@@ -200,7 +204,10 @@ impl Spec<'_> {
         let schema = self.register::<T>();
         ResponseBuilder::new()
             .description(description)
-            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema)).build(),
+            )
             .build()
     }
 
@@ -358,7 +365,10 @@ impl Spec<'_> {
         }
         let schema = self.register::<RefreshBody>();
         let optional_body = RequestBodyBuilder::new()
-            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema)).build(),
+            )
             .required(Some(Required::False))
             .description(Some(if transport.uses_cookie() {
                 "The refresh token, unless the cookie carries it (not both: 400)"
@@ -367,12 +377,18 @@ impl Spec<'_> {
             }))
             .build();
         self.json_errors(op.request_body(Some(optional_body)))
-            .response("400", problem("A refresh token in both the body and the cookie"))
+            .response(
+                "400",
+                problem("A refresh token in both the body and the cookie"),
+            )
     }
 
     /// `otp is exactly N ASCII digits.`
     pub(crate) fn code_shape(&self) -> String {
-        format!("`otp` is exactly {} ASCII digits.", self.config.codes.length)
+        format!(
+            "`otp` is exactly {} ASCII digits.",
+            self.config.codes.length
+        )
     }
 
     /// Where the token answers put the refresh token.
