@@ -40,9 +40,9 @@ macro_rules! suites {
     ($(#[$attr:meta])* $module:ident, $connect:ident, $var:literal) => {
         mod $module {
             use super::*;
-            otp_core::otp_store_contract!($(#[$attr])* otp, async { store($connect($var).await) });
-            otp_core::blacklist_contract!($(#[$attr])* blacklist, async { store($connect($var).await) });
-            otp_core::login_contract!($(#[$attr])* login, async { pair($connect($var).await) });
+            otp_core::contract::otp_store_contract!($(#[$attr])* otp, async { store($connect($var).await) });
+            otp_core::contract::blacklist_contract!($(#[$attr])* blacklist, async { store($connect($var).await) });
+            otp_core::contract::login_contract!($(#[$attr])* login, async { pair($connect($var).await) });
         }
     };
 }

@@ -97,7 +97,7 @@ fn rejection(e: Error) -> Response {
     otp_core::adapter::error_response(e).map(Body::from)
 }
 
-otp_core::user_extractor_type! {
+otp_core::adapter::user_extractor_type! {
     /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
     /// signature, algorithm, type, expiry, issuer/audience and revocation. Under
     /// [`RequireUserLayer`], the user the layer checked (no second check).

@@ -2,11 +2,13 @@
 //! point to [`serve`] with the client's socket address and writes the `http::Response`
 //! back; its current-user extractor calls [`request_user`] (or [`current_user`]), its
 //! layer [`require_user`], and both answer a refusal with [`error_response`]. Routers that register paths one by one take them from
-//! [`Endpoint::ALL`]; [`user_extractor_type!`](crate::user_extractor_type) declares the
+//! [`Endpoint::ALL`]; [`user_extractor_type!`](crate::adapter::user_extractor_type) declares the
 //! extractor's type. Nothing else: routing, limits, cookies and problem documents are the
 //! engine's, so every adapter answers byte for byte alike.
 
 pub use crate::routes::{Endpoint, Method};
+#[doc(inline)]
+pub use crate::user_extractor_type;
 pub use crate::web::{
     ClientIp, bearer_token, current_user, error_response, request_user, require_user, serve,
 };
@@ -15,7 +17,7 @@ pub use crate::web::{
 #[path = "openapi.rs"]
 pub mod openapi;
 
-/// What [`user_extractor_type!`](crate::user_extractor_type)'s types require of their
+/// What [`user_extractor_type!`](crate::adapter::user_extractor_type)'s types require of their
 /// claims type, re-exported so the macro works in crates that do not name serde.
 pub use serde::de::DeserializeOwned;
 
@@ -25,7 +27,7 @@ pub use serde::de::DeserializeOwned;
 /// written before the name go on the type.
 ///
 /// ```
-/// otp_core::user_extractor_type! {
+/// otp_core::adapter::user_extractor_type! {
 ///     /// The authenticated user of a request.
 ///     CurrentUser
 /// }
@@ -34,6 +36,7 @@ pub use serde::de::DeserializeOwned;
 /// #     CurrentUser::from_user(user)
 /// # }
 /// ```
+#[doc(hidden)] // shown in this module (`adapter::user_extractor_type!`)
 #[macro_export]
 macro_rules! user_extractor_type {
     ($(#[$attr:meta])* $name:ident) => {

@@ -5,17 +5,17 @@
 //! ```ignore
 //! // tests/contract.rs of your crate, with otp-core's `test-util` feature and tokio
 //! // (macros, rt-multi-thread) as dev-dependencies:
-//! otp_core::otp_store_contract!(my_store, async { std::sync::Arc::new(MyStore::connect().await) });
-//! otp_core::blacklist_contract!(my_blacklist, async { std::sync::Arc::new(MyStore::connect().await) });
+//! otp_core::contract::otp_store_contract!(my_store, async { std::sync::Arc::new(MyStore::connect().await) });
+//! otp_core::contract::blacklist_contract!(my_blacklist, async { std::sync::Arc::new(MyStore::connect().await) });
 //! // verify_and_open: the same store as both halves, as `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)`.
-//! otp_core::login_contract!(my_login, async { /* (store.clone() as _, store as _) */ });
+//! otp_core::contract::login_contract!(my_login, async { /* (store.clone() as _, store as _) */ });
 //! ```
 //!
 //! A store that needs a server the machine may not have: mark the tests ignored unless
 //! the build knows the server, so that a run without it says so instead of passing:
 //!
 //! ```ignore
-//! otp_core::otp_store_contract!(
+//! otp_core::contract::otp_store_contract!(
 //!     #[cfg_attr(not(my_server), ignore = "needs MY_SERVER_URL")]
 //!     my_store,
 //!     async { std::sync::Arc::new(MyStore::connect(&std::env::var("MY_SERVER_URL").unwrap()).await) }
@@ -26,6 +26,9 @@
 //! Some tests sleep a few seconds to see entries expire.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[doc(inline)]
+pub use crate::{blacklist_contract, login_contract, otp_store_contract};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -1389,6 +1392,7 @@ pub async fn blacklist_all(bl: Arc<dyn TokenBlacklist>) {
 /// `$make` is an async expression giving an `Arc` of the store. Attributes written before
 /// the name go on every test, for example
 /// `#[cfg_attr(not(has_my_server), ignore = "needs my server")]`.
+#[doc(hidden)] // shown in this module (`contract::…!`)
 #[macro_export]
 macro_rules! otp_store_contract {
     ($(#[$attr:meta])* $name:ident, $make:expr) => {
@@ -1420,7 +1424,8 @@ macro_rules! otp_store_contract {
 
 /// Instantiates the [`TokenBlacklist`] contract as one test per case, in a module named
 /// `$name`. `$make` is an async expression giving an `Arc` of the store; attributes as in
-/// [`otp_store_contract!`](crate::otp_store_contract).
+/// [`otp_store_contract!`](crate::contract::otp_store_contract).
+#[doc(hidden)] // shown in this module (`contract::…!`)
 #[macro_export]
 macro_rules! blacklist_contract {
     ($(#[$attr:meta])* $name:ident, $make:expr) => {
@@ -1643,7 +1648,8 @@ pub async fn login_ends_sessions_past_the_cap(
 /// test per case,
 /// in a module named `$name`. `$make` is an async expression giving
 /// `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)`: the same store as both, as an
-/// application builds it; attributes as in [`otp_store_contract!`](crate::otp_store_contract).
+/// application builds it; attributes as in [`otp_store_contract!`](crate::contract::otp_store_contract).
+#[doc(hidden)] // shown in this module (`contract::…!`)
 #[macro_export]
 macro_rules! login_contract {
     ($(#[$attr:meta])* $name:ident, $make:expr) => {

@@ -80,7 +80,7 @@ impl Endpoint for AuthRoutes {
 /// The body type of poem's `http::Request`.
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-otp_core::user_extractor_type! {
+otp_core::adapter::user_extractor_type! {
     /// The authenticated user of a request: `Authorization: Bearer <access token>`, checked for
     /// signature, algorithm, type, expiry, issuer/audience and revocation. Under
     /// [`RequireUser`], the user the middleware checked (no second check).

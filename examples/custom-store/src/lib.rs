@@ -73,15 +73,15 @@
 //! use std::sync::Arc;
 //! use my_crate::MyStore;
 //!
-//! otp_core::otp_store_contract!(my_otp, async {
+//! otp_core::contract::otp_store_contract!(my_otp, async {
 //!     Arc::new(MyStore::connect("...").await.unwrap())
 //! });
-//! otp_core::blacklist_contract!(my_blacklist, async {
+//! otp_core::contract::blacklist_contract!(my_blacklist, async {
 //!     Arc::new(MyStore::connect("...").await.unwrap())
 //! });
 //! ```
 //!
-//! plus `otp_core::login_contract!`, whose expression gives the same store as both halves,
+//! plus `otp_core::contract::login_contract!`, whose expression gives the same store as both halves,
 //! `(Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>)` (see `tests/contract.rs`). Each macro
 //! expands to a module of `#[tokio::test]`s, one per case; the first two take the store as
 //! an `Arc`. Attributes before the module name go on every test (such as

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use custom_store_example::SqliteStore;
 
-otp_core::otp_store_contract!(sqlite_otp, async {
+otp_core::contract::otp_store_contract!(sqlite_otp, async {
     Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap())
 });
 
-otp_core::blacklist_contract!(sqlite_blacklist, async {
+otp_core::contract::blacklist_contract!(sqlite_blacklist, async {
     Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap())
 });
 
-otp_core::login_contract!(sqlite_login, async {
+otp_core::contract::login_contract!(sqlite_login, async {
     let store = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
     (
         store.clone() as Arc<dyn otp_core::store::OtpStore>,
