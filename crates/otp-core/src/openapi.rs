@@ -144,17 +144,22 @@ fn constrain_email(field: &mut Object) {
     field.format = Some(SchemaFormat::KnownFormat(KnownFormat::Email));
     field.min_length = Some(crate::email::MIN_EMAIL_CHARS);
     field.max_length = Some(crate::email::MAX_EMAIL_LEN);
+    // RFC 2047 encoded-word syntax is refused (`EmailError::EncodedWord`).
+    field.pattern = Some(NO_ENCODED_WORD.to_owned());
     let described = field.description.take().unwrap_or_default();
     field.description = Some(format!("{described} {EMAIL_RULES}").trim().to_owned());
 }
+
+/// No `=?` and no `?=` anywhere (the domain cannot hold either).
+const NO_ENCODED_WORD: &str = r"^(?!.*=\?)(?!.*\?=)";
 
 /// What an address field accepts beyond `format: email` and its lengths.
 const EMAIL_RULES: &str = "An address of at most 254 characters as sent and 254 bytes once \
     normalized: surrounding spaces are trimmed; the local part is an ASCII dot-atom of at most \
     64 bytes (no quoted local parts, no comments); the domain is a host name of at least two \
     labels, internationalized names allowed (mapped to IDNA ASCII), with a top-level label \
-    that is not all digits (no IP literals); no control, invisible or inner space characters. \
-    The local part is lowercased. Anything else is a 422.";
+    that is not all digits (no IP literals); no control, invisible or inner space characters; \
+    no `=?` or `?=` (MIME encoded-word syntax). The local part is lowercased. Anything else is a 422.";
 
 /// What the route table's operations are written with: the configuration they describe,
 /// the parts they share, and the schemas they use (collected as the document's
@@ -552,6 +557,8 @@ mod tests {
                 assert_eq!(email["format"], "email", "{body}");
                 assert_eq!(email["minLength"], 5, "{body}");
                 assert_eq!(email["maxLength"], 254, "{body}");
+                let pattern = email["pattern"].as_str().unwrap();
+                assert_eq!(pattern, NO_ENCODED_WORD, "{body}");
                 assert!(
                     email["description"].as_str().unwrap().contains("dot-atom"),
                     "{body}"
