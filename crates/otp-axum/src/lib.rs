@@ -55,7 +55,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// The endpoints of the contract, to be nested where you want them (the examples use
-/// `/auth`): every [`Endpoint`](otp_core::adapter::Endpoint) of the route table, at its
+/// `/auth`): every [`Endpoint`] of the route table, at its
 /// method and path.
 ///
 /// Unknown paths under it answer 404 and other methods 405 (with `Allow`), both as
