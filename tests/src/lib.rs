@@ -1,8 +1,8 @@
 //! Test tooling shared by the cross-crate tests: start an app on a loopback port through a
 //! real router, talk to it over real HTTP, read the codes it mails.
 //!
-//! The scenarios are written against [`TestServer`] only, so each adapter (and, with the
-//! Redis backends, each store) runs the same ones.
+//! The scenarios are written against [`TestServer`] only, so each adapter and each store can
+//! run the same ones; [`scenarios`] says which set runs where.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -408,7 +408,7 @@ fn poem_maybe_user(user: otp_poem::MaybeUser) -> poem::web::Json<Value> {
 }
 
 /// The application's own claims, as the scenarios' hooks add them
-/// ([`scenarios::RolesHooks`]).
+/// ([`scenarios::guards::RolesHooks`]).
 #[derive(Debug, serde::Deserialize)]
 pub struct TestClaims {
     pub roles: Vec<String>,
@@ -739,87 +739,4 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     )
     .await;
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One module per adapter × store, each instantiating `$scenarios` (`http_scenarios` or
-/// `metrics_scenarios`); the Redis stores' tests are ignored unless the build knows their
-/// server (see `build.rs`).
-#[macro_export]
-macro_rules! for_every_target {
-    ($scenarios:ident) => {
-        mod axum_memory {
-            $crate::$scenarios!(
-
-            Axum, Memory);
-        }
-        mod axum_redis {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_redis),
-                ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
-            )]
-            Axum, Redis);
-        }
-        mod axum_fred {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_redis),
-                ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
-            )]
-            Axum, Fred);
-        }
-        mod axum_redis_cluster {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_cluster),
-                ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
-            )]
-            Axum, RedisCluster);
-        }
-        mod axum_fred_cluster {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_cluster),
-                ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
-            )]
-            Axum, FredCluster);
-        }
-        mod poem_memory {
-            $crate::$scenarios!(
-
-            Poem, Memory);
-        }
-        mod poem_redis {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_redis),
-                ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
-            )]
-            Poem, Redis);
-        }
-        mod poem_fred {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_redis),
-                ignore = "needs a Redis server at OTP_TEST_REDIS_URL: run `cargo xtask test`"
-            )]
-            Poem, Fred);
-        }
-        mod poem_redis_cluster {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_cluster),
-                ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
-            )]
-            Poem, RedisCluster);
-        }
-        mod poem_fred_cluster {
-            $crate::$scenarios!(
-            #[cfg_attr(
-                not(otp_test_cluster),
-                ignore = "needs a Redis Cluster at OTP_TEST_REDIS_CLUSTER_URL: run `cargo xtask test`"
-            )]
-            Poem, FredCluster);
-        }
-    };
 }
