@@ -5,10 +5,10 @@
 //! packaged files alone, its workspace dependencies from their packages).
 
 use crate::Outcome;
-use crate::cmd::{self, cargo, exit_code, run};
+use crate::cmd::{cargo, output, run};
 
 /// The crates published to crates.io, in dependency order.
-pub(crate) const PUBLISHED: [&str; 6] = [
+const PUBLISHED: [&str; 6] = [
     "otp-core",
     "otp-redis",
     "otp-fred",
@@ -20,67 +20,29 @@ pub(crate) const PUBLISHED: [&str; 6] = [
 /// Files every package must hold.
 const REQUIRED: [&str; 4] = ["Cargo.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE"];
 
-/// Files cargo adds to every package.
-const GENERATED: [&str; 3] = [".cargo_vcs_info.json", "Cargo.toml.orig", "Cargo.lock"];
-
-/// Whether `path` (relative to the package root) may ship: the sources, the README, the
-/// licences and what cargo writes itself.
-fn allowed(path: &str) -> bool {
-    REQUIRED.contains(&path)
-        || GENERATED.contains(&path)
-        || (path.starts_with("src/")
-            && [".rs", ".lua", ".html"]
-                .iter()
-                .any(|ext| path.ends_with(ext)))
-}
-
-/// The problems of one package's file list.
-pub(crate) fn list_problems(crate_name: &str, listing: &str) -> Vec<String> {
-    let files: Vec<&str> = listing
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut problems: Vec<String> = files
-        .iter()
-        .filter(|f| !allowed(f))
-        .map(|f| format!("{crate_name} would ship {f}"))
-        .collect();
-    for required in REQUIRED {
-        if !files.contains(&required) {
-            problems.push(format!("{crate_name} would ship without {required}"));
-        }
-    }
-    problems
+/// The problems of one package's file list: files other than the sources, the README, the
+/// licences and what cargo writes itself; a missing README or licence.
+fn list_problems(crate_name: &str, listing: &str) -> Vec<String> {
+    let files: Vec<&str> = listing.split_whitespace().collect();
+    let generated = [".cargo_vcs_info.json", "Cargo.toml.orig", "Cargo.lock"];
+    let source =
+        |f: &str| f.starts_with("src/") && [".rs", ".lua", ".html"].iter().any(|e| f.ends_with(e));
+    let allowed = |f: &&&str| REQUIRED.contains(f) || generated.contains(f) || source(f);
+    let unwanted = files.iter().filter(|f| !allowed(f));
+    let unwanted = unwanted.map(|f| format!("{crate_name} would ship {f}"));
+    let missing = REQUIRED.iter().filter(|r| !files.contains(r));
+    let missing = missing.map(|r| format!("{crate_name} would ship without {r}"));
+    unwanted.chain(missing).collect()
 }
 
 /// Checks every published crate's file list, then packages and verifies them all.
 pub(crate) fn check() -> Outcome {
     let mut problems = Vec::new();
     for name in PUBLISHED {
-        let mut list = cargo()?;
-        list.args(["package", "--list", "--allow-dirty", "-p", name]);
-        let out = list
-            .output()
-            .map_err(|e| format!("running `{}`: {e}", cmd::display(&list)))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`{}` failed: {}",
-                cmd::display(&list),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let listing = String::from_utf8_lossy(&out.stdout);
+        let list = format!("package --list --allow-dirty -p {name}");
+        let listing = output(&mut cargo(&list))?;
         let found = list_problems(name, &listing);
-        eprintln!(
-            "xtask: {name} ships {} files{}",
-            listing.lines().count(),
-            if found.is_empty() {
-                ""
-            } else {
-                ", not all of them wanted"
-            }
-        );
+        eprintln!("xtask: {name} ships {} files", listing.lines().count());
         problems.extend(found);
     }
     if !problems.is_empty() {
@@ -92,12 +54,8 @@ pub(crate) fn check() -> Outcome {
     forget_unpacked_packages()?;
     // `--workspace` would take the unpublished members too; the published ones, named,
     // are packaged together (each one's workspace dependencies from their packages).
-    let mut package = cargo()?;
-    package.args(["package", "--allow-dirty"]);
-    for name in PUBLISHED {
-        package.args(["-p", name]);
-    }
-    let code = exit_code(run(&mut package)?);
+    let package = format!("package --allow-dirty -p {}", PUBLISHED.join(" -p "));
+    let code = run(&mut cargo(&package))?;
     if code != 0 {
         // The other way an earlier package of the same version comes back: its build in
         // this target directory, which cargo does not check against the sources of a
@@ -121,26 +79,22 @@ fn forget_unpacked_packages() -> Result<(), String> {
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
-    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+    let Some(Ok(registries)) = home.map(|h| std::fs::read_dir(h.join("registry/src"))) else {
         return Ok(());
     };
-    let Ok(registries) = std::fs::read_dir(&src) else {
-        return Ok(());
-    };
-    for registry in registries.flatten() {
-        // Local registries are named `-<hash>`; crates.io's `index.crates.io-<hash>`.
-        if !registry.file_name().to_string_lossy().starts_with('-') {
-            continue;
-        }
-        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
-            continue;
-        };
-        for dir in unpacked.flatten() {
-            let name = dir.file_name().to_string_lossy().into_owned();
-            if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
-                std::fs::remove_dir_all(dir.path())
-                    .map_err(|e| format!("removing {}: {e}", dir.path().display()))?;
-            }
+    // Local registries are named `-<hash>`; crates.io's `index.crates.io-<hash>`.
+    let local = registries
+        .flatten()
+        .filter(|r| r.file_name().to_string_lossy().starts_with('-'));
+    let unpacked = local
+        .filter_map(|r| std::fs::read_dir(r.path()).ok())
+        .flatten()
+        .flatten();
+    for dir in unpacked {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+            std::fs::remove_dir_all(dir.path())
+                .map_err(|e| format!("removing {}: {e}", dir.path().display()))?;
         }
     }
     Ok(())
@@ -148,30 +102,24 @@ fn forget_unpacked_packages() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::list_problems;
 
     #[test]
     fn sources_readme_and_licences_pass_and_nothing_else() {
         let good = "Cargo.toml\nCargo.toml.orig\n.cargo_vcs_info.json\nCargo.lock\nREADME.md\n\
                     LICENSE-MIT\nLICENSE-APACHE\nsrc/lib.rs\nsrc/lua/verify_fn.lua\nsrc/docs.html\n";
         assert!(list_problems("c", good).is_empty());
-        let bad = format!("{good}testdata/keys/rsa-a.pem\ntests/oneshot.rs\ndocs/login-page.png\n");
+        let bad = format!("{good}testdata/keys/rsa-a.pem\ntests/oneshot.rs\n");
+        let expected = [
+            "c would ship testdata/keys/rsa-a.pem",
+            "c would ship tests/oneshot.rs",
+        ];
+        assert_eq!(list_problems("c", &bad), expected);
+        let missing = list_problems("c", "Cargo.toml\nsrc/lib.rs\n");
         assert_eq!(
-            list_problems("c", &bad),
-            [
-                "c would ship testdata/keys/rsa-a.pem",
-                "c would ship tests/oneshot.rs",
-                "c would ship docs/login-page.png"
-            ]
-        );
-        let missing = "Cargo.toml\nsrc/lib.rs\n";
-        assert_eq!(
-            list_problems("c", missing),
-            [
-                "c would ship without README.md",
-                "c would ship without LICENSE-MIT",
-                "c would ship without LICENSE-APACHE"
-            ]
+            missing.join("; "),
+            "c would ship without README.md; c would ship without \
+                   LICENSE-MIT; c would ship without LICENSE-APACHE"
         );
     }
 }

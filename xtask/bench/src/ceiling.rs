@@ -14,11 +14,6 @@ use axum::{Json, Router};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 
-use crate::Flags;
-
-/// Lifetime of the fake access token, as the real default (60 minutes).
-const EXPIRES_IN: u64 = 3600;
-
 /// The refresh cookie, with the attributes of the real default one.
 const SET_REFRESH: &str = "refresh_token=bench-refresh-token; Max-Age=604800; Path=/; \
                            HttpOnly; Secure; SameSite=Lax";
@@ -28,7 +23,8 @@ const CLEAR_REFRESH: &str = "refresh_token=; Max-Age=0; Expires=Thu, 01 Jan 1970
                              Path=/; HttpOnly; Secure; SameSite=Lax";
 
 /// A fixed fake access token about as long as a real one (a JWT of ~400 characters), so
-/// answers and the bearer header weigh what they weigh with the real app.
+/// answers and the bearer header weigh what they weigh with the real app; it lives as long
+/// as the real default (3600 s).
 static ACCESS_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.{}.{}",
@@ -46,16 +42,10 @@ pub(crate) struct Args {
 
 impl Args {
     /// `--addr` and `--redis`, both required.
-    pub(crate) fn from_flags(flags: &Flags) -> Result<Self, String> {
-        flags.only(&["addr", "redis"])?;
-        let addr = flags.required("addr")?;
-        let addr = addr
-            .parse()
-            .map_err(|e| format!("`--addr {addr}` is not a socket address: {e}"))?;
-        Ok(Self {
-            addr,
-            redis: flags.required("redis")?.to_owned(),
-        })
+    pub(crate) fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let addr = args.value_from_str("--addr").map_err(|e| e.to_string())?;
+        let redis = args.value_from_str("--redis").map_err(|e| e.to_string())?;
+        Ok(Self { addr, redis })
     }
 }
 
@@ -76,131 +66,95 @@ pub(crate) async fn serve(args: Args) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("serving on {}: {e}", args.addr))
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = terminate.recv() => {},
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
-    }
-}
-
-/// The one Redis round trip of every request: `EXISTS bench:{key}`.
-async fn exists(redis: &ConnectionManager, key: &str) -> Result<(), StatusCode> {
-    let mut redis = redis.clone();
-    redis::cmd("EXISTS")
-        .arg(format!("bench:{key}"))
-        .query_async::<i64>(&mut redis)
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let serve = axum::serve(listener, service).with_graceful_shutdown(stop);
+    serve
         .await
-        .map(drop)
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
+        .map_err(|e| format!("serving on {}: {e}", args.addr))
 }
 
-/// A bodiless error answer with the real app's cache header.
-fn problem(status: StatusCode) -> Response {
-    (status, [(CACHE_CONTROL, "no-store")]).into_response()
+/// The one Redis round trip of every request, `EXISTS bench:{key}`, then `answer`; a
+/// bodiless error with the real app's cache header when there is no key or Redis fails.
+async fn exists_then(
+    mut redis: ConnectionManager,
+    key: Result<&str, StatusCode>,
+    answer: impl IntoResponse,
+) -> Response {
+    let exists = match key {
+        Ok(key) => (redis::cmd("EXISTS").arg(format!("bench:{key}")))
+            .query_async::<i64>(&mut redis)
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
+        Err(status) => Err(status),
+    };
+    match exists {
+        Ok(_) => answer.into_response(),
+        Err(status) => (status, [(CACHE_CONTROL, "no-store")]).into_response(),
+    }
 }
 
 /// The `email` field of a JSON body.
 fn email(body: &Value) -> Result<&str, StatusCode> {
-    body.get("email")
-        .and_then(Value::as_str)
+    body["email"]
+        .as_str()
         .ok_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
 
-async fn protected(State(redis): State<ConnectionManager>, headers: HeaderMap) -> Response {
-    let Some(token) = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return problem(StatusCode::UNAUTHORIZED);
-    };
-    if let Err(status) = exists(&redis, token).await {
-        return problem(status);
-    }
-    Json(json!({ "message": "Hello, user@example.com!" })).into_response()
-}
-
-async fn request_otp(State(redis): State<ConnectionManager>, Json(body): Json<Value>) -> Response {
-    let result = async {
-        exists(&redis, email(&body)?).await?;
-        Ok::<_, StatusCode>(
-            (
-                [(CACHE_CONTROL, "no-store")],
-                Json(json!({ "message": "OTP sent successfully" })),
-            )
-                .into_response(),
-        )
-    };
-    result.await.unwrap_or_else(problem)
-}
-
-async fn verify_otp(State(redis): State<ConnectionManager>, Json(body): Json<Value>) -> Response {
-    let result = async {
-        exists(&redis, email(&body)?).await?;
-        Ok::<_, StatusCode>(
-            (
-                [(CACHE_CONTROL, "no-store"), (SET_COOKIE, SET_REFRESH)],
-                Json(json!({
-                    "message": "OTP verified successfully!",
-                    "access_token": ACCESS_TOKEN.as_str(),
-                    "token_type": "bearer",
-                    "expires_in": EXPIRES_IN,
-                })),
-            )
-                .into_response(),
-        )
-    };
-    result.await.unwrap_or_else(problem)
-}
-
 /// The `Cookie` header, or `-` when there is none (still one `EXISTS`).
-fn cookie(headers: &HeaderMap) -> &str {
-    headers
+fn cookie(headers: &HeaderMap) -> Result<&str, StatusCode> {
+    Ok(headers
         .get(COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
+        .map_or("-", |v| v.to_str().unwrap_or("-")))
 }
 
-async fn refresh(State(redis): State<ConnectionManager>, headers: HeaderMap) -> Response {
-    if let Err(status) = exists(&redis, cookie(&headers)).await {
-        return problem(status);
+/// The answer of verify-otp and refresh: a token and a refresh cookie.
+fn tokens(message: Option<&str>) -> impl IntoResponse {
+    let token = ACCESS_TOKEN.as_str();
+    let mut body = json!({"access_token": token, "token_type": "bearer", "expires_in": 3600});
+    if let Some(message) = message {
+        body["message"] = json!(message);
     }
-    (
-        [(CACHE_CONTROL, "no-store"), (SET_COOKIE, SET_REFRESH)],
-        Json(json!({
-            "access_token": ACCESS_TOKEN.as_str(),
-            "token_type": "bearer",
-            "expires_in": EXPIRES_IN,
-        })),
-    )
-        .into_response()
+    let headers = [(CACHE_CONTROL, "no-store"), (SET_COOKIE, SET_REFRESH)];
+    (headers, Json(body))
 }
 
-async fn logout(State(redis): State<ConnectionManager>, headers: HeaderMap) -> Response {
-    if let Err(status) = exists(&redis, cookie(&headers)).await {
-        return problem(status);
-    }
-    (
-        [(CACHE_CONTROL, "no-store"), (SET_COOKIE, CLEAR_REFRESH)],
-        Json(json!({ "message": "Successfully logged out" })),
-    )
-        .into_response()
+type Redis = State<ConnectionManager>;
+
+async fn protected(State(redis): Redis, headers: HeaderMap) -> Response {
+    let token = (headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()))
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED);
+    let answer = json!({ "message": "Hello, user@example.com!" });
+    exists_then(redis, token, Json(answer)).await
+}
+
+async fn request_otp(State(redis): Redis, Json(body): Json<Value>) -> Response {
+    let answer = (
+        [(CACHE_CONTROL, "no-store")],
+        Json(json!({ "message": "OTP sent successfully" })),
+    );
+    exists_then(redis, email(&body), answer).await
+}
+
+async fn verify_otp(State(redis): Redis, Json(body): Json<Value>) -> Response {
+    let answer = tokens(Some("OTP verified successfully!"));
+    exists_then(redis, email(&body), answer).await
+}
+
+async fn refresh(State(redis): Redis, headers: HeaderMap) -> Response {
+    exists_then(redis, cookie(&headers), tokens(None)).await
+}
+
+async fn logout(State(redis): Redis, headers: HeaderMap) -> Response {
+    let answer = json!({ "message": "Successfully logged out" });
+    let clear = [(CACHE_CONTROL, "no-store"), (SET_COOKIE, CLEAR_REFRESH)];
+    exists_then(redis, cookie(&headers), (clear, Json(answer))).await
 }

@@ -8,59 +8,38 @@
 //!
 //! Only operations that start after the warm-up and end before the end of the measured
 //! period count, for the rate, the latencies and the errors alike.
+//!
+//! The scenarios, each operation repeated by every user:
+//! * `protected`: log in once, then `GET /protected` with the bearer token (one request);
+//! * `flow`: request-otp, verify-otp, protected, refresh, logout (the five requests);
+//! * `request-otp`: for a new `@mail.bench` address each time, real mail (one request);
+//! * `refresh`: log in once, then `POST /auth/refresh` with the latest cookie (one request).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, HeaderName, SET_COOKIE};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use pico_args::Arguments;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use crate::Flags;
+const SCENARIOS: [&str; 4] = ["protected", "flow", "request-otp", "refresh"];
 
 /// The code every `@magic.bench` address accepts (all zeros, `OTP_LENGTH` 6).
 const MAGIC_CODE: &str = "000000";
 
-/// Name of the refresh cookie (the default `OTP_AUTH_COOKIE_NAME`).
-const COOKIE_NAME: &str = "refresh_token";
-
-/// Pause after a connection failure before trying again, so a dead server does not turn
-/// into a busy loop.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
-
-/// What each virtual user repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
-    /// Log in once, then `GET /protected` with the bearer token (op: one request).
-    Protected,
-    /// request-otp, verify-otp, protected, refresh, logout (op: the five requests).
-    Flow,
-    /// request-otp for a new `@mail.bench` address each time, real mail (op: one request).
-    RequestOtp,
-    /// Log in once, then `POST /auth/refresh` with the latest cookie (op: one request).
-    Refresh,
-}
-
-impl Scenario {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Protected => "protected",
-            Self::Flow => "flow",
-            Self::RequestOtp => "request-otp",
-            Self::Refresh => "refresh",
-        }
-    }
-}
-
 /// Arguments of `otp-bench load`.
 #[derive(Debug)]
 pub(crate) struct Args {
-    target: Target,
-    scenario: Scenario,
+    /// `host:port` of `--base http://host:port`.
+    authority: String,
+    scenario: &'static str,
     concurrency: usize,
     seconds: f64,
     warmup: f64,
@@ -68,164 +47,107 @@ pub(crate) struct Args {
     rate: Option<f64>,
 }
 
+/// The value of option `name`, else `default`.
+fn opt<T: FromStr<Err: Display>>(
+    a: &mut Arguments,
+    name: &'static str,
+    or: T,
+) -> Result<T, String> {
+    Ok(a.opt_value_from_str(name)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(or))
+}
+
 impl Args {
-    /// `--base` and `--scenario` required; `--concurrency` (32), `--seconds` (10) and
-    /// `--warmup` (2) optional.
-    pub(crate) fn from_flags(flags: &Flags) -> Result<Self, String> {
-        flags.only(&[
-            "base",
-            "scenario",
-            "concurrency",
-            "seconds",
-            "warmup",
-            "rate",
-        ])?;
-        let target = Target::parse(flags.required("base")?)?;
-        let scenario = match flags.required("scenario")? {
-            "protected" => Scenario::Protected,
-            "flow" => Scenario::Flow,
-            "request-otp" => Scenario::RequestOtp,
-            "refresh" => Scenario::Refresh,
-            other => {
-                return Err(format!(
-                    "`--scenario {other}`: use protected, flow, request-otp or refresh"
-                ));
-            }
-        };
-        let concurrency = flags.parsed("concurrency", 32_usize)?;
-        let seconds = flags.parsed("seconds", 10.0_f64)?;
-        let warmup = flags.parsed("warmup", 2.0_f64)?;
-        let rate = flags.parsed("rate", 0.0_f64)?;
-        if !(rate >= 0.0 && rate.is_finite()) {
-            return Err("`--rate` must be zero (no pacing) or a positive number".to_owned());
-        }
-        let rate = (rate > 0.0).then_some(rate);
-        if concurrency == 0 {
-            return Err("`--concurrency` must be at least 1".to_owned());
-        }
-        if !(seconds > 0.0 && seconds.is_finite()) {
-            return Err("`--seconds` must be a positive number".to_owned());
-        }
-        if !(warmup >= 0.0 && warmup.is_finite()) {
-            return Err("`--warmup` must be zero or a positive number".to_owned());
-        }
-        Ok(Self {
-            target,
-            scenario,
-            concurrency,
-            seconds,
-            warmup,
-            rate,
-        })
-    }
-}
-
-/// Where the requests go: `http://host:port[/prefix]`.
-#[derive(Debug, Clone)]
-struct Target {
-    /// `host:port`, for connecting and for the `Host` header.
-    authority: String,
-    /// Path prefix without a trailing slash (usually empty).
-    prefix: String,
-}
-
-impl Target {
-    fn parse(base: &str) -> Result<Self, String> {
-        let rest = base
+    /// `--base` and `--scenario` required; `--concurrency` (32), `--seconds` (10),
+    /// `--warmup` (2) and `--rate` (0: a closed loop) optional.
+    pub(crate) fn parse(args: &mut Arguments) -> Result<Self, String> {
+        let base: String = args.value_from_str("--base").map_err(|e| e.to_string())?;
+        let scenario: String = args
+            .value_from_str("--scenario")
+            .map_err(|e| e.to_string())?;
+        let authority = base
             .strip_prefix("http://")
-            .ok_or_else(|| format!("`--base {base}`: only http:// URLs are supported"))?;
-        let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(format!("`--base {base}` has no host"));
-        }
-        let authority = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+            .map(|a| a.trim_end_matches('/'));
+        let authority = (authority.filter(|a| a.contains(':') && !a.contains('/')))
+            .ok_or_else(|| format!("`--base {base}`: expected http://host:port"))?;
+        let parsed = Self {
+            authority: authority.to_owned(),
+            scenario: (SCENARIOS.into_iter().find(|s| *s == scenario))
+                .ok_or_else(|| format!("`--scenario {scenario}`: not one of {SCENARIOS:?}"))?,
+            concurrency: opt(args, "--concurrency", 32)?,
+            seconds: opt(args, "--seconds", 10.0)?,
+            warmup: opt(args, "--warmup", 2.0)?,
+            rate: Some(opt(args, "--rate", 0.0)?).filter(|rate| *rate > 0.0),
         };
-        Ok(Self {
-            authority,
-            prefix: prefix.trim_end_matches('/').to_owned(),
-        })
+        let (seconds, warmup, rate) = (parsed.seconds, parsed.warmup, parsed.rate.unwrap_or(0.0));
+        let finite = [seconds, warmup, rate].iter().all(|v| v.is_finite());
+        if parsed.concurrency == 0 || seconds <= 0.0 || warmup < 0.0 || rate < 0.0 || !finite {
+            let e = "`--concurrency` and `--seconds` must be positive, `--warmup` and `--rate` \
+                     zero or positive";
+            return Err(e.to_owned());
+        }
+        Ok(parsed)
     }
-}
-
-/// The measured window, shared by every virtual user.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    measure_from: Instant,
-    end: Instant,
 }
 
 /// Runs the scenario and prints the JSON line.
 pub(crate) async fn run(args: Args) -> Result<(), String> {
     // Makes the addresses of this run differ from those of earlier runs on the same Redis.
-    let run_id = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    let run_id = UNIX_EPOCH
+        .elapsed()
         .map_or(0, |d| d.as_millis() % 1_000_000_000);
 
-    // Connections (and, for `protected`, logins) before the clock starts.
+    // Connections (and logins) before the clock starts.
     let mut users = Vec::with_capacity(args.concurrency);
     for vu in 0..args.concurrency {
-        let mut user = User {
-            vu,
-            run_id,
-            conn: Conn::new(args.target.clone()),
-            token: String::new(),
-            cookie: String::new(),
-        };
-        user.conn
-            .connect()
-            .await
-            .map_err(|e| format!("virtual user {vu}: {e}"))?;
-        if matches!(args.scenario, Scenario::Protected | Scenario::Refresh) {
+        let mut user = User::default();
+        (user.vu, user.run_id, user.authority) = (vu, run_id, args.authority.clone());
+        let connected = user.connect().await;
+        connected.map_err(|e| format!("virtual user {vu}: {e}"))?;
+        if matches!(args.scenario, "protected" | "refresh") {
             let email = format!("p{run_id}-{vu}@magic.bench");
-            user.login(&email)
-                .await
-                .map_err(|e| format!("virtual user {vu} cannot log in as {email}: {e}"))?;
+            (user.login(&email).await)
+                .map_err(|(_, e)| format!("virtual user {vu} cannot log in as {email}: {e}"))?;
         }
         users.push(user);
     }
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
-    let clock = Clock {
-        measure_from,
-        end: measure_from + Duration::from_secs_f64(args.seconds),
-    };
-    let pace = args
-        .rate
-        .map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate));
-    let tasks: Vec<_> = users
-        .into_iter()
-        .map(|user| {
-            // In the open loop the users' schedules are spread over one pace, so the
-            // operations arrive evenly instead of in bursts of `concurrency`.
-            let first = start
-                + pace.map_or(Duration::ZERO, |p| {
-                    p * user.vu as u32 / args.concurrency as u32
-                });
-            tokio::spawn(user.run(args.scenario, clock, pace, first))
-        })
-        .collect();
+    let end = measure_from + Duration::from_secs_f64(args.seconds);
+    let pace = (args.rate).map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate));
+    let mut tasks = Vec::new();
+    for user in users {
+        // In the open loop the users' schedules are spread over one pace, so the
+        // operations arrive evenly instead of in bursts of `concurrency`.
+        let offset = |p: Duration| p * user.vu as u32 / args.concurrency as u32;
+        let offset = pace.map_or(Duration::ZERO, offset);
+        let window = (measure_from, end, pace, start + offset);
+        tasks.push(tokio::spawn(user.run(args.scenario, window)));
+    }
     let mut total = Stats::default();
     for task in tasks {
         let stats = task
             .await
             .map_err(|e| format!("a virtual user panicked: {e}"))?;
-        total.merge(stats);
+        total.latencies_us.extend(stats.latencies_us);
+        total.errors += stats.errors;
+        total.server_errors += stats.server_errors;
+        total.transport_errors += stats.transport_errors;
     }
 
     total.latencies_us.sort_unstable();
     let ops = total.latencies_us.len();
+    let percentile = |q| percentile_ms(&total.latencies_us, q);
     let line = json!({
-        "scenario": args.scenario.name(),
+        "scenario": args.scenario,
         "ops": ops,
         "seconds": args.seconds,
         "ops_per_sec": round(ops as f64 / args.seconds, 1),
-        "p50_ms": percentile_ms(&total.latencies_us, 0.50),
-        "p99_ms": percentile_ms(&total.latencies_us, 0.99),
-        "p999_ms": percentile_ms(&total.latencies_us, 0.999),
+        "p50_ms": percentile(0.50),
+        "p99_ms": percentile(0.99),
+        "p999_ms": percentile(0.999),
         "rate": args.rate,
         "errors": total.errors,
         "server_errors": total.server_errors,
@@ -243,12 +165,9 @@ fn round(value: f64, decimals: i32) -> f64 {
 
 /// The `q` quantile (nearest rank) of sorted microseconds, in milliseconds.
 fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
     let rank = (q * sorted_us.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted_us.len()) - 1;
-    round(sorted_us[index] as f64 / 1000.0, 3)
+    let us = sorted_us.get(rank.clamp(1, sorted_us.len().max(1)) - 1);
+    us.map_or(0.0, |&us| round(us as f64 / 1000.0, 3))
 }
 
 /// What one virtual user counted in the measured window.
@@ -258,151 +177,24 @@ struct Stats {
     latencies_us: Vec<u64>,
     /// Answers other than 2xx, plus transport failures.
     errors: u64,
-    /// 5xx answers.
     server_errors: u64,
     /// Connection failures (no answer at all); also counted in `errors`.
     transport_errors: u64,
 }
 
-impl Stats {
-    fn merge(&mut self, other: Self) {
-        self.latencies_us.extend(other.latencies_us);
-        self.errors += other.errors;
-        self.server_errors += other.server_errors;
-        self.transport_errors += other.transport_errors;
-    }
-}
+/// Why an op failed: the status of an answer that is not 2xx (the op stops at the first
+/// one), or `None` for no answer (connection refused, reset or closed; or an answer that
+/// makes no sense); and what happened.
+type OpError = (Option<StatusCode>, String);
 
-/// Why an op failed.
-#[derive(Debug)]
-enum OpError {
-    /// An answer that is not 2xx (the op stops at the first one).
-    Status(StatusCode, &'static str),
-    /// No answer: connection refused, reset or closed; or an answer that makes no sense.
-    Transport(String),
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Status(status, what) => write!(f, "{what} answered {status}"),
-            Self::Transport(e) => f.write_str(e),
-        }
-    }
-}
-
-/// One answer, body read to the end (so the connection can be reused).
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// One keep-alive connection, reopened after a failure.
-#[derive(Debug)]
-struct Conn {
-    target: Target,
-    sender: Option<SendRequest<Full<Bytes>>>,
-}
-
-impl Conn {
-    fn new(target: Target) -> Self {
-        Self {
-            target,
-            sender: None,
-        }
-    }
-
-    async fn connect(&mut self) -> Result<(), String> {
-        let authority = &self.target.authority;
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|e| format!("connecting to {authority}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY on {authority}: {e}"))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
-        tokio::spawn(async move {
-            // Ends when the sender is dropped or the server closes the connection; a
-            // failure shows on the next request.
-            let _ = connection.await;
-        });
-        self.sender = Some(sender);
-        Ok(())
-    }
-
-    /// Sends one request and reads the whole answer.
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(hyper::header::HeaderName, &str)],
-        body: Option<&Value>,
-    ) -> Result<Reply, OpError> {
-        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
-            self.connect().await.map_err(OpError::Transport)?;
-        }
-        let uri = format!("{}{path}", self.target.prefix);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(HOST, self.target.authority.as_str());
-        for (name, value) in headers {
-            request = request.header(name, *value);
-        }
-        let body = match body {
-            Some(value) => {
-                request = request.header(CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(value.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let request = request
-            .body(body)
-            .map_err(|e| OpError::Transport(format!("building a request for {path}: {e}")))?;
-        let result = self.exchange(request).await;
-        if result.is_err() {
-            self.sender = None;
-        }
-        result.map_err(|e| OpError::Transport(format!("{path}: {e}")))
-    }
-
-    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Reply, String> {
-        let sender = self
-            .sender
-            .as_mut()
-            .ok_or_else(|| "no connection".to_owned())?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection lost: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("no answer: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-}
-
-/// One virtual user: a connection, and its tokens once logged in.
-#[derive(Debug)]
+/// One virtual user: a keep-alive connection (reopened after a failure), and its tokens
+/// once logged in.
+#[derive(Debug, Default)]
 struct User {
     vu: usize,
     run_id: u128,
-    conn: Conn,
+    authority: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
     /// The latest access token.
     token: String,
     /// The latest `refresh_token=...` pair, as sent back in `Cookie`.
@@ -410,46 +202,114 @@ struct User {
 }
 
 impl User {
-    /// Repeats the scenario until the end of the clock; with `pace`, one operation due
-    /// every `pace` from `first`.
+    async fn connect(&mut self) -> Result<(), String> {
+        let authority = &self.authority;
+        let stream = (TcpStream::connect(authority).await)
+            .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY on {authority}: {e}"))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
+        // Ends when the sender is dropped or the server closes the connection; a failure
+        // shows on the next request.
+        tokio::spawn(connection);
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// Sends one request (`GET /protected`, else a POST) and reads the whole answer (so the
+    /// connection can be reused); an error unless it is 2xx.
+    async fn send(
+        &mut self,
+        path: &str,
+        headers: &[(HeaderName, &str)],
+        body: Option<Value>,
+    ) -> Result<(HeaderMap, Bytes), OpError> {
+        let transport = |e: String| (None, format!("{path}: {e}"));
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            self.connect().await.map_err(transport)?;
+        }
+        let method = if path == "/protected" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in [(HOST, self.authority.as_str())].iter().chain(headers) {
+            request = request.header(name, *value);
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let body = Full::new(body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())));
+        let request = request.body(body).map_err(|e| transport(e.to_string()))?;
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(transport("no connection".to_owned()));
+        };
+        let exchange = async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| format!("connection lost: {e}"))?;
+            let response = sender.send_request(request).await;
+            let (parts, body) = response
+                .map_err(|e| format!("no answer: {e}"))?
+                .into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?;
+            Ok((parts, body.to_bytes()))
+        };
+        match exchange.await {
+            Ok((parts, body)) if parts.status.is_success() => Ok((parts.headers, body)),
+            Ok((parts, _)) => Err((
+                Some(parts.status),
+                format!("{path} answered {}", parts.status),
+            )),
+            Err(e) => {
+                self.sender = None;
+                Err(transport(e))
+            }
+        }
+    }
+
+    /// Repeats the scenario until `end`, counting what runs from `measure_from` on; with
+    /// `pace`, one operation due every `pace` from `first`.
     async fn run(
         mut self,
-        scenario: Scenario,
-        clock: Clock,
-        pace: Option<Duration>,
-        first: Instant,
+        scenario: &str,
+        (measure_from, end, pace, first): (Instant, Instant, Option<Duration>, Instant),
     ) -> Stats {
         let mut stats = Stats::default();
-        let mut n: u64 = 0;
         let mut next = first;
-        loop {
-            // In the open loop, an operation's latency runs from when it was due.
+        for n in 0_u64.. {
+            // In the open loop, an operation's latency runs from when it was due; late
+            // ones start at once.
             let due = match pace {
                 Some(pace) => {
-                    // A steady rate: each user starts an operation every `pace`, late ones
-                    // at once.
-                    let due = next;
-                    tokio::time::sleep_until(due.into()).await;
+                    tokio::time::sleep_until(next.into()).await;
                     next += pace;
-                    due
+                    next - pace
                 }
                 None => Instant::now(),
             };
-            if Instant::now() >= clock.end {
+            if Instant::now() >= end {
                 break;
             }
             let outcome = match scenario {
-                Scenario::Protected => self.protected().await,
-                Scenario::Flow => self.flow(n).await,
-                Scenario::RequestOtp => {
+                "protected" => self.protected().await,
+                "flow" => self.flow(n).await,
+                "request-otp" => {
                     let email = format!("m{}-{}-{n}@mail.bench", self.run_id, self.vu);
                     self.request_otp(&email).await
                 }
-                Scenario::Refresh => self.refresh().await,
+                _ => self.refresh().await,
             };
-            n += 1;
             let done = Instant::now();
-            let counted = due >= clock.measure_from && done <= clock.end;
+            let counted = due >= measure_from && done <= end;
             match outcome {
                 Ok(()) if counted => {
                     let us = done.duration_since(due).as_micros();
@@ -457,25 +317,20 @@ impl User {
                         .latencies_us
                         .push(u64::try_from(us).unwrap_or(u64::MAX));
                 }
-                Ok(()) => {}
-                Err(OpError::Status(status, _)) => {
-                    if counted {
-                        stats.errors += 1;
-                        if status.is_server_error() {
-                            stats.server_errors += 1;
-                        }
-                    }
+                Err((Some(status), _)) if counted => {
+                    stats.errors += 1;
+                    stats.server_errors += u64::from(status.is_server_error());
                 }
-                Err(OpError::Transport(e)) => {
-                    if counted {
-                        stats.errors += 1;
-                        stats.transport_errors += 1;
-                    }
+                Err((None, e)) => {
+                    stats.errors += u64::from(counted);
+                    stats.transport_errors += u64::from(counted);
                     if stats.transport_errors <= 3 {
                         eprintln!("otp-bench: virtual user {}: {e}", self.vu);
                     }
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    // So that a dead server does not turn into a busy loop.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                _ => {}
             }
         }
         stats
@@ -484,44 +339,23 @@ impl User {
     /// request-otp then verify-otp with the magic code; keeps the token and cookie.
     async fn login(&mut self, email: &str) -> Result<(), OpError> {
         self.request_otp(email).await?;
-        let reply = self
-            .conn
-            .send(
-                Method::POST,
-                "/auth/verify-otp",
-                &[],
-                Some(&json!({ "email": email, "otp": MAGIC_CODE })),
-            )
-            .await?;
-        ok(&reply, "verify-otp")?;
-        self.take_tokens(&reply, "verify-otp")
+        let body = json!({ "email": email, "otp": MAGIC_CODE });
+        let reply = self.send("/auth/verify-otp", &[], Some(body)).await?;
+        self.take_tokens(reply, "verify-otp")
     }
 
     async fn request_otp(&mut self, email: &str) -> Result<(), OpError> {
-        let reply = self
-            .conn
-            .send(
-                Method::POST,
-                "/auth/request-otp",
-                &[],
-                Some(&json!({ "email": email })),
-            )
-            .await?;
-        ok(&reply, "request-otp")
+        let body = json!({ "email": email });
+        self.send("/auth/request-otp", &[], Some(body))
+            .await
+            .map(drop)
     }
 
     async fn protected(&mut self) -> Result<(), OpError> {
         let bearer = format!("Bearer {}", self.token);
-        let reply = self
-            .conn
-            .send(
-                Method::GET,
-                "/protected",
-                &[(AUTHORIZATION, bearer.as_str())],
-                None,
-            )
-            .await?;
-        ok(&reply, "protected")
+        self.send("/protected", &[(AUTHORIZATION, &bearer)], None)
+            .await
+            .map(drop)
     }
 
     /// The five requests of a whole login session.
@@ -529,75 +363,44 @@ impl User {
         let email = format!("u{}-{}-{n}@magic.bench", self.run_id, self.vu);
         self.login(&email).await?;
         self.protected().await?;
-
         self.refresh().await?;
-
-        let bearer = format!("Bearer {}", self.token);
-        let cookie = self.cookie.clone();
-        let reply = self
-            .conn
-            .send(
-                Method::POST,
-                "/auth/logout",
-                &[(AUTHORIZATION, bearer.as_str()), (COOKIE, cookie.as_str())],
-                None,
-            )
-            .await?;
-        ok(&reply, "logout")
+        let (bearer, cookie) = (format!("Bearer {}", self.token), self.cookie.clone());
+        let headers = [(AUTHORIZATION, bearer.as_str()), (COOKIE, cookie.as_str())];
+        self.send("/auth/logout", &headers, None).await.map(drop)
     }
 
     /// `POST /auth/refresh` with the latest cookie; keeps the new token and cookie.
     async fn refresh(&mut self) -> Result<(), OpError> {
         let cookie = self.cookie.clone();
         let reply = self
-            .conn
-            .send(
-                Method::POST,
-                "/auth/refresh",
-                &[(COOKIE, cookie.as_str())],
-                None,
-            )
+            .send("/auth/refresh", &[(COOKIE, &cookie)], None)
             .await?;
-        ok(&reply, "refresh")?;
-        self.take_tokens(&reply, "refresh")
+        self.take_tokens(reply, "refresh")
     }
 
     /// Keeps the access token of a verify-otp or refresh answer and its refresh cookie.
-    fn take_tokens(&mut self, reply: &Reply, what: &'static str) -> Result<(), OpError> {
-        let body: Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| OpError::Transport(format!("{what}: the answer is not JSON: {e}")))?;
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| OpError::Transport(format!("{what}: no access_token in the answer")))?;
+    fn take_tokens(
+        &mut self,
+        (headers, body): (HeaderMap, Bytes),
+        what: &str,
+    ) -> Result<(), OpError> {
+        let failed = |e: &str| (None, format!("{what}: {e}"));
+        let body: Value = serde_json::from_slice(&body).map_err(|_| failed("not JSON"))?;
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| failed("no access_token"))?;
         self.token = token.to_owned();
-        self.cookie = refresh_cookie(&reply.headers)
-            .ok_or_else(|| OpError::Transport(format!("{what}: no {COOKIE_NAME} cookie set")))?;
+        self.cookie = refresh_cookie(&headers).ok_or_else(|| failed("no refresh_token cookie"))?;
         Ok(())
-    }
-}
-
-/// `Ok` for a 2xx answer.
-fn ok(reply: &Reply, what: &'static str) -> Result<(), OpError> {
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(OpError::Status(reply.status, what))
     }
 }
 
 /// The `refresh_token=<value>` pair of the `Set-Cookie` headers.
 fn refresh_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
+    (headers.get_all(SET_COOKIE).iter())
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
         .map(str::trim)
-        .find(|pair| {
-            pair.strip_prefix(COOKIE_NAME)
-                .is_some_and(|rest| rest.starts_with('='))
-        })
+        .find(|pair| pair.starts_with("refresh_token="))
         .map(str::to_owned)
 }
 
@@ -606,39 +409,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_are_nearest_rank() {
+    fn percentiles_and_cookies() {
         let us: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
-        assert_eq!(percentile_ms(&us, 0.50), 50.0);
-        assert_eq!(percentile_ms(&us, 0.99), 99.0);
-        assert_eq!(percentile_ms(&[], 0.99), 0.0);
-        assert_eq!(percentile_ms(&[1500], 0.5), 1.5);
-    }
-
-    #[test]
-    fn base_urls() {
-        let t = Target::parse("http://127.0.0.1:3000").unwrap();
         assert_eq!(
-            (t.authority.as_str(), t.prefix.as_str()),
-            ("127.0.0.1:3000", "")
+            (percentile_ms(&us, 0.50), percentile_ms(&us, 0.99)),
+            (50.0, 99.0)
         );
-        let t = Target::parse("http://localhost/app/").unwrap();
         assert_eq!(
-            (t.authority.as_str(), t.prefix.as_str()),
-            ("localhost:80", "/app")
+            (percentile_ms(&[], 0.99), percentile_ms(&[1500], 0.5)),
+            (0.0, 1.5)
         );
-        assert!(Target::parse("https://x").is_err());
-    }
-
-    #[test]
-    fn cookie_pair_from_set_cookie() {
         let mut headers = HeaderMap::new();
         headers.append(SET_COOKIE, "other=1; Path=/".parse().unwrap());
-        headers.append(
-            SET_COOKIE,
-            "refresh_token=abc.def; Max-Age=604800; Path=/; HttpOnly"
-                .parse()
-                .unwrap(),
-        );
+        let set = "refresh_token=abc.def; Max-Age=604800; Path=/; HttpOnly";
+        headers.append(SET_COOKIE, set.parse().unwrap());
         assert_eq!(
             refresh_cookie(&headers).as_deref(),
             Some("refresh_token=abc.def")

@@ -8,9 +8,6 @@
 //!   --concurrency N --seconds S [--warmup S] [--rate R]` runs N virtual users on keep-alive
 //!   connections, in a closed loop or at R operations per second, and prints one JSON line
 //!   with throughput, latency percentiles and errors.
-//!
-//! Arguments are parsed by hand; every error is reported on stderr with exit status 1
-//! (2 for a usage error).
 
 mod ceiling;
 mod load;
@@ -31,144 +28,50 @@ Usage:
 ";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let flags = match Flags::parse(rest) {
-        Ok(flags) => flags,
-        Err(e) => return usage_error(&e),
-    };
-    let outcome = match command.as_str() {
-        "ceiling" => ceiling::Args::from_flags(&flags)
-            .map_err(Failure::Usage)
-            .and_then(|args| {
-                runtime()?
-                    .block_on(ceiling::serve(args))
-                    .map_err(Failure::Run)
-            }),
-        "load" => load::Args::from_flags(&flags)
-            .map_err(Failure::Usage)
-            .and_then(|args| runtime()?.block_on(load::run(args)).map_err(Failure::Run)),
+    let mut args = pico_args::Arguments::from_env();
+    let command = args.subcommand().ok().flatten().unwrap_or_default();
+    let parsed = match command.as_str() {
+        "ceiling" => ceiling::Args::parse(&mut args).map(Command::Ceiling),
+        "load" => load::Args::parse(&mut args).map(Command::Load),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        other => Err(Failure::Usage(format!("unknown command `{other}`"))),
+        other => Err(format!("unknown command `{other}`")),
     };
+    let rest = args.finish();
+    let parsed = match parsed {
+        Ok(_) if !rest.is_empty() => Err(format!("unexpected arguments {rest:?}")),
+        parsed => parsed,
+    };
+    let command = match parsed {
+        Ok(command) => command,
+        Err(e) => {
+            eprint!("otp-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // The multi-threaded tokio runtime both commands run on (one worker per core).
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+        .and_then(|runtime| match command {
+            Command::Ceiling(args) => runtime.block_on(ceiling::serve(args)),
+            Command::Load(args) => runtime.block_on(load::run(args)),
+        });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(e)) => usage_error(&e),
-        Err(Failure::Run(e)) => {
+        Err(e) => {
             eprintln!("otp-bench: error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Why a command failed: bad arguments (exit 2) or a failure while running (exit 1).
+/// A command and its arguments.
 #[derive(Debug)]
-enum Failure {
-    Usage(String),
-    Run(String),
-}
-
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("otp-bench: {message}\n");
-    eprint!("{USAGE}");
-    ExitCode::from(2)
-}
-
-/// The multi-threaded tokio runtime both commands run on (one worker per core).
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Run(format!("cannot start the tokio runtime: {e}")))
-}
-
-/// `--name value` pairs, in order.
-#[derive(Debug, Default)]
-pub(crate) struct Flags {
-    pairs: Vec<(String, String)>,
-}
-
-impl Flags {
-    /// Reads `--name value` pairs; anything else is an error.
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut pairs = Vec::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let Some(name) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument `{arg}`"));
-            };
-            let value = it
-                .next()
-                .ok_or_else(|| format!("`--{name}` needs a value"))?;
-            pairs.push((name.to_owned(), value.clone()));
-        }
-        Ok(Self { pairs })
-    }
-
-    /// The value of `--name`, the last one when given twice.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The value of a required `--name`.
-    pub(crate) fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name)
-            .ok_or_else(|| format!("`--{name}` is required"))
-    }
-
-    /// Fails on a flag not in `known`.
-    pub(crate) fn only(&self, known: &[&str]) -> Result<(), String> {
-        match self
-            .pairs
-            .iter()
-            .find(|(n, _)| !known.contains(&n.as_str()))
-        {
-            Some((name, _)) => Err(format!("unknown option `--{name}`")),
-            None => Ok(()),
-        }
-    }
-
-    /// `--name` parsed as `T`, or `default` when absent.
-    pub(crate) fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e| format!("`--{name} {v}` is not valid: {e}")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Flags;
-
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn flags_are_pairs() {
-        let flags = Flags::parse(&strings(&["--a", "1", "--b", "x", "--a", "2"])).unwrap();
-        assert_eq!(flags.get("a"), Some("2"));
-        assert_eq!(flags.get("b"), Some("x"));
-        assert_eq!(flags.parsed("a", 0_u32).unwrap(), 2);
-        assert_eq!(flags.parsed("c", 7_u32).unwrap(), 7);
-        assert!(flags.only(&["a"]).is_err());
-        assert!(Flags::parse(&strings(&["--a"])).is_err());
-        assert!(Flags::parse(&strings(&["a"])).is_err());
-    }
+enum Command {
+    Ceiling(ceiling::Args),
+    Load(load::Args),
 }

@@ -2,397 +2,522 @@
 //! machine allows.
 //!
 //! Builds the example apps and `otp-bench` in release mode and starts Redis and smtp-sink
-//! (the `Servers` of `cargo xtask test`). Then it runs `--rounds` rounds (3 by default).
-//! Each round starts `otp-bench ceiling` (the same routes doing one Redis `EXISTS` each
-//! and nothing else) and keeps it running, idle when not loaded, for the whole round; then
-//! each app (axum, poem) on each store (redis, fred) is started afresh on an empty Redis
-//! and measured in PAIRS, scenario by scenario:
-//!
-//! * `protected` and `flow`: `otp-bench load` against the ceiling server, then at once the
-//!   same load (same options) against the app;
-//! * `request-otp`: postfix's `smtp-source` against the same smtp-sink, then at once
-//!   `otp-bench load` against the app.
+//! (the `Servers` of `cargo xtask test`). Each of the `--rounds` rounds starts `otp-bench
+//! ceiling` (the same routes doing one Redis `EXISTS` each and nothing else) and keeps it,
+//! idle when not loaded, for the whole round; then each app (axum, poem) on each store
+//! (redis, fred) is started afresh on an empty Redis and measured in PAIRS, scenario by
+//! scenario: `otp-bench load` against the ceiling server (for `request-otp`: postfix's
+//! `smtp-source` against the same smtp-sink), then at once the same load against the app.
 //!
 //! A pair's ratio is the app's ops/s over the ops/s of the ceiling run just before it, so
 //! both sides of a ratio see the same background load, even on a shared machine where the
 //! ceiling swings within a run. The flush before each app does not disturb the ceiling: it
-//! only reads (`EXISTS` on `bench:*` keys that never exist) and keeps its connection.
+//! only reads (`EXISTS` on `bench:*` keys that never exist) and keeps its connection. The
+//! load generator runs on the same cores as the servers, with no pinning.
 //!
-//! An app's row reports the median over the rounds of ops/s, p50 and p99 (errors and 5xx
-//! summed), each round's paired ratio, and the median of those ratios, which decides PASS
-//! or MISS against the target. A ceiling row (and the `smtp-source` row) summarizes every
-//! ceiling run of its scenario in the run: median ops/s, p50 and p99, and the lowest and
-//! highest ops/s, to show the noise. `--only app/store,...` and `--scenarios name,...`
-//! narrow what is measured (no ceiling server without `protected` or `flow`, no
-//! `smtp-source` without `request-otp`). The first round also measures the Redis memory of
-//! one pending login with each app and store. Prints the table and writes
-//! `target/bench/bench.json`, with each pair's raw results.
-//!
-//! The load generator runs on the same cores as the server, with no pinning: every run,
-//! the ceiling's included, shares the CPU between client and server.
-//!
-//! The modules, by concern:
-//!
-//! * this one: the entry point, and the rounds of runs;
-//! * [`options`]: the options of the command and the apps and stores they select;
-//! * [`process`]: building, starting and stopping the servers under test;
-//! * [`client`]: the load generators and the other clients of those servers;
-//! * [`results`]: what a run measures, the pairs and rows they make up;
-//! * [`stats`]: medians, ranges, paired ratios and verdicts against the targets;
-//! * [`report`]: the table and the JSON file.
+//! The first round also measures the Redis memory of one pending login with each app and
+//! store, and the open loop (`--open-loop`); every round with `--preload-sessions` runs
+//! `protected` and `refresh` on the empty store, then again after writing sessions into
+//! Redis. [`report`] sums it all up into the table and `target/bench/bench.json`.
 
-mod client;
-#[cfg(test)]
-mod fixtures;
-mod options;
-mod process;
 mod report;
-mod results;
-mod stats;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use self::options::{Options, Target};
-use self::report::Report;
-use self::results::{Ceiling, Load, Memory, OpenLoop, Pair, Preloaded, Row};
+use pico_args::Arguments;
+
+use self::report::{Load, Memory, OpenLoop, Pair, Preloaded, Report, ratio_of};
 use crate::Outcome;
-use crate::servers::Servers;
-use crate::tools::Tools;
+use crate::cmd::{build_release, display, env_pairs, output, target_dir};
+use crate::servers::{Proc, Servers, app_command, find_program, free_addr};
 
-pub(crate) use self::process::{App, build_release, free_addr, server_var, url_port};
-
-/// The example apps: package and binary name, short name.
-const APPS: [(&str, &str); 2] = [("axum-example", "axum"), ("poem-example", "poem")];
-
-/// The Redis stores (`OTP_AUTH_STORE`).
+/// The example apps (package `<app>-example`) and the Redis stores (`OTP_AUTH_STORE`).
+const APPS: [&str; 2] = ["axum", "poem"];
 const STORES: [&str; 2] = ["redis", "fred"];
 
-/// The scenarios of `otp-bench load` run against each app.
+/// The scenarios of `otp-bench load`; all but `request-otp` are served by `otp-bench ceiling`.
 const SCENARIOS: [&str; 4] = ["protected", "flow", "refresh", "request-otp"];
 
-/// The scenarios that `otp-bench ceiling` serves (`request-otp` has `smtp-source`).
-const CEILING_SCENARIOS: [&str; 3] = ["protected", "flow", "refresh"];
-
-/// The scenarios run again on a store preloaded with sessions (`--preload-sessions`).
-const PRELOAD_SCENARIOS: [&str; 2] = ["protected", "refresh"];
-
 /// Any 64 hex digits: a strong enough key for the bench only.
-pub(crate) const JWT_SECRET: &str =
-    "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
+const JWT_SECRET: &str = "3f9c1e7a5b2d4c8e6a0f1b3d5c7e9a2b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c";
 
-/// Messages sent by `smtp-source` (before each app's request-otp) to measure what
-/// smtp-sink takes.
+/// Messages sent by `smtp-source` (before each app's request-otp).
 const SMTP_SOURCE_MESSAGES: u32 = 5000;
 
-/// What the runs share: paths, server addresses, options.
+/// One example app on one store.
+type Target = (&'static str, &'static str);
+
+/// Options of `cargo xtask bench` (defaults and meanings in `cargo xtask help`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Options {
+    seconds: u32,
+    /// Virtual users of `otp-bench load`, connections of `smtp-source`.
+    concurrency: u32,
+    warmup: u32,
+    rounds: u32,
+    /// The apps and stores measured, in the order of the table.
+    targets: Vec<Target>,
+    /// The scenarios run, in the order of [`SCENARIOS`].
+    scenarios: Vec<&'static str>,
+    /// Percentages of the closed loop's ops/s at which the first round reruns each
+    /// `otp-bench` scenario in an open loop.
+    open_loop: Vec<u32>,
+    /// Sessions written into Redis before `protected` and `refresh` run again (0: not run).
+    preload_sessions: u32,
+}
+
+impl Options {
+    fn parse(args: Vec<String>) -> Result<Self, String> {
+        let mut a = Arguments::from_vec(args.into_iter().map(Into::into).collect());
+        let all = || {
+            APPS.into_iter()
+                .flat_map(|app| STORES.map(|store| (app, store)))
+        };
+        let target = |item: &str| {
+            let (app, store) = item.split_once('/')?;
+            all().find(|t| *t == (app.trim(), store.trim()))
+        };
+        let scenario = |item: &str| SCENARIOS.into_iter().find(|s| *s == item);
+        let percent = |item: &str| item.parse().ok().filter(|p| (1..=100).contains(p));
+        let chosen = list(&mut a, "--only", target)?.unwrap_or_else(|| all().collect());
+        let targets = all().filter(|t| chosen.contains(t)).collect();
+        let chosen = list(&mut a, "--scenarios", scenario)?.unwrap_or(SCENARIOS.to_vec());
+        let scenarios = SCENARIOS
+            .into_iter()
+            .filter(|s| chosen.contains(s))
+            .collect();
+        let o = Self {
+            seconds: opt(&mut a, "--seconds", 10)?,
+            concurrency: opt(&mut a, "--concurrency", 32)?,
+            warmup: opt(&mut a, "--warmup", 2)?,
+            rounds: opt(&mut a, "--rounds", 3)?,
+            targets,
+            scenarios,
+            open_loop: list(&mut a, "--open-loop", percent)?.unwrap_or_default(),
+            preload_sessions: opt(&mut a, "--preload-sessions", 0)?,
+        };
+        let rest = a.finish();
+        if !rest.is_empty() || o.seconds == 0 || o.concurrency == 0 || o.rounds == 0 {
+            return Err(format!(
+                "`bench` takes the options of `cargo xtask help` (got {rest:?}); --seconds, \
+                 --concurrency and --rounds must be at least 1"
+            ));
+        }
+        Ok(o)
+    }
+
+    /// Whether `scenario` is among the selected ones.
+    fn runs(&self, scenario: &str) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+
+    /// The selected scenarios that the ceiling server measures.
+    fn ceiling_scenarios(&self) -> Vec<&'static str> {
+        let scenarios = self.scenarios.iter().copied();
+        scenarios.filter(|s| *s != "request-otp").collect()
+    }
+}
+
+/// The numeric option `name`, else `default` (shared with `cargo xtask soak`).
+pub(crate) fn opt(a: &mut Arguments, name: &'static str, default: u32) -> Result<u32, String> {
+    Ok(a.opt_value_from_str(name)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(default))
+}
+
+/// The list option `name`: its comma-separated items, each mapped by `known`; an error
+/// names an unknown one.
+fn list<T>(
+    a: &mut Arguments,
+    name: &'static str,
+    known: impl Fn(&str) -> Option<T>,
+) -> Result<Option<Vec<T>>, String> {
+    let value: Option<String> = a.opt_value_from_str(name).map_err(|e| e.to_string())?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let item = |item: &str| {
+        known(item.trim()).ok_or_else(|| format!("`{name} {value}`: what is `{item}`?"))
+    };
+    value
+        .split(',')
+        .map(item)
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// An example app on the test servers' Redis and smtp-sink, with the login limits out of
+/// the way of the load (shared with `cargo xtask soak`).
+pub(crate) fn redis_app(
+    program: &Path,
+    addr: SocketAddr,
+    servers: &Servers,
+    store: &str,
+) -> Command {
+    let (redis, smtp) = (servers.redis_url(), servers.smtp);
+    let (smtp_ip, smtp_port) = (smtp.ip(), smtp.port());
+    let vars = format!(
+        "OTP_AUTH_STORE={store} OTP_AUTH_REDIS_URL={redis} OTP_AUTH_JWT_SECRET={JWT_SECRET} \
+         OTP_AUTH_MAILER=smtp OTP_AUTH_SMTP_SERVER={smtp_ip} OTP_AUTH_SMTP_PORT={smtp_port} \
+         OTP_AUTH_DISABLE_LOCAL_AUTH=true OTP_AUTH_MAGIC_OTP_EMAILS=*@magic.bench \
+         OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE=100000000"
+    );
+    let mut command = app_command(program, addr);
+    command.envs(env_pairs(&vars));
+    command
+}
+
+/// The last line of `otp-bench load`'s output, its JSON result.
+pub(crate) fn result_line(stdout: &str) -> Option<&str> {
+    stdout.lines().rev().find(|l| l.starts_with('{'))
+}
+
+/// What the runs share.
 #[derive(Debug)]
 struct Bench<'a> {
-    /// Where `redis-cli` and smtp-sink (next to `smtp-source`) are.
-    tools: &'a Tools,
-    /// The options of the run.
-    options: Options,
-    /// `target/release`, where the apps and `otp-bench` are.
-    release: PathBuf,
+    servers: &'a Servers,
+    o: &'a Options,
     /// `target/bench/logs`, the servers' logs.
     logs: PathBuf,
-    /// `OTP_TEST_REDIS_URL`.
-    redis_url: String,
-    /// The port of that Redis.
-    redis_port: u16,
-    /// The smtp-sink (`OTP_TEST_SMTP_SINK`).
-    smtp: SocketAddr,
 }
 
-/// `cargo xtask bench [--seconds N] [--concurrency N] [--warmup N] [--rounds N]
-/// [--only app/store,...] [--scenarios name,...]`.
-pub(crate) fn bench(args: &[String]) -> Outcome {
-    let options = Options::parse(args)?;
+/// The release build of `program`.
+pub(crate) fn release(program: &str) -> PathBuf {
+    target_dir().join("release").join(program)
+}
 
-    let target = match build_release(&["axum-example", "poem-example", "otp-bench"])? {
-        Ok(target) => target,
-        Err(code) => return Ok(code),
-    };
-    let out = target.join("bench");
+/// `otp-bench ceiling`, running for a whole round, and its address.
+type CeilingServer = (Proc, SocketAddr);
+
+/// `cargo xtask bench [options]`.
+pub(crate) fn bench(args: Vec<String>) -> Outcome {
+    let o = Options::parse(args)?;
+    let code = build_release(&["axum-example", "poem-example", "otp-bench"])?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let out = target_dir().join("bench");
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
-
-    let tools = Tools::locate_or_install()?;
-    let servers = Servers::start(&tools)?;
-    let server_var = |name: &str| server_var(&servers, name);
-    let redis_url = server_var("OTP_TEST_REDIS_URL")?;
-    let redis_port = url_port(&redis_url)?;
-    let smtp = server_var("OTP_TEST_SMTP_SINK")?;
-    let smtp = smtp
-        .parse()
-        .map_err(|e| format!("OTP_TEST_SMTP_SINK={smtp}: {e}"))?;
-    let bench = Bench {
-        tools: &tools,
-        options: options.clone(),
-        release: target.join("release"),
-        logs,
-        redis_url,
-        redis_port,
-        smtp,
-    };
+    let servers = Servers::start()?;
+    let (servers, o) = (&servers, &o);
+    let bench = Bench { servers, o, logs };
 
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let targets: Vec<String> = options
-        .targets
-        .iter()
-        .map(|t| format!("{}/{}", t.app, t.store))
-        .collect();
+    let mut report = Report::new(o.clone(), cpus);
+    let (scenarios, targets) = (o.scenarios.join(", "), report.only().join(", "));
     eprintln!(
-        "xtask: bench: {} round(s) of {} on {}, each app run paired with a ceiling run just \
-         before it; {} s per run after {} s of warm-up, {} virtual users; the load generator \
-         and the servers share this machine's {cpus} CPUs (no pinning)",
-        options.rounds,
-        options.scenarios.join(", "),
-        targets.join(", "),
-        options.seconds,
-        options.warmup,
-        options.concurrency
+        "xtask: bench: {} round(s) of {scenarios} on {targets}",
+        o.rounds
     );
-
-    let mut rows: Vec<Row> = options
-        .targets
-        .iter()
-        .flat_map(|t| {
-            options.scenarios.iter().map(|&scenario| Row {
-                scenario,
-                app: t.app,
-                store: t.store,
-                pairs: Vec::new(),
-            })
-        })
-        .collect();
-    let mut memory = Vec::new();
-    let mut extra = Extra::default();
-    for round in 1..=options.rounds {
-        eprintln!("xtask: bench: round {round}/{}", options.rounds);
+    for round in 1..=o.rounds {
+        eprintln!("xtask: bench: round {round}/{}", o.rounds);
         // One ceiling server for the whole round, idle between its runs.
-        let mut ceiling = if options.ceiling_scenarios().is_empty() {
-            None
-        } else {
-            Some(bench.start_ceiling(round)?)
-        };
-        for (i, t) in options.targets.iter().enumerate() {
-            let (pairs, mem) = bench.app(*t, round, ceiling.as_mut(), &mut extra)?;
-            let app_rows = rows.iter_mut().skip(i * options.scenarios.len());
-            for (row, pair) in app_rows.zip(pairs) {
+        let mut ceiling = None;
+        if !o.ceiling_scenarios().is_empty() {
+            let addr = free_addr()?;
+            let mut command = Command::new(release("otp-bench"));
+            let args = format!("ceiling --addr {addr} --redis {}", servers.redis_url());
+            command.args(args.split_whitespace());
+            let name = format!("ceiling-round{round}");
+            ceiling = Some((Proc::listening(&name, command, addr, &bench.logs)?, addr));
+        }
+        for (i, &t) in o.targets.iter().enumerate() {
+            let pairs = bench.app(t, round, ceiling.as_mut(), &mut report)?;
+            let rows = report.rows.iter_mut().skip(i * o.scenarios.len());
+            for (row, pair) in rows.zip(pairs) {
                 row.pairs.push(pair);
             }
-            memory.extend(mem);
         }
-        if let Some(ceiling) = ceiling {
-            ceiling.server.stop()?;
+        if let Some((server, _)) = ceiling {
+            server.stop()?;
         }
     }
-    drop(servers);
 
-    let report = Report {
-        options,
-        cpus,
-        rows,
-        memory,
-        open_loop: extra.open_loop,
-        preloaded: extra.preloaded,
-    };
     print!("{}", report.table());
-    let json_path = out.join("bench.json");
-    std::fs::write(&json_path, report.json())
-        .map_err(|e| format!("writing {}: {e}", json_path.display()))?;
-    eprintln!("xtask: bench: results in {}", json_path.display());
-
+    let path = out.join("bench.json");
+    std::fs::write(&path, report.json()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: bench: results in {}", path.display());
     let server_errors = report.server_errors();
     if server_errors > 0 {
-        eprintln!(
-            "xtask: bench: {server_errors} answers were 5xx (see the logs in target/bench/logs)"
-        );
-        return Ok(1);
+        eprintln!("xtask: bench: {server_errors} answers were 5xx (logs in target/bench/logs)");
     }
-    Ok(0)
-}
-
-/// The runs beyond the pairs: the open loop (first round) and the preloaded store (every
-/// round).
-#[derive(Debug, Default)]
-struct Extra {
-    open_loop: Vec<OpenLoop>,
-    preloaded: Vec<Preloaded>,
+    Ok(u8::from(server_errors > 0))
 }
 
 impl Bench<'_> {
-    /// Starts one app on one store on an empty Redis and runs the selected scenarios, in
-    /// the order of `options.scenarios`, each paired with a ceiling run just before it (on
-    /// `ceiling`, which the `otp-bench` scenarios need); in the first round, also measures a
-    /// pending login and the open loop (`--open-loop`); in every round with
-    /// `--preload-sessions`, `protected` and `refresh` on the empty store and again after the
-    /// preload, back to back; into `extra`.
+    /// Starts one app on one store on an empty Redis and runs the selected scenarios, each
+    /// paired with a ceiling run just before it; the first round adds the memory of a
+    /// pending login and the open loop, `--preload-sessions` the preloaded runs (into `r`).
     fn app(
         &self,
-        t: Target,
+        (app, store): Target,
         round: u32,
         mut ceiling: Option<&mut CeilingServer>,
-        extra: &mut Extra,
-    ) -> Result<(Vec<Pair>, Option<Memory>), String> {
-        let Target {
-            package,
-            app,
-            store,
-        } = t;
-        self.flush_redis()?;
+        r: &mut Report,
+    ) -> Result<Vec<Pair>, String> {
+        self.servers.redis(&["FLUSHALL"])?;
         let addr = free_addr()?;
-        let mut command = Command::new(self.release.join(package));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OTP_AUTH_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("APP_ADDR", addr.to_string())
-            // The metrics are recorded all the same; no listener to collide with another.
-            .env("APP_METRICS_ADDR", "off")
-            .env("OTP_AUTH_STORE", store)
-            .env("OTP_AUTH_REDIS_URL", &self.redis_url)
-            .env("OTP_AUTH_JWT_SECRET", JWT_SECRET)
-            .env("OTP_AUTH_MAILER", "smtp")
-            .env("OTP_AUTH_SMTP_SERVER", self.smtp.ip().to_string())
-            .env("OTP_AUTH_SMTP_PORT", self.smtp.port().to_string())
-            .env("OTP_AUTH_DISABLE_LOCAL_AUTH", "true")
-            .env("OTP_AUTH_MAGIC_OTP_EMAILS", "*@magic.bench")
-            .env("OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE", "100000000")
-            .env("OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE", "1000")
-            .env("OTP_AUTH_SMTP_POOL_SIZE", "16")
-            .env("RUST_LOG", "warn");
+        let program = release(&format!("{app}-example"));
+        let mut command = redis_app(&program, addr, self.servers, store);
+        // The metrics are recorded all the same; no listener to collide with another.
+        let vars = "APP_METRICS_ADDR=off OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE=1000 \
+                    OTP_AUTH_SMTP_POOL_SIZE=16 RUST_LOG=warn";
+        command.envs(env_pairs(vars));
         let name = format!("{app}-{store}-round{round}");
-        let server = App::start(&name, command, addr, &self.logs)?;
-        let what = format!("round {round}/{}: {app}/{store}", self.options.rounds);
+        let server = Proc::listening(&name, command, addr, &self.logs)?;
+        let what = format!("round {round}/{}: {app}/{store}", self.o.rounds);
         let mut pairs = Vec::new();
-        for &scenario in &self.options.scenarios {
-            let ceiling = self.ceiling_run(scenario, ceiling.as_deref_mut(), &what)?;
-            let app = self.load(addr, scenario, &what)?;
+        for &scenario in &self.o.scenarios {
+            let paired = format!("{what}: paired ceiling");
+            let ceiling = match scenario {
+                "request-otp" => self.smtp_source(&paired)?,
+                _ => (self.ceiling_load(ceiling.as_deref_mut(), scenario, &paired)?)
+                    .ok_or_else(|| format!("{what}: no ceiling server for {scenario}"))?,
+            };
+            let app = self.load(addr, scenario, None, &what)?;
             pairs.push(Pair { ceiling, app });
         }
-        let memory = if round == 1 {
+        if round == 1 {
             let (key, bytes) = self.pending_login_bytes(addr)?;
             eprintln!("xtask: bench: {app}/{store}: one pending login: {key} takes {bytes} bytes");
-            Some(Memory {
+            let pass = bytes <= report::TARGET_MEMORY_BYTES;
+            r.memory.push(Memory {
                 app,
                 store,
                 key,
                 bytes,
-            })
-        } else {
-            None
-        };
-        if round == 1 {
-            let runs = self.options.scenarios.iter().zip(&pairs);
+                pass,
+            });
+            let runs = self.o.scenarios.iter().zip(&pairs);
             for (&scenario, pair) in runs.filter(|(s, _)| **s != "request-otp") {
-                for &percent in &self.options.open_loop {
-                    let rate = pair.app.ops_per_sec * f64::from(percent) / 100.0;
+                for &percent in &self.o.open_loop {
+                    let rate = report::round(pair.app.ops() * f64::from(percent) / 100.0, 1);
                     let what = format!("{what}: open loop at {percent}%");
-                    let load = self.load_at(addr, scenario, Some(rate), &what)?;
-                    extra.open_loop.push(OpenLoop {
+                    let run = self.load(addr, scenario, Some(rate), &what)?;
+                    r.open_loop.push(OpenLoop {
                         scenario,
                         app,
                         store,
                         percent,
                         rate,
-                        load,
+                        run,
                     });
                 }
             }
         }
-        let n = self.options.preload_sessions;
-        if n > 0 {
-            // The empty store's runs (the ceiling's, then the app's) just before, then the
-            // preload, then the same runs.
-            let mut empty = Vec::new();
-            for &scenario in PRELOAD_SCENARIOS.iter().filter(|s| self.options.runs(s)) {
+        let sessions = self.o.preload_sessions;
+        if sessions > 0 {
+            // The empty store's runs (the ceiling's, then the app's), the preload, then the
+            // same runs again.
+            let scenarios = ["protected", "refresh"]
+                .into_iter()
+                .filter(|s| self.o.runs(s));
+            let mut runs = Vec::new();
+            for scenario in scenarios.clone() {
                 let what = format!("{what}: empty store, before the preload");
-                let ceiling = self.preload_ceiling(scenario, ceiling.as_deref_mut(), &what)?;
-                empty.push((scenario, ceiling, self.load(addr, scenario, &what)?));
+                let ceiling = self.ceiling_load(ceiling.as_deref_mut(), scenario, &what)?;
+                runs.push((ceiling, self.load(addr, scenario, None, &what)?));
             }
-            let used_memory = self.preload_sessions(n)?;
-            for (scenario, ceiling_empty, empty) in empty {
-                let what = format!("{what}: {n} sessions preloaded");
+            let (before, after) = self.preload_sessions(sessions)?;
+            for (scenario, (ceiling_empty, empty)) in scenarios.zip(runs) {
+                let what = format!("{what}: {sessions} sessions preloaded");
                 let ceiling_preloaded =
-                    self.preload_ceiling(scenario, ceiling.as_deref_mut(), &what)?;
-                let preloaded = self.load(addr, scenario, &what)?;
-                extra.preloaded.push(Preloaded {
+                    self.ceiling_load(ceiling.as_deref_mut(), scenario, &what)?;
+                let preloaded = self.load(addr, scenario, None, &what)?;
+                r.preloaded.push(Preloaded {
                     scenario,
                     app,
                     store,
-                    sessions: n,
-                    used_memory,
+                    sessions,
+                    used_memory_before: before,
+                    used_memory_after: after,
+                    bytes_per_session: after.saturating_sub(before) / u64::from(sessions),
+                    ratio: report::round(ratio_of(&preloaded, &empty).unwrap_or(0.0), 4),
                     empty,
                     preloaded,
-                    ceiling: ceiling_empty.zip(ceiling_preloaded),
+                    ceiling_empty,
+                    ceiling_preloaded,
                 });
             }
         }
         server.stop()?;
-        Ok((pairs, memory))
+        Ok(pairs)
     }
 
-    /// Starts `otp-bench ceiling`, to run for a whole round. It only reads Redis (`EXISTS`
-    /// on `bench:*` keys, which nothing writes) over one connection, so the `FLUSHALL`
-    /// before each app neither changes its answers nor cuts it off.
-    fn start_ceiling(&self, round: u32) -> Result<CeilingServer, String> {
-        let addr = free_addr()?;
-        let mut command = Command::new(self.release.join("otp-bench"));
-        command
-            .arg("ceiling")
-            .args(["--addr", &addr.to_string()])
-            .args(["--redis", &self.redis_url]);
-        let server = App::start(&format!("ceiling-round{round}"), command, addr, &self.logs)?;
-        Ok(CeilingServer { server, addr })
-    }
-
-    /// The ceiling server's run of `scenario` on the store as it is (empty or preloaded), if
-    /// the round has a ceiling server.
-    fn preload_ceiling(
+    /// The ceiling server's run of `scenario`, if the round has a ceiling server.
+    fn ceiling_load(
         &self,
-        scenario: &str,
         ceiling: Option<&mut CeilingServer>,
+        scenario: &str,
         what: &str,
     ) -> Result<Option<Load>, String> {
-        match ceiling {
-            Some(c) => {
-                c.server.check_running()?;
-                let what = format!("{what}: ceiling");
-                self.load(c.addr, scenario, &what).map(Some)
-            }
-            None => Ok(None),
-        }
+        let Some((server, addr)) = ceiling else {
+            return Ok(None);
+        };
+        server.check_running()?;
+        let what = format!("{what}: ceiling");
+        self.load(*addr, scenario, None, &what).map(Some)
     }
 
-    /// The ceiling of `scenario`, measured just before the app's run: `otp-bench load`
-    /// against the ceiling server, or `smtp-source` for `request-otp`.
-    fn ceiling_run(
+    /// One scenario of `otp-bench load` against `addr`: in a closed loop, or with `rate`, in
+    /// an open loop at that many operations per second.
+    fn load(
         &self,
+        addr: SocketAddr,
         scenario: &str,
-        ceiling: Option<&mut CeilingServer>,
+        rate: Option<f64>,
         what: &str,
-    ) -> Result<Ceiling, String> {
-        let what = format!("{what}: paired ceiling");
-        if scenario == "request-otp" {
-            return self.smtp_source(&what).map(Ceiling::Smtp);
+    ) -> Result<Load, String> {
+        let (c, s, w) = (self.o.concurrency, self.o.seconds, self.o.warmup);
+        let rate = rate.map_or(String::new(), |rate| format!("--rate {rate:.1}"));
+        let args = format!(
+            "load --base http://{addr} --scenario {scenario} --concurrency {c} --seconds {s} \
+             --warmup {w} {rate}"
+        );
+        let mut command = Command::new(release("otp-bench"));
+        command
+            .args(args.split_whitespace())
+            .stderr(Stdio::inherit());
+        let shown = display(&command);
+        eprintln!("xtask: bench: {what}: `{shown}`");
+        let stdout = output(&mut command)?;
+        let line = result_line(&stdout).ok_or_else(|| format!("`{shown}` printed no result"))?;
+        eprintln!("xtask: bench: {what}: {line}");
+        Load::parse(line)
+    }
+
+    /// `smtp-source` against smtp-sink, as a ceiling run.
+    fn smtp_source(&self, what: &str) -> Result<Load, String> {
+        let program = Some(self.servers.tools["smtp-sink"].with_file_name("smtp-source"))
+            .filter(|p| p.is_file())
+            .or_else(|| find_program("smtp-source"))
+            .ok_or("smtp-source (package postfix) not found next to smtp-sink")?;
+        let (c, n, smtp) = (self.o.concurrency, SMTP_SOURCE_MESSAGES, self.servers.smtp);
+        let args = format!("-c -s {c} -m {n} -l 1000 -f from@bench -t to@bench {smtp}");
+        let mut command = Command::new(program);
+        command.args(args.split_whitespace()).stdout(Stdio::null());
+        eprintln!("xtask: bench: {what}: `{}`", display(&command));
+        let started = Instant::now();
+        output(&mut command)?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("xtask: bench: {what}: smtp-source: {n} mails in {seconds:.2} s");
+        Ok(Load::smtp(seconds))
+    }
+
+    /// One request-otp for a new `@magic.bench` address, then `MEMORY USAGE` of the code
+    /// key it created (the `otp_{...}` key that was not there before).
+    fn pending_login_bytes(&self, addr: SocketAddr) -> Result<(String, u64), String> {
+        let keys = || self.servers.redis(&["--scan", "--pattern", "otp_{*"]);
+        let before = keys()?;
+        let email = format!("memory-{}@magic.bench", std::process::id());
+        let body = format!("{{\"email\":\"{email}\"}}");
+        let status = post_json(addr, "/auth/request-otp", &body)?;
+        if status != 200 {
+            return Err(format!("request-otp for {email} answered {status}"));
         }
-        let ceiling = ceiling.ok_or_else(|| format!("{what}: no ceiling server for {scenario}"))?;
-        ceiling.server.check_running()?;
-        self.load(ceiling.addr, scenario, &what)
-            .map(Ceiling::Server)
+        let after = keys()?;
+        let key = (after.lines())
+            .find(|key| !before.lines().any(|k| k == *key))
+            .ok_or_else(|| format!("request-otp for {email} created no otp_{{...}} key"))?;
+        let usage = self
+            .servers
+            .redis(&["MEMORY", "USAGE", key, "SAMPLES", "0"])?;
+        let bytes = (usage.trim().parse())
+            .map_err(|e| format!("MEMORY USAGE {key} answered {usage:?}: {e}"))?;
+        Ok((key.to_owned(), bytes))
+    }
+
+    /// Writes `n` live sessions into Redis, as the Redis stores lay them out (default
+    /// prefixes, one session per subject, a week to live, refreshed once), with the shapes
+    /// of real ids (a 22-character subject key, a 12-character member, 22-character jtis);
+    /// returns Redis' `used_memory` before and after.
+    fn preload_sessions(&self, n: u32) -> Result<(u64, u64), String> {
+        const SCRIPT: &str = "local now = tonumber(ARGV[2])
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local subject, member = string.format('preload%015d', i), string.format('m%011d', i)
+  local index = 'blacklist_{' .. subject .. '}:u'
+  local value = string.format('j%021d p%010d %d 198.51.100.%d ', i, i, now, i % 250)
+  redis.call('SET', 'blacklist_{' .. subject .. '}:s:' .. member, value, 'EXAT', ARGV[3])
+  redis.call('ZADD', index, ARGV[4], member)
+  redis.call('EXPIREAT', index, ARGV[3])
+end";
+        let before = self.servers.used_memory()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (n, exp, score) = (n.to_string(), now + 7 * 86_400, now * 1000);
+        let (now, exp, score) = (now.to_string(), exp.to_string(), score.to_string());
+        self.servers
+            .redis(&["EVAL", SCRIPT, "0", &n, &now, &exp, &score])?;
+        let after = self.servers.used_memory()?;
+        eprintln!("xtask: bench: {n} sessions preloaded; Redis used_memory {before} -> {after}");
+        Ok((before, after))
     }
 }
 
-/// `otp-bench ceiling`, running for a whole round.
-#[derive(Debug)]
-struct CeilingServer {
-    /// The running server.
-    server: App,
-    /// Where it listens.
-    addr: SocketAddr,
+/// Sends a JSON POST over a fresh connection; returns the status code.
+fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<u16, String> {
+    let mut reply = String::new();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            stream.read_to_string(&mut reply)
+        })
+        .map_err(|e| format!("POST http://{addr}{path}: {e}"))?;
+    (reply.split(' ').nth(1).and_then(|code| code.parse().ok()))
+        .ok_or_else(|| format!("POST http://{addr}{path}: not an HTTP answer: {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Options;
+
+    fn parse(args: &str) -> Result<Options, String> {
+        Options::parse(args.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// Defaults; `--only` and `--scenarios` select in the order of the table; the errors
+    /// name what is wrong.
+    #[test]
+    fn options() {
+        let o = parse("--seconds 3 --concurrency 8 --open-loop 50,80").unwrap();
+        assert_eq!((o.seconds, o.concurrency, o.warmup, o.rounds), (3, 8, 2, 3));
+        assert_eq!(
+            (o.targets.len(), o.scenarios.len(), o.open_loop),
+            (4, 4, vec![50, 80])
+        );
+        let o = parse("--only poem/fred,axum/redis --scenarios request-otp,protected").unwrap();
+        assert_eq!(o.targets, [("axum", "redis"), ("poem", "fred")]);
+        assert_eq!(
+            (&o.scenarios[..], &o.ceiling_scenarios()[..]),
+            (&["protected", "request-otp"][..], &["protected"][..])
+        );
+        for bad in ["axum", "actix/redis", "axum/redis,"] {
+            assert!(
+                parse(&format!("--only {bad}"))
+                    .unwrap_err()
+                    .contains("--only"),
+                "{bad}"
+            );
+        }
+        assert!(
+            parse("--scenarios flow,login")
+                .unwrap_err()
+                .contains("`login`")
+        );
+        for bad in ["--nope", "--seconds 0", "--rounds", "--open-loop 101"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

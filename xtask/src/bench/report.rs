@@ -1,254 +1,348 @@
-//! The results printed and written: the table on standard output and the JSON of
-//! `target/bench/bench.json`.
+//! What the runs measured, summed up: medians and ranges, paired ratios and their verdicts
+//! against the targets, the table on standard output and `target/bench/bench.json`.
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::SMTP_SOURCE_MESSAGES;
-use super::options::Options;
-use super::results::{Ceiling, Memory, OpenLoop, Preloaded, Row, Smtp};
-use super::stats::{
-    Summary, TARGET_FLOW, TARGET_MEMORY_BYTES, TARGET_PRELOADED, TARGET_PROTECTED, TARGET_REFRESH,
-    TARGET_REQUEST_OTP, Verdict, median,
-};
+use super::{Options, SMTP_SOURCE_MESSAGES};
 
-/// Everything measured, for the table and the JSON file.
-#[derive(Debug)]
-pub(super) struct Report {
-    /// The options of the run.
-    pub(super) options: Options,
-    /// CPUs of the machine, shared by the load generator and the servers.
-    pub(super) cpus: usize,
-    /// The apps' rows, app/store by app/store, scenario by scenario; each pair holds the
-    /// ceiling run just before the app's.
-    pub(super) rows: Vec<Row>,
-    /// One per app/store, measured in the first round.
-    pub(super) memory: Vec<Memory>,
-    /// The first round's open-loop runs (`--open-loop`).
-    pub(super) open_loop: Vec<OpenLoop>,
-    /// The first round's runs on a preloaded store (`--preload-sessions`).
-    pub(super) preloaded: Vec<Preloaded>,
-}
+/// The ratio to its ceiling that each scenario aims at (`refresh`, one rotation script
+/// against one `EXISTS`: the flow's target).
+const TARGETS: [(&str, f64); 4] = [
+    ("protected", 0.9),
+    ("flow", 0.7),
+    ("refresh", 0.7),
+    ("request-otp", 0.8),
+];
+/// The least ratio of a preloaded store's ops/s to the empty store's.
+const TARGET_PRELOADED: f64 = 0.9;
+/// The most bytes of Redis that one pending login may take.
+pub(super) const TARGET_MEMORY_BYTES: u64 = 192;
 
-impl Report {
-    /// The preloaded runs by scenario, app and store, in the order of the first round.
-    fn preloaded_groups(&self) -> Vec<Vec<&Preloaded>> {
-        let mut groups: Vec<Vec<&Preloaded>> = Vec::new();
-        for r in &self.preloaded {
-            match groups
-                .iter_mut()
-                .find(|g| (g[0].scenario, g[0].app, g[0].store) == (r.scenario, r.app, r.store))
-            {
-                Some(g) => g.push(r),
-                None => groups.push(vec![r]),
-            }
+/// The JSON line of an `otp-bench load` run, or the JSON of an `smtp-source` run; copied
+/// into `bench.json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub(super) struct Load(Value);
+
+impl Load {
+    /// Reads a result line of `otp-bench load`; an error if it is not JSON or a number is
+    /// missing.
+    pub(super) fn parse(line: &str) -> Result<Self, String> {
+        let json: Value =
+            serde_json::from_str(line).map_err(|e| format!("`{line}` is not JSON: {e}"))?;
+        let keys = ["ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "errors"];
+        let number = |k: &&str| json.get(k).is_some_and(Value::is_number);
+        match keys.iter().chain(&["server_errors"]).find(|k| !number(k)) {
+            Some(key) => Err(format!("no number `{key}` in `{line}`")),
+            None => Ok(Self(json)),
         }
-        groups
     }
-}
 
-impl Preloaded {
-    /// Preloaded ops/s over empty ops/s.
-    pub(super) fn ratio(&self) -> f64 {
-        if self.empty.ops_per_sec > 0.0 {
-            self.preloaded.ops_per_sec / self.empty.ops_per_sec
+    /// An `smtp-source` run of [`SMTP_SOURCE_MESSAGES`] mails that took `seconds`.
+    pub(super) fn smtp(seconds: f64) -> Self {
+        let mails_per_sec = round(f64::from(SMTP_SOURCE_MESSAGES) / seconds, 1);
+        let (mails, seconds) = (SMTP_SOURCE_MESSAGES, round(seconds, 3));
+        let tool = "smtp-source";
+        Self(
+            json!({"tool": tool, "mails": mails, "seconds": seconds, "mails_per_sec": mails_per_sec}),
+        )
+    }
+
+    /// A number of the run (0 when it has none).
+    fn get(&self, key: &str) -> f64 {
+        self.0[key].as_f64().unwrap_or(0.0)
+    }
+
+    /// Operations (or mails) per second.
+    pub(super) fn ops(&self) -> f64 {
+        self.get(if self.0["tool"].is_null() {
+            "ops_per_sec"
         } else {
-            0.0
+            "mails_per_sec"
+        })
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.0[key].as_u64().unwrap_or(0)
+    }
+}
+
+/// `a`'s ops/s over `b`'s (`None` if `b` did nothing).
+pub(super) fn ratio_of(a: &Load, b: &Load) -> Option<f64> {
+    (b.ops() > 0.0).then(|| a.ops() / b.ops())
+}
+
+/// One app run and the ceiling run just before it, with the same scenario and options.
+#[derive(Debug, Clone)]
+pub(super) struct Pair {
+    pub(super) ceiling: Load,
+    pub(super) app: Load,
+}
+
+/// One row of the table: a scenario against an app and store, with one pair per round.
+#[derive(Debug)]
+pub(super) struct Row {
+    scenario: &'static str,
+    app: &'static str,
+    store: &'static str,
+    pub(super) pairs: Vec<Pair>,
+}
+
+impl Row {
+    /// Round by round, the app's ops/s over the ceiling run's just before it.
+    fn ratios(&self) -> Vec<Option<f64>> {
+        self.pairs
+            .iter()
+            .map(|p| ratio_of(&p.app, &p.ceiling))
+            .collect()
+    }
+
+    /// The median of the ratios, which decides PASS or MISS against the target.
+    fn ratio(&self) -> Option<f64> {
+        median(self.ratios().into_iter().flatten())
+    }
+
+    fn target(&self) -> f64 {
+        TARGETS
+            .iter()
+            .find(|(s, _)| *s == self.scenario)
+            .map_or(0.8, |(_, t)| *t)
+    }
+
+    fn pass(&self) -> bool {
+        self.ratio().is_some_and(|ratio| ratio >= self.target())
+    }
+}
+
+/// An app's scenario in an open loop at a share of the ops/s its closed loop reached.
+#[derive(Debug, Serialize)]
+pub(super) struct OpenLoop {
+    pub(super) scenario: &'static str,
+    pub(super) app: &'static str,
+    pub(super) store: &'static str,
+    pub(super) percent: u32,
+    /// The rate asked for, in operations per second.
+    pub(super) rate: f64,
+    pub(super) run: Load,
+}
+
+/// An app's scenario on an empty store and again with sessions preloaded, each run next to
+/// the ceiling server's on the same store: it tells Redis' share of a change from the app's.
+#[derive(Debug, Serialize)]
+pub(super) struct Preloaded {
+    pub(super) scenario: &'static str,
+    pub(super) app: &'static str,
+    pub(super) store: &'static str,
+    pub(super) sessions: u32,
+    pub(super) used_memory_before: u64,
+    pub(super) used_memory_after: u64,
+    pub(super) bytes_per_session: u64,
+    /// Preloaded ops/s over empty ops/s.
+    pub(super) ratio: f64,
+    pub(super) empty: Load,
+    pub(super) preloaded: Load,
+    pub(super) ceiling_empty: Option<Load>,
+    pub(super) ceiling_preloaded: Option<Load>,
+}
+
+/// Memory of one pending login with one app and store: `MEMORY USAGE` of its code key.
+#[derive(Debug, Serialize)]
+pub(super) struct Memory {
+    pub(super) app: &'static str,
+    pub(super) store: &'static str,
+    pub(super) key: String,
+    pub(super) bytes: u64,
+    pub(super) pass: bool,
+}
+
+/// Runs summed up: medians (of ops/s, latencies and, for `smtp-source`, seconds), the range
+/// of ops/s, errors and 5xx summed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    runs: usize,
+    ops: f64,
+    p50: f64,
+    p99: f64,
+    seconds: f64,
+    min: f64,
+    max: f64,
+    errors: u64,
+    e5xx: u64,
+}
+
+impl Summary {
+    fn of<'l>(loads: impl Iterator<Item = &'l Load>) -> Self {
+        let loads: Vec<&Load> = loads.collect();
+        let med = |key| median(loads.iter().map(|l| l.get(key))).unwrap_or(0.0);
+        let ops = || loads.iter().map(|l| l.ops());
+        Self {
+            runs: loads.len(),
+            ops: median(ops()).unwrap_or(0.0),
+            p50: med("p50_ms"),
+            p99: med("p99_ms"),
+            seconds: med("seconds"),
+            min: ops().reduce(f64::min).unwrap_or(0.0),
+            max: ops().reduce(f64::max).unwrap_or(0.0),
+            errors: loads.iter().map(|l| l.count("errors")).sum(),
+            e5xx: loads.iter().map(|l| l.count("server_errors")).sum(),
         }
     }
 
-    /// The ceiling server's preloaded ops/s over its empty ops/s, if it ran.
-    pub(super) fn ceiling_ratio(&self) -> Option<f64> {
-        let (empty, preloaded) = self.ceiling.as_ref()?;
-        (empty.ops_per_sec > 0.0).then(|| preloaded.ops_per_sec / empty.ops_per_sec)
+    /// `fields` with the medians, errors and 5xx.
+    fn json(&self, mut fields: Value) -> Value {
+        let (ops, p50, p99) = (round(self.ops, 1), round(self.p50, 3), round(self.p99, 3));
+        fields["median"] = json!({"ops_per_sec": ops, "p50_ms": p50, "p99_ms": p99});
+        fields["errors"] = json!(self.errors);
+        fields["server_errors"] = json!(self.e5xx);
+        fields
     }
 
-    /// Redis bytes per preloaded session (`used_memory` growth over the sessions).
-    pub(super) fn bytes_per_session(&self) -> u64 {
-        let (before, after) = self.used_memory;
-        after.saturating_sub(before) / u64::from(self.sessions.max(1))
+    /// A line of the table up to the ratio.
+    fn line(&self, scenario: &str, app: &str, store: &str, ratio: &str) -> String {
+        let (ops, p50, p99, errors, e5xx) = (self.ops, self.p50, self.p99, self.errors, self.e5xx);
+        format!(
+            "{scenario:<12} {app:<8} {store:<6} {ops:>10.1} {p50:>8.3} {p99:>8.3} {errors:>7} \
+             {e5xx:>5} {ratio:>6}"
+        )
+    }
+
+    /// `unit: low–high (n runs)`, the spread of a ceiling's runs.
+    fn spread(&self, unit: &str) -> String {
+        let Self { min, max, runs, .. } = self;
+        let s = if *runs == 1 { "" } else { "s" };
+        format!("{unit}: {min:.0}–{max:.0} ({runs} run{s})")
+    }
+}
+
+/// The median of `values` (with an even count, the mean of the middle two).
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
 /// `x` rounded to `digits` decimals, as the file shows it.
-fn round(x: f64, digits: i32) -> f64 {
+pub(super) fn round(x: f64, digits: i32) -> f64 {
     let scale = 10_f64.powi(digits);
     (x * scale).round() / scale
 }
 
-/// `x` rounded to 4 decimals, or `null`.
-fn ratio(x: Option<f64>) -> Value {
-    x.map_or(Value::Null, |x| json!(round(x, 4)))
+/// A ratio with 2 decimals, or `-`.
+fn ratio_text(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
-impl Summary {
-    /// The medians, errors and 5xx, merged into `into`.
-    fn json(&self, into: &mut Value) {
-        into["median"] = json!({
-            "ops_per_sec": round(self.ops_per_sec, 1),
-            "p50_ms": round(self.p50_ms, 3),
-            "p99_ms": round(self.p99_ms, 3),
-        });
-        into["errors"] = json!(self.errors);
-        into["server_errors"] = json!(self.server_errors);
-    }
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
 }
 
-impl Smtp {
-    /// The run as a JSON object.
-    fn json(self) -> Value {
-        json!({
-            "tool": "smtp-source",
-            "mails": SMTP_SOURCE_MESSAGES,
-            "seconds": round(self.seconds, 3),
-            "mails_per_sec": round(self.mails_per_sec, 1),
-        })
-    }
-}
-
-impl Ceiling {
-    /// The run as a JSON object: the line of `otp-bench load`, or that of `smtp-source`.
-    fn json(&self) -> Value {
-        match self {
-            Self::Server(load) => load.json.clone(),
-            Self::Smtp(smtp) => smtp.json(),
-        }
-    }
-}
-
-impl Verdict {
-    /// The per-round ratios, such as `0.81 0.86 0.79`.
-    pub(super) fn ratios_text(&self) -> String {
-        let ratios: Vec<String> = self
-            .ratios
-            .iter()
-            .map(|r| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")))
-            .collect();
-        ratios.join(" ")
-    }
-}
-
-/// `unit: low–high (n runs)`, the spread of a ceiling's runs.
-fn spread_text(unit: &str, runs: usize, min: f64, max: f64) -> String {
-    let runs = match runs {
-        1 => "1 run".to_owned(),
-        n => format!("{n} runs"),
-    };
-    format!("{unit}: {min:.0}–{max:.0} ({runs})")
+/// Everything measured, for the table and the JSON file.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    options: Options,
+    /// CPUs of the machine, shared by the load generator and the servers.
+    cpus: usize,
+    /// App/store by app/store, scenario by scenario.
+    pub(super) rows: Vec<Row>,
+    /// One per app/store, measured in the first round.
+    pub(super) memory: Vec<Memory>,
+    pub(super) open_loop: Vec<OpenLoop>,
+    pub(super) preloaded: Vec<Preloaded>,
 }
 
 impl Report {
+    /// A report with a row, and no pair yet, for each selected scenario of each target.
+    pub(super) fn new(options: Options, cpus: usize) -> Self {
+        let (mut report, targets) = (Self::default(), options.targets.iter());
+        let rows = targets.flat_map(|&(a, s)| options.scenarios.iter().map(move |&r| (r, a, s)));
+        let row = |(scenario, app, store)| Row {
+            scenario,
+            app,
+            store,
+            pairs: Vec::new(),
+        };
+        report.rows = rows.map(row).collect();
+        (report.options, report.cpus) = (options, cpus);
+        report
+    }
+
+    /// The targets as `app/store`.
+    pub(super) fn only(&self) -> Vec<String> {
+        let only = self.options.targets.iter().map(|(a, s)| format!("{a}/{s}"));
+        only.collect()
+    }
+
+    /// Every ceiling run of `scenario` (`smtp-source` for `request-otp`), all apps and
+    /// rounds, summed up; `None` if there was none.
+    fn ceiling(&self, scenario: &str) -> Option<Summary> {
+        let rows = self.rows.iter().filter(|row| row.scenario == scenario);
+        let summary = Summary::of(rows.flat_map(|row| &row.pairs).map(|pair| &pair.ceiling));
+        (summary.runs > 0).then_some(summary)
+    }
+
+    /// The 5xx answers of every run, the ceiling's included.
+    pub(super) fn server_errors(&self) -> u64 {
+        let pairs = self.rows.iter().flat_map(|row| &row.pairs);
+        let loads = pairs.flat_map(|p| [&p.app, &p.ceiling]);
+        loads.map(|load| load.count("server_errors")).sum()
+    }
+
     /// The table printed at the end: the method, then one line per ceiling and per row,
-    /// scenario by scenario, then the memory of a pending login.
+    /// scenario by scenario, then the memory of a pending login, the open loop and the
+    /// preloaded store.
     pub(super) fn table(&self) -> String {
         let o = &self.options;
-        let mut t = String::new();
-        let rounds = match o.rounds {
-            1 => "1 round".to_owned(),
-            n => format!("{n} rounds"),
-        };
         let mut ceilings = Vec::new();
         if !o.ceiling_scenarios().is_empty() {
-            ceilings.push(format!(
-                "otp-bench ceiling for {} (one server per round, idle between runs)",
-                o.ceiling_scenarios().join(", ")
-            ));
+            let scenarios = o.ceiling_scenarios().join(", ");
+            ceilings.push(format!("otp-bench ceiling ({scenarios}; one per round)"));
         }
         if o.runs("request-otp") {
-            ceilings.push(format!(
-                "smtp-source ({SMTP_SOURCE_MESSAGES} mails) for request-otp"
-            ));
+            let n = SMTP_SOURCE_MESSAGES;
+            ceilings.push(format!("smtp-source, {n} mails (request-otp)"));
         }
-        let _ = writeln!(
-            t,
-            "\nBench: {rounds}; each starts every app/store afresh on an empty Redis and runs \
-             each scenario\nas a pair: the ceiling's run, then at once the app's, with the same \
-             options.\nCeilings: {}.\n{} virtual users, {} s per run after {} s of warm-up.\n\
-             App rows: ops/s, p50 and p99: medians over the rounds; errors and 5xx: sums. ratio: \
-             the median of the\npaired ratios (app ops/s / ops/s of the ceiling run just before \
-             it), which decides PASS or MISS;\nratios: each round's, in order. Ceiling rows: \
-             medians and sums over all the ceiling runs of the\nscenario; ratios: their lowest \
-             and highest ops/s, to show the noise.\nThe load generator and the servers share \
-             this machine's {} CPUs (no pinning): every run, the\nceiling's included, spends \
-             part of the CPU on the client.\n",
-            ceilings.join(";\n"),
-            o.concurrency,
-            o.seconds,
-            o.warmup,
-            self.cpus
+        let ceilings = ceilings.join(", ");
+        let (rounds, users, seconds, warmup, cpus) =
+            (o.rounds, o.concurrency, o.seconds, o.warmup, self.cpus);
+        let mut t = format!(
+            "\nBench: {rounds} round(s); {users} virtual users, {seconds} s per run after \
+             {warmup} s of warm-up; client and servers share {cpus} CPUs.\nEach app run \
+             follows at once its ceiling's run: {ceilings}.\nApp rows: medians over the \
+             rounds; ratio: the median of the paired ratios (app / ceiling ops/s), which\n\
+             decides PASS or MISS. Ceiling rows: all the ceiling runs, with their lowest and \
+             highest ops/s.\n\nscenario     app      store       ops/s   p50 ms   p99 ms  \
+             errors   5xx  ratio  target       ratios\n"
         );
-        let _ = writeln!(
-            t,
-            "{:<12} {:<8} {:<6} {:>10} {:>8} {:>8} {:>7} {:>5} {:>6}  {:<11}  ratios",
-            "scenario",
-            "app",
-            "store",
-            "ops/s",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "5xx",
-            "ratio",
-            "target"
-        );
-        let line = |t: &mut String, names: [&str; 3], s: &Summary, ratio: &str, rest: &str| {
-            let _ = writeln!(
-                t,
-                "{:<12} {:<8} {:<6} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>5} {ratio:>6}  {rest}",
-                names[0],
-                names[1],
-                names[2],
-                s.ops_per_sec,
-                s.p50_ms,
-                s.p99_ms,
-                s.errors,
-                s.server_errors,
-            );
-        };
         for &scenario in &o.scenarios {
-            if let Some(s) = self.ceiling_summary(scenario) {
-                let spread = spread_text("ops/s", s.runs, s.min_ops_per_sec, s.max_ops_per_sec);
-                let rest = format!("{:<11}  {spread}", "(ceiling)");
-                line(&mut t, [scenario, "ceiling", "redis"], &s, "1.00", &rest);
-            }
-            if scenario == "request-otp"
-                && let Some(s) = self.smtp_summary()
-            {
-                let _ = writeln!(
-                    t,
-                    "{:<12} {:<8} {:<6} {:>10.1} {:>8} {:>8} {:>7} {:>5} {:>6}  {:<11}  {}",
-                    "smtp-source",
-                    "postfix",
-                    "-",
-                    s.mails_per_sec,
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "1.00",
-                    "(ceiling)",
-                    spread_text("mails/s", s.runs, s.min_mails_per_sec, s.max_mails_per_sec),
-                );
+            match self.ceiling(scenario) {
+                Some(s) if scenario == "request-otp" => {
+                    let (ops, spread) = (s.ops, s.spread("mails/s"));
+                    let _ = writeln!(
+                        t,
+                        "smtp-source  postfix  -      {ops:>10.1}        -        -       -     \
+                         -   1.00  (ceiling)    {spread}"
+                    );
+                }
+                Some(s) => {
+                    let line = s.line(scenario, "ceiling", "redis", "1.00");
+                    let _ = writeln!(t, "{line}  (ceiling)    {}", s.spread("ops/s"));
+                }
+                None => {}
             }
             for row in self.rows.iter().filter(|row| row.scenario == scenario) {
-                let v = row.verdict();
-                let ratio = v
-                    .ratio
-                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-                let target = format!(
-                    ">= {:.1} {}",
-                    v.target,
-                    if v.pass() { "PASS" } else { "MISS" }
-                );
-                let rest = format!("{target:<11}  {}", v.ratios_text());
-                line(
-                    &mut t,
-                    [row.scenario, row.app, row.store],
-                    &row.summary(),
-                    &ratio,
-                    &rest,
-                );
+                let s = Summary::of(row.pairs.iter().map(|p| &p.app));
+                let line = s.line(scenario, row.app, row.store, &ratio_text(row.ratio()));
+                let target = format!(">= {:.1} {}", row.target(), verdict(row.pass()));
+                let ratios: Vec<String> = row.ratios().into_iter().map(ratio_text).collect();
+                let _ = writeln!(t, "{line}  {target:<11}  {}", ratios.join(" "));
             }
         }
         let _ = writeln!(
@@ -257,222 +351,104 @@ impl Report {
              request-otp, first round),\ntarget <= {TARGET_MEMORY_BYTES} bytes:"
         );
         for m in &self.memory {
-            let verdict = if m.pass() { "PASS" } else { "MISS" };
-            let _ = writeln!(
-                t,
-                "  {:<5} {:<6} {:>5} bytes  {verdict}  ({})",
-                m.app, m.store, m.bytes, m.key
-            );
+            let (app, store, bytes, key, pass) = (m.app, m.store, m.bytes, &m.key, m.pass);
+            let pass = verdict(pass);
+            let _ = writeln!(t, "  {app:<5} {store:<6} {bytes:>5} bytes  {pass}  ({key})");
         }
         if !self.open_loop.is_empty() {
+            t += "\nOpen loop (first round): each scenario at a share of the ops/s its closed \
+                  loop just reached,\nlatency from each operation's due time:\n\
+                  scenario     app   store     %       rate      ops/s   p50 ms   p99 ms  \
+                  p999 ms  errors\n";
+        }
+        for r in &self.open_loop {
+            let (scenario, app, store) = (r.scenario, r.app, r.store);
+            let (percent, rate, run) = (r.percent, r.rate, &r.run);
+            let (ops, p50, p99) = (run.ops(), run.get("p50_ms"), run.get("p99_ms"));
+            let (p999, errors) = (run.get("p999_ms"), run.count("errors"));
             let _ = writeln!(
                 t,
-                "\nOpen loop (first round): each scenario at a share of the ops/s its closed \
-                 loop just reached,\nlatency from each operation's due time:\n{:<12} {:<5} \
-                 {:<6} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7}",
-                "scenario",
-                "app",
-                "store",
-                "%",
-                "rate",
-                "ops/s",
-                "p50 ms",
-                "p99 ms",
-                "p999 ms",
-                "errors"
+                "{scenario:<12} {app:<5} {store:<6} {percent:>4} {rate:>10.1} {ops:>10.1} \
+                 {p50:>8.3} {p99:>8.3} {p999:>8.3} {errors:>7}"
             );
-            for r in &self.open_loop {
-                let _ = writeln!(
-                    t,
-                    "{:<12} {:<5} {:<6} {:>4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>7}",
-                    r.scenario,
-                    r.app,
-                    r.store,
-                    r.percent,
-                    r.rate,
-                    r.load.ops_per_sec,
-                    r.load.p50_ms,
-                    r.load.p99_ms,
-                    r.load.p999_ms,
-                    r.load.errors
-                );
-            }
         }
         if !self.preloaded.is_empty() {
+            t += "\nPreloaded store (every round): the closed loop on the empty store, then at \
+                  once again after\nwriting live sessions into Redis; ratio: the median over \
+                  the rounds of preloaded / empty ops/s;\nbytes: Redis used_memory growth per \
+                  session; ceiling: the same ratio for the ceiling server:\n\
+                  scenario   app   store   sessions      empty  preloaded   p99 ms  ratio  \
+                  target      bytes  ceiling  ratios\n";
+        }
+        let mut groups: Vec<Vec<&Preloaded>> = Vec::new();
+        for r in &self.preloaded {
+            let key = |p: &Preloaded| (p.scenario, p.app, p.store);
+            match groups.iter_mut().find(|g| key(g[0]) == key(r)) {
+                Some(group) => group.push(r),
+                None => groups.push(vec![r]),
+            }
+        }
+        for group in groups {
+            let r = group[0];
+            let (scenario, app, store) = (r.scenario, r.app, r.store);
+            let (sessions, bytes) = (r.sessions, r.bytes_per_session);
+            let med = |f: fn(&Preloaded) -> f64| median(group.iter().map(|r| f(r))).unwrap_or(0.0);
+            let (empty, preloaded) = (med(|r| r.empty.ops()), med(|r| r.preloaded.ops()));
+            let (p99, ratio) = (med(|r| r.preloaded.get("p99_ms")), med(|r| r.ratio));
+            let pass = verdict(ratio >= TARGET_PRELOADED);
+            let target = format!(">= {TARGET_PRELOADED} {pass}");
+            let ceilings = (group.iter())
+                .filter_map(|r| ratio_of(r.ceiling_preloaded.as_ref()?, r.ceiling_empty.as_ref()?));
+            let ceiling = ratio_text(median(ceilings));
+            let ratios: Vec<String> = group.iter().map(|r| format!("{:.2}", r.ratio)).collect();
+            let ratios = ratios.join(" ");
             let _ = writeln!(
                 t,
-                "\nPreloaded store (every round): the closed loop on the empty store, then at \
-                 once again after\nwriting live sessions into Redis; ratio = the median over the \
-                 rounds of preloaded ops/s / empty\nops/s, target >= {TARGET_PRELOADED}; bytes: \
-                 Redis used_memory growth per session (first round); ceiling: the same ratio \
-                 for the ceiling\nserver, run next to the app on the same store (its EXISTS \
-                 on the preloaded keyspace):\n{:<10} {:<5} {:<6} \
-                 {:>9} {:>10} {:>10} {:>8} {:>6}  {:<10}  {:>5}  {:>7}  ratios",
-                "scenario",
-                "app",
-                "store",
-                "sessions",
-                "empty",
-                "preloaded",
-                "p99 ms",
-                "ratio",
-                "target",
-                "bytes",
-                "ceiling"
+                "{scenario:<10} {app:<5} {store:<6} {sessions:>9} {empty:>10.1} {preloaded:>10.1} \
+                 {p99:>8.3} {ratio:>6.2}  {target:<10}  {bytes:>5}  {ceiling:>7}  {ratios}"
             );
-            for group in self.preloaded_groups() {
-                let first = group[0];
-                let ratios: Vec<f64> = group.iter().map(|r| r.ratio()).collect();
-                let ratio = median(&ratios).unwrap_or(0.0);
-                let pass = if ratio >= TARGET_PRELOADED {
-                    "PASS"
-                } else {
-                    "MISS"
-                };
-                let med = |f: fn(&Preloaded) -> f64| {
-                    median(&group.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
-                };
-                let texts: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-                let ceilings: Vec<f64> = group.iter().filter_map(|r| r.ceiling_ratio()).collect();
-                let ceiling =
-                    median(&ceilings).map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
-                let _ = writeln!(
-                    t,
-                    "{:<10} {:<5} {:<6} {:>9} {:>10.1} {:>10.1} {:>8.3} {:>6.2}  {:<10}  {:>5}  {:>7}  {}",
-                    first.scenario,
-                    first.app,
-                    first.store,
-                    first.sessions,
-                    med(|r| r.empty.ops_per_sec),
-                    med(|r| r.preloaded.ops_per_sec),
-                    med(|r| r.preloaded.p99_ms),
-                    ratio,
-                    format!(">= {TARGET_PRELOADED} {pass}"),
-                    first.bytes_per_session(),
-                    ceiling,
-                    texts.join(" ")
-                );
-            }
         }
         t
     }
 
     /// The contents of `bench.json`: options, method, targets, the ceiling summaries, every
-    /// row with its raw pairs, and the memory of a pending login.
+    /// row with its raw pairs, the memory of a pending login, the open loop and the
+    /// preloaded store.
     pub(super) fn json(&self) -> String {
         let o = &self.options;
-        let only: Vec<String> = o
-            .targets
-            .iter()
-            .map(|t| format!("{}/{}", t.app, t.store))
-            .collect();
-        let smtp_source = self.smtp_summary().map_or(Value::Null, |s| {
-            json!({
-                "mails": SMTP_SOURCE_MESSAGES,
-                "runs": s.runs,
-                "median": {
-                    "seconds": round(s.seconds, 3),
-                    "mails_per_sec": round(s.mails_per_sec, 1),
-                },
-                "min_mails_per_sec": round(s.min_mails_per_sec, 1),
-                "max_mails_per_sec": round(s.max_mails_per_sec, 1),
-            })
+        let smtp_source = self.ceiling("request-otp").map(|s| {
+            let median = json!({"seconds": round(s.seconds, 3), "mails_per_sec": round(s.ops, 1)});
+            let (min, max) = (round(s.min, 1), round(s.max, 1));
+            json!({"mails": SMTP_SOURCE_MESSAGES, "runs": s.runs, "median": median,
+                "min_mails_per_sec": min, "max_mails_per_sec": max})
         });
         // Every ceiling run of each scenario summed up; the runs are in the pairs below.
-        let ceiling: Vec<Value> = o
-            .ceiling_scenarios()
-            .into_iter()
+        let ceiling: Vec<Value> = (o.ceiling_scenarios().into_iter())
             .filter_map(|scenario| {
-                let s = self.ceiling_summary(scenario)?;
-                let mut c = json!({
-                    "scenario": scenario,
-                    "runs": s.runs,
-                    "min_ops_per_sec": round(s.min_ops_per_sec, 1),
-                    "max_ops_per_sec": round(s.max_ops_per_sec, 1),
-                });
-                s.json(&mut c);
-                Some(c)
+                let s = self.ceiling(scenario)?;
+                let (min, max) = (round(s.min, 1), round(s.max, 1));
+                Some(s.json(json!({"scenario": scenario, "runs": s.runs,
+                    "min_ops_per_sec": min, "max_ops_per_sec": max})))
             })
             .collect();
-        let runs: Vec<Value> = self
-            .rows
-            .iter()
-            .map(|row| {
-                let v = row.verdict();
-                let pairs: Vec<Value> = row
-                    .pairs
-                    .iter()
-                    .zip(1..)
-                    .map(|(pair, round)| {
-                        json!({
-                            "round": round,
-                            "ratio": ratio(pair.ratio()),
-                            "ceiling": pair.ceiling.json(),
-                            "app": pair.app.json,
-                        })
-                    })
-                    .collect();
-                let mut r = json!({
-                    "scenario": row.scenario,
-                    "app": row.app,
-                    "store": row.store,
-                    "ratio": ratio(v.ratio),
-                    "ratios": v.ratios.iter().map(|r| ratio(*r)).collect::<Vec<_>>(),
-                    "target": v.target,
-                    "pass": v.pass(),
-                    "pairs": pairs,
-                });
-                row.summary().json(&mut r);
-                r
-            })
-            .collect();
-        let memory: Vec<Value> = self
-            .memory
-            .iter()
-            .map(|m| {
-                json!({
-                    "app": m.app,
-                    "store": m.store,
-                    "key": m.key,
-                    "bytes": m.bytes,
-                    "pass": m.pass(),
+        let ratio = |x: Option<f64>| x.map(|x| round(x, 4));
+        let mut runs = Vec::new();
+        for row in &self.rows {
+            let pairs: Vec<Value> = (row.pairs.iter().zip(1..))
+                .map(|(p, round)| {
+                    json!({"round": round, "ratio": ratio(ratio_of(&p.app, &p.ceiling)),
+                        "ceiling": p.ceiling, "app": p.app})
                 })
-            })
-            .collect();
-        let open_loop: Vec<Value> = self
-            .open_loop
-            .iter()
-            .map(|r| {
-                json!({
-                    "scenario": r.scenario,
-                    "app": r.app,
-                    "store": r.store,
-                    "percent": r.percent,
-                    "rate": round(r.rate, 1),
-                    "run": r.load.json,
-                })
-            })
-            .collect();
-        let preloaded: Vec<Value> = self
-            .preloaded
-            .iter()
-            .map(|r| {
-                json!({
-                    "scenario": r.scenario,
-                    "app": r.app,
-                    "store": r.store,
-                    "sessions": r.sessions,
-                    "used_memory_before": r.used_memory.0,
-                    "used_memory_after": r.used_memory.1,
-                    "bytes_per_session": r.bytes_per_session(),
-                    "ratio": round(r.ratio(), 4),
-                    "empty": r.empty.json,
-                    "preloaded": r.preloaded.json,
-                    "ceiling_empty": r.ceiling.as_ref().map(|c| &c.0.json),
-                    "ceiling_preloaded": r.ceiling.as_ref().map(|c| &c.1.json),
-                })
-            })
-            .collect();
+                .collect();
+            let ratios: Vec<_> = row.ratios().into_iter().map(ratio).collect();
+            let summary = Summary::of(row.pairs.iter().map(|p| &p.app));
+            runs.push(
+                summary.json(json!({"scenario": row.scenario, "app": row.app,
+                "store": row.store, "ratio": ratio(row.ratio()), "ratios": ratios,
+                "target": row.target(), "pass": row.pass(), "pairs": pairs})),
+            );
+        }
+        let [protected, flow, refresh, request_otp] = TARGETS.map(|(_, t)| t);
         let report = json!({
             "machine": {"cpus": self.cpus, "client_and_server_share_the_machine": true},
             "options": {
@@ -480,117 +456,124 @@ impl Report {
                 "concurrency": o.concurrency,
                 "warmup": o.warmup,
                 "rounds": o.rounds,
-                "only": only,
+                "only": self.only(),
                 "scenarios": o.scenarios,
             },
             "method": "paired: each app run follows at once a ceiling run of the same scenario \
                        (otp-bench ceiling; request-otp: smtp-source); ratio = median over the \
                        rounds of app ops/s / that ceiling's ops/s",
             "targets": {
-                "protected": TARGET_PROTECTED,
-                "flow": TARGET_FLOW,
-                "refresh": TARGET_REFRESH,
-                "request_otp": TARGET_REQUEST_OTP,
+                "protected": protected,
+                "flow": flow,
+                "refresh": refresh,
+                "request_otp": request_otp,
                 "memory_bytes": TARGET_MEMORY_BYTES,
                 "preloaded": TARGET_PRELOADED,
             },
             "smtp_source": smtp_source,
             "ceiling": ceiling,
             "runs": runs,
-            "memory_per_pending_login": memory,
-            "open_loop": open_loop,
-            "preloaded": preloaded,
+            "memory_per_pending_login": self.memory,
+            "open_loop": self.open_loop,
+            "preloaded": self.preloaded,
             "server_errors": self.server_errors(),
         });
         // A tree of maps, strings and finite numbers: it always serializes.
-        let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        text.push('\n');
-        text
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     }
 }
 
-/// Unit tests.
 #[cfg(test)]
 mod tests {
-    use crate::bench::fixtures::report;
+    use super::*;
 
-    /// The table's layout and order, and a valid JSON file with every pair.
+    /// Three rounds of axum and poem on Redis where the ceiling moves from run to run:
+    /// (ceiling, app) ops/s (mails/s for the request-otp ceiling); one 5xx.
+    fn report() -> Report {
+        const PAIRS: [[(f64, f64); 3]; 6] = [
+            [(100.0, 90.0), (200.0, 150.0), (150.0, 140.0)],
+            [(100.0, 60.0), (100.0, 70.0), (100.0, 80.0)],
+            [(100.0, 80.0), (125.0, 100.0), (50.0, 10.0)],
+            [(400.0, 300.0), (50.0, 45.0), (120.0, 60.0)],
+            [(0.0, 10.0), (90.0, 45.0), (80.0, 60.0)],
+            [(75.0, 30.0), (100.0, 20.0), (125.0, 25.0)],
+        ];
+        let load = |ops| {
+            let line = r#"{"p50_ms":1.5,"p99_ms":9,"p999_ms":12,"errors":1,"server_errors":0,"#;
+            Load::parse(&format!(r#"{line}"ops_per_sec":{ops}}}"#)).unwrap()
+        };
+        let args = "--only axum/redis,poem/redis --scenarios protected,flow,request-otp";
+        let options = Options::parse(args.split(' ').map(str::to_owned).collect()).unwrap();
+        let mut report = Report::new(options, 2);
+        for (row, pairs) in report.rows.iter_mut().zip(PAIRS) {
+            for (ceiling, app) in pairs {
+                let ceiling = match row.scenario {
+                    "request-otp" => Load::smtp(5000.0 / ceiling),
+                    _ => load(ceiling),
+                };
+                row.pairs.push(Pair {
+                    ceiling,
+                    app: load(app),
+                });
+            }
+        }
+        report.rows[2].pairs[1].app.0["server_errors"] = json!(2);
+        report
+    }
+
+    /// Each app run is divided by the ceiling run just before it; the verdict is on the
+    /// median; a ceiling row sums up every ceiling run of its scenario; the table and the
+    /// JSON file show them.
     #[test]
-    fn table_and_json() {
-        let report = report();
-        let table = report.table();
-        assert!(table.contains("3 rounds"), "{table}");
-        assert!(table.contains("paired ratios"), "{table}");
-        assert!(table.contains("ops/s: 50–400 (6 runs)"), "{table}");
-        assert!(table.contains("mails/s: 50–125 (6 runs)"), "{table}");
-        assert!(table.contains("0.90 0.75 0.93"), "{table}");
-        assert!(table.contains(">= 0.9 MISS  0.75 0.90 0.50"), "{table}");
-        assert!(
-            table.lines().all(|line| line.chars().count() <= 130),
-            "{table}"
+    fn paired_ratios_and_ceiling_rows() {
+        let r = report();
+        let ratios = |i: usize| {
+            r.rows[i]
+                .ratios()
+                .into_iter()
+                .map(ratio_text)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ratios(0), ["0.90", "0.75", "0.93"]);
+        assert_eq!(ratios(4), ["-", "0.50", "0.75"]);
+        let verdicts: Vec<_> = r.rows.iter().map(|row| (row.ratio(), row.pass())).collect();
+        assert_eq!(
+            verdicts[..3],
+            [(Some(0.9), true), (Some(0.7), true), (Some(0.8), true)]
         );
-        // Ceiling, then smtp-source, then the apps, scenario by scenario.
-        let first = |prefix: &str| table.lines().position(|l| l.starts_with(prefix)).unwrap();
-        assert!(first("protected    ceiling") < first("protected    axum"));
-        assert!(first("flow         axum") > first("flow         ceiling"));
-        assert!(first("smtp-source") < first("request-otp  axum"));
-        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
-        assert_eq!(json["options"]["rounds"], 3);
-        let runs = json["runs"].as_array().unwrap();
-        let ratios = |i: usize| runs[i]["ratios"].clone();
-        assert!(
-            (0..runs.len()).any(|i| ratios(i) == serde_json::json!([0.9, 0.75, 0.9333])),
-            "{json}"
+        assert_eq!(verdicts[3..5], [(Some(0.75), false), (Some(0.625), false)]);
+        assert_eq!(r.server_errors(), 2);
+        let c = r.ceiling("protected").unwrap();
+        assert_eq!(
+            (c.runs, c.ops, c.min, c.max, c.p99),
+            (6, 135.0, 50.0, 400.0, 9.0)
         );
-        assert!(
-            (0..runs.len()).any(|i| ratios(i) == serde_json::json!([null, 0.5, 0.75])),
-            "{json}"
+        let smtp = r.ceiling("request-otp").unwrap();
+        assert_eq!(
+            (smtp.ops, smtp.seconds, smtp.min, smtp.max),
+            (100.0, 50.0, 50.0, 125.0)
         );
-        let pairs: Vec<&serde_json::Value> = runs
-            .iter()
-            .flat_map(|r| r["pairs"].as_array().unwrap())
-            .collect();
-        assert_eq!(pairs.len(), 18, "{json}");
-        assert!(
-            pairs.iter().any(|p| p["round"] == 3 && p["ratio"] == 0.2),
-            "{json}"
-        );
-        assert!(
-            pairs.iter().any(|p| p["ceiling"]["tool"] == "smtp-source"),
-            "{json}"
-        );
-        // The open loop and the preloaded store, in the table and in the JSON.
-        assert!(
-            table.contains("protected    axum  redis    80       72.0"),
-            "{table}"
-        );
-        assert!(
-            table.contains("0.95  >= 0.9 PASS    250     0.80  0.95"),
-            "{table}"
-        );
-        assert!(
-            json["open_loop"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["percent"] == 80 && r["rate"] == 72.0),
-            "{json}"
-        );
-        let preloaded = &json["preloaded"][0];
-        assert_eq!(preloaded["bytes_per_session"], 250, "{json}");
-        assert_eq!(preloaded["ratio"], 0.95, "{json}");
-        assert!(preloaded["ceiling_preloaded"].is_object(), "{json}");
 
-        // Without the ceiling scenarios or request-otp, their rows and sections are empty.
-        let mut only_request_otp = report;
-        only_request_otp.options.scenarios = vec!["request-otp"];
-        only_request_otp
-            .rows
-            .retain(|row| row.scenario == "request-otp");
-        let table = only_request_otp.table();
-        assert!(!table.contains("otp-bench ceiling"), "{table}");
-        assert!(table.contains("smtp-source ("), "{table}");
-        let json: serde_json::Value = serde_json::from_str(&only_request_otp.json()).unwrap();
-        assert_eq!(json["ceiling"], serde_json::json!([]), "{json}");
+        let table = r.table();
+        for text in [
+            "ops/s: 50–400 (6 runs)",
+            "mails/s: 50–125 (6 runs)",
+            "MISS  0.75 0.90 0.50",
+        ] {
+            assert!(table.contains(text), "{text} in {table}");
+        }
+        let first = |prefix: &str| table.lines().position(|l| l.starts_with(prefix));
+        assert!(first("protected    ceiling") < first("protected    axum"));
+        assert!(first("smtp-source") < first("request-otp  axum"));
+        let json: Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(json["runs"][0]["ratios"], json!([0.9, 0.75, 0.9333]));
+        assert_eq!(
+            json["runs"][2]["pairs"][0]["ceiling"]["tool"],
+            "smtp-source"
+        );
+        assert_eq!(json["runs"][2]["server_errors"], 2);
+        assert_eq!(json["smtp_source"]["median"]["seconds"], 50.0);
+        assert_eq!(json["ceiling"][0]["median"]["ops_per_sec"], 135.0);
+        assert!(Load::parse(r#"{"ops_per_sec":1,"p50_ms":"x"}"#).is_err());
     }
 }
