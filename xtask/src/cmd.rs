@@ -110,8 +110,10 @@ pub(crate) fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<(), Str
     if output(&mut cargo(&format!("{subcommand} --version"))).is_ok() {
         return Ok(());
     }
-    eprintln!("xtask: {krate} missing, installing it with cargo install");
-    match run(&mut cargo(&format!("install {krate} --locked")))? {
+    // A debug build: the tools run for seconds here, and their release profiles (fat LTO,
+    // one codegen unit) take several times as long to compile.
+    eprintln!("xtask: {krate} missing, installing it with cargo install --debug");
+    match run(&mut cargo(&format!("install {krate} --locked --debug")))? {
         0 => Ok(()),
         code => Err(format!("cargo install {krate} failed ({code})")),
     }

@@ -1,14 +1,16 @@
 //! `cargo xtask package`: what each published crate ships. Lists every crate's package
 //! (`cargo package --list`), fails on a file a user does not need (test keys, fixtures,
-//! tests, screenshots) or a missing README or licence, then builds the packages as
-//! crates.io would (`cargo package -p …` for every published crate: each one from its
-//! packaged files alone, its workspace dependencies from their packages).
+//! tests, screenshots) or a missing README or licence, then packages them all and checks
+//! that each compiles from its packaged files alone, its workspace dependencies from their
+//! packages.
+
+use std::process::Command;
 
 use crate::Outcome;
-use crate::cmd::{cargo, output, run};
+use crate::cmd::{cargo, output, run, target_dir};
 
 /// The crates published to crates.io, in dependency order.
-const PUBLISHED: [&str; 6] = [
+pub(crate) const PUBLISHED: [&str; 6] = [
     "otp-core",
     "otp-redis",
     "otp-fred",
@@ -35,7 +37,8 @@ fn list_problems(crate_name: &str, listing: &str) -> Vec<String> {
     unwanted.chain(missing).collect()
 }
 
-/// Checks every published crate's file list, then packages and verifies them all.
+/// Checks every published crate's file list, then packages them all and checks that the
+/// packages compile from their files alone.
 pub(crate) fn check() -> Outcome {
     let mut problems = Vec::new();
     for name in PUBLISHED {
@@ -51,53 +54,64 @@ pub(crate) fn check() -> Outcome {
         }
         return Ok(1);
     }
-    forget_unpacked_packages()?;
-    // `--workspace` would take the unpublished members too; the published ones, named,
-    // are packaged together (each one's workspace dependencies from their packages).
-    let package = format!("package --allow-dirty -p {}", PUBLISHED.join(" -p "));
+    // `--workspace` would take the unpublished members too.
+    let package = format!(
+        "package --no-verify --allow-dirty -p {}",
+        PUBLISHED.join(" -p ")
+    );
     let code = run(&mut cargo(&package))?;
     if code != 0 {
-        // The other way an earlier package of the same version comes back: its build in
-        // this target directory, which cargo does not check against the sources of a
-        // registry package.
-        eprintln!(
-            "xtask: if a package fails on a workspace crate's item that has since changed, \
-             an earlier build of that package is still in target/: `cargo clean -p otp-core` \
-             (or the crate named) and run again"
-        );
+        return Ok(code);
     }
-    Ok(code)
+    verify_unpacked()
 }
 
-/// Deletes the sources of this workspace's packages that an earlier `cargo package`
-/// unpacked from its temporary local registry (`$CARGO_HOME/registry/src/-<hash>/`).
-/// Cargo unpacks a `.crate` only when its directory is missing, so a package of the same
-/// version built after a change would otherwise verify its dependents against the old
-/// sources, and fail on a signature that has since changed (seen: a second `cargo xtask
-/// ci` on one machine, whose `CARGO_HOME` outlives the checkout).
-fn forget_unpacked_packages() -> Result<(), String> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
-    let Some(Ok(registries)) = home.map(|h| std::fs::read_dir(h.join("registry/src"))) else {
-        return Ok(());
-    };
-    // Local registries are named `-<hash>`; crates.io's `index.crates.io-<hash>`.
-    let local = registries
-        .flatten()
-        .filter(|r| r.file_name().to_string_lossy().starts_with('-'));
-    let unpacked = local
-        .filter_map(|r| std::fs::read_dir(r.path()).ok())
-        .flatten()
-        .flatten();
-    for dir in unpacked {
-        let name = dir.file_name().to_string_lossy().into_owned();
-        if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
-            std::fs::remove_dir_all(dir.path())
-                .map_err(|e| format!("removing {}: {e}", dir.path().display()))?;
-        }
+/// What `cargo package` would verify, for the price of a check: the `.crate` files unpacked
+/// into a workspace of their own (`target/package-check`), each workspace dependency
+/// patched to its package, checked with every feature (missing files, a manifest that
+/// names what is not shipped, a dependency on an unpublished crate). Cargo's own
+/// verification builds each package in full with its own feature set, six builds of the
+/// dependency tree; this one shares the target directory with the rest of the run.
+fn verify_unpacked() -> Outcome {
+    let target = target_dir();
+    let dir = target.join("package-check");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }
-    Ok(())
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let version = env!("CARGO_PKG_VERSION"); // the workspace's, which every crate shares
+    let mut manifest = String::from("[workspace]\nresolver = \"3\"\nmembers = [\n");
+    let mut patches = String::from("\n[patch.crates-io]\n");
+    for name in PUBLISHED {
+        let file = target
+            .join("package")
+            .join(format!("{name}-{version}.crate"));
+        let mut untar = Command::new("tar");
+        untar.arg("-xzf").arg(&file).arg("-C").arg(&dir);
+        let code = run(&mut untar)?;
+        if code != 0 {
+            return Ok(code);
+        }
+        manifest.push_str(&format!("    \"{name}-{version}\",\n"));
+        patches.push_str(&format!("{name} = {{ path = \"{name}-{version}\" }}\n"));
+    }
+    manifest.push_str("]\n");
+    manifest.push_str(&patches);
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("writing {name}: {e}"))
+    };
+    write("Cargo.toml", &manifest)?;
+    // The versions the workspace was tested with.
+    let lock = std::fs::read_to_string(crate::cmd::workspace_root().join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    write("Cargo.lock", &lock)?;
+    let mut check = cargo("check --workspace --all-features");
+    check.current_dir(&dir).env("CARGO_TARGET_DIR", &target);
+    let code = run(&mut check)?;
+    if code == 0 {
+        eprintln!("xtask: every package compiles from its own files");
+    }
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -38,11 +38,12 @@ const SETTINGS: &str = "OTP_AUTH_STORE=memory OTP_AUTH_MAILER=console OTP_AUTH_C
     OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR=1000000 OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS=100 \
     OTP_AUTH_OTP_LOCKOUT_SECONDS=1 APP_METRICS_ADDR=off NO_COLOR=1 RUST_LOG=info";
 
-/// Runs Schemathesis against both examples; the exit code of the first failing run, or 0.
-pub(crate) fn run_all() -> Outcome {
+/// Builds the examples (`cargo build BUILD`) and runs Schemathesis against both; the exit
+/// code of the first failing run, or 0.
+pub(crate) fn run_all(build: &str) -> Outcome {
     let target = target_dir();
     let fuzzer = ensure_installed(&target.join("schemathesis-venv"))?;
-    let code = run(&mut cargo("build -p axum-example -p poem-example"))?;
+    let code = run(&mut cargo(&format!("build {build}")))?;
     if code != 0 {
         return Ok(code);
     }
