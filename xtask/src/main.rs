@@ -2,9 +2,9 @@
 //! `.cargo/config.toml`); [`USAGE`] lists the commands.
 //!
 //! Missing server binaries are installed with `apt-get` when running as root on Debian;
-//! otherwise the runner names the packages to install. Its dependencies are serde_json (the
-//! bench's report, a crate the workspace builds anyway) and pico-args, so it compiles in a
-//! few seconds.
+//! otherwise the runner names the packages to install. Its dependencies are pico-args and,
+//! for the bench's report, serde and serde_json (which the workspace builds anyway), so it
+//! compiles in a few seconds.
 
 mod bench;
 mod cmd;

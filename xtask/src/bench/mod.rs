@@ -273,10 +273,9 @@ impl Bench<'_> {
         let what = format!("round {round}/{}: {app}/{store}", self.o.rounds);
         let mut pairs = Vec::new();
         for &scenario in &self.o.scenarios {
-            let paired = format!("{what}: paired ceiling");
             let ceiling = match scenario {
-                "request-otp" => self.smtp_source(&paired)?,
-                _ => (self.ceiling_load(ceiling.as_deref_mut(), scenario, &paired)?)
+                "request-otp" => self.smtp_source(&format!("{what}: ceiling"))?,
+                _ => (self.ceiling_load(ceiling.as_deref_mut(), scenario, &what)?)
                     .ok_or_else(|| format!("{what}: no ceiling server for {scenario}"))?,
             };
             let app = self.load(addr, scenario, None, &what)?;

@@ -33,9 +33,8 @@ impl Load {
     pub(super) fn parse(line: &str) -> Result<Self, String> {
         let json: Value =
             serde_json::from_str(line).map_err(|e| format!("`{line}` is not JSON: {e}"))?;
-        let keys = ["ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "errors"];
-        let number = |k: &&str| json.get(k).is_some_and(Value::is_number);
-        match keys.iter().chain(&["server_errors"]).find(|k| !number(k)) {
+        let mut keys = "ops_per_sec p50_ms p99_ms p999_ms errors server_errors".split(' ');
+        match keys.find(|k| !json.get(*k).is_some_and(Value::is_number)) {
             Some(key) => Err(format!("no number `{key}` in `{line}`")),
             None => Ok(Self(json)),
         }
@@ -261,17 +260,24 @@ pub(super) struct Report {
 impl Report {
     /// A report with a row, and no pair yet, for each selected scenario of each target.
     pub(super) fn new(options: Options, cpus: usize) -> Self {
-        let (mut report, targets) = (Self::default(), options.targets.iter());
-        let rows = targets.flat_map(|&(a, s)| options.scenarios.iter().map(move |&r| (r, a, s)));
-        let row = |(scenario, app, store)| Row {
-            scenario,
-            app,
-            store,
-            pairs: Vec::new(),
-        };
-        report.rows = rows.map(row).collect();
-        (report.options, report.cpus) = (options, cpus);
-        report
+        let mut rows = Vec::new();
+        for &(app, store) in &options.targets {
+            for &scenario in &options.scenarios {
+                let pairs = Vec::new();
+                rows.push(Row {
+                    scenario,
+                    app,
+                    store,
+                    pairs,
+                });
+            }
+        }
+        Self {
+            options,
+            cpus,
+            rows,
+            ..Self::default()
+        }
     }
 
     /// The targets as `app/store`.
