@@ -278,7 +278,12 @@ impl Bench<'_> {
                 _ => (self.ceiling_load(ceiling.as_deref_mut(), scenario, &what)?)
                     .ok_or_else(|| format!("{what}: no ceiling server for {scenario}"))?,
             };
-            let app = self.load(addr, scenario, None, &what)?;
+            let cpu = cpu_ticks(server.pid());
+            let mut app = self.load(addr, scenario, None, &what)?;
+            app.add_server_cpu(
+                cpu_ticks(server.pid()) - cpu,
+                self.o.seconds + self.o.warmup,
+            );
             pairs.push(Pair { ceiling, app });
         }
         if round == 1 {
@@ -460,6 +465,26 @@ end";
 }
 
 /// Sends a JSON POST over a fresh connection; returns the status code.
+/// The CPU time a process has used (user and system), in clock ticks of 10 ms
+/// (`/proc/<pid>/stat`); 0 when it cannot be read.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    tick(11) + tick(12)
+}
+
 fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<u16, String> {
     let mut reply = String::new();
     TcpStream::connect_timeout(&addr, Duration::from_secs(5))

@@ -64,6 +64,17 @@ impl Load {
         })
     }
 
+    /// Records the server's CPU time over the run (`ticks` of 10 ms over `seconds`,
+    /// warm-up included) as microseconds per operation, the warm-up counted at the
+    /// measured rate.
+    pub(super) fn add_server_cpu(&mut self, ticks: u64, seconds: u32) {
+        let ops = self.ops() * f64::from(seconds);
+        if ops > 0.0 {
+            let us = ticks as f64 * 10_000.0 / ops;
+            self.0["server_cpu_us_per_op"] = json!(round(us, 1));
+        }
+    }
+
     fn count(&self, key: &str) -> u64 {
         self.0[key].as_u64().unwrap_or(0)
     }
@@ -349,6 +360,19 @@ impl Report {
                 let target = format!(">= {:.1} {}", row.target(), verdict(row.pass()));
                 let ratios: Vec<String> = row.ratios().into_iter().map(ratio_text).collect();
                 let _ = writeln!(t, "{line}  {target:<11}  {}", ratios.join(" "));
+            }
+        }
+        let _ = writeln!(
+            t,
+            "\nServer CPU per operation (user + system time of the app process over the \
+             closed-loop run, warm-up counted\nat the measured rate; median over the rounds), \
+             in microseconds:"
+        );
+        for row in &self.rows {
+            let cpu = row.pairs.iter().map(|p| p.app.get("server_cpu_us_per_op"));
+            if let Some(us) = median(cpu.filter(|us| *us > 0.0)) {
+                let (scenario, app, store) = (row.scenario, row.app, row.store);
+                let _ = writeln!(t, "  {scenario:<12} {app:<5} {store:<6} {us:>8.1} µs");
             }
         }
         let _ = writeln!(
