@@ -51,34 +51,27 @@ pub(crate) fn run_all(build: &str) -> Outcome {
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let hooks = workspace_root().join("tests/schemathesis");
 
+    // Two runs at a time, one per core: each is a Python process and an app, and neither
+    // keeps a core busy alone. Each run's report is printed when it ends.
     let mut failed = Vec::new();
-    for (app, transport) in RUNS {
-        let name = format!("{app}-{transport}");
-        let addr = free_addr()?;
-        let base = format!("http://{addr}");
-        let mut command = app_command(&target.join("debug").join(app), addr);
-        command
-            .envs(env_pairs(SETTINGS))
-            .env("OTP_AUTH_REFRESH_TOKEN_TRANSPORT", transport)
-            .env("OTP_AUTH_PUBLIC_URL", format!("{base}/auth"));
-        let server = Proc::listening(&name, command, addr, &logs)?;
-
-        eprintln!("xtask: schemathesis {VERSION} against {name} ({base})");
-        let mut st = Command::new(&fuzzer);
-        st.arg("--config-file")
-            .arg(hooks.join("schemathesis.toml"))
-            .arg("run")
-            .arg(format!("{base}/openapi.json"))
-            .args(["--checks", "all", "--max-examples", "100"])
-            .env("SCHEMATHESIS_HOOKS", "otp_hooks")
-            .env("PYTHONPATH", &hooks)
-            .env("OTP_SCHEMATHESIS_BASE", &base)
-            .env("OTP_SCHEMATHESIS_APP_LOG", logs.join(format!("{name}.log")))
-            .stdin(Stdio::null());
-        let code = run(&mut st)?;
-        server.stop()?;
-        if code != 0 {
-            failed.push((name, code));
+    for pair in RUNS.chunks(2) {
+        let results = std::thread::scope(|scope| {
+            let runs: Vec<_> = (pair.iter())
+                .map(|&(app, transport)| {
+                    let (fuzzer, logs, hooks) = (&fuzzer, &logs, &hooks);
+                    scope.spawn(move || one_run(fuzzer, logs, hooks, app, transport))
+                })
+                .collect();
+            let joined = runs.into_iter().map(|r| r.join());
+            joined
+                .map(|r| r.unwrap_or_else(|_| Err("a run panicked".to_owned())))
+                .collect::<Vec<_>>()
+        });
+        for result in results {
+            let (name, code) = result?;
+            if code != 0 {
+                failed.push((name, code));
+            }
         }
     }
     let Some(&(_, code)) = failed.first() else {
@@ -92,6 +85,48 @@ pub(crate) fn run_all(build: &str) -> Outcome {
         logs.display()
     );
     Ok(code)
+}
+
+/// One run of Schemathesis against `app` with the refresh token's `transport`: the run's
+/// name and exit code; its report in `<logs>/<name>.out`, printed at the end.
+fn one_run(
+    fuzzer: &Path,
+    logs: &Path,
+    hooks: &Path,
+    app: &str,
+    transport: &str,
+) -> Result<(String, u8), String> {
+    let name = format!("{app}-{transport}");
+    let addr = free_addr()?;
+    let base = format!("http://{addr}");
+    let mut command = app_command(&target_dir().join("debug").join(app), addr);
+    command
+        .envs(env_pairs(SETTINGS))
+        .env("OTP_AUTH_REFRESH_TOKEN_TRANSPORT", transport)
+        .env("OTP_AUTH_PUBLIC_URL", format!("{base}/auth"));
+    let server = Proc::listening(&name, command, addr, logs)?;
+    eprintln!("xtask: schemathesis {VERSION} against {name} ({base})");
+    let report = logs.join(format!("{name}.out"));
+    let file = std::fs::File::create(&report).map_err(|e| format!("{}: {e}", report.display()))?;
+    let mut st = Command::new(fuzzer);
+    st.arg("--config-file")
+        .arg(hooks.join("schemathesis.toml"))
+        .arg("run")
+        .arg(format!("{base}/openapi.json"))
+        .args(["--checks", "all", "--max-examples", "100"])
+        .env("SCHEMATHESIS_HOOKS", "otp_hooks")
+        .env("PYTHONPATH", hooks)
+        .env("OTP_SCHEMATHESIS_BASE", &base)
+        .env("OTP_SCHEMATHESIS_APP_LOG", logs.join(format!("{name}.log")))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(file.try_clone().map_err(|e| e.to_string())?)
+        .stdout(file);
+    let code = run(&mut st)?;
+    server.stop()?;
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    eprintln!("xtask: schemathesis against {name} (exit {code}):\n{text}");
+    Ok((name, code))
 }
 
 /// The `schemathesis` program of the virtual environment `venv`, made and filled with the
