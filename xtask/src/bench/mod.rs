@@ -464,7 +464,6 @@ end";
     }
 }
 
-/// Sends a JSON POST over a fresh connection; returns the status code.
 /// The CPU time a process has used (user and system), in clock ticks of 10 ms
 /// (`/proc/<pid>/stat`); 0 when it cannot be read.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -485,6 +484,7 @@ fn cpu_ticks(pid: u32) -> u64 {
     tick(11) + tick(12)
 }
 
+/// Sends a JSON POST over a fresh connection; returns the status code.
 fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<u16, String> {
     let mut reply = String::new();
     TcpStream::connect_timeout(&addr, Duration::from_secs(5))
