@@ -252,15 +252,7 @@ impl Spec<'_> {
 
     /// A 200 with any JSON object.
     pub(crate) fn json_object(&self, description: &str) -> Response {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                    .build(),
-            )
-            .build()
+        json_object(description)
     }
 
     /// An HTML page.
@@ -293,7 +285,7 @@ impl Spec<'_> {
 
     /// The bearer token requirement.
     pub(crate) fn bearer(&self) -> SecurityRequirement {
-        SecurityRequirement::new(BEARER, Vec::<String>::new())
+        bearer()
     }
 
     /// A required string segment of the path.
@@ -414,6 +406,22 @@ impl Spec<'_> {
     }
 }
 
+fn json_object(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                .build(),
+        )
+        .build()
+}
+
+fn bearer() -> SecurityRequirement {
+    SecurityRequirement::new(BEARER, Vec::<String>::new())
+}
+
 fn problem(description: &str) -> Response {
     ResponseBuilder::new()
         .description(description)
@@ -448,19 +456,10 @@ fn unauthorized() -> Response {
 /// Adds a `GET` route protected by the `CurrentUser` extractor: bearer security, 200 with
 /// a JSON object, 401 and 503 problems.
 pub fn add_protected_get(doc: &mut OpenApi, path: &str, summary: &str) {
-    let ok = ResponseBuilder::new()
-        .description("The user is authenticated")
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                .build(),
-        )
-        .build();
     let op = OperationBuilder::new()
         .summary(Some(summary))
-        .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
-        .response("200", ok)
+        .security(bearer())
+        .response("200", json_object("The user is authenticated"))
         .response("401", unauthorized())
         .response(
             "503",
