@@ -112,6 +112,61 @@ impl fmt::Debug for AddressKey {
     }
 }
 
+/// A short keyed hash in a store: 72 bits, base64url (12 ASCII characters).
+macro_rules! short_key {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name([u8; 12]);
+
+        impl $name {
+            /// The encoded hash, as the store keeps it.
+            pub fn as_str(&self) -> &str {
+                // Built only from base64url output or checked by `parse`: ASCII.
+                std::str::from_utf8(&self.0).unwrap_or("")
+            }
+
+            /// Reads a stored key back; `None` unless it is 12 base64url characters.
+            pub fn parse(s: &str) -> Option<$name> {
+                let b: [u8; 12] = s.as_bytes().try_into().ok()?;
+                b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+                    .then_some($name(b))
+            }
+
+            fn from_mac(full: &[u8; 32]) -> $name {
+                let mut out = [0u8; 12];
+                out.copy_from_slice(URL_SAFE_NO_PAD.encode(&full[..9]).as_bytes());
+                $name(out)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.as_str())
+            }
+        }
+    };
+}
+
+short_key! {
+    /// The store's name for one login flow: a keyed hash of the flow's id (the id, which
+    /// the browser holds, never reaches the store) or, for a signed-in user's codes, of
+    /// the session.
+    FlowKey
+}
+
+short_key! {
+    /// The store's name for one known device: a keyed hash of the device's id.
+    DeviceKey
+}
+
 /// The rate-limit bucket of a client IP: the address itself for IPv4, its /64 network for
 /// IPv6 (one host usually holds a whole /64, so limiting single IPv6 addresses limits
 /// nothing).
@@ -223,6 +278,37 @@ impl CodeHasher {
         let mut out = [0u8; CODE_MAC_LEN];
         out.copy_from_slice(&full[..CODE_MAC_LEN]);
         CodeMac(out)
+    }
+
+    /// The store key of the login flow whose id is `flow_id`.
+    pub(crate) fn flow_key(&self, flow_id: &str) -> FlowKey {
+        FlowKey::from_mac(&self.mac(b"otp-auth/flow/v1", &[flow_id.as_bytes()]))
+    }
+
+    /// The store key of the flow of a signed-in user's codes: its session.
+    pub(crate) fn session_flow_key(&self, sid: &str) -> FlowKey {
+        FlowKey::from_mac(&self.mac(b"otp-auth/session-flow/v1", &[sid.as_bytes()]))
+    }
+
+    /// The store key of the device whose id is `device_id`.
+    pub(crate) fn device_key(&self, device_id: &str) -> DeviceKey {
+        DeviceKey::from_mac(&self.mac(b"otp-auth/device/v1", &[device_id.as_bytes()]))
+    }
+
+    /// The MAC binding a device cookie to an address: its id, when it was set, and the
+    /// address's key (the cookie never holds the address).
+    pub(crate) fn device_mac(&self, device_id: &str, since: u64, address: &AddressKey) -> [u8; 16] {
+        let full = self.mac(
+            b"otp-auth/device-binding/v1",
+            &[
+                device_id.as_bytes(),
+                &since.to_be_bytes(),
+                address.as_str().as_bytes(),
+            ],
+        );
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
     }
 
     /// The key of a subject's session index: its sessions are listed and revoked together

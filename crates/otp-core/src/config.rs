@@ -170,6 +170,33 @@ impl RefreshTransport {
 
 word_enum!(RefreshTransport { "cookie" => Cookie, "body" => Body, "both" => Both });
 
+/// Whether a code works without the login flow it was sent for
+/// (`OTP_AUTH_FLOW_BINDING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowBinding {
+    /// A code works with its flow (the cookie, or `flow_id` in the body), and without one
+    /// (curl, clients that ignore flows) against the address's most recent flow, under an
+    /// address-wide failure budget that only unbound verification uses up.
+    #[default]
+    Optional,
+    /// A code works only with its flow: an unbound verification is a 400 that compares
+    /// and counts nothing, and the sign-in link's page offers nothing outside the browser
+    /// that asked for the code.
+    Required,
+}
+
+impl FlowBinding {
+    /// The setting's value: `optional` or `required`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowBinding::Optional => "optional",
+            FlowBinding::Required => "required",
+        }
+    }
+}
+
+word_enum!(FlowBinding { "optional" => Optional, "required" => Required });
+
 /// The header the trusted proxies write the client's address in
 /// (`OTP_AUTH_FORWARDED_HEADER`). Only that one is read: a client cannot slip an address
 /// in through the header the proxy does not manage.
@@ -508,6 +535,57 @@ impl SessionSettings {
 }
 
 settings! {
+    /// Login flows and known devices: a code belongs to the browser that asked for it.
+    #[derive(Debug)]
+    pub struct FlowSettings, names FlowVars {
+        /// `optional` (a code works with or without its flow; unbound guesses are limited
+        /// per address) or `required` (only with its flow).
+        FLOW_BINDING => binding: FlowBinding = FlowBinding::Optional,
+        /// The flow cookie's name (`Path` from `OTP_AUTH_PUBLIC_URL`'s path, else the
+        /// refresh cookie's; `Secure` and `SameSite` as the refresh cookie's).
+        FLOW_COOKIE_NAME => cookie_name: String = "otp_flow".to_owned(),
+        /// Pending flows per address (1 to 20); a new flow of an unknown device ends the
+        /// least recently issued flow of an unknown device.
+        MAX_FLOWS_PER_ADDRESS => max_per_address: u32 = 5,
+        /// Lifetime in days of the known-device cookie a login sets (0: no known devices;
+        /// at most 400).
+        KNOWN_DEVICE_DAYS => known_device_days: u64 = 90,
+        /// The known-device cookie's name.
+        DEVICE_COOKIE_NAME => device_cookie_name: String = "otp_device".to_owned(),
+    }
+}
+
+impl FlowSettings {
+    fn check(&self, p: &mut Vec<String>, refresh_cookie: &str) {
+        let v = Self::VARS;
+        in_range(p, v.max_per_address, self.max_per_address, 1, 20);
+        at_most(p, v.known_device_days, self.known_device_days, 400);
+        let names = [
+            (v.cookie_name, &self.cookie_name),
+            (v.device_cookie_name, &self.device_cookie_name),
+        ];
+        for (var, name) in names {
+            if name.is_empty() || !name.bytes().all(is_cookie_name_byte) {
+                p.push(format!(
+                    "{var} must be a cookie token (letters, digits, -_.), got {name:?}"
+                ));
+            }
+        }
+        if self.cookie_name == self.device_cookie_name
+            || self.cookie_name == refresh_cookie
+            || self.device_cookie_name == refresh_cookie
+        {
+            p.push(format!(
+                "{}, {} and {} must differ",
+                v.cookie_name,
+                v.device_cookie_name,
+                CookieSettings::VARS.name
+            ));
+        }
+    }
+}
+
+settings! {
     /// The refresh cookie's attributes.
     #[derive(Debug)]
     pub struct CookieSettings, names CookieVars {
@@ -790,6 +868,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Sessions.
     pub sessions: SessionSettings,
+    /// Login flows and known devices.
+    pub flows: FlowSettings,
     /// The refresh cookie.
     pub cookie: CookieSettings,
     /// The login mail.
@@ -888,6 +968,7 @@ impl Config {
             limits: group(&flat, &mut problems),
             tokens: group(&flat, &mut problems),
             sessions: group(&flat, &mut problems),
+            flows: group(&flat, &mut problems),
             cookie: group(&flat, &mut problems),
             mail: group(&flat, &mut problems),
             http: group(&flat, &mut problems),
@@ -909,6 +990,7 @@ impl Config {
             LimitSettings::NAMES,
             TokenSettings::NAMES,
             SessionSettings::NAMES,
+            FlowSettings::NAMES,
             CookieSettings::NAMES,
             MailSettings::NAMES,
             HttpSettings::NAMES,
@@ -993,6 +1075,7 @@ impl Config {
         self.limits.check(&mut p);
         self.tokens.check(&mut p);
         self.sessions.check(&mut p);
+        self.flows.check(&mut p, &self.cookie.name);
         self.cookie.check(&mut p);
         self.mail.check(&mut p);
         self.http.check(&mut p);

@@ -33,11 +33,12 @@ pub use crate::{blacklist_contract, login_contract, otp_store_contract};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::code::{AddressKey, Code, CodeHasher, CodeMac, IpKey};
+use crate::code::{AddressKey, Code, CodeHasher, CodeMac, DeviceKey, FlowKey, IpKey};
 use crate::email::Email;
 use crate::primitives::{now_secs, random_id};
 use crate::store::{
-    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, Limits, LoginMethod,
+    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, KnownDevice, Limits,
+    LoginMethod,
     NewSession, OtpStore, Renewal, Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth,
     TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
 };
@@ -54,8 +55,16 @@ pub fn limits() -> Limits {
         max_attempts: 3,
         lockout: Duration::from_secs(900),
         ip_failures: 1000,
+        max_flows: 5,
+        known_device_lifetime: Duration::from_secs(90 * 86_400),
     }
 }
+
+/// A code issued to a new flow, from an unknown device.
+pub const ISSUED: IssueOutcome = IssueOutcome::Issued {
+    resent: false,
+    known_device: false,
+};
 
 /// A fresh address with its key and a code MAC maker.
 pub struct Fixture {
@@ -95,7 +104,18 @@ impl Fixture {
             .code_mac(crate::code::Purpose::Login, &self.email, &code)
     }
 
-    /// An issue request for `code` with `limits` from `ip`.
+    /// A new flow's key.
+    pub fn flow(&self) -> FlowKey {
+        self.hasher.flow_key(&random_id())
+    }
+
+    /// A new device's key.
+    pub fn device(&self) -> DeviceKey {
+        self.hasher.device_key(&random_id())
+    }
+
+    /// An issue request for `code` with `limits` from `ip`, starting a new flow from an
+    /// unknown device.
     pub fn issue(&self, code: &str, ip: Option<&str>, limits: Limits) -> IssueRequest {
         IssueRequest {
             address: self.address.clone(),
@@ -104,18 +124,41 @@ impl Fixture {
             code_ttl: Duration::from_secs(300),
             limits,
             call: CallId::random(),
+            resend: None,
+            flow: self.flow(),
+            device: None,
+            signed_in: false,
         }
     }
 
-    /// A verify request for `code` with `limits`.
+    /// An issue request for `code` to `flow` (a resend when it is pending, else a new
+    /// flow of that key).
+    pub fn issue_to(&self, code: &str, flow: FlowKey, limits: Limits) -> IssueRequest {
+        IssueRequest {
+            resend: Some(flow),
+            flow,
+            ..self.issue(code, None, limits)
+        }
+    }
+
+    /// An unbound verify request for `code` with `limits`.
     pub fn verify(&self, code: &str, limits: Limits) -> VerifyRequest {
         VerifyRequest {
             address: self.address.clone(),
             code_mac: self.mac(code),
+            flow: None,
             ip: None,
             limits,
             code_ttl: Duration::from_secs(300),
             call: CallId::random(),
+        }
+    }
+
+    /// A verify request for `code` bound to `flow`.
+    pub fn verify_in(&self, code: &str, flow: FlowKey, limits: Limits) -> VerifyRequest {
+        VerifyRequest {
+            flow: Some(flow),
+            ..self.verify(code, limits)
         }
     }
 
@@ -159,7 +202,7 @@ pub async fn issue_then_verify_once(store: Arc<dyn OtpStore>) {
             .issue(&f.issue("123456", Some(&ip), limits()))
             .await
             .unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "issue"
     );
     expect!(
@@ -212,24 +255,34 @@ pub async fn verify_without_code(store: Arc<dyn OtpStore>) {
             ),
             "both addresses are locked out alike"
         );
-        assert!(
-            matches!(
-                store
-                    .issue(&f.issue("222222", None, limits()))
-                    .await
-                    .unwrap(),
-                IssueOutcome::LockedOut { .. }
-            ),
-            "a locked address gets no code"
+        // The lockout stops unbound guesses only: its owner still gets a code for a flow.
+        let flow = f.flow();
+        expect!(
+            store
+                .issue(&f.issue_to("222222", flow, limits()))
+                .await
+                .unwrap(),
+            ISSUED,
+            "a code for a flow while unbound verification is locked"
+        );
+        expect!(
+            store
+                .verify(&f.verify_in("222222", flow, limits()))
+                .await
+                .unwrap(),
+            VerifyOutcome::Verified,
+            "bound, past the lockout"
         );
     }
 }
 
-/// Wrong codes count down to a lockout that kills the pending code and refuses new ones.
+/// Wrong unbound codes count down to a lockout of unbound verification; the pending flow
+/// itself is left as it was, and its owner verifies it bound.
 pub async fn wrong_codes_lock_out(store: Arc<dyn OtpStore>) {
     let f = Fixture::new();
+    let owner = f.flow();
     store
-        .issue(&f.issue("123456", None, limits()))
+        .issue(&f.issue_to("123456", owner, limits()))
         .await
         .unwrap();
     expect!(
@@ -256,18 +309,26 @@ pub async fn wrong_codes_lock_out(store: Arc<dyn OtpStore>) {
         }
         other => panic!("the right code after the cap: {other:?}"),
     }
-    match store
-        .issue(&f.issue("654321", None, limits()))
-        .await
-        .unwrap()
-    {
-        IssueOutcome::LockedOut { .. } => {}
-        other => panic!("issue while locked out: {other:?}"),
-    }
+    expect!(
+        store
+            .issue(&f.issue("654321", None, limits()))
+            .await
+            .unwrap(),
+        ISSUED,
+        "a new flow while unbound verification is locked"
+    );
     match store.verify(&f.verify("654321", limits())).await.unwrap() {
         VerifyOutcome::LockedOut { .. } => {}
-        other => panic!("a code issued while locked out: {other:?}"),
+        other => panic!("an unbound code issued while locked out: {other:?}"),
     }
+    expect!(
+        store
+            .verify(&f.verify_in("123456", owner, limits()))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the owner's flow, bound, untouched by the unbound guesses"
+    );
 }
 
 /// A resend replaces the code but keeps the failure count.
@@ -292,7 +353,7 @@ pub async fn resend_keeps_failures(store: Arc<dyn OtpStore>) {
             .issue(&f.issue("222222", None, limits()))
             .await
             .unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "resend"
     );
     expect!(
@@ -366,7 +427,7 @@ pub async fn address_limit(store: Arc<dyn OtpStore>) {
             .issue(&f.issue("111111", Some(&random_ip()), l))
             .await
             .unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "1st"
     );
     expect!(
@@ -374,7 +435,7 @@ pub async fn address_limit(store: Arc<dyn OtpStore>) {
             .issue(&f.issue("222222", Some(&random_ip()), l))
             .await
             .unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "2nd"
     );
     match store
@@ -410,7 +471,7 @@ pub async fn ip_limit(store: Arc<dyn OtpStore>) {
         let f = Fixture::new();
         expect!(
             store.issue(&f.issue("111111", Some(&ip), l)).await.unwrap(),
-            IssueOutcome::Issued,
+            ISSUED,
             format!("request {i}")
         );
     }
@@ -426,7 +487,7 @@ pub async fn ip_limit(store: Arc<dyn OtpStore>) {
     );
     expect!(
         store.issue(&f.issue("111111", None, l)).await.unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "no IP"
     );
     expect!(
@@ -434,7 +495,7 @@ pub async fn ip_limit(store: Arc<dyn OtpStore>) {
             .issue(&Fixture::new().issue("111111", Some(&random_ip()), l))
             .await
             .unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "another IP"
     );
 }
@@ -478,7 +539,7 @@ pub async fn windows_and_codes_expire(store: Arc<dyn OtpStore>) {
 
     expect!(
         store.issue(&f.issue("444444", None, short)).await.unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "after the window"
     );
     expect!(
@@ -494,24 +555,43 @@ pub async fn windows_and_codes_expire(store: Arc<dyn OtpStore>) {
     );
 }
 
-/// `discard` removes the pending code only if it is the given one.
+/// `discard` removes the flow's pending code only if it is the given one.
 pub async fn discard_only_matching(store: Arc<dyn OtpStore>) {
     let f = Fixture::new();
+    let (one, two) = (f.flow(), f.flow());
     store
-        .issue(&f.issue("111111", None, limits()))
+        .issue(&f.issue_to("111111", one, limits()))
         .await
         .unwrap();
-    store.discard(&f.address, &f.mac("999999")).await.unwrap();
+    store
+        .discard(&f.address, &one, &f.mac("999999"))
+        .await
+        .unwrap();
     expect!(
         store.verify(&f.verify("111111", limits())).await.unwrap(),
         VerifyOutcome::Verified,
         "other code kept"
     );
     store
-        .issue(&f.issue("222222", None, limits()))
+        .issue(&f.issue_to("222222", two, limits()))
         .await
         .unwrap();
-    store.discard(&f.address, &f.mac("222222")).await.unwrap();
+    store
+        .discard(&f.address, &one, &f.mac("222222"))
+        .await
+        .unwrap();
+    expect!(
+        store
+            .verify(&f.verify_in("333333", two, limits()))
+            .await
+            .unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "another flow's discard leaves this one"
+    );
+    store
+        .discard(&f.address, &two, &f.mac("222222"))
+        .await
+        .unwrap();
     expect!(
         store.verify(&f.verify("222222", limits())).await.unwrap(),
         VerifyOutcome::NoCode { attempts_left: 2 },
@@ -523,8 +603,12 @@ pub async fn discard_only_matching(store: Arc<dyn OtpStore>) {
         ..limits()
     };
     let g = Fixture::new();
-    store.issue(&g.issue("111111", None, l)).await.unwrap();
-    store.discard(&g.address, &g.mac("111111")).await.unwrap();
+    let flow = g.flow();
+    store.issue(&g.issue_to("111111", flow, l)).await.unwrap();
+    store
+        .discard(&g.address, &flow, &g.mac("111111"))
+        .await
+        .unwrap();
     assert!(matches!(
         store.issue(&g.issue("111111", None, l)).await.unwrap(),
         IssueOutcome::AddressLimited { .. }
@@ -622,7 +706,7 @@ pub async fn hour_and_day_caps(store: Arc<dyn OtpStore>) {
         for i in 0..2 {
             expect!(
                 store.issue(&f.issue("111111", None, l)).await.unwrap(),
-                IssueOutcome::Issued,
+                ISSUED,
                 format!("{want:?} request {i}")
             );
         }
@@ -653,7 +737,7 @@ pub async fn resend_cooldown(store: Arc<dyn OtpStore>) {
     };
     expect!(
         store.issue(&f.issue("111111", None, l)).await.unwrap(),
-        IssueOutcome::Issued,
+        ISSUED,
         "first"
     );
     match store.issue(&f.issue("222222", None, l)).await.unwrap() {
@@ -685,7 +769,7 @@ pub async fn resent_calls_count_once(store: Arc<dyn OtpStore>) {
     for what in ["issue", "issue resent"] {
         expect!(
             store.issue(&issue).await.unwrap(),
-            IssueOutcome::Issued,
+            ISSUED,
             what
         );
     }
@@ -779,28 +863,373 @@ pub async fn ip_failures_span_addresses(store: Arc<dyn OtpStore>) {
     );
 }
 
-/// `restore` gives a consumed code back, unless a newer one is pending.
+/// `restore` gives back the flow a verification consumed (bound: that flow; unbound: the
+/// one the same call consumed), unless that flow is pending again.
 pub async fn restore_unless_newer(store: Arc<dyn OtpStore>) {
     let f = Fixture::new();
     let l = limits();
     store.issue(&f.issue("111111", None, l)).await.unwrap();
+    let req = f.verify("111111", l);
     expect!(
-        store.verify(&f.verify("111111", l)).await.unwrap(),
+        store.verify(&req).await.unwrap(),
         VerifyOutcome::Verified,
         "consume"
     );
-    store.restore(&f.verify("111111", l)).await.unwrap();
+    store.restore(&req).await.unwrap();
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
         VerifyOutcome::Verified,
-        "restored"
+        "restored (unbound: the flow the call consumed)"
     );
-    store.issue(&f.issue("222222", None, l)).await.unwrap();
-    store.restore(&f.verify("111111", l)).await.unwrap();
+    let flow = f.flow();
+    store.issue(&f.issue_to("333333", flow, l)).await.unwrap();
+    let req = f.verify_in("333333", flow, l);
     expect!(
-        store.verify(&f.verify("222222", l)).await.unwrap(),
+        store.verify(&req).await.unwrap(),
         VerifyOutcome::Verified,
-        "the newer code stayed"
+        "consume bound"
+    );
+    store.restore(&req).await.unwrap();
+    expect!(
+        store
+            .verify(&f.verify_in("333333", flow, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "restored (bound)"
+    );
+    store.issue(&f.issue_to("444444", flow, l)).await.unwrap();
+    let req = f.verify_in("444444", flow, l);
+    store.verify(&req).await.unwrap();
+    store.issue(&f.issue_to("555555", flow, l)).await.unwrap();
+    store.restore(&req).await.unwrap();
+    expect!(
+        store
+            .verify(&f.verify_in("555555", flow, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the flow's newer code stayed"
+    );
+}
+
+/// Availability: a stranger's wrong guesses, bound to flows of their own or to none, and
+/// their code requests, leave the owner's pending flow working, and a bound verification
+/// compares only its own flow's code.
+pub async fn strangers_leave_the_owners_flow(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = limits();
+    let owner = f.flow();
+    store.issue(&f.issue_to("123456", owner, l)).await.unwrap();
+    // Two flows of the stranger's own (the address's code requests).
+    let (s1, s2) = (f.flow(), f.flow());
+    store.issue(&f.issue_to("000001", s1, l)).await.unwrap();
+    store.issue(&f.issue_to("000002", s2, l)).await.unwrap();
+    // Eight wrong guesses: three on each of the stranger's flows (which end them) and
+    // unbound ones until the address is locked for unbound verification.
+    for (flow, left) in [(s1, 2), (s1, 1), (s1, 0), (s2, 2), (s2, 1), (s2, 0)] {
+        expect!(
+            store
+                .verify(&f.verify_in("999999", flow, l))
+                .await
+                .unwrap(),
+            VerifyOutcome::Mismatch {
+                attempts_left: left
+            },
+            "a stranger's bound guess"
+        );
+    }
+    expect!(
+        store
+            .verify(&f.verify_in("000001", s1, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 3 },
+        "a flow that used its attempts has ended"
+    );
+    for _ in 0..3 {
+        assert!(
+            store
+                .verify(&f.verify("999999", l))
+                .await
+                .unwrap()
+                .is_failure()
+        );
+    }
+    assert!(matches!(
+        store.verify(&f.verify("123456", l)).await.unwrap(),
+        VerifyOutcome::LockedOut { .. }
+    ));
+    // The owner's code, presented with another flow, is compared with that flow's only.
+    expect!(
+        store
+            .verify(&f.verify_in("123456", f.flow(), l))
+            .await
+            .unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 3 },
+        "the right code with a flow that is not the owner's"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("123456", owner, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the owner's flow"
+    );
+}
+
+/// A resend to a pending flow replaces its code and keeps its failures; other flows keep
+/// their codes (a code request from elsewhere replaces nobody's code).
+pub async fn flows_resend_and_coexist(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = limits();
+    let (a, b) = (f.flow(), f.flow());
+    store.issue(&f.issue_to("111111", a, l)).await.unwrap();
+    store.issue(&f.issue_to("222222", b, l)).await.unwrap();
+    expect!(
+        store
+            .verify(&f.verify_in("000000", a, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "a wrong code in flow a"
+    );
+    expect!(
+        store
+            .issue(&f.issue_to("333333", a, l))
+            .await
+            .unwrap(),
+        IssueOutcome::Issued {
+            resent: true,
+            known_device: false
+        },
+        "a resend to flow a"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("111111", a, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 1 },
+        "the resend replaced a's code and kept its failure"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("222222", b, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "b's code survived a's requests"
+    );
+    // Unbound verification compares the most recent flow's code.
+    let c = f.flow();
+    store.issue(&f.issue_to("444444", c, l)).await.unwrap();
+    expect!(
+        store.verify(&f.verify("333333", l)).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "unbound: not the older flow's code"
+    );
+    expect!(
+        store.verify(&f.verify("444444", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "unbound: the most recent flow's code"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("333333", a, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the unbound failure left flow a alone"
+    );
+}
+
+/// At `max_flows` a new flow of an unknown device ends the least recently issued flow of an
+/// unknown device, never a known device's or a signed-in user's; with only those pending
+/// it is refused.
+pub async fn flow_cap_spares_known_devices(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        max_flows: 2,
+        ..limits()
+    };
+    let device = KnownDevice {
+        key: f.device(),
+        since: now_secs().saturating_sub(10),
+    };
+    let known = f.flow();
+    let req = IssueRequest {
+        device: Some(device),
+        ..f.issue_to("111111", known, l)
+    };
+    expect!(
+        store.issue(&req).await.unwrap(),
+        IssueOutcome::Issued {
+            resent: false,
+            known_device: true
+        },
+        "a known device's flow"
+    );
+    let signed = f.flow();
+    let req = IssueRequest {
+        signed_in: true,
+        ..f.issue_to("222222", signed, l)
+    };
+    store.issue(&req).await.unwrap();
+    match store.issue(&f.issue("333333", None, l)).await.unwrap() {
+        IssueOutcome::AddressLimited {
+            limit: AddressLimit::Flows,
+            retry_after,
+        } => assert!(retry_after <= Duration::from_secs(300), "{retry_after:?}"),
+        other => panic!("a stranger's flow with no room: {other:?}"),
+    }
+    let g = Fixture::new();
+    let (old, new) = (g.flow(), g.flow());
+    store.issue(&g.issue_to("444444", old, l)).await.unwrap();
+    store.issue(&g.issue_to("555555", new, l)).await.unwrap();
+    store.issue(&g.issue("666666", None, l)).await.unwrap();
+    expect!(
+        store
+            .verify(&g.verify_in("444444", old, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 3 },
+        "the oldest unknown flow was ended"
+    );
+    expect!(
+        store
+            .verify(&g.verify_in("555555", new, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the newer one stayed"
+    );
+    for (code, flow) in [("111111", known), ("222222", signed)] {
+        expect!(
+            store
+                .verify(&f.verify_in(code, flow, l))
+                .await
+                .unwrap(),
+            VerifyOutcome::Verified,
+            "known and signed-in flows survive strangers"
+        );
+    }
+}
+
+/// A known device's requests count against its own budget, not the address's caps that
+/// strangers use up; once the address forgets its devices, the device is a stranger.
+pub async fn known_devices_have_their_own_budget(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        per_address: 2,
+        ..limits()
+    };
+    for _ in 0..2 {
+        store.issue(&f.issue("000000", None, l)).await.unwrap();
+    }
+    assert!(matches!(
+        store.issue(&f.issue("000000", None, l)).await.unwrap(),
+        IssueOutcome::AddressLimited {
+            limit: AddressLimit::Minute,
+            ..
+        }
+    ));
+    let device = KnownDevice {
+        key: f.device(),
+        since: now_secs().saturating_sub(10),
+    };
+    let mine = f.flow();
+    for (i, expected) in [(0, false), (1, true)] {
+        let req = IssueRequest {
+            device: Some(device),
+            ..f.issue_to(&format!("12345{i}"), mine, l)
+        };
+        expect!(
+            store.issue(&req).await.unwrap(),
+            IssueOutcome::Issued {
+                resent: expected,
+                known_device: true
+            },
+            "a known device past the address's cap"
+        );
+    }
+    let req = IssueRequest {
+        device: Some(device),
+        ..f.issue_to("123452", mine, l)
+    };
+    assert!(
+        matches!(
+            store.issue(&req).await.unwrap(),
+            IssueOutcome::AddressLimited {
+                limit: AddressLimit::Minute,
+                ..
+            }
+        ),
+        "the device's own minute budget"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("123451", mine, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "the known device's code"
+    );
+    store.forget_devices(&f.address, &l).await.unwrap();
+    let req = IssueRequest {
+        device: Some(device),
+        ..f.issue("222222", None, l)
+    };
+    assert!(
+        matches!(
+            store.issue(&req).await.unwrap(),
+            IssueOutcome::AddressLimited { .. }
+        ),
+        "a forgotten device counts against the address again"
+    );
+    let later = KnownDevice {
+        since: now_secs() + 2,
+        ..device
+    };
+    let req = IssueRequest {
+        device: Some(later),
+        ..f.issue("333333", None, l)
+    };
+    assert!(
+        matches!(
+            store.issue(&req).await.unwrap(),
+            IssueOutcome::Issued {
+                known_device: true,
+                ..
+            }
+        ),
+        "a device cookie set after the forgetting is known"
+    );
+}
+
+/// A signed-in user's flow is never verified unbound.
+pub async fn signed_in_flows_stay_bound(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = limits();
+    let session = f.flow();
+    let req = IssueRequest {
+        signed_in: true,
+        ..f.issue_to("777777", session, l)
+    };
+    store.issue(&req).await.unwrap();
+    expect!(
+        store.verify(&f.verify("777777", l)).await.unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 2 },
+        "unbound"
+    );
+    expect!(
+        store
+            .verify(&f.verify_in("777777", session, l))
+            .await
+            .unwrap(),
+        VerifyOutcome::Verified,
+        "bound to its session"
     );
 }
 
@@ -822,7 +1251,12 @@ pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
     resend_cooldown(store.clone()).await;
     resent_calls_count_once(store.clone()).await;
     ip_failures_span_addresses(store.clone()).await;
-    restore_unless_newer(store).await;
+    restore_unless_newer(store.clone()).await;
+    strangers_leave_the_owners_flow(store.clone()).await;
+    flows_resend_and_coexist(store.clone()).await;
+    flow_cap_spares_known_devices(store.clone()).await;
+    known_devices_have_their_own_budget(store.clone()).await;
+    signed_in_flows_stay_bound(store).await;
 }
 
 fn session(subject_key: &str, lifetime: u64) -> NewSession {
@@ -1408,7 +1842,10 @@ macro_rules! otp_store_contract {
                 address_limit, ip_limit, windows_and_codes_expire, discard_only_matching,
                 concurrent_verifications_one_success, concurrent_wrong_guesses_hold_the_cap,
                 hour_and_day_caps, resend_cooldown, resent_calls_count_once,
-                ip_failures_span_addresses, restore_unless_newer);
+                ip_failures_span_addresses, restore_unless_newer,
+                strangers_leave_the_owners_flow, flows_resend_and_coexist,
+                flow_cap_spares_known_devices, known_devices_have_their_own_budget,
+                signed_in_flows_stay_bound);
         }
     };
     (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
@@ -1468,10 +1905,22 @@ impl OtpStore for DownStore {
     async fn verify(&self, _: &VerifyRequest) -> Result<VerifyOutcome, crate::store::StoreError> {
         Err(unavailable())
     }
-    async fn discard(&self, _: &AddressKey, _: &CodeMac) -> Result<(), crate::store::StoreError> {
+    async fn discard(
+        &self,
+        _: &AddressKey,
+        _: &FlowKey,
+        _: &CodeMac,
+    ) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
     async fn restore(&self, _: &VerifyRequest) -> Result<(), crate::store::StoreError> {
+        Err(unavailable())
+    }
+    async fn forget_devices(
+        &self,
+        _: &AddressKey,
+        _: &Limits,
+    ) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// pending (400).
     #[error("invalid or expired sign-in link")]
     InvalidLink,
+    /// `OTP_AUTH_FLOW_BINDING=required` and the verification presented no login flow
+    /// (neither the flow cookie nor `flow_id`): nothing was compared or counted (400).
+    #[error("the login flow is required")]
+    FlowRequired,
     /// Authentication failed (401, with `WWW-Authenticate: Bearer`).
     #[error("unauthorized: {0:?}")]
     Unauthorized(TokenRejection),
@@ -113,7 +117,7 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => 422,
             Error::RateLimited { .. } | Error::LockedOut { .. } => 429,
-            Error::InvalidCode | Error::InvalidLink => 400,
+            Error::InvalidCode | Error::InvalidLink | Error::FlowRequired => 400,
             Error::Unauthorized(_) | Error::InsufficientAuthentication { .. } => 401,
             Error::EmailChangeRefused | Error::EmailChangeUnsupported => 403,
             Error::NotFound => 404,

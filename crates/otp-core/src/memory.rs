@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::code::{AddressKey, CodeMac};
+use crate::code::{AddressKey, CodeMac, FlowKey};
 use crate::store::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
-    AccessStatus, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore, Renewal,
+    AccessStatus, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, OtpStore, Renewal,
     Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
     VerifyRequest,
 };
@@ -413,11 +413,11 @@ impl Expires for Address {
         self.forget_at
     }
 
-    /// Once no code is pending and no lockout runs: request windows and failure counts
-    /// may go first, a pending code or a lockout never.
+    /// Once no flow is pending and no lockout runs: request windows and failure counts
+    /// may go first, a pending flow or a lockout never.
     fn evictable_from(&self) -> Option<u64> {
-        let code = self.state.code.map_or(0, |(_, expires)| expires);
-        Some(code.max(self.state.locked_until))
+        let flows = self.state.flows.iter().map(|f| f.expires).max().unwrap_or(0);
+        Some(flows.max(self.state.locked_until))
     }
 }
 
@@ -675,7 +675,9 @@ impl Codes {
         let resent = self
             .addresses
             .get(key, now)
-            .is_some_and(|a| a.state.last_call == Some((req.call, Recorded::Issued)));
+            .is_some_and(|a| {
+                matches!(a.state.last_call, Some((c, Recorded::Issued { .. })) if c == req.call)
+            });
         // The IP bucket first: a request counts against it even when the address then
         // refuses it.
         if let (Some(ip), false) = (&req.ip, resent) {
@@ -742,21 +744,19 @@ impl Codes {
         Ok(outcome)
     }
 
-    /// Makes a consumed code pending again; the entry lives at least as long as it.
+    /// Gives a consumed flow back; the entry lives at least as long as its code.
     fn restore(
         &mut self,
-        address: &AddressKey,
-        code_mac: &CodeMac,
-        ttl: Duration,
+        req: &VerifyRequest,
         now: u64,
         capacity: usize,
     ) -> Result<(), StoreError> {
-        let key = address.as_str();
+        let key = req.address.as_str();
         let a = self
             .addresses
             .get_or_insert(key, now, capacity, Address::default)?;
-        a.state.restore(code_mac, ttl, now);
-        a.forget_at = a.forget_at.max(now.saturating_add(ms(ttl)));
+        a.state.restore(req, now);
+        a.forget_at = a.forget_at.max(now.saturating_add(ms(req.code_ttl)));
         self.addresses.schedule(key, now);
         Ok(())
     }
@@ -774,24 +774,40 @@ impl OtpStore for MemoryStore {
         self.codes(now)?.verify(req, now, self.inner.capacity)
     }
 
-    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
+    async fn discard(
+        &self,
+        address: &AddressKey,
+        flow: &FlowKey,
+        code_mac: &CodeMac,
+    ) -> Result<(), StoreError> {
         let now = self.now();
         let mut c = self.codes(now)?;
         if let Some(a) = c.addresses.get_mut(address.as_str()) {
-            a.state.discard(code_mac);
+            a.state.discard(flow, code_mac);
         }
         Ok(())
     }
 
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
         let now = self.now();
-        self.codes(now)?.restore(
-            &req.address,
-            &req.code_mac,
-            req.code_ttl,
-            now,
-            self.inner.capacity,
-        )
+        self.codes(now)?.restore(req, now, self.inner.capacity)
+    }
+
+    async fn forget_devices(
+        &self,
+        address: &AddressKey,
+        limits: &Limits,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut c = self.codes(now)?;
+        let key = address.as_str();
+        let a = c
+            .addresses
+            .get_or_insert(key, now, self.inner.capacity, Address::default)?;
+        a.state.forget_devices(now);
+        a.forget_at = a.state.forget_at(limits);
+        c.addresses.schedule(key, now);
+        Ok(())
     }
 
     /// Codes and sessions live in this one value: a login is one operation.
@@ -820,7 +836,7 @@ impl OtpStore for MemoryStore {
         match s.create(session, now, capacity) {
             Ok(evicted) => Ok(Login { outcome, evicted }),
             Err(e) => {
-                c.restore(&req.address, &req.code_mac, req.code_ttl, now, capacity)?;
+                c.restore(req, now, capacity)?;
                 Err(e)
             }
         }
@@ -980,7 +996,7 @@ mod tests {
         for i in 0..4 {
             let f = Fixture::new();
             let out = store.issue(&f.issue("123456", None, l)).await.unwrap();
-            assert_eq!(out, IssueOutcome::Issued);
+            assert!(matches!(out, IssueOutcome::Issued { .. }));
             if i == 0 {
                 first = Some(f);
             }
@@ -999,7 +1015,7 @@ mod tests {
         t.fetch_add(296_000, Ordering::SeqCst);
         assert_eq!(
             store.issue(&f.issue("123456", None, l)).await.unwrap(),
-            IssueOutcome::Issued
+            crate::contract::ISSUED
         );
         assert_eq!(store.len(), 4, "one entry was evicted for the new one");
         // The evicted one was the least recently used: the first address, whose request
@@ -1037,7 +1053,7 @@ mod tests {
         for _ in 0..10 {
             let f = Fixture::new();
             let out = store.issue(&f.issue("444444", None, l)).await.unwrap();
-            assert_eq!(out, IssueOutcome::Issued);
+            assert!(matches!(out, IssueOutcome::Issued { .. }));
             store.verify(&f.verify("444444", l)).await.unwrap();
         }
         assert!(matches!(

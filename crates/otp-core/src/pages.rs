@@ -22,7 +22,23 @@ const PAGE_TEMPLATE: &str = include_str!("magic.html");
 /// code); on a network failure it offers a retry. The token sits HTML-escaped in a
 /// `data-token` attribute and the application name is escaped too; neither enters the
 /// script. Serve it with [`confirmation_page_csp`] as `Content-Security-Policy`.
-pub(crate) fn confirmation_page(token: &str, app_name: &str, account: Option<&str>) -> String {
+///
+/// `elsewhere`: the link belongs to a login flow this browser does not hold and
+/// `OTP_AUTH_FLOW_BINDING=required`: the page says to open it where the code was asked
+/// for, and offers nothing that spends it.
+pub(crate) fn confirmation_page(
+    token: &str,
+    app_name: &str,
+    account: Option<&str>,
+    elsewhere: bool,
+) -> String {
+    let actions = if elsewhere && account.is_some() {
+        "<p id=\"elsewhere\">Open this link in the browser where you asked for the code: \
+         it signs in only there.</p>"
+    } else {
+        "<p>Press the button to finish signing in. The link works once.</p>\n  \
+         <button type=\"button\" id=\"confirm\">Sign in</button>"
+    };
     let token = escape_html(token);
     let app_name = escape_html(app_name);
     // Naming the account lets a user notice a link someone requested for their own.
@@ -40,6 +56,7 @@ pub(crate) fn confirmation_page(token: &str, app_name: &str, account: Option<&st
             ("{{token}}", &token),
             ("{{app_name}}", &app_name),
             ("{{account}}", &account),
+            ("{{actions}}", actions),
         ],
     )
 }
@@ -94,11 +111,12 @@ mod tests {
             token,
             "Example App",
             Some("a\u{2022}\u{2022}\u{2022}@example.com"),
+            false,
         );
         assert!(page.contains(&format!("data-token=\"{token}\"")));
         assert_eq!(page.matches(token).count(), 1);
         // The script and style are the same whatever the token.
-        let other = confirmation_page("another-token", "Other", None);
+        let other = confirmation_page("another-token", "Other", None, false);
         assert!(!script(&page).is_empty());
         assert_eq!(script(&page), script(&other));
         assert_eq!(style(&page), style(&other));
@@ -128,6 +146,7 @@ mod tests {
             "t\"><script>alert('x')</script>&",
             "A \"<b>&'C",
             Some("<i>x</i>"),
+            false,
         );
         assert!(page.contains(
             "data-token=\"t&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;\""
@@ -138,14 +157,14 @@ mod tests {
         assert!(page.contains("&lt;i&gt;x&lt;/i&gt;") && !page.contains("<i>"));
         assert_eq!(page.matches("<script>").count(), 1);
         // Values that look like placeholders are not expanded again.
-        let page = confirmation_page("{{app_name}}", "{{token}}", Some("{{token}}"));
+        let page = confirmation_page("{{app_name}}", "{{token}}", Some("{{token}}"), false);
         assert!(page.contains("data-token=\"{{app_name}}\""));
         assert!(page.contains("<title>Sign in to {{token}}</title>"));
     }
 
     #[test]
     fn csp_hashes_match_the_rendered_page() {
-        let page = confirmation_page("some-token", "Example <App>", None);
+        let page = confirmation_page("some-token", "Example <App>", None, false);
         let script = script(&page);
         let style = style(&page);
         assert!(script.contains("verify-link"));

@@ -120,6 +120,12 @@ impl Refusal {
                 "Invalid, expired or already used sign-in link. Request a new code if needed."
                     .to_owned(),
             ),
+            Refusal::Engine(Error::FlowRequired) => (
+                "Bad Request",
+                "This code works only in the browser or app that asked for it: open the \
+                 sign-in link or enter the code there."
+                    .to_owned(),
+            ),
             Refusal::Engine(Error::Unauthorized(reason)) => (
                 "Unauthorized",
                 match reason {
@@ -264,6 +270,7 @@ mod tests {
             .into(),
             Error::InvalidCode.into(),
             Error::InvalidLink.into(),
+            Error::FlowRequired.into(),
             Error::Unauthorized(TokenRejection::Missing).into(),
             Refusal::ForbiddenOrigin,
             Error::EmailChangeRefused.into(),

@@ -9,13 +9,14 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::config::RefreshTransport;
-use crate::engine::{OtpAuth, TokenPair};
+use crate::config::{FlowBinding, RefreshTransport};
+use crate::engine::{ClientInfo, OtpAuth, TokenPair, is_flow_id};
 use crate::error::{Error, TokenRejection};
 use crate::problem::Refusal;
 use crate::web::{
     ApiRequest, ApiResponse, ChangeEmailBody, CookieSpec, LogoutOthersResponse,
-    ReauthenticationBody, RefreshBody, RequestOtpBody, SessionsResponse, TokenResponse,
+    ReauthenticationBody, RefreshBody, RequestOtpBody, RequestOtpResponse, SessionsResponse,
+    TokenResponse,
     VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody, bearer_token, parse_json,
 };
 
@@ -276,6 +277,35 @@ impl<'r> Call<'r> {
         }
     }
 
+    /// The client, with the login flow of the body (`flow_id`, a native app's) in place of
+    /// the flow cookie's; 422 for a `flow_id` that cannot be one.
+    fn client(&self, flow_id: Option<String>) -> Result<ClientInfo, Refusal> {
+        let mut client = self.req.client.clone();
+        if let Some(id) = flow_id {
+            if !is_flow_id(&id) {
+                return Err(Error::InvalidRequest(
+                    "flow_id must be the flow_id of a /request-otp answer.".to_owned(),
+                )
+                .into());
+            }
+            client.flow = Some(id);
+        }
+        Ok(client)
+    }
+
+    /// The answer of a login: the tokens, the known-device cookie, and the spent flow's
+    /// cookie cleared.
+    fn login(&self, pair: &TokenPair) -> ApiResponse {
+        let config = self.auth.config();
+        let mut resp = self
+            .tokens(pair, Some(MSG_OTP_VERIFIED))
+            .with_header("set-cookie", CookieSpec::flow(config).clear());
+        if let Some(device) = &pair.known_device {
+            resp = resp.with_header("set-cookie", CookieSpec::device(config).set(device));
+        }
+        resp
+    }
+
     /// `resp` clearing the refresh cookie, when the transport uses one.
     pub(crate) fn clearing(&self, resp: ApiResponse) -> ApiResponse {
         if self.transport().uses_cookie() {
@@ -312,17 +342,21 @@ impl<'r> Call<'r> {
 
 async fn request_otp(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
     let body: RequestOtpBody = c.json()?;
-    c.auth.request_code(&body.email, &c.req.client).await?;
-    Ok(ApiResponse::message(MSG_OTP_SENT))
+    let client = c.client(body.flow_id)?;
+    let flow_id = c.auth.request_code(&body.email, &client).await?;
+    let cookie = CookieSpec::flow(c.auth.config()).set(&flow_id);
+    let resp = ApiResponse::json(&RequestOtpResponse {
+        message: MSG_OTP_SENT.to_owned(),
+        flow_id,
+    });
+    Ok(resp.with_header("set-cookie", cookie))
 }
 
 async fn verify_otp(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
     let body: VerifyOtpBody = c.json()?;
-    let pair = c
-        .auth
-        .verify_code(&body.email, &body.otp, &c.req.client)
-        .await?;
-    Ok(c.tokens(&pair, Some(MSG_OTP_VERIFIED)))
+    let client = c.client(body.flow_id)?;
+    let pair = c.auth.verify_code(&body.email, &body.otp, &client).await?;
+    Ok(c.login(&pair))
 }
 
 async fn magic_page(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
@@ -352,6 +386,7 @@ async fn magic_page(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
             token,
             &c.auth.config().mail.from_name,
             c.auth.link_account(token).as_deref(),
+            c.req.client.flow.is_none() && c.auth.config().flows.binding == FlowBinding::Required,
         )
         .into_bytes(),
     })
@@ -359,8 +394,9 @@ async fn magic_page(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
 
 async fn verify_link(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
     let body: VerifyLinkBody = c.json()?;
-    let pair = c.auth.verify_link(&body.token, &c.req.client).await?;
-    Ok(c.tokens(&pair, Some(MSG_OTP_VERIFIED)))
+    let client = c.client(body.flow_id)?;
+    let pair = c.auth.verify_link(&body.token, &client).await?;
+    Ok(c.login(&pair))
 }
 
 async fn refresh(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
@@ -475,7 +511,7 @@ mod docs {
     use crate::adapter::openapi::Spec;
     use crate::web::{
         ChangeEmailBody, LogoutOthersResponse, MessageResponse, ReauthenticationBody,
-        RequestOtpBody, SessionsResponse, TokenResponse, VerifyEmailChangeBody, VerifyLinkBody,
+        RequestOtpBody, RequestOtpResponse, SessionsResponse, TokenResponse, VerifyEmailChangeBody, VerifyLinkBody,
         VerifyOtpBody,
     };
 
@@ -493,7 +529,9 @@ mod docs {
             .request_body(Some(s.body::<RequestOtpBody>()))
             .response(
                 "200",
-                s.ok::<MessageResponse>("Code sent (or silently not, for a refused address)"),
+                s.ok::<RequestOtpResponse>(
+                    "Code sent (or silently not, for a refused address); the flow cookie is set",
+                ),
             )
             .response("429", s.retry_after(MAILED))
             .response("502", s.problem(REFUSED_MAIL));

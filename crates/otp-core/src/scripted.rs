@@ -16,7 +16,7 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `otp_{<address key>}` | hash | code MAC `m`, its expiry `e`, the minute/hour/day request windows packed in `w`, failures `fc`/`fs`, lockout `lu`, last call `n` | when the last of those ends (the day window: a day) |
+//! | `otp_{<address key>}` | hash | one field per pending flow `f<flow key>` (code MAC, expiry, failures, kind), the address-wide minute/hour/day request windows packed in `w`, one budget per known device `d<device key>`, unbound failures `fc`/`fs` and their lockout `lu`, when devices were forgotten `df`, last call `n` | when the last of those ends (the day window: a day; forgotten devices: `KNOWN_DEVICE_DAYS`) |
 //! | `otp_ip:{<ip bucket>}` | string | requests in the current minute | with the window |
 //! | `otp_vf:{<ip bucket>}` | string | failed verifications in the current hour | with the window |
 //! | `<first key>:fence` | string | written after a durable script when replicas must acknowledge | a second |
@@ -44,10 +44,10 @@ pub fn redact_url(url: &str) -> String {
     crate::config::redact_url(url)
 }
 
-use crate::code::{AddressKey, CodeMac};
+use crate::code::{AddressKey, CodeMac, FlowKey};
 use crate::config::RedisSettings;
 use crate::store::{
-    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Login, NewSession, OtpStore,
+    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, OtpStore,
     Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
     TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key, verify_then_open,
 };
@@ -277,6 +277,8 @@ scripts! {
     IP_FAILURE_COUNT = 15, "ip_failure_count", lua!("ip_failure_count");
     /// Record a fresh authentication on a session, perhaps replacing its refresh token.
     RENEW = 16, "renew", lua!("renew");
+    /// Forget an address's known devices.
+    FORGET_DEVICES = 17, "forget_devices", lua!("now", "address", "forget_devices");
 }
 
 impl Script {
@@ -299,6 +301,7 @@ impl Script {
             END.id,
             END_ALL.id,
             RENEW.id,
+            FORGET_DEVICES.id,
         ]
         .contains(&self.id)
     }
@@ -676,6 +679,7 @@ struct VerifyArgs {
     window: String,
     lockout: String,
     ip_failures: String,
+    device_ms: String,
 }
 
 impl VerifyArgs {
@@ -686,10 +690,11 @@ impl VerifyArgs {
             window: ms(l.request_window),
             lockout: ms(l.lockout),
             ip_failures: l.ip_failures.to_string(),
+            device_ms: ms(l.known_device_lifetime),
         }
     }
 
-    fn argv<'a>(&'a self, req: &'a VerifyRequest) -> [&'a [u8]; 6] {
+    fn argv<'a>(&'a self, req: &'a VerifyRequest) -> [&'a [u8]; 8] {
         [
             &req.code_mac.0,
             self.max.as_bytes(),
@@ -697,6 +702,8 @@ impl VerifyArgs {
             self.lockout.as_bytes(),
             &req.call.0,
             self.ip_failures.as_bytes(),
+            req.flow.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes()),
+            self.device_ms.as_bytes(),
         ]
     }
 }
@@ -787,8 +794,11 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let per_hour = l.per_address_hour.to_string();
         let per_day = l.per_address_day.to_string();
         let cooldown = ms(l.resend_cooldown);
+        let max_flows = l.max_flows.to_string();
+        let device_ms = ms(l.known_device_lifetime);
+        let since = req.device.map_or(0, |d| d.since).to_string();
         let per_ip = l.per_ip.to_string();
-        let args: [&[u8]; 10] = [
+        let args: [&[u8]; 17] = [
             &req.code_mac.0,
             ttl.as_bytes(),
             per_address.as_bytes(),
@@ -798,6 +808,13 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             per_day.as_bytes(),
             cooldown.as_bytes(),
             &req.call.0,
+            max_flows.as_bytes(),
+            device_ms.as_bytes(),
+            req.resend.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes()),
+            req.flow.as_str().as_bytes(),
+            req.device.as_ref().map_or(&b""[..], |d| d.key.as_str().as_bytes()),
+            since.as_bytes(),
+            if req.signed_in { b"1" } else { b"0" },
             per_ip.as_bytes(),
         ];
         let r = match &req.ip {
@@ -821,26 +838,30 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
                         retry_after: wait(v),
                     });
                 }
-                self.call(&ISSUE, &[&key], &args[..9]).await?
+                self.call(&ISSUE, &[&key], &args[..16]).await?
             }
-            None => self.call(&ISSUE, &[&key], &args[..9]).await?,
+            None => self.call(&ISSUE, &[&key], &args[..16]).await?,
         };
-        let limit = |r: &Reply| match r.array().ok().and_then(|a| a.get(2)).map(Reply::int) {
-            Some(Ok(2)) => AddressLimit::Hour,
-            Some(Ok(3)) => AddressLimit::Day,
-            Some(Ok(4)) => AddressLimit::Cooldown,
-            _ => AddressLimit::Minute,
+        let third = |i: usize| match r.array().ok().and_then(|a| a.get(i)).map(Reply::int) {
+            Some(Ok(v)) => v,
+            _ => 0,
         };
         Ok(match pair(&r)? {
-            (0, _) => IssueOutcome::Issued,
+            (0, _) => IssueOutcome::Issued {
+                resent: third(2) == 1,
+                known_device: third(3) == 1,
+            },
             (1, v) => IssueOutcome::AddressLimited {
                 retry_after: wait(v),
-                limit: limit(&r),
+                limit: match third(2) {
+                    2 => AddressLimit::Hour,
+                    3 => AddressLimit::Day,
+                    4 => AddressLimit::Cooldown,
+                    5 => AddressLimit::Flows,
+                    _ => AddressLimit::Minute,
+                },
             },
             (2, v) => IssueOutcome::IpLimited {
-                retry_after: wait(v),
-            },
-            (3, v) => IssueOutcome::LockedOut {
                 retry_after: wait(v),
             },
             _ => return Err(unexpected(&r)),
@@ -878,17 +899,44 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         }
     }
 
-    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
+    async fn discard(
+        &self,
+        address: &AddressKey,
+        flow: &FlowKey,
+        code_mac: &CodeMac,
+    ) -> Result<(), StoreError> {
         let key = self.keys.address(address);
-        self.call(&DISCARD, &[&key], &[&code_mac.0]).await?;
+        self.call(&DISCARD, &[&key], &[&code_mac.0, flow.as_str().as_bytes()])
+            .await?;
         Ok(())
     }
 
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
         let key = self.keys.address(&req.address);
         let ttl = ms(req.code_ttl);
-        self.call(&RESTORE, &[&key], &[&req.code_mac.0, ttl.as_bytes()])
-            .await?;
+        let flow = req.flow.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes());
+        self.call(
+            &RESTORE,
+            &[&key],
+            &[&req.code_mac.0, ttl.as_bytes(), flow, &req.call.0],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_devices(
+        &self,
+        address: &AddressKey,
+        limits: &Limits,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.address(address);
+        let args = [
+            ms(limits.request_window),
+            ms(limits.lockout),
+            ms(limits.known_device_lifetime),
+        ];
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.call(&FORGET_DEVICES, &[&key], &argv).await?;
         Ok(())
     }
 
@@ -914,7 +962,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let ip_key = req.ip.as_ref().map(|ip| self.keys.ip_failures(ip));
         let va = VerifyArgs::new(req);
         let sa = SessionArgs::new(session);
-        let mut argv: Vec<&[u8]> = Vec::with_capacity(13);
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(15);
         argv.extend_from_slice(&va.argv(req));
         argv.extend_from_slice(&sa.argv(session));
         let mut keys: Vec<&str> = vec![&key, &skey, &index];
@@ -1115,7 +1163,15 @@ mod tests {
             .collect();
         assert_eq!(
             durable,
-            ["verify", "rotate", "end", "end_all", "verify_open", "renew"]
+            [
+                "verify",
+                "rotate",
+                "end",
+                "end_all",
+                "verify_open",
+                "renew",
+                "forget_devices"
+            ]
         );
     }
 }

@@ -32,7 +32,7 @@ pub mod policy;
 #[path = "scripted.rs"]
 pub mod scripted;
 
-pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, IpKey};
+pub use crate::code::{AddressKey, CODE_MAC_LEN, CodeMac, DeviceKey, FlowKey, IpKey};
 pub use crate::error::StoreError;
 
 /// The limits that apply to an operation, passed with every call so that stores hold no
@@ -58,6 +58,11 @@ pub struct Limits {
     pub lockout: Duration,
     /// Failed verifications per client IP bucket per hour ([`HOUR`]), across addresses.
     pub ip_failures: u32,
+    /// Pending flows per address (`OTP_AUTH_MAX_FLOWS_PER_ADDRESS`).
+    pub max_flows: u32,
+    /// How long a known-device cookie lives (`OTP_AUTH_KNOWN_DEVICE_DAYS`): an address
+    /// whose devices were forgotten remembers it this long.
+    pub known_device_lifetime: Duration,
 }
 
 /// The window of [`Limits::per_address_hour`] and [`Limits::ip_failures`].
@@ -86,6 +91,17 @@ impl std::fmt::Debug for CallId {
     }
 }
 
+/// A device that presented a valid known-device cookie of the address (its MAC checked
+/// by the engine). The store still decides: a device whose cookie was set before the
+/// address's devices were last forgotten ([`OtpStore::forget_devices`]) is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownDevice {
+    /// The device.
+    pub key: DeviceKey,
+    /// When its cookie was set (seconds since the epoch).
+    pub since: u64,
+}
+
 /// Store a new code for an address, after checking its limits.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
@@ -93,8 +109,18 @@ pub struct IssueRequest {
     pub address: AddressKey,
     /// The client's IP bucket; `None` skips the per-IP limit.
     pub ip: Option<IpKey>,
-    /// The MAC of the new code; it replaces any pending code of the address.
+    /// The MAC of the new code.
     pub code_mac: CodeMac,
+    /// The flow the client presented: when it is pending for this address, the code
+    /// replaces that flow's code (a resend) and its failures are kept.
+    pub resend: Option<FlowKey>,
+    /// The key of the flow to start when `resend` names no pending flow.
+    pub flow: FlowKey,
+    /// The known device asking, whose own budget the request counts against.
+    pub device: Option<KnownDevice>,
+    /// A signed-in user's code (step-up, email change), whose flow is the session: never
+    /// verified unbound, and never ended for a flow of an unknown device.
+    pub signed_in: bool,
     /// The code's lifetime.
     pub code_ttl: Duration,
     /// The limits to check.
@@ -114,17 +140,25 @@ pub enum AddressLimit {
     Day,
     /// [`Limits::resend_cooldown`].
     Cooldown,
+    /// [`Limits::max_flows`] flows are pending and none may be ended for this one.
+    Flows,
 }
 
 /// What [`OtpStore::issue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueOutcome {
-    /// The code was stored (replacing any earlier one) and counted against both limits.
-    /// (The IP bucket is counted first, so a request refused for its address or a lockout
-    /// still uses up one request of its IP.)
-    Issued,
-    /// The address has used up its requests for a window, or is in its resend cooldown;
-    /// nothing was stored.
+    /// The code was stored and counted against its budget (the IP bucket is counted
+    /// first, so a request refused for its address still uses up one request of its IP).
+    Issued {
+        /// It replaced the code of the presented flow ([`IssueRequest::resend`]); otherwise
+        /// it started the flow [`IssueRequest::flow`].
+        resent: bool,
+        /// The request came from a known device of the address and counted against that
+        /// device's own budget.
+        known_device: bool,
+    },
+    /// The address (or the known device) has used up its requests for a window, is in its
+    /// resend cooldown, or has no room for a new flow; nothing was stored.
     AddressLimited {
         /// Until the window (or the cooldown) ends.
         retry_after: Duration,
@@ -136,11 +170,6 @@ pub enum IssueOutcome {
         /// Until the window ends.
         retry_after: Duration,
     },
-    /// The address is locked out after too many failed verifications; nothing was stored.
-    LockedOut {
-        /// Until the lockout ends.
-        retry_after: Duration,
-    },
 }
 
 /// Check a presented code.
@@ -150,6 +179,10 @@ pub struct VerifyRequest {
     pub address: AddressKey,
     /// The MAC of the presented code.
     pub code_mac: CodeMac,
+    /// The flow presented with it (bound: only its code is compared, only its failures
+    /// counted), or `None` (unbound: the address's most recent flow, under the
+    /// address-wide failures and lockout).
+    pub flow: Option<FlowKey>,
     /// The client's IP bucket, for the per-IP failure limit; `None` skips it.
     pub ip: Option<IpKey>,
     /// The limits to apply.
@@ -166,21 +199,23 @@ pub struct VerifyRequest {
 pub enum VerifyOutcome {
     /// The code matched; it is consumed and the failure count reset.
     Verified,
-    /// No code is pending (never sent, expired, or used). Counted as a failure exactly like
-    /// [`VerifyOutcome::Mismatch`] (against the address and the IP), so that nobody learns
-    /// from the answers whether an address has a login in progress. At zero attempts left
-    /// the address is locked out.
+    /// No code is pending (never sent, expired, or used; for a bound verification: the
+    /// flow is not pending). Counted as a failure like [`VerifyOutcome::Mismatch`] (against
+    /// the IP, and unbound against the address), so that nobody learns from the answers
+    /// whether an address has a login in progress. Unbound, at zero attempts left the
+    /// address is locked out for unbound verification.
     NoCode {
         /// Failures left before the lockout.
         attempts_left: u32,
     },
-    /// The code did not match; the failure was counted. At zero attempts left the pending
-    /// code is deleted and the address locked out.
+    /// The code did not match; the failure was counted (against the flow when bound, the
+    /// address when not). Bound, at zero attempts left the flow ends; unbound, the address
+    /// is locked out for unbound verification.
     Mismatch {
         /// Failures left before the lockout.
         attempts_left: u32,
     },
-    /// The address is locked out; nothing was compared.
+    /// The address is locked out for unbound verification; nothing was compared.
     LockedOut {
         /// Until the lockout ends.
         retry_after: Duration,
@@ -232,25 +267,41 @@ pub struct Login {
 /// count past the cap. The contract is tested by the same suite for every backend.
 #[async_trait]
 pub trait OtpStore: Debug + Send + Sync + 'static {
-    /// Checks the IP and address limits and the lockout, then stores the code's MAC with
-    /// its expiry, replacing any pending code; the failure count is kept.
+    /// Checks the IP limit, then the limits of the request's budget (its known device's,
+    /// else the address's) and the room for a new flow, then stores the code's MAC in the
+    /// presented flow (a resend, failures kept) or a new one, as
+    /// [`policy::AddressState::issue`] decides.
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError>;
 
     /// Checks the client IP's failures (before anything of the address: a limited client
-    /// gets the same answer for every address), then the lockout, compares the MAC (in
-    /// constant time where the store can), then consumes the code or counts the failure,
-    /// also when no code is pending ([`VerifyOutcome::NoCode`]).
+    /// gets the same answer for every address), then compares the MAC (in constant time
+    /// where the store can) with the presented flow's code, or unbound with the most recent
+    /// flow's under the address's lockout, then consumes the flow or counts the failure,
+    /// also when no code is pending ([`VerifyOutcome::NoCode`]), as
+    /// [`policy::AddressState::verify`] decides.
     async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError>;
 
-    /// Deletes the pending code of `address` if it is still the one with `code_mac` (used
+    /// Deletes the pending code of `flow` if it is still the one with `code_mac` (used
     /// when the mail with that code could not be sent). Limits and counts are kept.
-    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
+    async fn discard(
+        &self,
+        address: &AddressKey,
+        flow: &FlowKey,
+        code_mac: &CodeMac,
+    ) -> Result<(), StoreError>;
 
-    /// Gives the code that `req` consumed back: makes `req.code_mac` the pending code of
-    /// `req.address` again for `req.code_ttl`, unless another code is pending (a newer
-    /// request wins). Limits and counts are kept. The compensating step of a two-step
-    /// login ([`verify_then_open`]) when the session could not be recorded.
+    /// Gives the flow that `req` consumed back: its code `req.code_mac` is pending again
+    /// for `req.code_ttl`, unless that flow is pending again (a newer request wins). The
+    /// flow is `req.flow`, or unbound the one the same call consumed. Limits and counts
+    /// are kept. The compensating step of a two-step login ([`verify_then_open`]) when the
+    /// session could not be recorded.
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
+
+    /// Forgets every known device of `address`: a device cookie set before now no longer
+    /// counts against its own budget (`/logout-all`, an email change). The address
+    /// remembers it for [`Limits::known_device_lifetime`].
+    async fn forget_devices(&self, address: &AddressKey, limits: &Limits)
+    -> Result<(), StoreError>;
 
     /// Whether this store also keeps the sessions (it is a [`TokenBlacklist`] on the same
     /// data) and consumes a code and records its session in one atomic operation
@@ -286,8 +337,9 @@ mockall::mock! {
     impl OtpStore for OtpStore {
         async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError>;
         async fn verify(&self, req: &VerifyRequest) -> Result<VerifyOutcome, StoreError>;
-        async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError>;
+        async fn discard(&self, address: &AddressKey, flow: &FlowKey, code_mac: &CodeMac) -> Result<(), StoreError>;
         async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
+        async fn forget_devices(&self, address: &AddressKey, limits: &Limits) -> Result<(), StoreError>;
         fn opens_sessions(&self) -> bool;
         async fn verify_and_open(
             &self,

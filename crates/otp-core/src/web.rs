@@ -29,6 +29,22 @@ pub(crate) struct RequestOtpBody {
     /// The address to send a code to.
     #[cfg_attr(feature = "openapi", schema(example = "you@example.com"))]
     pub email: String,
+    /// The login flow to send a new code to (a resend; native apps; browsers send the flow cookie instead): `flow_id` of
+    /// the `/request-otp` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    pub flow_id: Option<String>,
+}
+
+/// The answer of `/request-otp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct RequestOtpResponse {
+    /// `"OTP sent successfully"`.
+    pub message: String,
+    /// The login flow the code belongs to (also in the HttpOnly flow cookie): a native app
+    /// sends it back with the code.
+    pub flow_id: String,
 }
 
 /// Body of `POST /verify-otp`.
@@ -41,6 +57,11 @@ pub(crate) struct VerifyOtpBody {
     /// The code.
     #[cfg_attr(feature = "openapi", schema(example = "123456"))]
     pub otp: String,
+    /// The login flow (native apps; browsers send the flow cookie instead): `flow_id` of
+    /// the `/request-otp` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    pub flow_id: Option<String>,
 }
 
 /// Body of `POST /verify-reauthentication`.
@@ -118,6 +139,11 @@ pub(crate) struct RefreshBody {
 pub(crate) struct VerifyLinkBody {
     /// The `token` of the sign-in link.
     pub token: String,
+    /// The login flow (native apps; browsers send the flow cookie instead): `flow_id` of
+    /// the `/request-otp` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    pub flow_id: Option<String>,
 }
 
 /// The answer of `/logout-others`.
@@ -215,6 +241,26 @@ impl<'a> CookieSpec<'a> {
         }
     }
 
+    /// The login flow's cookie: for the code's lifetime, at the login routes' path.
+    pub(crate) fn flow(c: &'a Config) -> CookieSpec<'a> {
+        CookieSpec {
+            name: &c.flows.cookie_name,
+            max_age: c.codes.expiry_seconds,
+            path: routes_path(c),
+            ..Self::from_config(c)
+        }
+    }
+
+    /// The known-device cookie: for `OTP_AUTH_KNOWN_DEVICE_DAYS`, at the login routes' path.
+    pub(crate) fn device(c: &'a Config) -> CookieSpec<'a> {
+        CookieSpec {
+            name: &c.flows.device_cookie_name,
+            max_age: c.flows.known_device_days * 86_400,
+            path: routes_path(c),
+            ..Self::from_config(c)
+        }
+    }
+
     fn attributes(&self, out: &mut String) {
         out.push_str("; Path=");
         out.push_str(self.path);
@@ -255,6 +301,19 @@ impl<'a> CookieSpec<'a> {
             .find(|(k, _)| *k == self.name)
             .map(|(_, v)| v.trim().trim_matches('"'))
             .filter(|v| !v.is_empty())
+    }
+}
+
+/// Where the login routes are mounted, for the flow and device cookies' `Path`: the path
+/// of `OTP_AUTH_PUBLIC_URL` when it is set, else the refresh cookie's path.
+fn routes_path(c: &Config) -> &str {
+    let from_url = c.http.public_url.as_deref().and_then(|u| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.find('/').map(|i| rest[i..].trim_end_matches('/'))
+    });
+    match from_url {
+        Some(p) if !p.is_empty() && !p.contains([';', ' ', '?', '#']) => p,
+        _ => &c.cookie.path,
     }
 }
 
@@ -733,12 +792,13 @@ async fn handle_parts(
             )
         }
     };
+    let cookies = || headers.cookies.iter().copied();
+    let config = auth.config();
     let api = ApiRequest {
         content_type: headers.content_type,
         body,
         authorization: headers.authorization,
-        refresh_cookie: CookieSpec::from_config(auth.config())
-            .find(headers.cookies.iter().copied()),
+        refresh_cookie: CookieSpec::from_config(config).find(cookies()),
         origin: headers.origin,
         host: headers.host,
         sec_fetch_site: headers.sec_fetch_site,
@@ -746,6 +806,8 @@ async fn handle_parts(
             ip,
             user_agent: headers.user_agent.map(str::to_owned),
             accept_language: headers.accept_language.map(str::to_owned),
+            flow: CookieSpec::flow(config).find(cookies()).map(str::to_owned),
+            device: CookieSpec::device(config).find(cookies()).map(str::to_owned),
         },
         param: route.param,
         query,

@@ -289,6 +289,8 @@ fn limits_of(config: &Config) -> Limits {
         max_attempts: config.limits.max_verify_attempts,
         lockout: Duration::from_secs(config.limits.lockout_seconds),
         ip_failures: config.limits.verify_failures_per_ip_per_hour,
+        max_flows: config.flows.max_per_address,
+        known_device_lifetime: Duration::from_secs(config.flows.known_device_days * 86_400),
     }
 }
 

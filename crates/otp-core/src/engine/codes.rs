@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use super::flows::is_id;
 use super::{ClientInfo, OtpAuth, PACING_FLOOR};
-use crate::code::{AddressKey, Code, CodeMac, IpKey, Purpose};
+use crate::code::{AddressKey, Code, CodeMac, FlowKey, IpKey, Purpose};
 use crate::config::CodeSettings;
 use crate::email::Email;
 use crate::error::Error;
-use crate::event::{Event, EventKind, Failure, Limit, Verification, Withheld};
+use crate::event::{Binding, Device, Event, EventKind, Failure, Limit, Verification, Withheld};
 #[cfg(feature = "links")]
 use crate::link::link_url;
 use crate::mailer::{Message, MessageKind};
@@ -20,15 +21,18 @@ use crate::primitives::now_secs;
 use crate::store::{CallId, IssueOutcome, IssueRequest, VerifyOutcome, VerifyRequest};
 
 impl OtpAuth {
-    /// Sends a code for `purpose` to `email`, within its limits. A refused address (the
-    /// `allow` hook) goes through the limits with a code nobody knows and gets no mail, in
-    /// about the time a mail takes.
+    /// Sends a code for `purpose` to `email`, within its limits, and answers the id of the
+    /// flow it belongs to: a login's (the client's flow for a resend, else a new one), or
+    /// for a signed-in user (`session`: the session id) the session's, whose id is not
+    /// the client's to hold (`None`). A refused address (the `allow` hook) goes through the
+    /// limits with a code nobody knows and gets no mail, in about the time a mail takes.
     pub(super) async fn send_code(
         &self,
         email: &Email,
         purpose: Purpose<'_>,
         client: &ClientInfo,
-    ) -> Result<(), Error> {
+        session: Option<&str>,
+    ) -> Result<Option<String>, Error> {
         let i = &*self.inner;
         let address = i.hasher.address_key(email);
         let allowed = i.hooks.allow(email, client).await.map_err(Error::Hook)?;
@@ -43,6 +47,7 @@ impl OtpAuth {
         } else {
             CodeMac::unguessable()
         };
+        let target = FlowTarget::new(self, client, session);
         let outcome = i
             .store
             .issue(&IssueRequest {
@@ -52,13 +57,27 @@ impl OtpAuth {
                 code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
                 limits: i.limits,
                 call: CallId::random(),
+                resend: target.resend.as_ref().map(|(_, key)| *key),
+                flow: target.new.1,
+                device: self.known_device(&address, client),
+                signed_in: session.is_some(),
             })
             .await?;
         let event = |kind| Event::new(kind, client).of_address(&address, email);
-        if let Some((limit, error)) = refusal(outcome) {
-            self.emit(&event(EventKind::CodeRefused { limit }));
-            return Err(error);
-        }
+        let (resent, known) = match outcome {
+            IssueOutcome::Issued {
+                resent,
+                known_device,
+            } => (resent, known_device),
+            refused => {
+                let (limit, error) = refusal(refused);
+                self.emit(&event(EventKind::CodeRefused { limit }));
+                return Err(error);
+            }
+        };
+        let (flow_id, flow) = target.used(resent);
+        let device = if known { Device::Known } else { Device::New };
+        let event = |kind| event(kind).on_device(device);
         if !allowed || magic {
             let reason = if magic {
                 Withheld::MagicCode
@@ -69,7 +88,7 @@ impl OtpAuth {
             if !allowed {
                 self.pace_like_a_mail().await;
             }
-            return Ok(());
+            return Ok(flow_id);
         }
         let message = self.code_message(email, purpose, code, client);
         let kind = message.kind;
@@ -78,7 +97,7 @@ impl OtpAuth {
             Ok(()) => {
                 self.record_mail_latency(started.elapsed());
                 self.emit(&event(EventKind::CodeSent));
-                Ok(())
+                Ok(flow_id)
             }
             Err(e) => {
                 let error = e.redacted();
@@ -87,7 +106,7 @@ impl OtpAuth {
                     error: error.clone(),
                 }));
                 // A code whose mail never left must not stay usable.
-                if let Err(se) = i.store.discard(&address, &code_mac).await {
+                if let Err(se) = i.store.discard(&address, &flow, &code_mac).await {
                     tracing::warn!(address = %address, error = %se, "discarding the unsent code failed");
                 }
                 Err(error.into())
@@ -165,18 +184,21 @@ impl OtpAuth {
         tokio::time::sleep(Duration::from_micros((us as f64 * jitter) as u64)).await;
     }
 
-    /// The store's request to check `code` of `purpose` for `email`.
+    /// The store's request to check `code` of `purpose` for `email`, with its flow (or
+    /// unbound).
     pub(super) fn verify_request(
         &self,
         email: &Email,
         purpose: Purpose<'_>,
         code: &Code,
         client: &ClientInfo,
+        flow: Option<FlowKey>,
     ) -> VerifyRequest {
         let i = &*self.inner;
         VerifyRequest {
             address: i.hasher.address_key(email),
             code_mac: i.hasher.code_mac(purpose, email, code),
+            flow,
             ip: client.ip.map(IpKey::new),
             limits: i.limits,
             code_ttl: Duration::from_secs(i.config.codes.expiry_seconds),
@@ -185,25 +207,33 @@ impl OtpAuth {
     }
 
     /// Checks a signed-in user's `code` of `purpose` for `email` (a re-authentication or an
-    /// email change); the spent request on success. An address the allow hook refuses
-    /// spends its code and gets [`Error::InvalidCode`].
+    /// email change), bound to the flow of the session `sid`; the spent request on
+    /// success. An address the allow hook refuses spends its code and gets
+    /// [`Error::InvalidCode`].
     pub(super) async fn verify_signed_in(
         &self,
         email: &Email,
         purpose: Purpose<'_>,
         code: &Code,
         client: &ClientInfo,
-        method: Verification,
+        (method, sid): (Verification, &str),
     ) -> Result<VerifyRequest, Error> {
         let i = &*self.inner;
-        let req = self.verify_request(email, purpose, code, client);
+        let flow = Some(i.hasher.session_flow_key(sid));
+        let req = self.verify_request(email, purpose, code, client, flow);
         let allowed = i.hooks.allow(email, client).await.map_err(Error::Hook)?;
         let outcome = i.store.verify(&req).await?;
+        let failed = Failed {
+            method,
+            binding: Binding::Bound,
+            address: &req.address,
+            email,
+        };
         if outcome != VerifyOutcome::Verified {
-            return Err(self.not_verified(outcome, method, &req.address, email, client));
+            return Err(self.not_verified(outcome, &failed, client));
         }
         if !allowed {
-            self.refused(method, &req.address, email, client);
+            self.refused(&failed, client);
             return Err(Error::InvalidCode);
         }
         Ok(req)
@@ -211,28 +241,21 @@ impl OtpAuth {
 
     /// Emits the failure of a verification whose code was right but which the application
     /// refused (the `allow` hook, or an email change it will not take).
-    pub(super) fn refused(
-        &self,
-        method: Verification,
-        address: &AddressKey,
-        email: &Email,
-        client: &ClientInfo,
-    ) {
+    pub(super) fn refused(&self, f: &Failed<'_>, client: &ClientInfo) {
         let kind = EventKind::VerificationFailed {
-            method,
+            method: f.method,
             reason: Failure::Refused,
             attempts_left: None,
         };
-        self.emit(&Event::new(kind, client).of_address(address, email));
+        let event = Event::new(kind, client).of_address(f.address, f.email);
+        self.emit(&event.bound(f.binding));
     }
 
     /// The error for a verification that did not succeed, its events emitted.
     pub(super) fn not_verified(
         &self,
         outcome: VerifyOutcome,
-        method: Verification,
-        address: &AddressKey,
-        email: &Email,
+        f: &Failed<'_>,
         client: &ClientInfo,
     ) -> Error {
         let (reason, attempts_left, error) = match outcome {
@@ -252,13 +275,17 @@ impl OtpAuth {
                 (Failure::IpLimited, None, Error::RateLimited { retry_after })
             }
         };
-        let event = |kind| Event::new(kind, client).of_address(address, email);
+        let event = |kind| {
+            (Event::new(kind, client).of_address(f.address, f.email)).bound(f.binding)
+        };
         self.emit(&event(EventKind::VerificationFailed {
-            method,
+            method: f.method,
             reason,
             attempts_left,
         }));
-        if attempts_left == Some(0) {
+        // A bound flow that used its last attempt just ends; the address locks only for
+        // unbound guesses.
+        if attempts_left == Some(0) && f.binding == Binding::Unbound {
             self.emit(&event(EventKind::LockedOut));
         }
         error
@@ -274,18 +301,63 @@ impl OtpAuth {
     }
 }
 
-/// The limit that refused an issue, and the error the client gets; `None` when issued.
-fn refusal(outcome: IssueOutcome) -> Option<(Limit, Error)> {
+/// A verification that failed: which, how it was bound, of which address.
+pub(super) struct Failed<'a> {
+    pub(super) method: Verification,
+    pub(super) binding: Binding,
+    pub(super) address: &'a AddressKey,
+    pub(super) email: &'a Email,
+}
+
+/// The flows a code request may go to: the one the client presented (a resend, if the
+/// store still holds it) and a new one.
+struct FlowTarget {
+    /// The presented flow's id (`None` for a signed-in user's) and key.
+    resend: Option<(Option<String>, FlowKey)>,
+    /// The new flow's id (`None` for a signed-in user's) and key.
+    new: (Option<String>, FlowKey),
+}
+
+impl FlowTarget {
+    fn new(auth: &OtpAuth, client: &ClientInfo, session: Option<&str>) -> FlowTarget {
+        if let Some(sid) = session {
+            let key = auth.inner.hasher.session_flow_key(sid);
+            return FlowTarget {
+                resend: Some((None, key)),
+                new: (None, key),
+            };
+        }
+        let resend = (client.flow.as_deref())
+            .filter(|id| is_id(id))
+            .map(|id| (Some(id.to_owned()), auth.inner.hasher.flow_key(id)));
+        let (id, key) = auth.new_flow();
+        FlowTarget {
+            resend,
+            new: (Some(id), key),
+        }
+    }
+
+    /// The flow the store used.
+    fn used(self, resent: bool) -> (Option<String>, FlowKey) {
+        match (resent, self.resend) {
+            (true, Some(r)) => r,
+            _ => self.new,
+        }
+    }
+}
+
+/// The limit that refused an issue, and the error the client gets.
+fn refusal(outcome: IssueOutcome) -> (Limit, Error) {
     match outcome {
-        IssueOutcome::Issued => None,
         IssueOutcome::AddressLimited { retry_after, limit } => {
-            Some((limit.into(), Error::RateLimited { retry_after }))
+            (limit.into(), Error::RateLimited { retry_after })
         }
         IssueOutcome::IpLimited { retry_after } => {
-            Some((Limit::Ip, Error::RateLimited { retry_after }))
+            (Limit::Ip, Error::RateLimited { retry_after })
         }
-        IssueOutcome::LockedOut { retry_after } => {
-            Some((Limit::Lockout, Error::LockedOut { retry_after }))
-        }
+        IssueOutcome::Issued { .. } => (
+            Limit::Ip,
+            Error::Internal("an issued code was taken for a refusal".to_owned()),
+        ),
     }
 }

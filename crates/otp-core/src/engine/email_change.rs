@@ -7,7 +7,8 @@ use super::{ClientInfo, CurrentUser, EmailChange, OtpAuth, TokenPair, token_emai
 use crate::code::Purpose;
 use crate::email::Email;
 use crate::error::{Error, TokenRejection};
-use crate::event::{Event, EventKind, LoginMethod, Verification};
+use super::codes::Failed;
+use crate::event::{Binding, Event, EventKind, LoginMethod, Verification};
 use crate::mailer::template::NoticeValues;
 use crate::mailer::{Message, MessageKind};
 use crate::primitives::now_secs;
@@ -48,7 +49,9 @@ impl ChangeEmail<'_> {
         let purpose = Purpose::EmailChange {
             subject: &user.subject,
         };
-        auth.send_code(&new, purpose, client).await
+        let sid = Some(user.session_id.as_str());
+        auth.send_code(&new, purpose, client, sid).await?;
+        Ok(())
     }
 
     /// Completes an email change: checks the code [`ChangeEmail::request`] sent to
@@ -86,7 +89,7 @@ impl ChangeEmail<'_> {
         };
         let method = Verification::EmailChange;
         let req = auth
-            .verify_signed_in(&new, purpose, &code, client, method)
+            .verify_signed_in(&new, purpose, &code, client, (method, &user.session_id))
             .await?;
         let session_end = match self.session_end_of(&user).await {
             Ok(end) => end,
@@ -105,7 +108,13 @@ impl ChangeEmail<'_> {
             Err(e) => return Err(auth.give_back(&req, e, "email change").await),
         };
         if let Some(e) = refused {
-            auth.refused(method, &req.address, &new, client);
+            let failed = Failed {
+                method,
+                binding: Binding::Bound,
+                address: &req.address,
+                email: &new,
+            };
+            auth.refused(&failed, client);
             return Err(e);
         }
         // The application's record has moved: the old address is told whatever happens
@@ -163,6 +172,9 @@ impl ChangeEmail<'_> {
             .new_session(&user.subject, new, session_end, proof, client)
             .await?;
         let ended = i.blacklist.revoke_all(&session.subject_key).await?;
+        // Devices known to either address knew it as someone else's account.
+        self.auth.forget_devices(&token_email(&user.email)?).await?;
+        self.auth.forget_devices(new).await?;
         i.blacklist.create_session(&session).await?;
         Ok((pair, ended))
     }

@@ -1,5 +1,6 @@
 //! Login: request a code, then verify it (typed in, or by the mail's sign-in link).
 
+use super::codes::Failed;
 use super::{ClientInfo, OtpAuth, TokenPair};
 use crate::code::{Code, Purpose};
 use crate::email::Email;
@@ -11,21 +12,31 @@ use crate::primitives::now_secs;
 use crate::store::{NewSession, SessionAuth, VerifyOutcome, VerifyRequest, verify_then_open};
 
 impl OtpAuth {
-    /// Sends a new code to `email`, within the address and IP limits.
+    /// Sends a new code to `email`, within the limits of the client's budget (its known
+    /// device's, else the address's) and its IP, and answers the id of the login flow the
+    /// code belongs to: the client's flow ([`ClientInfo::flow`]) when it is still pending
+    /// for this address (a resend: the flow keeps its failures), else a new one. The
+    /// client presents it to verify (the flow cookie, or `flow_id`).
     ///
     /// Succeeds the same way whether or not the address is known or allowed. Fails with
-    /// [`Error::RateLimited`] or [`Error::LockedOut`] (429), [`Error::StoreUnavailable`] or
+    /// [`Error::RateLimited`] (429), [`Error::StoreUnavailable`] or
     /// [`Error::MailUnavailable`] (503), [`Error::MailRejected`] (502).
-    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
+    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<String, Error> {
         let email = Self::parse_email(email)?;
-        self.send_code(&email, Purpose::Login, client).await
+        let flow = self.send_code(&email, Purpose::Login, client, None).await?;
+        Ok(flow.unwrap_or_default())
     }
 
-    /// Checks `code` for `email` and, on success, opens a session and issues its tokens.
+    /// Checks `code` for `email` and, on success, opens a session and issues its tokens
+    /// (with a known-device cookie for the client, [`TokenPair::known_device`]).
     ///
-    /// A malformed code is refused with [`Error::InvalidRequest`] (422) and not counted.
-    /// A wrong, expired or used code gives [`Error::InvalidCode`] (400); a locked-out
-    /// address [`Error::LockedOut`] (429).
+    /// With the client's flow ([`ClientInfo::flow`]) only that flow's code is compared and
+    /// its failures counted; without one, as `OTP_AUTH_FLOW_BINDING` says (see
+    /// [`FlowBinding`](crate::config::FlowBinding)). A malformed code is refused with
+    /// [`Error::InvalidRequest`] (422) and not counted. A wrong, expired or used code gives
+    /// [`Error::InvalidCode`] (400); an address locked for unbound guesses
+    /// [`Error::LockedOut`] (429); no flow where one is required [`Error::FlowRequired`]
+    /// (400).
     pub async fn verify_code(
         &self,
         email: &str,
@@ -105,17 +116,24 @@ impl OtpAuth {
         method: LoginMethod,
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
-        let req = self.verify_request(email, Purpose::Login, code, client);
+        let (flow, binding) = self.presented_flow(client)?;
+        let req = self.verify_request(email, Purpose::Login, code, client, flow);
+        let failed = Failed {
+            method: method.verification(),
+            binding,
+            address: &req.address,
+            email,
+        };
         if !i.hooks.allow(email, client).await.map_err(Error::Hook)? {
             let outcome = i.store.verify(&req).await?;
             if outcome == VerifyOutcome::Verified {
-                self.refused(method.verification(), &req.address, email, client);
+                self.refused(&failed, client);
                 return Err(Error::InvalidCode);
             }
-            return Err(self.failed(outcome, method, &req, email, client));
+            return Err(self.not_verified(outcome, &failed, client));
         }
         if i.custom_hooks {
-            return self.login_with_hooks(email, &req, client, method).await;
+            return self.login_with_hooks(&req, &failed, client, method).await;
         }
         let (pair, session) = self.prepare_login(email, client, method).await?;
         let login = if i.one_step_login {
@@ -124,49 +142,34 @@ impl OtpAuth {
             verify_then_open(&*i.store, &req, &session, &*i.blacklist).await?
         };
         if login.outcome != VerifyOutcome::Verified {
-            return Err(self.failed(login.outcome, method, &req, email, client));
+            return Err(self.not_verified(login.outcome, &failed, client));
         }
-        self.logged_in(email, method, login.evicted, &pair, client);
-        Ok(pair)
+        Ok(self.logged_in(&failed, method, login.evicted, pair, client))
     }
 
     /// [`OtpAuth::login`] with the application's hooks: the code is spent first, and given
     /// back when the hooks or the session write fail.
     async fn login_with_hooks(
         &self,
-        email: &Email,
         req: &VerifyRequest,
+        failed: &Failed<'_>,
         client: &ClientInfo,
         method: LoginMethod,
     ) -> Result<TokenPair, Error> {
         let i = &*self.inner;
         let outcome = i.store.verify(req).await?;
         if outcome != VerifyOutcome::Verified {
-            return Err(self.failed(outcome, method, req, email, client));
+            return Err(self.not_verified(outcome, failed, client));
         }
         let opened = async {
-            let (pair, session) = self.prepare_login(email, client, method).await?;
+            let (pair, session) = self.prepare_login(failed.email, client, method).await?;
             let evicted = i.blacklist.create_session(&session).await?;
             Ok::<_, Error>((pair, evicted))
         };
         match opened.await {
-            Ok((pair, evicted)) => {
-                self.logged_in(email, method, evicted, &pair, client);
-                Ok(pair)
-            }
+            Ok((pair, evicted)) => Ok(self.logged_in(failed, method, evicted, pair, client)),
             Err(e) => Err(self.give_back(req, e, "login").await),
         }
-    }
-
-    fn failed(
-        &self,
-        outcome: VerifyOutcome,
-        method: LoginMethod,
-        req: &VerifyRequest,
-        email: &Email,
-        client: &ClientInfo,
-    ) -> Error {
-        self.not_verified(outcome, method.verification(), &req.address, email, client)
     }
 
     /// Gives a verified code back after the step that should have followed failed with
@@ -201,25 +204,27 @@ impl OtpAuth {
             .await
     }
 
-    /// Emits the events of a login that opened its session.
+    /// Emits the events of a login that opened its session; its tokens, with the client's
+    /// known-device cookie for the address.
     fn logged_in(
         &self,
-        email: &Email,
+        f: &Failed<'_>,
         method: LoginMethod,
         evicted: u32,
-        pair: &TokenPair,
+        mut pair: TokenPair,
         client: &ClientInfo,
-    ) {
-        if self.magic_applies(email) {
-            let address = self.inner.hasher.address_key(email);
-            self.warn_magic(&address, "login with the magic code");
+    ) -> TokenPair {
+        if self.magic_applies(f.email) {
+            self.warn_magic(f.address, "login with the magic code");
         }
         let (sub, sid) = (&pair.claims.sub, &pair.claims.sid);
         let kind = EventKind::LoginSucceeded { method };
-        self.emit(&Event::new(kind, client).of_session(sub, sid));
+        self.emit(&(Event::new(kind, client).of_session(sub, sid)).bound(f.binding));
         if evicted > 0 {
             let kind = EventKind::SessionsEvicted { count: evicted };
             self.emit(&Event::new(kind, client).of_session(sub, sid));
         }
+        pair.known_device = self.device_cookie(f.address, client);
+        pair
     }
 }

@@ -27,6 +27,7 @@ mod admin;
 mod builder;
 mod codes;
 mod email_change;
+mod flows;
 mod hooks;
 mod login;
 mod sessions;
@@ -37,6 +38,7 @@ mod user;
 pub use admin::Admin;
 pub use builder::{IntoShared, IntoSharedStores, OtpAuthBuilder};
 pub use email_change::ChangeEmail;
+pub(crate) use flows::is_id as is_flow_id;
 pub use hooks::{DefaultHooks, EmailChange, Hooks};
 pub use sessions::Sessions;
 pub use step_up::StepUp;
@@ -52,6 +54,8 @@ const NO_CLIENT: ClientInfo = ClientInfo {
     ip: None,
     user_agent: None,
     accept_language: None,
+    flow: None,
+    device: None,
 };
 
 /// The login engine. Cheap to clone (one `Arc`).

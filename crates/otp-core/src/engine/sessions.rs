@@ -239,9 +239,11 @@ impl Sessions<'_> {
         Ok(sid == user.session_id)
     }
 
-    /// Ends every session of the user of `access_token` (all devices); how many.
+    /// Ends every session of the user of `access_token` (all devices) and forgets the
+    /// address's known devices; how many sessions were live.
     pub async fn end_all(&self, access_token: &str, client: &ClientInfo) -> Result<u32, Error> {
         let user = self.auth.authenticate(access_token).await?;
+        self.auth.forget_devices(&token_email(&user.email)?).await?;
         self.auth
             .end_all_of(&user.subject, Some(&user.session_id), client)
             .await

@@ -17,7 +17,8 @@ pub struct StepUp<'a> {
 impl StepUp<'_> {
     /// Sends a fresh code to the address of the signed-in user of `access_token`, under
     /// the same limits as [`OtpAuth::request_code`] (one budget per address, whatever the
-    /// purpose). A new code of any purpose replaces the address's pending one. Fails like
+    /// purpose), in the session's own flow: a new one replaces the session's pending code
+    /// and nobody else's. Fails like
     /// `request_code`, and with [`Error::Unauthorized`] (401) without a valid access token.
     pub async fn request(&self, access_token: &str, client: &ClientInfo) -> Result<(), Error> {
         let user = self.auth.authenticate(access_token).await?;
@@ -25,7 +26,9 @@ impl StepUp<'_> {
         let purpose = Purpose::Reauthentication {
             subject: &user.subject,
         };
-        self.auth.send_code(&email, purpose, client).await
+        let sid = Some(user.session_id.as_str());
+        self.auth.send_code(&email, purpose, client, sid).await?;
+        Ok(())
     }
 
     /// Checks a re-authentication code of the signed-in user of `access_token` and, on
@@ -57,7 +60,7 @@ impl StepUp<'_> {
                 purpose,
                 &code,
                 client,
-                Verification::Reauthentication,
+                (Verification::Reauthentication, &user.session_id),
             )
             .await?;
         let proof = SessionAuth {

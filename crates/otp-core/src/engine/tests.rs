@@ -67,8 +67,15 @@ fn client() -> ClientInfo {
         ip: Some("198.51.100.4".parse().unwrap()),
         user_agent: Some("test-agent".into()),
         accept_language: None,
+        flow: None,
+        device: None,
     }
 }
+
+const ISSUED: IssueOutcome = IssueOutcome::Issued {
+    resent: false,
+    known_device: false,
+};
 
 #[tokio::test]
 async fn request_stores_only_a_keyed_mac_and_mails_the_code() {
@@ -77,7 +84,7 @@ async fn request_stores_only_a_keyed_mac_and_mails_the_code() {
     let s = seen.clone();
     store.expect_issue().times(1).returning(move |req| {
         *s.lock().unwrap() = Some(req.clone());
-        Ok(IssueOutcome::Issued)
+        Ok(ISSUED)
     });
     let sent: Arc<Mutex<Option<Message>>> = Arc::default();
     let mut mailer = MockMailer::new();
@@ -116,26 +123,18 @@ async fn request_stores_only_a_keyed_mac_and_mails_the_code() {
 
 #[tokio::test]
 async fn rate_limited_requests_send_no_mail() {
-    for (outcome, locked) in [
-        (
-            IssueOutcome::AddressLimited {
-                retry_after: Duration::from_secs(30),
-                limit: crate::store::AddressLimit::Hour,
-            },
-            false,
-        ),
-        (
-            IssueOutcome::IpLimited {
-                retry_after: Duration::from_secs(30),
-            },
-            false,
-        ),
-        (
-            IssueOutcome::LockedOut {
-                retry_after: Duration::from_secs(30),
-            },
-            true,
-        ),
+    for outcome in [
+        IssueOutcome::AddressLimited {
+            retry_after: Duration::from_secs(30),
+            limit: crate::store::AddressLimit::Hour,
+        },
+        IssueOutcome::AddressLimited {
+            retry_after: Duration::from_secs(30),
+            limit: crate::store::AddressLimit::Flows,
+        },
+        IssueOutcome::IpLimited {
+            retry_after: Duration::from_secs(30),
+        },
     ] {
         let mut store = MockOtpStore::new();
         store.expect_issue().returning(move |_| Ok(outcome));
@@ -147,7 +146,7 @@ async fn rate_limited_requests_send_no_mail() {
             .await
             .unwrap_err();
         assert_eq!(err.status(), 429);
-        assert_eq!(matches!(err, Error::LockedOut { .. }), locked);
+        assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
     }
 }
 
@@ -157,19 +156,23 @@ async fn failed_mail_discards_the_code_and_maps_the_status() {
         (MailError::Transient("timeout".into()), 503),
         (MailError::Permanent("550".into()), 502),
     ] {
-        let issued: Arc<Mutex<Option<CodeMac>>> = Arc::default();
+        let issued: Arc<Mutex<Option<(CodeMac, crate::code::FlowKey)>>> = Arc::default();
         let mut store = MockOtpStore::new();
         let i = issued.clone();
         store.expect_issue().returning(move |req| {
-            *i.lock().unwrap() = Some(req.code_mac);
-            Ok(IssueOutcome::Issued)
+            *i.lock().unwrap() = Some((req.code_mac, req.flow));
+            Ok(ISSUED)
         });
         let i = issued.clone();
         store
             .expect_discard()
             .times(1)
-            .withf(move |_, mac| i.lock().unwrap().is_some_and(|m| m.ct_eq(mac)))
-            .returning(|_, _| Ok(()));
+            .withf(move |_, flow, mac| {
+                i.lock()
+                    .unwrap()
+                    .is_some_and(|(m, f)| m.ct_eq(mac) && f == *flow)
+            })
+            .returning(|_, _, _| Ok(()));
         let mut mailer = MockMailer::new();
         let f = fail.clone();
         mailer.expect_send().returning(move |_| Err(f.clone()));

@@ -66,6 +66,7 @@ impl OtpAuth {
             refresh_token: refresh.token.clone(),
             refresh_expires_in: refresh.claims.exp.saturating_sub(refresh.claims.iat),
             claims: access.claims,
+            known_device: None,
         }
     }
 

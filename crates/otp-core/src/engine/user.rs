@@ -20,6 +20,11 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The `Accept-Language` header, if any: it chooses the language of the login mail.
     pub accept_language: Option<String>,
+    /// The login flow the client presents (the flow cookie, or `flow_id` in the body): a
+    /// code request with it is a resend to that flow, a verification with it is bound.
+    pub flow: Option<String>,
+    /// The client's known-device cookie, if any.
+    pub device: Option<String>,
 }
 
 /// The tokens issued at login and at each refresh.
@@ -35,6 +40,9 @@ pub struct TokenPair {
     pub refresh_expires_in: u64,
     /// The access token's claims.
     pub claims: Claims,
+    /// At login: the known-device cookie's new value (`None` at a refresh, or when
+    /// `OTP_AUTH_KNOWN_DEVICE_DAYS` is 0).
+    pub known_device: Option<String>,
 }
 
 impl fmt::Debug for TokenPair {

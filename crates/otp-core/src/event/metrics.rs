@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use super::{EventKind, Failure, Verification};
+use super::{Binding, Event, EventKind, Failure, Verification};
 use crate::adapter::Endpoint;
 use crate::error::MailError;
 use crate::mailer::MessageKind;
@@ -101,8 +101,13 @@ pub const ALL: [&str; 13] = [
 ];
 
 /// Counts an event: every counter but the request ones is derived from events here.
-pub(crate) fn count(kind: &EventKind) {
-    match kind {
+pub(crate) fn count(event: &Event) {
+    let binding = event.binding.map_or("bound", Binding::as_str);
+    let verified = |method: Verification, outcome: &'static str| {
+        counter!(VERIFICATIONS, "method" => method.as_str(), "outcome" => outcome, "binding" => binding)
+            .increment(1);
+    };
+    match &event.kind {
         EventKind::CodeSent => {
             counter!(CODES_REQUESTED).increment(1);
             counter!(MAILS_SENT).increment(1);
@@ -148,10 +153,6 @@ pub(crate) fn count(kind: &EventKind) {
             counter!(SESSIONS_EVICTED).increment(u64::from(*count));
         }
     }
-}
-
-fn verified(method: Verification, outcome: &'static str) {
-    counter!(VERIFICATIONS, "method" => method.as_str(), "outcome" => outcome).increment(1);
 }
 
 fn logout(scope: &'static str) {

@@ -148,13 +148,15 @@ pub enum Limit {
     Cooldown,
     /// The client IP's requests per minute.
     Ip,
+    /// The address's pending flows, none of which a new one may end.
+    Flows,
     /// The address is locked out.
     Lockout,
 }
 
 impl Limit {
     /// The `scope` label: `address` (per minute), `address_hour`, `address_day`,
-    /// `cooldown`, `ip` or `lockout`.
+    /// `cooldown`, `ip`, `flows` or `lockout`.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Minute => "address",
@@ -162,6 +164,7 @@ impl Limit {
             Limit::Day => "address_day",
             Limit::Cooldown => "cooldown",
             Limit::Ip => "ip",
+            Limit::Flows => "flows",
             Limit::Lockout => "lockout",
         }
     }
@@ -175,6 +178,49 @@ impl From<crate::store::AddressLimit> for Limit {
             A::Hour => Limit::Hour,
             A::Day => Limit::Day,
             A::Cooldown => Limit::Cooldown,
+            A::Flows => Limit::Flows,
+        }
+    }
+}
+
+/// Whether a verification presented the login flow its code was sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Binding {
+    /// With its flow (the cookie, `flow_id` in the body, or a signed-in user's session):
+    /// only that flow's code was compared and its failures counted.
+    Bound,
+    /// Without a flow (`OTP_AUTH_FLOW_BINDING=optional`): the address's most recent flow,
+    /// under the address-wide failure budget.
+    Unbound,
+}
+
+impl Binding {
+    /// `bound` or `unbound`: the `binding` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::Bound => "bound",
+            Binding::Unbound => "unbound",
+        }
+    }
+}
+
+/// Whether a code request came from a known device of the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Device {
+    /// A device that logged in to the address before (its cookie): its own request budget.
+    Known,
+    /// Any other: the address-wide budget.
+    New,
+}
+
+impl Device {
+    /// `known` or `new`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Known => "known",
+            Device::New => "new",
         }
     }
 }
@@ -440,6 +486,10 @@ pub struct Event {
     pub ip: Option<IpAddr>,
     /// The client's `User-Agent`, when the event came from a request.
     pub user_agent: Option<String>,
+    /// For a verification or a login: whether it presented its login flow.
+    pub binding: Option<Binding>,
+    /// For a code request that passed the limits: whether it came from a known device.
+    pub device: Option<Device>,
     /// When.
     pub at: SystemTime,
 }
@@ -454,8 +504,22 @@ impl Event {
             session_id: None,
             ip: client.ip,
             user_agent: client.user_agent.clone(),
+            binding: None,
+            device: None,
             at: SystemTime::now(),
         }
+    }
+
+    /// With whether its verification presented its flow.
+    pub(crate) fn bound(mut self, binding: Binding) -> Self {
+        self.binding = Some(binding);
+        self
+    }
+
+    /// With whether its code request came from a known device.
+    pub(crate) fn on_device(mut self, device: Device) -> Self {
+        self.device = Some(device);
+        self
     }
 
     /// With the subject and session it is about.
@@ -475,7 +539,7 @@ impl Event {
 /// Emits `event`: counts it, logs it, and hands it to `hooks` (the application's, when it
 /// gave some). An error or a panic of the hook is logged and goes no further.
 pub(crate) fn emit(event: &Event, hooks: Option<&dyn Hooks>) {
-    metrics::count(&event.kind);
+    metrics::count(event);
     log(event);
     let Some(hooks) = hooks else { return };
     let delivered =
@@ -499,9 +563,11 @@ pub(crate) fn emit(event: &Event, hooks: Option<&dyn Hooks>) {
 fn log(event: &Event) {
     let address = event.address.as_ref().map_or("-", EventAddress::pseudonym);
     let kind = &event.kind;
+    let binding = event.binding.map_or("-", Binding::as_str);
+    let device = event.device.map_or("-", Device::as_str);
     if kind.is_warning() {
-        tracing::warn!(event = %kind, address, "{}", kind.message());
+        tracing::warn!(event = %kind, address, binding, device, "{}", kind.message());
     } else {
-        tracing::info!(event = %kind, address, "{}", kind.message());
+        tracing::info!(event = %kind, address, binding, device, "{}", kind.message());
     }
 }

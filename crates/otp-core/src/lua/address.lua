@@ -1,25 +1,51 @@
--- Reads the address hash, with the shared helpers of ISSUE and VERIFY.
+-- Reads the address hash, with the shared helpers of ISSUE, VERIFY and FORGET_DEVICES.
 --
--- Fields: code MAC `m` and its expiry `e` (ms); `w`, the minute, hour and day request
--- windows packed as little-endian (start ms as a double, count as a u32) × 3, which keeps
--- a pending login small; failures `fc` since `fs`; lockout end `lu`; `n`, the last call
--- that changed the hash (its 8-byte id and `i`, `v`, `m` or `x` for issued, verified,
--- mismatch, no code), so that the same call resent is answered again without counting
--- twice. Zero fields are not stored.
+-- Fields: `w`, the address-wide minute, hour and day request windows (unknown devices)
+-- packed as little-endian (start ms as a double, count as a u32) × 3; unbound failures
+-- `fc` since `fs` and their lockout's end `lu`; `df`, when the known devices were last
+-- forgotten (s); `n`, the last call that changed the hash (its 8-byte id and what it did,
+-- as otp_core::store::policy::Recorded encodes it), so that the same call resent is
+-- answered again without counting twice. One field per pending flow, `f<flow key>`: its
+-- code MAC, expiry (ms), failures and flags (1 known device, 2 signed in), packed
+-- '<c16dBB'; one per known device counting something, `d<device key>`: its three
+-- windows and last code, '<dI4dI4dI4d'. Zero fields are not stored.
 local HOUR, DAY = 3600000, 86400000
-local F = {'m', 'e', 'w', 'fc', 'fs', 'lu', 'n'}
-local h = redis.call('HMGET', KEYS[1], unpack(F))
-local exists = false
-for i = 1, #F do if h[i] then exists = true end end
-local s = { m = h[1], e = tonumber(h[2]) or 0, rs = 0, rc = 0, hs = 0, hc = 0, ds = 0, dc = 0,
-            fc = tonumber(h[4]) or 0, fs = tonumber(h[5]) or 0, lu = tonumber(h[6]) or 0, n = h[7] }
-if h[3] and #h[3] == 36 then
-  s.rs, s.rc, s.hs, s.hc, s.ds, s.dc = struct.unpack('<dI4dI4dI4', h[3])
+local WIN, FLOW = '<dI4dI4dI4', '<c16dBB'
+local raw = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+local s = { rs = 0, rc = 0, hs = 0, hc = 0, ds = 0, dc = 0,
+            fc = tonumber(h.fc) or 0, fs = tonumber(h.fs) or 0, lu = tonumber(h.lu) or 0,
+            df = tonumber(h.df) or 0, n = h.n, flows = {}, devices = {} }
+if h.w and #h.w == 36 then
+  s.rs, s.rc, s.hs, s.hc, s.ds, s.dc = struct.unpack(WIN, h.w)
 end
-local function expire_failures(lockout)
+for k, v in pairs(h) do
+  local c = string.sub(k, 1, 1)
+  if c == 'f' and #k == 13 and #v == 26 then
+    local m, e, f, g = struct.unpack(FLOW, v)
+    s.flows[string.sub(k, 2)] = { m = m, e = e, f = f, g = g }
+  elseif c == 'd' and #k == 13 and #v == 44 then
+    local d = {}
+    d.rs, d.rc, d.hs, d.hc, d.ds, d.dc, d.last = struct.unpack(WIN .. 'd', v)
+    s.devices[string.sub(k, 2)] = d
+  end
+end
+local function live(start, count, length)
+  if count > 0 then return start + length end
+  return 0
+end
+local function device_live(d, window)
+  return math.max(live(d.rs, d.rc, window), live(d.hs, d.hc, HOUR), live(d.ds, d.dc, DAY))
+end
+local function expire(window, lockout)
   if s.lu > 0 and now >= s.lu then s.lu = 0; s.fc = 0 end
   if s.fc > 0 and now >= s.fs + lockout then s.fc = 0 end
   if s.fc == 0 then s.fs = 0 end
+  for k, f in pairs(s.flows) do if now >= f.e then s.flows[k] = nil end end
+  for k, d in pairs(s.devices) do
+    if device_live(d, window) <= now then s.devices[k] = nil end
+  end
 end
 -- The wait until a window ends when its count has reached the limit, else nil.
 local function full(start, count, length, limit)
@@ -31,37 +57,54 @@ local function counted(start, count, length)
   if count == 0 or now >= start + length then return now, 1 end
   return start, count + 1
 end
-local function save(window, lockout)
-  if not s.m or now >= s.e then s.m = nil; s.e = 0 end
-  if s.rc > 0 and now >= s.rs + window then s.rs = 0; s.rc = 0 end
-  if s.hc > 0 and now >= s.hs + HOUR then s.hs = 0; s.hc = 0 end
-  if s.dc > 0 and now >= s.ds + DAY then s.ds = 0; s.dc = 0 end
-  local w = nil
-  if s.rc > 0 or s.hc > 0 or s.dc > 0 then
-    w = struct.pack('<dI4dI4dI4', s.rs, s.rc, s.hs, s.hc, s.ds, s.dc)
+local function passed(start, count, length)
+  if count > 0 and now >= start + length then return 0, 0 end
+  return start, count
+end
+local function windows(b, window)
+  b.rs, b.rc = passed(b.rs, b.rc, window)
+  b.hs, b.hc = passed(b.hs, b.hc, HOUR)
+  b.ds, b.dc = passed(b.ds, b.dc, DAY)
+  if b.rc > 0 or b.hc > 0 or b.dc > 0 then
+    return struct.pack(WIN, b.rs, b.rc, b.hs, b.hc, b.ds, b.dc)
   end
-  local v = {s.m, s.e, w, s.fc, s.fs, s.lu, s.n}
-  local set, del = {}, {}
-  for i = 1, #F do
-    local x = v[i]
-    if x ~= nil and x ~= 0 then
-      if type(x) == 'number' then x = string.format('%d', x) end
-      if x ~= h[i] then set[#set + 1] = F[i]; set[#set + 1] = x end
-    elseif h[i] then
-      del[#del + 1] = F[i]
+  return nil
+end
+-- Writes what changed (`device_ms`: how long forgotten devices are remembered) and sets
+-- the key's expiry to when the last of it ends.
+local function save(window, lockout, device_ms)
+  local want = {}
+  want.w = windows(s, window)
+  for _, k in ipairs({'fc', 'fs', 'lu', 'df'}) do
+    if s[k] ~= 0 then want[k] = string.format('%d', s[k]) end
+  end
+  want.n = s.n
+  local until_ = math.max(s.lu, live(s.rs, s.rc, window), live(s.hs, s.hc, HOUR), live(s.ds, s.dc, DAY))
+  if s.fc > 0 then until_ = math.max(until_, s.fs + lockout) end
+  if s.df > 0 then until_ = math.max(until_, s.df * 1000 + device_ms) end
+  for k, f in pairs(s.flows) do
+    want['f' .. k] = struct.pack(FLOW, f.m, f.e, f.f, f.g)
+    until_ = math.max(until_, f.e)
+  end
+  for k, d in pairs(s.devices) do
+    local w = windows(d, window)
+    if w then
+      want['d' .. k] = w .. struct.pack('<d', d.last)
+      until_ = math.max(until_, device_live(d, window))
     end
   end
-  local live = s.e
-  if s.rc > 0 then live = math.max(live, s.rs + window) end
-  if s.hc > 0 then live = math.max(live, s.hs + HOUR) end
-  if s.dc > 0 then live = math.max(live, s.ds + DAY) end
-  if s.fc > 0 then live = math.max(live, s.fs + lockout) end
-  live = math.max(live, s.lu)
-  if live <= now then
-    if exists then redis.call('DEL', KEYS[1]) end
+  if until_ <= now then
+    if next(h) then redis.call('DEL', KEYS[1]) end
     return
+  end
+  local set, del = {}, {}
+  for k, v in pairs(want) do
+    if v ~= h[k] then set[#set + 1] = k; set[#set + 1] = v end
+  end
+  for k in pairs(h) do
+    if want[k] == nil then del[#del + 1] = k end
   end
   if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
   if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-  redis.call('PEXPIRE', KEYS[1], string.format('%d', live - now))
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', until_ - now))
 end
