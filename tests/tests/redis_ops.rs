@@ -141,7 +141,7 @@ fn client() -> ClientInfo {
     ClientInfo {
         ip: Some("198.51.100.20".parse().unwrap()),
         user_agent: Some("ops-test".into()),
-        accept_language: None,
+        ..ClientInfo::default()
     }
 }
 
@@ -524,7 +524,7 @@ async fn restart(backend: Backend) {
     let back = Instant::now();
     loop {
         match auth.request_code("after@example.com", &client()).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(e) => {
                 assert!(
                     back.elapsed() < Duration::from_secs(15),

@@ -94,13 +94,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use otp_core::store::CODE_MAC_LEN;
-use otp_core::store::policy::{AddressState, Recorded, RefreshState, Window};
+use otp_core::store::policy::{AddressState, Recorded, RefreshState, Window, packed};
 use otp_core::store::{
     AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Renewal,
     Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, VerifyOutcome, VerifyRequest,
 };
-use otp_core::store::{AddressKey, CodeMac, OtpStore, StoreError, TokenBlacklist};
+use otp_core::store::{AddressKey, CodeMac, FlowKey, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
@@ -115,15 +114,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS otp_address (
     address              TEXT    NOT NULL PRIMARY KEY, -- AddressKey: a keyed hash
-    code_mac             BLOB,                         -- the pending code's MAC, or NULL
-    code_expires_at      INTEGER NOT NULL,
+    flows                BLOB    NOT NULL,             -- the pending flows (policy::packed)
     minute_start         INTEGER NOT NULL,             -- the per-address request windows
     minute_count         INTEGER NOT NULL,
     hour_start           INTEGER NOT NULL,
     hour_count           INTEGER NOT NULL,
     day_start            INTEGER NOT NULL,
     day_count            INTEGER NOT NULL,
-    failures             INTEGER NOT NULL,             -- failed verifications in the window
+    devices              BLOB    NOT NULL,             -- known devices' budgets (packed)
+    devices_forgotten_s  INTEGER NOT NULL,             -- when known devices were forgotten
+    failures             INTEGER NOT NULL,             -- failed unbound verifications
     failure_window_start INTEGER NOT NULL,
     locked_until         INTEGER NOT NULL,             -- 0: not locked out
     last_call            BLOB,                         -- the last call's id and what it did
@@ -376,31 +376,15 @@ fn get_u32(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
 // Codes: one row per address holding `otp_core::store::policy::AddressState`, whose functions make
 // every decision (the same ones the in-memory store makes).
 
-/// `last_call` as stored: the call id, then `i`, `v`, `m` or `x`.
+/// `last_call` as stored: the call id, then [`Recorded::encode`]'s form.
 fn encode_call(c: Option<(CallId, Recorded)>) -> Option<Vec<u8>> {
-    c.map(|(id, what)| {
-        let mut v = id.0.to_vec();
-        v.push(match what {
-            Recorded::Issued => b'i',
-            Recorded::Verified => b'v',
-            Recorded::Mismatch => b'm',
-            Recorded::NoCode => b'x',
-        });
-        v
-    })
+    c.map(|(id, what)| [&id.0[..], &what.encode()].concat())
 }
 
 fn decode_call(v: Option<Vec<u8>>) -> Option<(CallId, Recorded)> {
     let v = v?;
     let (id, what) = v.split_at_checked(8)?;
-    let what = match what {
-        b"i" => Recorded::Issued,
-        b"v" => Recorded::Verified,
-        b"m" => Recorded::Mismatch,
-        b"x" => Recorded::NoCode,
-        _ => return None,
-    };
-    Some((CallId(id.try_into().ok()?), what))
+    Some((CallId(id.try_into().ok()?), Recorded::decode(what)?))
 }
 
 fn window(row: &SqliteRow, name: &str) -> Result<Window, StoreError> {
@@ -422,21 +406,20 @@ async fn load_address(
     let Some(row) = row else {
         return Ok(None);
     };
-    let mac: Option<Vec<u8>> = row.try_get("code_mac").map_err(store_error)?;
-    let code = match mac {
-        None => None,
-        Some(bytes) => {
-            let mac = <[u8; CODE_MAC_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                StoreError::backend(format!("stored code MAC of {} bytes", bytes.len()))
-            })?;
-            Some((CodeMac(mac), get_u64(&row, "code_expires_at")?))
-        }
+    let blob = |col: &str| -> Result<Vec<u8>, StoreError> {
+        row.try_get(col).map_err(store_error)
     };
+    let flows = packed::read_flows(&blob("flows")?)
+        .ok_or_else(|| StoreError::backend("unreadable flows column"))?;
+    let devices = packed::read_devices(&blob("devices")?)
+        .ok_or_else(|| StoreError::backend("unreadable devices column"))?;
     Ok(Some(AddressState {
-        code,
+        flows,
         minute: window(&row, "minute")?,
         hour: window(&row, "hour")?,
         day: window(&row, "day")?,
+        devices,
+        devices_forgotten_at: get_u64(&row, "devices_forgotten_s")?,
         failures: get_u32(&row, "failures")?,
         failure_window_start: get_u64(&row, "failure_window_start")?,
         locked_until: get_u64(&row, "locked_until")?,
@@ -450,20 +433,31 @@ async fn save_address(
     e: &AddressState,
     limits: &Limits,
 ) -> Result<(), StoreError> {
+    write_address(tx, address, e, e.forget_at(limits)).await
+}
+
+/// Writes the row, to be forgotten at `forget_at`.
+async fn write_address(
+    tx: &mut Tx,
+    address: &AddressKey,
+    e: &AddressState,
+    forget_at: u64,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO otp_address (address, code_mac, code_expires_at, minute_start, minute_count,
-             hour_start, hour_count, day_start, day_count, failures, failure_window_start,
-             locked_until, last_call, forget_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "INSERT INTO otp_address (address, flows, minute_start, minute_count,
+             hour_start, hour_count, day_start, day_count, devices, devices_forgotten_s,
+             failures, failure_window_start, locked_until, last_call, forget_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (address) DO UPDATE SET
-             code_mac = excluded.code_mac,
-             code_expires_at = excluded.code_expires_at,
+             flows = excluded.flows,
              minute_start = excluded.minute_start,
              minute_count = excluded.minute_count,
              hour_start = excluded.hour_start,
              hour_count = excluded.hour_count,
              day_start = excluded.day_start,
              day_count = excluded.day_count,
+             devices = excluded.devices,
+             devices_forgotten_s = excluded.devices_forgotten_s,
              failures = excluded.failures,
              failure_window_start = excluded.failure_window_start,
              locked_until = excluded.locked_until,
@@ -471,19 +465,20 @@ async fn save_address(
              forget_at = excluded.forget_at",
     )
     .bind(address.as_str())
-    .bind(e.code.map(|(mac, _)| mac.0.to_vec()))
-    .bind(db(e.code.map_or(0, |(_, exp)| exp)))
+    .bind(packed::flows(&e.flows))
     .bind(db(e.minute.start))
     .bind(i64::from(e.minute.count))
     .bind(db(e.hour.start))
     .bind(i64::from(e.hour.count))
     .bind(db(e.day.start))
     .bind(i64::from(e.day.count))
+    .bind(packed::devices(&e.devices))
+    .bind(db(e.devices_forgotten_at))
     .bind(i64::from(e.failures))
     .bind(db(e.failure_window_start))
     .bind(db(e.locked_until))
     .bind(encode_call(e.last_call))
-    .bind(db(e.forget_at(limits)))
+    .bind(db(forget_at))
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
@@ -580,6 +575,33 @@ async fn verify_in(
     Ok(outcome)
 }
 
+impl SqliteStore {
+    /// Loads an address's row, applies `change` at the current time, and writes it back,
+    /// kept until its old end or `keep`, whichever is later (one transaction).
+    async fn change_address(
+        &self,
+        address: &AddressKey,
+        change: impl FnOnce(&mut AddressState, u64),
+        keep: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let forget_at: Option<i64> =
+            sqlx::query_scalar("SELECT forget_at FROM otp_address WHERE address = ?1")
+                .bind(address.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
+        change(&mut e, now);
+        let at = forget_at.map_or(0, |v| v.max(0) as u64).max(keep.unwrap_or(0));
+        if at > now {
+            write_address(&mut tx, address, &e, at).await?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+}
+
 #[async_trait::async_trait]
 impl OtpStore for SqliteStore {
     async fn issue(&self, req: &IssueRequest) -> Result<IssueOutcome, StoreError> {
@@ -592,7 +614,7 @@ impl OtpStore for SqliteStore {
         let mut e = load_address(&mut tx, &req.address)
             .await?
             .unwrap_or_default();
-        let resent = e.last_call == Some((req.call, Recorded::Issued));
+        let resent = matches!(e.last_call, Some((c, Recorded::Issued { .. })) if c == req.call);
         // The IP bucket first: a request counts against it even when the address then
         // refuses it (as in the in-memory and Redis stores).
         if let (Some(ip), false) = (&req.ip, resent) {
@@ -621,47 +643,28 @@ impl OtpStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn discard(&self, address: &AddressKey, code_mac: &CodeMac) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let e = load_address(&mut tx, address).await?;
-        if let Some(e) = e
-            && e.code.is_some_and(|(mac, _)| mac.ct_eq(code_mac))
-        {
-            sqlx::query(
-                "UPDATE otp_address SET code_mac = NULL, code_expires_at = 0 WHERE address = ?1",
-            )
-            .bind(address.as_str())
-            .execute(&mut *tx)
+    async fn discard(
+        &self,
+        address: &AddressKey,
+        flow: &FlowKey,
+        code_mac: &CodeMac,
+    ) -> Result<(), StoreError> {
+        self.change_address(address, |e, _| e.discard(flow, code_mac), None)
             .await
-            .map_err(store_error)?;
-        }
-        tx.commit().await.map_err(store_error)
     }
 
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
-        let now = now_ms();
+        // The row lives at least as long as the code given back.
+        let keep = now_ms() + ms(req.code_ttl);
+        self.change_address(&req.address, |e, now| e.restore(req, now), Some(keep))
+            .await
+    }
+
+    async fn forget_devices(&self, address: &AddressKey, limits: &Limits) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let address = &req.address;
         let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
-        e.restore(&req.code_mac, req.code_ttl, now);
-        // Only the code changes; the row lives at least as long as it.
-        sqlx::query(
-            "INSERT INTO otp_address (address, code_mac, code_expires_at, minute_start,
-                 minute_count, hour_start, hour_count, day_start, day_count, failures,
-                 failure_window_start, locked_until, last_call, forget_at)
-             VALUES (?1, ?2, ?3, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, ?3)
-             ON CONFLICT (address) DO UPDATE SET
-                 code_mac = excluded.code_mac,
-                 code_expires_at = excluded.code_expires_at,
-                 last_call = NULL,
-                 forget_at = MAX(forget_at, excluded.forget_at)",
-        )
-        .bind(address.as_str())
-        .bind(e.code.map(|(mac, _)| mac.0.to_vec()))
-        .bind(db(e.code.map_or(0, |(_, exp)| exp)))
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        e.forget_devices(now_ms());
+        save_address(&mut tx, address, &e, limits).await?;
         tx.commit().await.map_err(store_error)
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use custom_store_example::SqliteStore;
 use otp_core::contract::{Fixture, limits, random_ip};
 use otp_core::store::{
-    IssueOutcome, Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth,
+    Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth,
     new_session_id,
 };
 use otp_core::store::{OtpStore, TokenBlacklist};
@@ -38,7 +38,7 @@ async fn expired_rows_are_deleted() {
         let f = Fixture::new();
         let mut req = f.issue("123456", Some(&random_ip()), short);
         req.code_ttl = Duration::from_secs(1);
-        assert_eq!(store.issue(&req).await.unwrap(), IssueOutcome::Issued);
+        assert_eq!(store.issue(&req).await.unwrap(), otp_core::contract::ISSUED);
     }
     let subject = random_id();
     let sid = new_session_id(&subject);
