@@ -290,7 +290,9 @@ pub(crate) async fn es256_tokens_verify_from_the_jwks_alone(bin: &str) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("otp_verifications_total{method=\"link\",outcome=\"success\"} 1"),
+        metrics.contains(
+            "otp_verifications_total{method=\"link\",outcome=\"success\",binding=\"unbound\"} 1"
+        ),
         "{metrics}"
     );
     assert!(!metrics.contains("jwks@example.com"));

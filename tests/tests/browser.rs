@@ -12,13 +12,16 @@ use otp_tests::test_config;
 use otp_tests::webdriver::{Browser, binaries};
 
 /// The example's engine on a memory store, mailing over SMTP, with the examples' user
-/// directory (so the address can change) and a 1 s limit on how old a sign-in may be to
-/// start an email change (so the page goes through its step-up).
+/// directory (so the address can change), a 1 s limit on how old a sign-in may be to
+/// start an email change (so the page goes through its step-up), and login flows required
+/// (so the page's code and link work only through the flow cookie the page got).
 fn engine(smtp_port: u16) -> OtpAuth {
     let mut config = test_config();
     config.smtp.server = "127.0.0.1".into();
     config.smtp.port = smtp_port;
     config.sessions.email_change_max_age_seconds = 1;
+    // The page must carry its login flow: a code or link without it is refused.
+    config.flows.binding = otp_core::config::FlowBinding::Required;
     let mailer = otp_smtp::SmtpMailer::from_config(&config).unwrap();
     OtpAuth::builder(config)
         .stores(MemoryStore::new())

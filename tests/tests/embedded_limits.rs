@@ -115,9 +115,9 @@ async fn memory_store_full(adapter: Adapter) {
     s.verify_otp("locked@example.com", "999999")
         .await
         .assert_problem(429);
-    request("locked@example.com".into(), "192.0.2.200".into())
-        .await
-        .assert_problem(429);
+    // (A lockout stops unbound guesses only: its owner still gets a code for a flow.)
+    let r = request("locked@example.com".into(), "192.0.2.200".into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let evicted = s
         .metric_since(
             &before,

@@ -233,6 +233,7 @@ fn mask(s: &str, secrets: &[(&str, &str)]) -> String {
 async fn run(app: &App) -> Vec<Seen> {
     let http = reqwest::Client::new();
     let (mut access, mut refresh, mut code) = (String::new(), String::new(), String::new());
+    let (mut flow, mut device) = (String::new(), String::new());
     let mut out = Vec::new();
     for Step(method, path, headers, body) in script() {
         let fill = |s: &str| {
@@ -262,16 +263,23 @@ async fn run(app: &App) -> Vec<Seen> {
         {
             access = t.to_owned();
         }
-        if let Some((_, c)) = hs
-            .iter()
-            .find(|(k, v)| k == "set-cookie" && !v.starts_with("refresh_token=;"))
-        {
-            refresh = c
-                .trim_start_matches("refresh_token=")
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
+        // The cookies' values are random: each is kept to be masked where it appears.
+        let cookie = |name: &str| {
+            hs.iter()
+                .filter(|(k, _)| k == "set-cookie")
+                .find_map(|(_, v)| v.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.split(';').next())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        for (name, slot) in [
+            ("refresh_token", &mut refresh),
+            ("otp_flow", &mut flow),
+            ("otp_device", &mut device),
+        ] {
+            if let Some(v) = cookie(name) {
+                *slot = v;
+            }
         }
         if let Some(c) = app.mailer.last_code("diff@example.com") {
             code = c;
@@ -283,6 +291,8 @@ async fn run(app: &App) -> Vec<Seen> {
             (refresh.as_str(), "<refresh>"),
             (code.as_str(), "<code>"),
             (user.as_str(), "<user>"),
+            (flow.as_str(), "<flow>"),
+            (device.as_str(), "<device>"),
         ];
         out.push(Seen {
             step: format!(

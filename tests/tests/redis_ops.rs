@@ -110,9 +110,10 @@ async fn email_change_round_trips(backend: Backend) {
             // is not told apart here.)
             assert_eq!(
                 total(&c),
-                4,
+                5,
                 "verify-email-change: after the access check, the code, the user's sessions \
-                 (their index, then their end), the new session: {c:?}"
+                 (their index, then their end), the old address's known devices forgotten, \
+                 the new session: {c:?}"
             );
         }
         access = moved.unwrap().access_token;

@@ -38,9 +38,8 @@ use crate::email::Email;
 use crate::primitives::{now_secs, random_id};
 use crate::store::{
     AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, KnownDevice, Limits,
-    LoginMethod,
-    NewSession, OtpStore, Renewal, Revocation, RevokedAccess, RotateOutcome, Rotation, SessionAuth,
-    TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
+    LoginMethod, NewSession, OtpStore, Renewal, Revocation, RevokedAccess, RotateOutcome, Rotation,
+    SessionAuth, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
 };
 
 /// The limits the suite runs with unless a test needs others.
@@ -767,11 +766,7 @@ pub async fn resent_calls_count_once(store: Arc<dyn OtpStore>) {
     };
     let issue = f.issue("111111", None, l);
     for what in ["issue", "issue resent"] {
-        expect!(
-            store.issue(&issue).await.unwrap(),
-            ISSUED,
-            what
-        );
+        expect!(store.issue(&issue).await.unwrap(), ISSUED, what);
     }
     assert!(
         matches!(
@@ -891,10 +886,7 @@ pub async fn restore_unless_newer(store: Arc<dyn OtpStore>) {
     );
     store.restore(&req).await.unwrap();
     expect!(
-        store
-            .verify(&f.verify_in("333333", flow, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("333333", flow, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "restored (bound)"
     );
@@ -904,10 +896,7 @@ pub async fn restore_unless_newer(store: Arc<dyn OtpStore>) {
     store.issue(&f.issue_to("555555", flow, l)).await.unwrap();
     store.restore(&req).await.unwrap();
     expect!(
-        store
-            .verify(&f.verify_in("555555", flow, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("555555", flow, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "the flow's newer code stayed"
     );
@@ -929,10 +918,7 @@ pub async fn strangers_leave_the_owners_flow(store: Arc<dyn OtpStore>) {
     // unbound ones until the address is locked for unbound verification.
     for (flow, left) in [(s1, 2), (s1, 1), (s1, 0), (s2, 2), (s2, 1), (s2, 0)] {
         expect!(
-            store
-                .verify(&f.verify_in("999999", flow, l))
-                .await
-                .unwrap(),
+            store.verify(&f.verify_in("999999", flow, l)).await.unwrap(),
             VerifyOutcome::Mismatch {
                 attempts_left: left
             },
@@ -940,10 +926,7 @@ pub async fn strangers_leave_the_owners_flow(store: Arc<dyn OtpStore>) {
         );
     }
     expect!(
-        store
-            .verify(&f.verify_in("000001", s1, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("000001", s1, l)).await.unwrap(),
         VerifyOutcome::NoCode { attempts_left: 3 },
         "a flow that used its attempts has ended"
     );
@@ -988,18 +971,12 @@ pub async fn flows_resend_and_coexist(store: Arc<dyn OtpStore>) {
     store.issue(&f.issue_to("111111", a, l)).await.unwrap();
     store.issue(&f.issue_to("222222", b, l)).await.unwrap();
     expect!(
-        store
-            .verify(&f.verify_in("000000", a, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("000000", a, l)).await.unwrap(),
         VerifyOutcome::Mismatch { attempts_left: 2 },
         "a wrong code in flow a"
     );
     expect!(
-        store
-            .issue(&f.issue_to("333333", a, l))
-            .await
-            .unwrap(),
+        store.issue(&f.issue_to("333333", a, l)).await.unwrap(),
         IssueOutcome::Issued {
             resent: true,
             known_device: false
@@ -1007,18 +984,12 @@ pub async fn flows_resend_and_coexist(store: Arc<dyn OtpStore>) {
         "a resend to flow a"
     );
     expect!(
-        store
-            .verify(&f.verify_in("111111", a, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("111111", a, l)).await.unwrap(),
         VerifyOutcome::Mismatch { attempts_left: 1 },
         "the resend replaced a's code and kept its failure"
     );
     expect!(
-        store
-            .verify(&f.verify_in("222222", b, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("222222", b, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "b's code survived a's requests"
     );
@@ -1036,10 +1007,7 @@ pub async fn flows_resend_and_coexist(store: Arc<dyn OtpStore>) {
         "unbound: the most recent flow's code"
     );
     expect!(
-        store
-            .verify(&f.verify_in("333333", a, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("333333", a, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "the unbound failure left flow a alone"
     );
@@ -1090,27 +1058,18 @@ pub async fn flow_cap_spares_known_devices(store: Arc<dyn OtpStore>) {
     store.issue(&g.issue_to("555555", new, l)).await.unwrap();
     store.issue(&g.issue("666666", None, l)).await.unwrap();
     expect!(
-        store
-            .verify(&g.verify_in("444444", old, l))
-            .await
-            .unwrap(),
+        store.verify(&g.verify_in("444444", old, l)).await.unwrap(),
         VerifyOutcome::NoCode { attempts_left: 3 },
         "the oldest unknown flow was ended"
     );
     expect!(
-        store
-            .verify(&g.verify_in("555555", new, l))
-            .await
-            .unwrap(),
+        store.verify(&g.verify_in("555555", new, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "the newer one stayed"
     );
     for (code, flow) in [("111111", known), ("222222", signed)] {
         expect!(
-            store
-                .verify(&f.verify_in(code, flow, l))
-                .await
-                .unwrap(),
+            store.verify(&f.verify_in(code, flow, l)).await.unwrap(),
             VerifyOutcome::Verified,
             "known and signed-in flows survive strangers"
         );
@@ -1169,10 +1128,7 @@ pub async fn known_devices_have_their_own_budget(store: Arc<dyn OtpStore>) {
         "the device's own minute budget"
     );
     expect!(
-        store
-            .verify(&f.verify_in("123451", mine, l))
-            .await
-            .unwrap(),
+        store.verify(&f.verify_in("123451", mine, l)).await.unwrap(),
         VerifyOutcome::Verified,
         "the known device's code"
     );

@@ -416,7 +416,13 @@ impl Expires for Address {
     /// Once no flow is pending and no lockout runs: request windows and failure counts
     /// may go first, a pending flow or a lockout never.
     fn evictable_from(&self) -> Option<u64> {
-        let flows = self.state.flows.iter().map(|f| f.expires).max().unwrap_or(0);
+        let flows = self
+            .state
+            .flows
+            .iter()
+            .map(|f| f.expires)
+            .max()
+            .unwrap_or(0);
         Some(flows.max(self.state.locked_until))
     }
 }
@@ -672,12 +678,9 @@ impl Codes {
     ) -> Result<IssueOutcome, StoreError> {
         let l = &req.limits;
         let key = req.address.as_str();
-        let resent = self
-            .addresses
-            .get(key, now)
-            .is_some_and(|a| {
-                matches!(a.state.last_call, Some((c, Recorded::Issued { .. })) if c == req.call)
-            });
+        let resent = self.addresses.get(key, now).is_some_and(
+            |a| matches!(a.state.last_call, Some((c, Recorded::Issued { .. })) if c == req.call),
+        );
         // The IP bucket first: a request counts against it even when the address then
         // refuses it.
         if let (Some(ip), false) = (&req.ip, resent) {

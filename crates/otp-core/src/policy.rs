@@ -387,7 +387,10 @@ impl AddressState {
         if let Some((call, Recorded::Issued { resent, known })) = self.last_call
             && call == req.call
         {
-            return IssueOutcome::Issued { resent, known_device: known }; // the same call resent
+            return IssueOutcome::Issued {
+                resent,
+                known_device: known,
+            }; // the same call resent
         }
         let l = &req.limits;
         self.expire(now, l);
@@ -435,7 +438,9 @@ impl AddressState {
         minute.count(now, window);
         hour.count(now, ms(HOUR));
         day.count(now, ms(DAY));
-        let expires = now.saturating_add(ms(req.code_ttl));
+        // Later than every pending flow's, so the most recent flow is always one.
+        let expires = (self.flows.iter().map(|f| f.expires.saturating_add(1)))
+            .fold(now.saturating_add(ms(req.code_ttl)), u64::max);
         match resend {
             Some(i) => {
                 let f = &mut self.flows[i];
@@ -504,16 +509,29 @@ impl AddressState {
             }
             Budget::Device(i) => {
                 let d = &self.devices[i];
-                (d.minute, d.hour, d.day, Some(d.last_issue).filter(|&t| t > 0))
+                (
+                    d.minute,
+                    d.hour,
+                    d.day,
+                    Some(d.last_issue).filter(|&t| t > 0),
+                )
             }
         };
         let flows_full = match victim {
-            Some(None) => (self.flows.iter()).map(|f| f.expires.saturating_sub(now)).min(),
+            Some(None) => (self.flows.iter())
+                .map(|f| f.expires.saturating_sub(now))
+                .min(),
             _ => None,
         };
         [
-            (minute.full(now, window, l.per_address), AddressLimit::Minute),
-            (hour.full(now, ms(HOUR), l.per_address_hour), AddressLimit::Hour),
+            (
+                minute.full(now, window, l.per_address),
+                AddressLimit::Minute,
+            ),
+            (
+                hour.full(now, ms(HOUR), l.per_address_hour),
+                AddressLimit::Hour,
+            ),
             (day.full(now, ms(DAY), l.per_address_day), AddressLimit::Day),
             (
                 last.filter(|at| cooldown > 0 && now < at.saturating_add(cooldown))

@@ -16,8 +16,7 @@ use crate::problem::Refusal;
 use crate::web::{
     ApiRequest, ApiResponse, ChangeEmailBody, CookieSpec, LogoutOthersResponse,
     ReauthenticationBody, RefreshBody, RequestOtpBody, RequestOtpResponse, SessionsResponse,
-    TokenResponse,
-    VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody, bearer_token, parse_json,
+    TokenResponse, VerifyEmailChangeBody, VerifyLinkBody, VerifyOtpBody, bearer_token, parse_json,
 };
 
 /// The message of a successful `/request-otp`.
@@ -294,12 +293,14 @@ impl<'r> Call<'r> {
     }
 
     /// The answer of a login: the tokens, the known-device cookie, and the spent flow's
-    /// cookie cleared.
+    /// cookie cleared (no cookies for the `body` transport).
     fn login(&self, pair: &TokenPair) -> ApiResponse {
         let config = self.auth.config();
-        let mut resp = self
-            .tokens(pair, Some(MSG_OTP_VERIFIED))
-            .with_header("set-cookie", CookieSpec::flow(config).clear());
+        let resp = self.tokens(pair, Some(MSG_OTP_VERIFIED));
+        if !self.transport().uses_cookie() {
+            return resp;
+        }
+        let mut resp = resp.with_header("set-cookie", CookieSpec::flow(config).clear());
         if let Some(device) = &pair.known_device {
             resp = resp.with_header("set-cookie", CookieSpec::device(config).set(device));
         }
@@ -349,7 +350,12 @@ async fn request_otp(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
         message: MSG_OTP_SENT.to_owned(),
         flow_id,
     });
-    Ok(resp.with_header("set-cookie", cookie))
+    // A client of the `body` transport keeps no cookies: it sends `flow_id` back.
+    if c.transport().uses_cookie() {
+        Ok(resp.with_header("set-cookie", cookie))
+    } else {
+        Ok(resp)
+    }
 }
 
 async fn verify_otp(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
@@ -511,8 +517,8 @@ mod docs {
     use crate::adapter::openapi::Spec;
     use crate::web::{
         ChangeEmailBody, LogoutOthersResponse, MessageResponse, ReauthenticationBody,
-        RequestOtpBody, RequestOtpResponse, SessionsResponse, TokenResponse, VerifyEmailChangeBody, VerifyLinkBody,
-        VerifyOtpBody,
+        RequestOtpBody, RequestOtpResponse, SessionsResponse, TokenResponse, VerifyEmailChangeBody,
+        VerifyLinkBody, VerifyOtpBody,
     };
 
     const MAILED: &str =

@@ -47,8 +47,8 @@ pub fn redact_url(url: &str) -> String {
 use crate::code::{AddressKey, CodeMac, FlowKey};
 use crate::config::RedisSettings;
 use crate::store::{
-    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, OtpStore,
-    Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
+    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession,
+    OtpStore, Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
     TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key, verify_then_open,
 };
 
@@ -702,7 +702,9 @@ impl VerifyArgs {
             self.lockout.as_bytes(),
             &req.call.0,
             self.ip_failures.as_bytes(),
-            req.flow.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes()),
+            req.flow
+                .as_ref()
+                .map_or(&b""[..], |f| f.as_str().as_bytes()),
             self.device_ms.as_bytes(),
         ]
     }
@@ -810,9 +812,13 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             &req.call.0,
             max_flows.as_bytes(),
             device_ms.as_bytes(),
-            req.resend.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes()),
+            req.resend
+                .as_ref()
+                .map_or(&b""[..], |f| f.as_str().as_bytes()),
             req.flow.as_str().as_bytes(),
-            req.device.as_ref().map_or(&b""[..], |d| d.key.as_str().as_bytes()),
+            req.device
+                .as_ref()
+                .map_or(&b""[..], |d| d.key.as_str().as_bytes()),
             since.as_bytes(),
             if req.signed_in { b"1" } else { b"0" },
             per_ip.as_bytes(),
@@ -914,7 +920,10 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError> {
         let key = self.keys.address(&req.address);
         let ttl = ms(req.code_ttl);
-        let flow = req.flow.as_ref().map_or(&b""[..], |f| f.as_str().as_bytes());
+        let flow = req
+            .flow
+            .as_ref()
+            .map_or(&b""[..], |f| f.as_str().as_bytes());
         self.call(
             &RESTORE,
             &[&key],

@@ -32,7 +32,15 @@ pub(crate) struct RequestOtpBody {
     /// The login flow to send a new code to (a resend; native apps; browsers send the flow cookie instead): `flow_id` of
     /// the `/request-otp` answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "x1Hq0v2vKXh3Yc9o6m5XzA",
+            min_length = 16,
+            max_length = 64,
+            pattern = "^[A-Za-z0-9_-]+$"
+        )
+    )]
     pub flow_id: Option<String>,
 }
 
@@ -60,7 +68,15 @@ pub(crate) struct VerifyOtpBody {
     /// The login flow (native apps; browsers send the flow cookie instead): `flow_id` of
     /// the `/request-otp` answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "x1Hq0v2vKXh3Yc9o6m5XzA",
+            min_length = 16,
+            max_length = 64,
+            pattern = "^[A-Za-z0-9_-]+$"
+        )
+    )]
     pub flow_id: Option<String>,
 }
 
@@ -142,7 +158,15 @@ pub(crate) struct VerifyLinkBody {
     /// The login flow (native apps; browsers send the flow cookie instead): `flow_id` of
     /// the `/request-otp` answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(example = "x1Hq0v2vKXh3Yc9o6m5XzA", min_length = 16, max_length = 64, pattern = "^[A-Za-z0-9_-]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "x1Hq0v2vKXh3Yc9o6m5XzA",
+            min_length = 16,
+            max_length = 64,
+            pattern = "^[A-Za-z0-9_-]+$"
+        )
+    )]
     pub flow_id: Option<String>,
 }
 
@@ -807,7 +831,9 @@ async fn handle_parts(
             user_agent: headers.user_agent.map(str::to_owned),
             accept_language: headers.accept_language.map(str::to_owned),
             flow: CookieSpec::flow(config).find(cookies()).map(str::to_owned),
-            device: CookieSpec::device(config).find(cookies()).map(str::to_owned),
+            device: CookieSpec::device(config)
+                .find(cookies())
+                .map(str::to_owned),
         },
         param: route.param,
         query,

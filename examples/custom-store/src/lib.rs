@@ -406,9 +406,7 @@ async fn load_address(
     let Some(row) = row else {
         return Ok(None);
     };
-    let blob = |col: &str| -> Result<Vec<u8>, StoreError> {
-        row.try_get(col).map_err(store_error)
-    };
+    let blob = |col: &str| -> Result<Vec<u8>, StoreError> { row.try_get(col).map_err(store_error) };
     let flows = packed::read_flows(&blob("flows")?)
         .ok_or_else(|| StoreError::backend("unreadable flows column"))?;
     let devices = packed::read_devices(&blob("devices")?)
@@ -594,7 +592,9 @@ impl SqliteStore {
                 .map_err(store_error)?;
         let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
         change(&mut e, now);
-        let at = forget_at.map_or(0, |v| v.max(0) as u64).max(keep.unwrap_or(0));
+        let at = forget_at
+            .map_or(0, |v| v.max(0) as u64)
+            .max(keep.unwrap_or(0));
         if at > now {
             write_address(&mut tx, address, &e, at).await?;
         }
@@ -660,7 +660,11 @@ impl OtpStore for SqliteStore {
             .await
     }
 
-    async fn forget_devices(&self, address: &AddressKey, limits: &Limits) -> Result<(), StoreError> {
+    async fn forget_devices(
+        &self,
+        address: &AddressKey,
+        limits: &Limits,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
         e.forget_devices(now_ms());

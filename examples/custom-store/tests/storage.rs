@@ -8,8 +8,7 @@ use std::time::Duration;
 use custom_store_example::SqliteStore;
 use otp_core::contract::{Fixture, limits, random_ip};
 use otp_core::store::{
-    Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth,
-    new_session_id,
+    Limits, LoginMethod, NewSession, Revocation, RevokedAccess, SessionAuth, new_session_id,
 };
 use otp_core::store::{OtpStore, TokenBlacklist};
 use otp_core::store::{now_secs, random_id};

@@ -1,6 +1,7 @@
 //! The `otp_*` metrics of `GET /metrics`.
 
 use otp_core::mailer::MailError;
+use serde_json::json;
 
 use super::common::start;
 use crate::Target;
@@ -48,10 +49,25 @@ pub async fn metrics(t: Target) {
     )
     .await
     .assert_problem(413);
+    // A login bound to its flow (a native app's `flow_id`).
+    let bound = "bound@example.com";
+    let r = s.request_otp(bound).await;
+    let flow_id = r.json()["flow_id"].as_str().unwrap().to_owned();
+    let bound_code = s.mailer.last_code(bound).unwrap();
+    let body = json!({ "email": bound, "otp": bound_code, "flow_id": flow_id });
+    assert_eq!(s.post_json("/auth/verify-otp", &body).await.status, 200);
 
     let m = |name: &'static str, labels: &'static str| s.metric_since(&before, name, labels);
-    assert_eq!(m("otp_codes_requested_total", "").await, 7.0);
-    assert_eq!(m("otp_mails_sent_total", "").await, 5.0);
+    assert_eq!(m("otp_codes_requested_total", "").await, 8.0);
+    assert_eq!(m("otp_mails_sent_total", "").await, 6.0);
+    assert_eq!(
+        m(
+            "otp_verifications_total",
+            "method=\"code\",outcome=\"success\",binding=\"bound\""
+        )
+        .await,
+        1.0
+    );
     assert_eq!(
         m("otp_mails_failed_total", "reason=\"rejected\"").await,
         1.0
@@ -59,7 +75,7 @@ pub async fn metrics(t: Target) {
     assert_eq!(
         m(
             "otp_verifications_total",
-            "method=\"code\",outcome=\"mismatch\""
+            "method=\"code\",outcome=\"mismatch\",binding=\"unbound\""
         )
         .await,
         1.0
@@ -67,7 +83,7 @@ pub async fn metrics(t: Target) {
     assert_eq!(
         m(
             "otp_verifications_total",
-            "method=\"code\",outcome=\"success\""
+            "method=\"code\",outcome=\"success\",binding=\"unbound\""
         )
         .await,
         1.0
@@ -91,7 +107,7 @@ pub async fn metrics(t: Target) {
             "endpoint=\"verify_otp\",status=\"200\""
         )
         .await,
-        1.0
+        2.0
     );
     assert_eq!(
         m(

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod client_ip;
 pub mod email_change;
 pub mod failures;
+pub mod flows;
 pub mod guards;
 pub mod http_surface;
 pub mod jwks;
@@ -62,6 +63,10 @@ macro_rules! scenario_set {
                 no_account_enumeration, magic_code, localized_mail,
             ],
             jwks: [jwks],
+            flows: [
+                strangers_leave_the_owners_flow, known_device_gets_a_code_past_the_caps,
+                required_binding, flow_cookies_and_resends,
+            ],
             limits: [
                 address_rate_limit, lockout_across_resends,
                 wrong_codes_answer_alike_for_every_address, ip_limited_client_gets_one_answer,
@@ -101,6 +106,13 @@ macro_rules! scenario_set {
                 // (with fred a pool of two): one wins, the rest are counted up to the
                 // lockout.
                 concurrent_verifications,
+            ],
+            // Login flows in the target's store: a flow per browser in the address's
+            // hash (one slot), bound and unbound verification, a known device's budget and
+            // its forgetting, required binding through both adapters.
+            flows: [
+                strangers_leave_the_owners_flow, known_device_gets_a_code_past_the_caps,
+                required_binding, flow_cookies_and_resends,
             ],
             limits: [
                 // The lockout: failures kept across a new code, the address's keys in one

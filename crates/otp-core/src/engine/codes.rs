@@ -275,9 +275,8 @@ impl OtpAuth {
                 (Failure::IpLimited, None, Error::RateLimited { retry_after })
             }
         };
-        let event = |kind| {
-            (Event::new(kind, client).of_address(f.address, f.email)).bound(f.binding)
-        };
+        let event =
+            |kind| (Event::new(kind, client).of_address(f.address, f.email)).bound(f.binding);
         self.emit(&event(EventKind::VerificationFailed {
             method: f.method,
             reason,
@@ -352,9 +351,7 @@ fn refusal(outcome: IssueOutcome) -> (Limit, Error) {
         IssueOutcome::AddressLimited { retry_after, limit } => {
             (limit.into(), Error::RateLimited { retry_after })
         }
-        IssueOutcome::IpLimited { retry_after } => {
-            (Limit::Ip, Error::RateLimited { retry_after })
-        }
+        IssueOutcome::IpLimited { retry_after } => (Limit::Ip, Error::RateLimited { retry_after }),
         IssueOutcome::Issued { .. } => (
             Limit::Ip,
             Error::Internal("an issued code was taken for a refusal".to_owned()),

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
+use super::codes::Failed;
 use super::{ClientInfo, CurrentUser, EmailChange, OtpAuth, TokenPair, token_email};
 use crate::code::Purpose;
 use crate::email::Email;
 use crate::error::{Error, TokenRejection};
-use super::codes::Failed;
 use crate::event::{Binding, Event, EventKind, LoginMethod, Verification};
 use crate::mailer::template::NoticeValues;
 use crate::mailer::{Message, MessageKind};
@@ -172,9 +172,9 @@ impl ChangeEmail<'_> {
             .new_session(&user.subject, new, session_end, proof, client)
             .await?;
         let ended = i.blacklist.revoke_all(&session.subject_key).await?;
-        // Devices known to either address knew it as someone else's account.
+        // The old address's known devices knew the account by it. (Those of the new one
+        // knew whoever reads its mail, which this user just proved to be.)
         self.auth.forget_devices(&token_email(&user.email)?).await?;
-        self.auth.forget_devices(new).await?;
         i.blacklist.create_session(&session).await?;
         Ok((pair, ended))
     }

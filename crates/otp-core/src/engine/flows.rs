@@ -78,7 +78,11 @@ impl OtpAuth {
     /// The known-device cookie's value for a login to `address` from `client`: the
     /// client's device id when it has a well-formed one, else a new one; `None` when
     /// `OTP_AUTH_KNOWN_DEVICE_DAYS` is 0.
-    pub(super) fn device_cookie(&self, address: &AddressKey, client: &ClientInfo) -> Option<String> {
+    pub(super) fn device_cookie(
+        &self,
+        address: &AddressKey,
+        client: &ClientInfo,
+    ) -> Option<String> {
         let i = &*self.inner;
         if i.config.flows.known_device_days == 0 {
             return None;

@@ -150,13 +150,11 @@ pub enum Limit {
     Ip,
     /// The address's pending flows, none of which a new one may end.
     Flows,
-    /// The address is locked out.
-    Lockout,
 }
 
 impl Limit {
     /// The `scope` label: `address` (per minute), `address_hour`, `address_day`,
-    /// `cooldown`, `ip`, `flows` or `lockout`.
+    /// `cooldown`, `ip` or `flows`.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Minute => "address",
@@ -165,7 +163,6 @@ impl Limit {
             Limit::Cooldown => "cooldown",
             Limit::Ip => "ip",
             Limit::Flows => "flows",
-            Limit::Lockout => "lockout",
         }
     }
 }

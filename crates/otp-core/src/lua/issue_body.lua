@@ -59,16 +59,21 @@ b.hs, b.hc = counted(b.hs, b.hc, HOUR)
 b.ds, b.dc = counted(b.ds, b.dc, DAY)
 local kn = 0
 if known then b.last = now; s.devices[device] = b; kn = 1 end
+-- Later than every pending flow's, so the most recent flow is always one.
+local e = now + ttl
+for _, f in pairs(s.flows) do
+  if f.e >= e then e = f.e + 1 end
+end
 local rs = 0
 if resent then
   local f = s.flows[resend]
-  f.m = ARGV[1]; f.e = now + ttl
+  f.m = ARGV[1]; f.e = e
   rs = 1
 else
   if victim then s.flows[victim] = nil end
   local g = kn
   if signed then g = g + 2 end
-  s.flows[newflow] = { m = ARGV[1], e = now + ttl, f = 0, g = g }
+  s.flows[newflow] = { m = ARGV[1], e = e, f = 0, g = g }
 end
 s.n = call .. rs .. kn
 save(window, lockout, device_ms)
