@@ -19,7 +19,7 @@ test *args:
 servers:
     cargo xtask servers
 
-# What CI runs: fmt check, clippy, rustdoc, the lean build, the packages, the tests, Schemathesis, then the fuzz targets
+# What CI runs: fmt check, clippy, rustdoc, the lean build, the packages, the tests (fuzz inputs replayed), Schemathesis
 ci:
     cargo xtask ci
 

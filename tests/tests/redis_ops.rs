@@ -351,6 +351,43 @@ async fn one_small_key_per_pending_login_holding_no_address_or_code() {
     // The day window of the daily cap is what keeps it longest.
     assert!(ttl > 0 && ttl <= 86_400_000, "every key expires: {ttl}");
 
+    // Four more browsers ask (four more flows in the same hash): each flow's own share.
+    let other = "other.private@example.com";
+    for _ in 0..5 {
+        auth.request_code(other, &ClientInfo::default())
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = r.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    let other_key = keys.iter().find(|k| *k != key).unwrap();
+    let five: u64 = r
+        .cli(&["memory", "usage", other_key])
+        .trim()
+        .parse()
+        .unwrap();
+    let one = bytes;
+    let per_flow = (five - one) / 4;
+    eprintln!(
+        "MEMORY USAGE of 5 pending flows of one address: {five} bytes ({} each; each flow \
+         past the first {per_flow})",
+        five / 5
+    );
+    assert!(five / 5 <= 192, "a pending flow takes {} bytes", five / 5);
+    assert!(per_flow <= 64, "each further flow takes {per_flow} bytes");
+    let fields: Vec<String> = r
+        .cli(&["hkeys", other_key])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        fields
+            .iter()
+            .filter(|f| f.starts_with('f') && f.len() == 13)
+            .count(),
+        5,
+        "one field per flow: {fields:?}"
+    );
+
     // A live session: its hash and its share of the subject's index.
     auth.verify_code("someone.private@example.com", &code, &ClientInfo::default())
         .await

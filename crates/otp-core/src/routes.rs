@@ -530,7 +530,7 @@ mod docs {
         let op = op
             .summary(Some("Send a login code by mail"))
             .description(Some(
-                "The same answer for every address (no account enumeration).",
+                "The same answer for every address (no account enumeration). The code belongs to a login flow: the one the request carries (the flow cookie or `flow_id`: a resend) if it is still pending, else a new one, answered as `flow_id` and set as the HttpOnly flow cookie.",
             ))
             .request_body(Some(s.body::<RequestOtpBody>()))
             .response(
@@ -552,7 +552,7 @@ mod docs {
             .response("200", s.ok_setting_cookie::<TokenResponse>("Logged in"))
             .response(
                 "400",
-                s.problem("No code pending, or the code expired, was used, or is wrong"),
+                s.problem("No code pending (for the flow presented, the cookie or `flow_id`), or the code expired, was used, or is wrong; or no flow where `OTP_AUTH_FLOW_BINDING=required`"),
             )
             .response("429", s.retry_after(FAILED));
         s.json_errors(s.common(op))
@@ -572,7 +572,7 @@ mod docs {
             .description(Some(format!("Answers exactly like `/verify-otp`: the link carries the same code, so using either spends both, with the same attempts and lockout. {}", s.transport_note())))
             .request_body(Some(s.body::<VerifyLinkBody>()))
             .response("200", s.ok_setting_cookie::<TokenResponse>("Logged in"))
-            .response("400", s.problem("The link is invalid, expired or already used"))
+            .response("400", s.problem("The link is invalid, expired or already used; or no flow where `OTP_AUTH_FLOW_BINDING=required`"))
             .response("429", s.retry_after(FAILED));
         s.json_errors(s.common(op))
     }
