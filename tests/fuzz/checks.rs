@@ -3,6 +3,10 @@
 //! the regression replay of the test suite (`tests/tests/fuzz_regressions.rs`), which runs
 //! every saved input and mutations of it in the ordinary test build.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each fuzz binary uses one of the properties.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -19,7 +23,7 @@ use tower_service::Service;
 
 /// Email parsing and normalization: never panics; whatever it accepts is normalized,
 /// short enough, free of control characters and spaces, and normalizes to itself.
-pub fn email(data: &[u8]) {
+pub(crate) fn email(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
@@ -38,7 +42,7 @@ pub fn email(data: &[u8]) {
 }
 
 /// Code parsing: accepts exactly N ASCII digits, nothing else, never panics.
-pub fn code(data: &[u8]) {
+pub(crate) fn code(data: &[u8]) {
     let Some((len, rest)) = data.split_first() else {
         return;
     };
@@ -56,7 +60,7 @@ pub fn code(data: &[u8]) {
 
 /// JWT verification on arbitrary input: never panics, never accepts. (A valid token needs
 /// the server's key; the fuzzer does not have it.)
-pub fn jwt(data: &[u8]) {
+pub(crate) fn jwt(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
@@ -129,7 +133,7 @@ const TYPES: [&str; 4] = [
 /// Request bodies, content types and headers (also as the flow, device and refresh
 /// cookies) through the real axum router (in-memory store, capturing mailer): every answer
 /// is one of the contract's statuses, never a 500, and every error is problem+json.
-pub fn request(data: &[u8]) {
+pub(crate) fn request(data: &[u8]) {
     let Some((sel, rest)) = data.split_first() else {
         return;
     };

@@ -3,6 +3,8 @@
 //! removed, halves swapped), in the ordinary test build. Coverage-guided fuzzing of the
 //! same properties: `cargo xtask fuzz [seconds]`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
