@@ -10,9 +10,10 @@ gets it, so the success answers are checked too:
 
 - `DELETE /sessions/{id}`: another session of the same user;
 - `/verify-otp`, `/verify-reauthentication`, `/verify-email-change`: a code just requested
-  for a magic address (for the user, for the new address);
+  for a magic address (for the user, for the new address), with its login flow as
+  `flow_id` when the case has one;
 - `/verify-link`: the link of a code mail just sent to an ordinary address, read from the
-  console mailer's log line in the app's log (`OTP_SCHEMATHESIS_APP_LOG`).
+  console mailer's log line in the app's log (`OTP_SCHEMATHESIS_APP_LOG`), with its flow.
 
 The other positive cases keep their generated code or link, which the server answers with
 the documented 400; negative cases keep everything Schemathesis made.
@@ -70,6 +71,13 @@ def call(method, path, body=None, token=None):
         return json.load(response), cookies
 
 
+def bind(case, sent):
+    """A generated `flow_id` becomes the flow the code was just sent for (any other flow is
+    the documented 400); without one the verification stays unbound."""
+    if "flow_id" in case.body:
+        case.body["flow_id"] = sent["flow_id"]
+
+
 def is_positive(case):
     return case.meta is None or case.meta.generation.mode.is_positive
 
@@ -124,8 +132,9 @@ class MagicCodeLogin:
             return
         elif path == "/verify-otp":
             email = magic_address()
-            call("POST", "/request-otp", {"email": email})
+            sent, _ = call("POST", "/request-otp", {"email": email})
             case.body.update(email=email, otp=MAGIC_CODE)
+            bind(case, sent)
         elif path == "/verify-reauthentication":
             call("POST", "/reauthenticate", {}, token=token)
             case.body["otp"] = MAGIC_CODE
@@ -135,5 +144,6 @@ class MagicCodeLogin:
             case.body.update(new_email=new_email, otp=MAGIC_CODE)
         elif path == "/verify-link" and APP_LOG:
             email = f"link-{secrets.token_hex(8)}@example.com"
-            call("POST", "/request-otp", {"email": email})
+            sent, _ = call("POST", "/request-otp", {"email": email})
             case.body["token"] = link_token(email)
+            bind(case, sent)
