@@ -49,6 +49,7 @@ use axum::http::Request;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use otp_core::adapter::Guard;
 use otp_core::adapter::{DeserializeOwned, Endpoint};
 use otp_core::{Error, OtpAuth, token::TokenRejection};
 use tower_layer::Layer;
@@ -116,12 +117,33 @@ otp_core::adapter::user_extractor_type! {
     CurrentUser
 }
 
-/// Why [`CurrentUser`] or [`RequireUserLayer`] refused a request; renders as the contract's
-/// problem response.
+/// An engine error as the contract's answer: an RFC 9457 problem document with the
+/// contract's status and headers (`WWW-Authenticate`, `Retry-After`). It is what
+/// [`CurrentUser`] and [`RequireUserLayer`] refuse with, and what a handler of the
+/// application returns to answer an engine error: `?` converts one.
+///
+/// ```
+/// use axum::{Json, extract::State};
+/// use otp_axum::Problem;
+/// use otp_core::OtpAuth;
+/// use otp_core::flow::Account;
+///
+/// async fn sessions_of(
+///     State(auth): State<OtpAuth>,
+/// ) -> Result<Json<Vec<otp_core::store::SessionInfo>>, Problem> {
+///     Ok(Json(auth.admin().sessions_of(&Account::subject("user-42")).await?))
+/// }
+/// ```
 #[derive(Debug)]
-pub struct AuthRejection(pub Error);
+pub struct Problem(pub Error);
 
-impl IntoResponse for AuthRejection {
+impl From<Error> for Problem {
+    fn from(e: Error) -> Problem {
+        Problem(e)
+    }
+}
+
+impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         rejection(self.0)
     }
@@ -133,14 +155,14 @@ where
     OtpAuth: FromRef<S>,
     C: DeserializeOwned + Send,
 {
-    type Rejection = AuthRejection;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = OtpAuth::from_ref(state);
         match otp_core::adapter::request_user(&auth, &parts.headers, &parts.extensions).await {
-            Ok(Some(user)) => CurrentUser::from_user(user).map_err(AuthRejection),
-            Ok(None) => Err(AuthRejection(Error::Unauthorized(TokenRejection::Missing))),
-            Err(e) => Err(AuthRejection(e)),
+            Ok(Some(user)) => CurrentUser::from_user(user).map_err(Problem),
+            Ok(None) => Err(Problem(Error::Unauthorized(TokenRejection::Missing))),
+            Err(e) => Err(Problem(e)),
         }
     }
 }
@@ -151,7 +173,7 @@ where
     OtpAuth: FromRef<S>,
     C: DeserializeOwned + Send,
 {
-    type Rejection = AuthRejection;
+    type Rejection = Problem;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -159,11 +181,9 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         let auth = OtpAuth::from_ref(state);
         match otp_core::adapter::request_user(&auth, &parts.headers, &parts.extensions).await {
-            Ok(Some(user)) => CurrentUser::from_user(user)
-                .map(Some)
-                .map_err(AuthRejection),
+            Ok(Some(user)) => CurrentUser::from_user(user).map(Some).map_err(Problem),
             Ok(None) => Ok(None),
-            Err(e) => Err(AuthRejection(e)),
+            Err(e) => Err(Problem(e)),
         }
     }
 }
@@ -201,12 +221,12 @@ where
     OtpAuth: FromRef<S>,
     C: DeserializeOwned + Send,
 {
-    type Rejection = AuthRejection;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let user =
             <CurrentUser<C> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        user.require_recent(MAX_AGE_SECS).map_err(AuthRejection)?;
+        user.require_recent(MAX_AGE_SECS).map_err(Problem)?;
         Ok(RecentUser(user))
     }
 }
@@ -233,11 +253,30 @@ where
 ///
 /// Use `route_layer` so that unknown paths under it still answer 404 rather than 401.
 /// [`RequireUserLayer::max_age`] also demands a recent authentication, as [`RecentUser`]
-/// does.
+/// does, and [`RequireUserLayer::require_claims`] (or [`RequireUserLayer::check`]) a role:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use otp_axum::RequireUserLayer;
+/// use serde::Deserialize;
+/// # fn demo(auth: otp_core::OtpAuth) -> Router {
+/// #[derive(Deserialize)]
+/// struct Roles {
+///     roles: Vec<String>,
+/// }
+/// // 403 for users whose token's `roles` claim (added by the app's `Hooks::claims`) lacks
+/// // `admin`.
+/// let admin = Router::new()
+///     .route("/stats", get(|| async { "…" }))
+///     .route_layer(RequireUserLayer::new(auth.clone())
+///         .require_claims(|c: &Roles| c.roles.iter().any(|r| r == "admin")));
+/// Router::new().nest("/admin", admin).with_state(auth)
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequireUserLayer {
     auth: OtpAuth,
-    max_age: Option<u64>,
+    guard: Guard,
 }
 
 impl RequireUserLayer {
@@ -245,7 +284,7 @@ impl RequireUserLayer {
     pub fn new(auth: OtpAuth) -> Self {
         RequireUserLayer {
             auth,
-            max_age: None,
+            guard: Guard::default(),
         }
     }
 
@@ -253,7 +292,28 @@ impl RequireUserLayer {
     /// in or re-authenticated); others get RFC 9470's `insufficient_user_authentication`
     /// challenge (401), as [`RecentUser`] answers.
     pub fn max_age(mut self, max_age: std::time::Duration) -> Self {
-        self.max_age = Some(max_age.as_secs());
+        self.guard = self.guard.max_age(max_age.as_secs());
+        self
+    }
+
+    /// Lets through only users for whom `check` answers `true`; the others get 403
+    /// ([`Guard::check`]).
+    pub fn check(
+        mut self,
+        check: impl Fn(&otp_core::CurrentUser) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.guard = self.guard.check(check);
+        self
+    }
+
+    /// Lets through only users whose own claims, read as `C`, pass `check`; the others
+    /// (claims that do not fit `C` included) get 403 ([`Guard::require_claims`]). Claims are
+    /// as fresh as the access token.
+    pub fn require_claims<C: DeserializeOwned>(
+        mut self,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.guard = self.guard.require_claims(check);
         self
     }
 }
@@ -264,7 +324,7 @@ impl<S> Layer<S> for RequireUserLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequireUser {
             auth: self.auth.clone(),
-            max_age: self.max_age,
+            guard: self.guard.clone(),
             inner,
         }
     }
@@ -274,7 +334,7 @@ impl<S> Layer<S> for RequireUserLayer {
 #[derive(Debug, Clone)]
 pub struct RequireUser<S> {
     auth: OtpAuth,
-    max_age: Option<u64>,
+    guard: Guard,
     inner: S,
 }
 
@@ -298,17 +358,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        let max_age = self.max_age;
+        let guard = self.guard.clone();
         Box::pin(async move {
-            let checked = otp_core::adapter::require_user(&auth, req.headers())
-                .await
-                .and_then(|user| {
-                    if let Some(max_age) = max_age {
-                        user.require_recent(max_age)?;
-                    }
-                    Ok(user)
-                });
-            match checked {
+            match guard.admit(&auth, req.headers()).await {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     inner.call(req).await.map(IntoResponse::into_response)

@@ -882,6 +882,12 @@ pub struct Config {
     pub smtp: SmtpSettings,
 }
 
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Hides the password of a `scheme://user:password@host` address.
 pub(crate) fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
@@ -894,7 +900,10 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// A configuration that cannot be used: every problem found, each naming its variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints what `Display` does, so that a `main` returning `Result<(), Box<dyn
+/// Error>>` (which prints its error with `Debug`) shows the sentences, not the struct.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {}", .problems.join("; "))]
 pub struct ConfigError {
     /// One sentence per problem, starting with the variable's name.
@@ -941,7 +950,23 @@ impl Config {
 
     /// Reads the configuration from [`Config::figment`]. Call [`Config::validate`] next
     /// (the engine does so too).
+    ///
+    /// The library owns the `OTP_AUTH_` prefix: every other `OTP_AUTH_*` variable of the
+    /// environment is warned about as a likely typo, with the closest setting's name
+    /// (`OTP_AUTH_REDIS_ULR`: did you mean `OTP_AUTH_REDIS_URL`?), and so is a setting's
+    /// name set without the prefix (`REDIS_URL`) while the prefixed one is not. An
+    /// application that reads `OTP_AUTH_*` variables of its own names them with
+    /// [`Config::load_for`].
     pub fn load() -> Result<Config, ConfigError> {
+        Self::load_for(&[])
+    }
+
+    /// [`Config::load`], with `app_variables`, the application's own `OTP_AUTH_*`
+    /// variables, not warned about.
+    pub fn load_for(app_variables: &[&str]) -> Result<Config, ConfigError> {
+        for v in unknown_variables(std::env::vars().map(|(k, _)| k), app_variables) {
+            tracing::warn!("{v}; it is ignored");
+        }
         Self::from_figment(&Self::figment())
     }
 
@@ -1109,6 +1134,107 @@ impl Config {
             ))),
         }
     }
+}
+
+/// A variable of the environment that looks meant for the configuration but is not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnknownVariable {
+    /// An `OTP_AUTH_*` name that is no setting, with the closest setting's name when one
+    /// is near (a typo).
+    Unknown {
+        /// The variable.
+        name: String,
+        /// The setting it likely means.
+        closest: Option<&'static str>,
+    },
+    /// A setting's name without the prefix (`REDIS_URL`), the prefixed one unset.
+    Unprefixed {
+        /// The variable.
+        name: String,
+        /// The setting that is read instead.
+        setting: &'static str,
+    },
+}
+
+impl fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnknownVariable::Unknown {
+                name,
+                closest: Some(c),
+            } => write!(f, "{name} is not a setting: did you mean {c}?"),
+            UnknownVariable::Unknown {
+                name,
+                closest: None,
+            } => write!(f, "{name} is not a setting (see the settings table)"),
+            UnknownVariable::Unprefixed { name, setting } => {
+                write!(f, "{name} is set, but the setting is read from {setting}")
+            }
+        }
+    }
+}
+
+/// The variables among `names` (an environment's) that look meant for the configuration
+/// but are not read: unknown `OTP_AUTH_*` names other than `app_variables`, and settings'
+/// names without the prefix whose prefixed variable is not among `names`.
+pub fn unknown_variables(
+    names: impl IntoIterator<Item = String>,
+    app_variables: &[&str],
+) -> Vec<UnknownVariable> {
+    let names: Vec<String> = names.into_iter().collect();
+    let known: Vec<&'static str> = Config::variables().collect();
+    let is_known = |n: &str| known.contains(&n) || n == "OTP_AUTH_CONFIG_FILE";
+    let mut out = Vec::new();
+    for name in &names {
+        if name.starts_with(ENV_PREFIX) {
+            if !is_known(name) && !app_variables.contains(&name.as_str()) {
+                // A setting the name abbreviates (`…_JWT_ALGO`), else one a few edits away.
+                let closest = (known.iter().filter(|k| k.starts_with(name.as_str())))
+                    .min_by_key(|k| k.len())
+                    .or_else(|| {
+                        (known.iter())
+                            .map(|k| (edit_distance(name, k), k))
+                            .filter(|(d, _)| *d <= 3)
+                            .min()
+                            .map(|(_, k)| k)
+                    })
+                    .copied();
+                out.push(UnknownVariable::Unknown {
+                    name: name.clone(),
+                    closest,
+                });
+            }
+        } else if let Some(setting) = known
+            .iter()
+            .find(|k| k.strip_prefix(ENV_PREFIX) == Some(name))
+            && !names.iter().any(|n| n == setting)
+        {
+            out.push(UnknownVariable::Unprefixed {
+                name: name.clone(),
+                setting,
+            });
+        }
+    }
+    out.sort_by_key(ToString::to_string);
+    out
+}
+
+/// The Levenshtein distance of two ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Reads one group from the flat figment; a group that does not read adds its problems
@@ -1753,6 +1879,51 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("OTP_AUTH_CODE_SECRET")
+        );
+    }
+
+    #[test]
+    fn misspelled_and_unprefixed_variables_are_named_with_the_setting_they_mean() {
+        let env = [
+            "OTP_AUTH_REDIS_ULR",
+            "OTP_AUTH_JWT_ALGO",
+            "OTP_AUTH_STORE",
+            "OTP_AUTH_SOMETHING_ELSE_ENTIRELY",
+            "OTP_AUTH_OTP_LENGTH",
+            "OTP_AUTH_CONFIG_FILE",
+            "REDIS_URL",
+            "SMTP_PORT",
+            "OTP_AUTH_SMTP_PORT",
+            "PATH",
+        ]
+        .map(String::from);
+        let found = unknown_variables(env, &["OTP_AUTH_STORE"]);
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "OTP_AUTH_JWT_ALGO is not a setting: did you mean OTP_AUTH_JWT_ALGORITHM?",
+                "OTP_AUTH_REDIS_ULR is not a setting: did you mean OTP_AUTH_REDIS_URL?",
+                "OTP_AUTH_SOMETHING_ELSE_ENTIRELY is not a setting (see the settings table)",
+                "REDIS_URL is set, but the setting is read from OTP_AUTH_REDIS_URL",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn config_errors_debug_as_their_sentences() {
+        // What `main() -> Result<(), Box<dyn Error>>` prints on a bad configuration.
+        let e: Box<dyn std::error::Error> = Box::new(ConfigError {
+            problems: vec![
+                "OTP_AUTH_OTP_LENGTH must be 6 to 10, got 3".into(),
+                "b".into(),
+            ],
+        });
+        assert_eq!(
+            format!("{e:?}"),
+            "invalid configuration: OTP_AUTH_OTP_LENGTH must be 6 to 10, got 3; b"
         );
     }
 

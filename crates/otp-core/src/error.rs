@@ -80,6 +80,10 @@ pub enum Error {
     /// [`Hooks::change_email`](crate::Hooks::change_email) (403).
     #[error("email change is not enabled")]
     EmailChangeUnsupported,
+    /// The signed-in user is not allowed this: a guard's check of the user (a role) failed
+    /// (403).
+    #[error("forbidden")]
+    Forbidden,
     /// The session asked for is not one of the caller's live sessions (404).
     #[error("not found")]
     NotFound,
@@ -119,7 +123,7 @@ impl Error {
             Error::RateLimited { .. } | Error::LockedOut { .. } => 429,
             Error::InvalidCode | Error::InvalidLink | Error::FlowRequired => 400,
             Error::Unauthorized(_) | Error::InsufficientAuthentication { .. } => 401,
-            Error::EmailChangeRefused | Error::EmailChangeUnsupported => 403,
+            Error::EmailChangeRefused | Error::EmailChangeUnsupported | Error::Forbidden => 403,
             Error::NotFound => 404,
             Error::StoreUnavailable(_) | Error::MailUnavailable(_) => 503,
             Error::MailRejected(_) => 502,

@@ -111,7 +111,7 @@ pub mod hooks {
 /// sessions ([`OtpAuth::sessions`]), step-up ([`OtpAuth::step_up`]), email change
 /// ([`OtpAuth::email_change`]) and administration ([`OtpAuth::admin`]).
 pub mod flow {
-    pub use crate::engine::{Admin, ChangeEmail, Sessions, StepUp};
+    pub use crate::engine::{Account, Admin, ChangeEmail, Sessions, StepUp};
 }
 
 /// The tokens the engine issues, their claims, and why one is refused.

@@ -120,6 +120,10 @@ impl Refusal {
                 "Invalid, expired or already used sign-in link. Request a new code if needed."
                     .to_owned(),
             ),
+            Refusal::Engine(Error::Forbidden) => (
+                "Forbidden",
+                "The signed-in user is not allowed to do this.".to_owned(),
+            ),
             Refusal::Engine(Error::FlowRequired) => (
                 "Bad Request",
                 "This code works only in the browser or app that asked for it: open the \
@@ -271,6 +275,7 @@ mod tests {
             Error::InvalidCode.into(),
             Error::InvalidLink.into(),
             Error::FlowRequired.into(),
+            Error::Forbidden.into(),
             Error::Unauthorized(TokenRejection::Missing).into(),
             Refusal::ForbiddenOrigin,
             Error::EmailChangeRefused.into(),

@@ -549,14 +549,19 @@ pub struct RevokedAccess {
     pub expires_at: u64,
 }
 
-/// A session as listed for its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session as listed for its user. Serialized with the field names of `GET /sessions`
+/// (`id`, `created_at`, `last_refreshed_at`, `expires_at`, `user_agent`, `ip`), so an
+/// application's own pages and endpoints answer it as the contract does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
-    /// The session id.
+    /// The session id (for `DELETE /sessions/{id}`).
+    #[serde(rename = "id")]
     pub sid: String,
-    /// Created at (seconds since the epoch).
+    /// Created at (seconds since the epoch): the login.
     pub created_at: u64,
     /// Last refreshed at (seconds since the epoch); equals `created_at` before any refresh.
+    #[serde(rename = "last_refreshed_at")]
     pub refreshed_at: u64,
     /// Ends at unless refreshed (seconds since the epoch).
     pub expires_at: u64,

@@ -14,6 +14,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use ipnet::IpNet;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ForwardedHeader, SameSite};
@@ -180,24 +181,16 @@ pub(crate) struct LogoutOthersResponse {
     pub revoked: u32,
 }
 
-/// One session in the answer of `GET /sessions`.
+/// One session in the answer of `GET /sessions`: the [`SessionInfo`](crate::store::SessionInfo)
+/// and whether it is the asking token's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub(crate) struct SessionView {
-    /// The session id (for `DELETE /sessions/{id}`).
-    pub id: String,
+    /// The session.
+    #[serde(flatten)]
+    pub session: crate::store::SessionInfo,
     /// Whether this is the session of the access token that asked.
     pub current: bool,
-    /// Login time, seconds since the epoch.
-    pub created_at: u64,
-    /// Last refresh, seconds since the epoch (the login time before any refresh).
-    pub last_refreshed_at: u64,
-    /// When the session ends unless refreshed, seconds since the epoch.
-    pub expires_at: u64,
-    /// The user agent seen at login.
-    pub user_agent: Option<String>,
-    /// The client IP seen at login.
-    pub ip: Option<String>,
 }
 
 /// The answer of `GET /sessions`: the current session first, then the most recently
@@ -217,22 +210,18 @@ impl SessionsResponse {
     ) -> SessionsResponse {
         let mut sessions: Vec<SessionView> = sessions
             .into_iter()
-            .map(|s| SessionView {
-                current: s.sid == current_sid,
-                id: s.sid,
-                created_at: s.created_at,
-                last_refreshed_at: s.refreshed_at,
-                expires_at: s.expires_at,
-                user_agent: s.user_agent,
-                ip: s.ip,
+            .map(|session| SessionView {
+                current: session.sid == current_sid,
+                session,
             })
             .collect();
         sessions.sort_by(|a, b| {
+            let (x, y) = (&a.session, &b.session);
             b.current
                 .cmp(&a.current)
-                .then(b.last_refreshed_at.cmp(&a.last_refreshed_at))
-                .then(b.created_at.cmp(&a.created_at))
-                .then(a.id.cmp(&b.id))
+                .then(y.refreshed_at.cmp(&x.refreshed_at))
+                .then(y.created_at.cmp(&x.created_at))
+                .then(x.sid.cmp(&y.sid))
         });
         SessionsResponse { sessions }
     }
@@ -777,6 +766,72 @@ pub async fn request_user(
         return Ok(Some(user.clone()));
     }
     current_user(auth, headers).await
+}
+
+/// The check of a [`Guard`].
+type UserCheck = std::sync::Arc<dyn Fn(&CurrentUser) -> bool + Send + Sync>;
+
+/// What an adapter's guard (a layer, a middleware) demands of a request's user beyond a
+/// valid access token: a recent authentication ([`Guard::max_age`]) and the application's
+/// own check, such as a role ([`Guard::check`], [`Guard::require_claims`]). A user who fails
+/// the check gets 403 ([`Error::Forbidden`]).
+#[derive(Clone, Default)]
+pub struct Guard {
+    max_age: Option<u64>,
+    check: Option<UserCheck>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("max_age", &self.max_age)
+            .field(
+                "check",
+                &self.check.as_ref().map(|_| "Fn(&CurrentUser) -> bool"),
+            )
+            .finish()
+    }
+}
+
+impl Guard {
+    /// Demands an authentication within the last `seconds` (RFC 9470's challenge, 401,
+    /// otherwise).
+    pub fn max_age(mut self, seconds: u64) -> Guard {
+        self.max_age = Some(seconds);
+        self
+    }
+
+    /// Lets through only users for whom `check` answers `true`; 403 for the others. A
+    /// second check replaces the first.
+    pub fn check(mut self, check: impl Fn(&CurrentUser) -> bool + Send + Sync + 'static) -> Guard {
+        self.check = Some(std::sync::Arc::new(check));
+        self
+    }
+
+    /// [`Guard::check`] on the application's own claims (those its
+    /// [`Hooks::claims`](crate::Hooks::claims) added) read as `C`: 403 when they do not fit
+    /// `C` or `check` answers `false`. Claims are as fresh as the access token: a role
+    /// taken away holds until the token expires (`OTP_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES`)
+    /// unless the user's sessions are ended.
+    pub fn require_claims<C: DeserializeOwned>(
+        self,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Guard {
+        self.check(move |user| user.extra_claims::<C>().is_ok_and(|c| check(&c)))
+    }
+
+    /// The user of `headers` if they pass: [`require_user`], then the recent
+    /// authentication, then the check.
+    pub async fn admit(&self, auth: &OtpAuth, headers: &HeaderMap) -> Result<CurrentUser, Error> {
+        let user = require_user(auth, headers).await?;
+        if let Some(max_age) = self.max_age {
+            user.require_recent(max_age)?;
+        }
+        match &self.check {
+            Some(check) if !check(&user) => Err(Error::Forbidden),
+            _ => Ok(user),
+        }
+    }
 }
 
 /// The user a request must have, for an adapter's layer: a missing bearer token is

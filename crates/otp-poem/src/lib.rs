@@ -36,7 +36,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use bytes::Bytes;
-use otp_core::adapter::DeserializeOwned;
+use otp_core::adapter::{DeserializeOwned, Guard};
 use otp_core::{Error, OtpAuth, token::TokenRejection};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
@@ -110,6 +110,40 @@ fn engine(req: &Request) -> poem::Result<&OtpAuth> {
 
 fn rejection(e: Error) -> poem::Error {
     poem::Error::from_response(to_poem(otp_core::adapter::error_response(e)))
+}
+
+/// An engine error as the contract's answer: an RFC 9457 problem document with the
+/// contract's status and headers (`WWW-Authenticate`, `Retry-After`). A handler of the
+/// application returns `Result<_, Problem>` to answer an engine error: `?` converts one,
+/// and poem turns it into the response.
+///
+/// ```
+/// use otp_core::OtpAuth;
+/// use otp_core::flow::Account;
+/// use otp_poem::Problem;
+/// use poem::handler;
+/// use poem::web::{Data, Json};
+///
+/// #[handler]
+/// async fn sessions_of(
+///     Data(auth): Data<&OtpAuth>,
+/// ) -> Result<Json<Vec<otp_core::store::SessionInfo>>, Problem> {
+///     Ok(Json(auth.admin().sessions_of(&Account::subject("user-42")).await?))
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Problem(pub Error);
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Problem {
+        Problem(e)
+    }
+}
+
+impl From<Problem> for poem::Error {
+    fn from(p: Problem) -> poem::Error {
+        rejection(p.0)
+    }
 }
 
 /// The request's user: the one [`RequireUser`] left, else its bearer token checked.
@@ -207,11 +241,32 @@ impl<'a, C: DeserializeOwned + Send, const MAX_AGE_SECS: u64> FromRequest<'a>
 /// # }
 /// ```
 ///
-/// [`RequireUser::max_age`] also demands a recent authentication, as [`RecentUser`] does.
+/// [`RequireUser::max_age`] also demands a recent authentication, as [`RecentUser`] does,
+/// and [`RequireUser::require_claims`] (or [`RequireUser::check`]) a role, answering 403:
+///
+/// ```
+/// use otp_poem::RequireUser;
+/// use poem::{EndpointExt, Route, get, handler};
+/// use serde::Deserialize;
+/// # fn demo(auth: otp_core::OtpAuth) -> impl poem::Endpoint {
+/// #[derive(Deserialize)]
+/// struct Roles {
+///     roles: Vec<String>,
+/// }
+/// #[handler]
+/// fn stats() -> &'static str {
+///     "…"
+/// }
+/// let admin = Route::new().at("/stats", get(stats)).with(
+///     RequireUser::new(auth.clone()).require_claims(|c: &Roles| c.roles.iter().any(|r| r == "admin")),
+/// );
+/// Route::new().nest("/admin", admin).data(auth)
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequireUser {
     auth: OtpAuth,
-    max_age: Option<u64>,
+    guard: Guard,
 }
 
 impl RequireUser {
@@ -219,7 +274,7 @@ impl RequireUser {
     pub fn new(auth: OtpAuth) -> Self {
         RequireUser {
             auth,
-            max_age: None,
+            guard: Guard::default(),
         }
     }
 
@@ -227,7 +282,28 @@ impl RequireUser {
     /// in or re-authenticated); others get RFC 9470's `insufficient_user_authentication`
     /// challenge (401), as [`RecentUser`] answers.
     pub fn max_age(mut self, max_age: std::time::Duration) -> Self {
-        self.max_age = Some(max_age.as_secs());
+        self.guard = self.guard.max_age(max_age.as_secs());
+        self
+    }
+
+    /// Lets through only users for whom `check` answers `true`; the others get 403
+    /// ([`Guard::check`]).
+    pub fn check(
+        mut self,
+        check: impl Fn(&otp_core::CurrentUser) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.guard = self.guard.check(check);
+        self
+    }
+
+    /// Lets through only users whose own claims, read as `C`, pass `check`; the others
+    /// (claims that do not fit `C` included) get 403 ([`Guard::require_claims`]). Claims are
+    /// as fresh as the access token.
+    pub fn require_claims<C: DeserializeOwned>(
+        mut self,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.guard = self.guard.require_claims(check);
         self
     }
 }
@@ -238,7 +314,7 @@ impl<E: Endpoint> Middleware<E> for RequireUser {
     fn transform(&self, inner: E) -> Self::Output {
         RequireUserEndpoint {
             auth: self.auth.clone(),
-            max_age: self.max_age,
+            guard: self.guard.clone(),
             inner,
         }
     }
@@ -248,7 +324,7 @@ impl<E: Endpoint> Middleware<E> for RequireUser {
 #[derive(Debug, Clone)]
 pub struct RequireUserEndpoint<E> {
     auth: OtpAuth,
-    max_age: Option<u64>,
+    guard: Guard,
     inner: E,
 }
 
@@ -256,15 +332,7 @@ impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let checked = otp_core::adapter::require_user(&self.auth, req.headers())
-            .await
-            .and_then(|user| {
-                if let Some(max_age) = self.max_age {
-                    user.require_recent(max_age)?;
-                }
-                Ok(user)
-            });
-        match checked {
+        match self.guard.admit(&self.auth, req.headers()).await {
             Ok(user) => {
                 req.extensions_mut().insert(user);
                 self.inner.call(req).await.map(IntoResponse::into_response)

@@ -324,7 +324,8 @@ impl ServeSettings {
 /// Builds the engine from the environment and reads the listen address.
 pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     prometheus();
-    let config = Config::load()
+    // The examples' own variables, read below: not taken for typos of settings.
+    let config = Config::load_for(&["OTP_AUTH_STORE", "OTP_AUTH_MAILER"])
         .map_err(|e| e.to_string())?
         .with_ephemeral_jwt_secret();
     let store = choice("OTP_AUTH_STORE", "OTP_AUTH_REDIS_URL", "redis", "memory");

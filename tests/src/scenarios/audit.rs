@@ -383,7 +383,7 @@ pub async fn audit_events(t: Target) {
     assert_eq!(
         s.auth
             .admin()
-            .end_all_sessions_of("carol@example.com")
+            .end_all_sessions_of(&otp_core::flow::Account::subject("carol@example.com"))
             .await
             .unwrap(),
         2

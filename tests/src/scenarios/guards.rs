@@ -248,3 +248,48 @@ pub async fn layer_protected_sub_router(t: Target) {
         200
     );
 }
+
+/// An administration endpoint of the application's own: a role guard on the layer (403 for
+/// a member, 401 without a token), the engine's errors answered with `?` in the contract's
+/// shape (422 for an address that is not one), and the sessions as `GET /sessions` shows
+/// them, found by address however it is written.
+pub async fn role_guard_and_admin_endpoint(t: Target) {
+    let backends = Backends::memory();
+    let auth = backends
+        .stores(OtpAuth::builder(test_config()))
+        .mailer(backends.mailer)
+        .hooks(example_common::ExampleHooks::new(["boss@example.com"]))
+        .build()
+        .unwrap();
+    let s = TestServer::start_auth(t.adapter, auth, backends.mailbox).await;
+    let boss = s.login("boss@example.com").await;
+    let hank = s.login("hank@example.com").await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = s.http.get(s.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        s.send(r)
+    };
+    let path = "/admin/sessions/Hank@Example.COM";
+    let r = get(path, Some(&hank.access)).await;
+    let p = r.assert_problem(403);
+    assert!(p["detail"].as_str().unwrap().contains("not allowed"), "{p}");
+    get(path, None).await.assert_problem(401);
+    let r = get(path, Some(&boss.access)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = r.json();
+    let own = s
+        .send(
+            s.http
+                .get(s.url("/auth/sessions"))
+                .bearer_auth(&hank.access),
+        )
+        .await
+        .json();
+    let mut mine = own["sessions"][0].clone();
+    mine.as_object_mut().unwrap().remove("current");
+    assert_eq!(listed, json!([mine]), "the same fields as GET /sessions");
+    let r = get("/admin/sessions/not-an-address", Some(&boss.access)).await;
+    r.assert_problem(422);
+}

@@ -90,7 +90,10 @@ macro_rules! scenario_set {
             http_surface: [
                 request_otp_bad_input, not_found_and_method, origin_check, cross_site_requests,
             ],
-            guards: [protected_route_refusals, layer_protected_sub_router],
+            guards: [
+                protected_route_refusals, layer_protected_sub_router,
+                role_guard_and_admin_endpoint,
+            ],
             failures: [store_unavailable, mail_failures, verify_never_strands_a_code],
             audit: [audit_events],
         }

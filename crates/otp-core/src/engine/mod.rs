@@ -35,7 +35,7 @@ mod step_up;
 mod tokens;
 mod user;
 
-pub use admin::Admin;
+pub use admin::{Account, Admin};
 pub use builder::{IntoShared, IntoSharedStores, OtpAuthBuilder};
 pub use email_change::ChangeEmail;
 pub(crate) use flows::is_id as is_flow_id;
