@@ -736,6 +736,7 @@ pub(crate) async fn metrics_are_not_on_the_public_port(bin: &str) {
     .spawn()
     .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(&mut lines, "ready: store: ok; mail server: ok").await;
     wait_for_line(
         &mut lines,
         &format!("metrics on http://{metrics_addr}/metrics"),
@@ -746,6 +747,16 @@ pub(crate) async fn metrics_are_not_on_the_public_port(bin: &str) {
     let base = format!("http://{addr}");
 
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // The readiness probe, on the metrics listener only.
+    let r = http
+        .get(format!("http://{metrics_addr}/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "store: ok; mail server: ok\n");
+    let r = http.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let r = http
         .post(format!("{base}/auth/request-otp"))
@@ -794,6 +805,40 @@ pub(crate) async fn metrics_are_not_on_the_public_port(bin: &str) {
             BTreeSet::from([port_of(&addr), port_of(&metrics_addr)])
         );
     }
+    terminate(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+
+    // A Redis nobody listens on: the start says so (and still serves), the probe is 503.
+    let (metrics_addr, addr) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let redis = format!("redis://127.0.0.1:{}/0", free_port());
+    let mut child = example(
+        bin,
+        &[
+            ("APP_ADDR", &addr),
+            ("APP_METRICS_ADDR", &metrics_addr),
+            ("OTP_AUTH_REDIS_URL", &redis),
+            ("OTP_AUTH_REDIS_TIMEOUT_MS", "300"),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_line(&mut lines, "not ready at start").await;
+    wait_for_line(&mut lines, "listening on").await;
+    let r = http
+        .get(format!("http://{metrics_addr}/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.starts_with("store: ") && !text.starts_with("store: ok"),
+        "{text}"
+    );
     terminate(&child);
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 

@@ -98,6 +98,11 @@ impl AddressKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key no address hashes to (it is not base64url), for a store's readiness probe.
+    pub fn probe() -> AddressKey {
+        AddressKey("ready?".to_owned())
+    }
 }
 
 impl fmt::Display for AddressKey {

@@ -1879,6 +1879,9 @@ impl OtpStore for DownStore {
     ) -> Result<(), crate::store::StoreError> {
         Err(unavailable())
     }
+    async fn ready(&self) -> Result<(), crate::store::StoreError> {
+        Err(unavailable())
+    }
 }
 
 #[async_trait::async_trait]

@@ -124,7 +124,7 @@ pub mod token {
 #[doc(inline)]
 pub use config::Config;
 #[doc(inline)]
-pub use engine::{ClientInfo, CurrentUser, Hooks, OtpAuth, OtpAuthBuilder};
+pub use engine::{ClientInfo, CurrentUser, Hooks, OtpAuth, OtpAuthBuilder, Readiness};
 #[doc(inline)]
 pub use error::Error;
 

@@ -98,6 +98,13 @@ pub trait Mailer: Debug + Send + Sync + 'static {
     fn delivers_mail(&self) -> bool {
         true
     }
+
+    /// Whether the mail server can be reached now, without sending anything (SMTP: it
+    /// greets, STARTTLS and AUTH pass): for a readiness check at start-up
+    /// ([`OtpAuth::check`](crate::OtpAuth::check)). The default answers `Ok(())`.
+    async fn ready(&self) -> Result<(), MailError> {
+        Ok(())
+    }
 }
 
 #[cfg(any(test, feature = "mock"))]

@@ -933,6 +933,12 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         Ok(())
     }
 
+    /// `EXISTS` of a key nobody writes: one round trip, as every access check makes.
+    async fn ready(&self) -> Result<(), StoreError> {
+        let key = self.keys.address(&AddressKey::probe());
+        self.runner.exists(&[&key]).await.map(drop)
+    }
+
     async fn forget_devices(
         &self,
         address: &AddressKey,

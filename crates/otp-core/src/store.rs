@@ -303,6 +303,14 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     async fn forget_devices(&self, address: &AddressKey, limits: &Limits)
     -> Result<(), StoreError>;
 
+    /// Whether the store answers now (Redis: a round trip to the server of a key, which
+    /// also proves the database index and, on a cluster, the slot routing), for a readiness
+    /// check at start-up ([`OtpAuth::check`](crate::OtpAuth::check)). The default answers
+    /// `Ok(())`.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether this store also keeps the sessions (it is a [`TokenBlacklist`] on the same
     /// data) and consumes a code and records its session in one atomic operation
     /// ([`OtpStore::verify_and_open`]), as the in-memory store, the Redis stores on a
@@ -340,6 +348,7 @@ mockall::mock! {
         async fn discard(&self, address: &AddressKey, flow: &FlowKey, code_mac: &CodeMac) -> Result<(), StoreError>;
         async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
         async fn forget_devices(&self, address: &AddressKey, limits: &Limits) -> Result<(), StoreError>;
+        async fn ready(&self) -> Result<(), StoreError>;
         fn opens_sessions(&self) -> bool;
         async fn verify_and_open(
             &self,

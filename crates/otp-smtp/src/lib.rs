@@ -319,6 +319,31 @@ fn classify(e: &lettre::transport::smtp::Error) -> MailError {
 
 #[async_trait]
 impl Mailer for SmtpMailer {
+    /// Connects (greeting, STARTTLS and AUTH as configured) without sending; the
+    /// connection stays in the pool for the next mail.
+    async fn ready(&self) -> Result<(), MailError> {
+        match &self.transport {
+            Transport::Direct(pool) => {
+                let conn = pool.connect().await?;
+                pool.give_back(conn).await;
+                Ok(())
+            }
+            Transport::Lettre(t) => {
+                match tokio::time::timeout(self.timeout * 3, t.test_connection()).await {
+                    Ok(Ok(true)) => Ok(()),
+                    Ok(Ok(false)) => Err(MailError::Transient(
+                        "the mail server did not answer NOOP".to_owned(),
+                    )),
+                    Ok(Err(e)) => Err(classify(&e)),
+                    Err(_) => Err(MailError::Transient(format!(
+                        "the mail server did not answer within {:?}",
+                        self.timeout * 3
+                    ))),
+                }
+            }
+        }
+    }
+
     async fn send(&self, message: &Message) -> Result<(), MailError> {
         let email = self.build_message(message)?;
         // Each step is bounded by the timeout; this bounds the whole exchange.

@@ -267,10 +267,15 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Binds the metrics listener at `addr` and serves `GET /metrics` there (and nothing else)
-/// with the same deadlines, for the life of the process; `None` (`APP_METRICS_ADDR=off`)
-/// starts none. Logs where the metrics are; the error names `APP_METRICS_ADDR`.
-pub async fn start_metrics(addr: Option<SocketAddr>, limits: ServeLimits) -> Result<(), String> {
+/// Binds the metrics listener at `addr` and serves `GET /metrics` and `GET /ready` there
+/// (and nothing else) with the same deadlines, for the life of the process; `None`
+/// (`APP_METRICS_ADDR=off`) starts none. Logs where the metrics are; the error names
+/// `APP_METRICS_ADDR`.
+pub async fn start_metrics(
+    addr: Option<SocketAddr>,
+    limits: ServeLimits,
+    auth: otp_core::OtpAuth,
+) -> Result<(), String> {
     let Some(addr) = addr else {
         tracing::info!("metrics listener off (APP_METRICS_ADDR=off)");
         return Ok(());
@@ -289,10 +294,33 @@ pub async fn start_metrics(addr: Option<SocketAddr>, limits: ServeLimits) -> Res
     tokio::spawn(serve(
         listener,
         limits,
-        |req, _peer| std::future::ready(Ok::<_, Infallible>(metrics_answer(&req))),
+        move |req, _peer| {
+            let auth = auth.clone();
+            async move {
+                if req.uri().path() == "/ready" && req.method() == Method::GET {
+                    return Ok::<_, Infallible>(ready_answer(&auth).await);
+                }
+                Ok(metrics_answer(&req))
+            }
+        },
         std::future::pending(),
     ));
     Ok(())
+}
+
+/// `GET /ready`: 200 `ready` when the store and the mail server answer, else 503 with
+/// what did not (a probe's answer, on the loopback listener: it names the servers' errors).
+pub(crate) async fn ready_answer(auth: &otp_core::OtpAuth) -> Response<String> {
+    let readiness = auth.check().await;
+    let mut answer = Response::new(format!("{readiness}\n"));
+    if !readiness.is_ready() {
+        *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    answer.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    answer
 }
 
 /// The metrics listener's answer: the metrics to `GET` (and `HEAD`) `/metrics`, 405 with

@@ -58,6 +58,37 @@ const NO_CLIENT: ClientInfo = ClientInfo {
     device: None,
 };
 
+/// What [`OtpAuth::check`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Whether the store answered.
+    pub store: Result<(), crate::store::StoreError>,
+    /// Whether the mail server answered.
+    pub mail: Result<(), crate::mailer::MailError>,
+}
+
+impl Readiness {
+    /// Both answered.
+    pub fn is_ready(&self) -> bool {
+        self.store.is_ok() && self.mail.is_ok()
+    }
+}
+
+/// `store: ok; mail server: ok`, or each failure's reason.
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.store {
+            Ok(()) => f.write_str("store: ok")?,
+            Err(e) => write!(f, "store: {e}")?,
+        }
+        match &self.mail {
+            Ok(()) => f.write_str("; mail server: ok"),
+            Err(e) => write!(f, "; mail server: {e}"),
+        }
+    }
+}
+
 /// The login engine. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct OtpAuth {
@@ -181,6 +212,26 @@ impl OtpAuth {
                 claims,
             }),
             AccessStatus::Revoked => Err(Error::Unauthorized(TokenRejection::Revoked)),
+        }
+    }
+
+    /// Whether the store and the mail server answer now ([`OtpStore::ready`],
+    /// [`Mailer::ready`]): call it at start-up, to learn of a wrong address before the first
+    /// user does, and from a readiness probe. Nothing is written and no mail is sent.
+    ///
+    /// ```
+    /// # async fn demo(auth: otp_core::OtpAuth) {
+    /// let readiness = auth.check().await;
+    /// if !readiness.is_ready() {
+    ///     tracing::warn!("not ready: {readiness}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn check(&self) -> Readiness {
+        let i = &*self.inner;
+        Readiness {
+            store: i.store.ready().await,
+            mail: i.mailer.ready().await,
         }
     }
 

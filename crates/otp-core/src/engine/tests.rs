@@ -1362,3 +1362,33 @@ async fn an_email_change_keeps_its_code_when_the_hook_fails_and_survives_a_faile
     );
     assert!(!notice.text.contains("third@"), "{}", notice.text);
 }
+
+#[tokio::test]
+async fn check_reports_the_store_and_the_mail_server() {
+    let mut config = Config::default();
+    config.tokens.secret = Some(SECRET.into());
+    let ready = OtpAuth::builder(config.clone())
+        .stores(crate::store::MemoryStore::new())
+        .mailer(crate::mailer::CapturingMailer::new())
+        .build()
+        .unwrap()
+        .check()
+        .await;
+    assert!(ready.is_ready(), "{ready}");
+    assert_eq!(ready.to_string(), "store: ok; mail server: ok");
+    let down = OtpAuth::builder(config)
+        .store(crate::contract::DownStore)
+        .blacklist(crate::store::MemoryStore::new())
+        .mailer(crate::mailer::CapturingMailer::new())
+        .build()
+        .unwrap()
+        .check()
+        .await;
+    assert!(!down.is_ready());
+    assert!(
+        matches!(down.store, Err(StoreError::Unavailable(_))),
+        "{down:?}"
+    );
+    assert!(down.to_string().starts_with("store: "), "{down}");
+    assert!(down.to_string().ends_with("; mail server: ok"), "{down}");
+}

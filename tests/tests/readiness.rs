@@ -1,0 +1,144 @@
+//! `OtpAuth::check`: the store and the mail server asked at start-up, for real: a Redis
+//! (both clients) and an SMTP server of the test's own, each up, down, and back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use otp_core::store::StoreError;
+use otp_core::{Config, OtpAuth, mailer::CapturingMailer, mailer::MailError};
+use otp_smtp::SmtpMailer;
+use otp_tests::redis_proc::RedisProcess;
+use otp_tests::smtp_server::{Behaviour, SmtpServer};
+use otp_tests::test_config;
+
+fn redis_config(url: &str) -> Config {
+    let mut c = test_config();
+    c.redis.url = url.to_owned();
+    c.redis.timeout_ms = 500;
+    c
+}
+
+async fn redis_engine(fred: bool, url: &str) -> OtpAuth {
+    let config = redis_config(url);
+    let builder = OtpAuth::builder(redis_config(url));
+    let builder = if fred {
+        builder.stores(otp_fred::connect(&config).await.unwrap())
+    } else {
+        builder.stores(otp_redis::connect(&config).await.unwrap())
+    };
+    builder.mailer(CapturingMailer::new()).build().unwrap()
+}
+
+async fn store_up_down_and_back(fred: bool) {
+    let mut r = RedisProcess::start();
+    let auth = redis_engine(fred, &r.url()).await;
+    let ready = auth.check().await;
+    assert!(ready.is_ready(), "{ready}");
+    r.stop();
+    let down = auth.check().await;
+    assert!(
+        matches!(down.store, Err(StoreError::Unavailable(_))),
+        "{down}"
+    );
+    assert!(down.mail.is_ok(), "{down}");
+    r.restart();
+    let mut back = auth.check().await;
+    for _ in 0..50 {
+        if back.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        back = auth.check().await;
+    }
+    assert!(back.is_ready(), "recovers by itself: {back}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn redis_store_up_down_and_back() {
+    store_up_down_and_back(false).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn fred_store_up_down_and_back() {
+    store_up_down_and_back(true).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn a_database_index_the_server_lacks_is_not_ready() {
+    let r = RedisProcess::start();
+    let url = format!("{}/99", r.url());
+    for fred in [false, true] {
+        let config = redis_config(&url);
+        let store: Result<Box<dyn std::fmt::Debug>, String> = if fred {
+            otp_fred::connect(&config)
+                .await
+                .map(|s| Box::new(s) as _)
+                .map_err(|e| e.to_string())
+        } else {
+            otp_redis::connect(&config)
+                .await
+                .map(|s| Box::new(s) as _)
+                .map_err(|e| e.to_string())
+        };
+        match store {
+            // Refused at connect: the error says why.
+            Err(e) => assert!(e.to_ascii_lowercase().contains("db"), "fred={fred}: {e}"),
+            // Or connected lazily: then the check is not ready.
+            Ok(_) => {
+                let auth = redis_engine(fred, &url).await;
+                let ready = auth.check().await;
+                assert!(ready.store.is_err(), "fred={fred}: {ready}");
+                // redis-rs passes Redis' own reason on; fred retries the SELECT until its
+                // timeout and says only that.
+                if !fred {
+                    assert!(
+                        ready.to_string().to_ascii_lowercase().contains("db"),
+                        "{ready}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn mail_server_up_and_down() {
+    let server = SmtpServer::start(Behaviour::Accept).await;
+    let mut config = test_config();
+    config.smtp.server = "127.0.0.1".into();
+    config.smtp.port = server.port;
+    config.smtp.timeout_ms = 400;
+    let auth = OtpAuth::builder(config.clone())
+        .stores(otp_core::store::MemoryStore::new())
+        .mailer(SmtpMailer::from_config(&config).unwrap())
+        .build()
+        .unwrap();
+    let ready = auth.check().await;
+    assert!(ready.is_ready(), "{ready}");
+    assert!(server.received().is_empty(), "the check sends no mail");
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.smtp.port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let auth = OtpAuth::builder(config.clone())
+        .stores(otp_core::store::MemoryStore::new())
+        .mailer(SmtpMailer::from_config(&config).unwrap())
+        .build()
+        .unwrap();
+    let down = auth.check().await;
+    assert!(matches!(down.mail, Err(MailError::Transient(_))), "{down}");
+    assert!(down.to_string().contains("mail server: "), "{down}");
+}
