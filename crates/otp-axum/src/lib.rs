@@ -77,7 +77,14 @@ where
     r.fallback(serve).with_state(auth)
 }
 
-async fn serve(State(auth): State<OtpAuth>, req: Request<Body>) -> Response {
+async fn serve(State(auth): State<OtpAuth>, mut req: Request<Body>) -> Response {
+    // The mount point: the original path less the one the nested router sees.
+    let mount = (req.extensions().get::<axum::extract::OriginalUri>())
+        .and_then(|original| original.path().strip_suffix(req.uri().path()))
+        .map(str::to_owned);
+    if let Some(mount) = mount {
+        req.extensions_mut().insert(otp_core::adapter::Mount(mount));
+    }
     // `MockConnectInfo` is what axum's own testing layer provides (tower `oneshot`).
     let peer = req
         .extensions()
@@ -360,7 +367,8 @@ where
         let auth = self.auth.clone();
         let guard = self.guard.clone();
         Box::pin(async move {
-            match guard.admit(&auth, req.headers()).await {
+            let path = req.uri().path().to_owned();
+            match guard.admit(&auth, req.headers(), &path).await {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     inner.call(req).await.map(IntoResponse::into_response)

@@ -10,7 +10,8 @@ pub use crate::routes::{Endpoint, Method};
 #[doc(inline)]
 pub use crate::user_extractor_type;
 pub use crate::web::{
-    ClientIp, Guard, bearer_token, current_user, error_response, request_user, require_user, serve,
+    ClientIp, Guard, Mount, bearer_token, current_user, error_response, request_user, require_user,
+    serve,
 };
 
 #[cfg(feature = "openapi")]

@@ -1106,7 +1106,13 @@ impl Config {
         self.http.check(&mut p);
         self.redis.check(&mut p);
         self.smtp.check(&mut p);
-        if let Err(e) = self.code_key() {
+        // With an HMAC algorithm and no JWT secret, the JWT secret's own line says what to
+        // set: the code key derives from it, and a second line about the code key would
+        // only mislead.
+        let jwt_missing = self.tokens.algorithm.is_hmac() && self.tokens.secret.is_none();
+        if let Err(e) = self.code_key()
+            && !jwt_missing
+        {
             p.extend(e.problems);
         }
         if p.is_empty() {
@@ -1910,6 +1916,19 @@ mod tests {
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn an_unset_hmac_secret_is_one_problem() {
+        let e = Config::default().validate().unwrap_err();
+        let secret_lines: Vec<&String> = (e.problems.iter())
+            .filter(|p| p.contains("SECRET"))
+            .collect();
+        assert_eq!(secret_lines.len(), 1, "{:?}", e.problems);
+        assert!(
+            secret_lines[0].starts_with("OTP_AUTH_JWT_SECRET is not set"),
+            "{secret_lines:?}"
+        );
     }
 
     #[test]

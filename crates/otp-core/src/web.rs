@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ForwardedHeader, SameSite};
+use crate::config::{Config, CookieSettings, ForwardedHeader, SameSite};
 use crate::engine::{ClientInfo, CurrentUser, OtpAuth};
 use crate::error::{Error, TokenRejection};
 use crate::problem::{NO_CLIENT_ADDRESS, PROBLEM_CONTENT_TYPE, Refusal};
@@ -676,6 +676,59 @@ pub struct ClientIp(pub IpAddr);
 /// Whether the missing client address has been logged (once per process).
 static NO_CLIENT_ADDRESS_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// Whether a guard in front of the login routes has been logged (once per process).
+static GUARDED_LOGIN_ROUTE_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether cookie paths that miss the login routes' mount have been logged (once).
+static COOKIE_PATH_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The login routes that take no access token.
+const OPEN_LOGIN_ROUTES: [&str; 6] = [
+    "/request-otp",
+    "/verify-otp",
+    "/magic",
+    "/verify-link",
+    "/refresh",
+    "/jwks.json",
+];
+
+/// Whether `path` (as a guard sees it, perhaps under a mount) is a login route that takes
+/// no access token.
+pub(crate) fn is_open_login_route(path: &str) -> bool {
+    OPEN_LOGIN_ROUTES.iter().any(|r| path.ends_with(r))
+}
+
+/// Where the login routes are mounted (`/auth`), as the adapter saw it: put in the
+/// request's extensions by the adapter, [`serve`] checks that the cookies' paths cover it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount(pub String);
+
+/// The cookies whose `Path` does not cover `mount`: browsers would never send them to the
+/// login routes (every refresh a 401). `None` when they all do.
+pub(crate) fn cookie_paths_missing(config: &Config, mount: &str) -> Option<String> {
+    let mount = if mount.is_empty() { "/" } else { mount };
+    let covers = |path: &str| {
+        let path = path.trim_end_matches('/');
+        path.is_empty()
+            || mount == path
+            || mount
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let missing: Vec<String> = [
+        (CookieSettings::VARS.path, config.cookie.path.as_str()),
+        (
+            "the flow cookie's (OTP_AUTH_PUBLIC_URL's path, else OTP_AUTH_COOKIE_PATH)",
+            routes_path(config),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !covers(path))
+    .map(|(what, path)| format!("{what}={path}"))
+    .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
 /// Where a request's client address comes from: the socket and the application.
 #[derive(Debug, Clone, Copy)]
 struct ClientAddress {
@@ -715,6 +768,16 @@ where
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return refused_early(ApiResponse::body_too_large(limit));
+    }
+    if let Some(Mount(mount)) = parts.extensions.get::<Mount>()
+        && let Some(missing) = cookie_paths_missing(auth.config(), mount)
+        && !COOKIE_PATH_LOGGED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            mount = %mount,
+            "cookie paths do not cover the login routes at {mount:?}: {missing}; browsers \
+             never send those cookies there, and every refresh answers 401 (logged once)"
+        );
     }
     let given = parts.extensions.get::<ClientIp>().map(|c| c.0);
     if peer.is_none() && given.is_none() && route.endpoint == Endpoint::RequestOtp {
@@ -820,10 +883,33 @@ impl Guard {
         self.check(move |user| user.extra_claims::<C>().is_ok_and(|c| check(&c)))
     }
 
-    /// The user of `headers` if they pass: [`require_user`], then the recent
-    /// authentication, then the check.
-    pub async fn admit(&self, auth: &OtpAuth, headers: &HeaderMap) -> Result<CurrentUser, Error> {
-        let user = require_user(auth, headers).await?;
+    /// The user of a request to `path` with `headers` if they pass: [`require_user`],
+    /// then the recent authentication, then the check. A 401 at one of the login routes
+    /// that take no token (the login router mounted behind the guard, where it can only
+    /// ever refuse) is logged once, saying so.
+    pub async fn admit(
+        &self,
+        auth: &OtpAuth,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<CurrentUser, Error> {
+        let user = match require_user(auth, headers).await {
+            Ok(user) => user,
+            Err(e) => {
+                if matches!(e, Error::Unauthorized(_))
+                    && is_open_login_route(path)
+                    && !GUARDED_LOGIN_ROUTE_LOGGED.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        path,
+                        "a require-user guard answered 401 at a login route, which takes no \
+                         access token: the login router is behind the guard; mount it beside \
+                         the protected routes (logged once)"
+                    );
+                }
+                return Err(e);
+            }
+        };
         if let Some(max_age) = self.max_age {
             user.require_recent(max_age)?;
         }
@@ -1132,6 +1218,55 @@ mod tests {
             resolve_client_ip(Some(proxy), Some("198.51.100.7, garbage"), &t),
             Some(proxy)
         );
+    }
+
+    #[test]
+    fn login_routes_that_take_no_token_are_known_under_any_mount() {
+        for p in [
+            "/auth/request-otp",
+            "/request-otp",
+            "/x/y/refresh",
+            "/auth/jwks.json",
+        ] {
+            assert!(is_open_login_route(p), "{p}");
+        }
+        for p in [
+            "/auth/sessions",
+            "/auth/logout-all",
+            "/app/me",
+            "/auth/reauthenticate",
+        ] {
+            assert!(!is_open_login_route(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn cookie_paths_must_cover_the_mount() {
+        let mut c = Config::default();
+        for mount in ["", "/auth", "/a/b"] {
+            assert_eq!(
+                cookie_paths_missing(&c, mount),
+                None,
+                "Path=/ covers {mount:?}"
+            );
+        }
+        c.cookie.path = "/auth".into();
+        assert_eq!(cookie_paths_missing(&c, "/auth"), None);
+        assert_eq!(cookie_paths_missing(&c, "/auth/v1"), None);
+        let missing = cookie_paths_missing(&c, "/login").unwrap();
+        assert!(missing.contains("OTP_AUTH_COOKIE_PATH=/auth"), "{missing}");
+        assert!(missing.contains("flow cookie"), "{missing}");
+        assert!(
+            cookie_paths_missing(&c, "/authx").is_some(),
+            "a prefix of the name only"
+        );
+        // The flow cookie follows the public URL's path when it is set.
+        c.cookie.path = "/".into();
+        c.http.public_url = Some("https://app.example.com/login".into());
+        assert_eq!(cookie_paths_missing(&c, "/login"), None);
+        let missing = cookie_paths_missing(&c, "/auth").unwrap();
+        assert!(!missing.contains("OTP_AUTH_COOKIE_PATH="), "{missing}");
+        assert!(missing.contains("=/login"), "{missing}");
     }
 
     #[test]

@@ -69,8 +69,15 @@ impl Endpoint for AuthRoutes {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        // The mount point: the original path less the one the nested endpoint sees.
+        let mount = (req.original_uri().path())
+            .strip_suffix(req.uri().path())
+            .map(str::to_owned);
         // Nested endpoints see the path without the mount point, as otp-core expects.
-        let req: http::Request<BoxBody> = req.into();
+        let mut req: http::Request<BoxBody> = req.into();
+        if let Some(mount) = mount {
+            req.extensions_mut().insert(otp_core::adapter::Mount(mount));
+        }
         Ok(to_poem(
             otp_core::adapter::serve(&self.auth, req, peer).await,
         ))
@@ -332,7 +339,8 @@ impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        match self.guard.admit(&self.auth, req.headers()).await {
+        let path = req.uri().path().to_owned();
+        match self.guard.admit(&self.auth, req.headers(), &path).await {
             Ok(user) => {
                 req.extensions_mut().insert(user);
                 self.inner.call(req).await.map(IntoResponse::into_response)
