@@ -35,7 +35,8 @@ Commands:
                   running until Ctrl-C or end of input (Ctrl-D).
   ci              fmt --check, clippy and rustdoc with warnings denied, the lean build
                   (no default features: clippy, otp-core's unit tests, a `cargo tree` free
-                  of rsa, p256, p384, ed25519-dalek), package, deny, test (which replays
+                  of rsa, p256, p384, ed25519-dalek, the backends' free of rustls, ring,
+                  webpki-roots), package, deny, test (which replays
                   the fuzz targets' saved inputs and mutations of them), schemathesis;
                   stops at the first failure. Coverage-guided fuzzing is `fuzz`.
   package         The published crates' file lists (sources, README and licences only),
@@ -153,8 +154,10 @@ fn ci() -> Outcome {
         package::PUBLISHED.join(" -p ")
     ));
     doc.env("RUSTDOCFLAGS", "-D warnings");
-    // The lean build: otp-core and the adapters without their default features.
-    let lean = "-p otp-core -p otp-axum -p otp-poem --no-default-features";
+    // The lean build: the published crates without their default features (no TLS in
+    // the backends).
+    let lean = "-p otp-core -p otp-axum -p otp-poem -p otp-redis -p otp-fred -p otp-smtp \
+                --no-default-features";
     let steps = [
         cargo("fmt --all -- --check"),
         cargo("clippy --workspace --all-targets --all-features -- -D warnings"),
@@ -170,6 +173,7 @@ fn ci() -> Outcome {
         }
     }
     lean_tree()?;
+    lean_backends()?;
     let later = [
         ("`package`", package::check as fn() -> Outcome),
         ("`deny`", deny),
@@ -210,6 +214,26 @@ fn lean_tree() -> Result<(), String> {
         return Err(format!("{lean} still depends on {found:?}"));
     }
     eprintln!("xtask: {lean} compiles none of {NOT_IN_LEAN_BUILD:?}");
+    Ok(())
+}
+
+/// Fails unless the backends without default features compile no TLS stack.
+fn lean_backends() -> Result<(), String> {
+    const NO_TLS: [&str; 3] = ["rustls", "ring", "webpki-roots"];
+    for backend in ["otp-redis", "otp-fred", "otp-smtp"] {
+        let tree = format!("tree -p {backend} --no-default-features -e normal --prefix none");
+        let listing = cmd::output(&mut cargo(&tree))?;
+        let found: Vec<&str> = (listing.lines())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|name| NO_TLS.contains(name))
+            .collect();
+        if !found.is_empty() {
+            return Err(format!(
+                "{backend} without default features still depends on {found:?}"
+            ));
+        }
+    }
+    eprintln!("xtask: the backends without default features compile none of {NO_TLS:?}");
     Ok(())
 }
 

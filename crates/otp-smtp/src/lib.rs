@@ -29,12 +29,17 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
 
+use lettre::Address;
 use lettre::message::{Mailbox, MultiPart};
+#[cfg(feature = "tls")]
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+#[cfg(feature = "tls")]
+use lettre::transport::smtp::client::TlsParameters;
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+#[cfg(feature = "tls")]
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use otp_core::Config;
 use otp_core::config::{MailSettings, SmtpSettings, SmtpTls};
 use otp_core::mailer::{MailError, Mailer, Message};
@@ -83,6 +88,7 @@ impl From<SmtpConfigError> for otp_core::config::ConfigError {
 #[derive(Clone)]
 enum Transport {
     Direct(Arc<DirectPool>),
+    #[cfg(feature = "tls")]
     Lettre(AsyncSmtpTransport<Tokio1Executor>),
 }
 
@@ -96,6 +102,7 @@ enum Transport {
 struct DirectPool {
     host: String,
     port: u16,
+    #[cfg(feature = "tls")]
     starttls: bool,
     credentials: Option<Credentials>,
     timeout: Duration,
@@ -126,6 +133,8 @@ impl DirectPool {
         let setup = async {
             let mut conn =
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await?;
+            // (Without the `tls` feature `from_config` refused every TLS mode.)
+            #[cfg(feature = "tls")]
             if self.starttls {
                 let tls = TlsParameters::new(self.host.clone())?;
                 conn.starttls(tls, &self.hello).await?;
@@ -235,10 +244,19 @@ impl SmtpMailer {
                 )));
             }
         };
+        #[cfg(not(feature = "tls"))]
+        if tls != SmtpTls::None {
+            return Err(SmtpConfigError(format!(
+                "{}={tls:?} needs otp-smtp's `tls` feature (it is built without: only a plain \
+                 relay, `none`, works)",
+                SmtpSettings::VARS.tls
+            )));
+        }
         let transport = match tls {
             SmtpTls::None | SmtpTls::Starttls => Transport::Direct(Arc::new(DirectPool {
                 host: host.to_owned(),
                 port: config.smtp.port,
+                #[cfg(feature = "tls")]
                 starttls: tls == SmtpTls::Starttls,
                 credentials,
                 timeout,
@@ -246,6 +264,14 @@ impl SmtpMailer {
                 hello: ClientId::default(),
                 idle: tokio::sync::Mutex::new(Vec::new()),
             })),
+            #[cfg(not(feature = "tls"))]
+            SmtpTls::Tls => {
+                return Err(SmtpConfigError(format!(
+                    "{}=tls needs otp-smtp's `tls` feature",
+                    SmtpSettings::VARS.tls
+                )));
+            }
+            #[cfg(feature = "tls")]
             SmtpTls::Tls => {
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                     .map_err(|e| {
@@ -328,6 +354,7 @@ impl Mailer for SmtpMailer {
                 pool.give_back(conn).await;
                 Ok(())
             }
+            #[cfg(feature = "tls")]
             Transport::Lettre(t) => {
                 match tokio::time::timeout(self.timeout * 3, t.test_connection()).await {
                     Ok(Ok(true)) => Ok(()),
@@ -351,6 +378,7 @@ impl Mailer for SmtpMailer {
         let sent = async {
             match &self.transport {
                 Transport::Direct(pool) => pool.send(email.envelope(), &email.formatted()).await,
+                #[cfg(feature = "tls")]
                 Transport::Lettre(t) => t.send(email).await.map(|_| ()).map_err(|e| classify(&e)),
             }
         };
