@@ -163,7 +163,7 @@ fn ci() -> Outcome {
         cargo("clippy --workspace --all-targets --all-features -- -D warnings"),
         doc,
         cargo(&format!("clippy {lean} --all-targets -- -D warnings")),
-        cargo("test -p otp-core --no-default-features --lib"),
+        cargo("test -p otp-core -p otp-smtp --no-default-features --lib"),
     ];
     for mut step in steps {
         let code = run(&mut step)?;

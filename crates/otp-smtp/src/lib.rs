@@ -391,6 +391,36 @@ impl Mailer for SmtpMailer {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tls: Option<SmtpTls>) -> Config {
+        let mut c = Config::default();
+        c.smtp.server = "mail.example.com".into();
+        c.smtp.tls = tls;
+        c
+    }
+
+    // Building lettre's pool (implicit TLS) spawns its task: a runtime is needed.
+    #[tokio::test]
+    async fn tls_modes_need_the_tls_feature() {
+        for mode in [Some(SmtpTls::Starttls), Some(SmtpTls::Tls), None] {
+            let built = SmtpMailer::from_config(&config(mode));
+            if cfg!(feature = "tls") {
+                assert!(built.is_ok(), "{mode:?}");
+            } else {
+                // A remote server defaults to STARTTLS: refused too, naming the feature.
+                let e = built.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(e.contains("`tls` feature"), "{mode:?}: {e}");
+            }
+        }
+        let mut plain = config(Some(SmtpTls::None));
+        plain.smtp.server = "127.0.0.1".into();
+        assert!(SmtpMailer::from_config(&plain).is_ok());
+    }
+}
+
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
