@@ -41,6 +41,12 @@ async fn store_up_down_and_back(fred: bool) {
         matches!(down.store, Err(StoreError::Unavailable(_))),
         "{down}"
     );
+    // Named by its variable and address.
+    let text = down.to_string();
+    assert!(
+        text.contains(&format!("OTP_AUTH_REDIS_URL={}", r.url())),
+        "{text}"
+    );
     assert!(down.mail.is_ok(), "{down}");
     r.restart();
     let mut back = auth.check().await;
@@ -140,5 +146,21 @@ async fn mail_server_up_and_down() {
         .unwrap();
     let down = auth.check().await;
     assert!(matches!(down.mail, Err(MailError::Transient(_))), "{down}");
-    assert!(down.to_string().contains("mail server: "), "{down}");
+    let text = down.to_string();
+    assert!(
+        text.contains(&format!(
+            "127.0.0.1:{} none (OTP_AUTH_SMTP_SERVER/OTP_AUTH_SMTP_PORT/OTP_AUTH_SMTP_TLS): connecting",
+            config.smtp.port
+        )),
+        "{text}"
+    );
+    // Implicit TLS on a port that is not 465: the hint.
+    config.smtp.tls = Some(otp_core::config::SmtpTls::Tls);
+    let auth = OtpAuth::builder(config.clone())
+        .stores(otp_core::store::MemoryStore::new())
+        .mailer(SmtpMailer::from_config(&config).unwrap())
+        .build()
+        .unwrap();
+    let text = auth.check().await.to_string();
+    assert!(text.contains("does the server want starttls?"), "{text}");
 }

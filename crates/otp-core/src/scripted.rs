@@ -571,6 +571,8 @@ pub struct ScriptedStore<R> {
     keys: KeyLayout,
     /// Replicas that must acknowledge a durable write, and how long to wait for them.
     replicas: Option<(u32, Duration)>,
+    /// `OTP_AUTH_REDIS_URL`, its password hidden, for the readiness check's answer.
+    address: Option<String>,
 }
 
 impl<R: ScriptRunner> ScriptedStore<R> {
@@ -580,6 +582,7 @@ impl<R: ScriptRunner> ScriptedStore<R> {
             runner,
             keys,
             replicas: None,
+            address: None,
         }
     }
 
@@ -587,10 +590,12 @@ impl<R: ScriptRunner> ScriptedStore<R> {
     /// `OTP_AUTH_REDIS_MIN_REPLICAS_ACK` (waiting at most half of `OTP_AUTH_REDIS_TIMEOUT_MS`
     /// for the replicas).
     pub fn from_config(runner: R, config: &crate::Config) -> ScriptedStore<R> {
-        Self::new(runner, KeyLayout::from_config(config)).with_min_replicas_ack(
+        let mut store = Self::new(runner, KeyLayout::from_config(config)).with_min_replicas_ack(
             config.redis.min_replicas_ack,
             Duration::from_millis(config.redis.timeout_ms / 2),
-        )
+        );
+        store.address = Some(redact_url(&config.redis.url));
+        store
     }
 
     /// Makes every write that must not be lost ([`Script::durable`]) wait until `replicas`
@@ -933,10 +938,27 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         Ok(())
     }
 
-    /// `EXISTS` of a key nobody writes: one round trip, as every access check makes.
+    /// `EXISTS` of a key nobody writes: one round trip, as every access check makes. A
+    /// failure names `OTP_AUTH_REDIS_URL` (its password hidden), with a hint when a TLS
+    /// address times out.
     async fn ready(&self) -> Result<(), StoreError> {
         let key = self.keys.address(&AddressKey::probe());
-        self.runner.exists(&[&key]).await.map(drop)
+        let Err(e) = self.runner.exists(&[&key]).await else {
+            return Ok(());
+        };
+        let Some(address) = &self.address else {
+            return Err(e);
+        };
+        let hint = if address.starts_with("rediss") {
+            " (a TLS address: does the server speak TLS on that port?)"
+        } else {
+            ""
+        };
+        let what = format!("{}={address}: {e}{hint}", RedisSettings::VARS.url);
+        Err(match e {
+            StoreError::Backend(_) => StoreError::backend(what),
+            _ => StoreError::unavailable(what),
+        })
     }
 
     async fn forget_devices(

@@ -53,6 +53,9 @@ pub struct SmtpMailer {
     message_id_domain: String,
     timeout: Duration,
     description: String,
+    host: String,
+    port: u16,
+    tls: SmtpTls,
 }
 
 impl std::fmt::Debug for SmtpMailer {
@@ -304,6 +307,9 @@ impl SmtpMailer {
             message_id_domain,
             timeout,
             description: format!("{host}:{} ({tls:?})", config.smtp.port),
+            host: host.to_owned(),
+            port: config.smtp.port,
+            tls,
         })
     }
 
@@ -343,11 +349,9 @@ fn classify(e: &lettre::transport::smtp::Error) -> MailError {
     }
 }
 
-#[async_trait]
-impl Mailer for SmtpMailer {
-    /// Connects (greeting, STARTTLS and AUTH as configured) without sending; the
-    /// connection stays in the pool for the next mail.
-    async fn ready(&self) -> Result<(), MailError> {
+impl SmtpMailer {
+    /// A connection made (greeting, STARTTLS and AUTH) and kept in the pool, nothing sent.
+    async fn check_connection(&self) -> Result<(), MailError> {
         match &self.transport {
             Transport::Direct(pool) => {
                 let conn = pool.connect().await?;
@@ -369,6 +373,56 @@ impl Mailer for SmtpMailer {
                 }
             }
         }
+    }
+
+    /// The TLS mode's setting value.
+    fn tls_word(&self) -> &'static str {
+        match self.tls {
+            SmtpTls::None => "none",
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+        }
+    }
+
+    /// A hint when the TLS mode and the port disagree (implicit TLS is usually 465,
+    /// STARTTLS and plain 25 or 587).
+    fn tls_hint(&self) -> &'static str {
+        match (self.tls, self.port) {
+            (SmtpTls::Tls, p) if p != 465 => {
+                " (implicit TLS on a port other than 465: does the server want starttls?)"
+            }
+            (SmtpTls::Starttls | SmtpTls::None, 465) => {
+                " (port 465 usually speaks TLS from the first byte: OTP_AUTH_SMTP_TLS=tls?)"
+            }
+            _ => "",
+        }
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    /// Connects (greeting, STARTTLS and AUTH as configured) without sending; the
+    /// connection stays in the pool for the next mail. A failure names the server and the
+    /// variables, with a hint when the TLS mode and the port disagree.
+    async fn ready(&self) -> Result<(), MailError> {
+        let v = SmtpSettings::VARS;
+        let named = |reason: String| {
+            format!(
+                "{}:{} {} ({}/{}/{}): {reason}{}",
+                self.host,
+                self.port,
+                self.tls_word(),
+                v.server,
+                v.port,
+                v.tls,
+                self.tls_hint()
+            )
+        };
+        self.check_connection().await.map_err(|e| match e {
+            MailError::Transient(r) => MailError::Transient(named(r)),
+            MailError::Permanent(r) => MailError::Permanent(named(r)),
+            other => other,
+        })
     }
 
     async fn send(&self, message: &Message) -> Result<(), MailError> {

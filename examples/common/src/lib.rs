@@ -384,30 +384,17 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     Ok((auth, addr))
 }
 
-/// Asks the store and the mail server once at start-up and logs the answer, with a hint
-/// for a TLS mismatch: a wrong address shows at start rather than at the first login. A
-/// server that is down is not fatal: the service answers 503 and recovers by itself.
+/// Asks the store and the mail server once at start-up and logs the answer (which names
+/// the addresses and variables, with a hint for a TLS mismatch): a wrong address shows at
+/// start rather than at the first login. A server that is down is not fatal: the service
+/// answers 503 and recovers by itself.
 async fn report_readiness(auth: &OtpAuth) {
     let readiness = auth.check().await;
     if readiness.is_ready() {
         tracing::info!("ready: {readiness}");
-        return;
+    } else {
+        tracing::warn!("not ready at start, answering 503 until it is: {readiness}");
     }
-    let config = auth.config();
-    let mut hints = Vec::new();
-    if readiness.store.is_err() && config.redis.url.starts_with("rediss://") {
-        hints.push("OTP_AUTH_REDIS_URL is rediss:// (TLS): is the server plain Redis?");
-    }
-    if readiness.mail.is_err() {
-        let implicit = config.smtp.tls_mode() == otp_core::config::SmtpTls::Tls;
-        if implicit && config.smtp.port != 465 {
-            hints.push("OTP_AUTH_SMTP_TLS=tls expects implicit TLS (usually port 465)");
-        }
-    }
-    tracing::warn!(
-        hints = %hints.join(" "),
-        "not ready at start, answering 503 until it is: {readiness}"
-    );
 }
 
 /// What both binaries have once started: the engine, the bound public listener and the
