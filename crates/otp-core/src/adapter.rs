@@ -1,7 +1,9 @@
 //! What a web-framework adapter uses. An adapter hands each request under its mount
-//! point to [`serve`] with the client's socket address and writes the `http::Response`
-//! back; its current-user extractor calls [`request_user`] (or [`current_user`]), its
-//! layer [`require_user`], and both answer a refusal with [`error_response`]. Routers that register paths one by one take them from
+//! point to [`serve`] with the client's socket address (and the mount itself as a
+//! [`Mount`] extension, so the cookies' paths are checked against it) and writes the
+//! `http::Response` back; its current-user extractor calls [`request_user`] (or
+//! [`current_user`]), its layer a [`Guard`] (or [`require_user`]), and both answer a
+//! refusal with [`error_response`]. Routers that register paths one by one take them from
 //! [`Endpoint::ALL`]; [`user_extractor_type!`](crate::adapter::user_extractor_type) declares the
 //! extractor's type. Nothing else: routing, limits, cookies and problem documents are the
 //! engine's, so every adapter answers byte for byte alike.
