@@ -168,6 +168,21 @@ fn script() -> Vec<Step> {
             &[("authorization", "Bearer {access}")],
             None,
         ),
+        // The administrators' route (diff@example.com is one): the guard, the listing,
+        // an engine error answered with `?`.
+        Step("GET", "/admin/sessions/nobody@example.com", &[], None),
+        Step(
+            "GET",
+            "/admin/sessions/Nobody@Example.com",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/admin/sessions/not-an-address",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
         Step("POST", "/auth/refresh", &[], None),
         Step(
             "POST",
@@ -323,6 +338,15 @@ async fn axum_and_poem_examples_answer_identically() {
     assert!(statuses.contains(&200) && statuses.contains(&401) && statuses.contains(&413));
     let login = axum.iter().find(|s| s.step.contains("{code}")).unwrap();
     assert_eq!(login.status, 200, "the login step logged in: {login:?}");
+    // The administrators' route: guarded, listing, refusing a bad address.
+    let admin: Vec<(u16, &str)> = (axum.iter())
+        .filter(|s| s.step.contains("/admin/sessions/"))
+        .map(|s| (s.status, s.body.as_str()))
+        .collect();
+    assert_eq!(admin.len(), 3, "{admin:?}");
+    assert_eq!(admin[0].0, 401, "{admin:?}");
+    assert_eq!(admin[1], (200, "[]"), "{admin:?}");
+    assert_eq!(admin[2].0, 422, "{admin:?}");
     assert!(
         axum.iter()
             .any(|s| s.step.starts_with("GET /protected") && s.status == 200),

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{FromRef, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use example_common::AppClaims;
-use otp_axum::{CurrentUser, RequireUserLayer};
+use otp_axum::{CurrentUser, Problem, RequireUserLayer};
 use otp_core::OtpAuth;
+use otp_core::flow::Account;
+use otp_core::store::SessionInfo;
 use serde_json::Value;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -47,6 +49,18 @@ async fn me(State(state): State<AppState>, user: CurrentUser<AppClaims>) -> Json
     ))
 }
 
+/// `GET /admin/sessions/{address}`, for administrators only (the layer checks the `admin`
+/// role): a user's live sessions, found by address however it is written; the engine's
+/// errors answered with `?` (422 for an address that is not one, 503 when the store is
+/// down).
+async fn admin_sessions(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<Json<Vec<SessionInfo>>, Problem> {
+    let account = Account::email(&address)?;
+    Ok(Json(state.auth.admin().sessions_of(&account).await?))
+}
+
 async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
@@ -67,6 +81,9 @@ pub fn app(auth: OtpAuth) -> Router {
     let private = Router::new()
         .route("/me", get(me))
         .route_layer(RequireUserLayer::new(auth.clone()));
+    let admin = Router::new()
+        .route("/sessions/{address}", get(admin_sessions))
+        .route_layer(RequireUserLayer::new(auth.clone()).require_claims(example_common::is_admin));
     let state = AppState {
         auth: auth.clone(),
         visits: Arc::default(),
@@ -75,6 +92,7 @@ pub fn app(auth: OtpAuth) -> Router {
         .route("/", get(login_page))
         .route("/protected", get(protected))
         .nest("/app", private)
+        .nest("/admin", admin)
         .nest("/auth", otp_axum::router(auth))
         .merge(otp_axum::openapi_router(doc))
         .with_state(state);

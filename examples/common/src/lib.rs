@@ -130,6 +130,12 @@ pub struct AppClaims {
     pub roles: Vec<String>,
 }
 
+/// Whether the claims carry the `admin` role (the addresses of `APP_ADMINS`): the guard of
+/// the examples' `/admin` routes.
+pub fn is_admin(claims: &AppClaims) -> bool {
+    claims.roles.iter().any(|r| r == "admin")
+}
+
 /// The answer of `GET /app/me`: who the user is, their roles (typed claims), and the app's
 /// own counter of calls to it.
 pub fn me_body(email: &str, subject: &str, claims: &AppClaims, visits: u64) -> Value {
