@@ -66,8 +66,9 @@ async fn login_page() -> Html<&'static str> {
 }
 
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, the
-/// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`), and the
-/// OpenAPI document at `/openapi.json` with its docs page at `/docs`.
+/// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`),
+/// `GET /admin/sessions/{address}` (administrators only: the `admin` role of `APP_ADMINS`),
+/// and the OpenAPI document at `/openapi.json` with its docs page at `/docs`.
 ///
 /// No `/metrics` here: the counters by outcome would tell anyone who is signing in. The
 /// binary serves them on a listener of their own (`APP_METRICS_ADDR`, loopback by default;
