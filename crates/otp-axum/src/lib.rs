@@ -367,8 +367,8 @@ where
         let auth = self.auth.clone();
         let guard = self.guard.clone();
         Box::pin(async move {
-            let path = req.uri().path().to_owned();
-            match guard.admit(&auth, req.headers(), &path).await {
+            let admitted = guard.admit(&auth, req.headers(), req.uri().path()).await;
+            match admitted {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     inner.call(req).await.map(IntoResponse::into_response)

@@ -541,8 +541,8 @@ settings! {
         /// `optional` (a code works with or without its flow; unbound guesses are limited
         /// per address) or `required` (only with its flow).
         FLOW_BINDING => binding: FlowBinding = FlowBinding::Optional,
-        /// The flow cookie's name (`Path` from `OTP_AUTH_PUBLIC_URL`'s path, else the
-        /// refresh cookie's; `Secure` and `SameSite` as the refresh cookie's).
+        /// The flow cookie's name (`Path` the login routes' mount; `Secure` and `SameSite`
+        /// as the refresh cookie's).
         FLOW_COOKIE_NAME => cookie_name: String = "otp_flow".to_owned(),
         /// Pending flows per address (1 to 20); a new flow of an unknown device ends the
         /// least recently issued flow of an unknown device.

@@ -300,9 +300,15 @@ impl<'r> Call<'r> {
         if !self.transport().uses_cookie() {
             return resp;
         }
-        let mut resp = resp.with_header("set-cookie", CookieSpec::flow(config).clear());
+        let mut resp = resp.with_header(
+            "set-cookie",
+            CookieSpec::flow(config, self.req.mount).clear(),
+        );
         if let Some(device) = &pair.known_device {
-            resp = resp.with_header("set-cookie", CookieSpec::device(config).set(device));
+            resp = resp.with_header(
+                "set-cookie",
+                CookieSpec::device(config, self.req.mount).set(device),
+            );
         }
         resp
     }
@@ -345,7 +351,7 @@ async fn request_otp(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
     let body: RequestOtpBody = c.json()?;
     let client = c.client(body.flow_id)?;
     let flow_id = c.auth.request_code(&body.email, &client).await?;
-    let cookie = CookieSpec::flow(c.auth.config()).set(&flow_id);
+    let cookie = CookieSpec::flow(c.auth.config(), c.req.mount).set(&flow_id);
     let resp = ApiResponse::json(&RequestOtpResponse {
         message: MSG_OTP_SENT.to_owned(),
         flow_id,

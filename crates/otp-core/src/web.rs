@@ -254,22 +254,24 @@ impl<'a> CookieSpec<'a> {
         }
     }
 
-    /// The login flow's cookie: for the code's lifetime, at the login routes' path.
-    pub(crate) fn flow(c: &'a Config) -> CookieSpec<'a> {
+    /// The login flow's cookie: for the code's lifetime, at the login routes' `mount` (as
+    /// the adapter saw it; else [`routes_path`]).
+    pub(crate) fn flow(c: &'a Config, mount: Option<&'a str>) -> CookieSpec<'a> {
         CookieSpec {
             name: &c.flows.cookie_name,
             max_age: c.codes.expiry_seconds,
-            path: routes_path(c),
+            path: cookie_path(c, mount),
             ..Self::from_config(c)
         }
     }
 
-    /// The known-device cookie: for `OTP_AUTH_KNOWN_DEVICE_DAYS`, at the login routes' path.
-    pub(crate) fn device(c: &'a Config) -> CookieSpec<'a> {
+    /// The known-device cookie: for `OTP_AUTH_KNOWN_DEVICE_DAYS`, at the login routes'
+    /// `mount`, as the flow cookie.
+    pub(crate) fn device(c: &'a Config, mount: Option<&'a str>) -> CookieSpec<'a> {
         CookieSpec {
             name: &c.flows.device_cookie_name,
             max_age: c.flows.known_device_days * 86_400,
-            path: routes_path(c),
+            path: cookie_path(c, mount),
             ..Self::from_config(c)
         }
     }
@@ -317,8 +319,18 @@ impl<'a> CookieSpec<'a> {
     }
 }
 
-/// Where the login routes are mounted, for the flow and device cookies' `Path`: the path
-/// of `OTP_AUTH_PUBLIC_URL` when it is set, else the refresh cookie's path.
+/// The flow and device cookies' `Path`: where the login routes are mounted, as the adapter
+/// saw it (`""`, the root, is `/`), else [`routes_path`].
+fn cookie_path<'a>(c: &'a Config, mount: Option<&'a str>) -> &'a str {
+    match mount {
+        Some("") => "/",
+        Some(m) if m.starts_with('/') && !m.contains([';', ' ', '?', '#']) => m,
+        _ => routes_path(c),
+    }
+}
+
+/// Where the login routes are mounted when the adapter did not say: the path of
+/// `OTP_AUTH_PUBLIC_URL` when it is set, else the refresh cookie's path.
 fn routes_path(c: &Config) -> &str {
     let from_url = c.http.public_url.as_deref().and_then(|u| {
         let rest = u.split_once("://").map_or(u, |(_, r)| r);
@@ -449,6 +461,8 @@ pub(crate) struct ApiRequest<'a> {
     pub(crate) param: Option<&'a str>,
     /// The query string (without `?`), read by `GET /magic`.
     pub(crate) query: Option<&'a str>,
+    /// Where the login routes are mounted, when the adapter said ([`Mount`]).
+    pub(crate) mount: Option<&'a str>,
 }
 
 /// The header values the endpoints read.
@@ -699,34 +713,22 @@ pub(crate) fn is_open_login_route(path: &str) -> bool {
 }
 
 /// Where the login routes are mounted (`/auth`), as the adapter saw it: put in the
-/// request's extensions by the adapter, [`serve`] checks that the cookies' paths cover it.
+/// request's extensions by the adapter. The flow and device cookies take it as their
+/// `Path`, and [`serve`] checks that the refresh cookie's path covers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount(pub String);
 
-/// The cookies whose `Path` does not cover `mount`: browsers would never send them to the
-/// login routes (every refresh a 401). `None` when they all do.
-pub(crate) fn cookie_paths_missing(config: &Config, mount: &str) -> Option<String> {
+/// `OTP_AUTH_COOKIE_PATH=<path>` when it does not cover `mount`: browsers would never send
+/// the refresh cookie to the login routes (every refresh a 401). `None` when it does.
+pub(crate) fn cookie_path_missing(config: &Config, mount: &str) -> Option<String> {
     let mount = if mount.is_empty() { "/" } else { mount };
-    let covers = |path: &str| {
-        let path = path.trim_end_matches('/');
-        path.is_empty()
-            || mount == path
-            || mount
-                .strip_prefix(path)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
-    let missing: Vec<String> = [
-        (CookieSettings::VARS.path, config.cookie.path.as_str()),
-        (
-            "the flow cookie's (OTP_AUTH_PUBLIC_URL's path, else OTP_AUTH_COOKIE_PATH)",
-            routes_path(config),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, path)| !covers(path))
-    .map(|(what, path)| format!("{what}={path}"))
-    .collect();
-    (!missing.is_empty()).then(|| missing.join(", "))
+    let path = config.cookie.path.trim_end_matches('/');
+    let covers = path.is_empty()
+        || mount == path
+        || mount
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    (!covers).then(|| format!("{}={}", CookieSettings::VARS.path, config.cookie.path))
 }
 
 /// Where a request's client address comes from: the socket and the application.
@@ -769,14 +771,16 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return refused_early(ApiResponse::body_too_large(limit));
     }
-    if let Some(Mount(mount)) = parts.extensions.get::<Mount>()
-        && let Some(missing) = cookie_paths_missing(auth.config(), mount)
+    let mount = parts.extensions.get::<Mount>().map(|m| m.0.as_str());
+    if let Some(mount) = mount
+        && !COOKIE_PATH_LOGGED.load(Ordering::Relaxed)
+        && let Some(missing) = cookie_path_missing(auth.config(), mount)
         && !COOKIE_PATH_LOGGED.swap(true, Ordering::Relaxed)
     {
         tracing::warn!(
             mount = %mount,
             "cookie paths do not cover the login routes at {mount:?}: {missing}; browsers \
-             never send those cookies there, and every refresh answers 401 (logged once)"
+             never send the refresh cookie there, and every refresh answers 401 (logged once)"
         );
     }
     let given = parts.extensions.get::<ClientIp>().map(|c| c.0);
@@ -795,9 +799,16 @@ where
         Err(_) => return refused_early(ApiResponse::body_too_large(limit)),
     };
     let client = ClientAddress { peer, given };
-    handle_parts(auth, route, &headers, parts.uri.query(), &body, client)
-        .await
-        .into_http()
+    handle_parts(
+        auth,
+        route,
+        &headers,
+        (parts.uri.query(), mount),
+        &body,
+        client,
+    )
+    .await
+    .into_http()
 }
 
 /// The user of a request's `Authorization: Bearer` header, for an adapter's
@@ -936,7 +947,7 @@ async fn handle_parts(
     auth: &OtpAuth,
     route: Route<'_>,
     headers: &RequestHeaders<'_>,
-    query: Option<&str>,
+    (query, mount): (Option<&str>, Option<&str>),
     body: &[u8],
     client: ClientAddress,
 ) -> ApiResponse {
@@ -971,13 +982,16 @@ async fn handle_parts(
             ip,
             user_agent: headers.user_agent.map(str::to_owned),
             accept_language: headers.accept_language.map(str::to_owned),
-            flow: CookieSpec::flow(config).find(cookies()).map(str::to_owned),
-            device: CookieSpec::device(config)
+            flow: CookieSpec::flow(config, None)
+                .find(cookies())
+                .map(str::to_owned),
+            device: CookieSpec::device(config, None)
                 .find(cookies())
                 .map(str::to_owned),
         },
         param: route.param,
         query,
+        mount,
     };
     handle(auth, route.endpoint, api).await
 }
@@ -1241,32 +1255,52 @@ mod tests {
     }
 
     #[test]
-    fn cookie_paths_must_cover_the_mount() {
+    fn the_refresh_cookie_path_must_cover_the_mount() {
         let mut c = Config::default();
         for mount in ["", "/auth", "/a/b"] {
             assert_eq!(
-                cookie_paths_missing(&c, mount),
+                cookie_path_missing(&c, mount),
                 None,
                 "Path=/ covers {mount:?}"
             );
         }
         c.cookie.path = "/auth".into();
-        assert_eq!(cookie_paths_missing(&c, "/auth"), None);
-        assert_eq!(cookie_paths_missing(&c, "/auth/v1"), None);
-        let missing = cookie_paths_missing(&c, "/login").unwrap();
-        assert!(missing.contains("OTP_AUTH_COOKIE_PATH=/auth"), "{missing}");
-        assert!(missing.contains("flow cookie"), "{missing}");
+        assert_eq!(cookie_path_missing(&c, "/auth"), None);
+        assert_eq!(cookie_path_missing(&c, "/auth/v1"), None);
+        assert_eq!(
+            cookie_path_missing(&c, "/login").as_deref(),
+            Some("OTP_AUTH_COOKIE_PATH=/auth")
+        );
         assert!(
-            cookie_paths_missing(&c, "/authx").is_some(),
+            cookie_path_missing(&c, "/authx").is_some(),
             "a prefix of the name only"
         );
-        // The flow cookie follows the public URL's path when it is set.
-        c.cookie.path = "/".into();
-        c.http.public_url = Some("https://app.example.com/login".into());
-        assert_eq!(cookie_paths_missing(&c, "/login"), None);
-        let missing = cookie_paths_missing(&c, "/auth").unwrap();
-        assert!(!missing.contains("OTP_AUTH_COOKIE_PATH="), "{missing}");
-        assert!(missing.contains("=/login"), "{missing}");
+    }
+
+    #[test]
+    fn flow_and_device_cookies_live_at_the_mount() {
+        let mut c = Config::default();
+        c.cookie.path = "/elsewhere".into();
+        let path = |mount| CookieSpec::flow(&c, mount).set("x");
+        assert!(
+            path(Some("/auth")).contains("; Path=/auth;"),
+            "{}",
+            path(Some("/auth"))
+        );
+        assert!(path(Some("")).contains("; Path=/;"));
+        assert!(
+            CookieSpec::device(&c, Some("/login"))
+                .set("x")
+                .contains("; Path=/login;")
+        );
+        // No mount from the adapter: the public URL's path, else the refresh cookie's.
+        assert!(path(None).contains("; Path=/elsewhere;"));
+        c.http.public_url = Some("https://app.example.com/sign".into());
+        assert!(
+            CookieSpec::flow(&c, None)
+                .set("x")
+                .contains("; Path=/sign;")
+        );
     }
 
     #[test]

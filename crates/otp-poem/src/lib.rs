@@ -339,8 +339,11 @@ impl<E: Endpoint> Endpoint for RequireUserEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let path = req.uri().path().to_owned();
-        match self.guard.admit(&self.auth, req.headers(), &path).await {
+        let admitted = self
+            .guard
+            .admit(&self.auth, req.headers(), req.uri().path())
+            .await;
+        match admitted {
             Ok(user) => {
                 req.extensions_mut().insert(user);
                 self.inner.call(req).await.map(IntoResponse::into_response)

@@ -257,7 +257,7 @@ pub async fn flow_cookies_and_resends(t: Target) {
     assert!(c.starts_with("otp_flow="), "{c}");
     for attr in [
         "; Max-Age=300",
-        "; Path=/",
+        "; Path=/auth;",
         "; HttpOnly",
         "; Secure",
         "; SameSite=Lax",
