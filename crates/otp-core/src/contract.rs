@@ -37,9 +37,10 @@ use crate::code::{AddressKey, Code, CodeHasher, CodeMac, DeviceKey, FlowKey, IpK
 use crate::email::Email;
 use crate::primitives::{now_secs, random_id};
 use crate::store::{
-    AccessStatus, AddressLimit, CallId, IssueOutcome, IssueRequest, KnownDevice, Limits,
-    LoginMethod, NewSession, OtpStore, Renewal, Revocation, RevokedAccess, RotateOutcome, Rotation,
-    SessionAuth, TokenBlacklist, VerifyOutcome, VerifyRequest, new_session_id,
+    AccessStatus, AddressLimit, AddressOp, AddressStatus, CallId, IssueOutcome, IssueRequest,
+    KnownDevice, Limits, LoginMethod, NewSession, OtpStore, Renewal, Revocation, RevokedAccess,
+    RotateOutcome, Rotation, SessionAuth, TokenBlacklist, VerifyOutcome, VerifyRequest,
+    new_session_id,
 };
 
 /// The limits the suite runs with unless a test needs others.
@@ -1189,6 +1190,184 @@ pub async fn signed_in_flows_stay_bound(store: Arc<dyn OtpStore>) {
     );
 }
 
+/// An administrator's lock refuses code requests ([`IssueOutcome::Locked`], nothing counted)
+/// and ends the pending flows; unlocking ends it and the lockout of unbound guesses with
+/// their failures; a lock ends by itself at its time. The status reports each.
+pub async fn admin_lock_and_unlock(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = limits();
+    let read = || store.administer(&f.address, &AddressOp::Read, &l);
+    expect!(
+        read().await.unwrap(),
+        AddressStatus::default(),
+        "a new address"
+    );
+    expect!(
+        store.issue(&f.issue("111111", None, l)).await.unwrap(),
+        ISSUED,
+        "issue"
+    );
+    let before = crate::primitives::now_secs() * 1000;
+    let lock = AddressOp::Lock {
+        duration: Duration::from_secs(3600),
+    };
+    let locked = store.administer(&f.address, &lock, &l).await.unwrap();
+    let until = locked.admin_locked_until.expect("locked");
+    assert!(
+        (before + 3_590_000..=before + 3_610_000).contains(&until),
+        "locked for an hour from now: {until} vs {before}"
+    );
+    expect!(
+        (locked.flows, locked.minute),
+        (0, 1),
+        "pending flows end; the count stays"
+    );
+    expect!(
+        store.issue(&f.issue("222222", None, l)).await.unwrap(),
+        IssueOutcome::Locked,
+        "a request while locked"
+    );
+    expect!(
+        read().await.unwrap().minute,
+        1,
+        "a refused request is not counted"
+    );
+    expect!(
+        store.verify(&f.verify("111111", l)).await.unwrap(),
+        VerifyOutcome::NoCode { attempts_left: 2 },
+        "the code pending at the lock"
+    );
+    let unlocked = store
+        .administer(&f.address, &AddressOp::Unlock, &l)
+        .await
+        .unwrap();
+    expect!(
+        (unlocked.admin_locked_until, unlocked.failures),
+        (None, 0),
+        "unlocked, failures cleared"
+    );
+    // Lock out unbound guesses, then unlock.
+    for _ in 0..3 {
+        store.verify(&f.verify("000000", l)).await.unwrap();
+    }
+    let out = read().await.unwrap();
+    assert!(out.locked_out_until.is_some(), "locked out: {out:?}");
+    expect!(out.failures, 3, "three failures");
+    let unlocked = store
+        .administer(&f.address, &AddressOp::Unlock, &l)
+        .await
+        .unwrap();
+    expect!(
+        (unlocked.locked_out_until, unlocked.failures),
+        (None, 0),
+        "the lockout ends"
+    );
+    expect!(
+        store.issue(&f.issue("333333", None, l)).await.unwrap(),
+        ISSUED,
+        "issue again"
+    );
+    expect!(
+        store.verify(&f.verify("333333", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "verified after unlocking"
+    );
+    // A short lock ends by itself.
+    let short = AddressOp::Lock {
+        duration: Duration::from_millis(1500),
+    };
+    store.administer(&f.address, &short, &l).await.unwrap();
+    expect!(
+        store.issue(&f.issue("444444", None, l)).await.unwrap(),
+        IssueOutcome::Locked,
+        "within the short lock"
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    expect!(
+        read().await.unwrap().admin_locked_until,
+        None,
+        "the lock ended"
+    );
+    expect!(
+        store.issue(&f.issue("444444", None, l)).await.unwrap(),
+        ISSUED,
+        "after it"
+    );
+}
+
+/// An administrator's sign-in starts a flow with its own lifetime, outside the request
+/// windows, verified bound only; no unknown device's request ends it; a code issued
+/// after it gets the usual lifetime; none is issued while the address is locked.
+pub async fn admin_sign_in_flows(store: Arc<dyn OtpStore>) {
+    let f = Fixture::new();
+    let l = Limits {
+        max_flows: 2,
+        per_address: 3,
+        ..limits()
+    };
+    let flow = f.flow();
+    let issue = AddressOp::Issue {
+        flow,
+        code_mac: f.mac("123456"),
+        ttl: Duration::from_secs(86_400),
+    };
+    let status = store.administer(&f.address, &issue, &l).await.unwrap();
+    expect!(
+        (status.issued, status.flows, status.minute),
+        (true, 1, 0),
+        "issued, not counted"
+    );
+    for code in ["000001", "000002", "000003"] {
+        expect!(
+            store.issue(&f.issue(code, None, l)).await.unwrap(),
+            ISSUED,
+            code
+        );
+    }
+    let limited = store.issue(&f.issue("000004", None, l)).await.unwrap();
+    assert!(
+        matches!(
+            limited,
+            IssueOutcome::AddressLimited {
+                limit: AddressLimit::Minute,
+                ..
+            }
+        ),
+        "the window holds for others: {limited:?}"
+    );
+    expect!(
+        store.verify(&f.verify("123456", l)).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 2 },
+        "never compared unbound (the latest unknown flow is)"
+    );
+    expect!(
+        store.verify(&f.verify("000003", l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "the latest code keeps its place despite the sign-in's longer life"
+    );
+    expect!(
+        store.verify(&f.verify_in("123456", flow, l)).await.unwrap(),
+        VerifyOutcome::Verified,
+        "bound, after three unknown flows at a cap of two"
+    );
+    store
+        .administer(
+            &f.address,
+            &AddressOp::Lock {
+                duration: Duration::from_secs(60),
+            },
+            &l,
+        )
+        .await
+        .unwrap();
+    let refused = store.administer(&f.address, &issue, &l).await.unwrap();
+    expect!(
+        (refused.issued, refused.flows),
+        (false, 0),
+        "not while locked"
+    );
+}
+
 /// Runs every [`OtpStore`] test in sequence (the macro runs them as separate tests).
 pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
     issue_then_verify_once(store.clone()).await;
@@ -1212,7 +1391,9 @@ pub async fn otp_store_all(store: Arc<dyn OtpStore>) {
     flows_resend_and_coexist(store.clone()).await;
     flow_cap_spares_known_devices(store.clone()).await;
     known_devices_have_their_own_budget(store.clone()).await;
-    signed_in_flows_stay_bound(store).await;
+    signed_in_flows_stay_bound(store.clone()).await;
+    admin_lock_and_unlock(store.clone()).await;
+    admin_sign_in_flows(store).await;
 }
 
 fn session(subject_key: &str, lifetime: u64) -> NewSession {
@@ -1801,7 +1982,7 @@ macro_rules! otp_store_contract {
                 ip_failures_span_addresses, restore_unless_newer,
                 strangers_leave_the_owners_flow, flows_resend_and_coexist,
                 flow_cap_spares_known_devices, known_devices_have_their_own_budget,
-                signed_in_flows_stay_bound);
+                signed_in_flows_stay_bound, admin_lock_and_unlock, admin_sign_in_flows);
         }
     };
     (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
@@ -1877,6 +2058,14 @@ impl OtpStore for DownStore {
         _: &AddressKey,
         _: &Limits,
     ) -> Result<(), crate::store::StoreError> {
+        Err(unavailable())
+    }
+    async fn administer(
+        &self,
+        _: &AddressKey,
+        _: &AddressOp,
+        _: &Limits,
+    ) -> Result<AddressStatus, crate::store::StoreError> {
         Err(unavailable())
     }
     async fn ready(&self) -> Result<(), crate::store::StoreError> {

@@ -111,7 +111,10 @@ pub mod hooks {
 /// sessions ([`OtpAuth::sessions`]), step-up ([`OtpAuth::step_up`]), email change
 /// ([`OtpAuth::email_change`]) and administration ([`OtpAuth::admin`]).
 pub mod flow {
-    pub use crate::engine::{Account, Admin, ChangeEmail, Sessions, StepUp};
+    pub use crate::engine::{
+        Account, AddressReport, Admin, ChangeEmail, MAX_SIGN_IN_SECS, MIN_SIGN_IN_SECS,
+        RequestCounts, Sessions, SignIn, StepUp,
+    };
 }
 
 /// The tokens the engine issues, their claims, and why one is refused.

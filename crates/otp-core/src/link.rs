@@ -39,8 +39,22 @@ const MAX_CLOCK_SKEW_SECS: u64 = 60;
 const KEY_LABEL: &[u8] = b"otp-auth sign-in link key v1";
 /// Associated data of every token: binds the box to this purpose and format.
 const AAD: &[u8] = b"otp-auth/sign-in-link/v1";
-/// The plaintext format version.
+/// The plaintext format version of a login's link.
 const VERSION: u8 = 1;
+/// The version of an administrator's sign-in link: its own lifetime and its flow.
+const VERSION_SIGN_IN: u8 = 2;
+pub(crate) use crate::engine::MAX_SIGN_IN_SECS;
+
+/// What a token holds: the address and code, and for an administrator's sign-in its flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// The normalized address.
+    pub(crate) email: Email,
+    /// The code.
+    pub(crate) code: Code,
+    /// The flow id of an administrator's sign-in, which the link verifies bound.
+    pub(crate) flow: Option<String>,
+}
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -89,11 +103,44 @@ impl LinkSealer {
     /// base64url without padding of `nonce (24 bytes) || ciphertext || tag (16 bytes)`,
     /// with a fresh random nonce each time.
     pub(crate) fn seal(&self, email: &Email, code: &Code, issued_at: u64) -> String {
+        self.seal_flow(email, code, issued_at, None)
+    }
+
+    /// [`LinkSealer::seal`] for an administrator's sign-in: with its flow id and its own
+    /// lifetime in seconds (at most [`MAX_SIGN_IN_SECS`]), after the issue time.
+    pub(crate) fn seal_sign_in(
+        &self,
+        email: &Email,
+        code: &Code,
+        issued_at: u64,
+        (flow, lifetime): (&str, u64),
+    ) -> String {
+        self.seal_flow(email, code, issued_at, Some((flow, lifetime)))
+    }
+
+    fn seal_flow(
+        &self,
+        email: &Email,
+        code: &Code,
+        issued_at: u64,
+        sign_in: Option<(&str, u64)>,
+    ) -> String {
         let digits = code.expose().as_bytes();
         let address = email.as_str().as_bytes();
-        let mut plain = Vec::with_capacity(HEADER_LEN + digits.len() + address.len());
-        plain.push(VERSION);
+        let mut plain = Vec::with_capacity(HEADER_LEN + 70 + digits.len() + address.len());
+        plain.push(if sign_in.is_some() {
+            VERSION_SIGN_IN
+        } else {
+            VERSION
+        });
         plain.extend_from_slice(&issued_at.to_be_bytes());
+        if let Some((flow, lifetime)) = sign_in {
+            let lifetime = u32::try_from(lifetime.min(MAX_SIGN_IN_SECS)).unwrap_or(u32::MAX);
+            plain.extend_from_slice(&lifetime.to_be_bytes());
+            // Flow ids are 16 to 64 characters.
+            plain.push(u8::try_from(flow.len()).unwrap_or(u8::MAX));
+            plain.extend_from_slice(flow.as_bytes());
+        }
         // Codes are 6 to 10 digits; `Code` cannot hold more than `u8::MAX` (its length is a u8).
         plain.push(u8::try_from(digits.len()).unwrap_or(u8::MAX));
         plain.extend_from_slice(digits);
@@ -129,7 +176,7 @@ impl LinkSealer {
         now: u64,
         max_age_secs: u64,
         code_len: u8,
-    ) -> Result<(Email, Code), LinkError> {
+    ) -> Result<Opened, LinkError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(LinkError::Invalid);
         }
@@ -163,7 +210,7 @@ fn parse_plaintext(
     now: u64,
     max_age_secs: u64,
     code_len: u8,
-) -> Result<(Email, Code), LinkError> {
+) -> Result<Opened, LinkError> {
     let [
         version,
         t0,
@@ -180,9 +227,26 @@ fn parse_plaintext(
     else {
         return Err(LinkError::Invalid);
     };
-    if *version != VERSION {
-        return Err(LinkError::Invalid);
-    }
+    let (max_age_secs, flow, digits_len, rest) = match *version {
+        VERSION => (max_age_secs, None, *digits_len, rest),
+        VERSION_SIGN_IN => {
+            // `digits_len` is the lifetime's first byte here.
+            let [l1, l2, l3, flow_len, rest @ ..] = rest else {
+                return Err(LinkError::Invalid);
+            };
+            let lifetime = u32::from_be_bytes([*digits_len, *l1, *l2, *l3]);
+            let (flow, rest) = rest
+                .split_at_checked(usize::from(*flow_len))
+                .ok_or(LinkError::Invalid)?;
+            let flow = std::str::from_utf8(flow).map_err(|_| LinkError::Invalid)?;
+            let [digits_len, rest @ ..] = rest else {
+                return Err(LinkError::Invalid);
+            };
+            let lifetime = u64::from(lifetime).min(MAX_SIGN_IN_SECS);
+            (lifetime, Some(flow.to_owned()), *digits_len, rest)
+        }
+        _ => return Err(LinkError::Invalid),
+    };
     let issued_at = u64::from_be_bytes([*t0, *t1, *t2, *t3, *t4, *t5, *t6, *t7]);
     if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(LinkError::Invalid);
@@ -191,7 +255,7 @@ fn parse_plaintext(
         return Err(LinkError::Expired);
     }
     let (digits, address) = rest
-        .split_at_checked(usize::from(*digits_len))
+        .split_at_checked(usize::from(digits_len))
         .ok_or(LinkError::Invalid)?;
     let digits = std::str::from_utf8(digits).map_err(|_| LinkError::Invalid)?;
     let code = Code::parse(digits, code_len).ok_or(LinkError::Invalid)?;
@@ -201,7 +265,7 @@ fn parse_plaintext(
     if email.as_str() != address {
         return Err(LinkError::Invalid);
     }
-    Ok((email, code))
+    Ok(Opened { email, code, flow })
 }
 
 /// The sign-in link: `<public_url>/magic?token=<token>`.
@@ -237,9 +301,10 @@ mod tests {
     fn roundtrip() {
         let s = sealer();
         let token = s.seal(&email(), &code(), NOW);
-        let (e, c) = s.open(&token, NOW + 5, AGE, 6).unwrap();
-        assert_eq!(e, email());
-        assert_eq!(c, code());
+        let opened = s.open(&token, NOW + 5, AGE, 6).unwrap();
+        assert_eq!(opened.email, email());
+        assert_eq!(opened.code, code());
+        assert_eq!(opened.flow, None);
         // The edges: exactly max_age old, and a minute of clock skew.
         assert!(s.open(&token, NOW + AGE, AGE, 6).is_ok());
         assert!(s.open(&token, NOW - 60, AGE, 6).is_ok());
@@ -255,7 +320,63 @@ mod tests {
         let c = Code::parse("0123456789", 10).unwrap();
         let token = s.seal(&e, &c, NOW);
         assert!(token.len() <= MAX_TOKEN_LEN, "{}", token.len());
-        assert_eq!(s.open(&token, NOW, AGE, 10).unwrap(), (e, c));
+        let opened = s.open(&token, NOW, AGE, 10).unwrap();
+        assert_eq!((opened.email, opened.code), (e, c));
+        // An administrator's sign-in of the longest flow id too.
+        let flow = "f".repeat(64);
+        let token = s.seal_sign_in(
+            &opened_email(&token, &s),
+            &Code::parse("0123456789", 10).unwrap(),
+            NOW,
+            (&flow, 3600),
+        );
+        assert!(token.len() <= MAX_TOKEN_LEN, "{}", token.len());
+        assert_eq!(s.open(&token, NOW, AGE, 10).unwrap().flow, Some(flow));
+    }
+
+    fn opened_email(token: &str, s: &LinkSealer) -> Email {
+        s.open(token, NOW, AGE, 10).unwrap().email
+    }
+
+    #[test]
+    fn sign_in_links_carry_their_flow_and_lifetime() {
+        let s = sealer();
+        let flow = "abcdefghijklmnopqrstuv";
+        let day = 86_400;
+        let token = s.seal_sign_in(&email(), &code(), NOW, (flow, day));
+        let opened = s.open(&token, NOW + day, AGE, 6).unwrap();
+        assert_eq!(
+            (opened.email, opened.code, opened.flow.as_deref()),
+            (email(), code(), Some(flow)),
+            "valid for its own lifetime, not the code's"
+        );
+        assert_eq!(
+            s.open(&token, NOW + day + 1, AGE, 6),
+            Err(LinkError::Expired)
+        );
+        // The lifetime is capped at seven days, sealed or not.
+        let long = s.seal_sign_in(&email(), &code(), NOW, (flow, u64::MAX));
+        assert!(s.open(&long, NOW + MAX_SIGN_IN_SECS, AGE, 6).is_ok());
+        assert_eq!(
+            s.open(&long, NOW + MAX_SIGN_IN_SECS + 1, AGE, 6),
+            Err(LinkError::Expired)
+        );
+        // Truncated plaintexts of the second version are refused.
+        for cut in 0..40 {
+            let mut plain = vec![VERSION_SIGN_IN];
+            plain.extend_from_slice(&NOW.to_be_bytes());
+            plain.extend_from_slice(&3600u32.to_be_bytes());
+            plain.push(22);
+            plain.extend_from_slice(flow.as_bytes());
+            plain.push(6);
+            plain.extend_from_slice(b"012345");
+            plain.truncate(cut);
+            assert_eq!(
+                parse_plaintext(&plain, NOW, AGE, 6),
+                Err(LinkError::Invalid),
+                "{cut}"
+            );
+        }
     }
 
     #[test]

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use crate::code::{AddressKey, CodeMac, FlowKey};
 use crate::store::policy::{AddressState, Recorded, RefreshState, Window};
 use crate::store::{
-    AccessStatus, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, OtpStore, Renewal,
-    Revocation, RotateOutcome, Rotation, SessionInfo, StoreError, TokenBlacklist, VerifyOutcome,
-    VerifyRequest,
+    AccessStatus, AddressOp, AddressStatus, HOUR, IssueOutcome, IssueRequest, Limits, Login,
+    NewSession, OtpStore, Renewal, Revocation, RotateOutcome, Rotation, SessionInfo, StoreError,
+    TokenBlacklist, VerifyOutcome, VerifyRequest,
 };
 
 /// Expired entries each call drops at most, beyond those it touches itself.
@@ -423,7 +423,11 @@ impl Expires for Address {
             .map(|f| f.expires)
             .max()
             .unwrap_or(0);
-        Some(flows.max(self.state.locked_until))
+        Some(
+            flows
+                .max(self.state.locked_until)
+                .max(self.state.admin_locked_until),
+        )
     }
 }
 
@@ -811,6 +815,29 @@ impl OtpStore for MemoryStore {
         a.forget_at = a.state.forget_at(limits);
         c.addresses.schedule(key, now);
         Ok(())
+    }
+
+    async fn administer(
+        &self,
+        address: &AddressKey,
+        op: &AddressOp,
+        limits: &Limits,
+    ) -> Result<AddressStatus, StoreError> {
+        let now = self.now();
+        let mut c = self.codes(now)?;
+        let key = address.as_str();
+        if *op == AddressOp::Read {
+            let mut state =
+                (c.addresses.get(key, now)).map_or_else(AddressState::default, |a| a.state.clone());
+            return Ok(state.administer(op, now, limits));
+        }
+        let a = c
+            .addresses
+            .get_or_insert(key, now, self.inner.capacity, Address::default)?;
+        let status = a.state.administer(op, now, limits);
+        a.forget_at = a.state.forget_at(limits);
+        c.addresses.schedule(key, now);
+        Ok(status)
     }
 
     /// Codes and sessions live in this one value: a login is one operation.

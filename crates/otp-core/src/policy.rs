@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::code::{CodeMac, DeviceKey, FlowKey};
 use crate::store::{
-    AddressLimit, CallId, DAY, HOUR, IssueOutcome, IssueRequest, Limits, Renewal, RotateOutcome,
-    Rotation, SessionAuth, VerifyOutcome, VerifyRequest,
+    AddressLimit, AddressOp, AddressStatus, CallId, DAY, HOUR, IssueOutcome, IssueRequest, Limits,
+    Renewal, RotateOutcome, Rotation, SessionAuth, VerifyOutcome, VerifyRequest,
 };
 
 fn ms(d: Duration) -> u64 {
@@ -151,15 +151,26 @@ pub struct FlowTag {
     pub known: bool,
     /// A signed-in user's flow (step-up, email change): never verified unbound.
     pub signed_in: bool,
+    /// Started by an administrator ([`AddressOp::Issue`]): never verified unbound, and
+    /// (being `known`) never ended for an unknown device's flow.
+    pub admin: bool,
 }
 
 impl FlowTag {
-    /// The flow's key, then one flag character (`0` + 1 for known + 2 for signed in).
+    /// The flow's key, then one flag character (`0` + 1 for known + 2 for signed in + 4
+    /// for an administrator's).
     pub fn encode(&self) -> [u8; 13] {
         let mut out = [0u8; 13];
         out[..12].copy_from_slice(self.key.as_str().as_bytes());
-        out[12] = b'0' + u8::from(self.known) + 2 * u8::from(self.signed_in);
+        out[12] =
+            b'0' + u8::from(self.known) + 2 * u8::from(self.signed_in) + 4 * u8::from(self.admin);
         out
+    }
+
+    /// Whether an unbound verification may compare this flow's code: neither a signed-in
+    /// user's nor an administrator's.
+    pub fn unbound_ok(&self) -> bool {
+        !self.signed_in && !self.admin
     }
 
     /// Reads [`FlowTag::encode`]'s form back.
@@ -170,6 +181,7 @@ impl FlowTag {
             key: FlowKey::parse(std::str::from_utf8(key).ok()?)?,
             known: flags & 1 != 0,
             signed_in: flags & 2 != 0,
+            admin: flags & 4 != 0,
         })
     }
 }
@@ -318,6 +330,8 @@ pub struct AddressState {
     pub failure_window_start: u64,
     /// The end of the unbound lockout; 0 when not locked out.
     pub locked_until: u64,
+    /// The end of an administrator's lock ([`AddressOp::Lock`]); 0 when not locked.
+    pub admin_locked_until: u64,
     /// The last call that changed the state.
     pub last_call: Option<(CallId, Recorded)>,
 }
@@ -338,6 +352,9 @@ impl AddressState {
         }
         if self.failures > 0 && now >= self.failure_window_start.saturating_add(lockout) {
             self.failures = 0;
+        }
+        if self.admin_locked_until != 0 && now >= self.admin_locked_until {
+            self.admin_locked_until = 0;
         }
         self.flows.retain(|f| now < f.expires);
         let window = ms(l.request_window);
@@ -371,6 +388,7 @@ impl AddressState {
             .max(self.day.live_until(ms(DAY)))
             .max(failures)
             .max(self.locked_until)
+            .max(self.admin_locked_until)
             .max(forgotten)
     }
 
@@ -394,6 +412,9 @@ impl AddressState {
         }
         let l = &req.limits;
         self.expire(now, l);
+        if self.admin_locked_until > now {
+            return IssueOutcome::Locked;
+        }
         let known_device = req
             .device
             .filter(|d| d.since > self.devices_forgotten_at)
@@ -438,9 +459,7 @@ impl AddressState {
         minute.count(now, window);
         hour.count(now, ms(HOUR));
         day.count(now, ms(DAY));
-        // Later than every pending flow's, so the most recent flow is always one.
-        let expires = (self.flows.iter().map(|f| f.expires.saturating_add(1)))
-            .fold(now.saturating_add(ms(req.code_ttl)), u64::max);
+        let expires = self.next_expiry(now.saturating_add(ms(req.code_ttl)));
         match resend {
             Some(i) => {
                 let f = &mut self.flows[i];
@@ -456,6 +475,7 @@ impl AddressState {
                         key: req.flow,
                         known,
                         signed_in: req.signed_in,
+                        admin: false,
                     },
                     code: req.code_mac,
                     expires,
@@ -469,6 +489,16 @@ impl AddressState {
             resent,
             known_device: known,
         }
+    }
+
+    /// `at`, or later than every pending flow's expiry but an administrator's, so that the
+    /// most recent flow (the one an unbound verification compares) is always the last one
+    /// issued.
+    fn next_expiry(&self, at: u64) -> u64 {
+        (self.flows.iter())
+            .filter(|f| !f.tag.admin)
+            .map(|f| f.expires.saturating_add(1))
+            .fold(at, u64::max)
     }
 
     /// The flow a new one must end to stay within `max_flows`: `None` when there is room,
@@ -631,7 +661,7 @@ impl AddressState {
             });
         }
         let latest = (self.flows.iter().enumerate())
-            .filter(|(_, f)| !f.tag.signed_in)
+            .filter(|(_, f)| f.tag.unbound_ok())
             .max_by_key(|(_, f)| f.expires)
             .map(|(i, f)| (i, f.code));
         if let Some((i, code)) = latest
@@ -682,6 +712,7 @@ impl AddressState {
                 key,
                 known: false,
                 signed_in: false,
+                admin: false,
             })
         }) else {
             return;
@@ -703,6 +734,66 @@ impl AddressState {
     pub fn forget_devices(&mut self, now: u64) {
         self.devices.clear();
         self.devices_forgotten_at = now / 1000;
+    }
+
+    /// An administrator's operation ([`AddressOp`]); the state after it.
+    pub fn administer(&mut self, op: &AddressOp, now: u64, limits: &Limits) -> AddressStatus {
+        self.expire(now, limits);
+        let mut issued = false;
+        match op {
+            AddressOp::Read => {}
+            AddressOp::Lock { duration } => {
+                self.admin_locked_until = now.saturating_add(ms(*duration)).max(now + 1);
+                self.flows.clear();
+            }
+            AddressOp::Unlock => {
+                self.admin_locked_until = 0;
+                self.locked_until = 0;
+                self.failures = 0;
+                self.failure_window_start = 0;
+            }
+            AddressOp::Issue {
+                flow,
+                code_mac,
+                ttl,
+            } if self.admin_locked_until == 0 => {
+                self.flows.retain(|f| f.tag.key != *flow);
+                if let Some(Some(i)) = self.victim(limits.max_flows, true) {
+                    self.flows.remove(i);
+                }
+                self.flows.push(FlowState {
+                    tag: FlowTag {
+                        key: *flow,
+                        known: true,
+                        signed_in: false,
+                        admin: true,
+                    },
+                    code: *code_mac,
+                    expires: now.saturating_add(ms(*ttl)),
+                    failures: 0,
+                });
+                issued = true;
+            }
+            AddressOp::Issue { .. } => {}
+        }
+        self.status(now, limits, issued)
+    }
+
+    /// What an administrator sees of the state at `now`.
+    fn status(&self, now: u64, limits: &Limits, issued: bool) -> AddressStatus {
+        let window = ms(limits.request_window);
+        AddressStatus {
+            admin_locked_until: Some(self.admin_locked_until).filter(|&t| t > now),
+            locked_out_until: Some(self.locked_until).filter(|&t| t > now),
+            failures: self.failures,
+            flows: u32::try_from(self.flows.len()).unwrap_or(u32::MAX),
+            minute: self.minute.current(now, window),
+            hour: self.hour.current(now, ms(HOUR)),
+            day: self.day.current(now, ms(DAY)),
+            known_devices: u32::try_from(self.devices.len()).unwrap_or(u32::MAX),
+            devices_forgotten_at: Some(self.devices_forgotten_at).filter(|&t| t > 0),
+            issued,
+        }
     }
 }
 

@@ -379,6 +379,7 @@ async fn magic_page(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("token="))
         .unwrap_or("");
+    let account = c.auth.link_account(token);
     Ok(ApiResponse {
         // Without a token (a link cut short) the page says the link is invalid, as for
         // a forged one, but the status says the request lacked what it needs.
@@ -397,8 +398,10 @@ async fn magic_page(c: &Call<'_>) -> Result<ApiResponse, Refusal> {
         body: crate::pages::confirmation_page(
             token,
             &c.auth.config().mail.from_name,
-            c.auth.link_account(token).as_deref(),
-            c.req.client.flow.is_none() && c.auth.config().flows.binding == FlowBinding::Required,
+            account.as_ref().map(|(masked, _)| masked.as_str()),
+            c.req.client.flow.is_none()
+                && !account.as_ref().is_some_and(|(_, own_flow)| *own_flow)
+                && c.auth.config().flows.binding == FlowBinding::Required,
         )
         .into_bytes(),
     })

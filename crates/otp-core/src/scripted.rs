@@ -47,9 +47,10 @@ pub fn redact_url(url: &str) -> String {
 use crate::code::{AddressKey, CodeMac, FlowKey};
 use crate::config::RedisSettings;
 use crate::store::{
-    AccessStatus, AddressLimit, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession,
-    OtpStore, Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, StoreError,
-    TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key, verify_then_open,
+    AccessStatus, AddressLimit, AddressOp, AddressStatus, HOUR, IssueOutcome, IssueRequest, Limits,
+    Login, NewSession, OtpStore, Renewal, Revocation, RotateOutcome, Rotation, SessionAuth,
+    SessionInfo, StoreError, TokenBlacklist, VerifyOutcome, VerifyRequest, session_subject_key,
+    verify_then_open,
 };
 
 /// One Lua script of the store.
@@ -279,6 +280,8 @@ scripts! {
     RENEW = 16, "renew", lua!("renew");
     /// Forget an address's known devices.
     FORGET_DEVICES = 17, "forget_devices", lua!("now", "address", "forget_devices");
+    /// Read or change an address for an administrator (lock, unlock, a sign-in).
+    ADMIN = 18, "admin", lua!("now", "address", "admin");
 }
 
 impl Script {
@@ -302,6 +305,7 @@ impl Script {
             END_ALL.id,
             RENEW.id,
             FORGET_DEVICES.id,
+            ADMIN.id,
         ]
         .contains(&self.id)
     }
@@ -875,6 +879,7 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             (2, v) => IssueOutcome::IpLimited {
                 retry_after: wait(v),
             },
+            (3, _) => IssueOutcome::Locked,
             _ => return Err(unexpected(&r)),
         })
     }
@@ -975,6 +980,55 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
         let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         self.call(&FORGET_DEVICES, &[&key], &argv).await?;
         Ok(())
+    }
+
+    async fn administer(
+        &self,
+        address: &AddressKey,
+        op: &AddressOp,
+        limits: &Limits,
+    ) -> Result<AddressStatus, StoreError> {
+        let key = self.keys.address(address);
+        let (code, span, flow, mac): (&[u8], Duration, &[u8], &[u8]) = match op {
+            AddressOp::Read => (b"r", Duration::ZERO, b"", b""),
+            AddressOp::Lock { duration } => (b"l", *duration, b"", b""),
+            AddressOp::Unlock => (b"u", Duration::ZERO, b"", b""),
+            AddressOp::Issue {
+                flow,
+                code_mac,
+                ttl,
+            } => (b"i", *ttl, flow.as_str().as_bytes(), &code_mac.0),
+        };
+        let nums = [
+            ms(limits.request_window),
+            ms(limits.lockout),
+            ms(limits.known_device_lifetime),
+            limits.max_flows.to_string(),
+            ms(span),
+        ];
+        let mut argv: Vec<&[u8]> = vec![code];
+        argv.extend(nums.iter().map(|n| n.as_bytes()));
+        argv.extend([flow, mac]);
+        let r = self.call(&ADMIN, &[&key], &argv).await?;
+        let a = r.array()?;
+        let n = |i: usize| -> Result<u64, StoreError> {
+            let v = a.get(i).ok_or_else(|| unexpected(&r))?.int()?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        let count = |i: usize| n(i).map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        let some = |v: u64| Some(v).filter(|&v| v > 0);
+        Ok(AddressStatus {
+            admin_locked_until: some(n(0)?),
+            locked_out_until: some(n(1)?),
+            failures: count(2)?,
+            flows: count(3)?,
+            minute: count(4)?,
+            hour: count(5)?,
+            day: count(6)?,
+            known_devices: count(7)?,
+            devices_forgotten_at: some(n(8)?),
+            issued: n(9)? == 1,
+        })
     }
 
     /// On a single server one script consumes the code and records the session; on a

@@ -170,6 +170,63 @@ pub enum IssueOutcome {
         /// Until the window ends.
         retry_after: Duration,
     },
+    /// An administrator locked the address ([`AddressOp::Lock`]); nothing was stored and
+    /// nothing counted against the address (the IP bucket was counted first).
+    Locked,
+}
+
+/// What an administrator does to an address ([`OtpStore::administer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressOp {
+    /// Reads its state; changes nothing.
+    Read,
+    /// Locks it for `duration`: no code is issued to it meanwhile (a request gets
+    /// [`IssueOutcome::Locked`]), and its pending flows end.
+    Lock {
+        /// How long, from the store's clock.
+        duration: Duration,
+    },
+    /// Ends an administrator's lock and the lockout of unbound guesses, with their
+    /// failures.
+    Unlock,
+    /// Starts a flow with the application's own code and lifetime (an invitation, a
+    /// support sign-in), outside the request windows; not issued while the address is
+    /// locked. The flow counts as a known device's (no unknown device's request ends it)
+    /// and is verified bound only (its link, or its flow id).
+    Issue {
+        /// The new flow.
+        flow: FlowKey,
+        /// The code's MAC.
+        code_mac: CodeMac,
+        /// Its lifetime.
+        ttl: Duration,
+    },
+}
+
+/// The state of an address as an administrator sees it ([`OtpStore::administer`]), after
+/// the operation; times in milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressStatus {
+    /// The end of an administrator's lock; `None` when not locked.
+    pub admin_locked_until: Option<u64>,
+    /// The end of the lockout of unbound guesses; `None` when not locked out.
+    pub locked_out_until: Option<u64>,
+    /// Failed unbound verifications in the current failure window.
+    pub failures: u32,
+    /// Pending flows (codes that can still be used).
+    pub flows: u32,
+    /// Code requests from unknown devices in the minute window.
+    pub minute: u32,
+    /// In the hour window.
+    pub hour: u32,
+    /// In the day window.
+    pub day: u32,
+    /// Known devices counting requests of their own.
+    pub known_devices: u32,
+    /// When the address last forgot its known devices (seconds); `None` when never.
+    pub devices_forgotten_at: Option<u64>,
+    /// For [`AddressOp::Issue`]: whether the flow was started (not when locked).
+    pub issued: bool,
 }
 
 /// Check a presented code.
@@ -303,6 +360,21 @@ pub trait OtpStore: Debug + Send + Sync + 'static {
     async fn forget_devices(&self, address: &AddressKey, limits: &Limits)
     -> Result<(), StoreError>;
 
+    /// Reads or changes `address` on an administrator's behalf ([`AddressOp`]), in one
+    /// atomic step: its state after the operation. The default refuses (a store written
+    /// before administration existed keeps compiling; its admin endpoints answer 500).
+    async fn administer(
+        &self,
+        address: &AddressKey,
+        op: &AddressOp,
+        limits: &Limits,
+    ) -> Result<AddressStatus, StoreError> {
+        let _ = (address, op, limits);
+        Err(StoreError::backend(
+            "this store does not support administration (OtpStore::administer)",
+        ))
+    }
+
     /// Whether the store answers now (Redis: a round trip to the server of a key, which
     /// also proves the database index and, on a cluster, the slot routing), for a readiness
     /// check at start-up ([`OtpAuth::check`](crate::OtpAuth::check)). The default answers
@@ -348,6 +420,7 @@ mockall::mock! {
         async fn discard(&self, address: &AddressKey, flow: &FlowKey, code_mac: &CodeMac) -> Result<(), StoreError>;
         async fn restore(&self, req: &VerifyRequest) -> Result<(), StoreError>;
         async fn forget_devices(&self, address: &AddressKey, limits: &Limits) -> Result<(), StoreError>;
+        async fn administer(&self, address: &AddressKey, op: &AddressOp, limits: &Limits) -> Result<AddressStatus, StoreError>;
         async fn ready(&self) -> Result<(), StoreError>;
         fn opens_sessions(&self) -> bool;
         async fn verify_and_open(

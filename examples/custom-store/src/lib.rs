@@ -96,8 +96,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use otp_core::store::policy::{AddressState, Recorded, RefreshState, Window, packed};
 use otp_core::store::{
-    AccessStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits, Login, NewSession, Renewal,
-    Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo, VerifyOutcome, VerifyRequest,
+    AccessStatus, AddressOp, AddressStatus, CallId, HOUR, IssueOutcome, IssueRequest, Limits,
+    Login, NewSession, Renewal, Revocation, RotateOutcome, Rotation, SessionAuth, SessionInfo,
+    VerifyOutcome, VerifyRequest,
 };
 use otp_core::store::{AddressKey, CodeMac, FlowKey, OtpStore, StoreError, TokenBlacklist};
 use sqlx::error::DatabaseError;
@@ -126,6 +127,7 @@ CREATE TABLE IF NOT EXISTS otp_address (
     failures             INTEGER NOT NULL,             -- failed unbound verifications
     failure_window_start INTEGER NOT NULL,
     locked_until         INTEGER NOT NULL,             -- 0: not locked out
+    admin_locked_until   INTEGER NOT NULL DEFAULT 0,   -- an administrator's lock; 0: none
     last_call            BLOB,                         -- the last call's id and what it did
     forget_at            INTEGER NOT NULL              -- nothing in the row matters after it
 ) STRICT;
@@ -421,6 +423,7 @@ async fn load_address(
         failures: get_u32(&row, "failures")?,
         failure_window_start: get_u64(&row, "failure_window_start")?,
         locked_until: get_u64(&row, "locked_until")?,
+        admin_locked_until: get_u64(&row, "admin_locked_until")?,
         last_call: decode_call(row.try_get("last_call").map_err(store_error)?),
     }))
 }
@@ -444,8 +447,9 @@ async fn write_address(
     sqlx::query(
         "INSERT INTO otp_address (address, flows, minute_start, minute_count,
              hour_start, hour_count, day_start, day_count, devices, devices_forgotten_s,
-             failures, failure_window_start, locked_until, last_call, forget_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             failures, failure_window_start, locked_until, last_call, forget_at,
+             admin_locked_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (address) DO UPDATE SET
              flows = excluded.flows,
              minute_start = excluded.minute_start,
@@ -460,7 +464,8 @@ async fn write_address(
              failure_window_start = excluded.failure_window_start,
              locked_until = excluded.locked_until,
              last_call = excluded.last_call,
-             forget_at = excluded.forget_at",
+             forget_at = excluded.forget_at,
+             admin_locked_until = excluded.admin_locked_until",
     )
     .bind(address.as_str())
     .bind(packed::flows(&e.flows))
@@ -477,6 +482,7 @@ async fn write_address(
     .bind(db(e.locked_until))
     .bind(encode_call(e.last_call))
     .bind(db(forget_at))
+    .bind(db(e.admin_locked_until))
     .execute(&mut **tx)
     .await
     .map_err(store_error)?;
@@ -670,6 +676,22 @@ impl OtpStore for SqliteStore {
         e.forget_devices(now_ms());
         save_address(&mut tx, address, &e, limits).await?;
         tx.commit().await.map_err(store_error)
+    }
+
+    async fn administer(
+        &self,
+        address: &AddressKey,
+        op: &AddressOp,
+        limits: &Limits,
+    ) -> Result<AddressStatus, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut e = load_address(&mut tx, address).await?.unwrap_or_default();
+        let status = e.administer(op, now_ms(), limits);
+        if *op != AddressOp::Read {
+            save_address(&mut tx, address, &e, limits).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(status)
     }
 
     /// Codes and sessions are tables of one database: a login is one transaction.

@@ -69,6 +69,13 @@ impl OtpAuth {
                 resent,
                 known_device,
             } => (resent, known_device),
+            IssueOutcome::Locked => {
+                // An administrator's lock answers like a sent code: nobody learns of it.
+                let reason = Withheld::Locked;
+                self.emit(&event(EventKind::CodeWithheld { reason }));
+                self.pace_like_a_mail().await;
+                return Ok(target.new.0);
+            }
             refused => {
                 let (limit, error) = refusal(refused);
                 self.emit(&event(EventKind::CodeRefused { limit }));
@@ -90,7 +97,7 @@ impl OtpAuth {
             }
             return Ok(flow_id);
         }
-        let message = self.code_message(email, purpose, code, client);
+        let message = self.code_message(email, purpose, code, client, None);
         let kind = message.kind;
         let started = Instant::now();
         match i.mailer.send(&message).await {
@@ -115,29 +122,23 @@ impl OtpAuth {
     }
 
     /// The mail carrying `code` for `purpose`, in the request's language, with a sign-in
-    /// link for a login when `OTP_AUTH_PUBLIC_URL` is set.
-    fn code_message(
+    /// link for a login when `OTP_AUTH_PUBLIC_URL` is set. `sign_in`: an administrator's
+    /// sign-in, its flow id and lifetime (seconds), which its link carries.
+    pub(super) fn code_message(
         &self,
         email: &Email,
         purpose: Purpose<'_>,
         code: Code,
         client: &ClientInfo,
+        sign_in: Option<(&str, u64)>,
     ) -> Message {
         let i = &*self.inner;
-        #[cfg(feature = "links")]
-        let link = i
-            .config
-            .http
-            .public_url
-            .as_deref()
-            .filter(|_| purpose == Purpose::Login)
-            .map(|url| link_url(url, &i.link.seal(email, &code, now_secs())));
-        #[cfg(not(feature = "links"))]
-        let link: Option<String> = None;
+        let link = self.sign_in_link(email, purpose, &code, sign_in);
+        let lifetime = sign_in.map_or(i.config.codes.expiry_seconds, |(_, secs)| secs);
         let (language, templates) = i.templates.select(client.accept_language.as_deref());
         let values = crate::mailer::template::TemplateValues {
             code: code.expose(),
-            minutes: i.config.codes.expiry_seconds.div_ceil(60),
+            minutes: lifetime.div_ceil(60),
             app_name: &i.config.mail.from_name,
             email: email.as_str(),
             link: link.as_deref(),
@@ -159,6 +160,33 @@ impl OtpAuth {
             code: Some(code),
             link,
             language: language.to_owned(),
+        }
+    }
+
+    /// The sign-in link of a login's `code` when `OTP_AUTH_PUBLIC_URL` is set (carrying an
+    /// administrator's sign-in's flow and lifetime).
+    pub(super) fn sign_in_link(
+        &self,
+        email: &Email,
+        purpose: Purpose<'_>,
+        code: &Code,
+        sign_in: Option<(&str, u64)>,
+    ) -> Option<String> {
+        #[cfg(feature = "links")]
+        {
+            let i = &*self.inner;
+            let url = i.config.http.public_url.as_deref();
+            let url = url.filter(|_| purpose == Purpose::Login)?;
+            let token = match sign_in {
+                Some(s) => i.link.seal_sign_in(email, code, now_secs(), s),
+                None => i.link.seal(email, code, now_secs()),
+            };
+            Some(link_url(url, &token))
+        }
+        #[cfg(not(feature = "links"))]
+        {
+            let _ = (email, purpose, code, sign_in);
+            None
         }
     }
 
@@ -352,7 +380,7 @@ fn refusal(outcome: IssueOutcome) -> (Limit, Error) {
             (limit.into(), Error::RateLimited { retry_after })
         }
         IssueOutcome::IpLimited { retry_after } => (Limit::Ip, Error::RateLimited { retry_after }),
-        IssueOutcome::Issued { .. } => (
+        IssueOutcome::Issued { .. } | IssueOutcome::Locked => (
             Limit::Ip,
             Error::Internal("an issued code was taken for a refusal".to_owned()),
         ),

@@ -53,7 +53,7 @@ impl OtpAuth {
     /// A forged, altered or expired token, or one whose code is no longer pending, gives
     /// [`Error::InvalidLink`] (400).
     pub async fn verify_link(&self, token: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
-        let (email, code) = match self.open_link(token) {
+        let (email, code, flow) = match self.open_link(token) {
             Ok(v) => v,
             Err(reason) => {
                 let kind = EventKind::VerificationFailed {
@@ -65,21 +65,35 @@ impl OtpAuth {
                 return Err(Error::InvalidLink);
             }
         };
+        // An administrator's sign-in carries its flow: the link itself is bound.
+        let bound;
+        let client = match flow {
+            Some(flow) => {
+                bound = ClientInfo {
+                    flow: Some(flow),
+                    ..client.clone()
+                };
+                &bound
+            }
+            None => client,
+        };
         match self.login(&email, &code, client, LoginMethod::Link).await {
             Err(Error::InvalidCode) => Err(Error::InvalidLink),
             other => other,
         }
     }
 
-    /// The masked address a sign-in link would sign in (for its confirmation page), or
-    /// `None` for a forged, altered or expired token. Checks nothing in the store.
-    pub(crate) fn link_account(&self, token: &str) -> Option<String> {
-        self.open_link(token).ok().map(|(email, _)| email.masked())
+    /// The masked address a sign-in link would sign in (for its confirmation page), and
+    /// whether the link carries its own flow (an administrator's sign-in); `None` for a
+    /// forged, altered or expired token. Checks nothing in the store.
+    pub(crate) fn link_account(&self, token: &str) -> Option<(String, bool)> {
+        (self.open_link(token).ok()).map(|(email, _, flow)| (email.masked(), flow.is_some()))
     }
 
-    /// The address and code a sign-in link's token carries, or why it carries none.
+    /// The address, code and (an administrator's sign-in) flow a sign-in link's token
+    /// carries, or why it carries none.
     #[cfg(feature = "links")]
-    fn open_link(&self, token: &str) -> Result<(Email, Code), Failure> {
+    fn open_link(&self, token: &str) -> Result<(Email, Code, Option<String>), Failure> {
         let i = &*self.inner;
         i.link
             .open(
@@ -88,6 +102,7 @@ impl OtpAuth {
                 i.config.codes.expiry_seconds,
                 i.config.codes.length,
             )
+            .map(|o| (o.email, o.code, o.flow))
             .map_err(|e| match e {
                 LinkError::Expired => Failure::ExpiredLink,
                 LinkError::Invalid => Failure::InvalidLink,
@@ -96,7 +111,7 @@ impl OtpAuth {
 
     /// Without the `links` feature no token opens.
     #[cfg(not(feature = "links"))]
-    fn open_link(&self, _token: &str) -> Result<(Email, Code), Failure> {
+    fn open_link(&self, _token: &str) -> Result<(Email, Code, Option<String>), Failure> {
         Err(Failure::InvalidLink)
     }
 

@@ -35,7 +35,9 @@ mod step_up;
 mod tokens;
 mod user;
 
-pub use admin::{Account, Admin};
+pub use admin::{
+    Account, AddressReport, Admin, MAX_SIGN_IN_SECS, MIN_SIGN_IN_SECS, RequestCounts, SignIn,
+};
 pub use builder::{IntoShared, IntoSharedStores, OtpAuthBuilder};
 pub use email_change::ChangeEmail;
 pub(crate) use flows::is_id as is_flow_id;
@@ -182,7 +184,10 @@ impl OtpAuth {
     /// The application's own administration of sessions, by subject or session id: no
     /// access token is involved, so call it only on behalf of someone allowed to.
     pub fn admin(&self) -> Admin<'_> {
-        Admin { auth: self }
+        Admin {
+            auth: self,
+            actor: None,
+        }
     }
 
     /// The JSON Web Key Set of the public keys that verify access tokens (`{"keys": []}`

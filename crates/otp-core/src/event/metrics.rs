@@ -18,6 +18,7 @@
 //! | `otp_refresh_reuse_detected_total` | counter | |
 //! | `otp_logouts_total` | counter | `scope`: `session` (each session `/logout` ended), `all` (`/logout-all`, an email change, or the application), `others`, `one` (by its user or the application) |
 //! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
+//! | `otp_admin_actions_total` | counter | `action`: `sessions_listed`, `sessions_ended`, `session_ended`, `address_read`, `locked`, `unlocked`, `sign_in_issued` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
 //! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`, `revoked`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
@@ -76,6 +77,8 @@ pub const REUSE_DETECTED: &str = "otp_refresh_reuse_detected_total";
 pub const LOGOUTS: &str = "otp_logouts_total";
 /// `otp_sessions_evicted_total`
 pub const SESSIONS_EVICTED: &str = "otp_sessions_evicted_total";
+/// `otp_admin_actions_total`
+pub const ADMIN_ACTIONS: &str = "otp_admin_actions_total";
 /// `otp_request_duration_seconds`
 pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
 /// `otp_refused_requests_total`
@@ -151,6 +154,9 @@ pub(crate) fn count(event: &Event) {
         EventKind::SessionEnded => logout("one"),
         EventKind::SessionsEvicted { count } => {
             counter!(SESSIONS_EVICTED).increment(u64::from(*count));
+        }
+        EventKind::AdminAction { action, .. } => {
+            counter!(ADMIN_ACTIONS, "action" => action.as_str()).increment(1);
         }
     }
 }

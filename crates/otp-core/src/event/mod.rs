@@ -230,6 +230,56 @@ pub enum Withheld {
     Refused,
     /// The development magic code (`OTP_AUTH_DISABLE_LOCAL_AUTH`) was issued instead.
     MagicCode,
+    /// An administrator locked the address: it answers like any other, with no mail and no
+    /// code stored.
+    Locked,
+}
+
+/// What an administrator did ([`EventKind::AdminAction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminAction {
+    /// Read a user's sessions.
+    SessionsListed,
+    /// Ended every session of a user.
+    SessionsEnded {
+        /// How many were live.
+        count: u32,
+    },
+    /// Ended one session (the event's).
+    SessionEnded,
+    /// Read an address's limit state.
+    AddressRead,
+    /// Locked an address.
+    Locked {
+        /// Until when (seconds since the epoch); `None` until unlocked.
+        until: Option<u64>,
+    },
+    /// Unlocked an address (its lockout of unbound guesses too).
+    Unlocked,
+    /// Issued a sign-in for an address.
+    SignInIssued {
+        /// Its lifetime in seconds.
+        expires_in: u64,
+        /// Whether it was mailed (else handed to the application).
+        mailed: bool,
+    },
+}
+
+impl AdminAction {
+    /// `sessions_listed`, `sessions_ended`, `session_ended`, `address_read`, `locked`,
+    /// `unlocked`, `sign_in_issued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::SessionsListed => "sessions_listed",
+            AdminAction::SessionsEnded { .. } => "sessions_ended",
+            AdminAction::SessionEnded => "session_ended",
+            AdminAction::AddressRead => "address_read",
+            AdminAction::Locked { .. } => "locked",
+            AdminAction::Unlocked => "unlocked",
+            AdminAction::SignInIssued { .. } => "sign_in_issued",
+        }
+    }
 }
 
 /// What happened.
@@ -314,6 +364,15 @@ pub enum EventKind {
         /// How many.
         count: u32,
     },
+    /// An administrator's action ([`Admin`](crate::engine::Admin)), for the audit trail:
+    /// its account in the event's subject or address, its session in `session_id`.
+    AdminAction {
+        /// What was done.
+        action: AdminAction,
+        /// Who did it ([`Admin::by`](crate::engine::Admin::by)): the admin router gives the
+        /// administrator's `sub`; `None` for the application's own calls.
+        actor: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -321,7 +380,7 @@ impl EventKind {
     /// `notice_sent`, `login_succeeded`, `verification_failed`, `locked_out`, `refreshed`,
     /// `reuse_granted`, `reuse_detected`, `refresh_refused`, `reauthenticated`,
     /// `email_changed`, `logged_out`, `logged_out_all`, `logged_out_others`,
-    /// `session_ended`, `sessions_evicted`.
+    /// `session_ended`, `sessions_evicted`, `admin_action`.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::CodeSent => "code_sent",
@@ -343,6 +402,7 @@ impl EventKind {
             EventKind::LoggedOutOthers { .. } => "logged_out_others",
             EventKind::SessionEnded => "session_ended",
             EventKind::SessionsEvicted { .. } => "sessions_evicted",
+            EventKind::AdminAction { .. } => "admin_action",
         }
     }
 
@@ -356,6 +416,9 @@ impl EventKind {
             EventKind::CodeWithheld {
                 reason: Withheld::MagicCode,
             } => "magic code issued, no mail sent",
+            EventKind::CodeWithheld {
+                reason: Withheld::Locked,
+            } => "code request for a locked address: no mail",
             EventKind::CodeRefused { .. } => "code request refused",
             EventKind::MailFailed {
                 mail: MessageKind::EmailChanged,
@@ -383,6 +446,7 @@ impl EventKind {
             EventKind::LoggedOutOthers { .. } => "logged out other sessions",
             EventKind::SessionEnded => "session ended",
             EventKind::SessionsEvicted { .. } => "sessions ended by the per-user cap",
+            EventKind::AdminAction { .. } => "administrator action",
         }
     }
 
@@ -424,6 +488,21 @@ impl fmt::Display for EventKind {
                 write!(f, " sessions={sessions}")
             }
             EventKind::SessionsEvicted { count } => write!(f, " sessions={count}"),
+            EventKind::AdminAction { action, actor } => {
+                write!(f, " action={}", action.as_str())?;
+                match action {
+                    AdminAction::SessionsEnded { count } => write!(f, " sessions={count}")?,
+                    AdminAction::Locked { until: Some(t) } => write!(f, " until={t}")?,
+                    AdminAction::SignInIssued { expires_in, mailed } => {
+                        write!(f, " expires_in={expires_in} mailed={mailed}")?;
+                    }
+                    _ => {}
+                }
+                match actor {
+                    Some(a) => write!(f, " actor={a:?}"),
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }

@@ -2,11 +2,12 @@
 --
 -- Fields: `w`, the address-wide minute, hour and day request windows (unknown devices)
 -- packed as little-endian (start ms as a double, count as a u32) × 3; unbound failures
--- `fc` since `fs` and their lockout's end `lu`; `df`, when the known devices were last
+-- `fc` since `fs` and their lockout's end `lu`; an administrator's lock's end `al`; `df`, when the known devices were last
 -- forgotten (s); `n`, the last call that changed the hash (its 8-byte id and what it did,
 -- as otp_core::store::policy::Recorded encodes it), so that the same call resent is
 -- answered again without counting twice. One field per pending flow, `f<flow key>`: its
--- code MAC, expiry (ms), failures and flags (1 known device, 2 signed in), packed
+-- code MAC, expiry (ms), failures and flags (1 known device, 2 signed in, 4 an
+-- administrator's), packed
 -- '<c16dBB'; one per known device counting something, `d<device key>`: its three
 -- windows and last code, '<dI4dI4dI4d'. Zero fields are not stored.
 local HOUR, DAY = 3600000, 86400000
@@ -16,6 +17,7 @@ local h = {}
 for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
 local s = { rs = 0, rc = 0, hs = 0, hc = 0, ds = 0, dc = 0,
             fc = tonumber(h.fc) or 0, fs = tonumber(h.fs) or 0, lu = tonumber(h.lu) or 0,
+            al = tonumber(h.al) or 0,
             df = tonumber(h.df) or 0, n = h.n, flows = {}, devices = {} }
 if h.w and #h.w == 36 then
   s.rs, s.rc, s.hs, s.hc, s.ds, s.dc = struct.unpack(WIN, h.w)
@@ -42,6 +44,7 @@ local function expire(window, lockout)
   if s.lu > 0 and now >= s.lu then s.lu = 0; s.fc = 0 end
   if s.fc > 0 and now >= s.fs + lockout then s.fc = 0 end
   if s.fc == 0 then s.fs = 0 end
+  if s.al > 0 and now >= s.al then s.al = 0 end
   for k, f in pairs(s.flows) do if now >= f.e then s.flows[k] = nil end end
   for k, d in pairs(s.devices) do
     if device_live(d, window) <= now then s.devices[k] = nil end
@@ -75,11 +78,11 @@ end
 local function save(window, lockout, device_ms)
   local want = {}
   want.w = windows(s, window)
-  for _, k in ipairs({'fc', 'fs', 'lu', 'df'}) do
+  for _, k in ipairs({'fc', 'fs', 'lu', 'al', 'df'}) do
     if s[k] ~= 0 then want[k] = string.format('%d', s[k]) end
   end
   want.n = s.n
-  local until_ = math.max(s.lu, live(s.rs, s.rc, window), live(s.hs, s.hc, HOUR), live(s.ds, s.dc, DAY))
+  local until_ = math.max(s.lu, s.al, live(s.rs, s.rc, window), live(s.hs, s.hc, HOUR), live(s.ds, s.dc, DAY))
   if s.fc > 0 then until_ = math.max(until_, s.fs + lockout) end
   if s.df > 0 then until_ = math.max(until_, s.df * 1000 + device_ms) end
   for k, f in pairs(s.flows) do

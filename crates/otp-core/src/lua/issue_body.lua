@@ -1,7 +1,9 @@
 -- ISSUE, second part. Returns {0, 0, resent, known device} issued, {1, wait, limit}
--- refused (limit 1 minute, 2 hour, 3 day, 4 cooldown, 5 no room for a new flow), as
+-- refused (limit 1 minute, 2 hour, 3 day, 4 cooldown, 5 no room for a new flow), {3, 0}
+-- locked by an administrator, as
 -- otp_core::store::policy::AddressState::issue decides.
 expire(window, lockout)
+if s.al > now then return {3, 0} end
 local known = device ~= '' and since > s.df
 local b = s
 if known then
@@ -59,10 +61,11 @@ b.hs, b.hc = counted(b.hs, b.hc, HOUR)
 b.ds, b.dc = counted(b.ds, b.dc, DAY)
 local kn = 0
 if known then b.last = now; s.devices[device] = b; kn = 1 end
--- Later than every pending flow's, so the most recent flow is always one.
+-- Later than every pending flow's but an administrator's, so the most recent flow is
+-- always the last one issued.
 local e = now + ttl
 for _, f in pairs(s.flows) do
-  if f.e >= e then e = f.e + 1 end
+  if f.g < 4 and f.e >= e then e = f.e + 1 end
 end
 local rs = 0
 if resent then
