@@ -398,25 +398,6 @@ fn is_admin(c: &Roles) -> bool {
     c.roles.iter().any(|r| r == "admin")
 }
 
-/// `GET /admin/sessions/{address}`: an administrator's listing of a user's sessions, with
-/// the engine's errors answered by `?` and `SessionInfo` serialized as it is.
-async fn admin_sessions(
-    axum::extract::State(auth): axum::extract::State<OtpAuth>,
-    axum::extract::Path(address): axum::extract::Path<String>,
-) -> Result<Json<Vec<otp_core::store::SessionInfo>>, otp_axum::Problem> {
-    let account = otp_core::flow::Account::email(&address)?;
-    Ok(Json(auth.admin().sessions_of(&account).await?))
-}
-
-#[poem::handler]
-async fn poem_admin_sessions(
-    poem::web::Data(auth): poem::web::Data<&OtpAuth>,
-    poem::web::Path(address): poem::web::Path<String>,
-) -> Result<poem::web::Json<Vec<otp_core::store::SessionInfo>>, otp_poem::Problem> {
-    let account = otp_core::flow::Account::email(&address)?;
-    Ok(poem::web::Json(auth.admin().sessions_of(&account).await?))
-}
-
 #[poem::handler]
 fn poem_metrics() -> String {
     example_common::metrics_text()
@@ -531,14 +512,10 @@ impl TestServer {
                         otp_axum::RequireUserLayer::new(auth.clone())
                             .max_age(Duration::from_secs(RECENT_SECS)),
                     );
-                // `/admin`: the layer checking the `roles` claim.
-                let admin = axum::Router::new()
-                    .route("/sessions/{address}", get(admin_sessions))
-                    .route_layer(
-                        otp_axum::RequireUserLayer::new(auth.clone()).require_claims(is_admin),
-                    );
+                // `/admin`: the admin router behind the check of the `roles` claim.
+                let admins = otp_axum::RequireUserLayer::new(auth.clone()).require_claims(is_admin);
                 let app = axum::Router::new()
-                    .nest("/admin", admin)
+                    .nest("/admin", otp_axum::admin_router(admins))
                     .route("/protected", get(protected))
                     .route("/recent", get(recent))
                     .nest("/app-recent", recent_router)
@@ -568,11 +545,9 @@ impl TestServer {
                         otp_poem::RequireUser::new(auth.clone())
                             .max_age(Duration::from_secs(RECENT_SECS)),
                     );
-                let admin = poem::Route::new()
-                    .at("/sessions/:address", poem::get(poem_admin_sessions))
-                    .with(otp_poem::RequireUser::new(auth.clone()).require_claims(is_admin));
+                let admins = otp_poem::RequireUser::new(auth.clone()).require_claims(is_admin);
                 let app = poem::Route::new()
-                    .nest("/admin", admin)
+                    .nest("/admin", otp_poem::admin_routes(admins))
                     .at("/protected", poem::get(poem_protected))
                     .at("/recent", poem::get(poem_recent))
                     .nest("/app-recent", recent_route)

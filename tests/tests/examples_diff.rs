@@ -168,18 +168,29 @@ fn script() -> Vec<Step> {
             &[("authorization", "Bearer {access}")],
             None,
         ),
-        // The administrators' route (diff@example.com is one): the guard, the listing,
-        // an engine error answered with `?`.
-        Step("GET", "/admin/sessions/nobody@example.com", &[], None),
+        // The admin router (diff@example.com is an administrator): the guard, a listing,
+        // a bad address, an address's state.
         Step(
             "GET",
-            "/admin/sessions/Nobody@Example.com",
+            "/admin/sessions?email=nobody%40example.com",
+            &[],
+            None,
+        ),
+        Step(
+            "GET",
+            "/admin/sessions?email=Nobody%40Example.com",
             &[("authorization", "Bearer {access}")],
             None,
         ),
         Step(
             "GET",
-            "/admin/sessions/not-an-address",
+            "/admin/sessions?email=not-an-address",
+            &[("authorization", "Bearer {access}")],
+            None,
+        ),
+        Step(
+            "GET",
+            "/admin/addresses/nobody%40example.com",
             &[("authorization", "Bearer {access}")],
             None,
         ),
@@ -338,15 +349,17 @@ async fn axum_and_poem_examples_answer_identically() {
     assert!(statuses.contains(&200) && statuses.contains(&401) && statuses.contains(&413));
     let login = axum.iter().find(|s| s.step.contains("{code}")).unwrap();
     assert_eq!(login.status, 200, "the login step logged in: {login:?}");
-    // The administrators' route: guarded, listing, refusing a bad address.
+    // The admin router: guarded, listing, refusing a bad address, an address's state.
     let admin: Vec<(u16, &str)> = (axum.iter())
-        .filter(|s| s.step.contains("/admin/sessions/"))
+        .filter(|s| s.step.contains("/admin/"))
         .map(|s| (s.status, s.body.as_str()))
         .collect();
-    assert_eq!(admin.len(), 3, "{admin:?}");
+    assert_eq!(admin.len(), 4, "{admin:?}");
     assert_eq!(admin[0].0, 401, "{admin:?}");
-    assert_eq!(admin[1], (200, "[]"), "{admin:?}");
+    assert_eq!(admin[1], (200, r#"{"sessions":[]}"#), "{admin:?}");
     assert_eq!(admin[2].0, 422, "{admin:?}");
+    assert_eq!(admin[3].0, 200, "{admin:?}");
+    assert!(admin[3].1.contains(r#""locked":false"#), "{admin:?}");
     assert!(
         axum.iter()
             .any(|s| s.step.starts_with("GET /protected") && s.status == 200),
@@ -464,6 +477,12 @@ async fn document_matches_routes(app: &App) {
         .collect();
     want.push("/protected".into());
     want.push("/app/me".into());
+    for e in otp_core::adapter::AdminEndpoint::ALL {
+        let path = format!("/admin{}", e.path());
+        if !want.contains(&path) {
+            want.push(path);
+        }
+    }
     let mut have: Vec<String> = paths.keys().cloned().collect();
     want.sort();
     have.sort();

@@ -50,7 +50,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use otp_core::adapter::Guard;
-use otp_core::adapter::{DeserializeOwned, Endpoint};
+use otp_core::adapter::{AdminEndpoint, DeserializeOwned, Endpoint};
 use otp_core::{Error, OtpAuth, token::TokenRejection};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -75,6 +75,54 @@ where
     }
     // Unknown paths too: otp-core answers them (404).
     r.fallback(serve).with_state(auth)
+}
+
+/// The admin endpoints ([`otp_core::adapter::serve_admin`]), to be nested where you want
+/// them (the examples use `/admin`), behind `guard`: a [`RequireUserLayer`] with the
+/// application's check of who administers (401 without a valid access token, 403 for
+/// everyone else). List and end a user's sessions, read, lock and unlock an address, mail
+/// it a sign-in; each action is an audit event naming the administrator.
+///
+/// ```
+/// use axum::Router;
+/// use otp_axum::RequireUserLayer;
+/// use otp_core::OtpAuth;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Roles {
+///     #[serde(default)]
+///     roles: Vec<String>,
+/// }
+///
+/// fn app(auth: OtpAuth) -> Router {
+///     let admins = RequireUserLayer::new(auth.clone())
+///         .require_claims(|c: &Roles| c.roles.iter().any(|r| r == "admin"));
+///     Router::new()
+///         .nest("/auth", otp_axum::router(auth))
+///         .nest("/admin", otp_axum::admin_router(admins))
+/// }
+/// ```
+///
+/// A guard without a check would let every signed-in user administer: such a router
+/// answers 500 to every request (and logs why).
+pub fn admin_router<S>(guard: RequireUserLayer) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut r = Router::new();
+    let mut paths: Vec<&str> = AdminEndpoint::ALL.iter().map(|e| e.path()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        r = r.route(path, any(serve_admin));
+    }
+    r.fallback(serve_admin).with_state(guard)
+}
+
+async fn serve_admin(State(guard): State<RequireUserLayer>, req: Request<Body>) -> Response {
+    otp_core::adapter::serve_admin(&guard.auth, &guard.guard, req)
+        .await
+        .map(Body::from)
 }
 
 async fn serve(State(auth): State<OtpAuth>, mut req: Request<Body>) -> Response {

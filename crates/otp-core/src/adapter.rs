@@ -8,6 +8,7 @@
 //! extractor's type. Nothing else: routing, limits, cookies and problem documents are the
 //! engine's, so every adapter answers byte for byte alike.
 
+pub use crate::admin_http::{AdminEndpoint, DEFAULT_SIGN_IN_SECS, serve_admin};
 pub use crate::routes::{Endpoint, Method};
 #[doc(inline)]
 pub use crate::user_extractor_type;

@@ -74,6 +74,7 @@ pub mod mailer;
 pub mod store;
 
 // The engine's own parts.
+mod admin_http;
 mod code;
 #[cfg(feature = "test-util")]
 #[doc(hidden)]

@@ -471,6 +471,141 @@ pub fn add_protected_get(doc: &mut OpenApi, path: &str, summary: &str) {
         .insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
 }
 
+/// Adds the admin endpoints ([`serve_admin`](crate::adapter::serve_admin)) mounted at
+/// `mount` (e.g. `/admin`), tagged `admin`, with their schemas: every one takes the
+/// administrator's bearer token (401 without a valid one, 403 when the application's check
+/// refuses).
+///
+/// ```
+/// # fn auth() -> otp_core::OtpAuth {
+/// #     let mut config = otp_core::Config::default();
+/// #     config.tokens.secret = Some("8d3c0e2b6a4f4f6e9b1d7c5a3e2f1a0b9c8d7e6f".into());
+/// #     otp_core::OtpAuth::builder(config).memory_store().mailer(otp_core::mailer::CapturingMailer::new()).build().unwrap()
+/// # }
+/// let mut doc = otp_core::adapter::openapi::document(&auth(), "/auth");
+/// otp_core::adapter::openapi::add_admin(&mut doc, "/admin");
+/// assert!(doc.paths.paths.contains_key("/admin/addresses/{email}/lock"));
+/// ```
+pub fn add_admin(doc: &mut OpenApi, mount: &str) {
+    use crate::adapter::AdminEndpoint as A;
+    use crate::admin_http::{AdminSessions, EndedResponse, LockBody, SignInBody, SignInResponse};
+    use crate::engine::AddressReport;
+    use crate::web::MessageResponse;
+
+    let mount = mount.trim_end_matches('/');
+    let config = Config::default();
+    let mut spec = Spec {
+        config: &config,
+        schemas: Vec::new(),
+    };
+    spec.register::<ProblemDetails>();
+    let optional = |mut body: RequestBody| {
+        body.required = Some(Required::False);
+        body
+    };
+    let account = |op: OperationBuilder| {
+        let param = |name: &str, what: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(what))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                ))
+                .build()
+        };
+        op.parameter(param(
+            "email",
+            "The user's address, percent-encoded (exactly one of email and subject)",
+        ))
+        .parameter(param("subject", "The user's `sub`, percent-encoded"))
+    };
+    let email = spec.path_parameter("email", "The address, percent-encoded (`%40` for `@`)");
+    for endpoint in A::ALL {
+        let op = OperationBuilder::new()
+            .tag("admin")
+            .operation_id(Some(endpoint.name()))
+            .security(bearer())
+            .response("401", unauthorized())
+            .response(
+                "403",
+                problem("The application's check refused the administrator"),
+            )
+            .response("422", problem("The address, subject or body is not valid"))
+            .response(
+                "503",
+                retry_after("The store or the mail server is unavailable"),
+            );
+        let op = match endpoint {
+            A::Sessions => account(op)
+                .summary(Some("A user's live sessions, most recently refreshed first"))
+                .response("200", spec.ok::<AdminSessions>("The sessions")),
+            A::EndSessions => account(op)
+                .summary(Some("Ends every session of a user (by address: its known devices are forgotten too)"))
+                .response("200", spec.ok::<EndedResponse>("How many were live")),
+            A::EndSession => op
+                .summary(Some("Ends one session"))
+                .parameter(spec.path_parameter("id", "The session's id (`sid`)"))
+                .response("200", spec.ok::<MessageResponse>("Ended"))
+                .response("404", problem("No live session has this id")),
+            A::Address => op
+                .summary(Some("An address's locks, failures, pending logins and request counts"))
+                .parameter(email.clone())
+                .response("200", spec.ok::<AddressReport>("The address's state")),
+            A::Lock => op
+                .summary(Some(
+                    "Locks an address: no code is mailed to it (its requests answer as usual) and its pending codes stop working",
+                ))
+                .parameter(email.clone())
+                .request_body(Some(optional(spec.body::<LockBody>())))
+                .response("200", spec.ok::<AddressReport>("The address's state")),
+            A::Unlock => op
+                .summary(Some("Unlocks an address, ending its lockout of unbound guesses too"))
+                .parameter(email.clone())
+                .response("200", spec.ok::<AddressReport>("The address's state")),
+            A::SignIn => op
+                .summary(Some(
+                    "Mails an address a sign-in (code and link) with its own lifetime, outside its request limits; the answer holds neither",
+                ))
+                .parameter(email.clone())
+                .request_body(Some(optional(spec.body::<SignInBody>())))
+                .response("202", spec.ok::<SignInResponse>("Sent"))
+                .response("502", problem("The mail server refused the message")),
+        };
+        let method = match endpoint.method() {
+            Method::Get => HttpMethod::Get,
+            Method::Post => HttpMethod::Post,
+            Method::Delete => HttpMethod::Delete,
+        };
+        let path = format!("{mount}{}", endpoint.path());
+        let op = op.build();
+        match doc.paths.paths.get_mut(&path) {
+            Some(item) => item.merge_operations(PathItem::new(method, op)),
+            None => {
+                doc.paths.paths.insert(path, PathItem::new(method, op));
+            }
+        }
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in spec.schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
+    if !components.security_schemes.contains_key(BEARER) {
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

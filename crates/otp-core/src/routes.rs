@@ -210,7 +210,7 @@ impl<'a> Route<'a> {
 
 /// Whether `path` matches `pattern`, and the segment its `{…}` matched: a non-empty
 /// segment without `/`.
-fn match_path<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
+pub(crate) fn match_path<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
     if !pattern.contains('{') {
         return (pattern == path).then_some(None);
     }

@@ -559,7 +559,7 @@ impl ApiResponse {
     /// valid (the cookie's name and path are checked by [`Config::validate`], tokens are
     /// base64url); should one ever not be, the answer is a 500, never a response with a
     /// header silently left out.
-    fn into_http(self) -> http::Response<Bytes> {
+    pub(crate) fn into_http(self) -> http::Response<Bytes> {
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
         for (name, value) in self.headers {
@@ -868,6 +868,11 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
+    /// Whether the guard has a check ([`Guard::check`], [`Guard::require_claims`]).
+    pub fn has_check(&self) -> bool {
+        self.check.is_some()
+    }
+
     /// Demands an authentication within the last `seconds` (RFC 9470's challenge, 401,
     /// otherwise).
     pub fn max_age(mut self, seconds: u64) -> Guard {

@@ -84,6 +84,55 @@ impl Endpoint for AuthRoutes {
     }
 }
 
+/// The admin endpoints ([`otp_core::adapter::serve_admin`]), to be nested where you want
+/// them (the examples use `/admin`), behind `guard`: a [`RequireUser`] with the
+/// application's check of who administers (401 without a valid access token, 403 for
+/// everyone else). List and end a user's sessions, read, lock and unlock an address, mail
+/// it a sign-in; each action is an audit event naming the administrator.
+///
+/// ```
+/// use otp_core::OtpAuth;
+/// use otp_poem::RequireUser;
+/// use poem::Route;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Roles {
+///     #[serde(default)]
+///     roles: Vec<String>,
+/// }
+///
+/// fn app(auth: OtpAuth) -> Route {
+///     let admins = RequireUser::new(auth.clone())
+///         .require_claims(|c: &Roles| c.roles.iter().any(|r| r == "admin"));
+///     Route::new()
+///         .nest("/auth", otp_poem::routes(auth))
+///         .nest("/admin", otp_poem::admin_routes(admins))
+/// }
+/// ```
+///
+/// A guard without a check would let every signed-in user administer: such an endpoint
+/// answers 500 to every request (and logs why).
+pub fn admin_routes(guard: RequireUser) -> AdminRoutes {
+    AdminRoutes { guard }
+}
+
+/// The endpoint returned by [`admin_routes`].
+#[derive(Debug, Clone)]
+pub struct AdminRoutes {
+    guard: RequireUser,
+}
+
+impl Endpoint for AdminRoutes {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let req: http::Request<BoxBody> = req.into();
+        Ok(to_poem(
+            otp_core::adapter::serve_admin(&self.guard.auth, &self.guard.guard, req).await,
+        ))
+    }
+}
+
 /// The body type of poem's `http::Request`.
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 

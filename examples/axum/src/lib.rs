@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use example_common::AppClaims;
-use otp_axum::{CurrentUser, Problem, RequireUserLayer};
+use otp_axum::{CurrentUser, RequireUserLayer};
 use otp_core::OtpAuth;
-use otp_core::flow::Account;
-use otp_core::store::SessionInfo;
 use serde_json::Value;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -49,26 +47,14 @@ async fn me(State(state): State<AppState>, user: CurrentUser<AppClaims>) -> Json
     ))
 }
 
-/// `GET /admin/sessions/{address}`, for administrators only (the layer checks the `admin`
-/// role): a user's live sessions, found by address however it is written; the engine's
-/// errors answered with `?` (422 for an address that is not one, 503 when the store is
-/// down).
-async fn admin_sessions(
-    State(state): State<AppState>,
-    Path(address): Path<String>,
-) -> Result<Json<Vec<SessionInfo>>, Problem> {
-    let account = Account::email(&address)?;
-    Ok(Json(state.auth.admin().sessions_of(&account).await?))
-}
-
 async fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
 }
 
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected`, the
 /// sub-router `/app` (every route of it requires a signed-in user: `GET /app/me`),
-/// `GET /admin/sessions/{address}` (administrators only: the `admin` role of `APP_ADMINS`),
-/// and the OpenAPI document at `/openapi.json` with its docs page at `/docs`.
+/// the admin endpoints under `/admin` (administrators only: the `admin` role of
+/// `APP_ADMINS`; `otp_axum::admin_router`), and the OpenAPI document at `/openapi.json` with its docs page at `/docs`.
 ///
 /// No `/metrics` here: the counters by outcome would tell anyone who is signing in. The
 /// binary serves them on a listener of their own (`APP_METRICS_ADDR`, loopback by default;
@@ -82,9 +68,7 @@ pub fn app(auth: OtpAuth) -> Router {
     let private = Router::new()
         .route("/me", get(me))
         .route_layer(RequireUserLayer::new(auth.clone()));
-    let admin = Router::new()
-        .route("/sessions/{address}", get(admin_sessions))
-        .route_layer(RequireUserLayer::new(auth.clone()).require_claims(example_common::is_admin));
+    let admins = RequireUserLayer::new(auth.clone()).require_claims(example_common::is_admin);
     let state = AppState {
         auth: auth.clone(),
         visits: Arc::default(),
@@ -93,7 +77,7 @@ pub fn app(auth: OtpAuth) -> Router {
         .route("/", get(login_page))
         .route("/protected", get(protected))
         .nest("/app", private)
-        .nest("/admin", admin)
+        .nest("/admin", otp_axum::admin_router(admins))
         .nest("/auth", otp_axum::router(auth))
         .merge(otp_axum::openapi_router(doc))
         .with_state(state);

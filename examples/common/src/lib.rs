@@ -160,6 +160,7 @@ pub fn openapi(auth: &OtpAuth) -> otp_core::adapter::openapi::OpenApiDoc {
         "The signed-in user under the app's protected sub-router: {\"email\", \"subject\", \
          \"roles\" (the app's own claims), \"visits\" (the app's count of calls)}",
     );
+    otp_core::adapter::openapi::add_admin(&mut doc, "/admin");
     doc
 }
 

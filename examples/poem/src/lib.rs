@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use example_common::AppClaims;
 use otp_core::OtpAuth;
-use otp_core::flow::Account;
 use otp_poem::api::BearerUser;
 use otp_poem::{CurrentUser, RequireUser};
 use poem::http::Method;
@@ -54,21 +53,6 @@ fn me(user: CurrentUser<AppClaims>, visits: Data<&Visits>) -> Response {
         .body(example_common::me_body(&user.email, &user.subject, &user.extra, visits).to_string())
 }
 
-/// `GET /admin/sessions/:address`, for administrators only (the middleware checks the
-/// `admin` role): a user's live sessions, found by address however it is written; the
-/// engine's errors answered with `?`, as the axum example does.
-#[handler]
-async fn admin_sessions(
-    Data(auth): Data<&OtpAuth>,
-    poem::web::Path(address): poem::web::Path<String>,
-) -> Result<Response, otp_poem::Problem> {
-    let account = Account::email(&address)?;
-    let sessions = auth.admin().sessions_of(&account).await?;
-    Ok(Response::builder()
-        .content_type("application/json")
-        .body(serde_json::to_string(&sessions).unwrap_or_default()))
-}
-
 #[handler]
 fn login_page() -> Html<&'static str> {
     Html(example_common::LOGIN_PAGE)
@@ -82,8 +66,9 @@ fn get_only<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
 
 /// The app: the login page at `/`, the auth routes at `/auth`, `GET /protected` (a
 /// poem-openapi operation, its own document at `GET /api.json`), the routes under `/app`
-/// (every one requires a signed-in user: `GET /app/me`), `GET /admin/sessions/:address`
-/// (administrators only: the `admin` role of `APP_ADMINS`), and the OpenAPI document at
+/// (every one requires a signed-in user: `GET /app/me`), the admin endpoints under `/admin`
+/// (administrators only: the `admin` role of `APP_ADMINS`; `otp_poem::admin_routes`), and
+/// the OpenAPI document at
 /// `/openapi.json` with its docs page at `/docs`.
 ///
 /// No `/metrics` here: the counters by outcome would tell anyone who is signing in. The
@@ -99,9 +84,7 @@ pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
     let private = Route::new()
         .at("/me", get_only(get(me)))
         .with(RequireUser::new(auth.clone()));
-    let admin = Route::new()
-        .at("/sessions/:address", get_only(get(admin_sessions)))
-        .with(RequireUser::new(auth.clone()).require_claims(example_common::is_admin));
+    let admins = RequireUser::new(auth.clone()).require_claims(example_common::is_admin);
     let route = Route::new()
         .at("/", get_only(get(login_page)))
         .at("/api.json", get_only(api.spec_endpoint()))
@@ -109,7 +92,7 @@ pub fn app(auth: OtpAuth) -> impl poem::Endpoint + 'static {
         .at("/openapi.json", otp_poem::openapi_json(&doc))
         .at("/docs", otp_poem::docs_page())
         .nest("/app", private)
-        .nest("/admin", admin)
+        .nest("/admin", otp_poem::admin_routes(admins))
         .nest("/auth", otp_poem::routes(auth.clone()))
         .data(auth)
         .data(Visits::default());

@@ -12,6 +12,7 @@
 
 mod common;
 
+pub mod admin;
 pub mod audit;
 pub mod client_ip;
 pub mod email_change;
@@ -96,6 +97,7 @@ macro_rules! scenario_set {
             ],
             failures: [store_unavailable, mail_failures, verify_never_strands_a_code],
             audit: [audit_events],
+            admin: [admin_router],
         }
     };
     (smoke, [$($callback:tt)*], [$($args:tt)*]) => {
@@ -154,6 +156,9 @@ macro_rules! scenario_set {
             // The target's store behind the layer: the access check failing (503) and
             // back (200), a logout seen by the next check.
             guards: [layer_protected_sub_router],
+            // The admin router on the target's store: an address's state read from its
+            // hash, a lock and unlock (the ADMIN script), a sign-in's flow, over SMTP.
+            admin: [admin_router],
         }
     };
     (metrics, [$($callback:tt)*], [$($args:tt)*]) => {

@@ -62,6 +62,7 @@ impl From<Email> for Account {
 
 /// The request counts of an address, or their limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestCounts {
     /// In the current minute window (`OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE`).
     pub minute: u32,
@@ -75,6 +76,7 @@ pub struct RequestCounts {
 /// its pending logins and its request counts against their limits. Times in seconds
 /// since the epoch; serialized as the admin endpoints answer it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct AddressReport {
     /// The normalized address.
