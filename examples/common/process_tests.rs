@@ -20,10 +20,33 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// The example with a clean environment (no `OTP_AUTH_*`, no `APP_*`), its metrics on a
-/// free port (tests run side by side; `extra` may say otherwise), plus `extra`.
+/// A new empty directory under the system's temporary directory.
+pub(crate) fn fresh_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "otp-example-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The example with a clean environment (no `OTP_AUTH_*`, no `APP_*`), in a fresh working
+/// directory (where the user directory's default file goes), its metrics on a free port
+/// (tests run side by side; `extra` may say otherwise), plus `extra`.
 pub(crate) fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin);
+    cmd.current_dir(fresh_dir());
     for (k, _) in std::env::vars() {
         if k.starts_with("OTP_AUTH_") || k.starts_with("APP_") || k == "RUST_LOG" {
             cmd.env_remove(k);
@@ -920,4 +943,132 @@ pub(crate) async fn shutdown_is_not_held_by_a_stalled_client(bin: &str) {
          request after {stalled_closed:?}; exit 0 after {exited:?}"
     );
     drop(app.lines);
+}
+
+/// Logs `email` in on the example at `base` with the code from its log; the access token.
+async fn login_on(
+    http: &reqwest::Client,
+    base: &str,
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    email: &str,
+) -> String {
+    let r = http
+        .post(format!("{base}/auth/request-otp"))
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let normalized = email.to_ascii_lowercase();
+    let line = wait_for_line(lines, &format!("login code for {normalized}: ")).await;
+    let code = line.rsplit(' ').next().unwrap().to_owned();
+    let r = http
+        .post(format!("{base}/auth/verify-otp"))
+        .json(&json!({ "email": email, "otp": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `GET /app/me` on `base` with `token`: status and body.
+async fn me(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
+    let r = http
+        .get(format!("{base}/app/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Two instances of the example on one user directory (`APP_USERS_DB`, one SQLite file)
+/// and one store (Redis at `OTP_TEST_REDIS_URL` when the test servers run, under key
+/// prefixes of the test's own; otherwise each instance's memory): one address gets one
+/// subject on both, and again after an instance restarts; the administrator of
+/// `APP_ADMINS` is one on both. With Redis, a token of one instance is good on the other,
+/// and the admin router lists the sessions opened on both.
+pub(crate) async fn instances_share_the_user_directory(bin: &str) {
+    let dir = fresh_dir();
+    let db = dir.join("users.sqlite3").to_string_lossy().into_owned();
+    let tag = format!("t{}", rand_suffix());
+    let (otp_prefix, bl_prefix) = (format!("{tag}_otp_"), format!("{tag}_bl_"));
+    let redis = std::env::var("OTP_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("APP_USERS_DB", &db),
+        ("APP_ADMINS", "boss@example.com"),
+        (
+            "OTP_AUTH_JWT_SECRET",
+            "9c1f4e7a2b8d3f6a0e5c7b9d1a4f8e2c6b0d3a7f",
+        ),
+    ];
+    if let Some(url) = &redis {
+        env.extend([
+            ("OTP_AUTH_STORE", "redis"),
+            ("OTP_AUTH_REDIS_URL", url.as_str()),
+            ("OTP_AUTH_OTP_KEY_PREFIX", otp_prefix.as_str()),
+            ("OTP_AUTH_BLACKLIST_KEY_PREFIX", bl_prefix.as_str()),
+        ]);
+    }
+    let http = reqwest::Client::new();
+    let mut a = start(bin, &env).await;
+    let mut b = start(bin, &env).await;
+    let (base_a, base_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+
+    let on_a = login_on(&http, &base_a, &mut a.lines, "shared@example.com").await;
+    let on_b = login_on(&http, &base_b, &mut b.lines, "Shared@Example.com").await;
+    let (status, me_a) = me(&http, &base_a, &on_a).await;
+    assert_eq!(status, 200, "{me_a}");
+    let subject = me_a["subject"].as_str().unwrap().to_owned();
+    assert!(subject.starts_with("user_"), "{subject}");
+    assert_eq!(
+        me(&http, &base_b, &on_b).await.1["subject"],
+        subject.as_str(),
+        "one subject"
+    );
+
+    // Restarted, an instance finds the user where it left them.
+    terminate(&a.child);
+    a.child.wait().await.unwrap();
+    let mut a = start(bin, &env).await;
+    let base_a = format!("http://{}", a.addr);
+    let again = login_on(&http, &base_a, &mut a.lines, "shared@example.com").await;
+    assert_eq!(
+        me(&http, &base_a, &again).await.1["subject"],
+        subject.as_str(),
+        "after a restart"
+    );
+
+    // The administrator is one on both instances.
+    let boss = login_on(&http, &base_b, &mut b.lines, "boss@example.com").await;
+    let roles = me(&http, &base_a, &boss).await;
+    if redis.is_some() {
+        assert_eq!(roles.1["roles"], json!(["member", "admin"]), "{roles:?}");
+        // Sessions live in Redis: a token of one instance is good on the other, and the
+        // admin router on one lists the sessions opened on both.
+        assert_eq!(me(&http, &base_b, &on_a).await.0, 200);
+        let r = http
+            .get(format!(
+                "{base_a}/admin/sessions?email=shared%40example.com"
+            ))
+            .bearer_auth(&boss)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let listed: Value = r.json().await.unwrap();
+        assert_eq!(listed["sessions"].as_array().unwrap().len(), 3, "{listed}");
+    } else {
+        // Each instance's memory holds its own sessions: B's token is unknown to A.
+        assert_eq!(roles.0, 401, "{roles:?}");
+        let (_, on_b_me) = me(&http, &base_b, &boss).await;
+        assert_eq!(on_b_me["roles"], json!(["member", "admin"]), "{on_b_me}");
+    }
+    terminate(&a.child);
+    terminate(&b.child);
 }

@@ -311,7 +311,11 @@ async fn run(app: &App) -> Vec<Seen> {
             code = c;
         }
         // The user id is random too (the examples' user directory).
-        let user = app.hooks.user_of("diff@example.com").unwrap_or_default();
+        let user = app
+            .hooks
+            .user_of("diff@example.com")
+            .await
+            .unwrap_or_default();
         let secrets = [
             (access.as_str(), "<access>"),
             (refresh.as_str(), "<refresh>"),

@@ -1261,7 +1261,8 @@ mod tests {
                 "end_all",
                 "verify_open",
                 "renew",
-                "forget_devices"
+                "forget_devices",
+                "admin"
             ]
         );
     }

@@ -58,3 +58,8 @@ async fn metrics_are_not_on_the_public_port() {
 async fn shutdown_is_not_held_by_a_stalled_client() {
     process_tests::shutdown_is_not_held_by_a_stalled_client(BIN).await;
 }
+
+#[tokio::test]
+async fn instances_share_the_user_directory() {
+    process_tests::instances_share_the_user_directory(BIN).await;
+}

@@ -11,14 +11,15 @@
 //! `OTP_AUTH_STORE` (`memory`, `redis`,
 //! `fred`; `redis` when `OTP_AUTH_REDIS_URL` is set, else `memory`), `OTP_AUTH_MAILER`
 //! (`console`, `smtp`; `smtp` when `OTP_AUTH_SMTP_SERVER` is set, else `console`), `RUST_LOG`,
-//! `APP_ADMINS` (addresses, comma-separated, whose tokens carry the `admin` role), and
+//! `APP_ADMINS` (addresses, comma-separated, whose tokens carry the `admin` role),
+//! `APP_USERS_DB` (the SQLite file of the user directory, default `example-users.sqlite3`
+//! in the working directory, shared by every instance; `:memory:`: this process only), and
 //! every `OTP_AUTH_*` variable of otp-core. With none set: the embedded default (in-memory
 //! store, codes in the log, a random JWT key).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -35,58 +36,78 @@ use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
 
 mod serve;
+mod users;
 
 pub use serve::{SHUTDOWN_GRACE, ServeLimits, metrics_answer, serve, start_metrics};
+pub use users::{DEFAULT_USERS_DB, UserDirectory};
 
-/// The examples' [`Hooks`]: a small user directory and the app's own claims.
+/// The examples' [`Hooks`]: the user directory and the app's own claims.
 ///
 /// - **Users.** Each address that signs in gets a stable random user id (`user_…`), the
-///   token subject, kept in memory (an application keeps it in its database). An email
-///   change moves the id to the new address; an address that is another user's is
-///   refused, with the same answer as any refusal, and so is a change from an address the
-///   user no longer has (two changes racing).
+///   token subject, kept in SQLite ([`UserDirectory`]: the file of `APP_USERS_DB`, shared by
+///   every instance and kept across restarts). An email change moves the id to the new
+///   address; an address that is another user's is refused, with the same answer as any
+///   refusal, and so is a change from an address the user no longer has (two changes
+///   racing).
 /// - **Claims.** Every access token carries the app's own `roles` claim, `["member"]`,
-///   and `["member", "admin"]` for the addresses of `APP_ADMINS`.
-#[derive(Debug, Clone, Default)]
+///   and `["member", "admin"]` for administrators (the addresses of `APP_ADMINS`, marked in
+///   the directory at start; the role follows the user through an email change).
+#[derive(Debug, Clone)]
 pub struct ExampleHooks {
-    admins: Vec<String>,
-    users: Arc<Mutex<HashMap<String, String>>>,
+    users: UserDirectory,
+}
+
+/// `admins` trimmed, lowercased, without blanks.
+fn admin_list<S: AsRef<str>>(admins: impl IntoIterator<Item = S>) -> Vec<String> {
+    admins
+        .into_iter()
+        .map(|a| a.as_ref().trim().to_ascii_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 impl ExampleHooks {
-    /// The hooks, with `admins` (addresses, any case) as administrators.
+    /// The hooks on a private in-memory directory, with `admins` (addresses, any case) as
+    /// administrators: for tests.
     pub fn new<S: AsRef<str>>(admins: impl IntoIterator<Item = S>) -> Self {
-        let admins = admins
-            .into_iter()
-            .map(|a| a.as_ref().trim().to_ascii_lowercase())
-            .filter(|a| !a.is_empty())
-            .collect();
+        let users = UserDirectory::lazy(":memory:", admin_list(admins));
         ExampleHooks {
-            admins,
-            users: Arc::default(),
+            users: users.unwrap_or_else(|e| unreachable!("an in-memory database opens: {e}")),
         }
     }
 
-    /// The user id of `email`, if it has one.
-    pub fn user_of(&self, email: &str) -> Option<String> {
-        let email = Email::parse(email).ok()?;
-        self.users.lock().ok()?.get(email.as_str()).cloned()
+    /// The hooks on `users`.
+    pub fn with_directory(users: UserDirectory) -> Self {
+        ExampleHooks { users }
     }
 
-    /// The hooks with the administrators of `APP_ADMINS`.
-    pub fn from_env() -> Self {
-        Self::new(std::env::var("APP_ADMINS").unwrap_or_default().split(','))
+    /// The user id of `email`, if it has one.
+    pub async fn user_of(&self, email: &str) -> Option<String> {
+        let email = Email::parse(email).ok()?;
+        self.users.user_of(&email).await.ok().flatten()
+    }
+
+    /// The hooks on the directory of `APP_USERS_DB` (default [`DEFAULT_USERS_DB`] in the
+    /// working directory; `:memory:` for one of this process only), with the
+    /// administrators of `APP_ADMINS`; an error names the variable.
+    pub async fn from_env() -> Result<Self, String> {
+        let path = std::env::var("APP_USERS_DB")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_USERS_DB.to_owned());
+        let admins = admin_list(std::env::var("APP_ADMINS").unwrap_or_default().split(','));
+        let users = UserDirectory::open(&path, admins)
+            .await
+            .map_err(|e| format!("APP_USERS_DB={path:?}: the user directory: {e}"))?;
+        tracing::info!(path = %path, "users: sqlite");
+        Ok(ExampleHooks { users })
     }
 }
 
 #[async_trait::async_trait]
 impl Hooks for ExampleHooks {
     async fn subject(&self, email: &Email) -> Result<String, BoxError> {
-        let mut users = self.users.lock().map_err(|_| "user directory poisoned")?;
-        let id = users
-            .entry(email.as_str().to_owned())
-            .or_insert_with(|| format!("user_{:016x}", rand::random::<u64>()));
-        Ok(id.clone())
+        Ok(self.users.subject(email).await?)
     }
 
     async fn change_email(
@@ -95,26 +116,12 @@ impl Hooks for ExampleHooks {
         old: &Email,
         new: &Email,
     ) -> Result<EmailChange, BoxError> {
-        let mut users = self.users.lock().map_err(|_| "user directory poisoned")?;
-        match users.get(new.as_str()) {
-            // Asked again after a store failure: already done.
-            Some(owner) if owner == subject => return Ok(EmailChange::Changed),
-            Some(_) => return Ok(EmailChange::Refused),
-            None => {}
-        }
-        // A token of an address the user no longer has (a change made meanwhile through
-        // another of their tokens) moves nothing.
-        if users.get(old.as_str()).is_none_or(|owner| owner != subject) {
-            return Ok(EmailChange::Refused);
-        }
-        users.remove(old.as_str());
-        users.insert(new.as_str().to_owned(), subject.to_owned());
-        Ok(EmailChange::Changed)
+        Ok(self.users.change_email(subject, old, new).await?)
     }
 
-    async fn claims(&self, _subject: &str, email: &Email) -> Result<Map<String, Value>, BoxError> {
+    async fn claims(&self, subject: &str, _email: &Email) -> Result<Map<String, Value>, BoxError> {
         let mut roles = vec!["member"];
-        if self.admins.iter().any(|a| a == email.as_str()) {
+        if self.users.is_admin(subject).await? {
             roles.push("admin");
         }
         let mut claims = Map::new();
@@ -381,7 +388,7 @@ pub async fn build() -> Result<(OtpAuth, SocketAddr), String> {
     };
     let auth = builder
         .mailer(mailer)
-        .hooks(ExampleHooks::from_env())
+        .hooks(ExampleHooks::from_env().await?)
         .build()
         .map_err(|e| e.to_string())?;
     let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());

@@ -377,8 +377,22 @@ pub async fn audit_events(t: Target) {
             .await
             .unwrap()
     );
+    // The session's event, then the administrator's (no actor for the application's own
+    // call).
+    let kinds = hooks.kinds();
+    let admin_action = |action| AuditKind::AdminAction {
+        action,
+        actor: None,
+    };
+    use otp_core::event::AdminAction;
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        [
+            AuditKind::SessionEnded,
+            admin_action(AdminAction::SessionEnded)
+        ]
+    );
     let e = hooks.last();
-    assert_eq!(e.kind, AuditKind::SessionEnded);
     assert!(e.ip.is_none() && e.user_agent.is_none());
     assert_eq!(
         s.auth
@@ -388,7 +402,14 @@ pub async fn audit_events(t: Target) {
             .unwrap(),
         2
     );
-    assert_eq!(hooks.last().kind, AuditKind::LoggedOutAll { sessions: 2 });
+    let kinds = hooks.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        [
+            AuditKind::LoggedOutAll { sessions: 2 },
+            admin_action(AdminAction::SessionsEnded { count: 2 })
+        ]
+    );
 
     // A sign-in link, and a bad one.
     s.send(post(

@@ -40,7 +40,7 @@ pub async fn email_change(t: Target) {
         "taken@example.com",
     );
     let owner = s.login(taken).await;
-    let owner_id = hooks.user_of(taken).unwrap();
+    let owner_id = hooks.user_of(taken).await.unwrap();
     assert!(owner_id.starts_with("user_"), "{owner_id}");
 
     assert_eq!(s.request_otp(old).await.status, 200);
@@ -52,7 +52,7 @@ pub async fn email_change(t: Target) {
     let (access, _) = access_claims(&r);
     let cookie = r.refresh_cookie().unwrap();
     let subject = claims.sub.clone();
-    assert_eq!(hooks.user_of(old).as_deref(), Some(subject.as_str()));
+    assert_eq!(hooks.user_of(old).await.as_deref(), Some(subject.as_str()));
     // Another device of the same user: the change ends it.
     let second = s.login(old).await;
 
@@ -149,8 +149,8 @@ pub async fn email_change(t: Target) {
     );
     assert!(moved_claims.auth_time.unwrap() >= before);
     assert_eq!(moved_claims.amr, Some(vec!["otp".to_owned()]));
-    assert_eq!(hooks.user_of(new).as_deref(), Some(subject.as_str()));
-    assert_eq!(hooks.user_of(old), None);
+    assert_eq!(hooks.user_of(new).await.as_deref(), Some(subject.as_str()));
+    assert_eq!(hooks.user_of(old).await, None);
     // Spent: the same code again is a 400.
     bearer_post(
         &s,
@@ -241,8 +241,11 @@ pub async fn email_change(t: Target) {
     .await;
     let p = r.assert_problem(403);
     assert_eq!(p["detail"], "This address cannot be used for this account.");
-    assert_eq!(hooks.user_of(taken).as_deref(), Some(owner_id.as_str()));
-    assert_eq!(hooks.user_of(new).as_deref(), Some(subject.as_str()));
+    assert_eq!(
+        hooks.user_of(taken).await.as_deref(),
+        Some(owner_id.as_str())
+    );
+    assert_eq!(hooks.user_of(new).await.as_deref(), Some(subject.as_str()));
     assert_eq!(s.mailer.count(), mails, "no notice for a refused change");
     assert_eq!(s.protected(Some(&again)).await.status, 200);
     assert_eq!(s.protected(Some(&owner.access)).await.status, 200);
@@ -288,7 +291,7 @@ pub async fn concurrent_email_changes(t: Target) {
         .unwrap();
     let s = TestServer::start_auth(t.adapter, auth, backends.mailbox.clone()).await;
     let user = s.login("racer@example.com").await;
-    let subject = hooks.user_of("racer@example.com").unwrap();
+    let subject = hooks.user_of("racer@example.com").await.unwrap();
     let targets = ["racer.a@example.com", "racer.b@example.com"];
     let mut codes = Vec::new();
     for to in targets {
@@ -310,11 +313,14 @@ pub async fn concurrent_email_changes(t: Target) {
         a.text(),
         b.text()
     );
-    let owners: Vec<Option<String>> = targets.iter().map(|t| hooks.user_of(t)).collect();
+    let mut owners: Vec<Option<String>> = Vec::new();
+    for t in &targets {
+        owners.push(hooks.user_of(t).await);
+    }
     let moved = usize::from(a.status != 200);
     assert_eq!(owners[moved].as_deref(), Some(subject.as_str()));
     assert_eq!(owners[1 - moved], None, "one address only: {owners:?}");
-    assert_eq!(hooks.user_of("racer@example.com"), None);
+    assert_eq!(hooks.user_of("racer@example.com").await, None);
 }
 
 /// The default hooks offer no email change: the subject is the address. The code is
