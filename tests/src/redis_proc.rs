@@ -312,3 +312,141 @@ impl RedisCluster {
         replica
     }
 }
+
+/// A master with one replica, watched by one Sentinel (quorum 1, the master down after
+/// 1 s): the Sentinel promotes the replica when the master dies. Run by `redis-server
+/// --sentinel`, the Sentinel that Debian's `redis-sentinel` is.
+#[derive(Debug)]
+pub struct SentinelGroup {
+    /// The first master.
+    pub master: RedisProcess,
+    /// Its replica.
+    pub replica: RedisProcess,
+    /// The Sentinel's port.
+    pub sentinel_port: u16,
+    sentinel: Option<Child>,
+    dir: PathBuf,
+    cli_bin: String,
+}
+
+/// The name the Sentinel monitors the master under.
+pub const SENTINEL_SERVICE: &str = "otpmaster";
+
+impl SentinelGroup {
+    /// Starts the master, its replica (synced) and the Sentinel (which knows both).
+    pub fn start() -> SentinelGroup {
+        let master = RedisProcess::start();
+        let master_port = master.port.to_string();
+        let replica = RedisProcess::start_with(&["--replicaof", "127.0.0.1", &master_port]);
+        let port = free_port(false);
+        let dir =
+            std::env::temp_dir().join(format!("otp-test-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
+                 sentinel failover-timeout {SENTINEL_SERVICE} 4000\n\
+                 sentinel parallel-syncs {SENTINEL_SERVICE} 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let sentinel = Command::new(&master.server_bin)
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let g = SentinelGroup {
+            cli_bin: master.cli_bin.clone(),
+            master,
+            replica,
+            sentinel_port: port,
+            sentinel: Some(sentinel),
+            dir,
+        };
+        g.wait_synced();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !g
+            .sentinel(&["sentinel", "replicas", SENTINEL_SERVICE])
+            .contains("slave")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinel did not find the replica"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        g
+    }
+
+    /// `redis-sentinel://127.0.0.1:<sentinel>/0?sentinelServiceName=…`, as otp-fred takes it.
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}/0?sentinelServiceName={SENTINEL_SERVICE}",
+            self.sentinel_port
+        )
+    }
+
+    /// Runs `redis-cli` against the Sentinel.
+    pub fn sentinel(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.cli_bin)
+            .args(["-p", &self.sentinel_port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the master the Sentinel names now.
+    pub fn master_port(&self) -> u16 {
+        let out = self.sentinel(&["sentinel", "get-master-addr-by-name", SENTINEL_SERVICE]);
+        out.lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the current master has a replica in sync (link up, offsets equal).
+    pub fn wait_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (master, replica) = if self.master_port() == self.replica.port {
+                (&self.replica, &self.master)
+            } else {
+                (&self.master, &self.replica)
+            };
+            let offset = |p: &RedisProcess, field: &str| -> Option<String> {
+                p.cli(&["info", "replication"])
+                    .lines()
+                    .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_owned()))
+            };
+            let up = replica
+                .cli(&["info", "replication"])
+                .contains("master_link_status:up");
+            if up
+                && offset(master, "master_repl_offset:").is_some()
+                && offset(master, "master_repl_offset:") == offset(replica, "slave_repl_offset:")
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sentinel.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -647,6 +647,155 @@ async fn master_killed_during_logins_with_replica_acks_fred() {
     master_killed(Store::FredCluster, 1).await;
 }
 
+/// An app on otp-fred behind a real Sentinel (`redis-sentinel://`): the master is killed
+/// (`kill -9`) while logins run; requests answer 503 (never another 5xx, never a panic)
+/// until the Sentinel promotes the replica and fred follows it, then logins go through
+/// again on the same app. The old master comes back empty once the replica is promoted
+/// (as its supervisor would start it), and the Sentinel makes it the new master's replica.
+/// With `replicas_ack` = 1 every consumed code and every revocation
+/// reached the replica before it was acknowledged: none works again afterwards.
+async fn sentinel_failover(replicas_ack: u32) {
+    use otp_tests::redis_proc::SentinelGroup;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let group = tokio::task::spawn_blocking(SentinelGroup::start)
+        .await
+        .unwrap();
+    let backends = Backends::for_url_acked(
+        Store::Fred,
+        &group.url(),
+        Duration::from_secs(1),
+        KeyLayout::new("otp_", "blacklist_"),
+        replicas_ack,
+    )
+    .await;
+    let cfg = {
+        let mut c = config();
+        c.limits.per_ip_per_minute = 1_000_000;
+        c.limits.verify_failures_per_ip_per_hour = 1_000_000;
+        c
+    };
+    let s = Arc::new(TestServer::start_with(Adapter::Axum, cfg, backends).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let workers = login_load(s.clone(), 4, stop.clone(), seen.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first = group.master.port;
+    let mut group = group;
+    let killed = Instant::now();
+    group.master.stop();
+    let mut group = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while group.master_port() != group.replica.port {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinel did not promote the replica"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        group
+    })
+    .await
+    .unwrap();
+    let promoted_after = killed.elapsed();
+    // The old master's supervisor starts it again (empty): the Sentinel makes it the new
+    // master's replica, so that writes waiting for a replica can be acknowledged again.
+    let group = tokio::task::spawn_blocking(move || {
+        group.master.restart();
+        group
+    })
+    .await
+    .unwrap();
+    let back = loop {
+        let email = format!("back{}@example.com", killed.elapsed().as_millis());
+        let r = s.request_otp(&email).await;
+        if r.status == 200
+            && let Some(code) = s.mailer.last_code(&email)
+            && s.verify_otp(&email, &code).await.status == 200
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no login within 30 s of killing the master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let group = tokio::task::spawn_blocking(move || {
+        group.wait_synced();
+        group
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        group.master_port(),
+        group.replica.port,
+        "the promoted replica stays master"
+    );
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let count = |st: u16| seen.statuses.iter().filter(|s| **s == st).count();
+    let unexpected: Vec<u16> = (seen.statuses.iter().copied())
+        .filter(|s| ![200, 400, 401, 503].contains(s))
+        .take(10)
+        .collect();
+    assert!(unexpected.is_empty(), "answers {unexpected:?}");
+    let mut codes_lost = 0;
+    for (email, code) in &seen.codes {
+        if s.verify_otp(email, code).await.status == 200 {
+            codes_lost += 1;
+        }
+    }
+    let mut revocations_lost = 0;
+    for token in &seen.revoked {
+        if s.protected(Some(token)).await.status == 200 {
+            revocations_lost += 1;
+        }
+    }
+    eprintln!(
+        "Sentinel, fred, REDIS_MIN_REPLICAS_ACK={replicas_ack}: master {first} killed; replica \
+         promoted after {promoted_after:?}, logins again after {back:?}; {} requests: {} × 200, \
+         {} × 503, {} × 400, {} × 401; {} consumed codes, {codes_lost} usable again; {} \
+         revocations, {revocations_lost} lost",
+        seen.statuses.len(),
+        count(200),
+        count(503),
+        count(400),
+        count(401),
+        seen.codes.len(),
+        seen.revoked.len(),
+    );
+    assert!(seen.codes.len() > 10, "logins ran during the test");
+    assert!(count(503) > 0, "the switch was seen as 503s");
+    if replicas_ack > 0 {
+        assert_eq!(codes_lost, 0, "consumed codes usable again");
+        assert_eq!(revocations_lost, 0, "revocations lost");
+    }
+    drop(group);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn sentinel_failover_during_logins_fred() {
+    sentinel_failover(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn sentinel_failover_during_logins_with_replica_acks_fred() {
+    sentinel_failover(1).await;
+}
+
 /// With `OTP_AUTH_REDIS_MIN_REPLICAS_ACK=1` on a server without replicas, a write that must
 /// not be lost is never reported done: verify-otp, refresh and logout answer 503, while
 /// requesting a code (not such a write) works; with 0 everything works.
