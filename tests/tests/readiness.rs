@@ -108,12 +108,11 @@ async fn a_database_index_the_server_lacks_is_not_ready() {
                 let ready = auth.check().await;
                 assert!(ready.store.is_err(), "fred={fred}: {ready}");
                 // redis-rs passes Redis' own reason on; fred retries the SELECT until its
-                // timeout and says only that.
+                // timeout: the answer names the database index the address selects.
+                let text = ready.to_string().to_ascii_lowercase();
+                assert!(text.contains("database 99"), "fred={fred}: {ready}");
                 if !fred {
-                    assert!(
-                        ready.to_string().to_ascii_lowercase().contains("db"),
-                        "{ready}"
-                    );
+                    assert!(text.contains("db"), "{ready}");
                 }
             }
         }
@@ -163,4 +162,62 @@ async fn mail_server_up_and_down() {
         .unwrap();
     let text = auth.check().await.to_string();
     assert!(text.contains("does the server want starttls?"), "{text}");
+}
+
+/// A cluster that no longer serves every slot (a master without a replica killed) is not
+/// ready, and says so (`cluster_state:fail`, read with `CLUSTER INFO` from the node of the
+/// probe's slot) rather than only that its commands time out (CLUSTERDOWN, retried).
+#[tokio::test]
+#[cfg_attr(
+    not(otp_test_redis_bin),
+    ignore = "needs redis-server and redis-cli (OTP_TEST_REDIS_SERVER_BIN, OTP_TEST_REDIS_CLI_BIN): run `cargo xtask test`"
+)]
+async fn a_cluster_with_uncovered_slots_is_not_ready() {
+    use otp_core::store::AddressKey;
+    use otp_core::store::scripted::KeyLayout;
+    use otp_tests::redis_proc::RedisCluster;
+    let mut cluster = tokio::task::spawn_blocking(|| {
+        let c = RedisCluster::create(0);
+        c.wait_ok();
+        c
+    })
+    .await
+    .unwrap();
+    let url = cluster.url();
+    let redis = redis_engine(false, &url).await;
+    let fred = redis_engine(true, &url).await;
+    for auth in [&redis, &fred] {
+        let ready = auth.check().await;
+        assert!(ready.store.is_ok(), "{ready}");
+    }
+    // Kill a master that does not hold the probe's slot.
+    let probe = KeyLayout::from_config(&redis_config(&url)).address(&AddressKey::probe());
+    let victim = (cluster.nodes.iter())
+        .position(|n| n.cli(&["get", &probe]).contains("MOVED"))
+        .unwrap();
+    cluster.nodes[victim].stop();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(cluster.nodes.iter().filter(|n| n.running()))
+            .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:fail"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster did not fail"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    })
+    .await
+    .unwrap();
+    let ready = redis.check().await.to_string();
+    assert!(ready.contains("cluster_state:fail"), "{ready}");
+    assert!(ready.contains("OTP_AUTH_REDIS_URL"), "{ready}");
+    // fred holds every command, `CLUSTER INFO` to a live node too, while it reconnects to
+    // a cluster that lost a node: not ready, but for the reason of a timeout only.
+    let ready = fred.check().await;
+    assert!(ready.store.is_err(), "{ready}");
+    assert!(ready.to_string().contains("OTP_AUTH_REDIS_URL"), "{ready}");
+    drop(cluster);
 }

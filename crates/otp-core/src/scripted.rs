@@ -38,6 +38,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// The database index a `redis://host:port/N` address selects, if it names one.
+fn database_index(url: &str) -> Option<u32> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split(['?', '#']).next()?;
+    let (_, db) = path.split_once('/')?;
+    db.trim_end_matches('/').parse().ok()
+}
+
 /// `url` with its password replaced, for error messages about a Redis address (the same
 /// redaction as `Config`'s `Debug`).
 pub fn redact_url(url: &str) -> String {
@@ -203,6 +211,13 @@ pub trait ScriptRunner: Debug + Send + Sync + 'static {
         Err(StoreError::backend(format!(
             "this store runner cannot read CONFIG {pattern}"
         )))
+    }
+
+    /// `CLUSTER INFO` of the master of `slot` (its text: `cluster_state:ok`, …), for the
+    /// readiness check; `None` on a single server. The default answers `None`.
+    async fn cluster_info(&self, slot: u16) -> Result<Option<String>, StoreError> {
+        let _ = slot;
+        Ok(None)
     }
 
     /// `EXISTS keys…` (all in one slot): how many of `keys` exist, a key named twice
@@ -948,16 +963,37 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
     /// address times out.
     async fn ready(&self) -> Result<(), StoreError> {
         let key = self.keys.address(&AddressKey::probe());
-        let Err(e) = self.runner.exists(&[&key]).await else {
+        // A cluster that does not serve every slot refuses every command (CLUSTERDOWN,
+        // retried until the timeout) or, without full coverage required, answers for some
+        // slots only: its own `cluster_state` says why, so it is read first.
+        let probed = match self.runner.cluster_info(key_slot(&key)).await {
+            Ok(Some(info)) if !info.contains("cluster_state:ok") => {
+                Err(StoreError::unavailable(format!(
+                    "the cluster does not serve every slot ({})",
+                    (info.lines())
+                        .find(|l| l.starts_with("cluster_state:"))
+                        .unwrap_or("no cluster_state")
+                        .trim()
+                )))
+            }
+            _ => self.runner.exists(&[&key]).await.map(|_| ()),
+        };
+        let Err(e) = probed else {
             return Ok(());
         };
         let Some(address) = &self.address else {
             return Err(e);
         };
         let hint = if address.starts_with("rediss") {
-            " (a TLS address: does the server speak TLS on that port?)"
+            " (a TLS address: does the server speak TLS on that port?)".to_owned()
+        } else if let Some(db) = database_index(address).filter(|&db| db > 0) {
+            // redis-rs passes the server's refusal of SELECT on; fred retries it until its
+            // timeout and says only that.
+            format!(
+                " (the address selects database {db}: a server with fewer databases,                  `databases` is 16 by default, refuses it)"
+            )
         } else {
-            ""
+            String::new()
         };
         let what = format!("{}={address}: {e}{hint}", RedisSettings::VARS.url);
         Err(match e {

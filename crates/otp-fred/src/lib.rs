@@ -293,6 +293,32 @@ impl ScriptRunner for FredRunner {
         Ok(servers)
     }
 
+    async fn cluster_info(&self, slot: u16) -> Result<Option<String>, StoreError> {
+        let client = self.pool.next_connected();
+        if !client.is_clustered() {
+            return Ok(None);
+        }
+        // Straight to each connected node in turn: a command routed by slot waits while
+        // fred follows a cluster that is down. Every node reports the same state.
+        let _ = slot;
+        let nodes = client.active_connections();
+        let mut last = None;
+        for node in nodes {
+            let command = CustomCommand::new_static("CLUSTER", ClusterHash::Random, false);
+            let on_node = client.with_cluster_node(node);
+            let call = on_node.custom::<Value, Value>(command, vec![Value::from("INFO")]);
+            match self.bounded("cluster_info", call).await {
+                Ok(reply) => {
+                    return (reply.as_string())
+                        .map(Some)
+                        .ok_or_else(|| Reply::unexpected_type(reply.kind()));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::unavailable("no cluster node is connected")))
+    }
+
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
         // fred's own `EXISTS` (routed by its first key), not a custom command: fred flushes
         // the socket after every custom command and script, but feeds its own commands

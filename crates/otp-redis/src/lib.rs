@@ -304,6 +304,27 @@ impl ScriptRunner for RedisRunner {
         reply.into_iter().map(config_pairs).collect()
     }
 
+    async fn cluster_info(&self, slot: u16) -> Result<Option<String>, StoreError> {
+        let Conn::Cluster(c) = &self.conn else {
+            return Ok(None);
+        };
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("INFO");
+        let one = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let mut c = c.clone();
+        match self
+            .bounded("cluster_info", c.route_command(cmd, one))
+            .await?
+        {
+            Value::BulkString(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Value::VerbatimString { text, .. } => Ok(Some(text)),
+            other => Err(Reply::unexpected_type(other)),
+        }
+    }
+
     async fn exists(&self, keys: &[&str]) -> Result<i64, StoreError> {
         let mut cmd = redis::cmd("EXISTS");
         for k in keys {
