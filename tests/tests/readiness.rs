@@ -221,3 +221,26 @@ async fn a_cluster_with_uncovered_slots_is_not_ready() {
     assert!(ready.to_string().contains("OTP_AUTH_REDIS_URL"), "{ready}");
     drop(cluster);
 }
+
+/// An address that is not a Redis address is refused at connect by both clients, naming
+/// the variable (and never the password).
+#[tokio::test]
+async fn a_bad_redis_address_names_the_variable() {
+    for url in ["http://user:hunter2@localhost:6379", "localhost:6379"] {
+        let config = redis_config(url);
+        let redis = otp_redis::connect(&config)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let fred = otp_fred::connect(&config)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for (name, e) in [("redis", redis), ("fred", fred)] {
+            assert!(e.contains("OTP_AUTH_REDIS_URL"), "{name} {url}: {e}");
+            assert!(!e.contains("hunter2"), "{name} {url}: {e}");
+        }
+    }
+}

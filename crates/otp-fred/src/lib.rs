@@ -71,6 +71,17 @@ impl std::fmt::Debug for FredRunner {
     }
 }
 
+/// The address schemes fred takes.
+const SCHEMES: [&str; 7] = [
+    "redis",
+    "redis+unix",
+    "rediss",
+    "redis-cluster",
+    "rediss-cluster",
+    "redis-sentinel",
+    "rediss-sentinel",
+];
+
 impl FredRunner {
     /// Creates a pool of `size` clients for `url` and connects, waiting at most `timeout`
     /// for the first connection. While the server is unreachable, commands fail after
@@ -80,6 +91,17 @@ impl FredRunner {
         timeout: Duration,
         size: usize,
     ) -> Result<FredRunner, FredStoreError> {
+        // fred reads any scheme as a server address (`http://…` would connect to a Redis
+        // at that host): only Redis' own are taken.
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        if !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+            return Err(SetupError::Url(format!(
+                "{:?} is not a Redis address: use {}",
+                otp_core::store::scripted::redact_url(url),
+                SCHEMES.map(|s| format!("{s}://")).join(", ")
+            ))
+            .into());
+        }
         let mut config = FredConfig::from_url(url)
             .map_err(|e| SetupError::Url(otp_core::store::scripted::redact_url(e.details())))?;
         // With fred's default (`fail_fast`), a first connection that fails is never tried
