@@ -99,8 +99,7 @@ impl FredRunner {
                 "{:?} is not a Redis address: use {}",
                 otp_core::store::scripted::redact_url(url),
                 SCHEMES.map(|s| format!("{s}://")).join(", ")
-            ))
-            .into());
+            )));
         }
         let mut config = FredConfig::from_url(url)
             .map_err(|e| SetupError::Url(otp_core::store::scripted::redact_url(e.details())))?;
