@@ -16,6 +16,7 @@ const SERVERS: &[(&str, &[&str])] = &[
         "otp_test_redis_bin",
         &["OTP_TEST_REDIS_SERVER_BIN", "OTP_TEST_REDIS_CLI_BIN"],
     ),
+    ("otp_test_python", &["OTP_TEST_PYTHON"]),
     (
         "otp_test_browser",
         &["OTP_TEST_CHROMEDRIVER", "OTP_TEST_CHROMIUM"],

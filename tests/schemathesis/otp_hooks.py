@@ -9,6 +9,8 @@ the first and then every other positive case (per phase) of an operation that ne
 gets it, so the success answers are checked too:
 
 - `DELETE /sessions/{id}`: another session of the same user;
+- the admin router (signed in as `APP_ADMINS`' address): an address of its own in the path
+  or the `email` query;
 - `/verify-otp`, `/verify-reauthentication`, `/verify-email-change`: a code just requested
   for a magic address (for the user, for the new address), with its login flow as
   `flow_id` when the case has one;
@@ -36,6 +38,10 @@ COOKIE = os.environ.get("OTP_SCHEMATHESIS_COOKIE", "refresh_token")
 MAGIC_CODE = os.environ.get("OTP_SCHEMATHESIS_MAGIC_CODE", "000000")
 APP_LOG = os.environ.get("OTP_SCHEMATHESIS_APP_LOG")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# The administrator (`APP_ADMINS` of the runs): the admin router's cases sign in as it.
+ADMIN = os.environ.get("OTP_SCHEMATHESIS_ADMIN", "schemathesis-admin@example.com")
 
 
 def magic_address(kind="user"):
@@ -90,7 +96,7 @@ class MagicCodeLogin:
         self.positive_cases = {}
 
     def get(self, case, ctx):
-        email = magic_address()
+        email = ADMIN if case.operation.path.startswith("/admin") else magic_address()
         call("POST", "/request-otp", {"email": email})
         body, cookies = call("POST", "/verify-otp", {"email": email, "otp": MAGIC_CODE})
         login = {"access": body["access_token"], "refresh": body.get("refresh_token")}
@@ -128,6 +134,13 @@ class MagicCodeLogin:
         path = case.operation.path.removeprefix(MOUNT)
         if "other_session" in data:
             case.path_parameters["id"] = data["other_session"]
+        elif path.startswith("/admin"):
+            # An address of its own (never the administrator's: a lock would end its logins).
+            target = magic_address("target")
+            if case.path_parameters is not None and "email" in case.path_parameters:
+                case.path_parameters["email"] = target
+            if path == "/admin/sessions":
+                case.query = {"email": target}
         elif not isinstance(case.body, dict):
             return
         elif path == "/verify-otp":

@@ -17,6 +17,15 @@ fn store<R: ScriptRunner>(runner: R) -> Arc<ScriptedStore<R>> {
     ))
 }
 
+/// An outbox of its own (keys under a fresh prefix) on `runner`.
+fn outbox<R: ScriptRunner>(runner: R) -> Arc<dyn otp_core::outbox::Outbox> {
+    let prefix = format!(
+        "o{}_",
+        otp_core::store::random_id().replace(['-', '_'], "x")
+    );
+    Arc::new(ScriptedStore::new(runner, KeyLayout::new(&prefix, "ob_")))
+}
+
 /// The same store as both halves of a login, as an application builds it.
 fn pair<R: ScriptRunner>(runner: R) -> (Arc<dyn OtpStore>, Arc<dyn TokenBlacklist>) {
     let s = store(runner);
@@ -35,7 +44,7 @@ async fn fred(var: &str) -> otp_fred::FredRunner {
         .expect("creates the pool")
 }
 
-/// The three suites for one client on one server.
+/// The four suites for one client on one server.
 macro_rules! suites {
     ($(#[$attr:meta])* $module:ident, $connect:ident, $var:literal) => {
         mod $module {
@@ -43,6 +52,7 @@ macro_rules! suites {
             otp_core::contract::otp_store_contract!($(#[$attr])* otp, async { store($connect($var).await) });
             otp_core::contract::blacklist_contract!($(#[$attr])* blacklist, async { store($connect($var).await) });
             otp_core::contract::login_contract!($(#[$attr])* login, async { pair($connect($var).await) });
+            otp_core::contract::outbox_contract!($(#[$attr])* outbox, async { outbox($connect($var).await) });
         }
     };
 }

@@ -28,15 +28,17 @@ const RUNS: [(&str, &str); 4] = [
     ("poem-example", "both"),
 ];
 
-/// The settings of every run: the embedded defaults (memory store, console mailer), the
-/// magic-code mode for the addresses the hooks sign in with, the limits out of the way; and
-/// no metrics listener (the public port is what is fuzzed).
+/// The settings of every run: the embedded defaults (memory store, console mailer, users
+/// in memory), the magic-code mode for the addresses the hooks sign in with, one of them an
+/// administrator (the admin router), the limits out of the way; and no metrics listener
+/// (the public port is what is fuzzed).
 const SETTINGS: &str = "OTP_AUTH_STORE=memory OTP_AUTH_MAILER=console OTP_AUTH_COOKIE_SECURE=false \
     OTP_AUTH_DISABLE_LOCAL_AUTH=true OTP_AUTH_MAGIC_OTP_EMAILS=schemathesis-*@example.com \
     OTP_AUTH_OTP_RATE_LIMIT_PER_MINUTE=1000000 OTP_AUTH_OTP_RATE_LIMIT_PER_HOUR=1000000 \
     OTP_AUTH_OTP_RATE_LIMIT_PER_DAY=1000000 OTP_AUTH_OTP_RATE_LIMIT_PER_IP_PER_MINUTE=1000000 \
     OTP_AUTH_VERIFY_FAILURES_PER_IP_PER_HOUR=1000000 OTP_AUTH_OTP_MAX_VERIFY_ATTEMPTS=100 \
-    OTP_AUTH_OTP_LOCKOUT_SECONDS=1 APP_METRICS_ADDR=off NO_COLOR=1 RUST_LOG=info";
+    OTP_AUTH_OTP_LOCKOUT_SECONDS=1 APP_METRICS_ADDR=off NO_COLOR=1 RUST_LOG=info \
+    APP_ADMINS=schemathesis-admin@example.com APP_USERS_DB=:memory:";
 
 /// Builds the examples (`cargo build BUILD`) and runs Schemathesis against both; the exit
 /// code of the first failing run, or 0.
@@ -135,16 +137,29 @@ fn ensure_installed(venv: &Path) -> Result<PathBuf, String> {
     let program = venv.join("bin/schemathesis");
     let installed = crate::cmd::output(Command::new(&program).arg("--version"))
         .is_ok_and(|out| out.contains(VERSION));
-    if installed {
-        return Ok(program);
+    if !installed {
+        python_venv(venv, &format!("schemathesis=={VERSION}"))?;
     }
-    eprintln!(
-        "xtask: installing schemathesis {VERSION} in {}",
-        venv.display()
-    );
-    let python = crate::servers::find_program("python3")
+    Ok(program)
+}
+
+/// The Python of the virtual environment `venv`, made and filled with `requirement`
+/// (`name==version`) when that is not installed there yet.
+pub(crate) fn python_venv(venv: &Path, requirement: &str) -> Result<PathBuf, String> {
+    let python = venv.join("bin/python");
+    let (name, version) = requirement.split_once("==").unwrap_or((requirement, ""));
+    let installed = crate::cmd::output(Command::new(venv.join("bin/pip")).args(["show", name]))
+        .is_ok_and(|out| {
+            out.lines()
+                .any(|l| l.trim() == format!("Version: {version}"))
+        });
+    if installed {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing {requirement} in {}", venv.display());
+    let system = crate::servers::find_program("python3")
         .ok_or("python3 not found: install Python 3.9 or later (Debian: python3 python3-venv)")?;
-    let mut make_venv = Command::new(python);
+    let mut make_venv = Command::new(system);
     make_venv
         .args(["-m", "venv", "--clear"])
         .arg(venv)
@@ -158,10 +173,10 @@ fn ensure_installed(venv: &Path) -> Result<PathBuf, String> {
     }
     let mut pip = Command::new(venv.join("bin/pip"));
     pip.args(["install", "--quiet", "--disable-pip-version-check"])
-        .arg(format!("schemathesis=={VERSION}"))
+        .arg(requirement)
         .stdin(Stdio::null());
     if run(&mut pip)? != 0 {
         return Err(format!("`{}` failed", display(&pip)));
     }
-    Ok(program)
+    Ok(python)
 }

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use crate::cmd::{display, output, run};
 
 /// Prefix of the temporary directories, followed by `<pid>-<nanos>`.
+/// The Standard Webhooks reference library (PyPI), pinned: the tests verify our webhook
+/// signatures with it (`OTP_TEST_PYTHON`).
+const STANDARD_WEBHOOKS: &str = "standardwebhooks==1.3.0";
+
 const DIR_PREFIX: &str = "otp-xtask-";
 
 /// The binaries, and the Debian package that provides each.
@@ -333,6 +337,11 @@ impl Servers {
         eprintln!("xtask: smtp-sink {smtp} up");
         servers.spawn_watchdog();
 
+        // The Standard Webhooks reference implementation, which checks our signatures.
+        let python = crate::schemathesis::python_venv(
+            &crate::cmd::target_dir().join("webhooks-venv"),
+            STANDARD_WEBHOOKS,
+        )?;
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let [n1, n2, n3] = &nodes;
         let cluster_url = format!("redis-cluster://{n1}?node={n2}&node={n3}");
@@ -345,6 +354,7 @@ impl Servers {
             ("OTP_TEST_REDIS_CLI_BIN", path(&tools["redis-cli"])),
             ("OTP_TEST_CHROMIUM", path(&tools["chromium"])),
             ("OTP_TEST_CHROMEDRIVER", path(&tools["chromedriver"])),
+            ("OTP_TEST_PYTHON", path(&python)),
             ("OTP_TEST_SERVERS", "1".to_owned()),
         ];
         Ok(servers)

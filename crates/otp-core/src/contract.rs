@@ -28,7 +28,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[doc(inline)]
-pub use crate::{blacklist_contract, login_contract, otp_store_contract};
+pub use crate::{blacklist_contract, login_contract, otp_store_contract, outbox_contract};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -2024,6 +2024,272 @@ macro_rules! blacklist_contract {
             $crate::contract::$t(make().await).await;
         }
         $crate::blacklist_contract!(@tests [$($attr)*] $($rest),*);
+    };
+    (@tests [$($attr:tt)*]) => {};
+}
+
+/// Limits for the outbox tests: a lease of one second, room for `capacity` items.
+fn outbox_limits(capacity: u32) -> crate::outbox::OutboxLimits {
+    crate::outbox::OutboxLimits {
+        capacity,
+        lease: Duration::from_secs(1),
+        dead_capacity: 3,
+    }
+}
+
+/// Appends `n` events with ids `<tag>-<i>` and payload `p<i>`; their ids.
+async fn append_events(o: &dyn crate::outbox::Outbox, tag: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{tag}-{i}");
+        let appended = o
+            .append(
+                crate::outbox::OutboxKind::Event,
+                &id,
+                format!("p{i}").as_bytes(),
+                &outbox_limits(1000),
+            )
+            .await
+            .unwrap();
+        assert!(appended, "append {id}");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Appended items are claimed in order, each once, with their kind, id, payload (any
+/// bytes), no attempts and their creation time; acknowledged, they are gone.
+pub async fn outbox_claims_in_order_once(o: Arc<dyn crate::outbox::Outbox>) {
+    use crate::outbox::OutboxKind;
+    let l = outbox_limits(1000);
+    let before = now_secs() * 1000;
+    let ids = append_events(&*o, "a", 3).await;
+    let binary: Vec<u8> = (0..=255u8).collect();
+    assert!(
+        o.append(OutboxKind::Mail, "mail-1", &binary, &l)
+            .await
+            .unwrap()
+    );
+    let first = o.claim("one", 2, &l).await.unwrap();
+    let got: Vec<&str> = first.iter().map(|c| c.item.id.as_str()).collect();
+    expect!(
+        got,
+        vec![ids[0].as_str(), ids[1].as_str()],
+        "the first two, in order"
+    );
+    let c = &first[0].item;
+    expect!(
+        (c.kind, c.payload.as_slice(), c.attempts),
+        (OutboxKind::Event, &b"p0"[..], 0),
+        "item"
+    );
+    assert!(
+        (before..=before + 5_000).contains(&c.created_ms),
+        "created {} vs {before}",
+        c.created_ms
+    );
+    let rest = o.claim("two", 10, &l).await.unwrap();
+    let got: Vec<&str> = rest.iter().map(|c| c.item.id.as_str()).collect();
+    expect!(
+        got,
+        vec![ids[2].as_str(), "mail-1"],
+        "the rest, to another instance"
+    );
+    expect!(
+        (rest[1].item.kind, rest[1].item.payload.clone()),
+        (OutboxKind::Mail, binary),
+        "binary payload"
+    );
+    let stats = o.stats().await.unwrap();
+    expect!((stats.depth, stats.claimed), (4, 4), "all claimed");
+    for c in first.iter().chain(&rest) {
+        o.ack(c).await.unwrap();
+        o.ack(c).await.unwrap(); // twice changes nothing
+    }
+    expect!(
+        o.claim("one", 10, &l).await.unwrap(),
+        vec![],
+        "nothing left"
+    );
+    let stats = o.stats().await.unwrap();
+    expect!(
+        (stats.depth, stats.claimed, stats.oldest_created_ms),
+        (0, 0, None),
+        "empty"
+    );
+}
+
+/// An item whose instance died (its lease ran out) goes to the next claim, of any
+/// instance, with its id; within the lease nobody else gets it.
+pub async fn outbox_lease_runs_out(o: Arc<dyn crate::outbox::Outbox>) {
+    let l = outbox_limits(1000);
+    let ids = append_events(&*o, "b", 1).await;
+    let held = o.claim("dies", 5, &l).await.unwrap();
+    expect!(held.len(), 1, "claimed");
+    expect!(
+        o.claim("other", 5, &l).await.unwrap(),
+        vec![],
+        "within the lease"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let taken = o.claim("other", 5, &l).await.unwrap();
+    expect!(
+        taken.iter().map(|c| c.item.id.clone()).collect::<Vec<_>>(),
+        ids,
+        "taken over"
+    );
+    o.ack(&taken[0]).await.unwrap();
+    // The dead instance's late acknowledgement changes nothing.
+    o.ack(&held[0]).await.unwrap();
+    expect!(o.stats().await.unwrap().depth, 0, "delivered once");
+}
+
+/// A retry keeps the item out of claims for its delay, then gives it back with its id
+/// and one more attempt.
+pub async fn outbox_retry_waits_and_keeps_the_id(o: Arc<dyn crate::outbox::Outbox>) {
+    let l = outbox_limits(1000);
+    let ids = append_events(&*o, "c", 1).await;
+    let c = o.claim("w", 5, &l).await.unwrap().remove(0);
+    o.retry(&c, Duration::from_millis(1000)).await.unwrap();
+    let stats = o.stats().await.unwrap();
+    expect!(
+        (stats.depth, stats.delayed, stats.claimed),
+        (1, 1, 0),
+        "delayed"
+    );
+    assert!(
+        stats.oldest_created_ms.is_some(),
+        "a delayed item is the oldest"
+    );
+    expect!(
+        o.claim("w", 5, &l).await.unwrap(),
+        vec![],
+        "not before its time"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = o.claim("w", 5, &l).await.unwrap();
+    expect!(again.len(), 1, "due");
+    expect!(
+        (again[0].item.id.clone(), again[0].item.attempts),
+        (ids[0].clone(), 1),
+        "same id, one attempt"
+    );
+    o.retry(&again[0], Duration::ZERO).await.unwrap();
+    let third = o.claim("w", 5, &l).await.unwrap();
+    expect!(third[0].item.attempts, 2, "two attempts");
+    o.ack(&third[0]).await.unwrap();
+    expect!(o.stats().await.unwrap().depth, 0, "delivered");
+}
+
+/// The outbox refuses appends at its capacity (waiting, claimed and delayed items
+/// count), and takes them again once one is delivered.
+pub async fn outbox_is_bounded(o: Arc<dyn crate::outbox::Outbox>) {
+    use crate::outbox::OutboxKind;
+    let l = outbox_limits(2);
+    assert!(o.append(OutboxKind::Event, "d-1", b"x", &l).await.unwrap());
+    assert!(o.append(OutboxKind::Event, "d-2", b"x", &l).await.unwrap());
+    assert!(
+        !o.append(OutboxKind::Event, "d-3", b"x", &l).await.unwrap(),
+        "full"
+    );
+    let c = o.claim("w", 1, &l).await.unwrap().remove(0);
+    o.retry(&c, Duration::from_secs(60)).await.unwrap();
+    assert!(
+        !o.append(OutboxKind::Event, "d-3", b"x", &l).await.unwrap(),
+        "a delayed one counts"
+    );
+    let c = o.claim("w", 1, &l).await.unwrap().remove(0);
+    o.ack(&c).await.unwrap();
+    assert!(
+        o.append(OutboxKind::Event, "d-3", b"x", &l).await.unwrap(),
+        "room again"
+    );
+}
+
+/// A buried item is a dead letter (one more attempt), readable, kept up to its cap, and
+/// replayed with its id and attempts reset.
+pub async fn outbox_dead_letters_replay(o: Arc<dyn crate::outbox::Outbox>) {
+    let l = outbox_limits(1000);
+    let ids = append_events(&*o, "e", 5).await;
+    for c in o.claim("w", 5, &l).await.unwrap() {
+        o.bury(&c, &l).await.unwrap();
+    }
+    let stats = o.stats().await.unwrap();
+    expect!((stats.depth, stats.dead), (0, 3), "the last three kept");
+    let dead = o.dead_letters(10).await.unwrap();
+    let got: Vec<(String, u32)> = dead.iter().map(|d| (d.id.clone(), d.attempts)).collect();
+    let want: Vec<(String, u32)> = ids[2..].iter().map(|i| (i.clone(), 1)).collect();
+    expect!(got, want, "oldest first");
+    expect!(o.dead_letters(1).await.unwrap().len(), 1, "at most max");
+    expect!(o.replay_dead().await.unwrap(), 3, "replayed");
+    let back = o.claim("w", 10, &l).await.unwrap();
+    let got: Vec<(String, u32)> = back
+        .iter()
+        .map(|c| (c.item.id.clone(), c.item.attempts))
+        .collect();
+    let want: Vec<(String, u32)> = ids[2..].iter().map(|i| (i.clone(), 0)).collect();
+    expect!(got, want, "back, attempts reset");
+    expect!(o.stats().await.unwrap().dead, 0, "no dead letters left");
+}
+
+/// Instances claiming at once share the items: each is claimed exactly once.
+pub async fn outbox_concurrent_claims_share(o: Arc<dyn crate::outbox::Outbox>) {
+    let l = outbox_limits(1000);
+    let ids = append_events(&*o, "f", 40).await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let o = o.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = o.claim(&format!("w{w}"), 3, &l).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for c in batch {
+                    got.push(c.item.id.clone());
+                    o.ack(&c).await.unwrap();
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let mut want = ids.clone();
+    want.sort();
+    expect!(all, want, "each once");
+}
+
+/// Instantiates the [`Outbox`](crate::outbox::Outbox) contract as one test per case, in a
+/// module named `$name`. `$make` is an async expression giving an
+/// `Arc<dyn Outbox>` of its own (an empty outbox each time: the tests count its items).
+#[doc(hidden)] // shown in this module (`contract::…!`)
+#[macro_export]
+macro_rules! outbox_contract {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn make() -> ::std::sync::Arc<dyn $crate::outbox::Outbox> {
+                $make.await
+            }
+            $crate::outbox_contract!(@tests [$(#[$attr])*]
+                outbox_claims_in_order_once, outbox_lease_runs_out,
+                outbox_retry_waits_and_keeps_the_id, outbox_is_bounded,
+                outbox_dead_letters_replay, outbox_concurrent_claims_share);
+        }
+    };
+    (@tests [$($attr:tt)*] $t:ident $(, $rest:ident)*) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $t() {
+            $crate::contract::$t(make().await).await;
+        }
+        $crate::outbox_contract!(@tests [$($attr)*] $($rest),*);
     };
     (@tests [$($attr:tt)*]) => {};
 }

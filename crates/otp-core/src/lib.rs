@@ -92,11 +92,13 @@ mod jwk;
 #[cfg(feature = "links")]
 mod link;
 mod memory;
+pub mod outbox;
 mod pages;
 mod primitives;
 mod problem;
 mod routes;
 mod web;
+pub mod webhook;
 
 /// What the application's policy code uses: [`Hooks`] and the values it is given (the
 /// normalized [`Email`](crate::hooks::Email)).

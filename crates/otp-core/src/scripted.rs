@@ -297,6 +297,22 @@ scripts! {
     FORGET_DEVICES = 17, "forget_devices", lua!("now", "address", "forget_devices");
     /// Read or change an address for an administrator (lock, unlock, a sign-in).
     ADMIN = 18, "admin", lua!("now", "address", "admin");
+    /// Append an item to the outbox, unless it is full.
+    OUTBOX_APPEND = 19, "outbox_append", lua!("now", "outbox_fn", "outbox_append");
+    /// Claim outbox items: leases run out, due retries, new ones.
+    OUTBOX_CLAIM = 20, "outbox_claim", lua!("now", "outbox_fn", "outbox_claim");
+    /// Acknowledge a delivered outbox item.
+    OUTBOX_ACK = 21, "outbox_ack", lua!("outbox_ack");
+    /// Delay an outbox item for a retry.
+    OUTBOX_RETRY = 22, "outbox_retry", lua!("now", "outbox_fn", "outbox_retry");
+    /// Make an outbox item a dead letter.
+    OUTBOX_BURY = 23, "outbox_bury", lua!("outbox_fn", "outbox_bury");
+    /// Read the outbox's dead letters.
+    OUTBOX_DEAD = 24, "outbox_dead", lua!("outbox_dead");
+    /// Put the outbox's dead letters back.
+    OUTBOX_REPLAY = 25, "outbox_replay", lua!("outbox_fn", "outbox_replay");
+    /// How full the outbox is.
+    OUTBOX_STATS = 26, "outbox_stats", lua!("outbox_fn", "outbox_stats");
 }
 
 impl Script {
@@ -321,6 +337,9 @@ impl Script {
             RENEW.id,
             FORGET_DEVICES.id,
             ADMIN.id,
+            OUTBOX_APPEND.id,
+            OUTBOX_RETRY.id,
+            OUTBOX_BURY.id,
         ]
         .contains(&self.id)
     }
@@ -523,6 +542,12 @@ impl KeyLayout {
     /// counter).
     pub fn ip_failures(&self, ip: &crate::code::IpKey) -> String {
         format!("{}vf:{{{}}}", self.otp_prefix, ip.as_str())
+    }
+
+    /// A key of the outbox (`s` its stream, `z` and `d` its delayed items, `x` its dead
+    /// letters): all in one slot, the outbox's own.
+    pub fn outbox(&self, part: &str) -> String {
+        format!("{{{}outbox}}:{part}", self.otp_prefix)
     }
 
     /// A session, in its subject's slot: the id's subject key is the hash tag, and the
@@ -1298,8 +1323,14 @@ mod tests {
                 "verify_open",
                 "renew",
                 "forget_devices",
-                "admin"
+                "admin",
+                "outbox_append",
+                "outbox_retry",
+                "outbox_bury"
             ]
         );
     }
 }
+
+#[path = "scripted_outbox.rs"]
+mod outbox_impl;

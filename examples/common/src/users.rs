@@ -74,8 +74,15 @@ impl UserDirectory {
     /// an error now rather than at the first login.
     pub async fn open(path: &str, admins: Vec<String>) -> Result<UserDirectory, sqlx::Error> {
         let d = Self::lazy(path, admins)?;
-        d.init().await?;
-        Ok(d)
+        // Instances starting together contend for the file's first write (the switch to
+        // WAL, the schema): SQLite may answer "locked" at once rather than wait.
+        for _ in 0..50 {
+            match d.init().await {
+                Err(e) if is_busy(&e) => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => return other.map(|()| d),
+            }
+        }
+        d.init().await.map(|()| d)
     }
 
     /// The schema, and the administrators' rows with the role (new ids for addresses
@@ -183,6 +190,11 @@ impl UserDirectory {
     }
 }
 
+/// Whether `e` is SQLite's "busy" or "locked".
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("5" | "6")))
+}
+
 /// A new user id: `user_` and 64 random bits in hex.
 fn new_id() -> String {
     format!("user_{:016x}", rand::random::<u64>())
@@ -202,8 +214,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("users.sqlite3").to_string_lossy().into_owned();
         let admins = vec!["boss@example.com".to_owned()];
-        let a = UserDirectory::open(&path, admins.clone()).await.unwrap();
-        let b = UserDirectory::open(&path, admins).await.unwrap();
+        // Opened at once, as instances starting together do.
+        let (a, b) = tokio::join!(
+            UserDirectory::open(&path, admins.clone()),
+            UserDirectory::open(&path, admins)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
         let email = Email::parse("racer@example.com").unwrap();
         let mut tasks = Vec::new();
         for i in 0..40 {

@@ -235,6 +235,17 @@ pub enum Withheld {
     Locked,
 }
 
+impl Withheld {
+    /// `refused`, `magic_code` or `locked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withheld::Refused => "refused",
+            Withheld::MagicCode => "magic_code",
+            Withheld::Locked => "locked",
+        }
+    }
+}
+
 /// What an administrator did ([`EventKind::AdminAction`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
