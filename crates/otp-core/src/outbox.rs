@@ -29,6 +29,10 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::primitives::random_id;
 
+#[path = "outbox_worker.rs"]
+mod worker;
+pub use worker::{Deliver, Delivery, OutboxWorker, Pass, RetryPolicy};
+
 /// What an item carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutboxKind {
@@ -214,7 +218,7 @@ impl MemoryOutbox {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

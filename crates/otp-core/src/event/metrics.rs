@@ -19,6 +19,10 @@
 //! | `otp_logouts_total` | counter | `scope`: `session` (each session `/logout` ended), `all` (`/logout-all`, an email change, or the application), `others`, `one` (by its user or the application) |
 //! | `otp_sessions_evicted_total` | counter | sessions ended at login by `OTP_AUTH_MAX_SESSIONS_PER_USER` |
 //! | `otp_admin_actions_total` | counter | `action`: `sessions_listed`, `sessions_ended`, `session_ended`, `address_read`, `locked`, `unlocked`, `sign_in_issued` |
+//! | `otp_outbox_depth` | gauge | items not yet delivered (waiting, claimed, delayed), after each pass of the outbox worker |
+//! | `otp_outbox_oldest_age_seconds` | gauge | the age of the oldest of them (0 when empty) |
+//! | `otp_outbox_dead_letters` | gauge | dead letters |
+//! | `otp_outbox_deliveries_total` | counter | `kind`: `event`, `mail`; `outcome`: `delivered`, `retried`, `dead` |
 //! | `otp_request_duration_seconds` | histogram | `endpoint`, `status` |
 //! | `otp_refused_requests_total` | counter | `status`: answers given before an endpoint ran (unknown path 404, wrong method 405, body over the limit 413, no client address 500) |
 //! | `otp_memory_store_full_total` | counter | `table`: `addresses`, `ip_requests`, `ip_failures`, `sessions`, `revoked`; `outcome`: `evicted` (a least recently used entry without pending code or lockout made room), `refused` (503) |
@@ -31,7 +35,7 @@ use crate::error::MailError;
 use crate::mailer::MessageKind;
 
 #[cfg(feature = "metrics")]
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 
 /// Without the `metrics` feature every recording is a no-op (the arguments are still
 /// evaluated, so both builds check the same code).
@@ -43,6 +47,7 @@ mod off {
     impl Noop {
         pub(super) fn increment(&self, _: u64) {}
         pub(super) fn record(&self, _: f64) {}
+        pub(super) fn set(&self, _: f64) {}
     }
 
     macro_rules! counter {
@@ -53,9 +58,10 @@ mod off {
     }
     pub(crate) use counter;
     pub(crate) use counter as histogram;
+    pub(crate) use counter as gauge;
 }
 #[cfg(not(feature = "metrics"))]
-use off::{counter, histogram};
+use off::{counter, gauge, histogram};
 
 /// `otp_codes_requested_total`
 pub const CODES_REQUESTED: &str = "otp_codes_requested_total";
@@ -79,6 +85,14 @@ pub const LOGOUTS: &str = "otp_logouts_total";
 pub const SESSIONS_EVICTED: &str = "otp_sessions_evicted_total";
 /// `otp_admin_actions_total`
 pub const ADMIN_ACTIONS: &str = "otp_admin_actions_total";
+/// `otp_outbox_depth`
+pub const OUTBOX_DEPTH: &str = "otp_outbox_depth";
+/// `otp_outbox_oldest_age_seconds`
+pub const OUTBOX_OLDEST_AGE: &str = "otp_outbox_oldest_age_seconds";
+/// `otp_outbox_dead_letters`
+pub const OUTBOX_DEAD: &str = "otp_outbox_dead_letters";
+/// `otp_outbox_deliveries_total`
+pub const OUTBOX_DELIVERIES: &str = "otp_outbox_deliveries_total";
 /// `otp_request_duration_seconds`
 pub const REQUEST_DURATION: &str = "otp_request_duration_seconds";
 /// `otp_refused_requests_total`
@@ -204,4 +218,23 @@ fn status_label(status: u16) -> &'static str {
         503 => "503",
         _ => "other",
     }
+}
+
+/// The outbox's state after a pass of its worker.
+pub(crate) fn outbox_state(stats: &crate::outbox::OutboxStats, now_ms: u64) {
+    gauge!(OUTBOX_DEPTH).set(stats.depth as f64);
+    gauge!(OUTBOX_DEAD).set(stats.dead as f64);
+    let age = stats
+        .oldest_created_ms
+        .map_or(0.0, |c| now_ms.saturating_sub(c) as f64 / 1000.0);
+    gauge!(OUTBOX_OLDEST_AGE).set(age);
+}
+
+/// One settled delivery attempt.
+pub(crate) fn outbox_delivery(kind: crate::outbox::OutboxKind, outcome: &'static str) {
+    let kind = match kind {
+        crate::outbox::OutboxKind::Event => "event",
+        crate::outbox::OutboxKind::Mail => "mail",
+    };
+    counter!(OUTBOX_DELIVERIES, "kind" => kind, "outcome" => outcome).increment(1);
 }
