@@ -732,11 +732,10 @@ async fn sentinel_failover(replicas_ack: u32) {
     })
     .await
     .unwrap();
-    assert_eq!(
-        group.master_port(),
-        group.replica.port,
-        "the promoted replica stays master"
-    );
+    // Under load (CI runs tests side by side) the Sentinel may see the promoted replica
+    // miss its 1 s and fail over again, to the restarted old master once it has synced:
+    // a second switch, which the checks below cover as well.
+    let master_now = group.master_port();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let count = |st: u16| seen.statuses.iter().filter(|s| **s == st).count();
     let unexpected: Vec<u16> = (seen.statuses.iter().copied())
@@ -758,7 +757,8 @@ async fn sentinel_failover(replicas_ack: u32) {
     }
     eprintln!(
         "Sentinel, fred, REDIS_MIN_REPLICAS_ACK={replicas_ack}: master {first} killed; replica \
-         promoted after {promoted_after:?}, logins again after {back:?}; {} requests: {} × 200, \
+         promoted after {promoted_after:?}, logins again after {back:?}; master at the end \
+         {master_now}; {} requests: {} × 200, \
          {} × 503, {} × 400, {} × 401; {} consumed codes, {codes_lost} usable again; {} \
          revocations, {revocations_lost} lost",
         seen.statuses.len(),
