@@ -66,12 +66,15 @@ pub(crate) async fn wait_for_line(
     needle: &str,
 ) -> String {
     tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains(needle) {
                 return line;
             }
+            seen.push(line);
         }
-        panic!("the example exited before logging {needle:?}");
+        let tail = seen[seen.len().saturating_sub(5)..].join("\n");
+        panic!("the example exited before logging {needle:?}; its last lines:\n{tail}");
     })
     .await
     .unwrap_or_else(|_| panic!("no log line with {needle:?} within 20 s"))

@@ -192,7 +192,19 @@ impl UserDirectory {
 
 /// Whether `e` is SQLite's "busy" or "locked".
 fn is_busy(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("5" | "6")))
+    // The primary code (the low byte of an extended one: SQLITE_BUSY_SNAPSHOT is 517).
+    let primary = |d: &dyn sqlx::error::DatabaseError| {
+        d.code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    };
+    match e {
+        sqlx::Error::Database(d) => primary(d.as_ref()),
+        other => {
+            let text = other.to_string().to_ascii_lowercase();
+            text.contains("database is locked") || text.contains("busy")
+        }
+    }
 }
 
 /// A new user id: `user_` and 64 random bits in hex.
