@@ -42,8 +42,8 @@ fn rand_suffix() -> u64 {
 }
 
 /// The example with a clean environment (no `OTP_AUTH_*`, no `APP_*`), in a fresh working
-/// directory (where the user directory's default file goes), its metrics on a free port
-/// (tests run side by side; `extra` may say otherwise), plus `extra`.
+/// directory (where the user directory's default file goes), no metrics listener (`extra`
+/// may say otherwise), plus `extra`.
 pub(crate) fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.current_dir(fresh_dir());
@@ -52,7 +52,9 @@ pub(crate) fn example(bin: &str, extra: &[(&str, &str)]) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("APP_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+    // No metrics listener unless a test asks for one: a port picked free here can be taken
+    // by another test's process before this one binds it.
+    cmd.env("APP_METRICS_ADDR", "off")
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
