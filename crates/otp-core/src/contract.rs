@@ -1190,8 +1190,9 @@ pub async fn signed_in_flows_stay_bound(store: Arc<dyn OtpStore>) {
     );
 }
 
-/// An administrator's lock refuses code requests ([`IssueOutcome::Locked`], nothing counted)
-/// and ends the pending flows; unlocking ends it and the lockout of unbound guesses with
+/// An administrator's lock withholds codes ([`IssueOutcome::Locked`]): a request is counted
+/// and refused by the limits like anyone's, its flow holds a code nobody can present; the
+/// lock ends the pending flows; unlocking ends it and the lockout of unbound guesses with
 /// their failures; a lock ends by itself at its time. The status reports each.
 pub async fn admin_lock_and_unlock(store: Arc<dyn OtpStore>) {
     let f = Fixture::new();
@@ -1224,19 +1225,36 @@ pub async fn admin_lock_and_unlock(store: Arc<dyn OtpStore>) {
     );
     expect!(
         store.issue(&f.issue("222222", None, l)).await.unwrap(),
-        IssueOutcome::Locked,
+        IssueOutcome::Locked { resent: false },
         "a request while locked"
     );
-    expect!(
-        read().await.unwrap().minute,
-        1,
-        "a refused request is not counted"
-    );
+    expect!(read().await.unwrap().minute, 2, "counted like anyone's");
     expect!(
         store.verify(&f.verify("111111", l)).await.unwrap(),
-        VerifyOutcome::NoCode { attempts_left: 2 },
+        VerifyOutcome::Mismatch { attempts_left: 2 },
         "the code pending at the lock"
     );
+    expect!(
+        store.verify(&f.verify("222222", l)).await.unwrap(),
+        VerifyOutcome::Mismatch { attempts_left: 1 },
+        "nor the one asked for while locked"
+    );
+    // Locked or not, the same answers to the same requests: the minute's cap refuses
+    // the sixth of both.
+    let (locked, open) = (Fixture::new(), Fixture::new());
+    store.administer(&locked.address, &lock, &l).await.unwrap();
+    for i in 0..6 {
+        let a = store.issue(&locked.issue("333333", None, l)).await.unwrap();
+        let b = store.issue(&open.issue("333333", None, l)).await.unwrap();
+        match (a, b) {
+            (IssueOutcome::Locked { resent: false }, ISSUED) if i < 5 => {}
+            (
+                IssueOutcome::AddressLimited { limit: x, .. },
+                IssueOutcome::AddressLimited { limit: y, .. },
+            ) if i == 5 && x == y => {}
+            other => panic!("request {i}: locked and open differ: {other:?}"),
+        }
+    }
     let unlocked = store
         .administer(&f.address, &AddressOp::Unlock, &l)
         .await
@@ -1279,7 +1297,7 @@ pub async fn admin_lock_and_unlock(store: Arc<dyn OtpStore>) {
     store.administer(&f.address, &short, &l).await.unwrap();
     expect!(
         store.issue(&f.issue("444444", None, l)).await.unwrap(),
-        IssueOutcome::Locked,
+        IssueOutcome::Locked { resent: false },
         "within the short lock"
     );
     tokio::time::sleep(Duration::from_millis(1700)).await;

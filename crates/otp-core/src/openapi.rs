@@ -97,15 +97,7 @@ pub fn document(auth: &OtpAuth, mount: &str) -> OpenApi {
         .components(Some(
             ComponentsBuilder::new()
                 .schemas_from_iter(spec.schemas)
-                .security_scheme(
-                    BEARER,
-                    SecurityScheme::Http(
-                        HttpBuilder::new()
-                            .scheme(HttpAuthScheme::Bearer)
-                            .bearer_format("JWT")
-                            .build(),
-                    ),
-                )
+                .security_scheme(BEARER, bearer_scheme())
                 .build(),
         ))
         .build();
@@ -418,6 +410,16 @@ fn json_object(description: &str) -> Response {
         .build()
 }
 
+/// The `bearer` scheme: `Authorization: Bearer <JWT>`.
+fn bearer_scheme() -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build(),
+    )
+}
+
 fn bearer() -> SecurityRequirement {
     SecurityRequirement::new(BEARER, Vec::<String>::new())
 }
@@ -594,15 +596,7 @@ pub fn add_admin(doc: &mut OpenApi, mount: &str) {
         components.schemas.entry(name).or_insert(schema);
     }
     if !components.security_schemes.contains_key(BEARER) {
-        components.add_security_scheme(
-            BEARER,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+        components.add_security_scheme(BEARER, bearer_scheme());
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::code::{CodeMac, DeviceKey, FlowKey};
+use crate::code::{CODE_MAC_LEN, CodeMac, DeviceKey, FlowKey};
 use crate::store::{
     AddressLimit, AddressOp, AddressStatus, CallId, DAY, HOUR, IssueOutcome, IssueRequest, Limits,
     Renewal, RotateOutcome, Rotation, SessionAuth, VerifyOutcome, VerifyRequest,
@@ -412,9 +412,6 @@ impl AddressState {
         }
         let l = &req.limits;
         self.expire(now, l);
-        if self.admin_locked_until > now {
-            return IssueOutcome::Locked;
-        }
         let known_device = req
             .device
             .filter(|d| d.since > self.devices_forgotten_at)
@@ -460,10 +457,19 @@ impl AddressState {
         hour.count(now, ms(HOUR));
         day.count(now, ms(DAY));
         let expires = self.next_expiry(now.saturating_add(ms(req.code_ttl)));
+        // A locked address goes through the same limits, and its flow is stored, with a
+        // code nobody can present: its requests are counted, cooled down and refused
+        // exactly as anyone's, so no answer tells that it is locked.
+        let locked = self.admin_locked_until > now;
+        let code = if locked {
+            CodeMac([0; CODE_MAC_LEN])
+        } else {
+            req.code_mac
+        };
         match resend {
             Some(i) => {
                 let f = &mut self.flows[i];
-                f.code = req.code_mac;
+                f.code = code;
                 f.expires = expires;
             }
             None => {
@@ -477,13 +483,17 @@ impl AddressState {
                         signed_in: req.signed_in,
                         admin: false,
                     },
-                    code: req.code_mac,
+                    code,
                     expires,
                     failures: 0,
                 });
             }
         }
         let resent = resend.is_some();
+        if locked {
+            // Not recorded: the same call resent is answered `Locked` again, never `Issued`.
+            return IssueOutcome::Locked { resent };
+        }
         self.last_call = Some((req.call, Recorded::Issued { resent, known }));
         IssueOutcome::Issued {
             resent,

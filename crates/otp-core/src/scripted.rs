@@ -919,7 +919,9 @@ impl<R: ScriptRunner> OtpStore for ScriptedStore<R> {
             (2, v) => IssueOutcome::IpLimited {
                 retry_after: wait(v),
             },
-            (3, _) => IssueOutcome::Locked,
+            (3, _) => IssueOutcome::Locked {
+                resent: third(2) == 1,
+            },
             _ => return Err(unexpected(&r)),
         })
     }

@@ -170,9 +170,14 @@ pub enum IssueOutcome {
         /// Until the window ends.
         retry_after: Duration,
     },
-    /// An administrator locked the address ([`AddressOp::Lock`]); nothing was stored and
-    /// nothing counted against the address (the IP bucket was counted first).
-    Locked,
+    /// An administrator locked the address ([`AddressOp::Lock`]): the request went through
+    /// the limits and was counted like any other, and its flow was stored with a code
+    /// nobody can present (so limits, cooldown and flows answer exactly as for any
+    /// address); nothing is to be mailed.
+    Locked {
+        /// As for [`IssueOutcome::Issued`].
+        resent: bool,
+    },
 }
 
 /// What an administrator does to an address ([`OtpStore::administer`]).

@@ -69,12 +69,12 @@ impl OtpAuth {
                 resent,
                 known_device,
             } => (resent, known_device),
-            IssueOutcome::Locked => {
+            IssueOutcome::Locked { resent } => {
                 // An administrator's lock answers like a sent code: nobody learns of it.
                 let reason = Withheld::Locked;
                 self.emit(&event(EventKind::CodeWithheld { reason }));
                 self.pace_like_a_mail().await;
-                return Ok(target.new.0);
+                return Ok(target.used(resent).0);
             }
             refused => {
                 let (limit, error) = refusal(refused);
@@ -380,7 +380,7 @@ fn refusal(outcome: IssueOutcome) -> (Limit, Error) {
             (limit.into(), Error::RateLimited { retry_after })
         }
         IssueOutcome::IpLimited { retry_after } => (Limit::Ip, Error::RateLimited { retry_after }),
-        IssueOutcome::Issued { .. } | IssueOutcome::Locked => (
+        IssueOutcome::Issued { .. } | IssueOutcome::Locked { .. } => (
             Limit::Ip,
             Error::Internal("an issued code was taken for a refusal".to_owned()),
         ),

@@ -1,9 +1,9 @@
 -- ISSUE, second part. Returns {0, 0, resent, known device} issued, {1, wait, limit}
--- refused (limit 1 minute, 2 hour, 3 day, 4 cooldown, 5 no room for a new flow), {3, 0}
--- locked by an administrator, as
+-- refused (limit 1 minute, 2 hour, 3 day, 4 cooldown, 5 no room for a new flow), {3, 0,
+-- resent, known device} counted and stored locked by an administrator (a code nobody can
+-- present), as
 -- otp_core::store::policy::AddressState::issue decides.
 expire(window, lockout)
-if s.al > now then return {3, 0} end
 local known = device ~= '' and since > s.df
 local b = s
 if known then
@@ -67,16 +67,26 @@ local e = now + ttl
 for _, f in pairs(s.flows) do
   if f.g < 4 and f.e >= e then e = f.e + 1 end
 end
+-- A locked address's flow holds a code nobody can present: its requests are counted and
+-- refused exactly as anyone's, and nothing tells that it is locked.
+local locked = s.al > now
+local mac = ARGV[1]
+if locked then mac = string.rep('\0', 16) end
 local rs = 0
 if resent then
   local f = s.flows[resend]
-  f.m = ARGV[1]; f.e = e
+  f.m = mac; f.e = e
   rs = 1
 else
   if victim then s.flows[victim] = nil end
   local g = kn
   if signed then g = g + 2 end
-  s.flows[newflow] = { m = ARGV[1], e = e, f = 0, g = g }
+  s.flows[newflow] = { m = mac, e = e, f = 0, g = g }
+end
+if locked then
+  -- Not recorded: the same call resent is answered locked again, never issued.
+  save(window, lockout, device_ms)
+  return {3, 0, rs, kn}
 end
 s.n = call .. rs .. kn
 save(window, lockout, device_ms)
